@@ -1,0 +1,212 @@
+"""The `autopeft` command line: launch and resume searches, look at them, export the winners.
+
+Bad input ends with one line on stderr (`error: ...`, naming the field or file and the fix) and exit code 2;
+an interrupted search exits 130 and says how to resume it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autopeft.errors import UserError
+
+DEFAULT_STORAGE = os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db")
+storage_option = click.option("--storage", default=None, metavar="URL",
+                              help="SQLAlchemy URL of the trial database [default: $AUTOPEFT_STORAGE or "
+                                   "sqlite:///autopeft.db].")
+console = Console()
+
+
+@click.group()
+@click.version_option(package_name="autopeft")
+def main() -> None:
+    """Search parameter-efficient fine-tuning configurations; watch the Pareto front; export the best."""
+
+
+@main.group()
+def search() -> None:
+    """Run, resume, list and inspect searches."""
+
+
+class _ProgressBar:
+    """Adapts the controller's progress events to a rich progress bar."""
+
+    def __init__(self, progress: Progress, metric: str):
+        self.progress = progress
+        self.metric = metric
+        self.best: float | None = None
+        self.task = progress.add_task("starting", total=None)
+
+    def __call__(self, event) -> None:
+        if event.last is not None and event.last.ok:
+            value = event.last.measurements.get(self.metric)
+            if value is not None and (self.best is None or value > self.best):
+                self.best = value
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        self.progress.update(self.task, total=event.budget, completed=event.finished,
+                             description=f"best {self.metric} {best} | running {event.running} | {event.message}")
+        if event.last is not None and not event.last.ok:
+            self.progress.console.print(f"[yellow]trial {event.last.number} failed:[/] {event.last.fail_reason}")
+
+
+def _run_with_progress(metric: str, action) -> None:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        action(_ProgressBar(progress, metric))
+
+
+def _print_front(name: str, storage_url: str) -> None:
+    from autopeft import storage, views
+
+    study, spec = storage.load_search(storage.open_storage(storage_url), name)
+    records = storage.trial_records(study, spec)
+    console.print(views.front_table(records, spec, title=f"Pareto front of {name}"))
+    summary = views.search_summary(study, spec)
+    console.print(f"{summary['complete']} complete, {summary['failed']} failed, {summary['rejected']} rejected, "
+                  f"{summary['interrupted']} interrupted. Export: autopeft export {name} --out DIR "
+                  f"--storage {storage_url}")
+
+
+def _interrupted(name: str, storage_url: str) -> None:
+    click.echo(f"interrupted; resume with: autopeft search resume {name} --storage {storage_url}", err=True)
+    sys.exit(130)
+
+
+@search.command("run")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Name of the search [default: spec name + time].")
+@storage_option
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Override budget.trials.")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
+              help="ray: parallel Ray workers; local: one trial at a time in this process.")
+def search_run(spec_file: str, name: str | None, storage: str | None, trials: int | None, executor: str) -> None:
+    """Start a new search from SPEC_FILE and run it to its budget."""
+    import time
+
+    from autopeft.search import start_search
+    from autopeft.spec import load_spec, normalise_storage_url
+
+    spec = load_spec(spec_file)
+    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    url = normalise_storage_url(storage or spec.storage)
+    console.print(f"search [bold]{name}[/] → {url}")
+    try:
+        _run_with_progress(spec.task_metric, lambda bar: start_search(
+            spec, name=name, storage_url=url, trials=trials, executor=executor, on_progress=bar))
+    except KeyboardInterrupt:
+        _interrupted(name, url)
+    _print_front(name, url)
+
+
+@search.command("resume")
+@click.argument("name")
+@storage_option
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+def search_resume(name: str, storage: str | None, executor: str) -> None:
+    """Finish an interrupted search's budget; trials it left running are re-proposed."""
+    from autopeft import storage as store
+    from autopeft.search import resume_search
+
+    url = storage or DEFAULT_STORAGE
+    _, spec = store.load_search(store.open_storage(url), name)
+    try:
+        _run_with_progress(spec.task_metric, lambda bar: resume_search(
+            name, storage_url=url, executor=executor, on_progress=bar))
+    except KeyboardInterrupt:
+        _interrupted(name, url)
+    _print_front(name, url)
+
+
+@search.command("list")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def search_list(storage: str | None, as_json: bool) -> None:
+    """All searches in the database with their state and progress."""
+    from autopeft import storage as store
+    from autopeft.views import search_summary
+
+    backend = store.open_storage(storage or DEFAULT_STORAGE)
+    summaries = [search_summary(*store.load_search(backend, name)) for name in store.search_names(backend)]
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2))
+        return
+    if not summaries:
+        console.print("no searches yet; start one with: autopeft search run SPEC")
+        return
+    table = Table(title="Searches")
+    for column in summaries[0]:
+        table.add_column(column.replace("_", " "))
+    for summary in summaries:
+        table.add_row(*["-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                        for v in summary.values()])
+    console.print(table)
+
+
+@search.command("show")
+@click.argument("name")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="Every trial with state, configuration, values and costs.")
+def search_show(name: str, storage: str | None, as_json: bool) -> None:
+    """One search's trials and Pareto front."""
+    from autopeft import storage as store
+    from autopeft.pareto import pareto_front
+    from autopeft.views import describe_config, format_value, front_table, search_summary
+
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE), name)
+    records = store.trial_records(study, spec)
+    pareto_front(records, spec)
+    if as_json:
+        click.echo(json.dumps({"search": search_summary(study, spec),
+                               "objectives": [{"name": o.name, "direction": o.resolved_direction}
+                                              for o in spec.objectives],
+                               "trials": [r.to_json() for r in records]}, indent=2, default=str))
+        return
+    table = Table(title=f"Trials of {name}")
+    for column in ["trial", "state", *spec.objective_names, "configuration / reason"]:
+        table.add_column(column)
+    for record in records:
+        values = [format_value(n, record.values.get(n)) for n in spec.objective_names]
+        detail = record.fail_reason if record.fail_reason else describe_config(record.config)
+        table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
+    console.print(table)
+    console.print(front_table(records, spec))
+
+
+@main.command("export")
+@click.argument("name")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@storage_option
+def export(name: str, out_dir: str, storage: str | None) -> None:
+    """Write every Pareto-optimal trial of NAME as a peft adapter folder, with a summary table."""
+    from autopeft import storage as store
+    from autopeft.export import export_front
+
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE), name)
+    exported = export_front(study, spec, Path(out_dir))
+    console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
+
+
+def entry_point() -> None:
+    """Console-script entry: user errors become one line and exit code 2."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,24 @@
+"""Errors a user can act on.
+
+Every error raised for bad input derives from :class:`UserError`; the CLI prints its message on one line and
+exits non-zero, while anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (spec, data, model, search name): the message says what and how to fix it."""
+
+
+class SpecError(UserError):
+    """The search spec does not validate; the message names every offending field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid spec {source}: " + "; ".join(problems))
+
+
+class TrialFailure(Exception):
+    """A trial could not finish (NaN loss, out of memory, bad configuration); recorded, and the search goes on."""

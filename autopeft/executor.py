@@ -1,0 +1,120 @@
+"""Executors run trials somewhere and hand back results; the controller does not know where.
+
+``RayExecutor`` keeps one long-lived actor per parallel slot (each loads the base model once) and shares the
+tokenised data through Ray's object store. ``LocalExecutor`` runs trials one by one in this process: the same
+worker code, for debugging and for tests that need no cluster. A replay back-end for search benchmarks can
+implement the same three methods.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from autopeft.data import TaskData
+from autopeft.spec import SearchSpec
+from autopeft.trial import TrialRequest, TrialResult
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    capacity: int
+
+    def submit(self, request: TrialRequest) -> None: ...
+
+    def wait(self) -> list[TrialResult]:
+        """Block until at least one submitted trial has finished; return every finished one."""
+        ...
+
+    def running(self) -> int: ...
+
+    def shutdown(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs each trial in this process when the controller waits for it."""
+
+    def __init__(self, spec: SearchSpec, data: TaskData):
+        from workers.worker import TrialWorker
+
+        self.capacity = 1
+        self._worker = TrialWorker(spec.model.model_dump(), data, threads=spec.workers.cpus_per_trial,
+                                   device=spec.workers.device)
+        self._queue: list[TrialRequest] = []
+
+    def submit(self, request: TrialRequest) -> None:
+        self._queue.append(request)
+
+    def wait(self) -> list[TrialResult]:
+        return [self._worker.run(self._queue.pop(0))]
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+
+
+class RayExecutor:
+    """One Ray actor per parallel slot; a crashed actor fails its trial and is replaced."""
+
+    def __init__(self, spec: SearchSpec, data: TaskData):
+        import ray
+
+        from workers.worker import TrialWorker
+
+        self._ray = ray
+        workers = spec.workers
+        self._started_ray = not ray.is_initialized()
+        if self._started_ray:
+            if workers.ray_address:
+                ray.init(address=workers.ray_address, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=workers.parallel * workers.cpus_per_trial, include_dashboard=False,
+                         object_store_memory=256 * 1024 * 1024, logging_level=logging.WARNING)
+        self.capacity = workers.parallel
+        resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": 1 if workers.device == "cuda" else 0}
+        self._actor_class = ray.remote(**resources)(TrialWorker)
+        self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device)
+        self._idle = [self._new_actor() for _ in range(self.capacity)]
+        self._pending: dict = {}  # object ref -> (actor, request)
+
+    def _new_actor(self):
+        return self._actor_class.remote(*self._actor_args)
+
+    def submit(self, request: TrialRequest) -> None:
+        actor = self._idle.pop()
+        self._pending[actor.run.remote(request)] = (actor, request)
+
+    def wait(self) -> list[TrialResult]:
+        ray = self._ray
+        ready, _ = ray.wait(list(self._pending), num_returns=1)
+        ready += [r for r in ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)[0]
+                  if r not in ready]
+        results = []
+        for ref in ready:
+            actor, request = self._pending.pop(ref)
+            try:
+                results.append(ray.get(ref))
+                self._idle.append(actor)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                reason = f"worker process died: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                log.warning("trial %d: %s; starting a new worker", request.number, reason)
+                results.append(TrialResult(number=request.number, ok=False, fail_reason=reason))
+                ray.kill(actor)
+                self._idle.append(self._new_actor())
+        return results
+
+    def running(self) -> int:
+        return len(self._pending)
+
+    def shutdown(self) -> None:
+        for actor in self._idle + [a for a, _ in self._pending.values()]:
+            self._ray.kill(actor)
+        self._idle, self._pending = [], {}
+        if self._started_ray:
+            self._ray.shutdown()
+
+
+EXECUTORS = {"ray": RayExecutor, "local": LocalExecutor}

@@ -1,0 +1,42 @@
+"""Loading base models and tokenizers: from a local folder, or by hub name where a hub is reachable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from autopeft.errors import UserError
+from autopeft.spec import ModelSpec
+
+TASK_MODEL_CLASSES: dict[str, Any] = {
+    "sequence-classification": AutoModelForSequenceClassification,
+}
+
+
+def _load(what: str, loader, model: ModelSpec, **kwargs):
+    try:
+        return loader(model.name_or_path, revision=model.revision, **kwargs)
+    except OSError as exc:
+        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {exc}") from None
+
+
+def load_model_config(model: ModelSpec):
+    return _load("configuration", AutoConfig.from_pretrained, model)
+
+
+def load_tokenizer(model: ModelSpec):
+    return _load("tokenizer", AutoTokenizer.from_pretrained, model)
+
+
+def load_base_model(model: ModelSpec, label_names: list[str]) -> PreTrainedModel:
+    """The frozen base with a task head sized for the labels (the head is re-initialised per trial)."""
+    model_class = TASK_MODEL_CLASSES[model.task]
+    return _load(
+        "weights",
+        model_class.from_pretrained,
+        model,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+    )

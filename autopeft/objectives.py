@@ -1,0 +1,40 @@
+"""The measurements a trial reports, and which of them a search may optimise or constrain.
+
+One registry, so the spec validator, the controller, the CLI tables and the export all agree on names,
+directions and units. Every value is measured by the worker on the built model; none is estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    natural_direction: Direction
+    unit: str
+    help: str
+    is_task_metric: bool = False
+
+
+MEASUREMENTS: dict[str, Measurement] = {
+    m.name: m
+    for m in [
+        Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
+        Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set", is_task_metric=True),
+        Measurement("trainable_params", "minimize", "parameters", "parameters with requires_grad on the built model"),
+        Measurement("trainable_percent", "minimize", "%", "trainable parameters as a percentage of the base model's"),
+        Measurement("peak_memory_mb", "minimize", "MiB", "peak resident memory of the worker process during the trial"),
+        Measurement("train_time_s", "minimize", "s", "wall time of the training loop"),
+        Measurement("eval_time_s", "minimize", "s", "wall time of the evaluation pass"),
+        Measurement("adapter_bytes", "minimize", "bytes", "size on disk of the saved adapter"),
+    ]
+}
+
+
+def known_measurements() -> str:
+    return ", ".join(MEASUREMENTS)

@@ -1,0 +1,43 @@
+"""Sampler name -> Optuna sampler, configured for multi-objective, constrained, parallel PEFT search.
+
+Constraints reach every sampler the same way: the controller sets them on the trial from measured values
+(``Trial.set_constraint``), and Optuna's samplers read them from there.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import optuna
+
+from autopeft.spec import SearchSpec
+
+# TPE's `group` option is marked experimental; it is what makes conditional spaces work well, so we use it.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    # multivariate + group: the per-layer and per-module switches are modelled jointly, and conditional
+    # parameters get their own groups; constant_liar keeps parallel workers from being sent the same point.
+    return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True, constant_liar=True,
+                                      n_startup_trials=max(4, min(10, spec.budget.trials // 3)))
+
+
+def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=spec.seed)
+
+
+def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(50, spec.budget.trials // 4)))
+
+
+SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
+    "tpe": _tpe,
+    "random": _random,
+    "nsga2": _nsga2,
+}
+
+
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    return SAMPLERS[spec.sampler](spec)

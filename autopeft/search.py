@@ -1,0 +1,77 @@
+"""Starting and resuming searches: check every input first, then wire storage, sampler, executor and controller.
+
+Everything that can be wrong with the user's input (model, data, space) is checked before a study is created,
+so a bad spec never leaves an empty search behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import optuna
+
+from autopeft import storage
+from autopeft.architectures import num_layers
+from autopeft.controller import Progress, SearchController
+from autopeft.data import TaskData, load_task_data
+from autopeft.executor import EXECUTORS
+from autopeft.models import load_model_config
+from autopeft.samplers import make_sampler
+from autopeft.space import SearchSpace
+from autopeft.spec import SearchSpec, normalise_storage_url
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
+    """Validate the space against the model and tokenise the data (once per search)."""
+    layers = num_layers(load_model_config(spec.model))
+    space = SearchSpace.from_dict(spec.search_space, layers)
+    return space, load_task_data(spec.data, spec.model, spec.seed)
+
+
+def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str | None = None,
+                 trials: int | None = None, executor: str = "ray",
+                 on_progress: ProgressCallback | None = None) -> str:
+    """Create a new search from a resolved spec and run it; returns its name."""
+    spec = spec.model_copy(deep=True)
+    if storage_url:
+        spec.storage = normalise_storage_url(storage_url)
+    if trials is not None:
+        spec.budget.trials = trials
+    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    space, data = prepare(spec)
+    store = storage.open_storage(spec.storage)
+    study = storage.create_search(store, name, spec, make_sampler(spec))
+    _drive(study, spec, space, data, executor, on_progress)
+    return name
+
+
+def resume_search(name: str, *, storage_url: str, executor: str = "ray",
+                  on_progress: ProgressCallback | None = None) -> list[int]:
+    """Continue a stopped or killed search until its budget is spent; returns the trials that were requeued."""
+    store = storage.open_storage(storage_url)
+    study, spec = storage.load_search(store, name)
+    storage.claim_controller(study)
+    requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran")
+    study = optuna.load_study(study_name=name, storage=store, sampler=make_sampler(spec))
+    space, data = prepare(spec)
+    _drive(study, spec, space, data, executor, on_progress)
+    return requeued
+
+
+def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: TaskData, executor_kind: str,
+           on_progress: ProgressCallback | None) -> None:
+    storage.claim_controller(study)
+    study.set_user_attr(storage.LABELS, data.label_names)
+    runner = EXECUTORS[executor_kind](spec, data)
+    try:
+        SearchController(study, spec, space, runner, len(data.train), on_progress).run()
+    except BaseException:
+        # Ctrl-C or a crash: close what was in flight so that resume re-proposes it.
+        storage.requeue_interrupted(study, "interrupted: the search was stopped while it ran")
+        raise
+    finally:
+        runner.shutdown()
+        storage.release_controller(study)

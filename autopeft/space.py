@@ -1,0 +1,192 @@
+"""Search spaces as data: parameters declared in YAML, sampled define-by-run through an Optuna trial.
+
+A space maps dotted parameter names (``lora.r``) to distributions, with optional conditions (``when``) so that a
+parameter is only drawn where it means something. Two composite kinds exist because PEFT needs them:
+``subset`` (one on/off switch per element, e.g. target modules) and ``layers`` (one switch per transformer layer,
+AutoPEFT's per-layer placement; its length comes from the model). A sampled point decodes to a nested
+configuration dict; a point that breaks a rule (no layer on) is rejected with a reason instead of trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autopeft.errors import SpecError
+
+
+class _Param(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    when: dict[str, Any] | None = Field(None, description="Draw only when these parameters have these values.")
+
+
+class FloatParam(_Param):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs low > 0")
+        return self
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _range(self) -> IntParam:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class CategoricalParam(_Param):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+
+
+class SubsetParam(_Param):
+    type: Literal["subset"]
+    choices: list[str] = Field(min_length=1)
+    min_size: int = Field(1, ge=0)
+
+
+class LayersParam(_Param):
+    type: Literal["layers"]
+    min_on: int = Field(1, ge=0)
+
+
+ParamDef = Annotated[
+    Union[FloatParam, IntParam, CategoricalParam, SubsetParam, LayersParam], Field(discriminator="type")
+]
+
+
+class SpaceDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    parameters: dict[str, ParamDef]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _method_given(self) -> SpaceDef:
+        if "method" not in self.parameters and "method" not in self.fixed:
+            raise ValueError("the space must set 'method' (as a parameter or under fixed)")
+        for name, param in self.parameters.items():
+            for dependency in (param.when or {}):
+                if dependency not in self.parameters and dependency not in self.fixed:
+                    raise ValueError(f"parameter {name!r} depends on unknown parameter {dependency!r}")
+        return self
+
+
+@dataclass
+class Proposal:
+    """A sampled point: its configuration, or why it cannot be trained."""
+
+    config: dict[str, Any]
+    rejection: str | None = None
+
+
+def _set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _get_dotted(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class SearchSpace:
+    """A validated space bound to a model's layer count."""
+
+    def __init__(self, definition: SpaceDef, num_layers: int):
+        self.definition = definition
+        self.num_layers = num_layers
+
+    @classmethod
+    def from_dict(cls, raw: Any, num_layers: int, source: str = "search_space") -> SearchSpace:
+        try:
+            definition = SpaceDef.model_validate(raw)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"] if p not in {"float", "int", "categorical",
+                                                                             "subset", "layers"})
+                problems.append(f"search_space.{where}: {error['msg'].removeprefix('Value error, ')}")
+            raise SpecError(source, problems) from None
+        return cls(definition, num_layers)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def suggest(self, trial: optuna.Trial) -> Proposal:
+        """Draw a point through ``trial`` (so the sampler sees every choice) and decode it."""
+        config: dict[str, Any] = {}
+        for dotted, value in self.definition.fixed.items():
+            _set_dotted(config, dotted, value)
+        rejection = None
+        for name, param in self.definition.parameters.items():
+            if param.when and any(_get_dotted(config, k) != v for k, v in param.when.items()):
+                continue
+            value, problem = self._draw(trial, name, param)
+            _set_dotted(config, name, value)
+            rejection = rejection or problem
+        return Proposal(config=config, rejection=rejection)
+
+    def _draw(self, trial: optuna.Trial, name: str, param: Any) -> tuple[Any, str | None]:
+        if isinstance(param, FloatParam):
+            return trial.suggest_float(name, param.low, param.high, log=param.log), None
+        if isinstance(param, IntParam):
+            return trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step), None
+        if isinstance(param, CategoricalParam):
+            return trial.suggest_categorical(name, param.choices), None
+        if isinstance(param, SubsetParam):
+            chosen = [c for c in param.choices if trial.suggest_categorical(f"{name}.{c}", [True, False])]
+            if len(chosen) < param.min_size:
+                return chosen, f"{name}: {len(chosen)} of {param.choices} switched on, at least {param.min_size} needed"
+            return chosen, None
+        if isinstance(param, LayersParam):
+            layers = [i for i in range(self.num_layers) if trial.suggest_categorical(f"{name}.{i}", [True, False])]
+            if len(layers) < param.min_on:
+                return layers, f"{name}: {len(layers)} layers switched on, at least {param.min_on} needed"
+            return layers, None
+        raise TypeError(f"unhandled parameter kind {type(param).__name__}")
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, human-readable domain) for listings."""
+        rows = []
+        for name, param in self.definition.parameters.items():
+            if isinstance(param, (FloatParam, IntParam)):
+                domain = f"{param.type} [{param.low}, {param.high}]" + (" log" if param.log else "")
+            elif isinstance(param, CategoricalParam):
+                domain = f"one of {param.choices}"
+            elif isinstance(param, SubsetParam):
+                domain = f"subset of {param.choices} (≥ {param.min_size})"
+            else:
+                domain = f"any of {self.num_layers} layers (≥ {param.min_on})"
+            if param.when:
+                domain += f" when {param.when}"
+            rows.append((name, domain))
+        rows += [(name, f"fixed {value!r}") for name, value in self.definition.fixed.items()]
+        return rows

@@ -1,0 +1,290 @@
+"""The search spec: one YAML file that says what to search, on what, for how long, and where to store it.
+
+Validated with pydantic so that every bad field is reported with its dotted path (``budget.trials``) and a hint
+at the fix, all problems at once. Paths inside the spec are resolved relative to the spec file, and the resolved
+spec is stored with the search so that ``autopeft search resume`` needs nothing but the search name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autopeft.errors import SpecError
+from autopeft.objectives import MEASUREMENTS, Direction, known_measurements
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
+PACKAGE_MODEL_PREFIX = "python-package:"
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    name_or_path: str = Field(
+        description="A local model folder, a hub name (org/name), or python-package:MODULE for a model that a "
+        "pip package ships (the module's get_model_path() gives its folder)."
+    )
+    task: Literal["sequence-classification"] = Field(
+        "sequence-classification", description="What the model is fine-tuned for."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
+
+
+class DatasetRef(_Strict):
+    name: str = Field(description="A `datasets` name, e.g. glue.")
+    config: str | None = Field(None, description="Its configuration, e.g. sst2.")
+    train_split: str = "train"
+    eval_split: str = "validation"
+
+
+class DataSpec(_Strict):
+    train: str | None = Field(None, description="Training file: .tsv, .csv, .jsonl/.json or .parquet.")
+    eval: str | None = Field(None, description="Evaluation file, same formats.")
+    dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
+    text_columns: list[str] = Field(description="One column, or two for sentence pairs.", min_length=1, max_length=2)
+    label_column: str = "label"
+    max_length: int = Field(128, ge=8, le=4096, description="Tokens kept per example.")
+    train_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
+    eval_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many evaluation rows.")
+
+    @model_validator(mode="after")
+    def _files_or_dataset(self) -> DataSpec:
+        has_files = self.train is not None or self.eval is not None
+        if self.dataset is not None and has_files:
+            raise ValueError("give either train/eval files or a dataset, not both")
+        if self.dataset is None and (self.train is None or self.eval is None):
+            raise ValueError("give both train and eval files (or a dataset)")
+        return self
+
+
+class ObjectiveSpec(_Strict):
+    name: str = Field(description=f"One of: {known_measurements()}.")
+    direction: Direction | None = Field(None, description="maximize or minimize; defaults to the natural one.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in MEASUREMENTS:
+            raise ValueError(f"unknown measurement {name!r}; use one of: {known_measurements()}")
+        return name
+
+    @property
+    def resolved_direction(self) -> Direction:
+        return self.direction or MEASUREMENTS[self.name].natural_direction
+
+
+class ConstraintSpec(_Strict):
+    name: str = Field(description=f"The measurement to bound, one of: {known_measurements()}.")
+    max: float | None = None
+    min: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return ObjectiveSpec._known(name)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ConstraintSpec:
+        if self.max is None and self.min is None:
+            raise ValueError("give a bound: max or min")
+        return self
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 means satisfied; the size says by how much it is missed."""
+        excess = 0.0 if self.max is None else value - self.max
+        shortfall = 0.0 if self.min is None else self.min - value
+        return max(excess, shortfall)
+
+
+class TrainingSpec(_Strict):
+    batch_size: int = Field(16, ge=1, le=4096)
+    eval_batch_size: int = Field(128, ge=1, le=8192)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    log_every: int = Field(10, ge=1, description="Record the training loss every this many steps.")
+
+
+class BudgetSpec(_Strict):
+    trials: int = Field(ge=1, description="Trials to train (rejected proposals do not count).")
+    steps_per_trial: int | None = Field(None, ge=1, description="Optimizer steps per trial.")
+    epochs_per_trial: float | None = Field(None, gt=0, description="Or epochs per trial.")
+    wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> BudgetSpec:
+        if (self.steps_per_trial is None) == (self.epochs_per_trial is None):
+            raise ValueError("give exactly one of steps_per_trial and epochs_per_trial")
+        return self
+
+
+class WorkersSpec(_Strict):
+    parallel: int = Field(1, ge=1, description="Trials trained at once.")
+    cpus_per_trial: int = Field(1, ge=1, description="CPU cores (and torch threads) each trial gets.")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    ray_address: str | None = Field(None, description="Join this Ray cluster instead of starting a local one.")
+
+
+class SearchSpec(_Strict):
+    name: str | None = Field(None, description="Prefix of the search's name; defaults to the spec file's stem.")
+    model: ModelSpec
+    data: DataSpec
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    constraints: list[ConstraintSpec] = Field(default_factory=list)
+    search_space: str | dict[str, Any] = Field(
+        description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
+    )
+    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    budget: BudgetSpec
+    workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    storage: str = Field("sqlite:///autopeft.db", description="SQLAlchemy URL of the trial database.")
+    output_dir: str = Field("runs", description="Where trials' adapters are written.")
+    seed: int = 0
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct_objectives(cls, objectives: list[ObjectiveSpec]) -> list[ObjectiveSpec]:
+        names = [o.name for o in objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each objective may appear once (got {names})")
+        return objectives
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def task_metric(self) -> str:
+        """The metric shown as 'best' in listings: the first task metric among the objectives."""
+        return next((o.name for o in self.objectives if MEASUREMENTS[o.name].is_task_metric), "accuracy")
+
+    def to_stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _problem(error: dict[str, Any]) -> str:
+    where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith("function-")))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; remove it or check its spelling"
+    if kind == "missing":
+        return f"{where}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in error:
+        message += f" (got {error['input']!r})"
+    return f"{where}: {message}"
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
+    """Validate an already-loaded mapping; raise SpecError listing every problem with its field."""
+    if not isinstance(raw, dict):
+        raise SpecError(source, ["(top level): the spec must be a YAML mapping of fields"])
+    try:
+        return SearchSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(source, [_problem(e) for e in exc.errors()]) from None
+
+
+def load_spec(path: str | Path) -> SearchSpec:
+    """Read, validate and resolve a spec file: paths become absolute, the search space is inlined."""
+    spec_path = Path(path)
+    if not spec_path.is_file():
+        raise SpecError(str(path), [f"spec file not found: {path}"])
+    try:
+        raw = yaml.safe_load(spec_path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
+    spec = parse_spec(raw, str(path))
+    return resolve_spec(spec, spec_path.resolve().parent, str(path))
+
+
+def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str | None]:
+    """Return (resolved name or folder, problem); local folders become absolute, hub names stay as they are."""
+    if name_or_path.startswith(PACKAGE_MODEL_PREFIX):
+        module_name = name_or_path.removeprefix(PACKAGE_MODEL_PREFIX)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return name_or_path, f"python package module {module_name!r} is not installed; pip install it"
+        if not hasattr(module, "get_model_path"):
+            return name_or_path, f"module {module_name!r} has no get_model_path()"
+        return str(Path(module.get_model_path()).resolve()), None
+    local = (base_dir / Path(name_or_path).expanduser()).resolve()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            return str(local), f"folder {local} has no config.json; point to a Hugging Face model folder"
+        return str(local), None
+    if name_or_path.startswith((".", "/", "~")) or not _HUB_NAME.match(name_or_path):
+        return name_or_path, f"model folder {local} does not exist"
+    return name_or_path, None
+
+
+def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
+    """Make every path absolute and inline the search space, collecting problems per field."""
+    problems: list[str] = []
+    spec = spec.model_copy(deep=True)
+
+    model_location, problem = resolve_model_location(spec.model.name_or_path, base_dir)
+    spec.model.name_or_path = model_location
+    if problem:
+        problems.append(f"model.name_or_path: {problem}")
+
+    for field in ("train", "eval"):
+        value = getattr(spec.data, field)
+        if value is None:
+            continue
+        file = (base_dir / value).resolve()
+        if not file.is_file():
+            problems.append(f"data.{field}: file not found: {file}")
+        setattr(spec.data, field, str(file))
+
+    if isinstance(spec.search_space, str):
+        candidates = [base_dir / spec.search_space, SEARCH_SPACES_DIR / spec.search_space,
+                      SEARCH_SPACES_DIR / f"{spec.search_space}.yaml"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            problems.append(
+                f"search_space: no file {spec.search_space!r} next to the spec or in {SEARCH_SPACES_DIR}; "
+                f"available: {', '.join(sorted(p.stem for p in SEARCH_SPACES_DIR.glob('*.yaml')))}"
+            )
+        else:
+            try:
+                spec.search_space = yaml.safe_load(found.read_text())
+            except yaml.YAMLError as exc:
+                problems.append(f"search_space: {found} is not valid YAML: {exc}")
+
+    spec.output_dir = str((Path.cwd() / spec.output_dir).resolve())
+    spec.storage = normalise_storage_url(spec.storage)
+    if spec.name is None:
+        spec.name = Path(source).stem
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def normalise_storage_url(url: str) -> str:
+    """Make a relative SQLite path absolute so the same search is found from any working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((Path.cwd() / url.removeprefix(prefix)).resolve())
+    return url

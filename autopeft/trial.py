@@ -1,0 +1,30 @@
+"""What travels between the controller and a worker: a trial request out, a trial result back.
+
+Plain dataclasses so they pickle through Ray unchanged and can be built by a replay back-end just as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    number: int
+    config: dict[str, Any]
+    seed: int
+    steps: int
+    training: dict[str, Any]
+    output_dir: str
+
+
+@dataclass
+class TrialResult:
+    number: int
+    ok: bool
+    measurements: dict[str, float] = field(default_factory=dict)
+    fail_reason: str | None = None
+    adapter_dir: str | None = None
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    worker: str = ""

@@ -1,0 +1,87 @@
+"""Terminal views of searches and trials: the Pareto table, the search list, one search's trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from rich.table import Table
+
+from autopeft import storage
+from autopeft.objectives import MEASUREMENTS
+from autopeft.pareto import pareto_front
+from autopeft.spec import SearchSpec
+from autopeft.storage import TrialRecord
+
+
+def format_value(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    unit = MEASUREMENTS[name].unit if name in MEASUREMENTS else ""
+    if unit == "fraction":
+        return f"{value:.4f}"
+    if unit in ("parameters", "bytes"):
+        return f"{int(value):,}"
+    return f"{value:.2f}"
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """A short one-line summary: method, its options, layers, learning rate."""
+    method = config.get("method", "?")
+    options = config.get(method, {})
+    parts = [method]
+    for key, value in options.items():
+        if isinstance(value, list):
+            value = "+".join(map(str, value))
+        parts.append(f"{key}={value}")
+    if "layers" in config:
+        parts.append("layers=" + ",".join(map(str, config["layers"])))
+    if "learning_rate" in config:
+        parts.append(f"lr={config['learning_rate']:.2g}")
+    return " ".join(parts)
+
+
+def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pareto front") -> Table:
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    names = spec.objective_names
+    for name in names:
+        arrow = "↑" if dict(zip(names, spec.objectives))[name].resolved_direction == "maximize" else "↓"
+        table.add_column(f"{name} {arrow}", justify="right")
+    table.add_column("configuration")
+    for record in pareto_front(records, spec):
+        table.add_row(str(record.number), *[format_value(n, record.values[n]) for n in names],
+                      describe_config(record.config))
+    return table
+
+
+def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, Any]:
+    records = storage.trial_records(study_summary, spec)
+    by_state: dict[str, int] = {}
+    for record in records:
+        by_state[record.state] = by_state.get(record.state, 0) + 1
+    metric = spec.task_metric
+    scores = [r.measurements[metric] for r in records if r.state == "COMPLETE" and metric in r.measurements]
+    starts = [t.datetime_start for t in study_summary.get_trials(deepcopy=False) if t.datetime_start]
+    ends = [t.datetime_complete for t in study_summary.get_trials(deepcopy=False) if t.datetime_complete]
+    attrs = study_summary.user_attrs
+    controller = attrs.get(storage.CONTROLLER)
+    if attrs.get(storage.FINISHED):
+        state = "finished"
+    elif controller:
+        state = "running" if storage._alive(controller["pid"]) else "interrupted"
+    else:
+        state = "stopped"
+    return {
+        "name": study_summary.study_name,
+        "state": state,
+        "budget": spec.budget.trials,
+        "complete": by_state.get("COMPLETE", 0),
+        "running": by_state.get("RUNNING", 0),
+        "failed": by_state.get("FAIL", 0),
+        "pruned": by_state.get("PRUNED", 0),
+        "rejected": by_state.get("REJECTED", 0),
+        "interrupted": by_state.get("INTERRUPTED", 0),
+        f"best_{metric}": max(scores) if scores else None,
+        "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+    }

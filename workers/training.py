@@ -1,0 +1,112 @@
+"""The training loop and the evaluation pass of one trial.
+
+A plain loop rather than ``transformers.Trainer``: a trial is a few hundred steps, and the Trainer's per-run set-up
+(accelerate state, callbacks, logging, fixed padding by the collator's defaults) is a cost every trial would pay.
+Batches are padded to their own longest example; evaluation runs in inference mode over length-sorted batches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from autopeft.data import TokenizedSplit
+from autopeft.errors import TrialFailure
+
+
+def collate(split: TokenizedSplit, indices: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad the chosen examples to their longest one."""
+    width = max(len(split.input_ids[i]) for i in indices)
+    input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
+    attention = np.zeros((len(indices), width), dtype=np.int64)
+    types = None if split.token_type_ids is None else np.zeros((len(indices), width), dtype=np.int64)
+    for row, i in enumerate(indices):
+        length = len(split.input_ids[i])
+        input_ids[row, :length] = split.input_ids[i]
+        attention[row, :length] = 1
+        if types is not None:
+            types[row, :length] = split.token_type_ids[i]
+    batch = {"input_ids": input_ids, "attention_mask": attention}
+    if types is not None:
+        batch["token_type_ids"] = types
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+def training_batches(size: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless shuffled batches, a fresh permutation each epoch."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(size)
+        for start in range(0, size - batch_size + 1 if size >= batch_size else 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+def train(
+    model: nn.Module,
+    split: TokenizedSplit,
+    *,
+    steps: int,
+    learning_rate: float,
+    training: dict[str, Any],
+    seed: int,
+    pad_id: int,
+    device: torch.device,
+) -> list[tuple[int, float]]:
+    """Train for ``steps`` optimizer steps; return the loss curve. Raises TrialFailure on a non-finite loss."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise TrialFailure("the configuration leaves no trainable parameter")
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=training["weight_decay"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(steps * training["warmup_ratio"]), steps)
+    labels = torch.tensor(split.labels, device=device)  # a copy: arrays from the object store are read-only
+    model.train()
+    curve: list[tuple[int, float]] = []
+    running, counted = 0.0, 0
+    batches = training_batches(len(split), training["batch_size"], seed)
+    for step in range(1, steps + 1):
+        indices = next(batches)
+        output = model(**collate(split, indices, pad_id, device), labels=labels[indices])
+        loss = output.loss
+        if not torch.isfinite(loss):
+            raise TrialFailure(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, training["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running += loss.item()
+        counted += 1
+        if step % training["log_every"] == 0 or step == steps:
+            curve.append((step, running / counted))
+            running, counted = 0.0, 0
+    return curve
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int,
+            device: torch.device) -> np.ndarray:
+    """Predicted label per example, in the split's order."""
+    model.eval()
+    order = np.argsort(split.lengths, kind="stable")
+    predictions = np.empty(len(split), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        logits = model(**collate(split, indices, pad_id, device)).logits
+        predictions[indices] = logits.argmax(dim=-1).cpu().numpy()
+    return predictions
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    accuracy = float((predictions == labels).mean())
+    f1s = []
+    for label in range(num_labels):
+        tp = np.sum((predictions == label) & (labels == label))
+        fp = np.sum((predictions == label) & (labels != label))
+        fn = np.sum((predictions != label) & (labels == label))
+        f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s))}

@@ -1,0 +1,103 @@
+"""A trial worker: holds the base model and the tokenised data, and turns trial requests into measured results.
+
+One worker lives in one process (a Ray actor, or the controller's own process for local runs) and serves many
+trials: the base model is loaded once, and each trial works on a copy of it, so no trial sees another's changes.
+Everything a trial does that can fail is caught here and returned as a failed result with its reason; only the
+death of the process itself is left to the executor.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import traceback
+from pathlib import Path
+
+import torch
+import transformers
+
+from autopeft.data import TaskData
+from autopeft.errors import TrialFailure
+from autopeft.methods import get_method
+from autopeft.models import load_base_model, load_tokenizer
+from autopeft.spec import ModelSpec
+from autopeft.trial import TrialRequest, TrialResult
+from workers.measure import PeakMemory, Stopwatch, release_freed_memory
+from workers.training import classification_metrics, predict, train
+
+_HEAD_NAMES = ("classifier", "score")
+
+
+def reset_task_head(model: torch.nn.Module, seed: int) -> None:
+    """Re-draw the randomly initialised task head from the trial's seed, so a trial is reproducible whichever
+    worker runs it (the head was drawn once, from an arbitrary state, when the worker loaded the model)."""
+    torch.manual_seed(seed)
+    for name in _HEAD_NAMES:
+        head = getattr(model, name, None)
+        if head is not None:
+            head.apply(model._init_weights)
+
+
+class TrialWorker:
+    def __init__(self, model: dict, data: TaskData, threads: int, device: str = "cpu"):
+        transformers.logging.set_verbosity_error()
+        torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model_spec = ModelSpec.model_validate(model)
+        self.data = data
+        self.base = load_base_model(self.model_spec, data.label_names)
+        self.base.requires_grad_(False)
+        self.pad_id = load_tokenizer(self.model_spec).pad_token_id or 0
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+
+    def run(self, request: TrialRequest) -> TrialResult:
+        try:
+            return self._run(request)
+        except TrialFailure as exc:
+            return self._failed(request, str(exc))
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            return self._failed(request, f"out of memory: {exc}".strip())
+        except Exception as exc:  # any other error is the trial's, not the search's
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            return self._failed(request, f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})")
+        finally:
+            release_freed_memory()
+
+    def _failed(self, request: TrialRequest, reason: str) -> TrialResult:
+        return TrialResult(number=request.number, ok=False, fail_reason=reason, worker=self.identity)
+
+    def _run(self, request: TrialRequest) -> TrialResult:
+        method = get_method(request.config["method"])
+        training = request.training
+        with PeakMemory(self.device) as memory:
+            model = copy.deepcopy(self.base)
+            reset_task_head(model, request.seed)
+            model = method.build(model, request.config).to(self.device)
+            trainable, _ = method.count(model)
+            total = sum(p.numel() for p in self.base.parameters())
+            with Stopwatch() as train_clock:
+                curve = train(model, self.data.train, steps=request.steps,
+                              learning_rate=float(request.config["learning_rate"]), training=training,
+                              seed=request.seed, pad_id=self.pad_id, device=self.device)
+            with Stopwatch() as eval_clock:
+                predictions = predict(model, self.data.eval, batch_size=training["eval_batch_size"],
+                                      pad_id=self.pad_id, device=self.device)
+        metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
+        adapter_dir = Path(request.output_dir) / "adapter"
+        adapter_dir.mkdir(parents=True, exist_ok=True)
+        adapter_bytes = method.save(model, adapter_dir)
+        measurements = {
+            **metrics,
+            "trainable_params": float(trainable),
+            "trainable_percent": 100.0 * trainable / total,
+            "total_params": float(total),
+            "peak_memory_mb": memory.peak_mb,
+            "train_time_s": train_clock.seconds,
+            "eval_time_s": eval_clock.seconds,
+            "adapter_bytes": float(adapter_bytes),
+        }
+        return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
+                           loss_curve=curve, worker=self.identity)
