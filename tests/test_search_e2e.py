@@ -1,0 +1,80 @@
+"""A real search end to end: real MiniLM, real SST-2 sample, real Ray, a real SQLite file; then export and
+reload each exported adapter with stock peft and get the recorded metric back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+
+from autopeft import storage
+from autopeft.data import load_task_data
+from autopeft.export import export_front
+from autopeft.search import start_search
+from autopeft.spec import load_spec
+from tests.conftest import tiny_spec, write_spec
+from workers.training import classification_metrics, predict
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, ray_cluster):
+    tmp_path = tmp_path_factory.mktemp("search")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 15})))
+    name = start_search(spec, name="e2e")
+    study, stored_spec = storage.load_search(storage.open_storage(spec.storage), name)
+    return tmp_path, spec, study, stored_spec
+
+
+def test_every_trial_is_stored_with_measured_costs(finished_search):
+    _, spec, study, _ = finished_search
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    for trial in complete:
+        measured = trial.user_attrs[storage.MEASUREMENTS]
+        assert 0.0 <= measured["accuracy"] <= 1.0
+        assert trial.values[1] == measured["trainable_params"] > 0
+        assert measured["peak_memory_mb"] > 100  # the process holds a 22.7M-parameter model
+        assert measured["train_time_s"] > 0 and measured["eval_time_s"] > 0
+        assert measured["adapter_bytes"] > 0
+        assert len(trial.user_attrs[storage.LOSS_CURVE]) >= 1
+        assert trial.user_attrs[storage.WORKER]
+
+
+def test_cli_show_json_lists_trials_with_state_config_values_and_costs(finished_search):
+    _, spec, _, _ = finished_search
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "show", "e2e", "--json",
+                           "--storage", spec.storage], capture_output=True, text=True, timeout=120, check=True)
+    shown = json.loads(done.stdout)
+    assert [o["name"] for o in shown["objectives"]] == ["accuracy", "trainable_params"]
+    assert len(shown["trials"]) == 4
+    for trial in shown["trials"]:
+        assert trial["state"] == "COMPLETE"
+        assert trial["config"]["method"] == "lora"
+        assert set(trial["values"]) == {"accuracy", "trainable_params"}
+        assert "peak_memory_mb" in trial["measurements"]
+    assert any(t["pareto"] for t in shown["trials"])
+    listed = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "list", "--json", "--storage",
+                             spec.storage], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(listed.stdout)[0]["state"] == "finished"
+
+
+def test_export_reloads_with_stock_peft_and_reproduces_the_metric(finished_search):
+    tmp_path, spec, study, stored_spec = finished_search
+    out = tmp_path / "export"
+    exported = export_front(study, stored_spec, out)
+    assert exported and (out / "summary.csv").is_file() and (out / "summary.md").is_file()
+    data = load_task_data(stored_spec.data, stored_spec.model, stored_spec.seed)
+    for folder in exported:
+        recorded = json.loads((folder / "metrics.json").read_text())["measurements"]["accuracy"]
+        base = AutoModelForSequenceClassification.from_pretrained(spec.model.name_or_path, num_labels=2)
+        model = PeftModel.from_pretrained(base, str(folder))
+        predictions = predict(model, data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
+        reproduced = classification_metrics(predictions, data.eval.labels, 2)["accuracy"]
+        assert abs(reproduced - recorded) <= 0.005, (folder, recorded, reproduced)

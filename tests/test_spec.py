@@ -1,0 +1,112 @@
+"""Spec validation: each bad field is reported with its own path and a hint, and the CLI exits non-zero."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from autopeft.errors import SpecError
+from autopeft.spec import load_spec, parse_spec
+from tests.conftest import tiny_spec, write_spec
+
+
+def _with(spec: dict, dotted: str, value) -> dict:
+    node = spec
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if value is _DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return spec
+
+
+_DELETE = object()
+
+BAD_FIELDS = [
+    ("budget.trials", 0, "budget.trials: Input should be greater than or equal to 1"),
+    ("budget.steps_per_trial", _DELETE, "budget: give exactly one of steps_per_trial and epochs_per_trial"),
+    ("objectives.0.name", "bleu", "objectives[0].name: unknown measurement 'bleu'"),
+    ("objectives.0.direction", "up", "objectives[0].direction: Input should be 'maximize' or 'minimize'"),
+    ("data.text_columns", _DELETE, "data.text_columns: required field is missing"),
+    ("data.max_length", 2, "data.max_length: Input should be greater than or equal to 8"),
+    ("data.eval", _DELETE, "data: give both train and eval files (or a dataset)"),
+    ("workers.parallel", 0, "workers.parallel: Input should be greater than or equal to 1"),
+    ("workers.gpus", 1, "workers.gpus: unknown field"),
+    ("sampler", "grid", "sampler: Input should be 'tpe', 'random' or 'nsga2'"),
+    ("model.task", "translation", "model.task: Input should be 'sequence-classification'"),
+]
+
+
+@pytest.mark.parametrize("field,value,message", BAD_FIELDS, ids=[f for f, _, _ in BAD_FIELDS])
+def test_each_bad_field_has_its_own_message(tmp_path, field, value, message):
+    spec = _with(tiny_spec(tmp_path), field, value)
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec, "spec.yaml")
+    assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+    assert len(caught.value.problems) == 1, caught.value.problems
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    spec = tiny_spec(tmp_path, sampler="grid")
+    spec["budget"]["trials"] = -1
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec)
+    assert len(caught.value.problems) == 2
+
+
+def test_constraint_needs_a_bound(tmp_path):
+    with pytest.raises(SpecError, match=r"constraints\[0\]: give a bound"):
+        parse_spec(tiny_spec(tmp_path, constraints=[{"name": "trainable_percent"}]))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("data.train", "missing.tsv", "data.train: file not found"),
+    ("model.name_or_path", "./no-such-model", "model.name_or_path: model folder"),
+    ("model.name_or_path", "python-package:no_such_module_xyz", "model.name_or_path: python package module"),
+    ("search_space", "no-such-space", "search_space: no file 'no-such-space'"),
+])
+def test_resolution_errors_name_the_field(tmp_path, field, value, message):
+    spec_file = write_spec(tmp_path, _with(tiny_spec(tmp_path), field, value))
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec_file)
+    assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_valid_spec_resolves_paths_and_inlines_the_space(tmp_path):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    assert isinstance(spec.search_space, dict) and spec.search_space["name"] == "lora"
+    assert spec.model.name_or_path.startswith("/")
+    assert spec.objectives[1].resolved_direction == "minimize"
+
+
+def test_hub_names_are_accepted_without_a_local_folder(tmp_path):
+    spec = load_spec(write_spec(tmp_path, _with(tiny_spec(tmp_path), "model.name_or_path", "prajjwal1/bert-tiny")))
+    assert spec.model.name_or_path == "prajjwal1/bert-tiny"
+
+
+def test_cli_exits_non_zero_with_one_line(tmp_path):
+    spec_file = write_spec(tmp_path, _with(tiny_spec(tmp_path), "budget.trials", 0))
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "run", str(spec_file)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: invalid spec") and "budget.trials" in lines[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["search", "run", "no-such-spec.yaml"], "spec file not found"),
+    (["search", "show", "nobody"], "no search named 'nobody'"),
+    (["search", "resume", "nobody"], "no search named 'nobody'"),
+    (["export", "nobody", "--out", "x"], "no search named 'nobody'"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, needle):
+    storage = ["--storage", f"sqlite:///{tmp_path / 'x.db'}"] if args[0] != "search" or args[1] != "run" else []
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", *args, *storage], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], done.stderr
