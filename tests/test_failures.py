@@ -1,0 +1,99 @@
+"""Failures are recorded with their reason and the search goes on: a bad configuration, a NaN loss, a worker
+process killed mid-trial (a real SIGKILL, not a mock), and bad data that must not leave an empty search behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+from optuna.trial import TrialState
+
+from autopeft import storage
+from autopeft.data import load_task_data
+from autopeft.search import start_search
+from autopeft.spec import load_spec
+from autopeft.trial import TrialRequest
+from tests.conftest import tiny_spec, write_spec
+from workers.worker import TrialWorker
+
+RANK_ZERO_OR_FOUR = {
+    "name": "sometimes-invalid",
+    "parameters": {"lora.r": {"type": "categorical", "choices": [0, 4]}},
+    "fixed": {"method": "lora", "layers": [5], "lora.target_modules": ["query"], "learning_rate": 1e-3},
+}
+
+
+def test_a_failing_configuration_is_recorded_and_the_search_goes_on(tmp_path):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, search_space=RANK_ZERO_OR_FOUR, sampler="random", budget={"trials": 4, "steps_per_trial": 3})))
+    start_search(spec, name="mixed", executor="local")
+    study, _ = storage.load_search(storage.open_storage(spec.storage), "mixed")
+    trials = study.get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(trials) == 4 and failed and complete
+    for trial in failed:
+        assert trial.user_attrs[storage.CONFIG]["lora"]["r"] == 0
+        assert "`r` should be a positive integer" in trial.user_attrs[storage.FAIL_REASON]
+
+
+@pytest.fixture(scope="module")
+def tiny_worker(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("worker")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    return TrialWorker(spec.model.model_dump(), data, threads=1), spec, tmp_path
+
+
+def test_a_non_finite_loss_fails_the_trial_with_its_step(tiny_worker):
+    worker, spec, tmp_path = tiny_worker
+    config = {"method": "lora", "lora": {"r": 2, "target_modules": ["ffn_down"]}, "layers": [0],
+              "learning_rate": 1e20}  # weights jump by ~1e20 a step: activations soon overflow
+    result = worker.run(TrialRequest(0, config, 0, 8, spec.training.model_dump(), str(tmp_path / "t0")))
+    assert not result.ok
+    assert re.match(r"loss became (nan|inf) at step \d+; lower the learning rate", result.fail_reason)
+
+
+def _kill_a_busy_trial_worker(stop: threading.Event) -> None:
+    """SIGKILL the first Ray actor process seen running a trial."""
+    while not stop.is_set():
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any("TrialWorker.run" in part for part in (process.info["cmdline"] or [])):
+                os.kill(process.info["pid"], signal.SIGKILL)
+                return
+        time.sleep(0.2)
+
+
+def test_a_killed_worker_process_fails_its_trial_and_is_replaced(tmp_path, ray_cluster):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 40},
+                                                    workers={"parallel": 1})))
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_trial_worker, args=(stop,), daemon=True)
+    killer.start()
+    try:
+        start_search(spec, name="crash")
+    finally:
+        stop.set()
+    study, _ = storage.load_search(storage.open_storage(spec.storage), "crash")
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 2, states
+    failed = next(t for t in study.get_trials() if t.state == TrialState.FAIL)
+    assert failed.user_attrs[storage.FAIL_REASON].startswith("worker process died")
+
+
+def test_bad_data_columns_fail_before_any_search_is_created(tmp_path):
+    spec = tiny_spec(tmp_path)
+    spec["data"]["text_columns"] = ["text"]
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: data.text_columns: column 'text' not in the train data; its columns are "
+                                   "['sentence', 'label']")
+    assert storage.search_names(storage.open_storage(spec["storage"])) == []
