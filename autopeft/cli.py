@@ -53,8 +53,15 @@ class _ProgressBar:
         best = "-" if self.best is None else f"{self.best:.4f}"
         self.progress.update(self.task, total=event.budget, completed=event.finished,
                              description=f"best {self.metric} {best} | running {event.running} | {event.message}")
-        if event.last is not None and not event.last.ok:
-            self.progress.console.print(f"[yellow]trial {event.last.number} failed:[/] {event.last.fail_reason}")
+        last = event.last
+        if last is not None and not last.ok:
+            self.progress.console.print(f"[yellow]trial {last.number} failed:[/] {last.fail_reason}")
+        elif last is not None:
+            measured = last.measurements
+            self.progress.console.print(
+                f"trial {last.number} done: {self.metric} {measured[self.metric]:.4f}, "
+                f"{int(measured['trainable_params']):,} trainable parameters, "
+                f"{measured['train_time_s'] + measured['eval_time_s']:.0f} s, {measured['peak_memory_mb']:.0f} MiB")
 
 
 def _run_with_progress(metric: str, action) -> None:

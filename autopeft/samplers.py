@@ -17,27 +17,29 @@ from autopeft.spec import SearchSpec
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _tpe(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+def _tpe(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     # multivariate + group: the per-layer and per-module switches are modelled jointly, and conditional
     # parameters get their own groups; constant_liar keeps parallel workers from being sent the same point.
-    return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True, constant_liar=True,
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
                                       n_startup_trials=max(4, min(10, spec.budget.trials // 3)))
 
 
-def _random(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=spec.seed)
+def _random(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _nsga2(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(50, spec.budget.trials // 4)))
+def _nsga2(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, spec.budget.trials // 4)))
 
 
-SAMPLERS: dict[str, Callable[[SearchSpec], optuna.samplers.BaseSampler]] = {
+SAMPLERS: dict[str, Callable[[SearchSpec, int], optuna.samplers.BaseSampler]] = {
     "tpe": _tpe,
     "random": _random,
     "nsga2": _nsga2,
 }
 
 
-def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    return SAMPLERS[spec.sampler](spec)
+def make_sampler(spec: SearchSpec, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """A sampler seeded from the spec; a resumed search shifts the seed by the trials it already has, so that
+    random proposals (and TPE's random start-up phase) do not replay the configurations of the first run."""
+    return SAMPLERS[spec.sampler](spec, spec.seed + trials_so_far)

@@ -55,7 +55,8 @@ def resume_search(name: str, *, storage_url: str, executor: str = "ray",
     study, spec = storage.load_search(store, name)
     storage.claim_controller(study)
     requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran")
-    study = optuna.load_study(study_name=name, storage=store, sampler=make_sampler(spec))
+    sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)))
+    study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
     space, data = prepare(spec)
     _drive(study, spec, space, data, executor, on_progress)
     return requeued

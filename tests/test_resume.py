@@ -63,3 +63,6 @@ def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path):
     assert all(after[n].state == TrialState.COMPLETE and after[n].values == before[n].values
                for n in finished_before)
     assert sum(storage.counts_against_budget(t) for t in after) == 4
+    # The resumed sampler does not replay the first run's proposals: every trained configuration is distinct.
+    configurations = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(configurations)) == len(configurations)

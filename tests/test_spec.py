@@ -110,3 +110,19 @@ def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], done.stderr
+
+
+def test_data_can_come_from_a_datasets_dataset(tmp_path):
+    """The `datasets` path is real: a local dataset folder loads through `datasets.load_dataset` offline."""
+    from autopeft.data import load_task_data
+
+    folder = tmp_path / "tiny-dataset"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\nfine film,pos\n")
+    (folder / "validation.csv").write_text("text,label\ngreat film,pos\nawful film,neg\n")
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"dataset": {"name": str(folder)}, "text_columns": ["text"], "label_column": "label"}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, seed=0)
+    assert data.label_names == ["neg", "pos"]
+    assert len(data.train) == 3 and list(data.eval.labels) == [1, 0]
