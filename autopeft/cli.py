@@ -121,8 +121,9 @@ def search_resume(name: str, storage: str | None, executor: str) -> None:
     """Finish an interrupted search's budget; trials it left running are re-proposed."""
     from autopeft import storage as store
     from autopeft.search import resume_search
+    from autopeft.spec import normalise_storage_url
 
-    url = storage or DEFAULT_STORAGE
+    url = normalise_storage_url(storage or DEFAULT_STORAGE)
     _, spec = store.load_search(store.open_storage(url), name)
     try:
         _run_with_progress(spec.task_metric, lambda bar: resume_search(
@@ -186,7 +187,9 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         table.add_column(column)
     for record in records:
         values = [format_value(n, record.values.get(n)) for n in spec.objective_names]
-        detail = record.fail_reason if record.fail_reason else describe_config(record.config)
+        detail = record.fail_reason or (describe_config(record.config) if record.config else "")
+        if record.retry_of is not None:
+            detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     console.print(front_table(records, spec))

@@ -134,6 +134,7 @@ class TrialRecord:
     loss_curve: list[list[float]] = field(default_factory=list)
     worker: str = ""
     duration_s: float | None = None
+    retry_of: int | None = None
     pareto: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -150,6 +151,8 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             state = "REJECTED"
         elif attrs.get(INTERRUPTED):
             state = "INTERRUPTED"
+        elif trial.state == TrialState.WAITING:
+            state = "QUEUED"
         duration = None
         if trial.datetime_start and trial.datetime_complete:
             duration = (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -165,5 +168,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             loss_curve=attrs.get(LOSS_CURVE, []),
             worker=attrs.get(WORKER, ""),
             duration_s=duration,
+            retry_of=attrs.get(RETRY_OF),
         ))
     return records
