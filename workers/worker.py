@@ -72,6 +72,9 @@ class TrialWorker:
     def _run(self, request: TrialRequest) -> TrialResult:
         method = get_method(request.config["method"])
         training = request.training
+        if method.requires_zero_weight_decay and training["weight_decay"]:
+            raise TrialFailure(f"method {method.name!r} needs training.weight_decay: 0 (decay would move the "
+                               "weights it must leave untouched)")
         with PeakMemory(self.device) as memory:
             model = copy.deepcopy(self.base)
             reset_task_head(model, request.seed)
@@ -88,7 +91,7 @@ class TrialWorker:
         metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
-        adapter_bytes = method.save(model, adapter_dir)
+        adapter_bytes = method.save(model, adapter_dir, request.config)
         measurements = {
             **metrics,
             "trainable_params": float(trainable),

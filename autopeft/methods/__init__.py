@@ -1,9 +1,18 @@
 """PEFT methods behind one contract (see base.py), found by name through the registry.
 
-Importing this package registers every built-in method.
+Importing this package registers every built-in method: one module per method family.
 """
 
-from autopeft.methods import lora  # noqa: F401  (registers the method)
+from autopeft.methods import (  # noqa: F401  (importing registers the methods)
+    bitfit,
+    bottleneck,
+    ia3,
+    ln_tuning,
+    lora,
+    prefix,
+    sparse,
+    union,
+)
 from autopeft.methods.registry import available_methods, get_method
 
 __all__ = ["available_methods", "get_method"]

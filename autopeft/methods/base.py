@@ -1,30 +1,51 @@
 """The contract every PEFT method keeps: build it on a model, count it, save it, load it back.
 
-Counting, saving and loading are the same for every method that Hugging Face `peft` implements, so they live
-here once; a method module only says how a configuration becomes a peft config.
+Three backings share the work, so a method module only says how a configuration becomes its library's config:
+- :class:`PeftBacked` — Hugging Face peft (LoRA and its variants, IA3, LayerNorm tuning, prompt tuning);
+  saved with ``save_pretrained``, loaded by stock ``PeftModel.from_pretrained``.
+- :class:`AdapterHubBacked` — AdapterHub ``adapters`` (series and parallel bottleneck adapters, prefix tuning,
+  unions), which has per-layer ``leave_out`` and ``ConfigUnion``; saved with ``save_adapter`` (head included),
+  loaded by its ``load_adapter``.
+- :class:`TensorBacked` — methods no library has (BitFit, sparse fine-tuning): the trained tensors in a
+  safetensors file plus the configuration, loaded by :func:`autopeft.adapters.load_adapter`.
+
+Counting is the same for all: parameters with ``requires_grad`` on the built model.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from peft import PeftConfig, PeftModel, get_peft_model
+import torch
 from torch import nn
 
+ADAPTER_NAME = "autopeft"
+METHOD_FILE = "autopeft_method.json"  # which method and configuration made the folder (every backing writes it)
+_HEAD_NAMES = ("classifier", "score")
 
-class PeftMethod:
-    """Base class: subclasses set ``name`` and implement :meth:`peft_config`."""
+
+def folder_bytes(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+
+def task_head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The task head's parameters (trained by every method: a new task needs its own head)."""
+    return {name: p for name, p in model.named_parameters() if name.split(".")[0] in _HEAD_NAMES}
+
+
+class Method:
+    """A PEFT method: subclasses set ``name`` and ``library`` and implement build, save and load."""
 
     name: ClassVar[str]
+    library: ClassVar[str]
+    help: ClassVar[str] = ""
+    requires_zero_weight_decay: ClassVar[bool] = False
 
-    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> PeftConfig:
-        """The peft configuration for this trial's configuration on this model."""
+    def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
+        """Make ``model`` (modified in place, or wrapped) train only this method's parameters and the task head."""
         raise NotImplementedError
-
-    def build(self, model: nn.Module, config: dict[str, Any]) -> PeftModel:
-        """Wrap ``model`` (modified in place) with this method's trainable parts."""
-        return get_peft_model(model, self.peft_config(model, config))
 
     @staticmethod
     def count(model: nn.Module) -> tuple[int, int]:
@@ -33,12 +54,128 @@ class PeftMethod:
         total = sum(p.numel() for p in model.parameters())
         return trainable, total
 
-    @staticmethod
-    def save(model: PeftModel, directory: Path) -> int:
-        """Save the adapter the way stock peft reads it; return its bytes on disk."""
-        model.save_pretrained(str(directory))
-        return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+    def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
+        """Save what was trained so the method's standard loader reads it; return the bytes on disk."""
+        raise NotImplementedError
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        """Put a saved adapter on a freshly loaded base model, ready for inference."""
+        raise NotImplementedError
+
+    def loading_code(self) -> str:
+        """Python lines that load an exported folder, for the export's README (``base`` is the loaded base)."""
+        return "from autopeft import load_adapter\nmodel = load_adapter(base, FOLDER)"
 
     @staticmethod
-    def load(base_model: nn.Module, directory: Path) -> PeftModel:
+    def _write_method_file(directory: Path, name: str, config: dict[str, Any]) -> None:
+        (directory / METHOD_FILE).write_text(json.dumps({"method": name, "config": config}, indent=2))
+
+
+class PeftBacked(Method):
+    library = "peft"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]):
+        raise NotImplementedError
+
+    def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(model, config))
+
+    def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
+        model.save_pretrained(str(directory))
+        self._write_method_file(directory, self.name, config)
+        return folder_bytes(directory)
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        from peft import PeftModel
+
         return PeftModel.from_pretrained(base_model, str(directory))
+
+    def loading_code(self) -> str:
+        return "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, FOLDER)"
+
+
+class AdapterHubBacked(Method):
+    library = "adapters"
+
+    def adapter_config(self, model: nn.Module, config: dict[str, Any]):
+        raise NotImplementedError
+
+    def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
+        import adapters
+
+        adapter_config = self.adapter_config(model, config)
+        adapters.init(model)
+        model.add_adapter(ADAPTER_NAME, config=adapter_config)
+        model.train_adapter(ADAPTER_NAME)  # freezes the base, leaves the adapter (and the task head) trainable
+        for parameter in task_head_parameters(model).values():
+            parameter.requires_grad_(True)
+        return model
+
+    def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
+        try:
+            model.save_adapter(str(directory), ADAPTER_NAME, with_head=True, use_safetensors=True)
+        except RuntimeError as exc:
+            # Prefix tuning shares one prefix module between layers, which safetensors refuses to write;
+            # the library's own format (torch.save, read back with weights_only loading) keeps the sharing.
+            if "share memory" not in str(exc):
+                raise
+            model.save_adapter(str(directory), ADAPTER_NAME, with_head=True, use_safetensors=False)
+        head = {name: p.detach().contiguous() for name, p in task_head_parameters(model).items()}
+        _save_tensors(head, directory / "head.safetensors")
+        self._write_method_file(directory, self.name, config)
+        return folder_bytes(directory)
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        import adapters
+
+        adapters.init(base_model)
+        safetensors = not (directory / "pytorch_adapter.bin").is_file()
+        name = base_model.load_adapter(str(directory), use_safetensors=safetensors)
+        base_model.set_active_adapters(name)
+        _load_tensors(base_model, directory / "head.safetensors")
+        return base_model
+
+    def loading_code(self) -> str:
+        return ("import adapters\nadapters.init(base)\nname = base.load_adapter(FOLDER)\n"
+                "base.set_active_adapters(name)\nmodel = base  # head.safetensors holds the trained task head")
+
+
+class TensorBacked(Method):
+    """Methods that change existing tensors of the model; only those tensors are saved."""
+
+    library = "autopeft"
+
+    def trained_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+    def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
+        directory.mkdir(parents=True, exist_ok=True)
+        _save_tensors(self.trained_tensors(model), directory / "adapter.safetensors")
+        self._write_method_file(directory, self.name, config)
+        return folder_bytes(directory)
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        _load_tensors(base_model, directory / "adapter.safetensors")
+        return base_model
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path))
+
+
+def _load_tensors(model: nn.Module, path: Path) -> None:
+    """Copy saved tensors into the model's parameters of the same names (strict: every saved name must exist)."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path))
+    parameters = dict(model.named_parameters())
+    missing = [name for name in saved if name not in parameters]
+    if missing:
+        raise ValueError(f"{path.name} holds tensors the model does not have: {missing[:3]}")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            parameters[name].copy_(tensor)

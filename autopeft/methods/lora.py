@@ -1,4 +1,8 @@
-"""LoRA (Hu et al., 2022) through Hugging Face peft, placed on exact modules of chosen layers."""
+"""LoRA (Hu et al., 2022) through Hugging Face peft, on exact modules of chosen layers.
+
+What peft gives nearly free is exposed as options: DoRA (``use_dora``), the initialisations of the LoRA
+literature (``init``: default, gaussian, pissa, olora, ...), rsLoRA scaling, and a rank per layer (``layer_ranks``).
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,51 @@ from peft import LoraConfig, TaskType
 from torch import nn
 
 from autopeft.architectures import resolve_targets
-from autopeft.methods.base import PeftMethod
+from autopeft.methods.base import PeftBacked
+from autopeft.methods.placement import chosen_layers
 from autopeft.methods.registry import register
+
+INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
+                   "pissa_niter_4": "pissa_niter_4"}
 
 
 @register
-class LoraMethod(PeftMethod):
+class Lora(PeftBacked):
     name = "lora"
+    help = "low-rank update of chosen linear modules; options r, alpha_over_r, dropout, target_modules, init, " \
+           "use_dora, use_rslora, layer_ranks"
+    use_dora = False
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoraConfig:
-        options = config.get("lora", {})
+        options = config.get(self.name, {})
         rank = int(options.get("r", 8))
-        alpha = options.get("alpha", rank * float(options.get("alpha_over_r", 2.0)))
         roles = options.get("target_modules", ["query", "value"])
-        layers = config.get("layers", list(range(model.config.num_hidden_layers)))
+        layers = chosen_layers(model, config)
+        targets = resolve_targets(model, roles, layers)
+        init = options.get("init", "default")
+        if init not in INITIALISATIONS:
+            raise ValueError(f"unknown LoRA init {init!r}; use one of {list(INITIALISATIONS)}")
+        rank_pattern = {}
+        for layer, layer_rank in (options.get("layer_ranks") or {}).items():
+            for name in resolve_targets(model, roles, [int(layer)]):
+                rank_pattern[name] = int(layer_rank)
         return LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=rank,
-            lora_alpha=alpha,
+            lora_alpha=options.get("alpha", rank * float(options.get("alpha_over_r", 2.0))),
             lora_dropout=float(options.get("dropout", 0.0)),
-            target_modules=resolve_targets(model, roles, layers),
+            target_modules=targets,
+            init_lora_weights=INITIALISATIONS[init],
+            use_dora=bool(options.get("use_dora", self.use_dora)),
+            use_rslora=bool(options.get("use_rslora", False)),
+            rank_pattern=rank_pattern,
         )
+
+
+@register
+class Dora(Lora):
+    """DoRA (Liu et al., 2024): LoRA on the direction, plus a trained magnitude per output."""
+
+    name = "dora"
+    help = "weight-decomposed LoRA; same options as lora"
+    use_dora = True

@@ -1,19 +1,19 @@
-"""Method name -> implementation. Adding a method is adding a module that calls :func:`register`."""
+"""Method name -> implementation. Adding a method is adding a module that decorates its class with :func:`register`."""
 
 from __future__ import annotations
 
 from autopeft.errors import UserError
-from autopeft.methods.base import PeftMethod
+from autopeft.methods.base import Method
 
-_METHODS: dict[str, PeftMethod] = {}
+_METHODS: dict[str, Method] = {}
 
 
-def register(cls: type[PeftMethod]) -> type[PeftMethod]:
+def register(cls: type[Method]) -> type[Method]:
     _METHODS[cls.name] = cls()
     return cls
 
 
-def get_method(name: str) -> PeftMethod:
+def get_method(name: str) -> Method:
     if name not in _METHODS:
         raise UserError(f"unknown PEFT method {name!r}; available: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]

@@ -1,0 +1,29 @@
+"""LayerNorm tuning (Zhao et al., 2023): train only the LayerNorms of chosen layers, through peft."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peft import LNTuningConfig, TaskType
+from torch import nn
+
+from autopeft.architectures import layer_container, num_layers
+from autopeft.methods.base import PeftBacked
+from autopeft.methods.placement import chosen_layers
+from autopeft.methods.registry import register
+
+
+@register
+class LayerNormTuning(PeftBacked):
+    name = "ln_tuning"
+    help = "trains the LayerNorm weights and biases of the chosen layers"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LNTuningConfig:
+        prefix = layer_container(model, num_layers(model.config))
+        layers = {f"{prefix}.{i}." for i in chosen_layers(model, config)}
+        norms = [name for name, module in model.named_modules()
+                 if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")]
+        targets = [name for name in norms if any(name.startswith(p) for p in layers)]
+        if not targets:
+            raise ValueError("no LayerNorm found in the chosen layers")
+        return LNTuningConfig(task_type=TaskType.SEQ_CLS, target_modules=targets)

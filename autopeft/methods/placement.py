@@ -1,0 +1,28 @@
+"""Which layers a configuration uses, in the form each library wants it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from autopeft.architectures import num_layers
+
+
+def chosen_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:
+    """The configuration's layers; all of them when it does not say."""
+    count = num_layers(model.config)
+    return sorted(config.get("layers", range(count)))
+
+
+def left_out_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:
+    """AdapterHub's ``leave_out``: the complement of the chosen layers."""
+    chosen = set(chosen_layers(model, config))
+    return [i for i in range(num_layers(model.config)) if i not in chosen]
+
+
+def bottleneck_reduction(model: nn.Module, bottleneck: int) -> float:
+    """AdapterHub sizes bottlenecks by reduction factor (hidden / bottleneck); we search the bottleneck size."""
+    if bottleneck < 1:
+        raise ValueError(f"bottleneck size must be at least 1 (got {bottleneck})")
+    return model.config.hidden_size / bottleneck

@@ -1,0 +1,56 @@
+"""Unions of methods in one model, through AdapterHub's ``ConfigUnion``.
+
+- ``autopeft`` (Zhou et al., TACL 2024): a serial adapter, a parallel adapter and a prefix, each with its own
+  size (0 switches it off) on the chosen layers. ``adapters`` forbids two bottleneck adapters at the same place, so
+  the serial one sits after multi-head attention and the parallel one beside the FFN.
+- ``mam`` (He et al., 2022, "mix-and-match"): prefix tuning plus a scaled parallel adapter beside the FFN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters import ConfigUnion, ParBnConfig, SeqBnConfig
+from torch import nn
+
+from autopeft.methods.base import AdapterHubBacked
+from autopeft.methods.placement import bottleneck_reduction, left_out_layers
+from autopeft.methods.prefix import prefix_config
+from autopeft.methods.registry import register
+
+
+@register
+class AutoPeftUnion(AdapterHubBacked):
+    name = "autopeft"
+    help = "serial adapter + parallel adapter + prefix; options serial, parallel, prefix_length (0 = off)"
+
+    def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ConfigUnion:
+        options = config.get(self.name, {})
+        leave_out = left_out_layers(model, config)
+        parts = []
+        if int(options.get("serial", 0)) > 0:
+            parts.append(SeqBnConfig(mh_adapter=True, output_adapter=False, leave_out=leave_out,
+                                     reduction_factor=bottleneck_reduction(model, int(options["serial"]))))
+        if int(options.get("parallel", 0)) > 0:
+            parts.append(ParBnConfig(leave_out=leave_out,
+                                     reduction_factor=bottleneck_reduction(model, int(options["parallel"]))))
+        if int(options.get("prefix_length", 0)) > 0:
+            parts.append(prefix_config(model, config, {"prefix_length": options["prefix_length"]}))
+        if not parts:
+            raise ValueError("autopeft union with every part switched off (serial, parallel and prefix_length all 0)")
+        return ConfigUnion(*parts)
+
+
+@register
+class MixAndMatch(AdapterHubBacked):
+    name = "mam"
+    help = "prefix tuning + scaled parallel adapter; options prefix_length, bottleneck, scaling"
+
+    def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ConfigUnion:
+        options = config.get(self.name, {})
+        leave_out = left_out_layers(model, config)
+        return ConfigUnion(
+            prefix_config(model, config, {"prefix_length": options.get("prefix_length", 30)}),
+            ParBnConfig(leave_out=leave_out, scaling=float(options.get("scaling", 4.0)),
+                        reduction_factor=bottleneck_reduction(model, int(options.get("bottleneck", 64)))),
+        )
