@@ -1,0 +1,55 @@
+"""The download behind "Pick and export": `autopeft export`'s own output, zipped, optionally cut to the picks.
+
+Reuses ``autopeft.export.export_front`` so the archive holds exactly what the command line writes (adapter
+folders that stock peft loads, config.yaml, metrics.json, README, summary.csv / summary.md). The study is opened
+through the read-only URL, so exporting from the dashboard cannot lock a running search's database.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import optuna
+
+from autopeft import storage
+from autopeft.export import export_front
+from dashboard.data import read_only_url
+
+
+def export_zip(url: str, name: str, picked: list[int] | None = None) -> bytes:
+    """Zip of `autopeft export NAME`; with ``picked``, only those front trials' folders and summary rows."""
+    store = optuna.storages.RDBStorage(read_only_url(url), skip_compatibility_check=True, skip_table_creation=True)
+    study, spec = storage.load_search(store, name)
+    with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
+        out = Path(tmp) / name
+        export_front(study, spec, out)
+        if picked:
+            _keep_only(out, set(picked))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(out.parent).as_posix())
+        return buffer.getvalue()
+
+
+def _keep_only(out: Path, picked: set[int]) -> None:
+    for folder in out.glob("trial-*"):
+        if int(folder.name.removeprefix("trial-")) not in picked:
+            for path in sorted(folder.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            folder.rmdir()
+    with open(out / "summary.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["trial"]) in picked]
+    if rows:
+        with open(out / "summary.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    lines = (out / "summary.md").read_text().splitlines()
+    kept = lines[:2] + [line for line in lines[2:] if int(line.split("|")[1]) in picked]
+    (out / "summary.md").write_text("\n".join(kept) + "\n")

@@ -1,0 +1,281 @@
+"""Read searches and trials straight from Optuna's tables with read-only SQL.
+
+Why not Optuna's API: ``study.get_trials`` builds a FrozenTrial per trial with every attribute, which takes
+seconds for a few thousand trials, and ``optuna.load_study`` may write (schema bookkeeping). A dashboard that
+writes to a SQLite file can make a running search fail with "database is locked". So the dashboard opens SQLite
+files with ``mode=ro`` (the driver refuses any write), sets ``PRAGMA query_only``, asks PostgreSQL/MySQL for
+read-only transactions, and reads a whole search in three set-based queries. The attribute names and their
+meaning are autopeft's own (``autopeft.storage``), so the dashboard shows exactly what the controller recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from autopeft import storage
+from autopeft.objectives import MEASUREMENTS
+from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
+from autopeft.views import describe_config, layer_ranges
+
+# A trial marked with this user attribute (or run with one of these methods) is a reference point, not a proposal.
+BASELINE = "baseline"
+BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
+
+# Attributes read for every trial; the loss curve is read only for the one trial being looked at.
+_LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
+               storage.REJECTED, storage.INTERRUPTED, storage.RETRY_OF, storage.VIOLATIONS, BASELINE)
+_STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
+_OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
+                   "sparsity": "sparsity", "bits": "bits"}
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot be read (missing file, unreachable server, not an autopeft database)."""
+
+
+def read_only_url(url: str) -> str:
+    """The URL the dashboard connects with: SQLite files are opened read-only through a file: URI."""
+    url = normalise_storage_url(url)
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != prefix + ":memory:":
+        path = url.removeprefix(prefix).split("?", 1)[0]
+        if not Path(path).is_file():
+            raise StorageUnavailable(f"no database file at {path}")
+        return f"sqlite:///file:{quote(path)}?mode=ro&uri=true"
+    return url
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """One pooled read-only engine per storage URL for the life of the dashboard process."""
+    ro_url = read_only_url(url)
+    if ro_url.startswith("sqlite"):
+        # Short busy timeout: a reader waits briefly for a committing writer, never the other way round.
+        engine = sa.create_engine(ro_url, connect_args={"timeout": 5, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _query_only(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+        return engine
+    if ro_url.startswith("postgresql"):
+        return sa.create_engine(ro_url, connect_args={"options": "-c default_transaction_read_only=on"},
+                                pool_pre_ping=True)
+    return sa.create_engine(ro_url, pool_pre_ping=True, execution_options={"isolation_level": "READ COMMITTED"})
+
+
+def _query(url: str, sql: str, **params: Any) -> list[sa.Row]:
+    try:
+        with engine_for(url).connect() as conn:
+            rows = list(conn.execute(sa.text(sql), params))
+            conn.rollback()
+            return rows
+    except sa.exc.OperationalError as exc:
+        raise StorageUnavailable(f"cannot read {url}: {exc.orig}") from None
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+@dataclass
+class Search:
+    """One search as the searches page lists it."""
+
+    name: str
+    study_id: int
+    spec: SearchSpec | None
+    state: str
+    counts: dict[str, int]
+    best: float | None
+    elapsed_s: float | None
+    started: pd.Timestamp | None
+
+
+def _controller_state(attrs: dict[str, Any]) -> str:
+    if attrs.get(storage.FINISHED):
+        return "finished"
+    owner = attrs.get(storage.CONTROLLER)
+    if not owner:
+        return "stopped"
+    if owner.get("host") != socket.gethostname():
+        return "running"  # another machine's controller: its liveness cannot be checked from here
+    return "running" if storage._alive(int(owner["pid"])) else "interrupted"
+
+
+def list_searches(url: str) -> list[Search]:
+    """Every search in the database with its state, trial counts by state, best task metric and elapsed time."""
+    studies = _query(url, "SELECT study_id, study_name FROM studies ORDER BY study_id")
+    attrs: dict[int, dict[str, Any]] = {}
+    for sid, key, value in _query(url, "SELECT study_id, key, value_json FROM study_user_attributes "
+                                       f"WHERE key IN {_in(_STUDY_ATTRS)}"):
+        attrs.setdefault(sid, {})[key] = _json(value)
+    counts: dict[int, dict[str, int]] = {}
+    for sid, state, n in _query(url, "SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state"):
+        counts.setdefault(sid, {})[_state_name(state)] = n
+    for sid, key, n in _query(url, "SELECT t.study_id, a.key, COUNT(*) FROM trial_user_attributes a "
+                                   "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key IN ('rejected', "
+                                   "'interrupted') AND a.value_json = 'true' GROUP BY t.study_id, a.key"):
+        by_state = counts.setdefault(sid, {})
+        by_state[key.upper()] = n
+        by_state["FAIL"] = by_state.get("FAIL", 0) - n
+    times = {sid: (start, end) for sid, start, end in _query(
+        url, "SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials GROUP BY study_id")}
+    extremes: dict[tuple[int, int], tuple[float, float]] = {
+        (sid, obj): (lo, hi) for sid, obj, lo, hi in _query(
+            url, "SELECT t.study_id, v.objective, MIN(v.value), MAX(v.value) FROM trial_values v "
+                 "JOIN trials t ON t.trial_id = v.trial_id WHERE t.state = 'COMPLETE' "
+                 "GROUP BY t.study_id, v.objective")}
+    searches = []
+    for sid, name in studies:
+        study_attrs = attrs.get(sid, {})
+        spec = _parse(study_attrs.get(storage.SPEC), name)
+        best = None
+        if spec is not None and spec.task_metric in spec.objective_names:
+            index = spec.objective_names.index(spec.task_metric)
+            lo_hi = extremes.get((sid, index))
+            if lo_hi is not None:
+                best = lo_hi[1] if spec.objectives[index].resolved_direction == "maximize" else lo_hi[0]
+        start, end = times.get(sid, (None, None))
+        start_ts = pd.Timestamp(start) if start else None
+        elapsed = (pd.Timestamp(end) - start_ts).total_seconds() if start and end else None
+        searches.append(Search(name, sid, spec, _controller_state(study_attrs), counts.get(sid, {}), best, elapsed,
+                               start_ts))
+    return searches
+
+
+def searches_frame(searches: list[Search]) -> pd.DataFrame:
+    """The searches page's table."""
+    rows = []
+    for s in searches:
+        metric = s.spec.task_metric if s.spec else ""
+        rows.append({
+            "search": s.name, "state": s.state,
+            "done": s.counts.get("COMPLETE", 0) + s.counts.get("FAIL", 0) + s.counts.get("PRUNED", 0),
+            "budget": s.spec.budget.trials if s.spec else None,
+            "complete": s.counts.get("COMPLETE", 0), "running": s.counts.get("RUNNING", 0),
+            "failed": s.counts.get("FAIL", 0), "pruned": s.counts.get("PRUNED", 0),
+            "rejected": s.counts.get("REJECTED", 0), "interrupted": s.counts.get("INTERRUPTED", 0),
+            "metric": metric, "best": s.best,
+            "elapsed_min": None if s.elapsed_s is None else round(s.elapsed_s / 60, 2),
+            "started": s.started,
+        })
+    return pd.DataFrame(rows)
+
+
+def _parse(raw: Any, name: str) -> SearchSpec | None:
+    if raw is None:
+        return None
+    try:
+        return parse_spec(raw, f"stored spec of {name}")
+    except Exception:  # a search written by a different autopeft version: list it, do not crash the page
+        return None
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def _state_name(state: Any) -> str:
+    return getattr(state, "name", str(state))
+
+
+def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
+    """All trials of one search, one row each: state, timing, configuration summary, every measurement."""
+    found = _query(url, "SELECT study_id FROM studies WHERE study_name = :name", name=name)
+    if not found:
+        raise StorageUnavailable(f"no search named {name!r} in {url}")
+    sid = found[0][0]
+    raw_spec = _query(url, "SELECT value_json FROM study_user_attributes WHERE study_id = :sid AND key = :key",
+                      sid=sid, key=storage.SPEC)
+    spec = _parse(_json(raw_spec[0][0]) if raw_spec else None, name)
+    if spec is None:
+        raise StorageUnavailable(f"search {name!r} has no readable autopeft spec")
+    trials = _query(url, "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                         "WHERE study_id = :sid ORDER BY number", sid=sid)
+    values: dict[int, dict[int, float]] = {}
+    for tid, objective, value, value_type in _query(
+            url, "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v "
+                 "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = :sid", sid=sid):
+        kind = _state_name(value_type)
+        values.setdefault(tid, {})[objective] = value if kind == "FINITE" else (
+            float("inf") if kind == "INF_POS" else float("-inf"))
+    attrs: dict[int, dict[str, Any]] = {}
+    for tid, key, value in _query(
+            url, "SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a JOIN trials t "
+                 f"ON t.trial_id = a.trial_id WHERE t.study_id = :sid AND a.key IN {_in(_LIST_ATTRS)}", sid=sid):
+        attrs.setdefault(tid, {})[key] = _json(value)
+    rows = [_trial_row(tid, number, _state_name(state), start, end, values.get(tid, {}), attrs.get(tid, {}), spec)
+            for tid, number, state, start, end in trials]
+    frame = pd.DataFrame(rows, columns=trial_columns(spec))
+    for column in ("start", "complete"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame, spec
+
+
+def trial_columns(spec: SearchSpec) -> list[str]:
+    return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
+            "n_layers", "modules", *_OPTION_COLUMNS.values(), "learning_rate", *MEASUREMENTS,
+            "feasible", "baseline", "fail_reason", "worker", "adapter_dir", "retry_of", "config"]
+
+
+def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, values: dict[int, float],
+               attrs: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
+    state = optuna_state
+    if attrs.get(storage.REJECTED):
+        state = "REJECTED"
+    elif attrs.get(storage.INTERRUPTED):
+        state = "INTERRUPTED"
+    elif optuna_state == "WAITING":
+        state = "QUEUED"
+    config = attrs.get(storage.CONFIG) or {}
+    method = config.get("method")
+    options = config.get(method, {}) if isinstance(config.get(method), dict) else {}
+    layers = config.get("layers")
+    measured = dict(attrs.get(storage.MEASUREMENTS) or {})
+    for index, name in enumerate(spec.objective_names):
+        if index in values:
+            measured.setdefault(name, values[index])
+    start_ts = pd.Timestamp(start) if start else None
+    end_ts = pd.Timestamp(end) if end else None
+    row: dict[str, Any] = {
+        "trial_id": tid, "number": number, "state": state, "start": start_ts, "complete": end_ts,
+        "duration_s": (end_ts - start_ts).total_seconds() if start_ts is not None and end_ts is not None else None,
+        "method": method, "configuration": describe_config(config) if config else "",
+        "layers": layer_ranges(layers) if layers else "", "n_layers": len(layers) if layers else None,
+        "modules": "+".join(options.get("target_modules", [])) or None,
+        "learning_rate": config.get("learning_rate"),
+        "feasible": all(v <= 0 for v in attrs.get(storage.VIOLATIONS) or []),
+        "baseline": bool(attrs.get(BASELINE)) or method in BASELINE_METHODS,
+        "fail_reason": attrs.get(storage.FAIL_REASON), "worker": attrs.get(storage.WORKER) or "",
+        "adapter_dir": attrs.get(storage.ADAPTER_DIR), "retry_of": attrs.get(storage.RETRY_OF),
+        "config": json.dumps(config, sort_keys=True),
+    }
+    for key, column in _OPTION_COLUMNS.items():
+        row[column] = options.get(key)
+    for name in MEASUREMENTS:
+        row[name] = measured.get(name)
+    return row
+
+
+def loss_curve(url: str, trial_id: int) -> list[list[float]]:
+    """The loss curve of one trial: [[step, loss], ...] as the worker recorded it."""
+    rows = _query(url, "SELECT value_json FROM trial_user_attributes WHERE trial_id = :tid AND key = :key",
+                  tid=trial_id, key=storage.LOSS_CURVE)
+    return _json(rows[0][0]) if rows else []
+
+
+def default_storage_url() -> str:
+    """The database the dashboard shows: $AUTOPEFT_STORAGE (set by `autopeft dashboard`) or ./autopeft.db."""
+    return normalise_storage_url(os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db"))

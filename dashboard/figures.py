@@ -1,0 +1,195 @@
+"""Plotly figures, one function per chart; each takes the trial table and returns a figure, drawing nothing itself.
+
+Every point carries its trial number in ``customdata[0]`` so a click on any chart can open that trial.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from autopeft.spec import SearchSpec
+from dashboard import analysis
+
+PALETTE = qualitative.Safe
+FAINT = "rgba(120,120,120,0.55)"
+LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+          "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}}
+
+
+def method_colours(methods: list[str]) -> dict[str, str]:
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(sorted(set(methods)))}
+
+
+def _label(name: str, spec: SearchSpec | None = None) -> str:
+    if spec is not None and name in spec.objective_names:
+        arrow = "↑" if analysis.sign(spec, name) > 0 else "↓"
+        return f"{name} {arrow}"
+    return name
+
+
+def _hover(x: str, y: str) -> str:
+    return ("<b>trial %{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>"
+            f"{x}: %{{x:,.4~g}}<br>{y}: %{{y:,.4~g}}<extra></extra>")
+
+
+def _custom(frame: pd.DataFrame) -> np.ndarray:
+    return frame[["number", "state", "configuration"]].to_numpy(dtype=object)
+
+
+def step_line(points: pd.DataFrame, x: str, y: str, spec: SearchSpec) -> tuple[list[float], list[float]]:
+    """The attainment staircase through the front points: what is reachable at each x."""
+    ordered = points.sort_values(x, ascending=analysis.sign(spec, x) < 0)
+    xs: list[float] = []
+    ys: list[float] = []
+    for px, py in zip(ordered[x], ordered[y]):
+        if xs:
+            xs.append(px)
+            ys.append(ys[-1])
+        xs.append(px)
+        ys.append(py)
+    return xs, ys
+
+
+def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: list[int] | None = None) -> go.Figure:
+    """Trials on two measurements: the front by method with its staircase, the rest greyed by why they are not."""
+    fig = go.Figure()
+    plotted = trials.dropna(subset=[x, y])
+    on_front = analysis.front(plotted, spec, [x, y])
+    colours = method_colours(plotted["method"].dropna().tolist())
+    complete = plotted["state"] == "COMPLETE"
+    groups = [
+        ("infeasible", complete & ~plotted["feasible"] & ~plotted["baseline"],
+         {"symbol": "x-thin", "size": 8, "color": "#d62728", "line": {"width": 1.5, "color": "#d62728"}}),
+        ("pruned", plotted["state"] == "PRUNED", {"symbol": "diamond-open", "size": 8, "color": FAINT}),
+        ("baseline", plotted["baseline"], {"symbol": "star", "size": 14, "color": "#222222"}),
+    ]
+    dominated = complete & plotted["feasible"] & ~plotted["baseline"] & ~on_front
+    for method, colour in colours.items():
+        rows = plotted[dominated & (plotted["method"] == method)]
+        if len(rows):
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[y], mode="markers", name=f"{method} (dominated)", customdata=_custom(rows),
+                hovertemplate=_hover(x, y), legendgroup=method,
+                marker={"color": colour, "opacity": 0.35, "size": 7}))
+    for name, mask, marker in groups:
+        rows = plotted[mask]
+        if len(rows):
+            fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=name, customdata=_custom(rows),
+                                     hovertemplate=_hover(x, y), marker=marker))
+    front_rows = plotted[on_front]
+    if len(front_rows):
+        xs, ys = step_line(front_rows, x, y, spec)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="Pareto front", hoverinfo="skip",
+                                 line={"color": "#333333", "width": 1.5, "shape": "linear"}))
+    for method, colour in colours.items():
+        rows = front_rows[front_rows["method"] == method]
+        if len(rows):
+            fig.add_trace(go.Scatter(
+                x=rows[x], y=rows[y], mode="markers", name=f"{method} (front)", customdata=_custom(rows),
+                hovertemplate=_hover(x, y), legendgroup=method,
+                marker={"color": colour, "size": 12, "line": {"width": 1.5, "color": "#222222"}}))
+    if highlight:
+        rows = plotted[plotted["number"].isin(highlight)]
+        fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name="picked", customdata=_custom(rows),
+                                 hovertemplate=_hover(x, y),
+                                 marker={"symbol": "circle-open", "size": 20, "line": {"width": 2.5,
+                                                                                      "color": "#ff7f0e"}}))
+    fig.update_layout(**LAYOUT, height=520, clickmode="event+select", dragmode="pan",
+                      xaxis_title=_label(x, spec), yaxis_title=_label(y, spec))
+    fig.update_xaxes(type="log" if analysis.is_log(x) else "linear")
+    fig.update_yaxes(type="log" if analysis.is_log(y) else "linear")
+    return fig
+
+
+def hypervolume(history: pd.DataFrame, by: str) -> go.Figure:
+    """Hypervolume after each completed trial, against the count (``by='completed'``) or the clock."""
+    fig = go.Figure(go.Scatter(x=history[by], y=history["hypervolume"], mode="lines+markers",
+                               line={"shape": "hv", "color": PALETTE[0]}, customdata=history[["number"]],
+                               hovertemplate="after trial %{customdata[0]}<br>hypervolume %{y:.4f}<extra></extra>"))
+    fig.update_layout(**LAYOUT, height=320, xaxis_title="completed trials" if by == "completed" else "time",
+                      yaxis_title="hypervolume (normalised)")
+    return fig
+
+
+def worker_timeline(trials: pd.DataFrame) -> go.Figure:
+    """One row per worker process, one bar per trial from its start to its end (now, if still running)."""
+    timed = trials.dropna(subset=["start"]).copy()
+    now = pd.Timestamp.now(tz=None).floor("s")
+    timed["end"] = timed["complete"].fillna(max(now, timed["start"].max()) if len(timed) else now)
+    timed["worker"] = timed["worker"].replace("", "(not recorded)")
+    colours = {"COMPLETE": PALETTE[0], "FAIL": "#d62728", "RUNNING": "#ff7f0e", "PRUNED": FAINT,
+               "INTERRUPTED": "#9467bd", "REJECTED": "#bbbbbb"}
+    fig = go.Figure()
+    for state, rows in timed.groupby("state"):
+        width_ms = (rows["end"] - rows["start"]).dt.total_seconds() * 1000
+        fig.add_trace(go.Bar(
+            base=rows["start"], x=width_ms.clip(lower=300), y=rows["worker"], orientation="h", name=state,
+            marker_color=colours.get(state, FAINT), customdata=_custom(rows),
+            hovertemplate="<b>trial %{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<extra></extra>"))
+    fig.update_layout(**LAYOUT, height=120 + 40 * max(1, timed["worker"].nunique()), barmode="overlay",
+                      xaxis={"type": "date", "title": "time"}, yaxis_title="worker")
+    return fig
+
+
+def parallel_coordinates(trials: pd.DataFrame, spec: SearchSpec) -> go.Figure:
+    """Completed trials across every numeric parameter and objective, coloured by the task metric."""
+    done = trials[trials["state"] == "COMPLETE"]
+    dimensions = []
+    for name in [*analysis.PARAMETERS, *spec.objective_names]:
+        if name in done and done[name].notna().any() and done[name].nunique() > 1:
+            values = done[name].astype(float)
+            label = name
+            if analysis.is_log(name) or name == "learning_rate":
+                values, label = np.log10(values.clip(lower=1e-12)), f"log10 {name}"
+            dimensions.append({"label": label, "values": values})
+    metric = spec.task_metric
+    fig = go.Figure(go.Parcoords(dimensions=dimensions, line={
+        "color": done[metric].astype(float) if metric in done else None, "colorscale": "Viridis",
+        "showscale": True, "colorbar": {"title": metric}}))
+    fig.update_layout(template="plotly_white", height=420, margin={"l": 60, "r": 60, "t": 50, "b": 20})
+    return fig
+
+
+def importance(table: pd.DataFrame, objective: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=table["importance"], y=table["parameter"], orientation="h",
+                           marker_color=PALETTE[1]))
+    fig.update_layout(**LAYOUT, height=80 + 28 * max(1, len(table)), title=f"{objective}",
+                      xaxis={"title": "share of variance explained", "range": [0, 1]},
+                      yaxis={"autorange": "reversed"})
+    return fig
+
+
+def compare(fronts: dict[str, pd.DataFrame], x: str, y: str, spec: SearchSpec) -> go.Figure:
+    """Several searches' fronts on one plot, each as its staircase and points."""
+    fig = go.Figure()
+    for i, (name, rows) in enumerate(fronts.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        xs, ys = step_line(rows, x, y, spec)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour}, legendgroup=name,
+                                 showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=f"{name} ({len(rows)})",
+                                 legendgroup=name, marker={"color": colour, "size": 10},
+                                 customdata=_custom(rows), hovertemplate=_hover(x, y)))
+    fig.update_layout(**LAYOUT, height=480, xaxis_title=_label(x, spec), yaxis_title=_label(y, spec))
+    fig.update_xaxes(type="log" if analysis.is_log(x) else "linear")
+    fig.update_yaxes(type="log" if analysis.is_log(y) else "linear")
+    return fig
+
+
+def loss_curve(curve: list[list[float]]) -> go.Figure:
+    steps = [point[0] for point in curve]
+    losses = [point[1] for point in curve]
+    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", line={"color": PALETTE[0]}))
+    fig.update_layout(**LAYOUT, height=300, xaxis_title="step", yaxis_title="training loss")
+    return fig
+
+
+def method_front_counts(breakdown: pd.DataFrame) -> go.Figure:
+    colours = method_colours(breakdown["method"].tolist())
+    fig = go.Figure(go.Bar(x=breakdown["method"], y=breakdown["on_front"],
+                           marker_color=[colours[m] for m in breakdown["method"]]))
+    fig.update_layout(**LAYOUT, height=280, yaxis_title="trials on the front")
+    return fig

@@ -1,0 +1,40 @@
+"""Moving between views from inside a view (a click on a point opens its trial).
+
+A widget's value cannot be changed once the widget has been drawn in the current run, so a view asks for a
+move by leaving a request in the session state and rerunning; the app applies it before drawing the sidebar.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+VIEWS = ("Searches", "Pareto front", "Progress", "Trials", "Trial", "Space", "Compare", "Pick and export")
+REQUEST = "_goto"
+
+
+def open_trial(number: int) -> None:
+    st.session_state[REQUEST] = {"view": "Trial", "trial_number": int(number)}
+    st.rerun()
+
+
+def open_search(name: str) -> None:
+    st.session_state[REQUEST] = {"view": "Pareto front", "search": name}
+    st.rerun()
+
+
+def apply_request() -> None:
+    """Called first thing in a run, before any widget whose value a request sets exists."""
+    request = st.session_state.pop(REQUEST, None)
+    if request:
+        st.session_state.update(request)
+
+
+def clicked_trial(event: object) -> int | None:
+    """The trial number of the point a plotly selection event picked, if any."""
+    selection = getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
+    points = (selection or {}).get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    for point in points or []:
+        custom = point.get("customdata") if isinstance(point, dict) else None
+        if custom:
+            return int(custom[0])
+    return None

@@ -1,0 +1,51 @@
+"""The live Pareto front: any two measurements as axes, the front as a staircase, click a point to open it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from autopeft.objectives import MEASUREMENTS
+from dashboard import analysis, cache, figures, navigation
+from dashboard.views import Context
+
+
+def counts_row(trials, front_size: int) -> None:
+    """The headline counts, every one read from the database."""
+    states = trials["state"].value_counts()
+    cols = st.columns(6)
+    cols[0].metric("Trials", len(trials))
+    cols[1].metric("Complete", int(states.get("COMPLETE", 0)))
+    cols[2].metric("Running", int(states.get("RUNNING", 0)))
+    cols[3].metric("Failed", int(states.get("FAIL", 0)))
+    cols[4].metric("Pruned", int(states.get("PRUNED", 0)))
+    cols[5].metric("On the front", front_size)
+
+
+def axis_choices(trials, spec) -> list[str]:
+    measured = [m for m in MEASUREMENTS if m in trials and trials[m].notna().any()]
+    return list(dict.fromkeys([*spec.objective_names, *measured]))
+
+
+def render(ctx: Context) -> None:
+    trials, spec = cache.trials(ctx.url, ctx.search)
+    st.header(f"Pareto front — {ctx.search}")
+    choices = axis_choices(trials, spec)
+    left, right, _ = st.columns([1, 1, 2])
+    default_x = spec.objective_names[1] if len(spec.objective_names) > 1 else choices[0]
+    x = left.selectbox("x axis", choices, index=choices.index(default_x), key="front_x")
+    y = right.selectbox("y axis", choices, index=choices.index(spec.objective_names[0]), key="front_y")
+    on_front = analysis.front(trials, spec, [x, y])
+    counts_row(trials, int(on_front.sum()))
+    if trials.dropna(subset=[x, y]).empty:
+        st.info("No trial has finished yet; the front appears with the first completed trial.")
+        return
+    event = st.plotly_chart(figures.pareto(trials, spec, x, y), key="pareto_chart", on_select="rerun",
+                            selection_mode="points", width="stretch")
+    st.caption("Front points are large and outlined, dominated points faded, infeasible ones red crosses, pruned "
+               "ones open diamonds, baselines stars. Parameter counts and sizes are on a log scale. "
+               "Click a point to open its trial.")
+    clicked = navigation.clicked_trial(event)
+    if clicked is not None:
+        navigation.open_trial(clicked)
+    st.dataframe(trials.loc[on_front, ["number", "method", "configuration", *dict.fromkeys([x, y])]]
+                 .sort_values(x), hide_index=True, width="stretch")

@@ -1,0 +1,59 @@
+"""Pick winners (the knee, the best under a parameter budget, or by hand) and download them as an export."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import analysis, bundle, cache, figures
+from dashboard.views import Context
+
+MODES = ("knee point", "best under a budget", "by hand", "whole front")
+
+
+def _picks(trials: pd.DataFrame, spec, mode: str) -> list[int]:
+    front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
+    if mode == "knee point":
+        knee = analysis.knee(trials, spec)
+        return [] if knee is None else [knee]
+    if mode == "best under a budget":
+        costs = [n for n in spec.objective_names if n != spec.task_metric] or ["trainable_params"]
+        cost = st.selectbox("budget on", costs, key="budget_name")
+        values = trials.loc[analysis.candidates(trials), cost].dropna()
+        limit = st.number_input(f"at most ({cost})", min_value=0.0, value=float(values.median()),
+                                step=float(max(1.0, values.median() / 10)), key="budget_value")
+        best = analysis.best_under_budget(trials, spec, cost, limit)
+        if best is None:
+            st.warning("No feasible completed trial fits this budget.")
+        return [] if best is None else [best]
+    if mode == "by hand":
+        return st.multiselect("front trials", front_numbers, default=front_numbers[:1], key="hand_picked")
+    return front_numbers
+
+
+def render(ctx: Context) -> None:
+    trials, spec = cache.trials(ctx.url, ctx.search)
+    st.header(f"Pick and export — {ctx.search}")
+    if not analysis.front(trials, spec).any():
+        st.info("No completed feasible trial to pick yet.")
+        return
+    mode = st.radio("pick", MODES, horizontal=True, key="pick_mode")
+    picked = _picks(trials, spec, mode)
+    x = spec.objective_names[1] if len(spec.objective_names) > 1 else spec.objective_names[0]
+    st.plotly_chart(figures.pareto(trials, spec, x, spec.objective_names[0], highlight=picked), key="pick_chart",
+                    width="stretch")
+    if not picked:
+        return
+    chosen = trials[trials["number"].isin(picked)]
+    st.dataframe(chosen[["number", "method", "configuration", *spec.objective_names, "adapter_dir"]],
+                 hide_index=True, width="stretch")
+    if mode in ("knee point", "best under a budget") and not analysis.front(trials, spec).loc[chosen.index].all():
+        st.warning("This pick is not on the Pareto front of all objectives, so the export (front trials only) "
+                   "does not include it.")
+    st.caption("The archive holds what `autopeft export` writes — peft adapter folders with config.yaml, "
+               "metrics.json and a README, plus summary.csv and summary.md — for the picked front trials.")
+    label = "whole front" if mode == "whole front" else f"trials {', '.join(map(str, picked))}"
+    st.download_button(f"Download export ({label})", key="download_export", mime="application/zip",
+                       file_name=f"{ctx.search}-export.zip", icon=":material/download:",
+                       data=lambda: bundle.export_zip(ctx.url, ctx.search,
+                                                      None if mode == "whole front" else list(picked)))

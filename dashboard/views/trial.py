@@ -1,0 +1,56 @@
+"""One trial: its configuration, learning curve, measured costs, adapter folder, worker and failure reason."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from autopeft.objectives import MEASUREMENTS
+from autopeft.views import format_value
+from dashboard import analysis, cache, figures
+from dashboard.views import Context
+
+
+def render(ctx: Context) -> None:
+    trials, spec = cache.trials(ctx.url, ctx.search)
+    if trials.empty:
+        st.info("This search has no trials yet.")
+        return
+    numbers = trials["number"].tolist()
+    if st.session_state.get("trial_number") not in numbers:
+        st.session_state["trial_number"] = numbers[0]
+    number = st.selectbox("trial", numbers, key="trial_number")
+    row = trials[trials["number"] == number].iloc[0]
+    on_front = bool(analysis.front(trials, spec).loc[row.name])
+    st.header(f"Trial {number} — {row['state']}" + (" · on the Pareto front" if on_front else ""))
+    st.markdown(f"**{row['configuration'] or '(no configuration)'}**")
+    if row["fail_reason"]:
+        st.error(row["fail_reason"])
+    measured = [m for m in MEASUREMENTS if pd.notna(row[m])]
+    cols = st.columns(4)
+    for i, name in enumerate(measured):
+        unit = MEASUREMENTS[name].unit
+        suffix = f" {unit}" if unit in ("MiB", "s", "%") else ""
+        cols[i % 4].metric(name, format_value(name, row[name]) + suffix)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Learning curve")
+        curve = cache.loss_curve(ctx.url, int(row["trial_id"]))
+        if curve:
+            st.plotly_chart(figures.loss_curve(curve), key="loss_curve", width="stretch")
+        else:
+            st.caption("No loss recorded for this trial.")
+    with right:
+        st.subheader("Configuration")
+        st.json(json.loads(row["config"]), expanded=True)
+    st.subheader("Where and when")
+    lines = [f"- adapter folder: `{row['adapter_dir'] or '-'}`", f"- worker: `{row['worker'] or '-'}`"]
+    if pd.notna(row["start"]):
+        took = f", took {row['duration_s']:.1f} s" if pd.notna(row["duration_s"]) else " (running)"
+        lines.append(f"- started {row['start']:%Y-%m-%d %H:%M:%S} UTC{took}")
+    lines.append(f"- feasible: {'yes' if row['feasible'] else 'no (violates a constraint)'}")
+    if pd.notna(row["retry_of"]):
+        lines.append(f"- retry of trial {int(row['retry_of'])}")
+    st.markdown("\n".join(lines))
