@@ -209,6 +209,29 @@ def export(name: str, out_dir: str, storage: str | None) -> None:
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
 
 
+@main.command("dashboard")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to listen on.")
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Open the web dashboard on the trial database (read-only): live Pareto front, progress, trials, export."""
+    import subprocess
+
+    from autopeft.spec import normalise_storage_url
+
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app.is_file():
+        raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
+    url = normalise_storage_url(storage or DEFAULT_STORAGE)
+    console.print(f"dashboard on http://{host}:{port} → {url} (read-only)")
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    try:
+        sys.exit(subprocess.call(command, env={**os.environ, "AUTOPEFT_STORAGE": url}))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def entry_point() -> None:
     """Console-script entry: user errors become one line and exit code 2."""
     try:
