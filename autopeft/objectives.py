@@ -32,6 +32,8 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement("train_time_s", "minimize", "s", "wall time of the training loop"),
         Measurement("eval_time_s", "minimize", "s", "wall time of the evaluation pass"),
         Measurement("adapter_bytes", "minimize", "bytes", "size on disk of the saved adapter"),
+        Measurement("frozen_base_mb", "minimize", "MiB", "memory the frozen base's tensors occupy (8/4-bit bases "
+                    "store integer codes)"),
     ]
 }
 

@@ -68,9 +68,39 @@ class LayersParam(_Param):
     min_on: int = Field(1, ge=0)
 
 
+class SizesParam(_Param):
+    """AutoPEFT's size ladder: 0 (off, if ``zero``), 1, 3, 6, 12, ... doubling up to ``up_to``.
+
+    ``up_to`` is a number or ``hidden_size`` (the model's), so one space fits models of any width.
+    """
+
+    type: Literal["sizes"]
+    up_to: int | Literal["hidden_size"] = "hidden_size"
+    zero: bool = True
+
+    def choices(self, hidden_size: int) -> list[int]:
+        limit = hidden_size if self.up_to == "hidden_size" else self.up_to
+        ladder = [0] if self.zero else []
+        size = 1
+        while size <= limit:
+            ladder.append(size)
+            size = 3 if size == 1 else size * 2
+        if ladder[-1] != limit:
+            ladder.append(limit)
+        return ladder
+
+
 ParamDef = Annotated[
-    Union[FloatParam, IntParam, CategoricalParam, SubsetParam, LayersParam], Field(discriminator="type")
+    Union[FloatParam, IntParam, CategoricalParam, SubsetParam, LayersParam, SizesParam], Field(discriminator="type")
 ]
+
+
+class RuleDef(BaseModel):
+    """A rule across parameters: at least one of ``any_positive`` must be > 0 (where ``when`` holds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    any_positive: list[str] = Field(min_length=1)
+    when: dict[str, Any] | None = None
 
 
 class SpaceDef(BaseModel):
@@ -79,6 +109,7 @@ class SpaceDef(BaseModel):
     description: str = ""
     parameters: dict[str, ParamDef]
     fixed: dict[str, Any] = Field(default_factory=dict)
+    rules: list[RuleDef] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _method_given(self) -> SpaceDef:
@@ -119,22 +150,24 @@ def _get_dotted(config: dict[str, Any], dotted: str) -> Any:
 class SearchSpace:
     """A validated space bound to a model's layer count."""
 
-    def __init__(self, definition: SpaceDef, num_layers: int):
+    def __init__(self, definition: SpaceDef, num_layers: int, hidden_size: int = 768):
         self.definition = definition
         self.num_layers = num_layers
+        self.hidden_size = hidden_size
 
     @classmethod
-    def from_dict(cls, raw: Any, num_layers: int, source: str = "search_space") -> SearchSpace:
+    def from_dict(cls, raw: Any, num_layers: int, source: str = "search_space",
+                  hidden_size: int = 768) -> SearchSpace:
         try:
             definition = SpaceDef.model_validate(raw)
         except ValidationError as exc:
             problems = []
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"] if p not in {"float", "int", "categorical",
-                                                                             "subset", "layers"})
+                                                                             "subset", "layers", "sizes"})
                 problems.append(f"search_space.{where}: {error['msg'].removeprefix('Value error, ')}")
             raise SpecError(source, problems) from None
-        return cls(definition, num_layers)
+        return cls(definition, num_layers, hidden_size)
 
     @property
     def name(self) -> str:
@@ -152,6 +185,11 @@ class SearchSpace:
             value, problem = self._draw(trial, name, param)
             _set_dotted(config, name, value)
             rejection = rejection or problem
+        for rule in self.definition.rules:
+            if rule.when and any(_get_dotted(config, k) != v for k, v in rule.when.items()):
+                continue
+            if not any((_get_dotted(config, name) or 0) > 0 for name in rule.any_positive):
+                rejection = rejection or f"at least one of {rule.any_positive} must be above 0"
         return Proposal(config=config, rejection=rejection)
 
     def _draw(self, trial: optuna.Trial, name: str, param: Any) -> tuple[Any, str | None]:
@@ -166,12 +204,51 @@ class SearchSpace:
             if len(chosen) < param.min_size:
                 return chosen, f"{name}: {len(chosen)} of {param.choices} switched on, at least {param.min_size} needed"
             return chosen, None
+        if isinstance(param, SizesParam):
+            return trial.suggest_categorical(name, param.choices(self.hidden_size)), None
         if isinstance(param, LayersParam):
             layers = [i for i in range(self.num_layers) if trial.suggest_categorical(f"{name}.{i}", [True, False])]
             if len(layers) < param.min_on:
                 return layers, f"{name}: {len(layers)} layers switched on, at least {param.min_on} needed"
             return layers, None
         raise TypeError(f"unhandled parameter kind {type(param).__name__}")
+
+    def size(self) -> float:
+        """Number of distinct points; inf when a parameter is continuous.
+
+        Exact when conditions are on one categorical parameter (``when: {method: lora}``): each of its choices
+        multiplies only the parameters drawn under it. Other conditions are counted as if always drawn (a bound).
+        """
+        params = self.definition.parameters
+        selectors = {next(iter(p.when)) for p in params.values() if p.when and len(p.when) == 1}
+        total = 1.0
+        for name, param in params.items():
+            if name in selectors or (param.when and len(param.when) == 1):
+                continue
+            total *= self._count(param)
+        for selector in selectors & set(params):
+            branches = 0.0
+            for value in getattr(params[selector], "choices", []):
+                branch = 1.0
+                for param in params.values():
+                    if param.when == {selector: value}:
+                        branch *= self._count(param)
+                branches += branch
+            total *= branches
+        return total
+
+    def _count(self, param: Any) -> float:
+        if isinstance(param, FloatParam):
+            return float("inf")
+        if isinstance(param, IntParam):
+            return float((param.high - param.low) // param.step + 1)
+        if isinstance(param, CategoricalParam):
+            return float(len(param.choices))
+        if isinstance(param, SubsetParam):
+            return float(2 ** len(param.choices))
+        if isinstance(param, SizesParam):
+            return float(len(param.choices(self.hidden_size)))
+        return float(2 ** self.num_layers)
 
     def describe(self) -> list[tuple[str, str]]:
         """(name, human-readable domain) for listings."""
@@ -183,6 +260,8 @@ class SearchSpace:
                 domain = f"one of {param.choices}"
             elif isinstance(param, SubsetParam):
                 domain = f"subset of {param.choices} (≥ {param.min_size})"
+            elif isinstance(param, SizesParam):
+                domain = f"one of {param.choices(self.hidden_size)}"
             else:
                 domain = f"any of {self.num_layers} layers (≥ {param.min_on})"
             if param.when:

@@ -21,6 +21,7 @@ from autopeft.data import TaskData
 from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
 from autopeft.models import load_base_model, load_tokenizer
+from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.spec import ModelSpec
 from autopeft.trial import TrialRequest, TrialResult
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
@@ -76,7 +77,9 @@ class TrialWorker:
             raise TrialFailure(f"method {method.name!r} needs training.weight_decay: 0 (decay would move the "
                                "weights it must leave untouched)")
         with PeakMemory(self.device) as memory:
-            model = copy.deepcopy(self.base)
+            bits = int(request.config.get("base_bits", 16))
+            check_compatible(method.name, method.library, bits)
+            model = quantize_base(copy.deepcopy(self.base), bits)
             reset_task_head(model, request.seed)
             model = method.build(model, request.config).to(self.device)
             trainable, _ = method.count(model)
@@ -101,6 +104,7 @@ class TrialWorker:
             "train_time_s": train_clock.seconds,
             "eval_time_s": eval_clock.seconds,
             "adapter_bytes": float(adapter_bytes),
+            "frozen_base_mb": frozen_base_bytes(model) / 2**20,
         }
         return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
                            loss_curve=curve, worker=self.identity)

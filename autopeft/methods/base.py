@@ -54,6 +54,11 @@ class Method:
         total = sum(p.numel() for p in model.parameters())
         return trainable, total
 
+    @classmethod
+    def saved_bytes(cls, model: nn.Module) -> int:
+        """Bytes of the tensors the adapter file holds (files add a small header and the configuration)."""
+        return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
     def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
         """Save what was trained so the method's standard loader reads it; return the bytes on disk."""
         raise NotImplementedError

@@ -53,9 +53,11 @@ class SparseFineTuning(TensorBacked):
         modules = dict(model.named_modules())
         for index, name in enumerate(names):
             weight = modules[name].weight
-            chosen = _select(weight, max(1, math.ceil(density * weight.numel())), options.get("selection", "magnitude"),
+            count = max(1, math.ceil(density * weight.numel()))
+            modules[name].sparse_count = count  # a plain int, so counting works on meta-device models too
+            chosen = _select(weight, count, options.get("selection", "magnitude"),
                              seed=int(config.get("seed", 0)) * 1000 + index)
-            mask = torch.zeros(weight.numel(), dtype=torch.bool)
+            mask = torch.zeros(weight.numel(), dtype=torch.bool, device=weight.device)
             mask[chosen] = True
             mask = mask.view_as(weight)
             modules[name].register_buffer(_MASK, mask, persistent=False)
@@ -74,8 +76,14 @@ class SparseFineTuning(TensorBacked):
         total = sum(p.numel() for p in model.parameters())
         masked_weights = {id(m.weight) for _, m in cls._masked(model)}
         dense = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in masked_weights)
-        sparse = sum(int(getattr(m, _MASK).sum()) for _, m in cls._masked(model))
+        sparse = sum(m.sparse_count for _, m in cls._masked(model))
         return dense + sparse, total
+
+    @classmethod
+    def saved_bytes(cls, model: nn.Module) -> int:
+        """Each trained entry is saved as an int64 index and a float value."""
+        head = sum(p.numel() * p.element_size() for p in task_head_parameters(model).values())
+        return head + sum(m.sparse_count * (8 + m.weight.element_size()) for _, m in cls._masked(model))
 
     def trained_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
         tensors = {name: p.detach().contiguous() for name, p in task_head_parameters(model).items()}
