@@ -225,7 +225,8 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
     console.print(f"dashboard on http://{host}:{port} → {url} (read-only)")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
-               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]
     try:
         sys.exit(subprocess.call(command, env={**os.environ, "AUTOPEFT_STORAGE": url}))
     except KeyboardInterrupt:
