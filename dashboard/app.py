@@ -33,6 +33,8 @@ def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
             running = [s.name for s in found if s.state == "running"]
             st.session_state["search"] = (running or names)[-1]
         chosen = st.sidebar.selectbox("search", names, key="search")
+    if st.session_state.get("view") not in navigation.VIEWS:
+        st.session_state["view"] = "Pareto front" if names else "Searches"
     view = st.sidebar.radio("view", navigation.VIEWS, key="view")
     state = next((s.state for s in found if s.name == chosen), None)
     live = state == "running" and st.sidebar.toggle("live refresh", value=True, key="live",

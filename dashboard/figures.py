@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from autopeft.spec import SearchSpec
 from dashboard import analysis
 
-PALETTE = qualitative.Safe
+PALETTE = qualitative.D3
 FAINT = "rgba(120,120,120,0.55)"
 LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}}
@@ -73,7 +73,7 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
             fig.add_trace(go.Scatter(
                 x=rows[x], y=rows[y], mode="markers", name=f"{method} (dominated)", customdata=_custom(rows),
                 hovertemplate=_hover(x, y), legendgroup=method,
-                marker={"color": colour, "opacity": 0.35, "size": 7}))
+                marker={"color": colour, "opacity": 0.4, "size": 8}))
     for name, mask, marker in groups:
         rows = plotted[mask]
         if len(rows):
