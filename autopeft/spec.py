@@ -82,6 +82,9 @@ class ObjectiveSpec(_Strict):
         return self.direction or MEASUREMENTS[self.name].natural_direction
 
 
+_UPPER_LIMITS = {"fraction": 1.0, "%": 100.0}
+
+
 class ConstraintSpec(_Strict):
     name: str = Field(description=f"The measurement to bound, one of: {known_measurements()}.")
     max: float | None = None
@@ -96,6 +99,14 @@ class ConstraintSpec(_Strict):
     def _one_bound(self) -> ConstraintSpec:
         if self.max is None and self.min is None:
             raise ValueError("give a bound: max or min")
+        # A bound no trial can meet would make every trial infeasible and the search pointless.
+        upper = _UPPER_LIMITS.get(MEASUREMENTS[self.name].unit, float("inf")) if self.name in MEASUREMENTS else None
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}: no trial can meet it")
+        if self.max is not None and self.max < 0:
+            raise ValueError(f"max {self.max} is below 0: {self.name} is never negative, no trial can meet it")
+        if upper is not None and self.min is not None and self.min > upper:
+            raise ValueError(f"min {self.min} is above {upper:g}, the largest {self.name} there is")
         return self
 
     def violation(self, value: float) -> float:
@@ -131,7 +142,19 @@ class WorkersSpec(_Strict):
     parallel: int = Field(1, ge=1, description="Trials trained at once.")
     cpus_per_trial: int = Field(1, ge=1, description="CPU cores (and torch threads) each trial gets.")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    ray_address: str | None = Field(None, description="Join this Ray cluster instead of starting a local one.")
+    gpus_per_trial: float | None = Field(
+        None, ge=0, le=64, description="GPUs Ray reserves per trial; fractions (0.5) share a GPU between trials. "
+        "Default: 1 with device cuda, else 0.")
+    ray_address: str | None = Field(None, description="Join this Ray cluster instead of starting a local one "
+                                    "(also --ray-address, or the RAY_ADDRESS environment variable).")
+
+    @model_validator(mode="after")
+    def _gpus_need_a_gpu_device(self) -> WorkersSpec:
+        if self.gpus_per_trial and self.device == "cpu":
+            raise ValueError("gpus_per_trial needs device: cuda (or auto); with device: cpu no GPU is used")
+        if self.gpus_per_trial is not None and self.gpus_per_trial > 1 and self.gpus_per_trial % 1:
+            raise ValueError(f"gpus_per_trial above 1 must be a whole number (got {self.gpus_per_trial})")
+        return self
 
 
 class SearchSpec(_Strict):
@@ -283,7 +306,11 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
 
 
 def normalise_storage_url(url: str) -> str:
-    """Make a relative SQLite path absolute so the same search is found from any working directory."""
+    """Make a relative SQLite path absolute so the same search is found from any working directory, and send
+    plain PostgreSQL URLs to the psycopg 3 driver we install (SQLAlchemy's default would be psycopg2)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url.removeprefix(plain)
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         return prefix + str((Path.cwd() / url.removeprefix(prefix)).resolve())

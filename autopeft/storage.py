@@ -1,18 +1,25 @@
 """The trial database: Optuna studies on SQLAlchemy storage, plus what autopeft keeps on each trial.
 
-Only the controller writes. A search is an Optuna study whose user attributes hold the resolved spec (so resume
-needs only the name) and the controller's identity (so a second controller cannot run the same search). Each
-trial's user attributes hold its decoded configuration and every measurement, so views never re-derive them.
+Only controllers write. A search is an Optuna study whose user attributes hold the resolved spec (so resume
+needs only the name) and the identity of its controllers (so a second `run` or `resume` cannot drive a search that
+is running, while `join` adds controllers on purpose). Each trial's user attributes hold its decoded
+configuration, every measurement and the controller that runs it, so views never re-derive them and a resume
+closes only the trials of controllers that are gone.
+
+Optuna owns the schema (its own tables, migrated with `optuna storage upgrade --storage URL`); autopeft adds no
+tables, only attributes, so an upgrade of Optuna is the only migration there is.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.errors import UserError
@@ -31,23 +38,63 @@ REJECTED = "rejected"
 INTERRUPTED = "interrupted"
 RETRY_OF = "retry_of"
 VIOLATIONS = "constraint_violations"
+PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
+OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
 
 SPEC = "spec"
 CONTROLLER = "controller"
 FINISHED = "finished"
 LABELS = "labels"  # label names in head order, needed to rebuild the base for an exported adapter
+JOINED = "controller."  # prefix of the study attributes naming the controllers that joined a running search
+
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for anything printed or logged."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: hide everything between the scheme and the last @
+        credentials, at, host = url.rpartition("@")
+        if not at:
+            return url
+        scheme, sep, _ = credentials.partition("://")
+        return (scheme + sep if sep else "") + "***@" + host
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage on SQLite (WAL mode) or PostgreSQL (``postgresql+psycopg://``), or any SQLAlchemy URL.
+
+    Optuna creates its tables on first use and refuses a schema older than its own: ``optuna storage upgrade``
+    migrates it (see docs/cluster.md).
+    """
     url = normalise_storage_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Readers (the CLI, the dashboard) may hold the file briefly; wait instead of failing the search.
-        kwargs = {"connect_args": {"timeout": 60}}
+        kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    elif url.startswith("postgresql"):
+        # A restarted database server leaves dead pooled connections: test each one before use.
+        kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        store = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if url.startswith("sqlite") and ":memory:" not in url:
+            _use_wal(store.engine)
+        return store
     except Exception as exc:  # bad URL, unreachable server, missing driver: all need the user's fix
-        raise UserError(f"storage: cannot open {url}: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"storage: cannot open {mask_url(url)}: {reason}") from None
+
+
+def _use_wal(engine: sqlalchemy.engine.Engine) -> None:
+    """Write-ahead logging: readers (the CLI, the dashboard) never block the controller's writes, nor they them.
+
+    The mode is a property of the database file, so it is set once and every later connection has it.
+    """
+    with engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        if str(mode).lower() != "wal":
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def search_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -72,16 +119,52 @@ def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchS
     return study
 
 
-def claim_controller(study: optuna.Study) -> None:
-    """Refuse to drive a search that a live controller on this host is driving."""
-    owner = study.user_attrs.get(CONTROLLER)
-    if owner and owner["host"] == socket.gethostname() and owner["pid"] != os.getpid() and _alive(owner["pid"]):
-        raise UserError(f"search {study.study_name!r} is being run by process {owner['pid']}; stop it first")
-    study.set_user_attr(CONTROLLER, {"host": socket.gethostname(), "pid": os.getpid()})
+def controller_id() -> str:
+    """This process as a controller: "host:pid", recorded on the study and on every trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _recorded_controllers(study: optuna.Study) -> list[dict[str, Any]]:
+    attrs = study.user_attrs
+    owners = [attrs.get(CONTROLLER)] + [v for k, v in attrs.items() if k.startswith(JOINED)]
+    return [o for o in owners if o]
+
+
+def live_controllers(study: optuna.Study) -> set[str]:
+    """Controllers recorded on the study that are alive on this host, or that run on another host.
+
+    A process on another host cannot be checked from here, so it is taken to be alive; `resume` (which closes
+    the trials of dead controllers) is the user's statement that it is not.
+    """
+    me = controller_id()
+    return {f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study)
+            if f"{o['host']}:{o['pid']}" != me and (o["host"] != socket.gethostname() or _alive(o["pid"]))}
+
+
+def claim_controller(study: optuna.Study, join: bool = False) -> None:
+    """Record this process as a controller of the search.
+
+    Without ``join``: refuse while another controller on this host is alive (two `run`/`resume` of one search
+    are a mistake). With ``join``: run beside the live ones; the budget is shared through the database.
+    """
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    if join:
+        study.set_user_attr(f"{JOINED}{controller_id()}", me)
+        return
+    for owner in _recorded_controllers(study):
+        if owner["host"] == me["host"] and owner["pid"] != me["pid"] and _alive(owner["pid"]):
+            raise UserError(f"search {study.study_name!r} is being run by process {owner['pid']}; stop it first, "
+                            f"or add a controller with `autopeft search join {study.study_name}`")
+    study.set_user_attr(CONTROLLER, me)
 
 
 def release_controller(study: optuna.Study) -> None:
-    study.set_user_attr(CONTROLLER, None)
+    key = f"{JOINED}{controller_id()}"
+    if key in study.user_attrs:
+        study.set_user_attr(key, None)
+    owner = study.user_attrs.get(CONTROLLER)
+    if owner and f"{owner['host']}:{owner['pid']}" == controller_id():
+        study.set_user_attr(CONTROLLER, None)
 
 
 def _alive(pid: int) -> bool:
@@ -102,14 +185,35 @@ def counts_against_budget(trial: FrozenTrial) -> bool:
         and not trial.user_attrs.get(INTERRUPTED)
 
 
-def requeue_interrupted(study: optuna.Study, reason: str) -> list[int]:
+def budget_spent(trials: list[FrozenTrial]) -> int:
+    """Trials that spent the budget or hold a share of it now: counted ones plus those running anywhere."""
+    return sum(counts_against_budget(t) or t.state == TrialState.RUNNING for t in trials)
+
+
+def ahead_of(trials: list[FrozenTrial], number: int) -> int:
+    """Budget taken by trials numbered before ``number`` (queued ones included: someone will run them).
+
+    Trial numbers are handed out by the database in order, so of two controllers racing for the last unit of
+    budget exactly one sees the other's trial ahead of its own and stands back.
+    """
+    return sum(counts_against_budget(t) or t.state in (TrialState.RUNNING, TrialState.WAITING)
+               for t in trials if t.number < number)
+
+
+def requeue_interrupted(study: optuna.Study, reason: str, owners: Container[str] | None = None,
+                        keep: Container[str] = ()) -> list[int]:
     """Mark RUNNING trials (their controller is gone) as failed-interrupted and queue their configurations again.
 
-    The new trials keep the same parameters, so the sampler's choices are not lost and nothing runs twice:
-    the old trial is closed before its replacement exists.
+    ``owners``: close only the trials these controllers run (a stopping controller closes its own); otherwise
+    every running trial except those of the controllers in ``keep`` (the live ones, when a search is resumed
+    while other controllers still run it). The new trials keep the same parameters, so the sampler's choices are
+    not lost and nothing runs twice: the old trial is closed before its replacement exists.
     """
     requeued = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(OWNER)
+        if (owners is not None and owner not in owners) or (owner is not None and owner in keep):
+            continue
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)

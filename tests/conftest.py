@@ -11,6 +11,8 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+pytest_plugins = ["tests.postgres_server"]  # postgres_server, postgres_url, storage_url (SQLite and PostgreSQL)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "examples" / "data" / "sst2"
 

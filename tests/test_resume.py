@@ -22,8 +22,9 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path):
-    spec = tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 25}, workers={"parallel": 1})
+def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, storage_url):
+    spec = tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 25}, workers={"parallel": 1},
+                     storage=storage_url)  # on a SQLite file and on a PostgreSQL database
     spec_file = write_spec(tmp_path, spec)
     url = spec["storage"]
     command = [sys.executable, "-m", "autopeft.cli"]
