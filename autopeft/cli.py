@@ -250,8 +250,6 @@ def export(name: str, out_dir: str, storage: str | None) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to listen on.")
 def dashboard(storage: str | None, host: str, port: int) -> None:
     """Open the web dashboard on the trial database (read-only): live Pareto front, progress, trials, export."""
-    import subprocess
-
     from autopeft.spec import normalise_storage_url
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -262,10 +260,8 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]
-    try:
-        sys.exit(subprocess.call(command, env={**os.environ, "AUTOPEFT_STORAGE": url}))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    # Become the server process, so that a signal to this process (Ctrl-C, a supervisor's stop) reaches it.
+    os.execve(sys.executable, command, {**os.environ, "AUTOPEFT_STORAGE": url})
 
 
 @main.group()
