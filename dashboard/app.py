@@ -61,9 +61,17 @@ def main() -> None:
         return
     render = RENDERERS[view]
     if live and view != "Pick and export":
-        st.fragment(render, run_every=REFRESH_S)(ctx)
+        st.fragment(lambda: live_body(render, ctx), run_every=REFRESH_S)()
     else:
         render(ctx)
+
+
+def live_body(render, ctx: Context) -> None:
+    """One live redraw of the view; when the search stops running, the whole page redraws once and stays still."""
+    state = next((s.state for s in cache.searches(ctx.url) if s.name == ctx.search), None)
+    if state != "running":
+        st.rerun()
+    render(ctx)
 
 
 main()

@@ -1,0 +1,73 @@
+"""Drive a running dashboard in headless Chromium: wait for the Pareto plot, read the counts, take a screenshot.
+
+Used by the end-to-end test and to refresh the screenshots in docs/. Playwright drives the system's Chromium
+(Debian's ``chromium`` package) through ``executable_path``, so no browser download is needed; each session gets
+a fresh profile folder and no background networking.
+
+    python -m dashboard.browser http://127.0.0.1:8501 docs/dashboard-pareto.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PLOT = ".js-plotly-plot .scatterlayer .trace"
+
+
+@contextmanager
+def open_page(width: int = 1440, height: int = 1000) -> Iterator[Page]:
+    """A page in a fresh headless Chromium profile; closed and deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="autopeft-chromium-") as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": width, "height": height}, device_scale_factor=1)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def wait_for_pareto_plot(page: Page, timeout_s: float = 90) -> None:
+    page.wait_for_selector(PLOT, timeout=timeout_s * 1000)
+
+
+def metrics(page: Page) -> dict[str, str]:
+    """The headline counts as shown: {'Trials': '12', 'Complete': '11', ...}."""
+    shown = {}
+    for block in page.locator('[data-testid="stMetric"]').all():
+        label = block.locator('[data-testid="stMetricLabel"]').inner_text().strip()
+        shown[label] = block.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    return shown
+
+
+def screenshot(page: Page, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(800)  # let plotly finish its transition
+    page.screenshot(path=str(out), full_page=False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    with open_page() as page:
+        page.goto(args.url)
+        wait_for_pareto_plot(page)
+        print(metrics(page))
+        screenshot(page, args.out)
+
+
+if __name__ == "__main__":
+    main()

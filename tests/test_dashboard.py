@@ -1,0 +1,205 @@
+"""Every dashboard view, headless (Streamlit's AppTest), on the database of a real search (real MiniLM, real
+SST-2 sample, a real SQLite file) that the dashboard read throughout while the search ran.
+
+The expected numbers come from Optuna's own API and autopeft's views (``storage.trial_records``,
+``pareto.pareto_front``, `autopeft export`), a different path from the dashboard's SQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from autopeft import storage
+from autopeft.pareto import pareto_front
+from dashboard import analysis, bundle, data
+from tests.conftest import ROOT, tiny_spec, write_spec
+
+APP = str(ROOT / "dashboard" / "app.py")
+NAME = "watched"
+
+
+def render(view: str, **state) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.session_state["view"] = view
+    for key, value in state.items():
+        app.session_state[key] = value
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+class Reader(threading.Thread):
+    """Reads the way the dashboard does, as fast as it can, until stopped; records what it saw."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.reads = 0
+        self.renders = 0
+        self.running_seen = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                if NAME in [s.name for s in data.list_searches(self.url)]:
+                    trials, _ = data.load_trials(self.url, NAME)
+                    self.running_seen = max(self.running_seen, int((trials["state"] == "RUNNING").sum()))
+                    self.reads += 1
+                    if self.reads % 5 == 0:  # a whole page render now and then, as a browser would cause
+                        render("Pareto front")
+                        self.renders += 1
+            except data.StorageUnavailable:
+                pass  # the file or the study is not created yet
+            except Exception as exc:  # noqa: BLE001 - every other error is a finding
+                self.errors.append(repr(exc))
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory):
+    """A real search run by the CLI while a reader hammers its database; the dashboard then reads the result."""
+    tmp_path = tmp_path_factory.mktemp("dashboard")
+    spec = tiny_spec(tmp_path, budget={"trials": 5, "steps_per_trial": 15})
+    url = spec["storage"]
+    previous = os.environ.get("AUTOPEFT_STORAGE")
+    os.environ["AUTOPEFT_STORAGE"] = url
+    reader = Reader(url)
+    reader.start()
+    done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec)),
+                           "--name", NAME, "--executor", "local"], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+    reader.stop.set()
+    reader.join(timeout=60)
+    study, stored = storage.load_search(storage.open_storage(url), NAME)
+    yield {"url": url, "tmp": tmp_path, "done": done, "reader": reader, "study": study, "spec": stored,
+           "records": storage.trial_records(study, stored)}
+    if previous is None:
+        os.environ.pop("AUTOPEFT_STORAGE", None)
+    else:
+        os.environ["AUTOPEFT_STORAGE"] = previous
+
+
+def test_reading_throughout_a_running_search_causes_no_database_error(watched):
+    done, reader = watched["done"], watched["reader"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "locked" not in (done.stdout + done.stderr).lower()
+    assert reader.errors == []
+    assert reader.reads >= 20 and reader.renders >= 2, (reader.reads, reader.renders)
+    assert reader.running_seen >= 1, "the reader never overlapped a running trial"
+    states = [r.state for r in watched["records"]]
+    assert states.count("COMPLETE") == 5 and "FAIL" not in states, states
+
+
+def test_the_dashboard_cannot_write(watched):
+    engine = data.engine_for(watched["url"])
+    with pytest.raises(sa.exc.OperationalError, match="readonly|read-only"):
+        with engine.connect() as conn:
+            conn.execute(sa.text("UPDATE studies SET study_name = 'x'"))
+    path = Path(watched["url"].removeprefix("sqlite:///"))
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    for view in ("Searches", "Pareto front", "Progress", "Trials", "Trial", "Space", "Compare", "Pick and export"):
+        render(view)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_searches_view_lists_the_search_with_its_counts(watched):
+    app = render("Searches")
+    table = app.dataframe[0].value
+    row = table[table["search"] == NAME].iloc[0]
+    assert row["state"] == "finished"
+    assert row["complete"] == 5 and row["failed"] == 0 and row["running"] == 0 and row["budget"] == 5
+    best = max(r.measurements["accuracy"] for r in watched["records"] if r.state == "COMPLETE")
+    assert row["best"] == pytest.approx(best)
+
+
+def test_pareto_view_counts_and_front_match_the_database(watched):
+    app = render("Pareto front")
+    shown = {m.label: m.value for m in app.metric}
+    front = pareto_front(watched["records"], watched["spec"])
+    assert shown["Trials"] == str(len(watched["study"].get_trials()))
+    assert shown["Complete"] == "5" and shown["Failed"] == "0"
+    assert shown["On the front"] == str(len(front))
+    assert sorted(app.dataframe[0].value["number"]) == sorted(r.number for r in front)
+    assert [s.value for s in app.selectbox][-2:] == ["trainable_params", "accuracy"]
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_pareto_view_any_two_measurements(watched):
+    app = render("Pareto front", front_x="peak_memory_mb", front_y="macro_f1")
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_progress_view_shows_hypervolume_and_worker_timeline(watched):
+    app = render("Progress")
+    feasible = [r for r in watched["records"] if r.state == "COMPLETE" and r.feasible]
+    assert f"after {len(feasible)} trials" in app.caption[0].value
+    assert len(app.get("plotly_chart")) == 3  # hypervolume vs trials, vs time; trials per worker
+
+
+def test_trials_view_filters(watched):
+    app = render("Trials")
+    assert len(app.dataframe[0].value) == len(watched["records"])
+    app.multiselect(key="filter_state").set_value(["COMPLETE"]).run()
+    assert len(app.dataframe[0].value) == 5
+    app.checkbox(key="filter_front").check().run()
+    assert len(app.dataframe[0].value) == len(pareto_front(watched["records"], watched["spec"]))
+    app.text_input(key="filter_text").input("no such configuration").run()
+    assert len(app.dataframe[0].value) == 0
+
+
+def test_trial_view_shows_configuration_curve_costs_and_adapter(watched):
+    record = watched["records"][2]
+    app = render("Trial", trial_number=record.number)
+    assert app.header[0].value.startswith(f"Trial {record.number} — COMPLETE")
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["accuracy"] == f"{record.measurements['accuracy']:.4f}"
+    assert shown["trainable_params"] == f"{int(record.measurements['trainable_params']):,}"
+    assert record.adapter_dir in app.markdown[-1].value and record.worker in app.markdown[-1].value
+    assert app.json[0].value and '"method": "lora"' in app.json[0].value
+    assert len(app.get("plotly_chart")) == 1  # the loss curve
+
+
+def test_space_and_compare_views_render(watched):
+    app = render("Space")
+    assert app.dataframe[0].value["method"].tolist() == ["lora"]
+    assert app.dataframe[0].value["trials"].tolist() == [len(watched["records"])]
+    app = render("Compare")
+    assert app.multiselect(key="compare_searches").value == [NAME]
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_pick_knee_and_download_the_export(watched):
+    url, spec = watched["url"], watched["spec"]
+    app = render("Pick and export")
+    trials, _ = data.load_trials(url, NAME)
+    knee = analysis.knee(trials, spec)
+    assert app.dataframe[0].value["number"].tolist() == [knee]
+    app.radio(key="pick_mode").set_value("best under a budget").run()
+    assert not app.exception
+    out = watched["tmp"] / "cli-export"
+    subprocess.run([sys.executable, "-m", "autopeft.cli", "export", NAME, "--out", str(out), "--storage", url],
+                   check=True, capture_output=True, timeout=120)
+    archive = zipfile.ZipFile(io.BytesIO(bundle.export_zip(url, NAME)))
+    cli_files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert sorted(n.removeprefix(f"{NAME}/") for n in archive.namelist()) == cli_files
+    assert archive.read(f"{NAME}/summary.csv").decode() == (out / "summary.csv").read_text()
+    picked = zipfile.ZipFile(io.BytesIO(bundle.export_zip(url, NAME, [knee])))
+    folders = {n.split("/")[1] for n in picked.namelist() if n.count("/") > 1}
+    assert folders == {f"trial-{knee:04d}"}
+    rows = list(csv.DictReader(io.StringIO(picked.read(f"{NAME}/summary.csv").decode())))
+    assert [int(r["trial"]) for r in rows] == [knee]

@@ -1,0 +1,166 @@
+"""The dashboard with 2,000 trials: every view rendered headless, its time measured and reported.
+
+The trials are synthetic but shaped like a real mixed-method search (five methods with their sizes, accuracy
+rising with log-parameters plus noise, failures with reasons, pruned, rejected and running trials, a baseline,
+four workers over ten hours, loss curves) and are written through Optuna's API into a SQLite file, exactly as
+the controller would store them. A second, smaller search feeds the comparison view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+from streamlit.testing.v1 import AppTest
+
+from autopeft import storage
+from autopeft.spec import load_spec
+from dashboard import cache, data
+from dashboard.navigation import VIEWS
+from tests.conftest import ROOT, tiny_spec, write_spec
+
+APP = str(ROOT / "dashboard" / "app.py")
+TRIALS = 2000
+METHODS = {"lora": ("r", [1, 2, 4, 8, 16, 32, 64], 1_536), "pfeiffer": ("bottleneck", [16, 64, 256], 6_500),
+           "parallel": ("bottleneck", [16, 64, 256], 6_200), "prefix": ("prefix_length", [5, 10, 30], 2_300),
+           "ia3": (None, [None], 9_216)}
+MODULES = ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"]
+
+
+def synthetic_trial(number: int, rng: np.random.Generator, t0: dt.datetime, baseline: bool = False) -> FrozenTrial:
+    method = "full" if baseline else rng.choice(list(METHODS))
+    key, choices, per_unit = METHODS.get(method, (None, [None], 0))
+    size = choices[rng.integers(len(choices))]
+    layers = sorted(rng.choice(6, size=rng.integers(1, 7), replace=False).tolist())
+    options = {key: int(size)} if key else {}
+    if method == "lora":
+        options["target_modules"] = sorted(rng.choice(MODULES, size=rng.integers(1, 4), replace=False).tolist())
+    lr = float(10 ** rng.uniform(-4, -2.5))
+    params = 22_713_216 if baseline else int(per_unit * (size or 1) * len(layers) * (1 + rng.random()) + 770)
+    accuracy = float(np.clip(0.5 + 0.045 * np.log10(params) + rng.normal(0, 0.03), 0.45, 0.93))
+    start = t0 + dt.timedelta(seconds=18 * number + float(rng.uniform(0, 5)))
+    duration = float(rng.uniform(20, 70))
+    draw = rng.random()
+    state, attrs = TrialState.COMPLETE, {}
+    if number >= TRIALS - 2 and not baseline:
+        state = TrialState.RUNNING
+    elif draw < 0.05:
+        state, attrs = TrialState.FAIL, {storage.FAIL_REASON: rng.choice(
+            ["non-finite loss at step 40", "out of memory", "worker process died"])}
+    elif draw < 0.08:
+        state = TrialState.PRUNED
+    elif draw < 0.11:
+        state, attrs = TrialState.FAIL, {storage.REJECTED: True,
+                                         storage.FAIL_REASON: "invalid configuration: layers: 0 layers switched on"}
+    config = {"method": method, method: options, "layers": layers, "learning_rate": lr}
+    measured = {"accuracy": accuracy, "macro_f1": accuracy - 0.02, "trainable_params": params,
+                "trainable_percent": 100 * params / 22_713_216, "peak_memory_mb": 900 + params / 4e4,
+                "train_time_s": duration * 0.9, "eval_time_s": duration * 0.1, "adapter_bytes": params * 4 + 900,
+                "total_params": 22_713_216 + params}
+    attrs |= {storage.CONFIG: config, storage.WORKER: f"node{number % 4}:{4100 + number % 4}"}
+    if baseline:
+        attrs["baseline"] = True
+    values = None
+    if state in (TrialState.COMPLETE, TrialState.PRUNED):
+        attrs[storage.MEASUREMENTS] = measured
+        attrs[storage.LOSS_CURVE] = [[s, float(0.7 * np.exp(-s / 60) + 0.2)] for s in range(10, 160, 15)]
+        attrs[storage.ADAPTER_DIR] = f"/runs/load/trial-{number:04d}/adapter"
+        attrs[storage.VIOLATIONS] = [measured["trainable_percent"] - 1.0]
+    if state == TrialState.COMPLETE:
+        values = [accuracy, float(params)]
+    return FrozenTrial(number=number, state=state, value=None, values=values, datetime_start=start,
+                       datetime_complete=None if state == TrialState.RUNNING else
+                       start + dt.timedelta(seconds=duration),
+                       params={"learning_rate": lr}, distributions={"learning_rate": FloatDistribution(1e-4, 1e-2)},
+                       user_attrs=attrs, system_attrs={}, intermediate_values={}, trial_id=number)
+
+
+def write_search(store: optuna.storages.BaseStorage, name: str, spec, count: int, seed: int) -> None:
+    study = optuna.create_study(study_name=name, storage=store, directions=["maximize", "minimize"])
+    study.set_user_attr(storage.SPEC, spec.to_stored())
+    study.set_user_attr(storage.FINISHED, True)
+    rng = np.random.default_rng(seed)
+    t0 = dt.datetime(2026, 1, 5, 9, 0, 0)
+    trials = [synthetic_trial(i, rng, t0) for i in range(count - 1)]
+    trials.append(synthetic_trial(count - 1, rng, t0, baseline=True))
+    study.add_trials(trials)
+
+
+@pytest.fixture(scope="module")
+def big_database(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("load")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    url = f"sqlite:///{tmp_path / 'load.db'}"
+    store = storage.open_storage(url)
+    started = time.perf_counter()
+    write_search(store, "mixed-2000", spec, TRIALS, seed=0)
+    write_search(store, "lora-300", spec, 300, seed=1)
+    written_s = time.perf_counter() - started
+    previous = os.environ.get("AUTOPEFT_STORAGE")
+    os.environ["AUTOPEFT_STORAGE"] = url
+    yield url, written_s
+    if previous is None:
+        os.environ.pop("AUTOPEFT_STORAGE", None)
+    else:
+        os.environ["AUTOPEFT_STORAGE"] = previous
+
+
+def test_every_view_renders_2000_trials_quickly(big_database, record_property):
+    url, written_s = big_database
+    started = time.perf_counter()
+    trials, _ = data.load_trials(url, "mixed-2000")
+    sql_s = time.perf_counter() - started
+    assert len(trials) == TRIALS
+    started = time.perf_counter()
+    study = optuna.load_study(study_name="mixed-2000", storage=storage.open_storage(url))
+    study.get_trials()
+    optuna_s = time.perf_counter() - started
+    timings = {}
+    for view in VIEWS:
+        app = AppTest.from_file(APP, default_timeout=120)
+        app.session_state["view"] = view
+        app.session_state["search"] = "mixed-2000"
+        cache.trials.clear()
+        cache.searches.clear()
+        started = time.perf_counter()
+        app.run()  # cold: empty cache, so the SQL reads are included
+        cold = time.perf_counter() - started
+        assert not app.exception, (view, [e.value for e in app.exception])
+        started = time.perf_counter()
+        app.run()  # warm: what a widget click or a live refresh within the cache's lifetime costs
+        timings[view] = (cold, time.perf_counter() - started)
+        if view == "Pareto front":
+            shown = {m.label: m.value for m in app.metric}
+            assert shown["Trials"] == str(TRIALS)
+            assert shown["Running"] == "2"
+    report = {"trials": TRIALS, "write_s": round(written_s, 1), "dashboard_sql_read_s": round(sql_s, 3),
+              "optuna_get_trials_s": round(optuna_s, 3),
+              "render_cold_warm_s": {view: [round(c, 2), round(w, 2)] for view, (c, w) in timings.items()}}
+    record_property("dashboard_load", json.dumps(report))
+    print("\ndashboard load:", json.dumps(report))
+    assert sql_s < 5
+    assert max(cold for cold, _ in timings.values()) < 15, timings
+
+
+def test_cold_pareto_page_with_2000_trials(big_database, record_property):
+    """What a user waits for when opening the dashboard on a 2,000-trial search: reads plus the first render."""
+    url, _ = big_database
+    cache.trials.clear()
+    cache.searches.clear()
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state["search"] = "mixed-2000"
+    started = time.perf_counter()
+    app.run()
+    cold_s = time.perf_counter() - started
+    assert not app.exception
+    assert {m.label: m.value for m in app.metric}["Trials"] == str(TRIALS)
+    record_property("pareto_cold_s", round(cold_s, 3))
+    print(f"\nPareto page, 2,000 trials, cold: {cold_s:.2f} s")
+    assert cold_s < 15
