@@ -1,0 +1,91 @@
+"""A real multi-node Ray cluster on one machine (a head without CPUs and two 1-CPU worker nodes): the controller
+joins it with --ray-address, one node is killed while it trains a trial, and the search still completes its
+budget on the surviving node without losing a completed trial."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import optuna
+import psutil
+import pytest
+from optuna.trial import TrialState
+
+from autopeft import storage
+from tests.conftest import tiny_spec, write_spec
+
+# Node death is noticed by the head's health checks: make them fast so the test does not wait 30 s for it.
+FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                      "health_check_failure_threshold": 4}
+NODE_MEMORY = {"object_store_memory": 80 * 1024 * 1024}
+
+
+@pytest.fixture
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "_system_config": FAST_HEALTH_CHECKS, **NODE_MEMORY})
+    workers = [cluster.add_node(num_cpus=1, **NODE_MEMORY) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def _node_running_a_trial(workers) -> object | None:
+    """The worker node whose raylet is an ancestor of the process running TrialWorker.run, if any."""
+    raylets = {node.all_processes["raylet"][0].process.pid: node for node in workers}
+    for process in psutil.process_iter(["cmdline"]):
+        if any("TrialWorker.run" in part for part in process.info["cmdline"] or []):
+            try:
+                ancestors = process.parents()
+            except psutil.NoSuchProcess:
+                continue
+            for ancestor in ancestors:
+                if ancestor.pid in raylets:
+                    return raylets[ancestor.pid]
+    return None
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage.open_storage(url)).get_trials()
+    except KeyError:
+        return []
+
+
+def test_killing_a_node_mid_trial_loses_no_completed_trial(tmp_path, cluster):
+    ray_cluster, workers = cluster
+    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 40}, workers={"parallel": 1})
+    url = spec["storage"]
+    command = [sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec)),
+               "--name", "nodes", "--ray-address", ray_cluster.address]
+    controller = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(controller.communicate(timeout=600)), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        assert controller.poll() is None, "the search ended before a node could be killed"
+        states = [t.state for t in _trials(url, "nodes")]
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            victim = _node_running_a_trial(workers)
+        time.sleep(0.3)
+    assert victim is not None, "no trial ran on a worker node after a completed one"
+    before = {t.number: t.values for t in _trials(url, "nodes") if t.state == TrialState.COMPLETE}
+    ray_cluster.remove_node(victim, allow_graceful=False)
+
+    reader.join(timeout=600)
+    assert controller.returncode == 0, output[1][-3000:] if len(output) > 1 else "controller did not finish"
+    after = _trials(url, "nodes")
+    assert sum(storage.counts_against_budget(t) for t in after) == 3, [(t.number, t.state) for t in after]
+    failed = [t for t in after if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs[storage.FAIL_REASON].startswith("worker process died"), \
+        [t.user_attrs.get(storage.FAIL_REASON) for t in failed]
+    # Completed trials survive the node, values unchanged; the surviving node trained the rest.
+    assert all(after[number].values == values for number, values in before.items())
+    assert sum(t.state == TrialState.COMPLETE for t in after) == 3 - len(failed)
