@@ -15,7 +15,7 @@ from autopeft.spec import SearchSpec
 
 # Measurements spanning decades are compared on a log scale (hypervolume, knee), as they are plotted.
 LOG_UNITS = frozenset({"parameters", "bytes"})
-PARAMETERS = ("rank", "n_layers", "learning_rate", "bottleneck", "prefix_length", "sparsity", "bits")
+PARAMETERS = ("size", "rank", "n_layers", "learning_rate", "bottleneck", "prefix_length", "sparsity", "bits")
 
 
 def is_log(name: str) -> bool:

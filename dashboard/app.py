@@ -47,6 +47,7 @@ def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
 
 def main() -> None:
     st.set_page_config(page_title="autopeft", page_icon=":material/scatter_plot:", layout="wide")
+    navigation.apply_link()
     navigation.apply_request()
     url = data.default_storage_url()
     try:

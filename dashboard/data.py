@@ -226,7 +226,7 @@ def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 
 def trial_columns(spec: SearchSpec) -> list[str]:
     return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
-            "n_layers", "modules", *_OPTION_COLUMNS.values(), "learning_rate", *MEASUREMENTS,
+            "n_layers", "modules", *_OPTION_COLUMNS.values(), "size", "learning_rate", *MEASUREMENTS,
             "feasible", "baseline", "fail_reason", "worker", "adapter_dir", "retry_of", "config"]
 
 
@@ -264,6 +264,9 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
     }
     for key, column in _OPTION_COLUMNS.items():
         row[column] = options.get(key)
+    # The method's own size knob, one column for all methods (sparsity and bits are not sizes).
+    row["size"] = next((options[k] for k in ("r", "bottleneck", "prefix_length") if options.get(k) is not None),
+                       None)
     for name in MEASUREMENTS:
         row[name] = measured.get(name)
     return row

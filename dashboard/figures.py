@@ -62,7 +62,7 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
     complete = plotted["state"] == "COMPLETE"
     groups = [
         ("infeasible", complete & ~plotted["feasible"] & ~plotted["baseline"],
-         {"symbol": "x-thin", "size": 8, "color": "#d62728", "line": {"width": 1.5, "color": "#d62728"}}),
+         {"symbol": "x-thin", "size": 6, "line": {"width": 1.2, "color": "rgba(214,39,40,0.45)"}}),
         ("pruned", plotted["state"] == "PRUNED", {"symbol": "diamond-open", "size": 8, "color": FAINT}),
         ("baseline", plotted["baseline"], {"symbol": "star", "size": 14, "color": "#222222"}),
     ]
@@ -95,8 +95,8 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
         rows = plotted[plotted["number"].isin(highlight)]
         fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name="picked", customdata=_custom(rows),
                                  hovertemplate=_hover(x, y),
-                                 marker={"symbol": "circle-open", "size": 20, "line": {"width": 2.5,
-                                                                                      "color": "#ff7f0e"}}))
+                                 marker={"symbol": "circle-open", "size": 22, "color": "#e6550d",
+                                         "line": {"width": 3}}))
     fig.update_layout(**LAYOUT, height=520, clickmode="event+select", dragmode="pan",
                       xaxis_title=_label(x, spec), yaxis_title=_label(y, spec))
     fig.update_xaxes(type="log" if analysis.is_log(x) else "linear")
@@ -106,7 +106,8 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
 
 def hypervolume(history: pd.DataFrame, by: str) -> go.Figure:
     """Hypervolume after each completed trial, against the count (``by='completed'``) or the clock."""
-    fig = go.Figure(go.Scatter(x=history[by], y=history["hypervolume"], mode="lines+markers",
+    fig = go.Figure(go.Scatter(x=history[by], y=history["hypervolume"],
+                               mode="lines+markers" if len(history) <= 200 else "lines",
                                line={"shape": "hv", "color": PALETTE[0]}, customdata=history[["number"]],
                                hovertemplate="after trial %{customdata[0]}<br>hypervolume %{y:.4f}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=320, xaxis_title="completed trials" if by == "completed" else "time",
@@ -117,7 +118,7 @@ def hypervolume(history: pd.DataFrame, by: str) -> go.Figure:
 def worker_timeline(trials: pd.DataFrame) -> go.Figure:
     """One row per worker process, one bar per trial from its start to its end (now, if still running)."""
     timed = trials.dropna(subset=["start"]).copy()
-    now = pd.Timestamp.now(tz=None).floor("s")
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")  # the database keeps naive UTC
     timed["end"] = timed["complete"].fillna(max(now, timed["start"].max()) if len(timed) else now)
     timed["worker"] = timed["worker"].replace("", "(not recorded)")
     colours = {"COMPLETE": PALETTE[0], "FAIL": "#d62728", "RUNNING": "#ff7f0e", "PRUNED": FAINT,
@@ -135,14 +136,20 @@ def worker_timeline(trials: pd.DataFrame) -> go.Figure:
 
 
 def parallel_coordinates(trials: pd.DataFrame, spec: SearchSpec) -> go.Figure:
-    """Completed trials across every numeric parameter and objective, coloured by the task metric."""
+    """Completed trials across method, size, placement, learning rate and every objective, coloured by the task
+    metric. Size is each method's own size knob (rank, bottleneck, prefix length), so mixed searches draw too."""
     done = trials[trials["state"] == "COMPLETE"]
     dimensions = []
-    for name in [*analysis.PARAMETERS, *spec.objective_names]:
-        if name in done and done[name].notna().any() and done[name].nunique() > 1:
+    methods = sorted(done["method"].dropna().unique())
+    if len(methods) > 1:
+        codes = done["method"].map({m: i for i, m in enumerate(methods)})
+        dimensions.append({"label": "method", "values": codes, "tickvals": list(range(len(methods))),
+                           "ticktext": methods})
+    for name in ["size", "n_layers", "learning_rate", "sparsity", "bits", *spec.objective_names]:
+        if name in done and done[name].notna().all() and done[name].nunique() > 1:
             values = done[name].astype(float)
             label = name
-            if analysis.is_log(name) or name == "learning_rate":
+            if analysis.is_log(name) or name in ("learning_rate", "size"):
                 values, label = np.log10(values.clip(lower=1e-12)), f"log10 {name}"
             dimensions.append({"label": label, "values": values})
     metric = spec.task_metric

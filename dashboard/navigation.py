@@ -38,3 +38,17 @@ def clicked_trial(event: object) -> int | None:
         if custom:
             return int(custom[0])
     return None
+
+
+def apply_link() -> None:
+    """Once per browser session: open the view, search and trial named in the URL (?view=Trial&trial=12)."""
+    if st.session_state.get("_linked"):
+        return
+    st.session_state["_linked"] = True
+    params = st.query_params
+    if params.get("view") in VIEWS:
+        st.session_state["view"] = params["view"]
+    if params.get("search"):
+        st.session_state["search"] = params["search"]
+    if str(params.get("trial", "")).isdigit():
+        st.session_state["trial_number"] = int(params["trial"])

@@ -88,7 +88,7 @@ def write_search(store: optuna.storages.BaseStorage, name: str, spec, count: int
     study.set_user_attr(storage.SPEC, spec.to_stored())
     study.set_user_attr(storage.FINISHED, True)
     rng = np.random.default_rng(seed)
-    t0 = dt.datetime(2026, 1, 5, 9, 0, 0)
+    t0 = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=18 * count + 60)
     trials = [synthetic_trial(i, rng, t0) for i in range(count - 1)]
     trials.append(synthetic_trial(count - 1, rng, t0, baseline=True))
     study.add_trials(trials)

@@ -52,7 +52,8 @@ def render(ctx: Context) -> None:
                    "does not include it.")
     st.caption("The archive holds what `autopeft export` writes — peft adapter folders with config.yaml, "
                "metrics.json and a README, plus summary.csv and summary.md — for the picked front trials.")
-    label = "whole front" if mode == "whole front" else f"trials {', '.join(map(str, picked))}"
+    label = "whole front" if mode == "whole front" else \
+        f"trial{'s' if len(picked) > 1 else ''} {', '.join(map(str, picked))}"
     st.download_button(f"Download export ({label})", key="download_export", mime="application/zip",
                        file_name=f"{ctx.search}-export.zip", icon=":material/download:",
                        data=lambda: bundle.export_zip(ctx.url, ctx.search,

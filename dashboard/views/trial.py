@@ -26,7 +26,7 @@ def render(ctx: Context) -> None:
     on_front = bool(analysis.front(trials, spec).loc[row.name])
     st.header(f"Trial {number} — {row['state']}" + (" · on the Pareto front" if on_front else ""))
     st.markdown(f"**{row['configuration'] or '(no configuration)'}**")
-    if row["fail_reason"]:
+    if pd.notna(row["fail_reason"]) and row["fail_reason"]:
         st.error(row["fail_reason"])
     measured = [m for m in MEASUREMENTS if pd.notna(row[m])]
     cols = st.columns(4)
