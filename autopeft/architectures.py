@@ -39,6 +39,22 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
+    "gpt2": {  # query, key and value are one fused Conv1D: choosing any of them adapts all three
+        "query": "attn.c_attn",
+        "key": "attn.c_attn",
+        "value": "attn.c_attn",
+        "attention_output": "attn.c_proj",
+        "ffn_up": "mlp.c_fc",
+        "ffn_down": "mlp.c_proj",
+    },
+    "bloom": {  # fused query_key_value, as in GPT-2
+        "query": "self_attention.query_key_value",
+        "key": "self_attention.query_key_value",
+        "value": "self_attention.query_key_value",
+        "attention_output": "self_attention.dense",
+        "ffn_up": "mlp.dense_h_to_4h",
+        "ffn_down": "mlp.dense_4h_to_h",
+    },
     "opt": {
         "query": "self_attn.q_proj",
         "key": "self_attn.k_proj",
@@ -83,7 +99,8 @@ def resolve_targets(model: nn.Module, roles: list[str], layers: list[int]) -> li
     if bad_layers:
         raise UserError(f"layer index(es) {bad_layers} out of range: the model has {count} layers")
     prefix = layer_container(model, count)
-    names = [f"{prefix}.{i}.{mapping[role]}" for i in sorted(layers) for role in roles]
+    # dict.fromkeys de-duplicates fused modules (GPT-2's c_attn serves query, key and value) and keeps order
+    names = list(dict.fromkeys(f"{prefix}.{i}.{mapping[role]}" for i in sorted(layers) for role in roles))
     existing = {name for name, _ in model.named_modules()}
     missing = [n for n in names if n not in existing]
     if missing:

@@ -9,6 +9,7 @@ advance.
 from __future__ import annotations
 
 import copy
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -16,24 +17,87 @@ import torch
 
 from autopeft.methods import get_method
 from autopeft.models import TASK_MODEL_CLASSES, load_model_config
+from autopeft.quantize import check_compatible
 from autopeft.spec import ModelSpec
 
 
 @lru_cache(maxsize=8)
-def _meta_base(name_or_path: str, revision: str | None, task: str, num_labels: int):
-    config = copy.deepcopy(load_model_config(ModelSpec(name_or_path=name_or_path, revision=revision, task=task)))
-    config.num_labels = num_labels
+def _meta_base(config_json: str, task: str):
+    from transformers import AutoConfig
+
+    raw = json.loads(config_json)
+    config = AutoConfig.for_model(raw.pop("model_type"), **raw)
     with torch.device("meta"):
         return TASK_MODEL_CLASSES[task].from_config(config)
 
 
-def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> dict[str, float]:
+def predict_cost_for(model_config: Any, task: str, config: dict[str, Any]) -> dict[str, float]:
     """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors."""
-    base = _meta_base(model.name_or_path, model.revision, model.task, num_labels)
+    base = _meta_base(model_config.to_json_string(use_diff=False), task)
     method = get_method(config["method"])
+    check_compatible(method.name, method.library, int(config.get("base_bits", 16)))
     with torch.device("meta"):
         built = method.build(copy.deepcopy(base), config)
     trainable, _ = method.count(built)
     total = sum(p.numel() for p in base.parameters())
     return {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total,
             "adapter_tensor_bytes": float(method.saved_bytes(built))}
+
+
+def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> dict[str, float]:
+    """:func:`predict_cost_for` on a model named by the spec (its configuration only is read)."""
+    model_config = copy.deepcopy(load_model_config(model))
+    model_config.num_labels = num_labels
+    return predict_cost_for(model_config, model.task, config)
+
+
+def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, samples: int = 200,
+                   seed: int = 0) -> dict[str, Any]:
+    """What a space contains on a model: its parameters, its size, and the trainable-parameter range.
+
+    The range comes from ``samples`` random points, each built on the meta device and counted, so it is a
+    measured range of real configurations, not a bound; rejected points are tallied by reason.
+    """
+    import optuna
+
+    from autopeft.architectures import num_layers
+    from autopeft.space import SearchSpace
+
+    model_config = load_model_config(model)
+    space = SearchSpace.from_dict(raw_space, num_layers(model_config),
+                                  hidden_size=getattr(model_config, "hidden_size", 768))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    per_method: dict[str, list[float]] = {}
+    percents: list[float] = []
+    adapter_bytes: list[float] = []
+    rejected: dict[str, int] = {}
+    for _ in range(samples):
+        trial = study.ask()
+        proposal = space.suggest(trial)
+        reason = proposal.rejection
+        if reason is None:
+            try:
+                cost = predict_cost(model, num_labels, proposal.config)
+            except (ValueError, TypeError, KeyError) as exc:
+                reason = str(exc)
+            else:
+                per_method.setdefault(proposal.config["method"], []).append(cost["trainable_params"])
+                percents.append(cost["trainable_percent"])
+                adapter_bytes.append(cost["adapter_tensor_bytes"])
+        if reason is not None:
+            rejected[reason] = rejected.get(reason, 0) + 1
+        study.tell(trial, 0.0)
+    return {
+        "name": space.name,
+        "description": space.definition.description,
+        "model": model.name_or_path,
+        "layers": space.num_layers,
+        "hidden_size": space.hidden_size,
+        "parameters": space.describe(),
+        "size": space.size(),
+        "samples": samples,
+        "trainable_params": {m: (min(v), max(v), len(v)) for m, v in sorted(per_method.items())},
+        "trainable_percent": (min(percents), max(percents)) if percents else None,
+        "adapter_tensor_bytes": (min(adapter_bytes), max(adapter_bytes)) if adapter_bytes else None,
+        "rejected": rejected,
+    }

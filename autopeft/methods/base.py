@@ -111,7 +111,13 @@ class AdapterHubBacked(Method):
         import adapters
 
         adapter_config = self.adapter_config(model, config)
-        adapters.init(model)
+        try:
+            adapters.init(model)
+        except ValueError as exc:
+            if "not pre-supported" not in str(exc):
+                raise
+            raise ValueError(f"method {self.name!r} (AdapterHub) does not support model type "
+                             f"{model.config.model_type!r}; use a peft method such as lora or ia3") from None
         model.add_adapter(ADAPTER_NAME, config=adapter_config)
         model.train_adapter(ADAPTER_NAME)  # freezes the base, leaves the adapter (and the task head) trainable
         for parameter in task_head_parameters(model).values():
