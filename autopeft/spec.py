@@ -21,6 +21,7 @@ from autopeft.objectives import MEASUREMENTS, Direction, known_measurements
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
 PACKAGE_MODEL_PREFIX = "python-package:"
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -201,7 +202,9 @@ def _format_location(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            # A key with a newline or control character (a typo in YAML) is quoted so the message stays one line.
+            name = str(part) if str(part).isprintable() else repr(str(part))
+            text += ("." if text else "") + name
     return text or "(top level)"
 
 
@@ -216,6 +219,17 @@ def _problem(error: dict[str, Any]) -> str:
     if kind not in ("value_error", "assertion_error") and "input" in error:
         message += f" (got {error['input']!r})"
     return f"{where}: {message}"
+
+
+def read_text_file(path: Path) -> str:
+    """The file as UTF-8 text (YAML's encoding); a UTF-8 byte-order mark is allowed."""
+    return path.read_bytes().decode("utf-8-sig")
+
+
+def file_problem(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+    return exc.strerror or str(exc)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -241,7 +255,9 @@ def load_spec(path: str | Path) -> SearchSpec:
     if not spec_path.is_file():
         raise SpecError(str(path), [f"spec file not found: {path}"])
     try:
-        raw = yaml.safe_load(spec_path.read_text())
+        raw = yaml.safe_load(read_text_file(spec_path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), [f"cannot read the file: {file_problem(exc)}"]) from None
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [f"not valid YAML: {yaml_problem(exc)}"]) from None
     spec = parse_spec(raw, str(path))
@@ -252,6 +268,8 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str 
     """Return (resolved name or folder, problem); local folders become absolute, hub names stay as they are."""
     if name_or_path.startswith(PACKAGE_MODEL_PREFIX):
         module_name = name_or_path.removeprefix(PACKAGE_MODEL_PREFIX)
+        if not _MODULE_NAME.fullmatch(module_name):
+            return name_or_path, f"{module_name!r} is not a Python module name (python-package:package.module)"
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -299,7 +317,9 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
             )
         else:
             try:
-                spec.search_space = yaml.safe_load(found.read_text())
+                spec.search_space = yaml.safe_load(read_text_file(found))
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"search_space: cannot read {found}: {file_problem(exc)}")
             except yaml.YAMLError as exc:
                 problems.append(f"search_space: {found} is not valid YAML: {yaml_problem(exc)}")
 
