@@ -35,7 +35,7 @@ def render(ctx: Context) -> None:
                                          spec.objective_names], "pareto", "fail_reason"]
     st.caption(f"{len(shown)} of {len(trials)} trials. Click a column header to sort; select a row to open it.")
     event = st.dataframe(
-        shown[columns], hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+        shown[columns], hide_index=True, width="stretch", height=560, on_select="rerun", selection_mode="single-row",
         key="trials_table", column_config={"learning_rate": st.column_config.NumberColumn(format="%.2e"),
                                            "trainable_params": st.column_config.NumberColumn(format="%d")})
     rows = event.selection.rows if event else []
