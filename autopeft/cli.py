@@ -256,7 +256,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     if not app.is_file():
         raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    console.print(f"dashboard on http://{host}:{port} → {url} (read-only)")
+    console.print(f"dashboard on http://{host}:{port} → {_masked(url)} (read-only)")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]
