@@ -17,26 +17,37 @@ import yaml
 
 from autopeft import storage
 from autopeft.errors import UserError
+from autopeft.methods import get_method
+from autopeft.methods.base import METHOD_FILE, Method
 from autopeft.pareto import pareto_front
 from autopeft.spec import SearchSpec
 from autopeft.views import describe_config, format_value
 
-_LOADING = """# Trial {number} of search {search}
+_README = """# Trial {number} of search {search}
 
 A {method} adapter for `{base}` ({task}), exported by autopeft. Measured values are in `metrics.json`,
 the configuration in `config.yaml`.
 
 ```python
 from transformers import AutoModelForSequenceClassification
-from peft import PeftModel
 
 base = AutoModelForSequenceClassification.from_pretrained("{base}", num_labels={num_labels})
-model = PeftModel.from_pretrained(base, "path/to/this/folder")
+{loading}
 ```
+{extra}"""
+_QUANTISED = """
+The adapter was trained on a {bits}-bit base: `autopeft.load_adapter(base, FOLDER)` quantises the base the same
+way before loading, so the outputs are the measured ones.
+"""
+_MERGED = """
+`merged/` holds the base with this adapter folded into its weights: a plain transformers model
+(`AutoModelForSequenceClassification.from_pretrained("merged")`).
 """
 
 
-def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path) -> list[Path]:
+def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: bool = False) -> list[Path]:
+    """Write each Pareto-optimal trial; with ``merged``, also the base with the adapter folded in, where the
+    method allows it (LoRA, DoRA, IA3, BitFit, sparse fine-tuning)."""
     records = storage.trial_records(study, spec)
     front = pareto_front(records, spec)
     if not front:
@@ -47,7 +58,7 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path) -> list[P
     rows = []
     for record in front:
         source = Path(record.adapter_dir or "")
-        if not (source / "adapter_config.json").is_file():
+        if not (source / METHOD_FILE).is_file() and not (source / "adapter_config.json").is_file():
             raise UserError(f"trial {record.number}: its adapter folder {source} is missing; was it moved?")
         target = out_dir / f"trial-{record.number:04d}"
         if target.exists():
@@ -65,15 +76,32 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path) -> list[P
         (target / "metrics.json").write_text(json.dumps({
             "objectives": record.values, "measurements": record.measurements, "loss_curve": record.loss_curve,
         }, indent=2))
-        (target / "README.md").write_text(_LOADING.format(
-            number=record.number, search=study.study_name, method=record.config.get("method"),
-            base=spec.model.name_or_path, task=spec.model.task, num_labels=len(labels) or 2))
+        method = get_method(record.config["method"])
+        bits = int(record.config.get("base_bits", 16))
+        loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
+        extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
+        if merged and method.mergeable and bits >= 16:
+            _write_merged(spec, labels, target)
+            extra += _MERGED
+        (target / "README.md").write_text(_README.format(
+            number=record.number, search=study.study_name, method=method.name, base=spec.model.name_or_path,
+            task=spec.model.task, num_labels=len(labels) or 2,
+            loading=loading.replace("FOLDER", '"path/to/this/folder"'), extra=extra))
         exported.append(target)
         rows.append({"trial": record.number, "folder": target.name,
                      **{n: record.values[n] for n in spec.objective_names},
                      "configuration": describe_config(record.config)})
     _write_summary(out_dir, rows, spec)
     return exported
+
+
+def _write_merged(spec: SearchSpec, labels: list[str], target: Path) -> None:
+    from autopeft.loading import load_merged
+    from autopeft.models import load_base_model, load_tokenizer
+
+    model = load_merged(load_base_model(spec.model, labels or ["0", "1"]), target)
+    model.save_pretrained(str(target / "merged"))
+    load_tokenizer(spec.model).save_pretrained(str(target / "merged"))
 
 
 def _write_summary(out_dir: Path, rows: list[dict], spec: SearchSpec) -> None:

@@ -4,8 +4,8 @@ Three backings share the work, so a method module only says how a configuration 
 - :class:`PeftBacked` — Hugging Face peft (LoRA and its variants, IA3, LayerNorm tuning, prompt tuning);
   saved with ``save_pretrained``, loaded by stock ``PeftModel.from_pretrained``.
 - :class:`AdapterHubBacked` — AdapterHub ``adapters`` (series and parallel bottleneck adapters, prefix tuning,
-  unions), which has per-layer ``leave_out`` and ``ConfigUnion``; saved with ``save_adapter`` (head included),
-  loaded by its ``load_adapter``.
+  unions), which has per-layer ``leave_out`` and ``ConfigUnion``; saved with ``save_adapter`` (task head
+  included), loaded by its ``load_adapter``.
 - :class:`TensorBacked` — methods no library has (BitFit, sparse fine-tuning): the trained tensors in a
   safetensors file plus the configuration, loaded by :func:`autopeft.adapters.load_adapter`.
 
@@ -42,6 +42,11 @@ class Method:
     library: ClassVar[str]
     help: ClassVar[str] = ""
     requires_zero_weight_decay: ClassVar[bool] = False
+    mergeable: ClassVar[bool] = False  # the trained change can be folded into the base weights
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The loaded model with the adapter folded into plain base weights (only where ``mergeable``)."""
+        raise ValueError(f"method {self.name!r} cannot be merged into the base weights")
 
     def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         """Make ``model`` (modified in place, or wrapped) train only this method's parameters and the task head."""
@@ -67,9 +72,9 @@ class Method:
         """Put a saved adapter on a freshly loaded base model, ready for inference."""
         raise NotImplementedError
 
-    def loading_code(self) -> str:
+    def loading_code(self, directory: Path) -> str:
         """Python lines that load an exported folder, for the export's README (``base`` is the loaded base)."""
-        return "from autopeft import load_adapter\nmodel = load_adapter(base, FOLDER)"
+        return "from autopeft import load_adapter\n\nmodel = load_adapter(base, FOLDER)"
 
     @staticmethod
     def _write_method_file(directory: Path, name: str, config: dict[str, Any]) -> None:
@@ -78,6 +83,11 @@ class Method:
 
 class PeftBacked(Method):
     library = "peft"
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        if not self.mergeable:
+            return super().merge(model)
+        return model.merge_and_unload()
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]):
         raise NotImplementedError
@@ -97,8 +107,8 @@ class PeftBacked(Method):
 
         return PeftModel.from_pretrained(base_model, str(directory))
 
-    def loading_code(self) -> str:
-        return "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, FOLDER)"
+    def loading_code(self, directory: Path) -> str:
+        return "from peft import PeftModel\n\nmodel = PeftModel.from_pretrained(base, FOLDER)"
 
 
 class AdapterHubBacked(Method):
@@ -133,8 +143,6 @@ class AdapterHubBacked(Method):
             if "share memory" not in str(exc):
                 raise
             model.save_adapter(str(directory), ADAPTER_NAME, with_head=True, use_safetensors=False)
-        head = {name: p.detach().contiguous() for name, p in task_head_parameters(model).items()}
-        _save_tensors(head, directory / "head.safetensors")
         self._write_method_file(directory, self.name, config)
         return folder_bytes(directory)
 
@@ -142,21 +150,30 @@ class AdapterHubBacked(Method):
         import adapters
 
         adapters.init(base_model)
-        safetensors = not (directory / "pytorch_adapter.bin").is_file()
-        name = base_model.load_adapter(str(directory), use_safetensors=safetensors)
+        # with_head=True saved the task head beside the adapter; load_adapter puts it back on the model
+        name = base_model.load_adapter(str(directory), use_safetensors=_uses_safetensors(directory))
         base_model.set_active_adapters(name)
-        _load_tensors(base_model, directory / "head.safetensors")
         return base_model
 
-    def loading_code(self) -> str:
-        return ("import adapters\nadapters.init(base)\nname = base.load_adapter(FOLDER)\n"
-                "base.set_active_adapters(name)\nmodel = base  # head.safetensors holds the trained task head")
+    def loading_code(self, directory: Path) -> str:
+        return ("import adapters\n\nadapters.init(base)\n"
+                f"name = base.load_adapter(FOLDER, use_safetensors={_uses_safetensors(directory)})\n"
+                "base.set_active_adapters(name)\nmodel = base")
+
+
+def _uses_safetensors(directory: Path) -> bool:
+    """Prefix tuning falls back to the library's torch format (see save); everything else is safetensors."""
+    return not (directory / "pytorch_adapter.bin").is_file()
 
 
 class TensorBacked(Method):
     """Methods that change existing tensors of the model; only those tensors are saved."""
 
     library = "autopeft"
+    mergeable = True  # the trained tensors are base tensors: loading them is merging
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model
 
     def trained_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}

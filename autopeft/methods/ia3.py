@@ -16,6 +16,7 @@ from autopeft.methods.registry import register
 @register
 class Ia3(PeftBacked):
     name = "ia3"
+    mergeable = True
     help = "rescaling vectors on key, value and FFN-down inputs; option target_modules"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> IA3Config:

@@ -26,6 +26,7 @@ class Lora(PeftBacked):
     help = "low-rank update of chosen linear modules; options r, alpha_over_r, dropout, target_modules, init, " \
            "use_dora, use_rslora, layer_ranks"
     use_dora = False
+    mergeable = True
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoraConfig:
         options = config.get(self.name, {})

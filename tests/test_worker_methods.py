@@ -1,0 +1,65 @@
+"""Every method through the real worker on MiniLM and the bundled SST-2 sample: the trial's measured costs equal the
+costs predicted before training, and the saved adapter reloads (``autopeft.load_adapter``, and merged where the
+method merges) to the accuracy the trial recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autopeft import load_adapter, load_merged
+from autopeft.cost import predict_cost
+from autopeft.data import load_task_data
+from autopeft.methods import available_methods, get_method
+from autopeft.models import load_base_model
+from autopeft.spec import load_spec
+from autopeft.trial import TrialRequest
+from tests.conftest import tiny_spec, write_spec
+from workers.training import classification_metrics, predict
+from workers.worker import TrialWorker
+
+OPTIONS = {
+    "lora": {"lora": {"r": 4, "target_modules": ["query", "value"]}},
+    "dora": {"dora": {"r": 2, "target_modules": ["value"]}},
+    "houlsby": {"houlsby": {"bottleneck": 16}},
+    "pfeiffer": {"pfeiffer": {"bottleneck": 16}},
+    "parallel": {"parallel": {"bottleneck": 16}},
+    "prefix": {"prefix": {"prefix_length": 5}},
+    "autopeft": {"autopeft": {"serial": 6, "parallel": 12, "prefix_length": 3}},
+    "mam": {"mam": {"prefix_length": 5, "bottleneck": 16}},
+    "sparse": {"sparse": {"density": 0.01}},
+}
+CASES = [(m, 16) for m in available_methods()] + [("lora", 8), ("lora", 4), ("ia3", 4), ("bitfit", 8)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("methods")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    return TrialWorker(spec.model.model_dump(), data, threads=1), spec, data, tmp_path
+
+
+@pytest.mark.parametrize("method,bits", CASES, ids=[f"{m}-{b}bit" for m, b in CASES])
+def test_trial_measures_what_was_predicted_and_reloads(setup, method, bits):
+    worker, spec, data, tmp_path = setup
+    config = {"method": method, "layers": [4, 5], "learning_rate": 2e-3, "base_bits": bits,
+              **OPTIONS.get(method, {})}
+    predicted = predict_cost(spec.model, data.num_labels, config)
+    result = worker.run(TrialRequest(0, config, 0, 6, spec.training.model_dump(), str(tmp_path / f"{method}{bits}")))
+    assert result.ok, result.fail_reason
+    measured = result.measurements
+    assert measured["trainable_params"] == predicted["trainable_params"]
+    assert measured["adapter_bytes"] >= predicted["adapter_tensor_bytes"]  # files add headers and the config
+    if bits < 16:
+        assert measured["frozen_base_mb"] < 0.9 * 86.6  # the 22.7M-parameter base is 86.6 MiB in fp32
+
+    def accuracy(model: torch.nn.Module) -> float:
+        predictions = predict(model, data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
+        return classification_metrics(predictions, data.eval.labels, data.num_labels)["accuracy"]
+
+    base = load_base_model(spec.model, data.label_names)
+    assert accuracy(load_adapter(base, result.adapter_dir)) == measured["accuracy"]
+    if get_method(method).mergeable and bits == 16:
+        merged = load_merged(load_base_model(spec.model, data.label_names), result.adapter_dir)
+        assert abs(accuracy(merged) - measured["accuracy"]) <= 0.005
