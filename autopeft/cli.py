@@ -234,13 +234,15 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @storage_option
-def export(name: str, out_dir: str, storage: str | None) -> None:
-    """Write every Pareto-optimal trial of NAME as a peft adapter folder, with a summary table."""
+@click.option("--merged", is_flag=True, help="Also write the base with each adapter folded into its weights "
+              "(LoRA, DoRA, IA3, BitFit, sparse).")
+def export(name: str, out_dir: str, storage: str | None, merged: bool) -> None:
+    """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft import storage as store
     from autopeft.export import export_front
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE), name)
-    exported = export_front(study, spec, Path(out_dir))
+    exported = export_front(study, spec, Path(out_dir), merged=merged)
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
 
 

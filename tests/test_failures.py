@@ -23,16 +23,17 @@ from autopeft.trial import TrialRequest
 from tests.conftest import tiny_spec, write_spec
 from workers.worker import TrialWorker
 
-RANK_ZERO_OR_FOUR = {
-    "name": "sometimes-invalid",
-    "parameters": {"lora.r": {"type": "categorical", "choices": [0, 4]}},
-    "fixed": {"method": "lora", "layers": [5], "lora.target_modules": ["query"], "learning_rate": 1e-3},
+SANE_OR_EXPLODING = {
+    "name": "sometimes-diverging",
+    # 1e20 sends the LoRA weights on FFN-down to overflow within a few steps: the loss stops being finite.
+    "parameters": {"learning_rate": {"type": "categorical", "choices": [1e-3, 1e20]}},
+    "fixed": {"method": "lora", "layers": [0], "lora.target_modules": ["ffn_down"], "lora.r": 2},
 }
 
 
-def test_a_failing_configuration_is_recorded_and_the_search_goes_on(tmp_path):
+def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, search_space=RANK_ZERO_OR_FOUR, sampler="random", budget={"trials": 4, "steps_per_trial": 3})))
+        tmp_path, search_space=SANE_OR_EXPLODING, sampler="random", budget={"trials": 4, "steps_per_trial": 8})))
     start_search(spec, name="mixed", executor="local")
     study, _ = storage.load_search(storage.open_storage(spec.storage), "mixed")
     trials = study.get_trials()
@@ -40,8 +41,25 @@ def test_a_failing_configuration_is_recorded_and_the_search_goes_on(tmp_path):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(trials) == 4 and failed and complete
     for trial in failed:
-        assert trial.user_attrs[storage.CONFIG]["lora"]["r"] == 0
+        assert trial.user_attrs[storage.CONFIG]["learning_rate"] == 1e20
+        assert re.match(r"loss became (nan|inf) at step \d+", trial.user_attrs[storage.FAIL_REASON])
+
+
+def test_an_unbuildable_configuration_is_rejected_before_training(tmp_path):
+    space = {"name": "rank", "parameters": {"lora.r": {"type": "categorical", "choices": [0, 4]}},
+             "fixed": {"method": "lora", "layers": [5], "lora.target_modules": ["query"], "learning_rate": 1e-3}}
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, search_space=space, sampler="random", budget={"trials": 2, "steps_per_trial": 3})))
+    start_search(spec, name="rank", executor="local")
+    study, _ = storage.load_search(storage.open_storage(spec.storage), "rank")
+    rejected = [t for t in study.get_trials() if t.user_attrs.get(storage.REJECTED)]
+    assert rejected, "random sampling of {0, 4} should draw r=0 at least once in this seed"
+    for trial in rejected:
         assert "`r` should be a positive integer" in trial.user_attrs[storage.FAIL_REASON]
+        assert storage.MEASUREMENTS not in trial.user_attrs  # never trained
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 and all(t.user_attrs[storage.PREDICTED]["trainable_params"] ==
+                                      t.user_attrs[storage.MEASUREMENTS]["trainable_params"] for t in complete)
 
 
 @pytest.fixture(scope="module")
