@@ -15,7 +15,8 @@ from autopeft.spec import SearchSpec
 
 # Measurements spanning decades are compared on a log scale (hypervolume, knee), as they are plotted.
 LOG_UNITS = frozenset({"parameters", "bytes"})
-PARAMETERS = ("size", "rank", "n_layers", "learning_rate", "bottleneck", "prefix_length", "sparsity", "bits")
+# Searched knobs common to all methods; "size" is each method's own size (rank, bottleneck, prefix length).
+PARAMETERS = ("method", "size", "n_layers", "modules", "learning_rate", "sparsity", "bits")
 
 
 def is_log(name: str) -> bool:
@@ -130,7 +131,8 @@ def best_under_budget(trials: pd.DataFrame, spec: SearchSpec, budget_name: str, 
 def importance(trials: pd.DataFrame, objective: str, parameters: list[str] | None = None) -> pd.DataFrame:
     """Share of an objective's variance explained by each parameter alone (the correlation ratio, eta squared).
 
-    Numeric parameters are cut into up to 8 quantile bins, categorical ones grouped by value; the figure is
+    Numeric parameters are cut into up to 8 quantile bins, categorical ones grouped by value (trials whose method
+    lacks the parameter form one more group); the figure is
     between-group variance over total variance on completed trials. A fast, model-free screen that reads only
     the table, so it runs on every refresh; it does not see interactions (Optuna's fANOVA does, at seconds per
     call).
@@ -141,14 +143,14 @@ def importance(trials: pd.DataFrame, objective: str, parameters: list[str] | Non
         target = np.log10(target.clip(lower=1.0))
     total = float(((target - target.mean()) ** 2).sum())
     rows = []
-    for name in parameters or [*PARAMETERS, "method", "modules"]:
+    for name in parameters or PARAMETERS:
         if name not in done or done[name].nunique(dropna=True) < 2 or total == 0:
             continue
         column = done[name]
         if pd.api.types.is_numeric_dtype(column) and column.nunique() > 8:
-            groups = pd.qcut(column.astype(float), 8, duplicates="drop")
+            groups = pd.qcut(column.astype(float), 8, duplicates="drop").astype(str)
         else:
-            groups = column.astype(str)
+            groups = column.astype(str)  # a parameter a method does not have is its own group, "nan"
         means = target.groupby(groups, observed=True).transform("mean")
         rows.append({"parameter": name, "importance": float(((means - target.mean()) ** 2).sum()) / total})
     return pd.DataFrame(rows, columns=["parameter", "importance"]).sort_values("importance", ascending=False)

@@ -145,11 +145,17 @@ def parallel_coordinates(trials: pd.DataFrame, spec: SearchSpec) -> go.Figure:
         codes = done["method"].map({m: i for i, m in enumerate(methods)})
         dimensions.append({"label": "method", "values": codes, "tickvals": list(range(len(methods))),
                            "ticktext": methods})
-    for name in ["size", "n_layers", "learning_rate", "sparsity", "bits", *spec.objective_names]:
+    sizes = done["size"].dropna().astype(float)
+    if sizes.nunique() > 1:  # log2 of the method's size knob; methods without one sit on "none"
+        top = int(np.ceil(np.log2(sizes.max())))
+        dimensions.append({"label": "size (rank, bottleneck, prefix)",
+                           "values": np.log2(done["size"].astype(float)).fillna(-1),
+                           "tickvals": [-1, *range(0, top + 1)], "ticktext": ["none", *(2**i for i in range(top + 1))]})
+    for name in ["n_layers", "learning_rate", "sparsity", "bits", *spec.objective_names]:
         if name in done and done[name].notna().all() and done[name].nunique() > 1:
             values = done[name].astype(float)
             label = name
-            if analysis.is_log(name) or name in ("learning_rate", "size"):
+            if analysis.is_log(name) or name == "learning_rate":
                 values, label = np.log10(values.clip(lower=1e-12)), f"log10 {name}"
             dimensions.append({"label": label, "values": values})
     metric = spec.task_metric

@@ -98,7 +98,7 @@ def write_search(store: optuna.storages.BaseStorage, name: str, spec, count: int
 @pytest.fixture(scope="module")
 def big_database(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("load")
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": TRIALS, "steps_per_trial": 150})))
     url = f"sqlite:///{tmp_path / 'load.db'}"
     store = storage.open_storage(url)
     # Test data only: skip fsync while writing it (the file is the same SQLite database either way).
