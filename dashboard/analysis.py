@@ -91,7 +91,8 @@ def hypervolume_history(trials: pd.DataFrame, spec: SearchSpec) -> pd.DataFrame:
         if not (current <= point).all(axis=1).any():  # not weakly dominated: the front changes
             keep = ~(point <= current).all(axis=1)
             current = np.vstack([current[keep], point])
-            volume = float(compute_hypervolume(current, reference, assume_pareto=True))
+            volume = float(np.prod(reference - current.min(axis=0))) if len(names) == 1 else \
+                float(compute_hypervolume(current, reference, assume_pareto=True))
         history.append(volume)
     return pd.DataFrame({"completed": np.arange(1, len(done) + 1), "number": done["number"].to_numpy(),
                          "complete": done["complete"].to_numpy(), "hypervolume": history})

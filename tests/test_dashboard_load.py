@@ -187,3 +187,23 @@ def test_compare_overlays_two_searches_fronts(big_database):
         study, spec = storage.load_search(storage.open_storage(url), name)
         expected.append(f"{name} ({len(pareto_front(storage.trial_records(study, spec), spec))})")
     assert legend == expected
+
+
+def test_front_and_hypervolume_agree_with_autopeft_and_optuna(big_database):
+    """The vectorised front equals autopeft.pareto's; the incremental hypervolume equals a from-scratch one."""
+    from optuna._hypervolume import compute_hypervolume
+
+    from dashboard import analysis
+
+    url, _ = big_database
+    trials, spec = data.load_trials(url, "mixed-2000")
+    study, stored = storage.load_search(storage.open_storage(url), "mixed-2000")
+    expected = {r.number for r in pareto_front(storage.trial_records(study, stored), stored)}
+    assert set(trials.loc[analysis.front(trials, spec), "number"]) == expected
+    history = analysis.hypervolume_history(trials, spec)
+    assert history["hypervolume"].is_monotonic_increasing
+    done = trials[analysis.candidates(trials)]
+    losses = np.column_stack([-done["accuracy"].to_numpy(), np.log10(done["trainable_params"].to_numpy())])
+    scaled = (losses - losses.min(axis=0)) / (losses.max(axis=0) - losses.min(axis=0))
+    assert history["hypervolume"].iloc[-1] == pytest.approx(compute_hypervolume(scaled, np.array([1.1, 1.1])))
+    assert len(history) == len(done)
