@@ -131,14 +131,14 @@ def _recorded_controllers(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def live_controllers(study: optuna.Study) -> set[str]:
-    """Controllers recorded on the study that are alive on this host, or that run on another host.
+    """Controllers recorded on the study that are alive on this host (other than this process).
 
-    A process on another host cannot be checked from here, so it is taken to be alive; `resume` (which closes
-    the trials of dead controllers) is the user's statement that it is not.
+    A process on another host cannot be checked from here; `resume` is the user's statement that the search is
+    stopped, so controllers elsewhere are taken to be gone (use `join` to add a controller to a running search).
     """
     me = controller_id()
     return {f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study)
-            if f"{o['host']}:{o['pid']}" != me and (o["host"] != socket.gethostname() or _alive(o["pid"]))}
+            if f"{o['host']}:{o['pid']}" != me and o["host"] == socket.gethostname() and _alive(o["pid"])}
 
 
 def claim_controller(study: optuna.Study, join: bool = False) -> None:
