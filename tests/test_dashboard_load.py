@@ -207,3 +207,21 @@ def test_front_and_hypervolume_agree_with_autopeft_and_optuna(big_database):
     scaled = (losses - losses.min(axis=0)) / (losses.max(axis=0) - losses.min(axis=0))
     assert history["hypervolume"].iloc[-1] == pytest.approx(compute_hypervolume(scaled, np.array([1.1, 1.1])))
     assert len(history) == len(done)
+
+
+def test_postgresql_is_read_in_read_only_transactions(tmp_path, postgres_url, monkeypatch):
+    """The same reads on PostgreSQL: every view renders, and the dashboard's connection refuses to write."""
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
+    write_search(storage.open_storage(postgres_url), "pg", spec, 60, seed=2)
+    data.engine_for.cache_clear()
+    trials, _ = data.load_trials(postgres_url, "pg")
+    assert len(trials) == 60
+    with pytest.raises(sa.exc.InternalError, match="read-only transaction"):
+        with data.engine_for(postgres_url).connect() as conn:
+            conn.execute(sa.text("UPDATE studies SET study_name = 'x'"))
+    monkeypatch.setenv("AUTOPEFT_STORAGE", postgres_url)
+    for view in VIEWS:
+        app = AppTest.from_file(APP, default_timeout=120)
+        app.session_state["view"] = view
+        app.run()
+        assert not app.exception, (view, [e.value for e in app.exception])
