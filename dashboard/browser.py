@@ -5,6 +5,7 @@ Used by the end-to-end test and to refresh the screenshots in docs/. Playwright 
 a fresh profile folder and no background networking.
 
     python -m dashboard.browser http://127.0.0.1:8501 docs/dashboard-pareto.png
+    python -m dashboard.browser http://127.0.0.1:8501 docs/dashboard-progress.png --view Progress
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -61,10 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--view", default="Pareto front", help="which view (the sidebar's names)")
+    parser.add_argument("--search", default=None, help="which search [default: the dashboard's choice]")
+    parser.add_argument("--height", type=int, default=1000, help="window height in pixels")
     args = parser.parse_args()
-    with open_page() as page:
-        page.goto(args.url)
-        wait_for_pareto_plot(page)
+    query = {"view": args.view} | ({"search": args.search} if args.search else {})
+    with open_page(height=args.height) as page:
+        page.goto(f"{args.url.rstrip('/')}/?{urlencode(query)}")
+        page.wait_for_selector(".js-plotly-plot", timeout=90_000)
         print(metrics(page))
         screenshot(page, args.out)
 
