@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from autopeft.spec import SearchSpec
 from dashboard import analysis
 
-PALETTE = qualitative.D3
+PALETTE = [c for c in qualitative.D3 if c.upper() != "#D62728"]  # red is kept for infeasible points and failures
 FAINT = "rgba(120,120,120,0.55)"
 LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}}
@@ -120,7 +120,7 @@ def worker_timeline(trials: pd.DataFrame) -> go.Figure:
     timed = trials.dropna(subset=["start"]).copy()
     now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")  # the database keeps naive UTC
     timed["end"] = timed["complete"].fillna(max(now, timed["start"].max()) if len(timed) else now)
-    timed["worker"] = timed["worker"].replace("", "(not recorded)")
+    timed["worker"] = timed["worker"].replace("", "(no worker recorded)")
     colours = {"COMPLETE": PALETTE[0], "FAIL": "#d62728", "RUNNING": "#ff7f0e", "PRUNED": FAINT,
                "INTERRUPTED": "#9467bd", "REJECTED": "#bbbbbb"}
     fig = go.Figure()
