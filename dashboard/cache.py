@@ -28,3 +28,8 @@ def trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def loss_curve(url: str, trial_id: int) -> list[list[float]]:
     return data.loss_curve(url, trial_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def rung_values(url: str, trial_id: int) -> list[list[float]]:
+    return data.rung_values(url, trial_id)

@@ -281,6 +281,13 @@ def loss_curve(url: str, trial_id: int) -> list[list[float]]:
     return _json(rows[0][0]) if rows else []
 
 
+def rung_values(url: str, trial_id: int) -> list[list[float]]:
+    """What the trial reported at each rung (Optuna's intermediate values): [[step, value], ...], step order."""
+    rows = _query(url, "SELECT step, intermediate_value FROM trial_intermediate_values WHERE trial_id = :tid "
+                       "ORDER BY step", tid=trial_id)
+    return [[step, value] for step, value in rows if value is not None]
+
+
 def default_storage_url() -> str:
     """The database the dashboard shows: $AUTOPEFT_STORAGE (set by `autopeft dashboard`) or ./autopeft.db."""
     return normalise_storage_url(os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db"))

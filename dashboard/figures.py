@@ -192,10 +192,17 @@ def compare(fronts: dict[str, pd.DataFrame], x: str, y: str, spec: SearchSpec) -
     return fig
 
 
-def loss_curve(curve: list[list[float]]) -> go.Figure:
-    steps = [point[0] for point in curve]
-    losses = [point[1] for point in curve]
-    fig = go.Figure(go.Scatter(x=steps, y=losses, mode="lines+markers", line={"color": PALETTE[0]}))
+def loss_curve(curve: list[list[float]], rungs: list[list[float]] | None = None,
+               metric: str = "metric") -> go.Figure:
+    """Training loss by step; with rungs, the value reported at each rung on a second axis."""
+    fig = go.Figure(go.Scatter(x=[p[0] for p in curve], y=[p[1] for p in curve], mode="lines+markers",
+                               name="training loss", line={"color": PALETTE[0]}))
+    if rungs:
+        fig.add_trace(go.Scatter(x=[p[0] for p in rungs], y=[p[1] for p in rungs], mode="lines+markers",
+                                 name=f"{metric} at rung", yaxis="y2",
+                                 line={"color": PALETTE[1], "dash": "dot"}, marker={"size": 10, "symbol": "diamond"}))
+        fig.update_layout(yaxis2={"title": f"{metric} at rung", "overlaying": "y", "side": "right",
+                                  "showgrid": False})
     fig.update_layout(**LAYOUT, height=300, xaxis_title="step", yaxis_title="training loss")
     return fig
 

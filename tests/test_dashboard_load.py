@@ -81,7 +81,10 @@ def synthetic_trial(number: int, rng: np.random.Generator, t0: dt.datetime, base
                        datetime_complete=None if state == TrialState.RUNNING else
                        start + dt.timedelta(seconds=duration),
                        params={"learning_rate": lr}, distributions={"learning_rate": FloatDistribution(1e-4, 1e-2)},
-                       user_attrs=attrs, system_attrs={}, intermediate_values={}, trial_id=number)
+                       user_attrs=attrs, system_attrs={}, trial_id=number,
+                       intermediate_values={} if values is None and state != TrialState.PRUNED else
+                       {50: accuracy - 0.06, 100: accuracy - 0.02, **({} if state == TrialState.PRUNED else
+                                                                       {150: accuracy})})
 
 
 def write_search(store: optuna.storages.BaseStorage, name: str, spec, count: int, seed: int) -> None:
@@ -225,3 +228,20 @@ def test_postgresql_is_read_in_read_only_transactions(tmp_path, postgres_url, mo
         app.session_state["view"] = view
         app.run()
         assert not app.exception, (view, [e.value for e in app.exception])
+
+
+def test_trial_page_shows_the_value_at_each_rung(big_database):
+    url, _ = big_database
+    trials, _ = data.load_trials(url, "mixed-2000")
+    number = int(trials.loc[trials["state"] == "PRUNED", "number"].iloc[0])
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state["view"] = "Trial"
+    app.session_state["search"] = "mixed-2000"
+    app.session_state["trial_number"] = number
+    app.run()
+    assert not app.exception
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    rungs = next(t for t in figure["data"] if t["name"].endswith("at rung"))
+    study = optuna.load_study(study_name="mixed-2000", storage=storage.open_storage(url))
+    reported = study.trials[number].intermediate_values
+    assert dict(zip(rungs["x"], rungs["y"])) == pytest.approx(reported)

@@ -38,8 +38,9 @@ def render(ctx: Context) -> None:
     with left:
         st.subheader("Learning curve")
         curve = cache.loss_curve(ctx.url, int(row["trial_id"]))
-        if curve:
-            st.plotly_chart(figures.loss_curve(curve), key="loss_curve", width="stretch")
+        rungs = cache.rung_values(ctx.url, int(row["trial_id"]))
+        if curve or rungs:
+            st.plotly_chart(figures.loss_curve(curve, rungs, spec.task_metric), key="loss_curve", width="stretch")
         else:
             st.caption("No loss recorded for this trial.")
     with right:
