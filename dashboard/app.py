@@ -41,7 +41,9 @@ def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
                                                     help=f"Redraw every {REFRESH_S} s while the search runs.")
     if state:
         st.sidebar.caption(f"{chosen}: {state}" + (f", refreshing every {REFRESH_S} s" if live else ""))
-    st.sidebar.caption(f"database: `{url}` (read-only)")
+    from autopeft.storage import mask_url  # the password never reaches the page
+
+    st.sidebar.caption(f"database: `{mask_url(url)}` (read-only)")
     return chosen, view, live
 
 
