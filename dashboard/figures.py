@@ -62,7 +62,7 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
     complete = plotted["state"] == "COMPLETE"
     groups = [
         ("infeasible", complete & ~plotted["feasible"] & ~plotted["baseline"],
-         {"symbol": "x-thin", "size": 6, "line": {"width": 1.2, "color": "rgba(214,39,40,0.45)"}}),
+         {"symbol": "x-thin", "size": 6, "line": {"width": 1.4, "color": "rgba(214,39,40,0.6)"}}),
         ("pruned", plotted["state"] == "PRUNED", {"symbol": "diamond-open", "size": 8, "color": FAINT}),
         ("baseline", plotted["baseline"], {"symbol": "star", "size": 14, "color": "#222222"}),
     ]
@@ -73,7 +73,7 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
             fig.add_trace(go.Scatter(
                 x=rows[x], y=rows[y], mode="markers", name=f"{method} (dominated)", customdata=_custom(rows),
                 hovertemplate=_hover(x, y), legendgroup=method,
-                marker={"color": colour, "opacity": 0.4, "size": 8}))
+                marker={"color": colour, "opacity": 0.55, "size": 9}))
     for name, mask, marker in groups:
         rows = plotted[mask]
         if len(rows):
