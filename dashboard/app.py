@@ -8,6 +8,7 @@ never reloads and widget choices (axes, filters) survive each refresh.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -69,7 +70,7 @@ def main() -> None:
         render(ctx)
 
 
-def live_body(render, ctx: Context) -> None:
+def live_body(render: Callable[[Context], None], ctx: Context) -> None:
     """One live redraw of the view; when the search stops running, the whole page redraws once and stays still."""
     state = next((s.state for s in cache.searches(ctx.url) if s.name == ctx.search), None)
     if state != "running":

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from autopeft.objectives import MEASUREMENTS
+from autopeft.spec import SearchSpec
 from dashboard import analysis, cache, figures, navigation
 from dashboard.views import Context
 
 
-def counts_row(trials, front_size: int) -> None:
+def counts_row(trials: pd.DataFrame, front_size: int) -> None:
     """The headline counts, every one read from the database."""
     states = trials["state"].value_counts()
     cols = st.columns(6)
@@ -21,7 +23,8 @@ def counts_row(trials, front_size: int) -> None:
     cols[5].metric("On the front", front_size)
 
 
-def axis_choices(trials, spec) -> list[str]:
+def axis_choices(trials: pd.DataFrame, spec: SearchSpec) -> list[str]:
+    """The search's objectives first, then every other measurement some trial has."""
     measured = [m for m in MEASUREMENTS if m in trials and trials[m].notna().any()]
     return list(dict.fromkeys([*spec.objective_names, *measured]))
 

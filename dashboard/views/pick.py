@@ -5,13 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from autopeft.spec import SearchSpec
 from dashboard import analysis, bundle, cache, figures
 from dashboard.views import Context
 
 MODES = ("knee point", "best under a budget", "by hand", "whole front")
 
 
-def _picks(trials: pd.DataFrame, spec, mode: str) -> list[int]:
+def _picks(trials: pd.DataFrame, spec: SearchSpec, mode: str) -> list[int]:
     front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
     if mode == "knee point":
         knee = analysis.knee(trials, spec)
