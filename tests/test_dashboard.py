@@ -203,3 +203,15 @@ def test_pick_knee_and_download_the_export(watched):
     assert folders == {f"trial-{knee:04d}"}
     rows = list(csv.DictReader(io.StringIO(picked.read(f"{NAME}/summary.csv").decode())))
     assert [int(r["trial"]) for r in rows] == [knee]
+
+
+def test_missing_database_and_empty_database_are_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPEFT_STORAGE", f"sqlite:///{tmp_path / 'absent.db'}")
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert "no database file" in app.error[0].value
+    assert not (tmp_path / "absent.db").exists()  # opening read-only never creates the file
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    storage.open_storage(empty)  # what a search does first: Optuna's tables, no study yet
+    monkeypatch.setenv("AUTOPEFT_STORAGE", empty)
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception and "No searches" in app.info[0].value
