@@ -55,6 +55,14 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
         "ffn_up": "mlp.dense_h_to_4h",
         "ffn_down": "mlp.dense_4h_to_h",
     },
+    "gptj": {
+        "query": "attn.q_proj",
+        "key": "attn.k_proj",
+        "value": "attn.v_proj",
+        "attention_output": "attn.out_proj",
+        "ffn_up": "mlp.fc_in",
+        "ffn_down": "mlp.fc_out",
+    },
     "opt": {
         "query": "self_attn.q_proj",
         "key": "self_attn.k_proj",

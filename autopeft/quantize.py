@@ -19,7 +19,8 @@ from autopeft.architectures import layer_container, num_layers
 
 SUPPORTED_BITS = (16, 8, 4)
 GROUP_SIZE = 64
-_INCOMPATIBLE = {"sparse": "it trains entries of the base weights", "dora": "it needs the base weights' norms"}
+_INCOMPATIBLE = {"sparse": "it trains entries of the base weights", "dora": "it needs the base weights' norms",
+                 "full": "it trains every base weight"}
 
 
 class QuantizedLinear(nn.Linear):

@@ -6,9 +6,11 @@ Importing this package registers every built-in method: one module per method fa
 from autopeft.methods import (  # noqa: F401  (importing registers the methods)
     bitfit,
     bottleneck,
+    full,
     ia3,
     ln_tuning,
     lora,
+    lora_variants,
     prefix,
     sparse,
     union,

@@ -1,0 +1,65 @@
+"""LoRA's relatives that peft implements, placed like LoRA: LoHa, LoKr (Kronecker) and VeRA (shared random
+matrices, trained scaling vectors), plus prompt tuning (trained virtual input tokens, which have no layer
+placement: they enter at the input)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, TaskType, VeraConfig
+from torch import nn
+
+from autopeft.architectures import resolve_targets
+from autopeft.methods.base import PeftBacked
+from autopeft.methods.placement import chosen_layers
+from autopeft.methods.registry import register
+
+
+def _targets(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    return resolve_targets(model, options.get("target_modules", ["query", "value"]), chosen_layers(model, config))
+
+
+@register
+class LoHa(PeftBacked):
+    name = "loha"
+    help = "low-rank Hadamard product update; options r, alpha_over_r, target_modules"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoHaConfig:
+        options = config.get(self.name, {})
+        rank = int(options.get("r", 8))
+        return LoHaConfig(task_type=TaskType.SEQ_CLS, r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
+                          target_modules=_targets(model, config, options))
+
+
+@register
+class LoKr(PeftBacked):
+    name = "lokr"
+    help = "low-rank Kronecker product update; options r, alpha_over_r, target_modules"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoKrConfig:
+        options = config.get(self.name, {})
+        rank = int(options.get("r", 8))
+        return LoKrConfig(task_type=TaskType.SEQ_CLS, r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
+                          target_modules=_targets(model, config, options))
+
+
+@register
+class Vera(PeftBacked):
+    name = "vera"
+    help = "frozen shared random low-rank matrices with trained scaling vectors; options r, target_modules " \
+           "(all targets must have one shape, e.g. query+value)"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> VeraConfig:
+        options = config.get(self.name, {})
+        return VeraConfig(task_type=TaskType.SEQ_CLS, r=int(options.get("r", 64)),
+                          target_modules=_targets(model, config, options))
+
+
+@register
+class PromptTuning(PeftBacked):
+    name = "prompt"
+    help = "trained virtual tokens prepended to the input; option num_virtual_tokens"
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> PromptTuningConfig:
+        tokens = int(config.get(self.name, {}).get("num_virtual_tokens", 10))
+        return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=tokens)
