@@ -20,7 +20,8 @@ from autopeft.errors import SpecError
 
 class _Param(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    when: dict[str, Any] | None = Field(None, description="Draw only when these parameters have these values.")
+    when: dict[str, Any] | None = Field(None, description="Draw only when these parameters have these values "
+                                        "(a list: any of them).")
 
 
 class FloatParam(_Param):
@@ -138,6 +139,15 @@ def _set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _holds(condition: dict[str, Any] | None, config: dict[str, Any]) -> bool:
+    """A `when` condition: every named parameter has the value, or one of the values when a list is given."""
+    for name, wanted in (condition or {}).items():
+        value = _get_dotted(config, name)
+        if not (value in wanted if isinstance(wanted, list) else value == wanted):
+            return False
+    return True
+
+
 def _get_dotted(config: dict[str, Any], dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
@@ -180,13 +190,13 @@ class SearchSpace:
             _set_dotted(config, dotted, value)
         rejection = None
         for name, param in self.definition.parameters.items():
-            if param.when and any(_get_dotted(config, k) != v for k, v in param.when.items()):
+            if not _holds(param.when, config):
                 continue
             value, problem = self._draw(trial, name, param)
             _set_dotted(config, name, value)
             rejection = rejection or problem
         for rule in self.definition.rules:
-            if rule.when and any(_get_dotted(config, k) != v for k, v in rule.when.items()):
+            if not _holds(rule.when, config):
                 continue
             if not any((_get_dotted(config, name) or 0) > 0 for name in rule.any_positive):
                 rejection = rejection or f"at least one of {rule.any_positive} must be above 0"
@@ -231,7 +241,7 @@ class SearchSpace:
             for value in getattr(params[selector], "choices", []):
                 branch = 1.0
                 for param in params.values():
-                    if param.when == {selector: value}:
+                    if param.when and len(param.when) == 1 and _holds(param.when, {selector: value}):
                         branch *= self._count(param)
                 branches += branch
             total *= branches

