@@ -64,6 +64,19 @@ def trial_gpus(spec: SearchSpec) -> float:
     return 1 if spec.workers.device == "cuda" else 0
 
 
+def death_cause(exc: Exception) -> str:
+    """Why a Ray actor died, in one line: the line after Ray's fixed first line that says "because", without
+    Ray's list of common causes."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = next((line for line in lines if "because" in line), lines[0] if lines else "")
+    return cause.split(" Some common causes")[0]
+
+
+def node_died(cause: str) -> bool:
+    """Ray's words for an actor lost with its node ("The actor died because its node has died. Node Id: ...")."""
+    return "because its node has died" in cause
+
+
 class RayExecutor:
     """One Ray actor per parallel slot; a crashed actor fails its trial and is replaced."""
 
@@ -89,6 +102,7 @@ class RayExecutor:
         self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device)
         self._idle = [self._new_actor() for _ in range(self.capacity)]
         self._pending: dict = {}  # object ref -> (actor, request)
+        self._retried: set[int] = set()  # trials already run again after their node died
 
     def _new_actor(self):
         return self._actor_class.remote(*self._actor_args)
@@ -98,23 +112,37 @@ class RayExecutor:
         self._pending[actor.run.remote(request)] = (actor, request)
 
     def wait(self) -> list[TrialResult]:
+        """Results of finished trials. A trial whose node died is run again once on a new actor (the node's loss
+        is not the trial's fault); a worker process that died on a live node fails its trial, since the trial
+        itself may be what killed it (out of memory)."""
         ray = self._ray
-        ready, _ = ray.wait(list(self._pending), num_returns=1)
-        ready += [r for r in ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)[0]
-                  if r not in ready]
-        results = []
-        for ref in ready:
-            actor, request = self._pending.pop(ref)
-            try:
-                results.append(ray.get(ref))
-                self._idle.append(actor)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                reason = f"worker process died: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        while True:
+            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            ready += [r for r in ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)[0]
+                      if r not in ready]
+            results = []
+            for ref in ready:
+                actor, request = self._pending.pop(ref)
+                try:
+                    results.append(ray.get(ref))
+                    self._idle.append(actor)
+                    continue
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    cause, kind = death_cause(exc), type(exc).__name__
+                ray.kill(actor)
+                replacement = self._new_actor()
+                if node_died(cause) and request.number not in self._retried:
+                    self._retried.add(request.number)
+                    log.warning("trial %d: its node died (%s); running it again on a new worker", request.number,
+                                cause)
+                    self._pending[replacement.run.remote(request)] = (replacement, request)
+                    continue
+                reason = f"worker process died: {kind}: {cause}"
                 log.warning("trial %d: %s; starting a new worker", request.number, reason)
                 results.append(TrialResult(number=request.number, ok=False, fail_reason=reason))
-                ray.kill(actor)
-                self._idle.append(self._new_actor())
-        return results
+                self._idle.append(replacement)
+            if results or not self._pending:
+                return results
 
     def running(self) -> int:
         return len(self._pending)

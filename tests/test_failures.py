@@ -3,7 +3,6 @@ process killed mid-trial (a real SIGKILL, not a mock), and bad data that must no
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -80,12 +79,16 @@ def test_a_non_finite_loss_fails_the_trial_with_its_step(tiny_worker):
 
 
 def _kill_a_busy_trial_worker(stop: threading.Event) -> None:
-    """SIGKILL the first Ray actor process seen running a trial."""
+    """SIGKILL the first Ray actor process seen running a trial of this test session's own Ray (a descendant of
+    this process: another search on the same machine must not lose a worker to this test)."""
     while not stop.is_set():
-        for process in psutil.process_iter(["pid", "cmdline"]):
-            if any("TrialWorker.run" in part for part in (process.info["cmdline"] or [])):
-                os.kill(process.info["pid"], signal.SIGKILL)
-                return
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if any("TrialWorker.run" in part for part in process.cmdline()):
+                    process.send_signal(signal.SIGKILL)
+                    return
+            except psutil.NoSuchProcess:
+                continue
         time.sleep(0.2)
 
 
