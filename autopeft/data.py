@@ -1,7 +1,9 @@
 """Task data: read the rows once, check them against the spec, tokenise once per search.
 
 Tokenised examples are kept unpadded (one int array per example); batches are padded only to their own longest
-example when they are formed, which on short-sentence tasks like SST-2 saves most of the compute.
+example when they are formed, which on short-sentence tasks like SST-2 saves most of the compute. One tokeniser per
+task: classification (a label per text or text pair) and causal-lm instruction tuning (LLM-Adapters' records:
+the response is scored, the prompt is not; evaluation generates from the prompt and checks the answer).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ _READERS = {
 class TokenizedSplit:
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray
+    labels: np.ndarray | None  # classification: one label index per example
+    token_labels: list[np.ndarray] | None = None  # causal-lm: the target per token, -100 where not scored
+    prompts: list[np.ndarray] | None = None  # causal-lm evaluation: the prompt alone, to generate from
+    answers: list[str] | None = None  # causal-lm evaluation: the gold answers
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -78,12 +83,12 @@ def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     return read_table(data.train, "train"), read_table(data.eval, "eval")
 
 
-def _check_columns(frame: pd.DataFrame, data: DataSpec, field: str) -> None:
-    for column in [*data.text_columns, data.label_column]:
+def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str) -> None:
+    """``columns`` maps each needed column to the spec field that names it."""
+    for column, spec_field in columns.items():
         if column not in frame.columns:
-            which = "label_column" if column == data.label_column else "text_columns"
             raise UserError(
-                f"data.{which}: column {column!r} not in the {field} data; its columns are {list(frame.columns)}"
+                f"data.{spec_field}: column {column!r} not in the {field} data; its columns are {list(frame.columns)}"
             )
     if frame.empty:
         raise UserError(f"data.{field}: no rows")
@@ -96,23 +101,25 @@ def _subset(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
 
 
 def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
-    """Read, check, subset and tokenise both splits."""
+    """Read, check, subset and tokenise both splits for the model's task."""
     from autopeft.models import load_tokenizer
 
     train, evaluation = read_splits(data)
-    _check_columns(train, data, "train")
-    _check_columns(evaluation, data, "eval")
+    columns = _TASK_COLUMNS[model.task](data)
+    _check_columns(train, columns, "train")
+    _check_columns(evaluation, columns, "eval")
     train = _subset(train, data.train_size, seed)
     evaluation = _subset(evaluation, data.eval_size, seed)
+    return _TOKENIZERS[model.task](train, evaluation, data, load_tokenizer(model))
 
+
+def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     label_names = sorted({str(v) for v in train[data.label_column]})
     if len(label_names) < 2:
         raise UserError(f"data.label_column: the training data has only one label value {label_names}")
     unseen = sorted({str(v) for v in evaluation[data.label_column]} - set(label_names))
     if unseen:
         raise UserError(f"data.label_column: evaluation labels {unseen[:5]} never occur in the training data")
-
-    tokenizer = load_tokenizer(model)
     label_index = {name: i for i, name in enumerate(label_names)}
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
@@ -126,3 +133,50 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         )
 
     return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names)
+
+
+# LLM-Adapters' prompt (Alpaca's), so adapters trained here are evaluated the way that benchmark evaluates them.
+PROMPT_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                     "context. Write a response that appropriately completes the request.\n\n"
+                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+          "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+
+
+def instruction_prompt(instruction: str, extra_input: str) -> str:
+    if extra_input.strip():
+        return PROMPT_WITH_INPUT.format(instruction=instruction, input=extra_input)
+    return PROMPT.format(instruction=instruction)
+
+
+def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
+    eos = tokenizer.eos_token_id
+
+    def tokenize(frame: pd.DataFrame, with_prompts: bool) -> TokenizedSplit:
+        sequences, targets, prompts = [], [], []
+        for row in frame.itertuples(index=False):
+            record = row._asdict()
+            prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
+                                                  str(record.get(data.input_column, "") or "")))["input_ids"]
+            response = tokenizer(str(record[data.output_column]), add_special_tokens=False)["input_ids"]
+            full = (prompt + response + ([eos] if eos is not None else []))[: data.max_length]
+            scored = [-100] * min(len(prompt), len(full)) + full[len(prompt):]
+            sequences.append(np.asarray(full, dtype=np.int32))
+            targets.append(np.asarray(scored, dtype=np.int64))
+            prompts.append(np.asarray(prompt[: data.max_length], dtype=np.int32))
+        return TokenizedSplit(
+            input_ids=sequences, token_type_ids=None, labels=None, token_labels=targets,
+            prompts=prompts if with_prompts else None,
+            answers=[str(a) for a in frame[data.answer_column]] if with_prompts else None,
+        )
+
+    return TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[])
+
+
+_TASK_COLUMNS = {
+    "sequence-classification": lambda d: {**{c: "text_columns" for c in d.text_columns or []},
+                                          d.label_column: "label_column"},
+    "causal-lm": lambda d: {d.instruction_column: "instruction_column", d.output_column: "output_column",
+                            d.answer_column: "answer_column"},
+}
+_TOKENIZERS = {"sequence-classification": _classification, "causal-lm": _instructions}

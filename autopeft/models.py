@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from autopeft.errors import UserError
 from autopeft.spec import ModelSpec
 
 TASK_MODEL_CLASSES: dict[str, Any] = {
     "sequence-classification": AutoModelForSequenceClassification,
+    "causal-lm": AutoModelForCausalLM,
 }
 
 
@@ -31,8 +38,10 @@ def load_tokenizer(model: ModelSpec):
 
 
 def load_base_model(model: ModelSpec, label_names: list[str]) -> PreTrainedModel:
-    """The frozen base with a task head sized for the labels (the head is re-initialised per trial)."""
+    """The frozen base; for classification with a task head sized for the labels (re-initialised per trial)."""
     model_class = TASK_MODEL_CLASSES[model.task]
+    if model.task == "causal-lm":
+        return _load("weights", model_class.from_pretrained, model)
     return _load(
         "weights",
         model_class.from_pretrained,

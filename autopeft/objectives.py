@@ -26,6 +26,11 @@ MEASUREMENTS: dict[str, Measurement] = {
     for m in [
         Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
         Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set", is_task_metric=True),
+        Measurement("matthews", "maximize", "coefficient", "Matthews correlation on the evaluation set",
+                    is_task_metric=True),
+        Measurement("answer_accuracy", "maximize", "fraction", "share of evaluation prompts whose generated "
+                    "response gives the gold answer (causal-lm)", is_task_metric=True),
+        Measurement("eval_loss", "minimize", "nats", "mean token cross-entropy of the gold responses (causal-lm)"),
         Measurement("trainable_params", "minimize", "parameters", "parameters with requires_grad on the built model"),
         Measurement("trainable_percent", "minimize", "%", "trainable parameters as a percentage of the base model's"),
         Measurement("peak_memory_mb", "minimize", "MiB", "peak resident memory of the worker process during the trial"),
@@ -35,6 +40,13 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement("frozen_base_mb", "minimize", "MiB", "memory the frozen base's tensors occupy (8/4-bit bases "
                     "store integer codes)"),
     ]
+}
+
+
+# What each task's evaluation reports (every task also reports every cost above).
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "sequence-classification": ("accuracy", "macro_f1", "matthews"),
+    "causal-lm": ("answer_accuracy", "eval_loss"),
 }
 
 

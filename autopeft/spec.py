@@ -34,8 +34,10 @@ class ModelSpec(_Strict):
         description="A local model folder, a hub name (org/name), or python-package:MODULE for a model that a "
         "pip package ships (the module's get_model_path() gives its folder)."
     )
-    task: Literal["sequence-classification"] = Field(
-        "sequence-classification", description="What the model is fine-tuned for."
+    task: Literal["sequence-classification", "causal-lm"] = Field(
+        "sequence-classification",
+        description="sequence-classification (single texts or pairs, a label each) or causal-lm (instruction "
+        "tuning of a decoder on instruction/input/output/answer records, as in LLM-Adapters).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
 
@@ -51,8 +53,13 @@ class DataSpec(_Strict):
     train: str | None = Field(None, description="Training file: .tsv, .csv, .jsonl/.json or .parquet.")
     eval: str | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
-    text_columns: list[str] = Field(description="One column, or two for sentence pairs.", min_length=1, max_length=2)
+    text_columns: list[str] | None = Field(None, description="Classification: one column, or two for pairs.",
+                                           min_length=1, max_length=2)
     label_column: str = "label"
+    instruction_column: str = Field("instruction", description="causal-lm: the instruction field.")
+    input_column: str = Field("input", description="causal-lm: the optional input field.")
+    output_column: str = Field("output", description="causal-lm: the target response field.")
+    answer_column: str = Field("answer", description="causal-lm: the gold answer the generated response must give.")
     max_length: int = Field(128, ge=8, le=4096, description="Tokens kept per example.")
     train_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
     eval_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many evaluation rows.")
@@ -244,9 +251,30 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     if not isinstance(raw, dict):
         raise SpecError(source, ["(top level): the spec must be a YAML mapping of fields"])
     try:
-        return SearchSpec.model_validate(raw)
+        spec = SearchSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(source, [_problem(e) for e in exc.errors()]) from None
+    problems = _task_problems(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _task_problems(spec: SearchSpec) -> list[str]:
+    """Fields whose validity depends on the task: its data fields, and the metrics it can report."""
+    from autopeft.objectives import TASK_METRICS
+
+    task = spec.model.task
+    problems = []
+    if task == "sequence-classification" and not spec.data.text_columns:
+        problems.append("data.text_columns: required field is missing")
+    other_tasks_metrics = {m for t, ms in TASK_METRICS.items() if t != task for m in ms} - set(TASK_METRICS[task])
+    for i, objective in enumerate([*spec.objectives, *spec.constraints]):
+        field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"
+        if objective.name in other_tasks_metrics:
+            problems.append(f"{field}.name: {objective.name!r} is not measured for {task}; use one of "
+                            f"{list(TASK_METRICS[task])} or a cost")
+    return problems
 
 
 def load_spec(path: str | Path) -> SearchSpec:

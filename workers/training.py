@@ -8,7 +8,7 @@ Batches are padded to their own longest example; evaluation runs in inference mo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,30 +49,30 @@ def training_batches(size: int, batch_size: int, seed: int) -> Iterator[np.ndarr
 
 def train(
     model: nn.Module,
-    split: TokenizedSplit,
+    make_batch: Callable[[np.ndarray], dict[str, torch.Tensor]],
+    size: int,
     *,
     steps: int,
     learning_rate: float,
     training: dict[str, Any],
     seed: int,
-    pad_id: int,
-    device: torch.device,
 ) -> list[tuple[int, float]]:
-    """Train for ``steps`` optimizer steps; return the loss curve. Raises TrialFailure on a non-finite loss."""
+    """Train for ``steps`` optimizer steps on batches of the ``size`` training examples; return the loss curve.
+
+    ``make_batch`` turns example indices into model inputs with their labels (the task decides how). Raises
+    TrialFailure on a non-finite loss.
+    """
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise TrialFailure("the configuration leaves no trainable parameter")
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=training["weight_decay"])
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(steps * training["warmup_ratio"]), steps)
-    labels = torch.tensor(split.labels, device=device)  # a copy: arrays from the object store are read-only
     model.train()
     curve: list[tuple[int, float]] = []
     running, counted = 0.0, 0
-    batches = training_batches(len(split), training["batch_size"], seed)
+    batches = training_batches(size, training["batch_size"], seed)
     for step in range(1, steps + 1):
-        indices = next(batches)
-        output = model(**collate(split, indices, pad_id, device), labels=labels[indices])
-        loss = output.loss
+        loss = model(**make_batch(next(batches))).loss
         if not torch.isfinite(loss):
             raise TrialFailure(f"loss became {loss.item()} at step {step}; lower the learning rate")
         loss.backward()
@@ -103,11 +103,19 @@ def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id:
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """Accuracy, macro F1 and Matthews correlation (multi-class form, Gorodkin 2004)."""
     accuracy = float((predictions == labels).mean())
+    confusion = np.zeros((num_labels, num_labels), dtype=np.float64)
+    np.add.at(confusion, (labels, predictions), 1)
+    samples, correct = confusion.sum(), np.trace(confusion)
+    true_counts, predicted_counts = confusion.sum(axis=1), confusion.sum(axis=0)
+    denominator = math.sqrt((samples**2 - predicted_counts @ predicted_counts)
+                            * (samples**2 - true_counts @ true_counts))
+    matthews = 0.0 if denominator == 0 else float((correct * samples - predicted_counts @ true_counts) / denominator)
     f1s = []
     for label in range(num_labels):
         tp = np.sum((predictions == label) & (labels == label))
         fp = np.sum((predictions == label) & (labels != label))
         fn = np.sum((predictions != label) & (labels == label))
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s))}
+    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)), "matthews": matthews}

@@ -25,7 +25,8 @@ from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.spec import ModelSpec
 from autopeft.trial import TrialRequest, TrialResult
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
-from workers.training import classification_metrics, predict, train
+from workers.tasks import RUNNERS
+from workers.training import train
 
 _HEAD_NAMES = ("classifier", "score")
 
@@ -51,7 +52,7 @@ class TrialWorker:
         self.data = data
         self.base = load_base_model(self.model_spec, data.label_names)
         self.base.requires_grad_(False)
-        self.pad_id = load_tokenizer(self.model_spec).pad_token_id or 0
+        self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
     def run(self, request: TrialRequest) -> TrialResult:
@@ -85,13 +86,11 @@ class TrialWorker:
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
             with Stopwatch() as train_clock:
-                curve = train(model, self.data.train, steps=request.steps,
+                curve = train(model, self.runner.train_batch, len(self.data.train), steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
-                              seed=request.seed, pad_id=self.pad_id, device=self.device)
+                              seed=request.seed)
             with Stopwatch() as eval_clock:
-                predictions = predict(model, self.data.eval, batch_size=training["eval_batch_size"],
-                                      pad_id=self.pad_id, device=self.device)
-        metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
+                metrics = self.runner.evaluate(model, training["eval_batch_size"])
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
         adapter_bytes = method.save(model, adapter_dir, request.config)

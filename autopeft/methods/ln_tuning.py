@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft import LNTuningConfig, TaskType
+from peft import LNTuningConfig
 from torch import nn
 
 from autopeft.architectures import layer_container, num_layers
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers
+from autopeft.methods.placement import chosen_layers, peft_task_type
 from autopeft.methods.registry import register
 
 
@@ -26,4 +26,4 @@ class LayerNormTuning(PeftBacked):
         targets = [name for name in norms if any(name.startswith(p) for p in layers)]
         if not targets:
             raise ValueError("no LayerNorm found in the chosen layers")
-        return LNTuningConfig(task_type=TaskType.SEQ_CLS, target_modules=targets)
+        return LNTuningConfig(task_type=peft_task_type(model), target_modules=targets)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft import LoraConfig, TaskType
+from peft import LoraConfig
 from torch import nn
 
 from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers
+from autopeft.methods.placement import chosen_layers, peft_task_type
 from autopeft.methods.registry import register
 
 INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
@@ -42,7 +42,7 @@ class Lora(PeftBacked):
             for name in resolve_targets(model, roles, [int(layer)]):
                 rank_pattern[name] = int(layer_rank)
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=peft_task_type(model),
             r=rank,
             lora_alpha=options.get("alpha", rank * float(options.get("alpha_over_r", 2.0))),
             lora_dropout=float(options.get("dropout", 0.0)),

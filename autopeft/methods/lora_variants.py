@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, TaskType, VeraConfig
+from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, VeraConfig
 from torch import nn
 
 from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers
+from autopeft.methods.placement import chosen_layers, peft_task_type
 from autopeft.methods.registry import register
 
 
@@ -27,7 +27,7 @@ class LoHa(PeftBacked):
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoHaConfig:
         options = config.get(self.name, {})
         rank = int(options.get("r", 8))
-        return LoHaConfig(task_type=TaskType.SEQ_CLS, r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
+        return LoHaConfig(task_type=peft_task_type(model), r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
                           target_modules=_targets(model, config, options))
 
 
@@ -39,7 +39,7 @@ class LoKr(PeftBacked):
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoKrConfig:
         options = config.get(self.name, {})
         rank = int(options.get("r", 8))
-        return LoKrConfig(task_type=TaskType.SEQ_CLS, r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
+        return LoKrConfig(task_type=peft_task_type(model), r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
                           target_modules=_targets(model, config, options))
 
 
@@ -51,7 +51,7 @@ class Vera(PeftBacked):
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> VeraConfig:
         options = config.get(self.name, {})
-        return VeraConfig(task_type=TaskType.SEQ_CLS, r=int(options.get("r", 64)),
+        return VeraConfig(task_type=peft_task_type(model), r=int(options.get("r", 64)),
                           target_modules=_targets(model, config, options))
 
 
@@ -62,4 +62,4 @@ class PromptTuning(PeftBacked):
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> PromptTuningConfig:
         tokens = int(config.get(self.name, {}).get("num_virtual_tokens", 10))
-        return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=tokens)
+        return PromptTuningConfig(task_type=peft_task_type(model), num_virtual_tokens=tokens)

@@ -26,3 +26,10 @@ def bottleneck_reduction(model: nn.Module, bottleneck: int) -> float:
     if bottleneck < 1:
         raise ValueError(f"bottleneck size must be at least 1 (got {bottleneck})")
     return model.config.hidden_size / bottleneck
+
+
+def peft_task_type(model: nn.Module) -> str:
+    """peft's task type for the model's head: it decides what peft trains besides the adapter (the classifier)."""
+    from peft import TaskType
+
+    return TaskType.CAUSAL_LM if type(model).__name__.endswith("ForCausalLM") else TaskType.SEQ_CLS

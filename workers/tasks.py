@@ -1,0 +1,124 @@
+"""How a worker trains and evaluates for each task: the batches it feeds and the metrics it reports.
+
+- sequence-classification: batches of (padded) texts with their label; evaluation predicts a label per example
+  and reports accuracy, macro F1 and Matthews correlation.
+- causal-lm: batches of prompt + response with the prompt masked out of the loss; evaluation reports the mean
+  token loss of the gold responses and the share of prompts whose greedy generation gives the gold answer
+  (LLM-Adapters' scoring: the last number for math, the first choice token such as ``answer2`` or ``true`` else).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from autopeft.data import TaskData, TokenizedSplit
+from workers.training import classification_metrics, collate, predict
+
+
+class ClassificationRunner:
+    name: ClassVar[str] = "sequence-classification"
+
+    def __init__(self, data: TaskData, tokenizer, device: torch.device):
+        self.data = data
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.device = device
+        self.labels = torch.tensor(data.train.labels)  # a copy: arrays from the object store are read-only
+
+    def train_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = collate(self.data.train, indices, self.pad_id, self.device)
+        batch["labels"] = self.labels[indices].to(self.device)
+        return batch
+
+    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
+        predictions = predict(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id, device=self.device)
+        return classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
+
+
+def _pad(rows: list[np.ndarray], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    padded = np.full((len(rows), width), value, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        where = slice(width - len(row), width) if left else slice(0, len(row))
+        padded[i, where] = row
+        mask[i, where] = 1
+    return torch.from_numpy(padded), torch.from_numpy(mask)
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_answer(generated: str, gold: str) -> str:
+    """The answer a response gives, read the way the gold answer is written."""
+    text = generated.replace(",", "")
+    if _NUMBER.fullmatch(gold.strip()):
+        numbers = _NUMBER.findall(text)
+        return numbers[-1] if numbers else ""
+    stem = re.fullmatch(r"([A-Za-z]+)\d+", gold.strip())
+    if stem:  # answer1..5, option1/2, solution1/2, ending1..4
+        found = re.search(rf"{stem.group(1)}\d+", text, flags=re.IGNORECASE)
+    elif gold.strip().lower() in ("true", "false"):
+        found = re.search(r"\b(true|false)\b", text, flags=re.IGNORECASE)
+    elif re.fullmatch(r"[A-E]", gold.strip()):
+        found = re.search(r"\b([A-E])\b", text)
+    else:
+        found = re.search(r"\S+", text)
+    return found.group(0) if found else ""
+
+
+def answers_match(predicted: str, gold: str) -> bool:
+    if _NUMBER.fullmatch(gold.strip()) and _NUMBER.fullmatch(predicted):
+        return abs(float(predicted) - float(gold)) < 1e-4
+    return predicted.strip().lower() == gold.strip().lower()
+
+
+class CausalLmRunner:
+    name: ClassVar[str] = "causal-lm"
+
+    def __init__(self, data: TaskData, tokenizer, device: torch.device, max_new_tokens: int = 32):
+        self.data = data
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+
+    def _batch(self, split: TokenizedSplit, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        input_ids, mask = _pad([split.input_ids[i] for i in indices], self.pad_id)
+        labels, _ = _pad([split.token_labels[i] for i in indices], -100)
+        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device),
+                "labels": labels.to(self.device)}
+
+    def train_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return self._batch(self.data.train, indices)
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
+        model.eval()
+        split = self.data.eval
+        order = np.argsort(split.lengths, kind="stable")
+        losses, tokens = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            batch = self._batch(split, order[start:start + batch_size])
+            scored = int((batch["labels"][:, 1:] != -100).sum())
+            losses += model(**batch).loss.item() * scored
+            tokens += scored
+        correct = 0
+        generation_batch = max(1, batch_size // 4)
+        for start in range(0, len(split), generation_batch):
+            rows = list(range(start, min(start + generation_batch, len(split))))
+            prompt_ids, mask = _pad([split.prompts[i] for i in rows], self.pad_id, left=True)
+            generated = model.generate(input_ids=prompt_ids.to(self.device), attention_mask=mask.to(self.device),
+                                       max_new_tokens=self.max_new_tokens, do_sample=False,
+                                       pad_token_id=self.pad_id)
+            texts = self.tokenizer.batch_decode(generated[:, prompt_ids.shape[1]:], skip_special_tokens=True)
+            for i, text in zip(rows, texts):
+                correct += answers_match(extract_answer(text, split.answers[i]), split.answers[i])
+        return {"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)}
+
+
+RUNNERS = {runner.name: runner for runner in (ClassificationRunner, CausalLmRunner)}
