@@ -44,12 +44,13 @@ def _keep_only(out: Path, picked: set[int]) -> None:
                 path.unlink() if path.is_file() else path.rmdir()
             folder.rmdir()
     with open(out / "summary.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if int(row["trial"]) in picked]
-    if rows:
-        with open(out / "summary.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if int(row["trial"]) in picked]
+        columns = list(reader.fieldnames or [])
+    with open(out / "summary.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     lines = (out / "summary.md").read_text().splitlines()
     kept = lines[:2] + [line for line in lines[2:] if int(line.split("|")[1]) in picked]
     (out / "summary.md").write_text("\n".join(kept) + "\n")

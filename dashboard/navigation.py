@@ -29,15 +29,22 @@ def apply_request() -> None:
         st.session_state.update(request)
 
 
-def clicked_trial(event: object) -> int | None:
-    """The trial number of the point a plotly selection event picked, if any."""
+def selected_trials(event: object) -> list[int]:
+    """Trial numbers of the points a plotly selection event holds (click, box or lasso)."""
     selection = getattr(event, "selection", None) or (event.get("selection") if isinstance(event, dict) else None)
     points = (selection or {}).get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    numbers = []
     for point in points or []:
         custom = point.get("customdata") if isinstance(point, dict) else None
         if custom:
-            return int(custom[0])
-    return None
+            numbers.append(int(custom[0]))
+    return numbers
+
+
+def clicked_trial(event: object) -> int | None:
+    """The trial number of the point a plotly selection event picked, if any."""
+    numbers = selected_trials(event)
+    return numbers[0] if numbers else None
 
 
 def apply_link() -> None:

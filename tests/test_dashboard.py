@@ -215,3 +215,13 @@ def test_missing_database_and_empty_database_are_explained(tmp_path, monkeypatch
     monkeypatch.setenv("AUTOPEFT_STORAGE", empty)
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception and "No searches" in app.info[0].value
+
+
+def test_pick_by_hand_exports_only_the_picked_front_trials(watched):
+    front = sorted(r.number for r in pareto_front(watched["records"], watched["spec"]))
+    app = render("Pick and export", pick_mode="by hand")
+    assert app.multiselect(key="hand_picked").value == front[:1]
+    app.multiselect(key="hand_picked").set_value(front).run()
+    assert not app.exception
+    assert sorted(app.dataframe[0].value["number"]) == front
+    assert "Download export" in app.get("download_button")[0].proto.label

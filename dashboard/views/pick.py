@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from autopeft.spec import SearchSpec
-from dashboard import analysis, bundle, cache, figures
+from dashboard import analysis, bundle, cache, figures, navigation
 from dashboard.views import Context
 
 MODES = ("knee point", "best under a budget", "by hand", "whole front")
@@ -27,9 +27,24 @@ def _picks(trials: pd.DataFrame, spec: SearchSpec, mode: str) -> list[int]:
         if best is None:
             st.warning("No feasible completed trial fits this budget.")
         return [] if best is None else [best]
-    if mode == "by hand":
-        return st.multiselect("front trials", front_numbers, default=front_numbers[:1], key="hand_picked")
     return front_numbers
+
+
+def _by_hand(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str) -> list[int]:
+    """Front trials picked by clicking, box- or lasso-selecting on the chart, or in the list under it."""
+    front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
+    current = [n for n in st.session_state.get("hand_picked", front_numbers[:1]) if n in front_numbers]
+    event = st.plotly_chart(figures.pareto(trials, spec, x, y, highlight=current), key="pick_chart_hand",
+                            on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch")
+    selected = sorted({n for n in navigation.selected_trials(event) if n in front_numbers})
+    # The list is drawn after the chart, so a new selection on the chart may still set its value in this run;
+    # an unchanged selection leaves the list as the user edited it.
+    if selected and selected != st.session_state.get("_hand_selection"):
+        current = selected
+    st.session_state["_hand_selection"] = selected
+    st.session_state["hand_picked"] = current
+    st.caption("Click front points (shift-click for more) or draw a box or lasso around them.")
+    return st.multiselect("front trials", front_numbers, key="hand_picked")
 
 
 def render(ctx: Context) -> None:
@@ -39,18 +54,25 @@ def render(ctx: Context) -> None:
         st.info("No completed feasible trial to pick yet.")
         return
     mode = st.radio("pick", MODES, horizontal=True, key="pick_mode")
-    picked = _picks(trials, spec, mode)
     x = spec.objective_names[1] if len(spec.objective_names) > 1 else spec.objective_names[0]
-    st.plotly_chart(figures.pareto(trials, spec, x, spec.objective_names[0], highlight=picked), key="pick_chart",
-                    width="stretch")
+    y = spec.objective_names[0]
+    if mode == "by hand":
+        picked = _by_hand(trials, spec, x, y)
+    else:
+        picked = _picks(trials, spec, mode)
+        st.plotly_chart(figures.pareto(trials, spec, x, y, highlight=picked), key="pick_chart", width="stretch")
     if not picked:
         return
     chosen = trials[trials["number"].isin(picked)]
     st.dataframe(chosen[["number", "method", "configuration", *spec.objective_names, "adapter_dir"]],
                  hide_index=True, width="stretch")
-    if mode in ("knee point", "best under a budget") and not analysis.front(trials, spec).loc[chosen.index].all():
-        st.warning("This pick is not on the Pareto front of all objectives, so the export (front trials only) "
-                   "does not include it.")
+    on_front = set(trials.loc[analysis.front(trials, spec), "number"])
+    if not on_front.issuperset(picked):
+        st.warning("This pick is not on the Pareto front of all objectives; the export (front trials only, as "
+                   "`autopeft export`) does not include it.")
+        picked = [n for n in picked if n in on_front]
+        if not picked:
+            return
     st.caption("The archive holds what `autopeft export` writes — peft adapter folders with config.yaml, "
                "metrics.json and a README, plus summary.csv and summary.md — for the picked front trials.")
     label = "whole front" if mode == "whole front" else \
