@@ -45,6 +45,8 @@ class PostgresServer:
         self.root = root
         self.data = root / "data"
         self.port = _free_port()
+        self._options = (f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                         "-c max_connections=200")
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", "postgres", "--"]
@@ -63,13 +65,17 @@ class PostgresServer:
             os.chown(password_file, entry.pw_uid, entry.pw_gid)
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER, "--auth=scram-sha-256",
                   f"--pwfile={password_file}", "-E", "UTF8", "--no-sync")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c max_connections=200")
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", self._options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
 
     def stop(self) -> None:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        """Crash-stop the server (every connection dropped, as a failing database host would) and start it."""
+        self.stop()
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", self._options, "-l",
+                  str(self.root / "server.log"), "-w", "-t", "60", "start")
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"

@@ -134,3 +134,30 @@ def test_search_run_prints_the_storage_url_without_its_password(tmp_path, postgr
     assert "autopeft:***@127.0.0.1" in captured.out
     assert PASSWORD not in captured.out + captured.err
     assert storage.search_names(storage.open_storage(postgres_url)) == []
+
+
+def test_a_search_survives_a_database_restart_between_writes(tmp_path, postgres_server, postgres_url):
+    """The database host crashes and comes back while a trial trains: the controller's next write reconnects
+    (pooled connections are checked before use) and the search completes its budget."""
+    spec = tiny_spec(tmp_path, budget={"trials": 1, "steps_per_trial": 40}, storage=postgres_url)
+    controller = subprocess.Popen([sys.executable, "-m", "autopeft.cli", "search", "run",
+                                   str(write_spec(tmp_path, spec)), "--name", "outage", "--executor", "local"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert controller.poll() is None, controller.communicate()[1][-2000:]
+        try:
+            trials = optuna.load_study(study_name="outage", storage=storage.open_storage(postgres_url)).get_trials()
+        except KeyError:
+            trials = []
+        if trials and trials[0].state == TrialState.RUNNING and storage.CONFIG in trials[0].user_attrs:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no trial started in time")
+    postgres_server.restart()
+    _, err = controller.communicate(timeout=300)
+    assert controller.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="outage", storage=storage.open_storage(postgres_url))
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]  # recorded after the restart
+    assert study.user_attrs[storage.FINISHED] is True
