@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
 from dashboard import analysis
 
@@ -30,9 +31,15 @@ def _label(name: str, spec: SearchSpec | None = None) -> str:
     return name
 
 
+def _format(name: str) -> str:
+    """d3 number format for a measurement in hover labels: counts whole, fractions to 4 places."""
+    unit = MEASUREMENTS[name].unit if name in MEASUREMENTS else ""
+    return {"parameters": ",.0f", "bytes": ",.0f", "fraction": ".4f"}.get(unit, ",.2f")
+
+
 def _hover(x: str, y: str) -> str:
     return ("<b>trial %{customdata[0]}</b> (%{customdata[1]})<br>%{customdata[2]}<br>"
-            f"{x}: %{{x:,.4~g}}<br>{y}: %{{y:,.4~g}}<extra></extra>")
+            f"{x}: %{{x:{_format(x)}}}<br>{y}: %{{y:{_format(y)}}}<extra></extra>")
 
 
 def _custom(frame: pd.DataFrame) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The dashboard in a real browser on a live search: a real search and `autopeft dashboard` as subprocesses,
 Debian's Chromium driven by Playwright. The page must show the Pareto plot while the search runs, refresh by
-itself to the database's final trial count, and open a trial when a point on the front is clicked."""
+itself to the database's final trial count, open a trial when a point on the front is clicked, and download the
+knee point's export."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,12 @@ def test_live_search_in_chromium(tmp_path):
             # Click a point on the front: the trial's page opens.
             page.locator(f"{browser.PLOT} .points path").last.click(force=True)
             page.wait_for_selector("h2:has-text('Trial ')", timeout=30_000)
+            # Pick the knee and download the export, as a user would.
+            page.locator('[data-testid="stSidebar"]').get_by_text("Pick and export").click()
+            with page.expect_download(timeout=120_000) as download:
+                page.get_by_text("Download export").click()
+            names = zipfile.ZipFile(download.value.path()).namelist()
+            assert "browser/summary.csv" in names and any(n.endswith("/adapter_config.json") for n in names), names
         assert seen_while_running, "the Pareto plot should appear while the search runs"
     finally:
         for process in (search, dashboard):

@@ -34,15 +34,16 @@ def _by_hand(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str) -> list[int
     """Front trials picked by clicking, box- or lasso-selecting on the chart, or in the list under it."""
     front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
     current = [n for n in st.session_state.get("hand_picked", front_numbers[:1]) if n in front_numbers]
-    event = st.plotly_chart(figures.pareto(trials, spec, x, y, highlight=current), key="pick_chart_hand",
-                            on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch")
-    selected = sorted({n for n in navigation.selected_trials(event) if n in front_numbers})
-    # The list is drawn after the chart, so a new selection on the chart may still set its value in this run;
-    # an unchanged selection leaves the list as the user edited it.
+    # The chart's selection is in the session state before the chart is drawn, so the highlight and the list
+    # (drawn after the chart) follow a new selection in this run; an unchanged one leaves the list as edited.
+    selection = st.session_state.get("pick_chart_hand")
+    selected = sorted({n for n in navigation.selected_trials(selection) if n in front_numbers})
     if selected and selected != st.session_state.get("_hand_selection"):
         current = selected
     st.session_state["_hand_selection"] = selected
     st.session_state["hand_picked"] = current
+    st.plotly_chart(figures.pareto(trials, spec, x, y, highlight=current), key="pick_chart_hand",
+                    on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch")
     st.caption("Click front points (shift-click for more) or draw a box or lasso around them.")
     return st.multiselect("front trials", front_numbers, key="hand_picked")
 
