@@ -76,7 +76,7 @@ def _run_with_progress(metric: str, action) -> None:
 def _print_front(name: str, storage_url: str) -> None:
     from autopeft import storage, views
 
-    study, spec = storage.load_search(storage.open_storage(storage_url), name)
+    study, spec = storage.load_search(storage.open_storage(storage_url, create=False), name)
     records = storage.trial_records(study, spec)
     console.print(views.front_table(records, spec, title=f"Pareto front of {name}"))
     summary = views.search_summary(study, spec)
@@ -137,7 +137,7 @@ def search_resume(name: str, storage: str | None, executor: str, ray_address: st
     from autopeft.spec import normalise_storage_url
 
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    _, spec = store.load_search(store.open_storage(url), name)
+    _, spec = store.load_search(store.open_storage(url, create=False), name)
     try:
         _run_with_progress(spec.task_metric, lambda bar: resume_search(
             name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
@@ -158,7 +158,7 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
     from autopeft.spec import normalise_storage_url
 
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    _, spec = store.load_search(store.open_storage(url), name)
+    _, spec = store.load_search(store.open_storage(url, create=False), name)
     console.print(f"joining search [bold]{name}[/] → {_masked(url)}")
     try:
         _run_with_progress(spec.task_metric, lambda bar: join_search(
@@ -176,7 +176,7 @@ def search_list(storage: str | None, as_json: bool) -> None:
     from autopeft import storage as store
     from autopeft.views import search_summary
 
-    backend = store.open_storage(storage or DEFAULT_STORAGE)
+    backend = store.open_storage(storage or DEFAULT_STORAGE, create=False)
     summaries = [search_summary(*store.load_search(backend, name)) for name in store.search_names(backend)]
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
@@ -208,7 +208,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     from autopeft.pareto import pareto_front
     from autopeft.views import describe_config, format_value, front_table, search_summary
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE), name)
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     records = store.trial_records(study, spec)
     pareto_front(records, spec)
     if as_json:
@@ -241,7 +241,7 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool) -> None:
     from autopeft import storage as store
     from autopeft.export import export_front
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE), name)
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     exported = export_front(study, spec, Path(out_dir), merged=merged)
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
 

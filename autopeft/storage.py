@@ -62,13 +62,18 @@ def mask_url(url: str) -> str:
         return (scheme + sep if sep else "") + "***@" + host
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage on SQLite (WAL mode) or PostgreSQL (``postgresql+psycopg://``), or any SQLAlchemy URL.
 
     Optuna creates its tables on first use and refuses a schema older than its own: ``optuna storage upgrade``
-    migrates it (see docs/cluster.md).
+    migrates it (see docs/cluster.md). ``create=False`` is for commands that only read an existing search: a
+    mistyped SQLite path is then an error, not a new empty database file.
     """
     url = normalise_storage_url(url)
+    if not create and url.startswith("sqlite:///") and ":memory:" not in url:
+        path = url.split("?", 1)[0].removeprefix("sqlite:///")
+        if not os.path.isfile(path):
+            raise UserError(f"storage: no database file at {path}; check --storage or $AUTOPEFT_STORAGE")
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Readers (the CLI, the dashboard) may hold the file briefly; wait instead of failing the search.

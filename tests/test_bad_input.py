@@ -189,6 +189,16 @@ def test_spec_files_that_are_not_a_mapping(tmp_path, capsys, text, needle):
     assert not (tmp_path / "pwned").exists()  # safe_load: YAML tags never run code
 
 
+@pytest.mark.parametrize("command", [["search", "list"], ["search", "show", "x"], ["search", "resume", "x"],
+                                     ["search", "join", "x"], ["export", "x", "--out", "out"]])
+def test_a_mistyped_sqlite_path_is_an_error_not_a_new_database(tmp_path, capsys, command):
+    missing = tmp_path / "typo.db"
+    code, err = _run_cli([*command, "--storage", f"sqlite:///{missing}"], capsys)
+    assert code == 2 and err.strip() == f"error: storage: no database file at {missing}; check --storage or " \
+        "$AUTOPEFT_STORAGE", err
+    assert not missing.exists()
+
+
 def test_bad_input_into_a_postgresql_database_writes_nothing(tmp_path, capsys, postgres_url):
     spec = tiny_spec(tmp_path, storage=postgres_url)
     spec["data"]["label_column"] = "stars"

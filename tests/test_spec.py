@@ -105,6 +105,7 @@ def test_cli_exits_non_zero_with_one_line(tmp_path):
 ])
 def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     storage = ["--storage", f"sqlite:///{tmp_path / 'x.db'}"] if args[0] != "search" or args[1] != "run" else []
+    (tmp_path / "x.db").touch()  # a database without the search (a missing file is its own error)
     done = subprocess.run([sys.executable, "-m", "autopeft.cli", *args, *storage], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert done.returncode != 0
