@@ -72,5 +72,5 @@ def test_bad_roles_and_layers_are_named(minilm):
 
 def test_unknown_method_lists_the_available_ones():
     assert "lora" in available_methods()
-    with pytest.raises(UserError, match="available: lora"):
+    with pytest.raises(UserError, match="available: autopeft, bitfit, dora"):
         get_method("magic")
