@@ -146,6 +146,13 @@ def live_controllers(study: optuna.Study) -> set[str]:
             if f"{o['host']}:{o['pid']}" != me and o["host"] == socket.gethostname() and _alive(o["pid"])}
 
 
+def any_controller_running(study: optuna.Study) -> bool:
+    """Whether a recorded controller (the first or one that joined) is alive; one on another host, which cannot
+    be checked from here, counts as running until it releases its record."""
+    here = socket.gethostname()
+    return any(o["host"] != here or _alive(o["pid"]) for o in _recorded_controllers(study))
+
+
 def claim_controller(study: optuna.Study, join: bool = False) -> None:
     """Record this process as a controller of the search.
 

@@ -88,8 +88,10 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
     controller = attrs.get(storage.CONTROLLER)
     if attrs.get(storage.FINISHED):
         state = "finished"
+    elif storage.any_controller_running(study_summary):
+        state = "running"
     elif controller:
-        state = "running" if storage._alive(controller["pid"]) else "interrupted"
+        state = "interrupted"
     else:
         state = "stopped"
     return {

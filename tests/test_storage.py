@@ -3,6 +3,7 @@ accounting on both; SQLite in WAL mode so readers never block the controller; pa
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -161,3 +162,21 @@ def test_a_search_survives_a_database_restart_between_writes(tmp_path, postgres_
     study = optuna.load_study(study_name="outage", storage=storage.open_storage(postgres_url))
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]  # recorded after the restart
     assert study.user_attrs[storage.FINISHED] is True
+
+
+def test_a_search_is_running_while_any_of_its_controllers_is(tmp_path, storage_url):
+    from autopeft.views import search_summary
+
+    spec = _spec(tmp_path, storage_url)
+    study = storage.create_search(storage.open_storage(storage_url), "c", spec, make_sampler(spec))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study.set_user_attr(storage.CONTROLLER, {"host": socket.gethostname(), "pid": int(dead.stdout)})
+    assert search_summary(study, spec)["state"] == "interrupted"  # the first controller is gone ...
+    storage.claim_controller(study, join=True)
+    assert search_summary(study, spec)["state"] == "running"  # ... but one that joined still runs it
+    claim = ("import sys, optuna; from autopeft import storage; "
+             "storage.claim_controller(optuna.load_study(study_name='c', storage=storage.open_storage(sys.argv[1])))")
+    refused = subprocess.run([sys.executable, "-c", claim, storage_url], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "is being run by process" in refused.stderr  # a second `run`/`resume`
+    storage.release_controller(study)
+    assert search_summary(study, spec)["state"] == "interrupted"
