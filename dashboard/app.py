@@ -63,11 +63,21 @@ def main() -> None:
     if chosen is None and view != "Searches":
         st.info("No searches in this database yet. Start one with `autopeft search run SPEC`.")
         return
-    render = RENDERERS[view]
+    render = guarded(RENDERERS[view])
     if live and view != "Pick and export":
         st.fragment(lambda: live_body(render, ctx), run_every=REFRESH_S)()
     else:
         render(ctx)
+
+
+def guarded(render: Callable[[Context], None]) -> Callable[[Context], None]:
+    """A view that cannot read its search (unreadable spec, database gone) says so instead of failing the page."""
+    def run(ctx: Context) -> None:
+        try:
+            render(ctx)
+        except data.StorageUnavailable as exc:
+            st.error(f"Cannot show {ctx.search!r}: {exc}")
+    return run
 
 
 def live_body(render: Callable[[Context], None], ctx: Context) -> None:

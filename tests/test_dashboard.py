@@ -18,13 +18,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import optuna
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from autopeft import storage
 from autopeft.pareto import pareto_front
-from dashboard import analysis, bundle, data
+from dashboard import analysis, bundle, cache, data
 from tests.conftest import ROOT, tiny_spec, write_spec
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -215,6 +216,11 @@ def test_missing_database_and_empty_database_are_explained(tmp_path, monkeypatch
     monkeypatch.setenv("AUTOPEFT_STORAGE", empty)
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception and "No searches" in app.info[0].value
+    # A study that is not an autopeft search (no stored spec) is listed, and explained when opened.
+    optuna.create_study(study_name="plain-optuna", storage=storage.open_storage(empty))
+    cache.searches.clear()  # rather than waiting out the two-second cache
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception and "no readable autopeft spec" in app.error[0].value
 
 
 def test_pick_by_hand_exports_only_the_picked_front_trials(watched):
