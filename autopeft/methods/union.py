@@ -4,13 +4,14 @@
   size (0 switches it off) on the chosen layers. ``adapters`` forbids two bottleneck adapters at the same place, so
   the serial one sits after multi-head attention and the parallel one beside the FFN.
 - ``mam`` (He et al., 2022, "mix-and-match"): prefix tuning plus a scaled parallel adapter beside the FFN.
+- ``unipelt`` (Mao et al., 2022): LoRA, prefix tuning and a series adapter, each behind a learned gate.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapters import ConfigUnion, ParBnConfig, SeqBnConfig
+from adapters import ConfigUnion, LoRAConfig, ParBnConfig, PrefixTuningConfig, SeqBnConfig, UniPELTConfig
 from torch import nn
 
 from autopeft.methods.base import AdapterHubBacked
@@ -53,4 +54,22 @@ class MixAndMatch(AdapterHubBacked):
             prefix_config(model, config, {"prefix_length": options.get("prefix_length", 30)}),
             ParBnConfig(leave_out=leave_out, scaling=float(options.get("scaling", 4.0)),
                         reduction_factor=bottleneck_reduction(model, int(options.get("bottleneck", 64)))),
+        )
+
+
+@register
+class UniPelt(AdapterHubBacked):
+    name = "unipelt"
+    help = "gated LoRA + prefix + series adapter; options r, prefix_length, bottleneck"
+
+    def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> UniPELTConfig:
+        options = config.get(self.name, {})
+        leave_out = left_out_layers(model, config)
+        return UniPELTConfig(
+            prefix_tuning=PrefixTuningConfig(prefix_length=int(options.get("prefix_length", 10)), use_gating=True,
+                                             leave_out=leave_out),
+            adapter=SeqBnConfig(reduction_factor=bottleneck_reduction(model, int(options.get("bottleneck", 24))),
+                                use_gating=True, leave_out=leave_out),
+            lora=LoRAConfig(r=int(options.get("r", 8)), alpha=2 * int(options.get("r", 8)), use_gating=True,
+                            leave_out=leave_out),
         )
