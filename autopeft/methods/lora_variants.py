@@ -19,28 +19,31 @@ def _targets(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) 
     return resolve_targets(model, options.get("target_modules", ["query", "value"]), chosen_layers(model, config))
 
 
+class _LowRankProduct(PeftBacked):
+    """LoHa and LoKr take the same options; only peft's config class differs."""
+
+    config_class: type
+
+    def peft_config(self, model: nn.Module, config: dict[str, Any]):
+        options = config.get(self.name, {})
+        rank = int(options.get("r", 8))
+        return self.config_class(task_type=peft_task_type(model), r=rank,
+                                 alpha=rank * float(options.get("alpha_over_r", 2.0)),
+                                 target_modules=_targets(model, config, options))
+
+
 @register
-class LoHa(PeftBacked):
+class LoHa(_LowRankProduct):
     name = "loha"
     help = "low-rank Hadamard product update; options r, alpha_over_r, target_modules"
-
-    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoHaConfig:
-        options = config.get(self.name, {})
-        rank = int(options.get("r", 8))
-        return LoHaConfig(task_type=peft_task_type(model), r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
-                          target_modules=_targets(model, config, options))
+    config_class = LoHaConfig
 
 
 @register
-class LoKr(PeftBacked):
+class LoKr(_LowRankProduct):
     name = "lokr"
     help = "low-rank Kronecker product update; options r, alpha_over_r, target_modules"
-
-    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoKrConfig:
-        options = config.get(self.name, {})
-        rank = int(options.get("r", 8))
-        return LoKrConfig(task_type=peft_task_type(model), r=rank, alpha=rank * float(options.get("alpha_over_r", 2.0)),
-                          target_modules=_targets(model, config, options))
+    config_class = LoKrConfig
 
 
 @register

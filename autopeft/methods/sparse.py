@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from autopeft.architectures import resolve_targets
-from autopeft.methods.base import TensorBacked, _save_tensors, folder_bytes, task_head_parameters
+from autopeft.methods.base import TensorBacked, task_head_parameters
 from autopeft.methods.placement import chosen_layers
 from autopeft.methods.registry import register
 
@@ -92,12 +92,6 @@ class SparseFineTuning(TensorBacked):
             tensors[f"{name}.weight.indices"] = mask.reshape(-1).nonzero().squeeze(1).to(torch.int64)
             tensors[f"{name}.weight.values"] = module.weight.detach()[mask].contiguous()
         return tensors
-
-    def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
-        directory.mkdir(parents=True, exist_ok=True)
-        _save_tensors(self.trained_tensors(model), directory / "adapter.safetensors")
-        self._write_method_file(directory, self.name, config)
-        return folder_bytes(directory)
 
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         """Write the trained entries into the base weights (this is also the merged form)."""
