@@ -99,6 +99,8 @@ def test_reading_throughout_a_running_search_causes_no_database_error(watched):
     done, reader = watched["done"], watched["reader"]
     assert done.returncode == 0, done.stdout + done.stderr
     assert "locked" not in (done.stdout + done.stderr).lower()
+    print(f"\nwhile the search ran: {reader.reads} reads, {reader.renders} page renders, "
+          f"up to {reader.running_seen} trials seen running")
     assert reader.errors == []
     assert reader.reads >= 20 and reader.renders >= 2, (reader.reads, reader.renders)
     assert reader.running_seen >= 1, "the reader never overlapped a running trial"
