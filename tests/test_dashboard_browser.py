@@ -104,4 +104,8 @@ def test_live_search_in_chromium(tmp_path):
         for process in (search, dashboard):
             if process is not None and process.poll() is None:
                 process.terminate()
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=30)
