@@ -29,7 +29,10 @@ OPTIONS = {
     "mam": {"mam": {"prefix_length": 5, "bottleneck": 16}},
     "sparse": {"sparse": {"density": 0.01}},
 }
-CASES = [(m, 16) for m in available_methods()] + [("lora", 8), ("lora", 4), ("ia3", 4), ("bitfit", 8)]
+CASES = [(m, 16) for m in available_methods()] + [("lora", 8), ("lora", 4), ("ia3", 4), ("bitfit", 8),
+                                                  ("lora-eva", 16), ("sparse-gradient", 16)]
+VARIANTS = {"lora-eva": ("lora", {"lora": {"r": 4, "init": "eva"}}),
+            "sparse-gradient": ("sparse", {"sparse": {"density": 0.01, "selection": "gradient"}})}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,8 @@ def setup(tmp_path_factory):
 @pytest.mark.parametrize("method,bits", CASES, ids=[f"{m}-{b}bit" for m, b in CASES])
 def test_trial_measures_what_was_predicted_and_reloads(setup, method, bits):
     worker, spec, data, tmp_path = setup
-    config = {"method": method, "layers": [4, 5], "learning_rate": 2e-3, "base_bits": bits,
-              **OPTIONS.get(method, {})}
+    method, options = VARIANTS.get(method, (method, OPTIONS.get(method, {})))
+    config = {"method": method, "layers": [4, 5], "learning_rate": 2e-3, "base_bits": bits, **options}
     predicted = predict_cost(spec.model, data.num_labels, config)
     result = worker.run(TrialRequest(0, config, 0, 6, spec.training.model_dump(), str(tmp_path / f"{method}{bits}")))
     assert result.ok, result.fail_reason

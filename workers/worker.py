@@ -14,6 +14,7 @@ import socket
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
 
@@ -68,12 +69,20 @@ class TrialWorker:
         finally:
             release_freed_memory()
 
+    def _calibration_batches(self, seed: int, count: int = 4) -> list[dict]:
+        """A few training batches for methods with a data-aware start (drawn from the trial's seed)."""
+        order = np.random.default_rng(seed + 7919).permutation(len(self.data.train))
+        size = self.training_batch_size
+        return [self.runner.train_batch(order[i * size:(i + 1) * size]) for i in range(count)
+                if i * size < len(order)]
+
     def _failed(self, request: TrialRequest, reason: str) -> TrialResult:
         return TrialResult(number=request.number, ok=False, fail_reason=reason, worker=self.identity)
 
     def _run(self, request: TrialRequest) -> TrialResult:
         method = get_method(request.config["method"])
         training = request.training
+        self.training_batch_size = training["batch_size"]
         if method.requires_zero_weight_decay and training["weight_decay"]:
             raise TrialFailure(f"method {method.name!r} needs training.weight_decay: 0 (decay would move the "
                                "weights it must leave untouched)")
@@ -83,6 +92,7 @@ class TrialWorker:
             model = quantize_base(copy.deepcopy(self.base), bits)
             reset_task_head(model, request.seed)
             model = method.build(model, request.config).to(self.device)
+            method.calibrate(model, request.config, self._calibration_batches(request.seed))
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
             with Stopwatch() as train_clock:

@@ -1,14 +1,15 @@
 """LoRA (Hu et al., 2022) through Hugging Face peft, on exact modules of chosen layers.
 
 What peft gives nearly free is exposed as options: DoRA (``use_dora``), the initialisations of the LoRA
-literature (``init``: default, gaussian, pissa, olora, ...), rsLoRA scaling, and a rank per layer (``layer_ranks``).
+literature (``init``: default, gaussian, pissa, olora, and eva — which is data-aware: the worker calibrates it on a
+few training batches before training), rsLoRA scaling, and a rank per layer (``layer_ranks``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from peft import LoraConfig
+from peft import EvaConfig, LoraConfig, initialize_lora_eva_weights
 from torch import nn
 
 from autopeft.architectures import resolve_targets
@@ -17,7 +18,7 @@ from autopeft.methods.placement import chosen_layers, peft_task_type
 from autopeft.methods.registry import register
 
 INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
-                   "pissa_niter_4": "pissa_niter_4"}
+                   "pissa_niter_4": "pissa_niter_4", "eva": "eva"}
 
 
 @register
@@ -48,10 +49,18 @@ class Lora(PeftBacked):
             lora_dropout=float(options.get("dropout", 0.0)),
             target_modules=targets,
             init_lora_weights=INITIALISATIONS[init],
+            # classification labels are one per example, not per token: EVA must not mask by them
+            eva_config=EvaConfig(use_label_mask=False) if init == "eva" else None,
             use_dora=bool(options.get("use_dora", self.use_dora)),
             use_rslora=bool(options.get("use_rslora", False)),
             rank_pattern=rank_pattern,
         )
+
+
+    def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
+        if config.get(self.name, {}).get("init") == "eva":
+            inputs = [{k: v for k, v in batch.items() if k != "labels"} for batch in batches]
+            initialize_lora_eva_weights(model, dataloader=inputs, show_progress_bar=False)
 
 
 @register

@@ -1,12 +1,13 @@
 """Sparse fine-tuning: train a chosen fraction of the weights of the chosen modules, save only those entries.
 
-Which weights: ``selection`` = ``magnitude`` (the largest in absolute value in each matrix) or ``random``
-(seeded). Training computes the whole weight tensor's gradient but a hook zeroes it outside the mask, so with
-AdamW and no weight decay the other entries stay bitwise unchanged (weight decay would move them, so the worker
-refuses a non-zero weight decay for this method). The trainable-parameter count is the number of selected
-entries, not the size of the matrices they sit in. The saved adapter holds, per matrix, the flat indices of the
-trained entries and their trained values, so loading (which is also merging) reproduces the trained model
-exactly; the delta against the base is ``values - base[indices]``.
+Which weights: ``selection`` = ``magnitude`` (the largest in absolute value in each matrix), ``random``
+(seeded) or ``gradient`` (the largest accumulated gradient over a few training batches at the start, chosen when
+the worker calibrates the method). Training computes the whole weight tensor's gradient but a hook zeroes it
+outside the mask, so with AdamW and no weight decay the other entries stay bitwise unchanged (weight decay would
+move them, so the worker refuses a non-zero weight decay for this method). The trainable-parameter count is the
+number of selected entries, not the size of the matrices they sit in. The saved adapter holds, per matrix, the
+flat indices of the trained entries and their trained values, so loading (which is also merging) reproduces the
+trained model exactly; the delta against the base is ``values - base[indices]``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ from autopeft.methods.registry import register
 _MASK = "sparse_mask"
 
 
+def _masked_gradient(module: nn.Module, grad: torch.Tensor) -> torch.Tensor:
+    """Zero the gradient outside the mask, except while calibrating (which scores the full gradient)."""
+    return grad if getattr(module, "sparse_calibrating", False) else grad * getattr(module, _MASK)
+
+
 def _select(weight: torch.Tensor, count: int, selection: str, seed: int) -> torch.Tensor:
     flat = weight.detach().reshape(-1)
+    if selection == "gradient":  # provisional until calibration: the same count, so costs are known now
+        return torch.arange(count, device=flat.device)
     if selection == "magnitude":
         return torch.topk(flat.abs(), count, sorted=False).indices
     if selection == "random":
         generator = torch.Generator().manual_seed(seed)
         return torch.randperm(flat.numel(), generator=generator)[:count]
-    raise ValueError(f"unknown sparse selection {selection!r}; use magnitude or random")
+    raise ValueError(f"unknown sparse selection {selection!r}; use magnitude, random or gradient")
 
 
 @register
@@ -62,10 +70,35 @@ class SparseFineTuning(TensorBacked):
             mask = mask.view_as(weight)
             modules[name].register_buffer(_MASK, mask, persistent=False)
             weight.requires_grad_(True)
-            weight.register_hook(lambda grad, mask=mask: grad * mask)
+            weight.register_hook(lambda grad, module=modules[name]: _masked_gradient(module, grad))
         for parameter in task_head_parameters(model).values():
             parameter.requires_grad_(True)
         return model
+
+    def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
+        """For ``selection: gradient``: re-choose each mask as the entries with the largest summed |gradient|."""
+        if config.get(self.name, {}).get("selection") != "gradient":
+            return
+        masked = self._masked(model)
+        scores = {name: torch.zeros_like(module.weight) for name, module in masked}
+        handles = []
+        for name, module in masked:
+            module.sparse_calibrating = True
+            handles.append(module.weight.register_hook(lambda grad, name=name: scores[name].add_(grad.abs())))
+        try:
+            for batch in batches:
+                model(**batch).loss.backward()
+        finally:
+            for handle in handles:
+                handle.remove()
+            for _, module in masked:
+                module.sparse_calibrating = False
+            model.zero_grad(set_to_none=True)
+        for name, module in masked:
+            mask = getattr(module, _MASK)
+            chosen = torch.topk(scores[name].reshape(-1), module.sparse_count, sorted=False).indices
+            mask.zero_()
+            mask.view(-1)[chosen] = True
 
     @staticmethod
     def _masked(model: nn.Module) -> list[tuple[str, nn.Module]]:
