@@ -51,6 +51,11 @@ CONFIGURATIONS = {
                                "learning_rate": 1e-3},
     "MAM prefix 10 + parallel 64": {"method": "mam", "mam": {"prefix_length": 10, "bottleneck": 64},
                                     "learning_rate": 1e-3},
+    "UniPELT r=8, prefix 10, adapter 24": {"method": "unipelt", "unipelt": {"r": 8, "prefix_length": 10,
+                                                                           "bottleneck": 24}, "learning_rate": 1e-3},
+    "LoHa r=8 q,v": {"method": "loha", "loha": {"r": 8}, "learning_rate": 1e-3},
+    "VeRA r=64 q,v": {"method": "vera", "vera": {"r": 64}, "learning_rate": 3e-3},
+    "prompt tuning 10 tokens": {"method": "prompt", "prompt": {"num_virtual_tokens": 10}, "learning_rate": 3e-3},
     "sparse 1% (magnitude)": {"method": "sparse", "sparse": {"density": 0.01}, "learning_rate": 1e-3},
 }
 
