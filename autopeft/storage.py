@@ -23,6 +23,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from autopeft.errors import UserError
+from autopeft.resilient_storage import ResilientRDBStorage
 from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,6 +41,8 @@ RETRY_OF = "retry_of"
 VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
 OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
+BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
+CONFIRMATION = "confirmation"  # retraining with more seeds: per-seed values, mean and std (autopeft.confirm)
 
 SPEC = "spec"
 CONTROLLER = "controller"
@@ -82,7 +85,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         # A restarted database server leaves dead pooled connections: test each one before use.
         kwargs = {"pool_pre_ping": True}
     try:
-        store = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        store = ResilientRDBStorage(url, engine_kwargs=kwargs)
         if url.startswith("sqlite") and ":memory:" not in url:
             _use_wal(store.engine)
         return store
@@ -190,7 +193,9 @@ def _alive(pid: int) -> bool:
 
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
-    """A trial spends budget once it trained to an end: rejected proposals and interrupted runs do not."""
+    """A trial spends budget once it trained to an end: rejected proposals, interrupted runs and baselines do not."""
+    if trial.user_attrs.get(BASELINE):
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and not trial.user_attrs.get(REJECTED) \
@@ -229,7 +234,9 @@ def requeue_interrupted(study: optuna.Study, reason: str, owners: Container[str]
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        if not trial.user_attrs.get(REJECTED) and trial.params:
+        # Only a whole proposal is queued again: a controller killed while the space was still drawing the
+        # parameters leaves some of them, and the sampler proposes afresh instead.
+        if not trial.user_attrs.get(REJECTED) and CONFIG in trial.user_attrs and trial.params:
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
         requeued.append(trial.number)
     return requeued
@@ -252,6 +259,8 @@ class TrialRecord:
     duration_s: float | None = None
     retry_of: int | None = None
     pareto: bool = False
+    baseline: bool = False
+    confirmation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -285,5 +294,7 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             worker=attrs.get(WORKER, ""),
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
+            baseline=bool(attrs.get(BASELINE)),
+            confirmation=attrs.get(CONFIRMATION),
         ))
     return records

@@ -65,15 +65,13 @@ class PostgresServer:
             os.chown(password_file, entry.pw_uid, entry.pw_gid)
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", USER, "--auth=scram-sha-256",
                   f"--pwfile={password_file}", "-E", "UTF8", "--no-sync")
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", self._options, "-l",
-                  str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self.start_again()
 
     def stop(self) -> None:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
-    def restart(self) -> None:
-        """Crash-stop the server (every connection dropped, as a failing database host would) and start it."""
-        self.stop()
+    def start_again(self) -> None:
+        """Start a stopped server on the same data, port and options."""
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", self._options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
 

@@ -33,8 +33,11 @@ def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, sto
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
-            states = [t.state for t in _trials(url, "killed")]
-            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            trials = _trials(url, "killed")
+            states = [t.state for t in trials]
+            # Killed while a trial trains (its configuration drawn and recorded), after one completed.
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING \
+                    and storage.CONFIG in trials[-1].user_attrs:
                 break
             assert controller.poll() is None, "the search ended before it could be killed"
             time.sleep(0.5)
