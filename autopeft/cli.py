@@ -236,13 +236,18 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
 @storage_option
 @click.option("--merged", is_flag=True, help="Also write the base with each adapter folded into its weights "
               "(LoRA, DoRA, IA3, BitFit, sparse).")
-def export(name: str, out_dir: str, storage: str | None, merged: bool) -> None:
+@click.option("--pick", "picks", multiple=True, metavar="PICK",
+              help="Export only the Pareto point(s) picked: knee | max:METRIC | min:METRIC | budget:METRIC<=X "
+                   "(repeatable; the knee is defined in autopeft/pick.py).")
+def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tuple[str, ...]) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft import storage as store
     from autopeft.export import export_front
+    from autopeft.pick import parse_pick
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
-    exported = export_front(study, spec, Path(out_dir), merged=merged)
+    chosen = [parse_pick(p, spec) for p in picks]
+    exported = export_front(study, spec, Path(out_dir), merged=merged, picks=chosen)
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -20,6 +21,7 @@ from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE, Method
 from autopeft.pareto import pareto_front
+from autopeft.pick import Pick, choose
 from autopeft.spec import SearchSpec
 from autopeft.views import describe_config, format_value
 
@@ -45,11 +47,13 @@ _MERGED = """
 """
 
 
-def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: bool = False) -> list[Path]:
-    """Write each Pareto-optimal trial; with ``merged``, also the base with the adapter folded in, where the
-    method allows it (LoRA, DoRA, IA3, BitFit, sparse fine-tuning)."""
+def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: bool = False,
+                 picks: Sequence[Pick] = ()) -> list[Path]:
+    """Write each Pareto-optimal trial (or only those the ``picks`` choose: see ``autopeft.pick``); with
+    ``merged``, also the base with the adapter folded in, where the method allows it (LoRA, DoRA, IA3, BitFit,
+    sparse fine-tuning)."""
     records = storage.trial_records(study, spec)
-    front = pareto_front(records, spec)
+    front = choose(records, spec, picks) if picks else pareto_front(records, spec)
     if not front:
         raise UserError(f"search {study.study_name!r} has no completed feasible trial to export yet")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,16 +11,11 @@ import pandas as pd
 from optuna._hypervolume import compute_hypervolume
 
 from autopeft.objectives import MEASUREMENTS
+from autopeft.pick import as_losses, best_under_index, is_log, knee_index
 from autopeft.spec import SearchSpec
 
-# Measurements spanning decades are compared on a log scale (hypervolume, knee), as they are plotted.
-LOG_UNITS = frozenset({"parameters", "bytes"})
 # Searched knobs common to all methods; "size" is each method's own size (rank, bottleneck, prefix length).
 PARAMETERS = ("method", "size", "n_layers", "modules", "learning_rate", "sparsity", "bits")
-
-
-def is_log(name: str) -> bool:
-    return name in MEASUREMENTS and MEASUREMENTS[name].unit in LOG_UNITS
 
 
 def sign(spec: SearchSpec, name: str) -> float:
@@ -60,13 +55,7 @@ def front(trials: pd.DataFrame, spec: SearchSpec, objectives: list[str] | None =
 
 def _losses(frame: pd.DataFrame, spec: SearchSpec, names: list[str]) -> np.ndarray:
     """Objective values as losses (smaller is better), log10 for parameter counts and byte sizes."""
-    columns = []
-    for name in names:
-        values = frame[name].to_numpy(dtype=float)
-        if is_log(name):
-            values = np.log10(np.maximum(values, 1.0))
-        columns.append(-sign(spec, name) * values)
-    return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    return as_losses(frame[names].to_numpy(dtype=float), names, [sign(spec, n) for n in names])
 
 
 def hypervolume_history(trials: pd.DataFrame, spec: SearchSpec) -> pd.DataFrame:
@@ -99,34 +88,22 @@ def hypervolume_history(trials: pd.DataFrame, spec: SearchSpec) -> pd.DataFrame:
 
 
 def knee(trials: pd.DataFrame, spec: SearchSpec, objectives: list[str] | None = None) -> int | None:
-    """The front trial with the best trade-off: farthest from the chord between the two extremes (2 objectives),
-    or closest to the ideal point (more objectives), in normalised loss space. Returns its trial number."""
+    """The front trial with the best trade-off, as ``autopeft.pick`` defines it (the definition ``export --pick
+    knee`` uses too). Returns its trial number."""
     names = objectives or spec.objective_names
     on_front = trials[front(trials, spec, names)]
     if on_front.empty:
         return None
-    losses = _losses(on_front, spec, names)
-    low, high = losses.min(axis=0), losses.max(axis=0)
-    scaled = (losses - low) / np.where(high > low, high - low, 1.0)
-    if len(names) == 2 and len(on_front) > 2:
-        order = np.argsort(scaled[:, 0])
-        a, b = scaled[order[0]], scaled[order[-1]]
-        chord = b - a
-        distance = np.abs(chord[0] * (scaled[:, 1] - a[1]) - chord[1] * (scaled[:, 0] - a[0]))
-        best = int(np.argmax(distance))
-    else:
-        best = int(np.argmin(np.linalg.norm(scaled, axis=1)))
-    return int(on_front["number"].iloc[best])
+    return int(on_front["number"].iloc[knee_index(_losses(on_front, spec, names))])
 
 
 def best_under_budget(trials: pd.DataFrame, spec: SearchSpec, budget_name: str, budget: float) -> int | None:
     """The feasible completed trial with the best task metric whose ``budget_name`` is at most ``budget``."""
     metric = spec.task_metric
-    pool = trials[candidates(trials) & (trials[budget_name] <= budget)].dropna(subset=[metric])
-    if pool.empty:
-        return None
-    ranked = pool.sort_values([metric, budget_name], ascending=[sign(spec, metric) < 0, True])
-    return int(ranked["number"].iloc[0])
+    pool = trials[candidates(trials)].dropna(subset=[metric, budget_name])
+    best = best_under_index(pool[metric].to_numpy(dtype=float), pool[budget_name].to_numpy(dtype=float), budget,
+                            sign(spec, metric))
+    return None if best is None else int(pool["number"].iloc[best])
 
 
 def importance(trials: pd.DataFrame, objective: str, parameters: list[str] | None = None) -> pd.DataFrame:

@@ -53,3 +53,17 @@ def ray_cluster():
              logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_search(tmp_path_factory) -> tuple[Path, str, str]:
+    """One finished real search (local executor, 4 LoRA trials of 10 steps) shared by the tests that pick from,
+    confirm and compare its front: (folder, storage URL, search name)."""
+    from autopeft.search import start_search
+    from autopeft.spec import load_spec
+
+    tmp_path = tmp_path_factory.mktemp("small-search")
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 10},
+                                                    constraints=[])))
+    name = start_search(spec, name="small", executor="local")
+    return tmp_path, spec.storage, name

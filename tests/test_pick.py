@@ -1,0 +1,92 @@
+"""Picking from the front of a real search: `export --pick` exports the dashboard's knee, the best under a budget,
+the best of one measurement; bad picks are one-line errors that name the flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autopeft import storage
+from autopeft.cli import entry_point
+from autopeft.pareto import pareto_front
+from autopeft.pick import knee_index
+from dashboard import analysis, data
+
+NAME = "small"
+
+
+@pytest.fixture(scope="module")
+def searched(small_search):
+    tmp_path, url, name = small_search
+    study, spec = storage.load_search(storage.open_storage(url), name)
+    front = pareto_front(storage.trial_records(study, spec), spec)
+    return tmp_path, url, spec, front
+
+
+def export(url: str, out: Path, capsys, *picks: str) -> tuple[int, str]:
+    """The command line in this process (its entry point, exit code and stderr as a user sees them)."""
+    args = ["export", NAME, "--out", str(out), "--storage", url]
+    for pick in picks:
+        args += ["--pick", pick]
+    capsys.readouterr()
+    try:
+        entry_point(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def exported_trials(out: Path) -> list[int]:
+    return sorted(int(p.name.removeprefix("trial-")) for p in out.glob("trial-*"))
+
+
+def test_knee_is_the_dashboards_knee_and_only_it_is_exported(searched, capsys):
+    tmp_path, url, spec, front = searched
+    code, err = export(url, tmp_path / "knee", capsys, "knee")
+    assert code == 0, err
+    trials, _ = data.load_trials(url, NAME)
+    assert exported_trials(tmp_path / "knee") == [analysis.knee(trials, spec)]
+    summary = (tmp_path / "knee" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 2  # header + the one picked trial
+
+
+def test_budget_and_max_picks(searched, capsys):
+    tmp_path, url, spec, front = searched
+    params = sorted(r.values["trainable_params"] for r in front)
+    limit = params[0]  # only the cheapest front point fits
+    code, err = export(url, tmp_path / "budget", capsys, f"budget:trainable_params<={int(limit)}")
+    assert code == 0, err
+    [picked] = exported_trials(tmp_path / "budget")
+    metrics = json.loads((tmp_path / "budget" / f"trial-{picked:04d}" / "metrics.json").read_text())
+    assert metrics["objectives"]["trainable_params"] <= limit
+    code, err = export(url, tmp_path / "max", capsys, "max:accuracy", "min:trainable_params")
+    assert code == 0, err
+    best = max(front, key=lambda r: r.values["accuracy"]).number
+    cheapest = min(front, key=lambda r: r.values["trainable_params"]).number
+    assert exported_trials(tmp_path / "max") == sorted({best, cheapest})
+
+
+@pytest.mark.parametrize("pick, words", [
+    ("elbow", "expected knee"),
+    ("max:accurracy", "unknown measurement 'accurracy'"),
+    ("budget:trainable_params<=lots", "expected knee"),
+    ("budget:trainable_params<=1", "no Pareto-optimal trial fits"),
+])
+def test_bad_picks_are_one_line_errors_naming_the_flag(searched, capsys, pick, words):
+    tmp_path, url, _, _ = searched
+    code, err = export(url, tmp_path / "bad", capsys, pick)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: --pick") and words in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_knee_on_a_known_front():
+    """Accuracy against log10 parameters: the gain flattens after the second point, so that is the knee; with
+    three objectives the point nearest the ideal point wins."""
+    losses = np.array([[-0.60, 3.0], [-0.80, 4.0], [-0.82, 5.0], [-0.83, 6.0]])
+    assert knee_index(losses) == 1
+    assert knee_index(np.array([[0.0, 1.0, 1.0], [0.4, 0.3, 0.4], [1.0, 0.0, 0.0]])) == 1
