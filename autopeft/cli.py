@@ -206,7 +206,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     """One search's trials and Pareto front."""
     from autopeft import storage as store
     from autopeft.pareto import pareto_front
-    from autopeft.views import describe_config, format_value, front_table, search_summary
+    from autopeft.views import confirmation_table, describe_config, format_value, front_table, search_summary
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     records = store.trial_records(study, spec)
@@ -228,6 +228,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     console.print(front_table(records, spec))
+    if any(r.confirmation for r in records):
+        console.print(confirmation_table(records, spec))
 
 
 @main.command("export")
@@ -249,6 +251,58 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tu
     chosen = [parse_pick(p, spec) for p in picks]
     exported = export_front(study, spec, Path(out_dir), merged=merged, picks=chosen)
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
+
+
+def _trial_numbers(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--trials {text!r}: expected trial numbers separated by commas, e.g. 3,7") from None
+
+
+@main.command("confirm")
+@click.argument("name")
+@click.option("--trials", "trial_list", default=None, metavar="N,N", help="Trials to confirm (any completed trial).")
+@click.option("--pick", "picks", multiple=True, metavar="PICK",
+              help="Front points to confirm: knee | max:METRIC | min:METRIC | budget:METRIC<=X (repeatable). "
+                   "Without --trials or --pick: the whole Pareto front.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="New seeds per trial.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Training steps per run [default: the search's steps per trial].")
+@storage_option
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], seeds: int, steps: int | None,
+            storage: str | None, executor: str) -> None:
+    """Retrain chosen trials of NAME with new seeds; store per-seed values and mean ± std on each trial."""
+    from autopeft import storage as store
+    from autopeft.confirm import confirm_trials, select
+    from autopeft.pareto import pareto_front
+    from autopeft.pick import choose, parse_pick
+    from autopeft.views import confirmation_table
+
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
+    if trial_list and picks:
+        raise UserError("--trials and --pick: give one or the other")
+    records = store.trial_records(study, spec)
+    if trial_list:
+        chosen = select(records, _trial_numbers(trial_list))
+    elif picks:
+        chosen = choose(records, spec, [parse_pick(p, spec) for p in picks])
+    else:
+        chosen = pareto_front(records, spec)
+    if not chosen:
+        raise UserError(f"search {name!r} has no completed feasible trial to confirm yet")
+    console.print(f"confirming trials {', '.join(str(r.number) for r in chosen)} with {seeds} seeds each")
+
+    def report(run, result) -> None:
+        outcome = (f"{spec.task_metric} {result.measurements[spec.task_metric]:.4f}" if result.ok
+                   else f"failed: {result.fail_reason}")
+        console.print(f"{Path(run.output_dir).parent.name} seed {run.seed}: {outcome}")
+
+    confirm_trials(study, spec, chosen, seeds=seeds, steps=steps, executor=executor, on_result=report)
+    console.print(confirmation_table(store.trial_records(study, spec), spec))
 
 
 @main.command("dashboard")

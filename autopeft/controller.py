@@ -31,6 +31,14 @@ from autopeft.trial import TrialRequest, TrialResult
 MAX_REJECTIONS_IN_A_ROW = 200
 
 
+def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
+    """The search's fidelity: training steps per trial (also used for its baselines and confirmations)."""
+    budget = spec.budget
+    if budget.steps_per_trial is not None:
+        return budget.steps_per_trial
+    return max(1, math.ceil(budget.epochs_per_trial * train_size / spec.training.batch_size))
+
+
 @dataclass
 class Progress:
     """What the controller tells its observer (the CLI's progress bar) after each event."""
@@ -64,10 +72,7 @@ class SearchController:
         return trials
 
     def _steps_per_trial(self, train_size: int) -> int:
-        budget = self.spec.budget
-        if budget.steps_per_trial is not None:
-            return budget.steps_per_trial
-        return max(1, math.ceil(budget.epochs_per_trial * train_size / self.spec.training.batch_size))
+        return steps_per_trial(self.spec, train_size)
 
     def run(self) -> None:
         """Run until the trial budget or the wall-clock limit is reached."""

@@ -42,7 +42,9 @@ VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
 OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
-CONFIRMATION = "confirmation"  # retraining with more seeds: per-seed values, mean and std (autopeft.confirm)
+# Retraining with more seeds (autopeft.confirm): per-seed values, mean and std. Kept on the study as
+# "confirmation.<trial number>", since Optuna refuses to change a finished trial's attributes.
+CONFIRMATION = "confirmation."
 
 SPEC = "spec"
 CONTROLLER = "controller"
@@ -266,8 +268,13 @@ class TrialRecord:
         return dict(self.__dict__)
 
 
+def set_confirmation(study: optuna.Study, number: int, confirmation: dict[str, Any]) -> None:
+    study.set_user_attr(f"{CONFIRMATION}{number}", confirmation)
+
+
 def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
     records = []
+    study_attrs = study.user_attrs
     names = spec.objective_names
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
@@ -295,6 +302,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
             baseline=bool(attrs.get(BASELINE)),
-            confirmation=attrs.get(CONFIRMATION),
+            confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
         ))
     return records

@@ -108,3 +108,28 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "best": max(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
     }
+
+
+def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Confirmed trials") -> Table:
+    """Trials retrained with more seeds (``autopeft confirm``): the searched value beside mean ± std."""
+    table = Table(title=title)
+    for column in ("trial", "seeds", "steps"):
+        table.add_column(column, justify="right")
+    names = [spec.task_metric] + [n for n in spec.objective_names if n != spec.task_metric]
+    for name in names:
+        table.add_column(f"{name} searched", justify="right")
+        table.add_column(f"{name} mean ± std", justify="right")
+    table.add_column("configuration")
+    for record in records:
+        confirmation = record.confirmation
+        if not confirmation:
+            continue
+        cells = [str(record.number), f"{confirmation['succeeded']}/{len(confirmation['seeds'])}",
+                 str(confirmation.get("steps") or "-")]
+        for name in names:
+            mean, std = confirmation["mean"].get(name), confirmation["std"].get(name)
+            searched = record.values.get(name, record.measurements.get(name))
+            cells += [format_value(name, searched),
+                      "-" if mean is None else f"{format_value(name, mean)} ± {format_value(name, std)}"]
+        table.add_row(*cells, describe_config(record.config))
+    return table

@@ -1,0 +1,61 @@
+"""Training given configurations outside the search loop — confirmation seeds, baselines — on the search's own
+kind of workers.
+
+The runs go through the same executor and worker as the search's trials (same data, same training settings, same
+measurements), so their numbers compare with the search's. Nothing here writes to the database: the callers
+(``autopeft.confirm``, ``autopeft.baselines``) decide where the results belong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopeft.controller import steps_per_trial
+from autopeft.data import TaskData, load_task_data
+from autopeft.executor import EXECUTORS
+from autopeft.spec import SearchSpec
+from autopeft.trial import TrialRequest, TrialResult
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a configuration, its seed, its steps (None: the search's fidelity), its folder."""
+
+    config: dict[str, Any]
+    seed: int
+    output_dir: str
+    steps: int | None = None
+
+
+def load_data(spec: SearchSpec) -> TaskData:
+    return load_task_data(spec.data, spec.model, spec.seed)
+
+
+def run_all(spec: SearchSpec, runs: Sequence[Run], executor: str = "ray", data: TaskData | None = None,
+            on_result: Callable[[Run, TrialResult], None] | None = None) -> list[TrialResult]:
+    """Train every run, as many at a time as the executor has slots; results in the order of ``runs``.
+
+    Requests are numbered by their position in ``runs`` (the worker echoes the number back), not by a trial of
+    the study: several runs may share one trial.
+    """
+    data = data or load_data(spec)
+    default_steps = steps_per_trial(spec, len(data.train))
+    results: list[TrialResult | None] = [None] * len(runs)
+    waiting = list(enumerate(runs))
+    runner = EXECUTORS[executor](spec, data)
+    try:
+        while waiting or runner.running():
+            while waiting and runner.running() < runner.capacity:
+                index, run = waiting.pop(0)
+                runner.submit(TrialRequest(number=index, config=run.config, seed=run.seed,
+                                           steps=run.steps or default_steps, training=spec.training.model_dump(),
+                                           output_dir=run.output_dir))
+            for result in runner.wait():
+                results[result.number] = result
+                if on_result is not None:
+                    on_result(runs[result.number], result)
+    finally:
+        runner.shutdown()
+    return [r for r in results if r is not None]
