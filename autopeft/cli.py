@@ -305,6 +305,47 @@ def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], seeds: in
     console.print(confirmation_table(store.trial_records(study, spec), spec))
 
 
+@main.command("baselines")
+@click.argument("name")
+@storage_option
+@click.option("--only", default=None, metavar="NAME,NAME",
+              help="Train only these: lora-r8-qv, pfeiffer-64, prefix-10, ia3, bitfit, full [default: all].")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The comparison as JSON.")
+def baselines(name: str, storage: str | None, only: str | None, executor: str, as_json: bool) -> None:
+    """Train the standard configurations into NAME at its fidelity (outside its budget and front), then say
+    whether the found front matches or dominates each: at least its metric at no more trainable parameters."""
+    from autopeft import storage as store
+    from autopeft.baselines import chosen_names, compare, train_baselines
+
+    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
+    names = chosen_names([n.strip() for n in (only or "").split(",") if n.strip()])
+
+    def report(run, result) -> None:
+        outcome = (f"{spec.task_metric} {result.measurements[spec.task_metric]:.4f}, "
+                   f"{int(result.measurements['trainable_params']):,} trainable parameters" if result.ok
+                   else f"failed: {result.fail_reason}")
+        click.echo(f"{Path(run.output_dir).name}: {outcome}", err=as_json)
+
+    train_baselines(study, spec, names, executor=executor, on_result=report)
+    rows = [row for row in compare(store.trial_records(study, spec), spec) if row["baseline"] in names]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    metric = spec.task_metric
+    table = Table(title=f"Baselines of {name} against its front")
+    for column in ("baseline", "trial", metric, "trainable_params", "matched or dominated by"):
+        table.add_column(column)
+    for row in rows:
+        matched = "[red]no front trial[/]" if row["matched_by"] is None else (
+            f"trial {row['matched_by']} ({row[f'front {metric}']:.4f}, {int(row['front trainable_params']):,})")
+        table.add_row(row["baseline"] + ("" if row["feasible"] else " (infeasible)"), str(row["trial"]),
+                      f"{row[metric]:.4f}", f"{int(row['trainable_params']):,}", matched)
+    console.print(table)
+    covered = sum(row["matched_by"] is not None for row in rows)
+    console.print(f"the front matches or dominates {covered} of {len(rows)} baselines")
+
+
 @main.command("dashboard")
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

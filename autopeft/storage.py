@@ -261,7 +261,7 @@ class TrialRecord:
     duration_s: float | None = None
     retry_of: int | None = None
     pareto: bool = False
-    baseline: bool = False
+    baseline: str | None = None  # the standard configuration's name (autopeft.baselines)
     confirmation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -301,7 +301,7 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             worker=attrs.get(WORKER, ""),
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
-            baseline=bool(attrs.get(BASELINE)),
+            baseline=attrs.get(BASELINE) or None,
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
         ))
     return records

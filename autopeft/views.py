@@ -78,12 +78,15 @@ def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pare
 def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, Any]:
     records = storage.trial_records(study_summary, spec)
     by_state: dict[str, int] = {}
+    baselines = [r for r in records if r.baseline]
+    records = [r for r in records if not r.baseline]  # reference points, not the search's trials
     for record in records:
         by_state[record.state] = by_state.get(record.state, 0) + 1
     metric = spec.task_metric
     scores = [r.measurements[metric] for r in records if r.state == "COMPLETE" and metric in r.measurements]
-    starts = [t.datetime_start for t in study_summary.get_trials(deepcopy=False) if t.datetime_start]
-    ends = [t.datetime_complete for t in study_summary.get_trials(deepcopy=False) if t.datetime_complete]
+    searched = [t for t in study_summary.get_trials(deepcopy=False) if not t.user_attrs.get(storage.BASELINE)]
+    starts = [t.datetime_start for t in searched if t.datetime_start]
+    ends = [t.datetime_complete for t in searched if t.datetime_complete]
     attrs = study_summary.user_attrs
     controller = attrs.get(storage.CONTROLLER)
     if attrs.get(storage.FINISHED):
@@ -104,6 +107,7 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "pruned": by_state.get("PRUNED", 0),
         "rejected": by_state.get("REJECTED", 0),
         "interrupted": by_state.get("INTERRUPTED", 0),
+        "baselines": len(baselines),
         "metric": metric,
         "best": max(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,

@@ -1,0 +1,99 @@
+"""Standard configurations trained into a search, so "did the search beat the usual choices?" is in the data.
+
+The points are the ones papers and practitioners reach for first (LoRA r=8 on query/value, a Pfeiffer adapter of
+size 64, a prefix of 10, IA3, BitFit, full fine-tuning as the reference), with the learning rates of the methods
+benchmark (``bench/methods``), in every layer. They run through the search's own workers at the search's fidelity
+and are added to its study as finished trials (``optuna.trial.create_trial``; no parameters, since most of them lie
+outside the search's space) marked ``baseline``: they spend none of the search's budget, never enter its Pareto
+front, and the dashboard draws them as stars.
+
+The comparison asks of each baseline whether a front trial matches or dominates it: at least its task metric
+at no more trainable parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from autopeft import storage
+from autopeft.errors import UserError
+from autopeft.objectives import MEASUREMENTS
+from autopeft.pareto import pareto_front
+from autopeft.retrain import Run, run_all
+from autopeft.spec import SearchSpec
+from autopeft.storage import TrialRecord
+from autopeft.trial import TrialResult
+
+STANDARD: dict[str, dict[str, Any]] = {
+    "lora-r8-qv": {"method": "lora", "lora": {"r": 8, "alpha_over_r": 2.0, "target_modules": ["query", "value"]},
+                   "learning_rate": 1e-3},
+    "pfeiffer-64": {"method": "pfeiffer", "pfeiffer": {"bottleneck": 64}, "learning_rate": 1e-3},
+    "prefix-10": {"method": "prefix", "prefix": {"prefix_length": 10}, "learning_rate": 3e-3},
+    "ia3": {"method": "ia3", "learning_rate": 3e-3},
+    "bitfit": {"method": "bitfit", "learning_rate": 1e-3},
+    "full": {"method": "full", "learning_rate": 5e-5},
+}
+COST = "trainable_params"
+
+
+def chosen_names(only: Sequence[str]) -> list[str]:
+    unknown = [name for name in only if name not in STANDARD]
+    if unknown:
+        raise UserError(f"--only: unknown baseline {unknown[0]!r}; one of {', '.join(STANDARD)}")
+    return list(only) or list(STANDARD)
+
+
+def trained_baselines(study: optuna.Study) -> set[str]:
+    return {t.user_attrs[storage.BASELINE] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(storage.BASELINE)}
+
+
+def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str], executor: str = "ray",
+                    on_result: Callable[[Run, TrialResult], None] | None = None) -> list[str]:
+    """Train the named baselines not yet in the study and add them as baseline trials; returns those trained."""
+    todo = [name for name in names if name not in trained_baselines(study)]
+    root = Path(spec.output_dir) / study.study_name
+    runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
+    results = run_all(spec, runs, executor=executor, on_result=on_result) if runs else []
+    for name, result in zip(todo, results):
+        study.add_trial(_as_trial(spec, name, result))
+    return todo
+
+
+def _as_trial(spec: SearchSpec, name: str, result: TrialResult) -> optuna.trial.FrozenTrial:
+    attrs: dict[str, Any] = {storage.BASELINE: name, storage.CONFIG: STANDARD[name], storage.WORKER: result.worker}
+    if not result.ok:
+        return optuna.trial.create_trial(state=TrialState.FAIL,
+                                          user_attrs={**attrs, storage.FAIL_REASON: result.fail_reason})
+    measured = result.measurements
+    violations = [c.violation(measured[c.name]) for c in spec.constraints]
+    attrs |= {storage.MEASUREMENTS: measured, storage.LOSS_CURVE: [list(p) for p in result.loss_curve],
+              storage.ADAPTER_DIR: result.adapter_dir, storage.VIOLATIONS: violations}
+    return optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
+                                      constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
+
+
+def compare(records: list[TrialRecord], spec: SearchSpec) -> list[dict[str, Any]]:
+    """Per baseline trial: its metric and cost, and the cheapest front trial with at least its metric at no more
+    trainable parameters (None when the front has none)."""
+    metric = spec.task_metric
+    sign = 1.0 if MEASUREMENTS[metric].natural_direction == "maximize" else -1.0
+    front = pareto_front(records, spec)
+    rows = []
+    for record in records:
+        if not record.baseline or record.state != "COMPLETE":
+            continue
+        value, cost = record.measurements[metric], record.measurements[COST]
+        covering = [r for r in front if sign * r.measurements[metric] >= sign * value
+                    and r.measurements[COST] <= cost]
+        best = min(covering, key=lambda r: (r.measurements[COST], -sign * r.measurements[metric]), default=None)
+        rows.append({"baseline": record.baseline, "trial": record.number, metric: value,
+                     COST: cost, "feasible": record.feasible, "matched_by": None if best is None else best.number,
+                     f"front {metric}": None if best is None else best.measurements[metric],
+                     f"front {COST}": None if best is None else best.measurements[COST]})
+    return rows

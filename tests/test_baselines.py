@@ -1,0 +1,72 @@
+"""`autopeft baselines` on a real search: the six standard configurations trained by the real worker into the
+study, outside its budget and its front, and compared with the front."""
+
+from __future__ import annotations
+
+import json
+
+from autopeft import storage
+from autopeft.baselines import STANDARD, compare
+from autopeft.cli import entry_point
+from autopeft.pareto import pareto_front
+from autopeft.views import search_summary
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        entry_point(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_baselines_are_trained_marked_and_compared(small_search, capsys):
+    _, url, name = small_search
+    study, spec = storage.load_search(storage.open_storage(url), name)
+    before = storage.trial_records(study, spec)
+    front_before = [r.number for r in pareto_front(before, spec)]
+
+    code, out, err = cli(capsys, "baselines", name, "--executor", "local", "--json", "--storage", url)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert sorted(row["baseline"] for row in rows) == sorted(STANDARD)
+
+    records = storage.trial_records(study, spec)
+    added = [r for r in records if r.baseline]
+    assert len(added) == len(STANDARD) and all(r.state == "COMPLETE" for r in added)
+    params = {r.baseline: r.measurements["trainable_params"] for r in added}
+    # Real builds: full fine-tuning trains every weight, BitFit and IA3 far fewer than LoRA r=8 on q,v.
+    assert params["full"] > 2e7 and params["ia3"] < params["lora-r8-qv"] and params["bitfit"] < params["full"]
+    for record in added:
+        assert record.values["trainable_params"] == record.measurements["trainable_params"]
+        assert 0.0 <= record.values["accuracy"] <= 1.0 and record.adapter_dir
+        assert record.loss_curve[-1][0] == spec.budget.steps_per_trial  # the search's fidelity
+
+    # Not part of the search: the budget, the front and the summary are what they were.
+    assert sum(storage.counts_against_budget(t) for t in study.get_trials()) == spec.budget.trials
+    assert [r.number for r in pareto_front(records, spec)] == front_before
+    summary = search_summary(study, spec)
+    assert summary["complete"] == len(before) and summary["baselines"] == len(STANDARD)
+
+    # The report agrees with the definition: a covering front trial has at least the metric at no more params.
+    by_number = {r.number: r for r in records}
+    for row in compare(records, spec):
+        baseline = by_number[row["trial"]]
+        covering = [r for r in pareto_front(records, spec)
+                    if r.values["accuracy"] >= baseline.values["accuracy"]
+                    and r.values["trainable_params"] <= baseline.values["trainable_params"]]
+        assert (row["matched_by"] is not None) == bool(covering)
+
+    # Running it again trains nothing new.
+    code, out, _ = cli(capsys, "baselines", name, "--executor", "local", "--only", "ia3", "--storage", url)
+    assert code == 0 and "matches or dominates" in out
+    assert len([r for r in storage.trial_records(study, spec) if r.baseline]) == len(STANDARD)
+
+
+def test_unknown_baseline_is_a_one_line_error(small_search, capsys):
+    _, url, name = small_search
+    code, _, err = cli(capsys, "baselines", name, "--only", "lora-r16", "--storage", url)
+    assert code == 2 and err.startswith("error: --only") and err.count("\n") == 1
