@@ -174,7 +174,7 @@ class SearchSpec(_Strict):
     search_space: str | dict[str, Any] = Field(
         description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
     )
-    sampler: Literal["tpe", "random", "nsga2"] = "tpe"
+    sampler: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
