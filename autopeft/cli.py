@@ -225,6 +225,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         detail = record.fail_reason or (describe_config(record.config) if record.config else "")
         if record.retry_of is not None:
             detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
+        if record.baseline:
+            detail = f"baseline {record.baseline}: {detail}"
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     console.print(front_table(records, spec))
