@@ -121,8 +121,8 @@ def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna
 def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchSpec,
                   sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     if name in search_names(storage):
-        raise UserError(f"a search named {name!r} exists; resume it with `autopeft search resume {name}` "
-                        "or pick another --name")
+        raise UserError(f"a search named {name!r} exists; resume it with `autopeft search resume {name}`, "
+                        f"add a controller to it with `autopeft search join {name}`, or pick another --name")
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=[o.resolved_direction for o in spec.objectives])
     study.set_user_attr(SPEC, spec.to_stored())

@@ -49,3 +49,27 @@ def test_two_controllers_share_the_budget_without_duplicates(tmp_path, postgres_
     configurations = [tuple(sorted(t.params.items())) for t in counted]
     assert len(set(configurations)) == len(configurations)
     assert study.user_attrs[storage.FINISHED] is True
+
+
+def test_the_last_unit_of_budget_goes_to_the_earlier_trial(tmp_path):
+    """The race two controllers run for the last trial, set up deterministically on a real study: the trial
+    numbered later stands back, closed as REJECTED (no budget spent), and the earlier one runs."""
+    from autopeft.controller import SearchController
+    from autopeft.samplers import make_sampler
+    from autopeft.spec import parse_spec
+
+    spec = parse_spec(tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 1}))
+    study = storage.create_search(storage.open_storage(spec.storage), "race", spec, make_sampler(spec))
+    distribution = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.tell(study.ask(distribution), [0.5, 1.0])  # one trial done
+    theirs = study.ask(distribution)  # another controller's trial takes the last unit ...
+    theirs.set_user_attr(storage.OWNER, "elsewhere:1")
+    mine = study.ask(distribution)  # ... while this controller's ask raced it
+    controller = SearchController(study, spec, space=None, executor=None, train_size=1)
+
+    assert controller._claim(mine) is False
+    closed = study.get_trials()[mine.number]
+    assert closed.state == TrialState.FAIL and closed.user_attrs[storage.REJECTED] is True
+    assert closed.user_attrs[storage.FAIL_REASON] == "not run: other controllers took the rest of the budget"
+    assert not storage.counts_against_budget(closed)
+    assert storage.ahead_of(study.get_trials(), theirs.number) < spec.budget.trials  # theirs keeps its place
