@@ -6,6 +6,8 @@ so a bad spec never leaves an empty search behind.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -105,6 +107,7 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     except BaseException:
         storage.release_controller(study)
         raise
+    previous_handler = _stop_on_sigterm()
     try:
         SearchController(study, spec, space, runner, len(data.train), on_progress,
                          num_labels=data.num_labels).run()
@@ -116,3 +119,18 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     finally:
         runner.shutdown()
         storage.release_controller(study)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (a scheduler's stop, `kill`) take Ctrl-C's path: running trials are closed as interrupted
+    for resume, and the Ray cluster this process started is shut down instead of orphaned. Installed after the
+    executor starts because ``ray.init`` replaces the handler with one that aborts the process."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -70,3 +70,31 @@ def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, sto
     # The resumed sampler does not replay the first run's proposals: every trained configuration is distinct.
     configurations = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(configurations)) == len(configurations)
+
+
+def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
+    import psutil
+
+    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 60}, workers={"parallel": 1})
+    url = spec["storage"]
+    controller = subprocess.Popen([sys.executable, "-m", "autopeft.cli", "search", "run",
+                                   str(write_spec(tmp_path, spec)), "--name", "termed"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        trials = _trials(url, "termed")
+        if trials and trials[-1].state == TrialState.RUNNING:
+            break
+        assert controller.poll() is None, controller.stderr.read()
+        time.sleep(0.5)
+    running = trials[-1].number
+    children = psutil.Process(controller.pid).children(recursive=True)
+    assert children, "the controller should have started its Ray processes"
+    controller.send_signal(signal.SIGTERM)
+    assert controller.wait(timeout=120) == 130
+    assert "resume with: autopeft search resume termed" in controller.stderr.read()
+    trials = _trials(url, "termed")
+    assert trials[running].user_attrs.get(storage.INTERRUPTED), [(t.number, t.state) for t in trials]
+    assert [t.user_attrs.get(storage.RETRY_OF) for t in trials if t.state == TrialState.WAITING] == [running]
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [p.info if hasattr(p, "info") else p.pid for p in alive]
