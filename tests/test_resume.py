@@ -96,5 +96,5 @@ def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
     trials = _trials(url, "termed")
     assert trials[running].user_attrs.get(storage.INTERRUPTED), [(t.number, t.state) for t in trials]
     assert [t.user_attrs.get(storage.RETRY_OF) for t in trials if t.state == TrialState.WAITING] == [running]
-    gone, alive = psutil.wait_procs(children, timeout=30)
+    gone, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, [p.info if hasattr(p, "info") else p.pid for p in alive]
