@@ -227,6 +227,10 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
             detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
         if record.baseline:
             detail = f"baseline {record.baseline}: {detail}"
+        if record.stopped_at is not None:
+            metric = spec.task_metric
+            detail = f"stopped at step {record.stopped_at} ({metric} {record.measurements.get(metric, 0):.4f}): " \
+                f"{detail}"
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     console.print(front_table(records, spec))

@@ -24,9 +24,10 @@ from autopeft import storage
 from autopeft.cost import predict_cost
 from autopeft.errors import UserError
 from autopeft.executor import Executor
+from autopeft.scheduler import rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.trial import TrialRequest, TrialResult
+from autopeft.trial import RungPlan, TrialRequest, TrialResult
 
 MAX_REJECTIONS_IN_A_ROW = 200
 
@@ -135,11 +136,27 @@ class SearchController:
             steps=self.steps,
             training=self.spec.training.model_dump(),
             output_dir=str(self.trial_root / f"trial-{trial.number:04d}"),
+            rungs=self._rung_plan(),
         )
         self._in_flight[trial.number] = trial
         self.executor.submit(request)
         self._report(f"trial {trial.number} started")
         return True
+
+    def _rung_plan(self) -> RungPlan | None:
+        """Early stopping's rungs for a new trial, with every recorded trial's points at them (from the database,
+        so trials of other controllers and of earlier runs count)."""
+        budget = self.spec.budget
+        steps = rung_steps(budget.rungs, self.steps)
+        if not steps:
+            return None
+        table: dict[int, list[dict[str, float]]] = {step: [] for step in steps}
+        for recorded in self.study.get_trials(deepcopy=False):
+            for step, point in recorded.user_attrs.get(storage.RUNGS, []):
+                if step in table:
+                    table[step].append(point)
+        signs = {o.name: 1.0 if o.resolved_direction == "maximize" else -1.0 for o in self.spec.objectives}
+        return RungPlan(tuple(steps), table, signs, budget.reduction_factor)
 
     def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
         """Build the configuration on a meta-device model (shapes only, milliseconds): a configuration that cannot
@@ -162,14 +179,28 @@ class SearchController:
             trial.set_user_attr(storage.MEASUREMENTS, measured)
             trial.set_user_attr(storage.LOSS_CURVE, [list(point) for point in result.loss_curve])
             trial.set_user_attr(storage.ADAPTER_DIR, result.adapter_dir)
+            self._record_rungs(trial, result)
             violations = [c.violation(measured[c.name]) for c in self.spec.constraints]
             trial.set_user_attr(storage.VIOLATIONS, violations)
             for constraint, violation in zip(self.spec.constraints, violations):
                 trial.set_constraint(constraint.name, violation)
-            self.study.tell(trial, [measured[name] for name in self.spec.objective_names])
+            if result.stopped_at is not None:  # early-stopped: its last values stay in the attributes
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, [measured[name] for name in self.spec.objective_names])
         self._count_finished()
-        self._report(f"trial {result.number} " + ("done" if result.ok else f"failed: {result.fail_reason}"),
+        outcome = "done" if result.stopped_at is None else f"stopped early at step {result.stopped_at}"
+        self._report(f"trial {result.number} " + (outcome if result.ok else f"failed: {result.fail_reason}"),
                      result)
+
+    def _record_rungs(self, trial: optuna.Trial, result: TrialResult) -> None:
+        if not result.rung_points:
+            return
+        trial.set_user_attr(storage.RUNGS, [[step, point] for step, point in result.rung_points])
+        if result.stopped_at is not None:
+            trial.set_user_attr(storage.STOPPED_AT, result.stopped_at)
+        # Not as Optuna intermediate values: TPE ranks pruned trials that have them by the study's single
+        # direction, which a multi-objective study does not have.
 
     def _report(self, message: str = "", last: TrialResult | None = None) -> None:
         self.on_progress(Progress(self.finished, self.spec.budget.trials, self.executor.running(), last, message))

@@ -138,11 +138,18 @@ class BudgetSpec(_Strict):
     steps_per_trial: int | None = Field(None, ge=1, description="Optimizer steps per trial.")
     epochs_per_trial: float | None = Field(None, gt=0, description="Or epochs per trial.")
     wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
+    rungs: list[float] = Field(default_factory=list, description="Early stopping: fractions of a trial's steps "
+                               "(e.g. [0.25, 0.5]) at which it is evaluated and stopped unless its point is among "
+                               "the best 1/reduction_factor by non-dominated sorting (autopeft/scheduler.py).")
+    reduction_factor: float = Field(3.0, ge=2, description="At each rung about 1/reduction_factor of the trials "
+                                    "go on.")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> BudgetSpec:
         if (self.steps_per_trial is None) == (self.epochs_per_trial is None):
             raise ValueError("give exactly one of steps_per_trial and epochs_per_trial")
+        if any(not 0 < f < 1 for f in self.rungs) or self.rungs != sorted(set(self.rungs)):
+            raise ValueError("rungs: increasing fractions of the steps, each between 0 and 1 (e.g. [0.25, 0.5])")
         return self
 
 

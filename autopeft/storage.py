@@ -41,6 +41,8 @@ RETRY_OF = "retry_of"
 VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
 OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
+RUNGS = "rungs"  # early stopping: [[step, {objective: value}], ...] at each rung the trial reached
+STOPPED_AT = "stopped_at"  # the rung step where early stopping ended the trial (told as PRUNED)
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
 # Retraining with more seeds (autopeft.confirm): per-seed values, mean and std. Kept on the study as
 # "confirmation.<trial number>", since Optuna refuses to change a finished trial's attributes.
@@ -262,6 +264,8 @@ class TrialRecord:
     retry_of: int | None = None
     pareto: bool = False
     baseline: str | None = None  # the standard configuration's name (autopeft.baselines)
+    rungs: list[list[Any]] = field(default_factory=list)
+    stopped_at: int | None = None
     confirmation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -302,6 +306,8 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
             baseline=attrs.get(BASELINE) or None,
+            rungs=attrs.get(RUNGS, []),
+            stopped_at=attrs.get(STOPPED_AT),
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
         ))
     return records

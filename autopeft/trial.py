@@ -10,6 +10,17 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class RungPlan:
+    """Early stopping for one trial (autopeft/scheduler.py): the steps to evaluate at, the other trials' points at
+    each of those steps, the objectives compared (+1 maximise, -1 minimise) and the reduction factor."""
+
+    steps: tuple[int, ...]
+    table: dict[int, list[dict[str, float]]]
+    signs: dict[str, float]
+    reduction_factor: float
+
+
+@dataclass(frozen=True)
 class TrialRequest:
     number: int
     config: dict[str, Any]
@@ -17,6 +28,7 @@ class TrialRequest:
     steps: int
     training: dict[str, Any]
     output_dir: str
+    rungs: RungPlan | None = None
 
 
 @dataclass
@@ -28,3 +40,5 @@ class TrialResult:
     adapter_dir: str | None = None
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     worker: str = ""
+    rung_points: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (step, point) per rung passed
+    stopped_at: int | None = None  # the rung step where early stopping ended the trial

@@ -56,10 +56,12 @@ def train(
     learning_rate: float,
     training: dict[str, Any],
     seed: int,
+    go_on: Callable[[int], bool] | None = None,
 ) -> list[tuple[int, float]]:
     """Train for ``steps`` optimizer steps on batches of the ``size`` training examples; return the loss curve.
 
-    ``make_batch`` turns example indices into model inputs with their labels (the task decides how). Raises
+    ``make_batch`` turns example indices into model inputs with their labels (the task decides how). ``go_on``,
+    called after each step, may end training early by returning False (early stopping at a rung). Raises
     TrialFailure on a non-finite loss.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -82,9 +84,12 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         running += loss.item()
         counted += 1
-        if step % training["log_every"] == 0 or step == steps:
+        stop = go_on is not None and not go_on(step)
+        if step % training["log_every"] == 0 or step == steps or (stop and counted):
             curve.append((step, running / counted))
             running, counted = 0.0, 0
+        if stop:
+            break
     return curve
 
 

@@ -12,6 +12,7 @@ import copy
 import os
 import socket
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
+from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
-from autopeft.trial import TrialRequest, TrialResult
+from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
 from workers.tasks import RUNNERS
 from workers.training import train
@@ -40,6 +42,30 @@ def reset_task_head(model: torch.nn.Module, seed: int) -> None:
         head = getattr(model, name, None)
         if head is not None:
             head.apply(model._init_weights)
+
+
+class Rungs:
+    """Evaluates a trial at its rungs and applies the early-stopping rule (a ``go_on`` hook for ``train``)."""
+
+    def __init__(self, plan: RungPlan, evaluate: Callable[[], dict[str, float]], costs: dict[str, float]):
+        self.plan, self.evaluate, self.costs = plan, evaluate, costs
+        self.points: list[tuple[int, dict[str, float]]] = []
+        self.last_metrics: dict[str, float] = {}
+        self.stopped_at: int | None = None
+        self.seconds = 0.0
+
+    def __call__(self, step: int) -> bool:
+        if step not in self.plan.steps:
+            return True
+        with Stopwatch() as clock:
+            self.last_metrics = self.evaluate()
+        self.seconds += clock.seconds
+        point = {n: v for n, v in {**self.last_metrics, **self.costs}.items() if n in self.plan.signs}
+        self.points.append((step, point))
+        if goes_on(point, self.plan.table.get(step, []), self.plan.signs, self.plan.reduction_factor):
+            return True
+        self.stopped_at = step
+        return False
 
 
 class TrialWorker:
@@ -95,12 +121,16 @@ class TrialWorker:
             method.calibrate(model, request.config, self._calibration_batches(request.seed))
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
+            rungs = None if request.rungs is None else Rungs(
+                request.rungs, lambda: self._evaluate_in_training(model, training["eval_batch_size"]),
+                {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total})
             with Stopwatch() as train_clock:
                 curve = train(model, self.runner.train_batch, len(self.data.train), steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
-                              seed=request.seed)
+                              seed=request.seed, go_on=rungs)
             with Stopwatch() as eval_clock:
-                metrics = self.runner.evaluate(model, training["eval_batch_size"])
+                stopped = rungs is not None and rungs.stopped_at is not None
+                metrics = rungs.last_metrics if stopped else self.runner.evaluate(model, training["eval_batch_size"])
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
         adapter_bytes = method.save(model, adapter_dir, request.config)
@@ -110,10 +140,16 @@ class TrialWorker:
             "trainable_percent": 100.0 * trainable / total,
             "total_params": float(total),
             "peak_memory_mb": memory.peak_mb,
-            "train_time_s": train_clock.seconds,
-            "eval_time_s": eval_clock.seconds,
+            "train_time_s": train_clock.seconds - (rungs.seconds if rungs else 0.0),
+            "eval_time_s": eval_clock.seconds + (rungs.seconds if rungs else 0.0),
             "adapter_bytes": float(adapter_bytes),
             "frozen_base_mb": frozen_base_bytes(model) / 2**20,
         }
         return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
-                           loss_curve=curve, worker=self.identity)
+                           loss_curve=curve, worker=self.identity, rung_points=rungs.points if rungs else [],
+                           stopped_at=rungs.stopped_at if rungs else None)
+
+    def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        metrics = self.runner.evaluate(model, batch_size)
+        model.train()
+        return metrics
