@@ -356,20 +356,32 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to listen on.")
-def dashboard(storage: str | None, host: str, port: int) -> None:
+@click.option("--token", default=None, envvar="AUTOPEFT_DASHBOARD_TOKEN",
+              help="Access token asked of visitors when listening beyond 127.0.0.1 [default: generated].")
+def dashboard(storage: str | None, host: str, port: int, token: str | None) -> None:
     """Open the web dashboard on the trial database (read-only): live Pareto front, progress, trials, export."""
+    import secrets
+
     from autopeft.spec import normalise_storage_url
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     if not app.is_file():
         raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    console.print(f"dashboard on http://{host}:{port} → {_masked(url)} (read-only)")
+    environment = {**os.environ, "AUTOPEFT_STORAGE": url}
+    environment.pop("AUTOPEFT_DASHBOARD_TOKEN", None)
+    link = f"http://{host}:{port}"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        # Reachable from other machines: visitors must present a token before any search data is read.
+        token = token or secrets.token_urlsafe(16)
+        environment["AUTOPEFT_DASHBOARD_TOKEN"] = token
+        link += f"/?token={token}"
+    console.print(f"dashboard on {link} → {_masked(url)} (read-only)")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]
     # Become the server process, so that a signal to this process (Ctrl-C, a supervisor's stop) reaches it.
-    os.execve(sys.executable, command, {**os.environ, "AUTOPEFT_STORAGE": url})
+    os.execve(sys.executable, command, environment)
 
 
 @main.group()

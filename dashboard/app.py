@@ -15,7 +15,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only dashboard/ on the path
 
-from dashboard import cache, data, navigation  # noqa: E402
+from dashboard import access, cache, data, navigation  # noqa: E402
 from dashboard.views import Context, compare, front, pick, progress, searches, space, trial, trials  # noqa: E402
 
 RENDERERS = {"Searches": searches.render, "Pareto front": front.render, "Progress": progress.render,
@@ -50,6 +50,8 @@ def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
 
 def main() -> None:
     st.set_page_config(page_title="autopeft", page_icon=":material/scatter_plot:", layout="wide")
+    if not access.allowed():
+        return
     navigation.apply_link()
     navigation.apply_request()
     url = data.default_storage_url()
