@@ -117,9 +117,11 @@ class RayExecutor:
         itself may be what killed it (out of memory)."""
         ray = self._ray
         while True:
-            ready, _ = ray.wait(list(self._pending), num_returns=1)
-            ready += [r for r in ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)[0]
-                      if r not in ready]
+            # Wait in short slices: Python runs signal handlers (Ctrl-C, SIGTERM) only between them, and a trial
+            # can take minutes.
+            ready: list = []
+            while not ready:
+                ready, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0.5)
             results = []
             for ref in ready:
                 actor, request = self._pending.pop(ref)

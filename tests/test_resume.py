@@ -75,7 +75,8 @@ def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, sto
 def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
     import psutil
 
-    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 60}, workers={"parallel": 1})
+    # Trials far longer than the test waits: the signal must be handled mid-trial, not when a trial ends.
+    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 5000}, workers={"parallel": 1})
     url = spec["storage"]
     controller = subprocess.Popen([sys.executable, "-m", "autopeft.cli", "search", "run",
                                    str(write_spec(tmp_path, spec)), "--name", "termed"],
@@ -83,15 +84,16 @@ def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         trials = _trials(url, "termed")
-        if trials and trials[-1].state == TrialState.RUNNING:
-            break
+        if trials and trials[-1].state == TrialState.RUNNING and storage.CONFIG in trials[-1].user_attrs:
+            break  # proposed in full and sent to a worker (not caught mid-proposal)
         assert controller.poll() is None, controller.stderr.read()
         time.sleep(0.5)
+    time.sleep(2)
     running = trials[-1].number
     children = psutil.Process(controller.pid).children(recursive=True)
     assert children, "the controller should have started its Ray processes"
     controller.send_signal(signal.SIGTERM)
-    assert controller.wait(timeout=120) == 130
+    assert controller.wait(timeout=90) == 130
     assert "resume with: autopeft search resume termed" in controller.stderr.read()
     trials = _trials(url, "termed")
     assert trials[running].user_attrs.get(storage.INTERRUPTED), [(t.number, t.state) for t in trials]
