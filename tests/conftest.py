@@ -67,3 +67,17 @@ def small_search(tmp_path_factory) -> tuple[Path, str, str]:
                                                     constraints=[])))
     name = start_search(spec, name="small", executor="local")
     return tmp_path, spec.storage, name
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The command line in this process: exit code, stdout, stderr."""
+    from autopeft.cli import entry_point
+
+    capsys.readouterr()
+    try:
+        entry_point(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

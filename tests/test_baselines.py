@@ -7,20 +7,9 @@ import json
 
 from autopeft import storage
 from autopeft.baselines import STANDARD, compare
-from autopeft.cli import entry_point
 from autopeft.pareto import pareto_front
 from autopeft.views import search_summary
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        entry_point(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import run_cli as cli
 
 
 def test_baselines_are_trained_marked_and_compared(small_search, capsys):

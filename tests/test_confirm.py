@@ -9,21 +9,9 @@ import statistics
 import pytest
 
 from autopeft import storage
-from autopeft.cli import entry_point
 from autopeft.pareto import pareto_front
 from autopeft.pick import choose, parse_pick
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """The command line in this process: exit code, stdout, stderr."""
-    capsys.readouterr()
-    try:
-        entry_point(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import run_cli as cli
 
 
 def test_confirm_the_knee_with_two_seeds(small_search, capsys):
