@@ -118,7 +118,8 @@ class TrialWorker:
             model = quantize_base(copy.deepcopy(self.base), bits)
             reset_task_head(model, request.seed)
             model = method.build(model, request.config).to(self.device)
-            method.calibrate(model, request.config, self._calibration_batches(request.seed))
+            if method.calibrates(request.config):  # most trials need no batches before training: build none
+                method.calibrate(model, request.config, self._calibration_batches(request.seed))
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
             rungs = None if request.rungs is None else Rungs(

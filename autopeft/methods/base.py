@@ -48,6 +48,10 @@ class Method:
         """The loaded model with the adapter folded into plain base weights (only where ``mergeable``)."""
         raise ValueError(f"method {self.name!r} cannot be merged into the base weights")
 
+    def calibrates(self, config: dict[str, Any]) -> bool:
+        """Whether this configuration needs :meth:`calibrate` (so other trials skip building its batches)."""
+        return False
+
     def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
         """Data-aware initialisation before training (EVA for LoRA, gradient-chosen entries for sparse
         fine-tuning); ``batches`` are a few training batches. Most methods need none."""

@@ -57,8 +57,11 @@ class Lora(PeftBacked):
         )
 
 
+    def calibrates(self, config: dict[str, Any]) -> bool:
+        return config.get(self.name, {}).get("init") == "eva"
+
     def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
-        if config.get(self.name, {}).get("init") == "eva":
+        if self.calibrates(config):
             inputs = [{k: v for k, v in batch.items() if k != "labels"} for batch in batches]
             initialize_lora_eva_weights(model, dataloader=inputs, show_progress_bar=False)
 

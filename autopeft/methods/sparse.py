@@ -75,9 +75,12 @@ class SparseFineTuning(TensorBacked):
             parameter.requires_grad_(True)
         return model
 
+    def calibrates(self, config: dict[str, Any]) -> bool:
+        return config.get(self.name, {}).get("selection") == "gradient"
+
     def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
         """For ``selection: gradient``: re-choose each mask as the entries with the largest summed |gradient|."""
-        if config.get(self.name, {}).get("selection") != "gradient":
+        if not self.calibrates(config):
             return
         masked = self._masked(model)
         scores = {name: torch.zeros_like(module.weight) for name, module in masked}
