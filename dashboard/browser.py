@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Locator, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -50,6 +51,29 @@ def metrics(page: Page) -> dict[str, str]:
         label = block.locator('[data-testid="stMetricLabel"]').inner_text().strip()
         shown[label] = block.locator('[data-testid="stMetricValue"]').inner_text().strip()
     return shown
+
+
+def click_point(page: Page, points: Locator, opened: str, attempts: int = 4, wait_s: float = 10) -> None:
+    """Click a plotted point until the view it opens shows ``opened`` (a selector).
+
+    Plotly picks the point under the pointer from its last hover, not from the clicked element, and the live
+    fragment may redraw the chart between hover and click; so move onto the point first, let plotly see the
+    hover, click, and try again (on a freshly located point) if the new view did not open.
+    """
+    for attempt in range(1, attempts + 1):
+        box = points.last.bounding_box()
+        if box is not None:
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x - 5, y - 5)
+            page.mouse.move(x, y, steps=5)
+            page.wait_for_timeout(300)
+            page.mouse.click(x, y)
+        try:
+            page.wait_for_selector(opened, timeout=wait_s * 1000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
 
 
 def screenshot(page: Page, out: Path) -> Path:

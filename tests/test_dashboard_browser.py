@@ -91,8 +91,7 @@ def test_live_search_in_chromium(tmp_path):
             if os.environ.get("AUTOPEFT_UPDATE_SCREENSHOTS"):
                 shutil.copy(shot, SCREENSHOT)
             # Click a point on the front: the trial's page opens.
-            page.locator(f"{browser.PLOT} .points path").last.click(force=True)
-            page.wait_for_selector("h2:has-text('Trial ')", timeout=30_000)
+            browser.click_point(page, page.locator(f"{browser.PLOT} .points path"), "h2:has-text('Trial ')")
             # Pick the knee and download the export, as a user would.
             page.locator('[data-testid="stSidebar"]').get_by_text("Pick and export").click()
             with page.expect_download(timeout=120_000) as download:
