@@ -131,6 +131,13 @@ class TrainingSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
     log_every: int = Field(10, ge=1, description="Record the training loss every this many steps.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding); "
+                                  "each epoch still sees every example once, in shuffled batches.")
+    cache_frozen_layers: bool = Field(True, description="Compute the layers below the lowest trained one once per "
+                                      "example and reuse them across steps and trials (workers/prefix_cache.py); "
+                                      "they then run without dropout. false: recompute them every step.")
+    frozen_cache_mb: float = Field(2048, ge=0, description="Memory each worker may keep cached frozen-layer "
+                                   "outputs in; beyond it the least recently used are dropped.")
 
 
 class BudgetSpec(_Strict):

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from autopeft.data import TaskData, TokenizedSplit
+from workers.prefix_cache import FrozenPrefix
 from workers.training import classification_metrics, collate, predict
 
 
@@ -34,8 +35,10 @@ class ClassificationRunner:
         batch["labels"] = self.labels[indices].to(self.device)
         return batch
 
-    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
-        predictions = predict(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id, device=self.device)
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+        forward = None if prefix is None else (lambda indices, batch: prefix.forward("eval", indices, batch))
+        predictions = predict(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id, device=self.device,
+                              forward=forward)
         return classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
 
 
@@ -97,7 +100,9 @@ class CausalLmRunner:
         return self._batch(self.data.train, indices)
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+        """Generation re-enters the layers with a key/value cache, so it always runs the whole model (``prefix``
+        is accepted and not used)."""
         model.eval()
         split = self.data.eval
         order = np.argsort(split.lengths, kind="stable")

@@ -38,18 +38,37 @@ def collate(split: TokenizedSplit, indices: np.ndarray, pad_id: int, device: tor
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
-def training_batches(size: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
-    """Endless shuffled batches, a fresh permutation each epoch."""
+GROUP_MULTIPLIER = 50  # examples sorted together for length grouping: batch_size × this (as Trainer's sampler)
+
+
+def training_batches(size: int, batch_size: int, seed: int,
+                     lengths: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Endless shuffled batches, a fresh permutation each epoch.
+
+    With ``lengths``, batches are length-grouped: each run of ``batch_size × 50`` shuffled examples is sorted by
+    length and cut into batches, and the batches are shuffled; a batch then pads to a length close to its
+    members' own, with every example still seen once per epoch in random company.
+    """
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(size)
-        for start in range(0, size - batch_size + 1 if size >= batch_size else 1, batch_size):
-            yield order[start:start + batch_size]
+        usable = size - size % batch_size if size >= batch_size else size
+        if lengths is None:
+            batches = [order[start:start + batch_size] for start in range(0, usable, batch_size)]
+        else:
+            group = batch_size * GROUP_MULTIPLIER
+            batches = []
+            for start in range(0, usable, group):
+                chunk = order[start:min(start + group, usable)]
+                chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+                batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        yield from batches
 
 
 def train(
     model: nn.Module,
-    make_batch: Callable[[np.ndarray], dict[str, torch.Tensor]],
+    loss_of: Callable[[np.ndarray], torch.Tensor],
     size: int,
     *,
     steps: int,
@@ -57,10 +76,12 @@ def train(
     training: dict[str, Any],
     seed: int,
     go_on: Callable[[int], bool] | None = None,
+    lengths: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """Train for ``steps`` optimizer steps on batches of the ``size`` training examples; return the loss curve.
 
-    ``make_batch`` turns example indices into model inputs with their labels (the task decides how). ``go_on``,
+    ``loss_of`` turns example indices into the batch's loss (the task and the frozen-prefix cache decide how);
+    ``lengths`` (the examples' token counts) turns on length-grouped batches. ``go_on``,
     called after each step, may end training early by returning False (early stopping at a rung). Raises
     TrialFailure on a non-finite loss.
     """
@@ -72,9 +93,9 @@ def train(
     model.train()
     curve: list[tuple[int, float]] = []
     running, counted = 0.0, 0
-    batches = training_batches(size, training["batch_size"], seed)
+    batches = training_batches(size, training["batch_size"], seed, lengths)
     for step in range(1, steps + 1):
-        loss = model(**make_batch(next(batches))).loss
+        loss = loss_of(next(batches))
         if not torch.isfinite(loss):
             raise TrialFailure(f"loss became {loss.item()} at step {step}; lower the learning rate")
         loss.backward()
@@ -93,16 +114,18 @@ def train(
     return curve
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int,
-            device: torch.device) -> np.ndarray:
-    """Predicted label per example, in the split's order."""
+@torch.no_grad()  # not inference_mode: states cached here by the frozen-prefix cache are reused in training
+def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,
+            forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
+    """Predicted label per example, in the split's order (``forward(indices, batch)`` replaces ``model(**batch)``,
+    e.g. to start from cached frozen layers)."""
     model.eval()
     order = np.argsort(split.lengths, kind="stable")
     predictions = np.empty(len(split), dtype=np.int64)
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
-        logits = model(**collate(split, indices, pad_id, device)).logits
+        batch = collate(split, indices, pad_id, device)
+        logits = (model(**batch) if forward is None else forward(indices, batch)).logits
         predictions[indices] = logits.argmax(dim=-1).cpu().numpy()
     return predictions
 

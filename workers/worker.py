@@ -28,6 +28,7 @@ from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
+from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS
 from workers.training import train
 
@@ -81,6 +82,7 @@ class TrialWorker:
         self.base.requires_grad_(False)
         self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.prefix_store: PrefixStore | None = None
 
     def run(self, request: TrialRequest) -> TrialResult:
         try:
@@ -122,16 +124,19 @@ class TrialWorker:
                 method.calibrate(model, request.config, self._calibration_batches(request.seed))
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
-            rungs = None if request.rungs is None else Rungs(
-                request.rungs, lambda: self._evaluate_in_training(model, training["eval_batch_size"]),
-                {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total})
             with Stopwatch() as train_clock:
-                curve = train(model, self.runner.train_batch, len(self.data.train), steps=request.steps,
+                prefix = self._frozen_prefix(model, bits, training)
+                rungs = None if request.rungs is None else Rungs(
+                    request.rungs, lambda: self._evaluate_in_training(model, training["eval_batch_size"], prefix),
+                    {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total})
+                curve = train(model, self._loss_function(model, prefix), len(self.data.train), steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
-                              seed=request.seed, go_on=rungs)
+                              seed=request.seed, go_on=rungs,
+                              lengths=self.data.train.lengths if training.get("group_by_length", True) else None)
             with Stopwatch() as eval_clock:
                 stopped = rungs is not None and rungs.stopped_at is not None
-                metrics = rungs.last_metrics if stopped else self.runner.evaluate(model, training["eval_batch_size"])
+                metrics = rungs.last_metrics if stopped else self.runner.evaluate(
+                    model, training["eval_batch_size"], prefix)
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
         adapter_bytes = method.save(model, adapter_dir, request.config)
@@ -150,7 +155,27 @@ class TrialWorker:
                            loss_curve=curve, worker=self.identity, rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None)
 
-    def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        metrics = self.runner.evaluate(model, batch_size)
+    def _frozen_prefix(self, model: torch.nn.Module, bits: int, training: dict) -> FrozenPrefix | None:
+        """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""
+        if not training.get("cache_frozen_layers", True):
+            return None
+        cut = first_trained_layer(model, self.runner.train_batch(np.array([0])))
+        if cut == 0:
+            return None
+        if self.prefix_store is None:
+            self.prefix_store = PrefixStore(training.get("frozen_cache_mb", 2048))
+        prefix = FrozenPrefix(model, cut, self.prefix_store, base_key=(bits,))
+        prefix.check_reuse(self.runner.train_batch)
+        return prefix
+
+    def _loss_function(self, model: torch.nn.Module, prefix: FrozenPrefix | None) -> Callable:
+        def loss_of(indices: np.ndarray) -> torch.Tensor:
+            batch = self.runner.train_batch(indices)
+            return (model(**batch) if prefix is None else prefix.forward("train", indices, batch)).loss
+        return loss_of
+
+    def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int,
+                              prefix: FrozenPrefix | None) -> dict[str, float]:
+        metrics = self.runner.evaluate(model, batch_size, prefix)
         model.train()
         return metrics
