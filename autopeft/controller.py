@@ -171,6 +171,8 @@ class SearchController:
     def _record(self, result: TrialResult) -> None:
         trial = self._in_flight.pop(result.number)
         trial.set_user_attr(storage.WORKER, result.worker)
+        if result.execution:
+            trial.set_user_attr(storage.EXECUTION, result.execution)
         if not result.ok:
             trial.set_user_attr(storage.FAIL_REASON, result.fail_reason)
             self.study.tell(trial, state=TrialState.FAIL)

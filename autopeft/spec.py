@@ -136,6 +136,9 @@ class TrainingSpec(_Strict):
     cache_frozen_layers: bool = Field(True, description="Compute the layers below the lowest trained one once per "
                                       "example and reuse them across steps and trials (workers/prefix_cache.py); "
                                       "they then run without dropout. false: recompute them every step.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Forward passes under bf16 autocast (weights and optimizer stay fp32). auto: bf16 "
+        "where the processor computes it natively (AVX-512 BF16, AMX, recent GPUs), else fp32.")
     frozen_cache_mb: float = Field(2048, ge=0, description="Memory each worker may keep cached frozen-layer "
                                    "outputs in; beyond it the least recently used are dropped.")
 

@@ -34,6 +34,7 @@ MEASUREMENTS = "measurements"
 LOSS_CURVE = "loss_curve"
 ADAPTER_DIR = "adapter_dir"
 WORKER = "worker"
+EXECUTION = "execution"  # how the worker ran the trial: precision, frozen layers cached, cached examples reused
 FAIL_REASON = "fail_reason"
 REJECTED = "rejected"
 INTERRUPTED = "interrupted"

@@ -104,7 +104,7 @@ def test_a_changed_lower_layer_is_noticed_and_the_cache_rebuilt():
 
     first = build("bert", "lora", [2, 3], lora={"r": 4, "target_modules": ["value"]})
     FrozenPrefix(first, 2, store, base_key=(16,)).states("train", np.arange(2), batch)
-    key = (16, 2, "train")
+    key = (16, 2, "train", "float32")
     assert len(store.entries[key]) == 2
 
     same = build("bert", "lora", [2, 3], lora={"r": 4, "target_modules": ["value"]})
@@ -119,6 +119,18 @@ def test_a_changed_lower_layer_is_noticed_and_the_cache_rebuilt():
     assert store.used == 0
 
 
+def test_states_computed_under_bf16_autocast_are_cached_apart_from_fp32_ones():
+    model = build("bert", "lora", [3], lora={"r": 4, "target_modules": ["value"]})
+    store, batch = PrefixStore(64), batch_of([6, 4])
+    prefix = FrozenPrefix(model, 3, store, (16,))
+    exact = prefix.states("eval", np.arange(2), batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lowered = prefix.states("eval", np.arange(2), batch)
+    assert {(16, 3, "eval", "float32"), (16, 3, "eval", "bfloat16")} <= set(store.entries)
+    assert not torch.equal(exact, lowered)
+    torch.testing.assert_close(prefix.states("eval", np.arange(2), batch), exact, rtol=0, atol=0)
+
+
 def test_the_store_keeps_to_its_budget_and_drops_the_least_recently_used():
     model = build("bert", "lora", [3], lora={"r": 4, "target_modules": ["value"]})
     batch = batch_of([8, 8, 8, 8])
@@ -128,11 +140,13 @@ def test_the_store_keeps_to_its_budget_and_drops_the_least_recently_used():
     low.states("train", np.arange(4), batch)
     assert store.used == 4 * one_example
     high.states("train", np.arange(4), batch)  # needs room: the older cut goes first
-    assert (16, 1, "train") not in store.entries and len(store.entries[(16, 3, "train")]) == 4
+    assert (16, 1, "train", "float32") not in store.entries
+    assert len(store.entries[(16, 3, "train", "float32")]) == 4
     assert store.used == 4 * one_example <= store.budget
     tight = PrefixStore(budget_mb=2 * one_example / 2**20)
     states = FrozenPrefix(model, 3, tight, (16,)).states("train", np.arange(4), batch)
-    assert states.shape == (4, 8, 64) and len(tight.entries[(16, 3, "train")]) == 2  # the rest computed, not kept
+    assert states.shape == (4, 8, 64)
+    assert len(tight.entries[(16, 3, "train", "float32")]) == 2  # the rest computed, not kept
 
 
 def test_length_grouped_batches_cover_every_example_once_per_epoch_with_less_padding():

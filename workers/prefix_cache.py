@@ -22,6 +22,7 @@ What changes and what does not:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -105,7 +106,8 @@ def first_trained_layer(model: nn.Module, sample: Batch) -> int:
 
 
 class PrefixStore:
-    """Cached layer outputs per (frozen-base key, cut layer, split), per example; bounded in bytes, LRU."""
+    """Cached layer outputs per (frozen-base key, cut layer, split, precision), per example; bounded in bytes,
+    least recently used dropped first."""
 
     def __init__(self, budget_mb: float):
         self.budget = int(budget_mb * 2**20)
@@ -132,6 +134,19 @@ class PrefixStore:
             return False
         self.used += nbytes
         return True
+
+
+def _ambient_precision(device: torch.device) -> str:
+    """The precision forward passes run at here and now: states computed under bf16 autocast are cached apart."""
+    if torch.is_autocast_enabled(device.type):
+        return str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
+    return "float32"
+
+
+def _autocast_as(precision: str, device: torch.device):
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, precision))
 
 
 class FrozenPrefix:
@@ -162,7 +177,7 @@ class FrozenPrefix:
 
     def states(self, split: str, indices: np.ndarray, batch: Batch) -> torch.Tensor:
         """Padded states (batch, width, hidden) for these examples: cached ones read, missing ones computed."""
-        key = (*self.base_key, self.cut, split)
+        key = (*self.base_key, self.cut, split, _ambient_precision(batch["input_ids"].device))
         cached = self.store.entry(key)
         missing = [row for row, i in enumerate(indices) if int(i) not in cached]
         lengths = batch["attention_mask"].sum(dim=1).tolist()
@@ -190,16 +205,20 @@ class FrozenPrefix:
         Same bit width and cut should mean the same frozen layers, but a method may touch a frozen lower layer
         without training it (an initialisation that rewrites weights, say); one example's forward pass proves it.
         """
-        train_key = (*self.base_key, self.cut, "train")
-        cached = self.store.entries.get(train_key)
-        if not cached:
+        mine = [key for key in self.store.entries if key[:len(self.base_key) + 1] == (*self.base_key, self.cut)]
+        filled = [key for key in mine if self.store.entries[key]]
+        if not filled:
             return
+        key = filled[0]
+        cached = self.store.entries[key]
         index = next(iter(cached))
         batch = make_batch(np.array([index]))
-        fresh = self._compute(batch)[0, : cached[index].shape[0]]
+        device = batch["input_ids"].device
+        with _autocast_as(key[-1], device):
+            fresh = self._compute(batch)[0, : cached[index].shape[0]]
         if not torch.allclose(fresh, cached[index], rtol=1e-4, atol=1e-5):
-            for split in ("train", "eval"):
-                self.store.drop((*self.base_key, self.cut, split))
+            for stale in mine:
+                self.store.drop(stale)
 
     @contextmanager
     def starting_at_cut(self, states: torch.Tensor) -> Iterator[None]:

@@ -28,6 +28,8 @@ from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
+from workers.precision import autocast
+from workers.precision import resolve as resolve_precision
 from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS
 from workers.training import train
@@ -124,15 +126,20 @@ class TrialWorker:
                 method.calibrate(model, request.config, self._calibration_batches(request.seed))
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
+            precision = resolve_precision(training.get("precision", "auto"), self.device)
             with Stopwatch() as train_clock:
-                prefix = self._frozen_prefix(model, bits, training)
+                prefix = self._frozen_prefix(model, (bits, precision), training)
                 rungs = None if request.rungs is None else Rungs(
-                    request.rungs, lambda: self._evaluate_in_training(model, training["eval_batch_size"], prefix),
+                    request.rungs,
+                    lambda: self._evaluate_in_training(model, training["eval_batch_size"], prefix, precision),
                     {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total})
-                curve = train(model, self._loss_function(model, prefix), len(self.data.train), steps=request.steps,
+                curve = train(model, self._loss_function(model, prefix, precision), len(self.data.train),
+                              steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
                               seed=request.seed, go_on=rungs,
                               lengths=self.data.train.lengths if training.get("group_by_length", True) else None)
+            # The final evaluation runs in fp32 whatever the training precision: the recorded metric is then exactly
+            # what the saved adapter gives under stock fp32 inference after export.
             with Stopwatch() as eval_clock:
                 stopped = rungs is not None and rungs.stopped_at is not None
                 metrics = rungs.last_metrics if stopped else self.runner.evaluate(
@@ -153,9 +160,11 @@ class TrialWorker:
         }
         return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
                            loss_curve=curve, worker=self.identity, rung_points=rungs.points if rungs else [],
-                           stopped_at=rungs.stopped_at if rungs else None)
+                           stopped_at=rungs.stopped_at if rungs else None,
+                           execution={"precision": precision, "frozen_layers": prefix.cut if prefix else 0,
+                                      "cached_examples_reused": prefix.reused if prefix else 0})
 
-    def _frozen_prefix(self, model: torch.nn.Module, bits: int, training: dict) -> FrozenPrefix | None:
+    def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
         """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""
         if not training.get("cache_frozen_layers", True):
             return None
@@ -164,18 +173,21 @@ class TrialWorker:
             return None
         if self.prefix_store is None:
             self.prefix_store = PrefixStore(training.get("frozen_cache_mb", 2048))
-        prefix = FrozenPrefix(model, cut, self.prefix_store, base_key=(bits,))
+        prefix = FrozenPrefix(model, cut, self.prefix_store, base_key)
         prefix.check_reuse(self.runner.train_batch)
         return prefix
 
-    def _loss_function(self, model: torch.nn.Module, prefix: FrozenPrefix | None) -> Callable:
+    def _loss_function(self, model: torch.nn.Module, prefix: FrozenPrefix | None, precision: str) -> Callable:
         def loss_of(indices: np.ndarray) -> torch.Tensor:
             batch = self.runner.train_batch(indices)
-            return (model(**batch) if prefix is None else prefix.forward("train", indices, batch)).loss
+            with autocast(precision, self.device):  # the forward only: backward follows the forward's dtypes
+                output = model(**batch) if prefix is None else prefix.forward("train", indices, batch)
+            return output.loss.float()
         return loss_of
 
-    def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int,
-                              prefix: FrozenPrefix | None) -> dict[str, float]:
-        metrics = self.runner.evaluate(model, batch_size, prefix)
+    def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None,
+                              precision: str) -> dict[str, float]:
+        with autocast(precision, self.device):
+            metrics = self.runner.evaluate(model, batch_size, prefix)
         model.train()
         return metrics
