@@ -268,6 +268,7 @@ class TrialRecord:
     rungs: list[list[Any]] = field(default_factory=list)
     stopped_at: int | None = None
     confirmation: dict[str, Any] | None = None
+    execution: dict[str, Any] = field(default_factory=dict)  # precision, frozen layers cached, examples reused
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -310,5 +311,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             rungs=attrs.get(RUNGS, []),
             stopped_at=attrs.get(STOPPED_AT),
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
+            execution=attrs.get(EXECUTION, {}),
         ))
     return records

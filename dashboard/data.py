@@ -229,7 +229,18 @@ def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 def trial_columns(spec: SearchSpec) -> list[str]:
     return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
             "n_layers", "modules", *_OPTION_COLUMNS.values(), "size", "learning_rate", *MEASUREMENTS,
-            "feasible", "baseline", "fail_reason", "worker", "adapter_dir", "retry_of", "config"]
+            "feasible", "baseline", "fail_reason", "worker", "adapter_dir", "retry_of", "execution", "config"]
+
+
+def _execution(execution: dict[str, Any] | None) -> str:
+    """How the worker ran a trial, in words: "bf16 training, layers 0-3 cached (2,400 examples reused)"."""
+    if not execution:
+        return ""
+    words = [f"{execution.get('precision', 'fp32')} training"]
+    if execution.get("frozen_layers"):
+        words.append(f"layers 0-{execution['frozen_layers'] - 1} cached "
+                     f"({execution.get('cached_examples_reused', 0):,} examples reused)")
+    return ", ".join(words)
 
 
 def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, values: dict[int, float],
@@ -262,6 +273,7 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
         "baseline": bool(attrs.get(BASELINE)) or method in BASELINE_METHODS,
         "fail_reason": attrs.get(storage.FAIL_REASON), "worker": attrs.get(storage.WORKER) or "",
         "adapter_dir": attrs.get(storage.ADAPTER_DIR), "retry_of": attrs.get(storage.RETRY_OF),
+        "execution": _execution(attrs.get(storage.EXECUTION)),
         "config": json.dumps(config, sort_keys=True),
     }
     for key, column in _OPTION_COLUMNS.items():

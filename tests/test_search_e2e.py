@@ -45,6 +45,7 @@ def test_every_trial_is_stored_with_measured_costs(finished_search):
         assert measured["adapter_bytes"] > 0
         assert len(trial.user_attrs[storage.LOSS_CURVE]) >= 1
         assert trial.user_attrs[storage.WORKER]
+        assert trial.user_attrs[storage.EXECUTION]["precision"] in ("fp32", "bf16")
 
 
 def test_cli_show_json_lists_trials_with_state_config_values_and_costs(finished_search):

@@ -48,6 +48,8 @@ def render(ctx: Context) -> None:
         st.json(json.loads(row["config"]), expanded=True)
     st.subheader("Where and when")
     lines = [f"- adapter folder: `{row['adapter_dir'] or '-'}`", f"- worker: `{row['worker'] or '-'}`"]
+    if row.get("execution"):
+        lines.append(f"- ran with: {row['execution']} (final evaluation in fp32)")
     if pd.notna(row["start"]):
         took = f", took {row['duration_s']:.1f} s" if pd.notna(row["duration_s"]) else " (running)"
         lines.append(f"- started {row['start']:%Y-%m-%d %H:%M:%S} UTC{took}")
