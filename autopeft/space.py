@@ -65,8 +65,28 @@ class SubsetParam(_Param):
 
 
 class LayersParam(_Param):
+    """Which transformer layers a method goes into.
+
+    ``form: switches`` (default) is AutoPEFT's per-layer placement: one on/off switch per layer, at least
+    ``min_on`` on. ``form: top`` is a contiguous block that ends at the top layer, drawn as its first layer from
+    ``starts`` (negative counts from the top: -2 is the top two layers; default every start leaving ``min_on``
+    layers); it is the placement that lets the frozen layers below be cached (docs/decisions.md).
+    """
+
     type: Literal["layers"]
+    form: Literal["switches", "top"] = "switches"
     min_on: int = Field(1, ge=0)
+    starts: list[int] | None = Field(None, min_length=1, description="form top: the first layers to choose from")
+
+    def start_choices(self, num_layers: int) -> list[int]:
+        if self.starts is None:
+            return list(range(0, max(num_layers - max(self.min_on, 1), 0) + 1))
+        resolved = [s + num_layers if s < 0 else s for s in self.starts]
+        bad = [s for s, r in zip(self.starts, resolved) if not 0 <= r < num_layers]
+        if bad:
+            raise ValueError(f"starts {bad} are outside a model with {num_layers} layers (0..{num_layers - 1}, or "
+                             f"-1..-{num_layers} from the top)")
+        return list(dict.fromkeys(resolved))
 
 
 class SizesParam(_Param):
@@ -177,6 +197,12 @@ class SearchSpace:
                                                                              "subset", "layers", "sizes"})
                 problems.append(f"search_space.{where}: {error['msg'].removeprefix('Value error, ')}")
             raise SpecError(source, problems) from None
+        for name, param in definition.parameters.items():
+            if isinstance(param, LayersParam) and param.form == "top":
+                try:
+                    param.start_choices(num_layers)
+                except ValueError as exc:
+                    raise SpecError(source, [f"search_space.parameters.{name}: {exc}"]) from None
         return cls(definition, num_layers, hidden_size)
 
     @property
@@ -216,6 +242,9 @@ class SearchSpace:
             return chosen, None
         if isinstance(param, SizesParam):
             return trial.suggest_categorical(name, param.choices(self.hidden_size)), None
+        if isinstance(param, LayersParam) and param.form == "top":
+            start = trial.suggest_categorical(f"{name}.from", param.start_choices(self.num_layers))
+            return list(range(start, self.num_layers)), None
         if isinstance(param, LayersParam):
             layers = [i for i in range(self.num_layers) if trial.suggest_categorical(f"{name}.{i}", [True, False])]
             if len(layers) < param.min_on:
@@ -258,6 +287,8 @@ class SearchSpace:
             return float(2 ** len(param.choices))
         if isinstance(param, SizesParam):
             return float(len(param.choices(self.hidden_size)))
+        if param.form == "top":
+            return float(len(param.start_choices(self.num_layers)))
         return float(2 ** self.num_layers)
 
     def describe(self) -> list[tuple[str, str]]:
@@ -272,6 +303,8 @@ class SearchSpace:
                 domain = f"subset of {param.choices} (≥ {param.min_size})"
             elif isinstance(param, SizesParam):
                 domain = f"one of {param.choices(self.hidden_size)}"
+            elif param.form == "top":
+                domain = f"layers from one of {param.start_choices(self.num_layers)} to the top"
             else:
                 domain = f"any of {self.num_layers} layers (≥ {param.min_on})"
             if param.when:

@@ -59,6 +59,21 @@ def test_a_point_with_no_layer_is_rejected_with_a_reason():
     assert proposal.rejection == "layers: 0 layers switched on, at least 1 needed"
 
 
+def test_top_layer_blocks_are_drawn_by_their_first_layer():
+    space = _space({"name": "x", "fixed": {"method": "lora"},
+                    "parameters": {"layers": {"type": "layers", "form": "top", "starts": [0, -4, -2]}}})
+    assert space.size() == 3
+    assert space.describe() == [("layers", "layers from one of [0, 2, 4] to the top"), ("method", "fixed 'lora'")]
+    study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
+    drawn = []
+    study.optimize(lambda trial: drawn.append(space.suggest(trial).config["layers"]) or 0.0, n_trials=10)
+    assert sorted(drawn) == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5], [4, 5]]  # every block once, then it stops
+    assert list(study.trials[0].params) == ["layers.from"]
+    with pytest.raises(SpecError, match=r"search_space.parameters.layers: starts \[6\] are outside"):
+        _space({"name": "x", "fixed": {"method": "lora"},
+                "parameters": {"layers": {"type": "layers", "form": "top", "starts": [0, 6]}}})
+
+
 @pytest.mark.parametrize("raw,message", [
     ({"name": "x", "parameters": {}}, "the space must set 'method'"),
     ({"name": "x", "parameters": {"lr": {"type": "float", "low": 1, "high": 0}}, "fixed": {"method": "lora"}},
