@@ -11,6 +11,7 @@ controller), so several controllers on one study share it; see ``storage.ahead_o
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +31,9 @@ from autopeft.spec import SearchSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 
 MAX_REJECTIONS_IN_A_ROW = 200
+# After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a
+# model-based sampler that keeps choosing a point it has already seen would otherwise never move on.
+DUPLICATES_BEFORE_RANDOM = 5
 
 
 def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
@@ -64,6 +68,7 @@ class SearchController:
         self.trial_root = Path(spec.output_dir) / study.study_name
         self._in_flight: dict[int, optuna.Trial] = {}
         self._owner = storage.controller_id()
+        self.exhausted = False  # a finite space with every configuration trained: nothing left to propose
         self.finished = 0
         self._count_finished()
 
@@ -89,11 +94,11 @@ class SearchController:
             for result in self.executor.wait():
                 self._record(result)
         self._count_finished()
-        if self.finished >= self.spec.budget.trials:
+        if self.finished >= self.spec.budget.trials or self.exhausted:
             self.study.set_user_attr(storage.FINISHED, True)
 
     def _may_start(self, deadline: float) -> bool:
-        if self.executor.running() >= self.executor.capacity or time.monotonic() >= deadline:
+        if self.exhausted or self.executor.running() >= self.executor.capacity or time.monotonic() >= deadline:
             return False
         # From the database, not from memory: other controllers may be spending the same budget.
         return storage.budget_spent(self._count_finished()) < self.spec.budget.trials
@@ -109,16 +114,29 @@ class SearchController:
         return False
 
     def _start_one(self) -> bool:
-        """Ask until a trainable configuration comes, recording rejected ones with their reason.
+        """Ask until a new trainable configuration comes; record rejected ones with their reason and answer
+        repeats of trained ones from the database.
 
-        Returns False when the budget turned out to be taken by other controllers.
+        Returns False when the budget turned out to be taken by other controllers, or nothing new is left.
         """
+        if self._space_exhausted():
+            self.exhausted = True
+            self._report("stopping: every configuration of the space has been trained")
+            return False
+        repeats = 0
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
-            trial = self.study.ask()
+            trial = self._ask(at_random=repeats >= DUPLICATES_BEFORE_RANDOM)
             if not self._claim(trial):
                 return False
             proposal = self.space.suggest(trial)
             trial.set_user_attr(storage.CONFIG, proposal.config)
+            twin = None if proposal.rejection else self._twin(proposal.config, trial.number)
+            if twin is not None:
+                repeats += 1
+                if twin.state == TrialState.COMPLETE:
+                    self._tell_duplicate(trial, twin)
+                    continue
+                proposal.rejection = f"same configuration as trial {twin.number}, which is running"
             if proposal.rejection is None:
                 proposal.rejection = self._check_buildable(trial, proposal.config)
             if proposal.rejection is None:
@@ -127,6 +145,11 @@ class SearchController:
             trial.set_user_attr(storage.FAIL_REASON, f"invalid configuration: {proposal.rejection}")
             self.study.tell(trial, state=TrialState.FAIL)
         else:
+            if repeats >= MAX_REJECTIONS_IN_A_ROW // 2:
+                self.exhausted = True
+                self._report("stopping: every configuration proposed lately was trained already; the space "
+                             "looks exhausted")
+                return False
             raise UserError(f"search_space: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid; "
                             "loosen the space's min_size/min_on rules")
         request = TrialRequest(
@@ -142,6 +165,47 @@ class SearchController:
         self.executor.submit(request)
         self._report(f"trial {trial.number} started")
         return True
+
+    def _space_exhausted(self) -> bool:
+        """A finite space whose every point is trained or running (``SearchSpace.size`` never undercounts)."""
+        size = self.space.size() if self.space is not None else math.inf
+        if math.isinf(size):
+            return False
+        seen = {json.dumps(t.user_attrs.get(storage.CONFIG), sort_keys=True)
+                for t in self.study.get_trials(deepcopy=False)
+                if storage.CONFIG in t.user_attrs and not t.user_attrs.get(storage.BASELINE)
+                and (storage.counts_against_budget(t) or t.state == TrialState.RUNNING)}
+        return len(seen) >= size
+
+    def _ask(self, at_random: bool) -> optuna.Trial:
+        if not at_random:
+            return self.study.ask()
+        sampler = self.study.sampler
+        self.study.sampler = optuna.samplers.RandomSampler(seed=self.spec.seed + len(self.study.trials))
+        try:
+            return self.study.ask()
+        finally:
+            self.study.sampler = sampler
+
+    def _twin(self, config: dict, number: int) -> optuna.trial.FrozenTrial | None:
+        """A finished or running trial with exactly this configuration (baselines aside), if any."""
+        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if other.number != number and not other.user_attrs.get(storage.BASELINE) \
+                    and other.user_attrs.get(storage.CONFIG) == config:
+                return other
+        return None
+
+    def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+        """Answer a repeat from its twin's record: the sampler learns it was seen, nothing is trained, and it
+        spends no budget (``storage.counts_against_budget``)."""
+        trial.set_user_attr(storage.DUPLICATE, True)
+        trial.set_user_attr(storage.DUPLICATE_OF, twin.number)
+        for key in (storage.MEASUREMENTS, storage.VIOLATIONS):
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        for constraint, violation in zip(self.spec.constraints, twin.user_attrs.get(storage.VIOLATIONS, [])):
+            trial.set_constraint(constraint.name, violation)
+        self.study.tell(trial, twin.values)
 
     def _rung_plan(self) -> RungPlan | None:
         """Early stopping's rungs for a new trial, with every recorded trial's points at them (from the database,

@@ -38,6 +38,8 @@ EXECUTION = "execution"  # how the worker ran the trial: precision, frozen layer
 FAIL_REASON = "fail_reason"
 REJECTED = "rejected"
 INTERRUPTED = "interrupted"
+DUPLICATE = "duplicate"  # a proposal equal to a trained configuration: told its values, not trained, not counted
+DUPLICATE_OF = "duplicate_of"  # ... and the number of the trial whose values it was told
 RETRY_OF = "retry_of"
 VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
@@ -199,7 +201,7 @@ def _alive(pid: int) -> bool:
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """A trial spends budget once it trained to an end: rejected proposals, interrupted runs and baselines do not."""
-    if trial.user_attrs.get(BASELINE):
+    if trial.user_attrs.get(BASELINE) or trial.user_attrs.get(DUPLICATE):
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
@@ -287,6 +289,8 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
         state = trial.state.name
         if attrs.get(REJECTED):
             state = "REJECTED"
+        elif attrs.get(DUPLICATE):
+            state = "DUPLICATE"
         elif attrs.get(INTERRUPTED):
             state = "INTERRUPTED"
         elif trial.state == TrialState.WAITING:

@@ -34,7 +34,8 @@ BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
 
 # Attributes read for every trial; the loss curve is read only for the one trial being looked at.
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
-               storage.REJECTED, storage.INTERRUPTED, storage.RETRY_OF, storage.VIOLATIONS, BASELINE)
+               storage.REJECTED, storage.INTERRUPTED, storage.DUPLICATE, storage.RETRY_OF, storage.VIOLATIONS,
+               BASELINE)
 _STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
 _JOINED = storage.JOINED  # prefix of the study attributes of controllers that joined a running search
 _OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
@@ -128,10 +129,11 @@ def list_searches(url: str) -> list[Search]:
         counts.setdefault(sid, {})[_state_name(state)] = n
     for sid, key, n in _query(url, "SELECT t.study_id, a.key, COUNT(*) FROM trial_user_attributes a "
                                    "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key IN ('rejected', "
-                                   "'interrupted') AND a.value_json = 'true' GROUP BY t.study_id, a.key"):
+                                   "'interrupted', 'duplicate') AND a.value_json = 'true' GROUP BY t.study_id, a.key"):
         by_state = counts.setdefault(sid, {})
         by_state[key.upper()] = n
-        by_state["FAIL"] = by_state.get("FAIL", 0) - n
+        told_as = "COMPLETE" if key == storage.DUPLICATE else "FAIL"  # duplicates are told their twin's values
+        by_state[told_as] = by_state.get(told_as, 0) - n
     times = {sid: (start, end) for sid, start, end in _query(
         url, "SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials GROUP BY study_id")}
     extremes: dict[tuple[int, int], tuple[float, float]] = {
@@ -169,6 +171,7 @@ def searches_frame(searches: list[Search]) -> pd.DataFrame:
             "complete": s.counts.get("COMPLETE", 0), "running": s.counts.get("RUNNING", 0),
             "failed": s.counts.get("FAIL", 0), "pruned": s.counts.get("PRUNED", 0),
             "rejected": s.counts.get("REJECTED", 0), "interrupted": s.counts.get("INTERRUPTED", 0),
+            "duplicates": s.counts.get("DUPLICATE", 0),
             "metric": metric, "best": s.best,
             "elapsed_min": None if s.elapsed_s is None else round(s.elapsed_s / 60, 2),
             "started": s.started,
@@ -248,6 +251,8 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
     state = optuna_state
     if attrs.get(storage.REJECTED):
         state = "REJECTED"
+    elif attrs.get(storage.DUPLICATE):
+        state = "DUPLICATE"
     elif attrs.get(storage.INTERRUPTED):
         state = "INTERRUPTED"
     elif optuna_state == "WAITING":

