@@ -15,6 +15,7 @@ Counting is the same for all: parameters with ``requires_grad`` on the built mod
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,17 @@ import torch
 from torch import nn
 
 ADAPTER_NAME = "autopeft"
+
+
+class _SpuriousAdapterWarning(logging.Filter):
+    """AdapterHub's ``train_adapter`` runs a forward context of its own before it activates the adapter and warns
+    that none is active; every AdapterHub trial printed it. Only that message is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "none are activated for the forward pass" not in record.getMessage()
+
+
+logging.getLogger("adapters.model_mixin").addFilter(_SpuriousAdapterWarning())
 METHOD_FILE = "autopeft_method.json"  # which method and configuration made the folder (every backing writes it)
 _HEAD_NAMES = ("classifier", "score")
 
