@@ -133,7 +133,7 @@ class SearchController:
             twin = None if proposal.rejection else self._twin(proposal.config, trial.number)
             if twin is not None:
                 repeats += 1
-                if twin.state == TrialState.COMPLETE:
+                if twin.state != TrialState.RUNNING:
                     self._tell_duplicate(trial, twin)
                     continue
                 proposal.rejection = f"same configuration as trial {twin.number}, which is running"
@@ -145,10 +145,10 @@ class SearchController:
             trial.set_user_attr(storage.FAIL_REASON, f"invalid configuration: {proposal.rejection}")
             self.study.tell(trial, state=TrialState.FAIL)
         else:
-            if repeats >= MAX_REJECTIONS_IN_A_ROW // 2:
+            if repeats:
                 self.exhausted = True
-                self._report("stopping: every configuration proposed lately was trained already; the space "
-                             "looks exhausted")
+                self._report(f"stopping: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid or trained "
+                             "already; no new valid configuration is left to find")
                 return False
             raise UserError(f"search_space: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid; "
                             "loosen the space's min_size/min_on rules")
@@ -167,14 +167,15 @@ class SearchController:
         return True
 
     def _space_exhausted(self) -> bool:
-        """A finite space whose every point is trained or running (``SearchSpace.size`` never undercounts)."""
+        """A finite space whose every point is trained or running (``SearchSpace.size`` never undercounts; failed
+        trials leave their point open)."""
         size = self.space.size() if self.space is not None else math.inf
         if math.isinf(size):
             return False
         seen = {json.dumps(t.user_attrs.get(storage.CONFIG), sort_keys=True)
-                for t in self.study.get_trials(deepcopy=False)
-                if storage.CONFIG in t.user_attrs and not t.user_attrs.get(storage.BASELINE)
-                and (storage.counts_against_budget(t) or t.state == TrialState.RUNNING)}
+                for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                       TrialState.RUNNING))
+                if storage.CONFIG in t.user_attrs and not t.user_attrs.get(storage.BASELINE)}
         return len(seen) >= size
 
     def _ask(self, at_random: bool) -> optuna.Trial:
@@ -188,8 +189,10 @@ class SearchController:
             self.study.sampler = sampler
 
     def _twin(self, config: dict, number: int) -> optuna.trial.FrozenTrial | None:
-        """A finished or running trial with exactly this configuration (baselines aside), if any."""
-        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        """A completed, early-stopped or running trial with exactly this configuration (baselines aside), if any.
+        Failed ones are not twins: a failure may be the machine's, and the configuration deserves another try."""
+        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                   TrialState.RUNNING)):
             if other.number != number and not other.user_attrs.get(storage.BASELINE) \
                     and other.user_attrs.get(storage.CONFIG) == config:
                 return other
@@ -205,7 +208,10 @@ class SearchController:
                 trial.set_user_attr(key, twin.user_attrs[key])
         for constraint, violation in zip(self.spec.constraints, twin.user_attrs.get(storage.VIOLATIONS, [])):
             trial.set_constraint(constraint.name, violation)
-        self.study.tell(trial, twin.values)
+        if twin.state == TrialState.PRUNED:  # stopped early: so would its repeat be
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, twin.values)
 
     def _rung_plan(self) -> RungPlan | None:
         """Early stopping's rungs for a new trial, with every recorded trial's points at them (from the database,
