@@ -7,8 +7,8 @@ Each configuration goes through the real trial worker (MiniLM-L6, batch 16, one 
 worker's default speed-ups) for ``--steps`` steps, evaluated on the dev set at 25% and 50% of the steps (the
 rungs the replayed early stopping uses) and at the end. Rows are appended to ``table_<task>.csv`` as they finish,
 so an interrupted build resumes where it stopped. SST-2: the bundled 4,000-sentence sample and its full
-872-sentence dev set (max length 64, as the demo); QNLI: ../shared/data/qnli (4,463 training pairs, 1,000 dev
-pairs, max length 128).
+872-sentence dev set (max length 64, as the demo), 250 steps; QNLI: ../shared/data/qnli (4,463 training pairs, a
+seeded 500 of its 1,000 dev pairs, max length 128), built with ``--steps 150`` to fit the same working time.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ TASKS = {
     "sst2": dict(train=str(ROOT / "examples/data/sst2/train.tsv"), eval=str(ROOT / "examples/data/sst2/dev.tsv"),
                  text_columns=["sentence"], max_length=64),
     "qnli": dict(train=str(SHARED / "qnli/train.tsv"), eval=str(SHARED / "qnli/dev.tsv"),
-                 text_columns=["question", "sentence"], max_length=128),
+                 text_columns=["question", "sentence"], max_length=128, eval_size=500),
 }
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/search_efficiency/compare.py [--tasks sst2 qnli] [--seeds 10] [--trials 100]
 
-Per task and sampler (random, TPE, NSGA-II, GP, and the default with early stopping at rungs 25% / 50%,
+Per task and sampler (random, TPE, NSGA-II, GP, and the default sampler with early stopping at rungs 25% / 50%,
 reduction factor 3), each seed replays a whole search (replay.py). Hypervolume is taken in (dev accuracy,
 log10 trainable parameters), maximising the first and minimising the second, against the reference point
 (accuracy 0.5 = chance on these balanced tasks, 10^7 trainable parameters); only completed trials count (stopped
@@ -22,7 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from replay import ReplayedTrial, load_table, replay  # noqa: E402
+from replay import ReplayedTrial, load_table, replay, table_steps  # noqa: E402
+
+from autopeft.spec import SearchSpec  # noqa: E402
 
 REFERENCE = (0.5, 7.0)  # accuracy, log10 trainable parameters
 CONTENDERS = {  # label -> (sampler, rungs)
@@ -71,7 +73,8 @@ def first_reaching(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
 
 
-def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials: int, steps: int) -> dict:
+def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials: int, steps: int,
+              default: str) -> dict:
     summary = {"best_known": best_known}
     for label, seeds in runs.items():
         hv = [r["by_trials"] for r in seeds]
@@ -88,8 +91,8 @@ def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials:
     for label in runs:
         mean_curve = [statistics.mean(r["by_trials"][i] for r in runs[label]) for i in range(trials)]
         summary[label]["trials_to_random_final"] = first_reaching(mean_curve, random_100)
-    if "default+es" in runs and "default" in runs:
-        target = summary["default"]["final_hv"][0]
+    if "default+es" in runs and default in runs:
+        target = summary[default]["final_hv"][0]
         grid = range(steps, trials * steps + 1, steps // 5)
         mean_by_steps = [(b, statistics.mean(at_steps(r["by_steps"], b) for r in runs["default+es"])) for b in grid]
         reached = next((b for b, v in mean_by_steps if v >= target), None)
@@ -116,8 +119,8 @@ def table(results: dict, trials: int) -> str:
             steps = f"{row['steps_spent'][0]:,.0f}"
             if "steps_ratio" in row:
                 ratio = row["steps_ratio"]
-                steps += (f" (reaches default's final HV at {100 * ratio:.0f}% of default's steps)"
-                          if ratio is not None else " (never reaches default's final HV)")
+                steps += (f" (reaches {summary['default_sampler']}'s final HV at {100 * ratio:.0f}% of its steps)"
+                          if ratio is not None else f" (never reaches {summary['default_sampler']}'s final HV)")
             lines.append(f"| {label} | " + " | ".join(cells)
                          + f" | {reach['reached']}/{reach['of']}, {reach['median']} | "
                          f"{row['trials_to_random_final'] or '—'} | {steps} | {row['proposal_s']:.3f} |")
@@ -130,11 +133,11 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=250, help="the table's steps per trial")
-    parser.add_argument("--default", default="gp", help="the sampler the default runs (with and without rungs)")
+    parser.add_argument("--default", default=SearchSpec.model_fields["sampler"].default,
+                        help="the sampler early stopping is added to [default: the spec's default sampler]")
     parser.add_argument("--only", nargs="*", default=None, help="run only these contenders")
     args = parser.parse_args()
-    contenders = {**CONTENDERS, "default": (args.default, []), "default+es": (args.default, [0.25, 0.5])}
+    contenders = {**CONTENDERS, "default+es": (args.default, [0.25, 0.5])}
     if args.only:
         contenders = {k: v for k, v in contenders.items() if k in args.only}
     out = HERE / "results.json"
@@ -143,13 +146,14 @@ def main() -> None:
     raw = saved.get("runs", {})
     for task in args.tasks:
         table_rows = load_table(task)
+        steps = table_steps(table_rows)
         best_known = hypervolume([(r.accuracy, r.trainable_params) for r in table_rows.values()])
         runs: dict[str, list[dict]] = {}
         for label, (sampler, rungs) in contenders.items():
             runs[label] = []
             for seed in range(args.seeds):
                 start = time.perf_counter()
-                trials = replay(task, sampler, seed, args.trials, rungs=rungs, steps=args.steps, table=table_rows)
+                trials = replay(task, sampler, seed, args.trials, rungs=rungs, steps=steps, table=table_rows)
                 by_trials, by_steps = curves(trials)
                 runs[label].append({"seed": seed, "by_trials": by_trials, "by_steps": by_steps,
                                     "seconds": time.perf_counter() - start,
@@ -157,8 +161,8 @@ def main() -> None:
             print(task, label, f"final HV {statistics.mean(r['by_trials'][-1] for r in runs[label]):.4f}",
                   f"{statistics.mean(r['seconds'] for r in runs[label]):.1f}s/search", flush=True)
         raw[task] = {**raw.get(task, {}), **runs}
-        results[task] = summarise(task, raw[task], best_known, args.trials, args.steps)
-        results[task] |= {"seeds": args.seeds, "default_sampler": args.default}
+        results[task] = summarise(task, raw[task], best_known, args.trials, steps, args.default)
+        results[task] |= {"seeds": args.seeds, "default_sampler": args.default, "steps_per_trial": steps}
         out.write_text(json.dumps({"settings": vars(args), "reference": REFERENCE, "summary": results,
                                    "runs": raw}, indent=1))
     (HERE / "table.md").write_text(table(results, args.trials))

@@ -43,6 +43,11 @@ class Row:
     at_rung: dict[int, float]  # step -> accuracy there
 
 
+def table_steps(table: dict[str, Row]) -> int:
+    """The steps the table's trials trained for: twice the last rung (the rungs are at 25% and 50%)."""
+    return 2 * max(step for row in table.values() for step in row.at_rung)
+
+
 def load_table(task: str) -> dict[str, Row]:
     rows = {}
     with (HERE / f"table_{task}.csv").open() as handle:
