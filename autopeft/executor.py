@@ -131,12 +131,15 @@ class RayExecutor:
                     continue
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
                     cause, kind = death_cause(exc), type(exc).__name__
+                    # Unreachable, not dead: the connection to the actor's node broke (a node going down is
+                    # often seen this way before Ray declares it dead); treated as the node's loss.
+                    lost_node = node_died(cause) or isinstance(exc, ray.exceptions.ActorUnavailableError)
                 ray.kill(actor)
                 replacement = self._new_actor()
-                if node_died(cause) and request.number not in self._retried:
+                if lost_node and request.number not in self._retried:
                     self._retried.add(request.number)
-                    log.warning("trial %d: its node died (%s); running it again on a new worker", request.number,
-                                cause)
+                    log.warning("trial %d: its node died or became unreachable (%s); running it again on a new "
+                                "worker", request.number, cause)
                     self._pending[replacement.run.remote(request)] = (replacement, request)
                     continue
                 reason = f"worker process died: {kind}: {cause}"
