@@ -74,3 +74,31 @@ def test_unknown_method_lists_the_available_ones():
     assert "lora" in available_methods()
     with pytest.raises(UserError, match="available: autopeft, bitfit, dora"):
         get_method("magic")
+
+
+def test_adalora_moves_its_rank_budget_between_modules_while_training(minilm):
+    """Trained with the worker's loop, AdaLoRA ends with the average rank it was given, spread between modules
+    as its importance scores decide."""
+    import numpy as np
+    import torch
+
+    from workers.training import train
+
+    method = get_method("adalora")
+    config = {"method": "adalora", "adalora": {"init_r": 6, "target_r": 2, "target_modules": ["query", "value"]},
+              "layers": [4, 5]}
+    model = method.build(copy.deepcopy(minilm), config)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randint(1000, 5000, (64, 12), generator=generator)
+    labels = (inputs[:, 0] > 3000).long()
+
+    def loss_of(indices: np.ndarray) -> torch.Tensor:
+        return model(input_ids=inputs[indices], labels=labels[indices]).loss
+
+    steps = 40
+    training = {"batch_size": 8, "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 10}
+    train(model, loss_of, len(inputs), steps=steps, learning_rate=5e-3, training=training, seed=0,
+          after_step=lambda step: method.after_step(model, step, steps))
+    kept = {name: int(sum(mask)) for name, mask in model.peft_config["default"].rank_pattern.items()}
+    assert len(kept) == 4 and sum(kept.values()) == 2 * 4  # the budget: target_r per module on average
+    assert all(0 <= k <= 6 for k in kept.values())

@@ -53,7 +53,8 @@ def test_trial_measures_what_was_predicted_and_reloads(setup, method, bits):
     assert result.ok, result.fail_reason
     measured = result.measurements
     assert measured["trainable_params"] == predicted["trainable_params"]
-    assert measured["adapter_bytes"] >= predicted["adapter_tensor_bytes"]  # files add headers and the config
+    if get_method(method).saved_size_known_before_training:
+        assert measured["adapter_bytes"] >= predicted["adapter_tensor_bytes"]  # files add headers and the config
     if bits < 16:
         assert measured["frozen_base_mb"] < 0.9 * 86.6  # the 22.7M-parameter base is 86.6 MiB in fp32
 

@@ -77,11 +77,13 @@ def train(
     seed: int,
     go_on: Callable[[int], bool] | None = None,
     lengths: np.ndarray | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> list[tuple[int, float]]:
     """Train for ``steps`` optimizer steps on batches of the ``size`` training examples; return the loss curve.
 
     ``loss_of`` turns example indices into the batch's loss (the task and the frozen-prefix cache decide how);
-    ``lengths`` (the examples' token counts) turns on length-grouped batches. ``go_on``,
+    ``lengths`` (the examples' token counts) turns on length-grouped batches; ``after_step(step)`` runs after
+    each optimizer step while the gradients are still there (a method's own schedule, e.g. AdaLoRA's). ``go_on``,
     called after each step, may end training early by returning False (early stopping at a rung). Raises
     TrialFailure on a non-finite loss.
     """
@@ -101,6 +103,8 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, training["max_grad_norm"])
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         running += loss.item()

@@ -137,7 +137,8 @@ class TrialWorker:
                               steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
                               seed=request.seed, go_on=rungs,
-                              lengths=self.data.train.lengths if training.get("group_by_length", True) else None)
+                              lengths=self.data.train.lengths if training.get("group_by_length", True) else None,
+                              after_step=lambda step: method.after_step(model, step, request.steps))
             # The final evaluation runs in fp32 whatever the training precision: the recorded metric is then exactly
             # what the saved adapter gives under stock fp32 inference after export.
             with Stopwatch() as eval_clock:

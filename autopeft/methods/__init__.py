@@ -4,6 +4,7 @@ Importing this package registers every built-in method: one module per method fa
 """
 
 from autopeft.methods import (  # noqa: F401  (importing registers the methods)
+    adalora,
     bitfit,
     bottleneck,
     full,

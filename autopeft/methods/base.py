@@ -55,6 +55,9 @@ class Method:
     help: ClassVar[str] = ""
     requires_zero_weight_decay: ClassVar[bool] = False
     mergeable: ClassVar[bool] = False  # the trained change can be folded into the base weights
+    # The saved adapter's size follows from the configuration alone (False: training decides it, as AdaLoRA's
+    # pruned ranks are dropped on save), so the adapter bytes predicted before training are a bound, not a value.
+    saved_size_known_before_training: ClassVar[bool] = True
 
     def merge(self, model: nn.Module) -> nn.Module:
         """The loaded model with the adapter folded into plain base weights (only where ``mergeable``)."""
@@ -67,6 +70,10 @@ class Method:
     def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
         """Data-aware initialisation before training (EVA for LoRA, gradient-chosen entries for sparse
         fine-tuning); ``batches`` are a few training batches. Most methods need none."""
+
+    def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after each optimizer step, gradients still in place (AdaLoRA reallocates its rank budget
+        here). Most methods need nothing."""
 
     def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         """Make ``model`` (modified in place, or wrapped) train only this method's parameters and the task head."""
