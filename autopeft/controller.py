@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from autopeft.trial import RungPlan, TrialRequest, TrialResult
 MAX_REJECTIONS_IN_A_ROW = 200
 # After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a
 # model-based sampler that keeps choosing a point it has already seen would otherwise never move on.
-DUPLICATES_BEFORE_RANDOM = 5
+DUPLICATES_BEFORE_RANDOM = 2
 
 
 def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
@@ -125,10 +126,11 @@ class SearchController:
             return False
         repeats = 0
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
-            trial = self._ask(at_random=repeats >= DUPLICATES_BEFORE_RANDOM)
-            if not self._claim(trial):
-                return False
-            proposal = self.space.suggest(trial)
+            with self._sampling_at_random(repeats >= DUPLICATES_BEFORE_RANDOM):
+                trial = self.study.ask()
+                if not self._claim(trial):
+                    return False
+                proposal = self.space.suggest(trial)  # define-by-run: the sampler draws here, not in ask()
             trial.set_user_attr(storage.CONFIG, proposal.config)
             twin = None if proposal.rejection else self._twin(proposal.config, trial.number)
             if twin is not None:
@@ -178,13 +180,17 @@ class SearchController:
                 if storage.CONFIG in t.user_attrs and not t.user_attrs.get(storage.BASELINE)}
         return len(seen) >= size
 
-    def _ask(self, at_random: bool) -> optuna.Trial:
+    @contextmanager
+    def _sampling_at_random(self, at_random: bool) -> Iterator[None]:
+        """The study's sampler replaced by a random one for one proposal (its ask and its draws)."""
         if not at_random:
-            return self.study.ask()
+            yield
+            return
         sampler = self.study.sampler
-        self.study.sampler = optuna.samplers.RandomSampler(seed=self.spec.seed + len(self.study.trials))
+        self.study.sampler = optuna.samplers.RandomSampler(
+            seed=self.spec.seed + len(self.study.get_trials(deepcopy=False)))
         try:
-            return self.study.ask()
+            yield
         finally:
             self.study.sampler = sampler
 

@@ -141,7 +141,8 @@ class ReplayedTrial:
 
 def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
            steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1) -> list[ReplayedTrial]:
-    """One search, replayed; its trials in the order they finished."""
+    """One search, replayed; its trained trials in the order they finished (repeats answered from a twin spend
+    no budget and are left out, as rejected proposals are)."""
     from build_table import load_space
 
     table = table or load_table(task)
@@ -151,7 +152,7 @@ def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float
     ReplayController(study, spec, load_space(), executor, train_size=4000, table=table).run()
     finished = []
     for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get(storage.REJECTED) or trial.state not in (
+        if trial.user_attrs.get(storage.REJECTED) or trial.user_attrs.get(storage.DUPLICATE) or trial.state not in (
                 optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL):
             continue
         measured = trial.user_attrs.get(storage.MEASUREMENTS, {})
