@@ -78,18 +78,21 @@ def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials:
     summary = {"best_known": best_known}
     for label, seeds in runs.items():
         hv = [r["by_trials"] for r in seeds]
-        row = {f"hv@{n}": mean_std([c[min(n, len(c)) - 1] for c in hv]) for n in CHECKPOINTS if n <= trials}
+        row = {f"hv@{n}": mean_std([c[n - 1] for c in hv]) for n in CHECKPOINTS
+               if n <= trials and all(len(c) >= n for c in hv)}
         reach = [first_reaching(c, 0.95 * best_known) for c in hv]
         row["trials_to_95%"] = {"reached": sum(r is not None for r in reach), "of": len(reach),
                                 "median": statistics.median([r for r in reach if r is not None])
                                 if any(r is not None for r in reach) else None}
         row["steps_spent"] = mean_std([r["by_steps"][-1][0] for r in seeds])
         row["final_hv"] = mean_std([c[-1] for c in hv])
-        row["proposal_s"] = statistics.mean(r["seconds"] for r in seeds) / trials
+        row["trials"] = min(len(c) for c in hv)
+        row["proposal_s"] = statistics.mean(r["seconds"] / len(r["by_trials"]) for r in seeds)
         summary[label] = row
     random_100 = summary["random"]["final_hv"][0]
     for label in runs:
-        mean_curve = [statistics.mean(r["by_trials"][i] for r in runs[label]) for i in range(trials)]
+        length = summary[label]["trials"]
+        mean_curve = [statistics.mean(r["by_trials"][i] for r in runs[label]) for i in range(length)]
         summary[label]["trials_to_random_final"] = first_reaching(mean_curve, random_100)
     if "default+es" in runs and default in runs:
         target = summary[default]["final_hv"][0]
@@ -114,7 +117,8 @@ def table(results: dict, trials: int) -> str:
         for label, row in summary.items():
             if not isinstance(row, dict) or "final_hv" not in row:
                 continue
-            cells = [f"{row[f'hv@{n}'][0]:.4f} ± {row[f'hv@{n}'][1]:.4f}" for n in CHECKPOINTS if n <= trials]
+            cells = [f"{row[f'hv@{n}'][0]:.4f} ± {row[f'hv@{n}'][1]:.4f}" if f"hv@{n}" in row else "—"
+                     for n in CHECKPOINTS if n <= trials]
             reach = row["trials_to_95%"]
             steps = f"{row['steps_spent'][0]:,.0f}"
             if "steps_ratio" in row:
@@ -136,6 +140,8 @@ def main() -> None:
     parser.add_argument("--default", default=SearchSpec.model_fields["sampler"].default,
                         help="the sampler early stopping is added to [default: the spec's default sampler]")
     parser.add_argument("--only", nargs="*", default=None, help="run only these contenders")
+    parser.add_argument("--gp-trials", type=int, default=None,
+                        help="trials per GP search, if fewer (its proposals cost about 1-2 s each here)")
     args = parser.parse_args()
     contenders = {**CONTENDERS, "default+es": (args.default, [0.25, 0.5])}
     if args.only:
@@ -153,7 +159,8 @@ def main() -> None:
             runs[label] = []
             for seed in range(args.seeds):
                 start = time.perf_counter()
-                trials = replay(task, sampler, seed, args.trials, rungs=rungs, steps=steps, table=table_rows)
+                budget = args.gp_trials if sampler == "gp" and args.gp_trials else args.trials
+                trials = replay(task, sampler, seed, budget, rungs=rungs, steps=steps, table=table_rows)
                 by_trials, by_steps = curves(trials)
                 runs[label].append({"seed": seed, "by_trials": by_trials, "by_steps": by_steps,
                                     "seconds": time.perf_counter() - start,
