@@ -72,7 +72,7 @@ def test_bad_roles_and_layers_are_named(minilm):
 
 def test_unknown_method_lists_the_available_ones():
     assert "lora" in available_methods()
-    with pytest.raises(UserError, match="available: autopeft, bitfit, dora"):
+    with pytest.raises(UserError, match="available: adalora, autopeft, bitfit, dora"):
         get_method("magic")
 
 
