@@ -132,6 +132,17 @@ def table(results: dict, trials: int) -> str:
     return "\n".join(lines)
 
 
+def _rounded(value):
+    """Five decimals are plenty for hypervolumes and seconds, and keep the per-seed curves small on disk."""
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"])
@@ -170,8 +181,8 @@ def main() -> None:
         raw[task] = {**raw.get(task, {}), **runs}
         results[task] = summarise(task, raw[task], best_known, args.trials, steps, args.default)
         results[task] |= {"seeds": args.seeds, "default_sampler": args.default, "steps_per_trial": steps}
-        out.write_text(json.dumps({"settings": vars(args), "reference": REFERENCE, "summary": results,
-                                   "runs": raw}, indent=1))
+        out.write_text(json.dumps(_rounded({"settings": vars(args), "reference": REFERENCE, "summary": results,
+                                            "runs": raw}), separators=(",", ":")))
     (HERE / "table.md").write_text(table(results, args.trials))
     print((HERE / "table.md").read_text())
 
