@@ -180,9 +180,9 @@ class FrozenPrefix:
         key = (*self.base_key, self.cut, split, _ambient_precision(batch["input_ids"].device))
         cached = self.store.entry(key)
         missing = [row for row, i in enumerate(indices) if int(i) not in cached]
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
         fresh = {}
-        if missing:
+        if missing:  # the common case in a warm search is none: then nothing below is paid
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
             rows = torch.as_tensor(missing)
             computed = self._compute({k: v[rows] for k, v in batch.items()})
             for position, row in enumerate(missing):

@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 
 import yaml
@@ -25,6 +24,9 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from replay import AnsweringExecutor  # noqa: E402
 
 from autopeft import storage  # noqa: E402
 from autopeft.controller import SearchController  # noqa: E402
@@ -35,31 +37,20 @@ from autopeft.spec import SEARCH_SPACES_DIR, load_spec  # noqa: E402
 from autopeft.trial import TrialRequest, TrialResult  # noqa: E402
 
 
-class InstantExecutor:
+class InstantExecutor(AnsweringExecutor):
     """Answers each trial at once from its predicted cost: accuracy rises with log parameters, plus a learning
     rate optimum; the values only need to give the sampler something to model."""
 
-    capacity = 1
-
     def __init__(self, spec):
-        self.spec, self.queue = spec, deque()
+        super().__init__()
+        self.spec = spec
 
-    def submit(self, request: TrialRequest) -> None:
-        self.queue.append(request)
-
-    def running(self) -> int:
-        return len(self.queue)
-
-    def shutdown(self) -> None:
-        self.queue.clear()
-
-    def wait(self) -> list[TrialResult]:
-        request = self.queue.popleft()
+    def _answer(self, request: TrialRequest) -> TrialResult:
         params = predict_cost(self.spec.model, 2, request.config)["trainable_params"]
         accuracy = 0.6 + 0.05 * math.log10(max(params, 10)) - 0.02 * abs(math.log10(request.config["learning_rate"])
                                                                        + 3)
-        return [TrialResult(request.number, ok=True, measurements={
-            "accuracy": accuracy, "trainable_params": params, "trainable_percent": 100 * params / 22_713_986})]
+        return TrialResult(request.number, ok=True, measurements={
+            "accuracy": accuracy, "trainable_params": params, "trainable_percent": 100 * params / 22_713_986})
 
 
 class TimedController(SearchController):

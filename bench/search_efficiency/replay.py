@@ -60,14 +60,13 @@ def load_table(task: str) -> dict[str, Row]:
     return rows
 
 
-class ReplayExecutor:
-    """Answers trials from the table, oldest first, ``capacity`` at a time (pending ones stay visible to the
-    sampler as running trials, as on a real cluster)."""
+class AnsweringExecutor:
+    """An executor that answers each trial at once, oldest first, ``capacity`` at a time (pending ones stay
+    visible to the sampler as running trials, as on a real cluster); subclasses say how in ``_answer``."""
 
-    def __init__(self, table: dict[str, Row], capacity: int = 1):
-        self.table, self.capacity = table, capacity
+    def __init__(self, capacity: int = 1):
+        self.capacity = capacity
         self.queue: deque[TrialRequest] = deque()
-        self.steps_spent = 0
 
     def submit(self, request: TrialRequest) -> None:
         self.queue.append(request)
@@ -80,6 +79,18 @@ class ReplayExecutor:
 
     def wait(self) -> list[TrialResult]:
         return [self._answer(self.queue.popleft())]
+
+    def _answer(self, request: TrialRequest) -> TrialResult:
+        raise NotImplementedError
+
+
+class ReplayExecutor(AnsweringExecutor):
+    """Answers trials from the recorded table."""
+
+    def __init__(self, table: dict[str, Row], capacity: int = 1):
+        super().__init__(capacity)
+        self.table = table
+        self.steps_spent = 0
 
     def _answer(self, request: TrialRequest) -> TrialResult:
         row = self.table.get(config_key(request.config))
