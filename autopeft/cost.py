@@ -35,13 +35,13 @@ def predict_cost_for(model_config: Any, task: str, config: dict[str, Any]) -> di
     """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors."""
     base = _meta_base(model_config.to_json_string(use_diff=False), task)
     method = get_method(config["method"])
-    check_compatible(method.name, method.library, int(config.get("base_bits", 16)))
+    check_compatible(method.name, method.library, int(config.get("base_bits", 16)), config)
     with torch.device("meta"):
         built = method.build(copy.deepcopy(base), config)
     trainable, _ = method.count(built)
     total = sum(p.numel() for p in base.parameters())
     return {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total,
-            "adapter_tensor_bytes": float(method.saved_bytes(built))}
+            "adapter_tensor_bytes": float(method.saved_bytes(built, config))}
 
 
 def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> dict[str, float]:

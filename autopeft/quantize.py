@@ -21,6 +21,7 @@ SUPPORTED_BITS = (16, 8, 4)
 GROUP_SIZE = 64
 _INCOMPATIBLE = {"sparse": "it trains entries of the base weights", "dora": "it needs the base weights' norms",
                  "full": "it trains every base weight"}
+_RESIDUAL_INITS = ("pissa", "pissa_niter_4", "olora", "corda")  # LoRA starts that rewrite the base weight
 
 
 class QuantizedLinear(nn.Linear):
@@ -64,14 +65,20 @@ class QuantizedLinear(nn.Linear):
         return F.linear(x, self.dequantized().to(x.dtype), self.bias)
 
 
-def check_compatible(method: str, library: str, bits: int) -> None:
-    """Raise ValueError, before any training, when ``method`` cannot train on a ``bits``-bit base."""
+def check_compatible(method: str, library: str, bits: int, config: dict | None = None) -> None:
+    """Raise ValueError, before any training, when ``method`` (with its options in ``config``) cannot train on a
+    ``bits``-bit base."""
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"base_bits must be one of {SUPPORTED_BITS} (got {bits})")
     if bits >= 16:
         return
     if method in _INCOMPATIBLE:
         raise ValueError(f"method {method!r} cannot train on a {bits}-bit base: {_INCOMPATIBLE[method]}")
+    init = ((config or {}).get(method) or {}).get("init")
+    if init in _RESIDUAL_INITS:
+        raise ValueError(f"{method}.init {init!r} cannot start on a {bits}-bit base: it moves the principal part of "
+                         "each base weight into the adapter and leaves the residual in the base, which the integer "
+                         "codes cannot hold; use init default, gaussian or eva, or base_bits 16")
     if library == "adapters":
         raise ValueError(f"method {method!r} cannot train on a {bits}-bit base: AdapterHub re-wraps the base's "
                          "linear layers itself; use a 16-bit base")

@@ -102,3 +102,54 @@ def test_adalora_moves_its_rank_budget_between_modules_while_training(minilm):
     kept = {name: int(sum(mask)) for name, mask in model.peft_config["default"].rank_pattern.items()}
     assert len(kept) == 4 and sum(kept.values()) == 2 * 4  # the budget: target_r per module on average
     assert all(0 <= k <= 6 for k in kept.values())
+
+
+def test_corda_starts_from_the_data_and_exports_a_plain_lora_of_the_stock_base(minilm, tmp_path):
+    """CorDA rewrites the base into a residual, so its export is converted into a rank-2r LoRA that stock peft
+    loads on the unmodified base with the trained outputs; the saved bytes are the ones predicted."""
+    import json
+
+    import torch
+    from peft import PeftModel
+
+    method = get_method("lora")
+    config = {"method": "lora", "lora": {"r": 4, "init": "corda"}, "layers": [4, 5]}
+    generator = torch.Generator().manual_seed(0)
+    batches = [{"input_ids": torch.randint(1000, 5000, (8, 16), generator=generator),
+                "attention_mask": torch.ones(8, 16, dtype=torch.long), "labels": torch.zeros(8, dtype=torch.long)}
+               for _ in range(4)]
+    default = method.build(copy.deepcopy(minilm), {**config, "lora": {"r": 4}})
+    model = method.build_calibrated(copy.deepcopy(minilm), config, batches)
+    query = "base_model.model.bert.encoder.layer.5.attention.self.query"
+    assert not torch.equal(model.get_submodule(query).base_layer.weight,
+                           default.get_submodule(query).base_layer.weight)  # the base holds the residual now
+    assert method.count(model) == method.count(default)
+    inputs = torch.randint(1000, 5000, (4, 10), generator=generator)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        model(input_ids=inputs, labels=torch.tensor([0, 1, 0, 1])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    trained = model(input_ids=inputs).logits
+    method.save(model, tmp_path, config)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 8
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert sum(t.numel() * t.element_size() for t in saved.values()) == method.saved_bytes(model, config)
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(minilm), str(tmp_path)).eval()
+    torch.testing.assert_close(reloaded(input_ids=inputs).logits, trained, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method,options,reason", [
+    ("lora", {"lora": {"init": "pissa"}}, "residual"), ("lora", {"lora": {"init": "corda"}}, "residual"),
+    ("dora", {}, "norms"), ("sparse", {}, "entries"), ("pfeiffer", {}, "re-wraps")])
+def test_methods_that_need_the_base_weights_are_refused_on_a_quantised_base(method, options, reason):
+    from autopeft.quantize import check_compatible
+
+    library = get_method(method).library
+    with pytest.raises(ValueError, match=reason):
+        check_compatible(method, library, 4, {"method": method, **options})
+    check_compatible(method, library, 16, {"method": method, **options})
+    check_compatible("lora", "peft", 4, {"method": "lora", "lora": {"init": "eva"}})

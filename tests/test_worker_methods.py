@@ -30,8 +30,12 @@ OPTIONS = {
     "sparse": {"sparse": {"density": 0.01}},
 }
 CASES = [(m, 16) for m in available_methods()] + [("lora", 8), ("lora", 4), ("ia3", 4), ("bitfit", 8),
-                                                  ("lora-eva", 16), ("sparse-gradient", 16)]
+                                                  ("lora-eva", 16), ("lora-pissa", 16), ("lora-olora", 16),
+                                                  ("lora-corda", 16), ("sparse-gradient", 16)]
 VARIANTS = {"lora-eva": ("lora", {"lora": {"r": 4, "init": "eva"}}),
+            "lora-pissa": ("lora", {"lora": {"r": 4, "init": "pissa"}}),
+            "lora-olora": ("lora", {"lora": {"r": 4, "init": "olora"}}),
+            "lora-corda": ("lora", {"lora": {"r": 4, "init": "corda"}}),
             "sparse-gradient": ("sparse", {"sparse": {"density": 0.01, "selection": "gradient"}})}
 
 

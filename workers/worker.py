@@ -118,12 +118,14 @@ class TrialWorker:
                                "weights it must leave untouched)")
         with PeakMemory(self.device) as memory:
             bits = int(request.config.get("base_bits", 16))
-            check_compatible(method.name, method.library, bits)
+            check_compatible(method.name, method.library, bits, request.config)
             model = quantize_base(copy.deepcopy(self.base), bits)
             reset_task_head(model, request.seed)
-            model = method.build(model, request.config).to(self.device)
             if method.calibrates(request.config):  # most trials need no batches before training: build none
-                method.calibrate(model, request.config, self._calibration_batches(request.seed))
+                model = method.build_calibrated(model.to(self.device), request.config,
+                                                self._calibration_batches(request.seed))
+            else:
+                model = method.build(model, request.config).to(self.device)
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
             precision = resolve_precision(training.get("precision", "auto"), self.device)

@@ -71,6 +71,16 @@ class Method:
         """Data-aware initialisation before training (EVA for LoRA, gradient-chosen entries for sparse
         fine-tuning); ``batches`` are a few training batches. Most methods need none."""
 
+    def build_calibrated(self, model: nn.Module, config: dict[str, Any],
+                         batches: list[dict[str, Any]]) -> nn.Module:
+        """The build a trial makes when :meth:`calibrates` holds: build, then calibrate on ``batches``.
+
+        Methods whose data-aware start must see the *unwrapped* base (CorDA collects activation covariances before
+        peft wraps the model) override this; everything else keeps build-then-calibrate."""
+        built = self.build(model, config)
+        self.calibrate(built, config, batches)
+        return built
+
     def after_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimizer step, gradients still in place (AdaLoRA reallocates its rank budget
         here). Most methods need nothing."""
@@ -86,8 +96,7 @@ class Method:
         total = sum(p.numel() for p in model.parameters())
         return trainable, total
 
-    @classmethod
-    def saved_bytes(cls, model: nn.Module) -> int:
+    def saved_bytes(self, model: nn.Module, config: dict[str, Any]) -> int:
         """Bytes of the tensors the adapter file holds (files add a small header and the configuration)."""
         return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 

@@ -115,11 +115,10 @@ class SparseFineTuning(TensorBacked):
         sparse = sum(m.sparse_count for _, m in cls._masked(model))
         return dense + sparse, total
 
-    @classmethod
-    def saved_bytes(cls, model: nn.Module) -> int:
+    def saved_bytes(self, model: nn.Module, config: dict[str, Any]) -> int:
         """Each trained entry is saved as an int64 index and a float value."""
         head = sum(p.numel() * p.element_size() for p in task_head_parameters(model).values())
-        return head + sum(m.sparse_count * (8 + m.weight.element_size()) for _, m in cls._masked(model))
+        return head + sum(m.sparse_count * (8 + m.weight.element_size()) for _, m in self._masked(model))
 
     def trained_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
         tensors = {name: p.detach().contiguous() for name, p in task_head_parameters(model).items()}
