@@ -35,6 +35,10 @@ MAX_REJECTIONS_IN_A_ROW = 200
 # After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a
 # model-based sampler that keeps choosing a point it has already seen would otherwise never move on.
 DUPLICATES_BEFORE_RANDOM = 2
+# Measurements a constraint can be decided on before training: the spec's name -> the predicted cost's name.
+KNOWN_BEFORE_TRAINING = {"trainable_params": "trainable_params", "trainable_percent": "trainable_percent",
+                         "adapter_bytes": "adapter_tensor_bytes"}
+LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (the file adds headers)
 
 
 def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
@@ -124,7 +128,7 @@ class SearchController:
             self.exhausted = True
             self._report("stopping: every configuration of the space has been trained")
             return False
-        repeats = 0
+        repeats = infeasible_count = 0
         for _ in range(MAX_REJECTIONS_IN_A_ROW):
             with self._sampling_at_random(repeats >= DUPLICATES_BEFORE_RANDOM):
                 trial = self.study.ask()
@@ -142,7 +146,12 @@ class SearchController:
             if proposal.rejection is None:
                 proposal.rejection = self._check_buildable(trial, proposal.config)
             if proposal.rejection is None:
-                break
+                infeasible = self._known_violations(trial)
+                if not infeasible:
+                    break
+                self._tell_infeasible(trial, infeasible)
+                infeasible_count += 1
+                continue
             trial.set_user_attr(storage.REJECTED, True)
             trial.set_user_attr(storage.FAIL_REASON, f"invalid configuration: {proposal.rejection}")
             self.study.tell(trial, state=TrialState.FAIL)
@@ -152,6 +161,11 @@ class SearchController:
                 self._report(f"stopping: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid or trained "
                              "already; no new valid configuration is left to find")
                 return False
+            if infeasible_count:
+                raise UserError(f"constraints: {infeasible_count} of {MAX_REJECTIONS_IN_A_ROW} proposals in a row "
+                                "broke the constraints on costs known before training (trainable parameters, "
+                                "adapter size); loosen those constraints or narrow the space to smaller "
+                                "configurations")
             raise UserError(f"search_space: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid; "
                             "loosen the space's min_size/min_on rules")
         request = TrialRequest(
@@ -243,6 +257,41 @@ class SearchController:
             return str(exc)
         trial.set_user_attr(storage.PREDICTED, predicted)
         return None
+
+    def _known_violations(self, trial: optuna.Trial) -> list[float] | None:
+        """The spec's constraints evaluated on the costs known before training, or None if all may be met.
+
+        Trainable parameters (and their share) are exact before training; the adapter's tensor bytes are a lower
+        bound of its file, so only a ``max`` on ``adapter_bytes`` can be decided. A constraint on anything
+        measured in training (accuracy, memory, time) is left undecided (violation 0) until the trial runs."""
+        predicted = trial.user_attrs.get(storage.PREDICTED, {})
+        violations = []
+        for constraint in self.spec.constraints:
+            known = KNOWN_BEFORE_TRAINING.get(constraint.name)
+            value = None if known is None else predicted.get(known)
+            if value is None or (constraint.name in LOWER_BOUNDS_ONLY and constraint.max is None):
+                violations.append(0.0)
+                continue
+            violations.append(max(0.0, constraint.violation(value)))
+        return violations if any(v > 0 for v in violations) else None
+
+    def _tell_infeasible(self, trial: optuna.Trial, violations: list[float]) -> None:
+        """A configuration whose known costs break a constraint is not trained. The sampler is told it is
+        infeasible (its constraint values, state PRUNED: TPE ranks it with the infeasible trials and steers
+        away), and the views show it as rejected with the reason; it spends no budget."""
+        predicted = trial.user_attrs.get(storage.PREDICTED, {})
+        broken = [f"{c.name} {predicted[KNOWN_BEFORE_TRAINING[c.name]]:,.6g} breaks its bound "
+                  f"({'max ' + format(c.max, 'g') if c.max is not None else ''}"
+                  f"{' ' if c.max is not None and c.min is not None else ''}"
+                  f"{'min ' + format(c.min, 'g') if c.min is not None else ''})"
+                  for c, v in zip(self.spec.constraints, violations) if v > 0]
+        trial.set_user_attr(storage.REJECTED, True)
+        trial.set_user_attr(storage.INFEASIBLE, True)
+        trial.set_user_attr(storage.VIOLATIONS, violations)
+        trial.set_user_attr(storage.FAIL_REASON, "infeasible before training: " + "; ".join(broken))
+        for constraint, violation in zip(self.spec.constraints, violations):
+            trial.set_constraint(constraint.name, violation)
+        self.study.tell(trial, state=TrialState.PRUNED)
 
     def _record(self, result: TrialResult) -> None:
         trial = self._in_flight.pop(result.number)

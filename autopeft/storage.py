@@ -37,6 +37,7 @@ WORKER = "worker"
 EXECUTION = "execution"  # how the worker ran the trial: precision, frozen layers cached, cached examples reused
 FAIL_REASON = "fail_reason"
 REJECTED = "rejected"
+INFEASIBLE = "infeasible"  # rejected because its costs known before training break a constraint (told PRUNED)
 INTERRUPTED = "interrupted"
 DUPLICATE = "duplicate"  # a proposal equal to a trained configuration: told its values, not trained, not counted
 DUPLICATE_OF = "duplicate_of"  # ... and the number of the trial whose values it was told
@@ -201,12 +202,11 @@ def _alive(pid: int) -> bool:
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """A trial spends budget once it trained to an end: rejected proposals, interrupted runs and baselines do not."""
-    if trial.user_attrs.get(BASELINE) or trial.user_attrs.get(DUPLICATE):
+    if trial.user_attrs.get(BASELINE) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(REJECTED):
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get(REJECTED) \
-        and not trial.user_attrs.get(INTERRUPTED)
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED)
 
 
 def budget_spent(trials: list[FrozenTrial]) -> int:

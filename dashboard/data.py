@@ -127,12 +127,15 @@ def list_searches(url: str) -> list[Search]:
     counts: dict[int, dict[str, int]] = {}
     for sid, state, n in _query(url, "SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state"):
         counts.setdefault(sid, {})[_state_name(state)] = n
-    for sid, key, n in _query(url, "SELECT t.study_id, a.key, COUNT(*) FROM trial_user_attributes a "
-                                   "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key IN ('rejected', "
-                                   "'interrupted', 'duplicate') AND a.value_json = 'true' GROUP BY t.study_id, a.key"):
+    # Rejected, interrupted and duplicate trials are counted apart from the state they were told Optuna as
+    # (rejections FAIL, or PRUNED when infeasible before training; duplicates their twin's state).
+    for sid, key, state, n in _query(url, "SELECT t.study_id, a.key, t.state, COUNT(*) FROM trial_user_attributes a "
+                                          "JOIN trials t ON t.trial_id = a.trial_id WHERE a.key IN ('rejected', "
+                                          "'interrupted', 'duplicate') AND a.value_json = 'true' "
+                                          "GROUP BY t.study_id, a.key, t.state"):
         by_state = counts.setdefault(sid, {})
-        by_state[key.upper()] = n
-        told_as = "COMPLETE" if key == storage.DUPLICATE else "FAIL"  # duplicates are told their twin's values
+        by_state[key.upper()] = by_state.get(key.upper(), 0) + n
+        told_as = _state_name(state)
         by_state[told_as] = by_state.get(told_as, 0) - n
     times = {sid: (start, end) for sid, start, end in _query(
         url, "SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials GROUP BY study_id")}

@@ -1,0 +1,74 @@
+"""Costs known before training are used as known: a proposal whose trainable parameters (counted on a meta-device
+build) break a constraint is never trained. The sampler is told it is infeasible, the views show it rejected with
+the reason, and it spends no budget.
+
+The executor answers instantly (as in test_duplicates): the subject is the controller's use of the predicted costs
+on a real SQLite study with the real TPE sampler, not training.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+from autopeft import storage
+from autopeft.controller import SearchController
+from autopeft.cost import predict_cost
+from autopeft.samplers import make_sampler
+from autopeft.space import SearchSpace
+from autopeft.spec import load_spec
+from dashboard.data import list_searches
+from tests.conftest import tiny_spec, write_spec
+from tests.test_duplicates import AnsweringExecutor
+
+SPACE = {"name": "ranks", "fixed": {"method": "lora", "learning_rate": 0.001},
+         "parameters": {"lora.r": {"type": "categorical", "choices": [2, 4, 8, 16, 32, 64]},
+                        "layers": {"type": "layers", "form": "top", "starts": [-1]}}}
+
+
+def test_configurations_that_break_a_known_cost_constraint_are_not_trained(tmp_path):
+    base = tiny_spec(tmp_path, search_space=SPACE, sampler="tpe", budget={"trials": 6, "steps_per_trial": 1})
+    probe = load_spec(write_spec(tmp_path, base, "probe.yaml"))
+    params = {r: predict_cost(probe.model, 2, {**SPACE["fixed"], "lora": {"r": r}, "layers": [5]})["trainable_params"]
+              for r in (8, 16)}
+    limit = (params[8] + params[16]) / 2  # ranks 2, 4 and 8 are feasible; 16, 32 and 64 are not
+    spec = load_spec(write_spec(tmp_path, {**base, "constraints": [{"name": "trainable_params", "max": limit}]}))
+    study = storage.create_search(storage.open_storage(spec.storage), "known", spec, make_sampler(spec))
+    executor = AnsweringExecutor()
+    controller = SearchController(study, spec, SearchSpace.from_dict(SPACE, 6, hidden_size=384), executor,
+                                  train_size=320)
+    controller.run()
+
+    assert sorted(c["lora"]["r"] for c in executor.trained) == [2, 4, 8]  # only feasible points trained
+    assert controller.exhausted  # the three infeasible points count as decided: the space is done
+    infeasible = [t for t in study.get_trials() if t.user_attrs.get(storage.INFEASIBLE)]
+    assert {t.user_attrs[storage.CONFIG]["lora"]["r"] for t in infeasible} == {16, 32, 64}
+    for trial in infeasible:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs[storage.REJECTED]
+        assert trial.constraints["trainable_params"] > 0  # what TPE reads to rank it among the infeasible
+        assert "infeasible before training: trainable_params" in trial.user_attrs[storage.FAIL_REASON]
+        assert not storage.counts_against_budget(trial)
+    records = storage.trial_records(study, spec)
+    assert sum(r.state == "REJECTED" for r in records) >= 3 and not any(r.state == "PRUNED" for r in records)
+    counts = next(s for s in list_searches(spec.storage) if s.name == "known").counts
+    assert counts["REJECTED"] >= 3 and counts.get("PRUNED", 0) == 0 and counts["COMPLETE"] >= 3
+
+
+class MeasuringExecutor(AnsweringExecutor):
+    def wait(self):
+        results = super().wait()
+        for result in results:
+            result.measurements |= {"peak_memory_mb": 900.0, "adapter_bytes": 40_000.0}
+        return results
+
+
+def test_constraints_on_measured_values_are_left_to_the_trial(tmp_path):
+    """A bound on memory cannot be known before training, nor a minimum adapter size from its lower bound:
+    nothing is refused for them."""
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, search_space=SPACE, sampler="random", budget={"trials": 3, "steps_per_trial": 1},
+        constraints=[{"name": "peak_memory_mb", "max": 1.0}, {"name": "adapter_bytes", "min": 1e12}])))
+    study = storage.create_search(storage.open_storage(spec.storage), "measured", spec, make_sampler(spec))
+    executor = MeasuringExecutor()
+    SearchController(study, spec, SearchSpace.from_dict(SPACE, 6, hidden_size=384), executor, train_size=320).run()
+    assert len(executor.trained) == 3
+    assert not any(t.user_attrs.get(storage.INFEASIBLE) for t in study.get_trials())
