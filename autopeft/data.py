@@ -2,13 +2,15 @@
 
 Tokenised examples are kept unpadded (one int array per example); batches are padded only to their own longest
 example when they are formed, which on short-sentence tasks like SST-2 saves most of the compute. One tokeniser per
-task: classification (a label per text or text pair) and causal-lm instruction tuning (LLM-Adapters' records:
-the response is scored, the prompt is not; evaluation generates from the prompt and checks the answer).
+task: classification (a label per text or text pair), regression (a number per text or text pair, as in STS-B) and
+causal-lm instruction tuning (LLM-Adapters' records: the response is scored, the prompt is not; evaluation
+generates from the prompt and checks the answer).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +33,7 @@ _READERS = {
 class TokenizedSplit:
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray | None  # classification: one label index per example
+    labels: np.ndarray | None  # classification: one label index per example (int64); regression: the target (float32)
     token_labels: list[np.ndarray] | None = None  # causal-lm: the target per token, -100 where not scored
     prompts: list[np.ndarray] | None = None  # causal-lm evaluation: the prompt alone, to generate from
     answers: list[str] | None = None  # causal-lm evaluation: the gold answers
@@ -48,11 +50,15 @@ class TokenizedSplit:
 class TaskData:
     train: TokenizedSplit
     eval: TokenizedSplit
-    label_names: list[str]
+    label_names: list[str]  # classification: the label values in head order; empty for the other tasks
+    task: str = "sequence-classification"
 
     @property
     def num_labels(self) -> int:
-        return len(self.label_names)
+        """Outputs of the task head: one per label, 1 for regression, 0 for causal-lm (autopeft.models)."""
+        from autopeft.models import num_labels
+
+        return num_labels(self.task, self.label_names)
 
 
 def read_table(path: str, field: str) -> pd.DataFrame:
@@ -113,6 +119,18 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     return _TOKENIZERS[model.task](train, evaluation, data, load_tokenizer(model))
 
 
+def _tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.ndarray) -> TokenizedSplit:
+    """Single texts or text pairs (``data.text_columns``), with one label or target per example."""
+    texts = [frame[c].astype(str).tolist() for c in data.text_columns]
+    encoded = tokenizer(*texts, truncation=True, max_length=data.max_length)
+    types = encoded.get("token_type_ids")
+    return TokenizedSplit(
+        input_ids=[np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]],
+        token_type_ids=None if types is None else [np.asarray(x, dtype=np.int8) for x in types],
+        labels=labels,
+    )
+
+
 def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     label_names = sorted({str(v) for v in train[data.label_column]})
     if len(label_names) < 2:
@@ -123,16 +141,35 @@ def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpe
     label_index = {name: i for i, name in enumerate(label_names)}
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
-        texts = [frame[c].astype(str).tolist() for c in data.text_columns]
-        encoded = tokenizer(*texts, truncation=True, max_length=data.max_length)
-        types = encoded.get("token_type_ids")
-        return TokenizedSplit(
-            input_ids=[np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]],
-            token_type_ids=None if types is None else [np.asarray(x, dtype=np.int8) for x in types],
-            labels=np.asarray([label_index[str(v)] for v in frame[data.label_column]], dtype=np.int64),
-        )
+        labels = np.asarray([label_index[str(v)] for v in frame[data.label_column]], dtype=np.int64)
+        return _tokenize_texts(frame, data, tokenizer, labels)
 
-    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names)
+    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names,
+                    task="sequence-classification")
+
+
+def _targets(frame: pd.DataFrame, data: DataSpec, field: str) -> np.ndarray:
+    """The regression target of each row as float32; a value that is not a finite number is the user's to fix."""
+    targets = np.empty(len(frame), dtype=np.float32)
+    for row, value in enumerate(frame[data.label_column]):
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise UserError(f"data.label_column: sequence-regression needs a finite number in column "
+                            f"{data.label_column!r}; the {field} data has {value!r}")
+        targets[row] = number
+    return targets
+
+
+def _regression(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
+    train_targets = _targets(train, data, "train")
+    if np.ptp(train_targets) == 0:
+        raise UserError(f"data.label_column: every training target is {train_targets[0]:g}; nothing to learn")
+    return TaskData(train=_tokenize_texts(train, data, tokenizer, train_targets),
+                    eval=_tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval")),
+                    label_names=[], task="sequence-regression")
 
 
 # LLM-Adapters' prompt (Alpaca's), so adapters trained here are evaluated the way that benchmark evaluates them.
@@ -170,13 +207,18 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
             answers=[str(a) for a in frame[data.answer_column]] if with_prompts else None,
         )
 
-    return TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[])
+    return TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[], task="causal-lm")
+
+
+def _text_columns(d: DataSpec) -> dict[str, str]:
+    return {**{c: "text_columns" for c in d.text_columns or []}, d.label_column: "label_column"}
 
 
 _TASK_COLUMNS = {
-    "sequence-classification": lambda d: {**{c: "text_columns" for c in d.text_columns or []},
-                                          d.label_column: "label_column"},
+    "sequence-classification": _text_columns,
+    "sequence-regression": _text_columns,
     "causal-lm": lambda d: {d.instruction_column: "instruction_column", d.output_column: "output_column",
                             d.answer_column: "answer_column"},
 }
-_TOKENIZERS = {"sequence-classification": _classification, "causal-lm": _instructions}
+_TOKENIZERS = {"sequence-classification": _classification, "sequence-regression": _regression,
+               "causal-lm": _instructions}

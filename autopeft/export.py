@@ -20,6 +20,7 @@ from autopeft import storage
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE, Method
+from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES
 from autopeft.pareto import pareto_front
 from autopeft.pick import Pick, choose
 from autopeft.spec import SearchSpec
@@ -31,9 +32,9 @@ A {method} adapter for `{base}` ({task}), exported by autopeft. Measured values 
 the configuration in `config.yaml`.
 
 ```python
-from transformers import AutoModelForSequenceClassification
+from transformers import {model_class}
 
-base = AutoModelForSequenceClassification.from_pretrained("{base}", num_labels={num_labels})
+base = {model_class}.from_pretrained("{base}"{head})
 {loading}
 ```
 {extra}"""
@@ -43,8 +44,11 @@ way before loading, so the outputs are the measured ones.
 """
 _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
-(`AutoModelForSequenceClassification.from_pretrained("merged")`).
+(`{model_class}.from_pretrained("merged")`).
 """
+# The task head's arguments the README's loading lines pass (the label names are in config.yaml).
+_README_HEAD_ARGUMENTS = ("num_labels", "problem_type")
+_UNKNOWN_LABELS = ["0", "1"]  # a search stored without its label names: the common two-label head
 
 
 def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: bool = False,
@@ -84,12 +88,15 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         bits = int(record.config.get("base_bits", 16))
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
+        model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
-            extra += _MERGED
+            extra += _MERGED.format(model_class=model_class)
+        head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
         (target / "README.md").write_text(_README.format(
             number=record.number, search=study.study_name, method=method.name, base=spec.model.name_or_path,
-            task=spec.model.task, num_labels=len(labels) or 2,
+            task=spec.model.task, model_class=model_class,
+            head="".join(f", {k}={head[k]!r}" for k in _README_HEAD_ARGUMENTS if k in head),
             loading=loading.replace("FOLDER", '"path/to/this/folder"'), extra=extra))
         exported.append(target)
         rows.append({"trial": record.number, "folder": target.name,
@@ -103,7 +110,7 @@ def _write_merged(spec: SearchSpec, labels: list[str], target: Path) -> None:
     from autopeft.loading import load_merged
     from autopeft.models import load_base_model, load_tokenizer
 
-    model = load_merged(load_base_model(spec.model, labels or ["0", "1"]), target)
+    model = load_merged(load_base_model(spec.model, labels or _UNKNOWN_LABELS), target)
     model.save_pretrained(str(target / "merged"))
     load_tokenizer(spec.model).save_pretrained(str(target / "merged"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import (
@@ -17,8 +18,29 @@ from autopeft.spec import ModelSpec
 
 TASK_MODEL_CLASSES: dict[str, Any] = {
     "sequence-classification": AutoModelForSequenceClassification,
+    "sequence-regression": AutoModelForSequenceClassification,
     "causal-lm": AutoModelForCausalLM,
 }
+
+
+def _labelled_head(label_names: Sequence[str]) -> dict[str, Any]:
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+# The task head each task's base is loaded with: from_pretrained's keyword arguments, given the label names.
+# Regression has one output and problem_type "regression", so transformers' forward takes the MSE loss of the
+# single logit against float labels.
+TASK_HEADS: dict[str, Callable[[Sequence[str]], dict[str, Any]]] = {
+    "sequence-classification": _labelled_head,
+    "sequence-regression": lambda label_names: {"num_labels": 1, "problem_type": "regression"},
+    "causal-lm": lambda label_names: {},
+}
+
+
+def num_labels(task: str, label_names: Sequence[str]) -> int:
+    """Outputs of the task head: one per label (classification), 1 (regression), 0 (causal-lm: no head)."""
+    return TASK_HEADS[task](label_names).get("num_labels", 0)
 
 
 def _load(what: str, loader, model: ModelSpec, **kwargs):
@@ -37,16 +59,8 @@ def load_tokenizer(model: ModelSpec):
     return _load("tokenizer", AutoTokenizer.from_pretrained, model)
 
 
-def load_base_model(model: ModelSpec, label_names: list[str]) -> PreTrainedModel:
-    """The frozen base; for classification with a task head sized for the labels (re-initialised per trial)."""
-    model_class = TASK_MODEL_CLASSES[model.task]
-    if model.task == "causal-lm":
-        return _load("weights", model_class.from_pretrained, model)
-    return _load(
-        "weights",
-        model_class.from_pretrained,
-        model,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-    )
+def load_base_model(model: ModelSpec, label_names: Sequence[str]) -> PreTrainedModel:
+    """The frozen base with its task's head (classification: sized for the labels; regression: one output),
+    re-initialised per trial; ``label_names`` is ignored by the tasks without labels."""
+    return _load("weights", TASK_MODEL_CLASSES[model.task].from_pretrained, model,
+                 **TASK_HEADS[model.task](label_names))

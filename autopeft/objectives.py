@@ -30,6 +30,12 @@ MEASUREMENTS: dict[str, Measurement] = {
                     is_task_metric=True),
         Measurement("answer_accuracy", "maximize", "fraction", "share of evaluation prompts whose generated "
                     "response gives the gold answer (causal-lm)", is_task_metric=True),
+        Measurement("spearman", "maximize", "coefficient", "Spearman rank correlation of the predictions with the "
+                    "gold targets (sequence-regression; ties get average ranks)", is_task_metric=True),
+        Measurement("pearson", "maximize", "coefficient", "Pearson correlation of the predictions with the gold "
+                    "targets (sequence-regression)", is_task_metric=True),
+        Measurement("mse", "minimize", "squared target units", "mean squared error of the predictions "
+                    "(sequence-regression)", is_task_metric=True),
         Measurement("eval_loss", "minimize", "nats", "mean token cross-entropy of the gold responses (causal-lm)"),
         Measurement("trainable_params", "minimize", "parameters", "parameters with requires_grad on the built model"),
         Measurement("trainable_percent", "minimize", "%", "trainable parameters as a percentage of the base model's"),
@@ -46,6 +52,7 @@ MEASUREMENTS: dict[str, Measurement] = {
 # What each task's evaluation reports (every task also reports every cost above).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "sequence-classification": ("accuracy", "macro_f1", "matthews"),
+    "sequence-regression": ("spearman", "pearson", "mse"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
 }
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autopeft.errors import SpecError
-from autopeft.objectives import MEASUREMENTS, Direction, known_measurements
+from autopeft.objectives import MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
@@ -34,10 +34,11 @@ class ModelSpec(_Strict):
         description="A local model folder, a hub name (org/name), or python-package:MODULE for a model that a "
         "pip package ships (the module's get_model_path() gives its folder)."
     )
-    task: Literal["sequence-classification", "causal-lm"] = Field(
+    task: Literal["sequence-classification", "sequence-regression", "causal-lm"] = Field(
         "sequence-classification",
-        description="sequence-classification (single texts or pairs, a label each) or causal-lm (instruction "
-        "tuning of a decoder on instruction/input/output/answer records, as in LLM-Adapters).",
+        description="sequence-classification (single texts or pairs, a label each), sequence-regression (single "
+        "texts or pairs, a number each, as in STS-B) or causal-lm (instruction tuning of a decoder on "
+        "instruction/input/output/answer records, as in LLM-Adapters).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
 
@@ -53,9 +54,10 @@ class DataSpec(_Strict):
     train: str | None = Field(None, description="Training file: .tsv, .csv, .jsonl/.json or .parquet.")
     eval: str | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
-    text_columns: list[str] | None = Field(None, description="Classification: one column, or two for pairs.",
-                                           min_length=1, max_length=2)
-    label_column: str = "label"
+    text_columns: list[str] | None = Field(None, description="Classification and regression: one column, or two "
+                                           "for pairs.", min_length=1, max_length=2)
+    label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
+                              "target.")
     instruction_column: str = Field("instruction", description="causal-lm: the instruction field.")
     input_column: str = Field("input", description="causal-lm: the optional input field.")
     output_column: str = Field("output", description="causal-lm: the target response field.")
@@ -90,7 +92,8 @@ class ObjectiveSpec(_Strict):
         return self.direction or MEASUREMENTS[self.name].natural_direction
 
 
-_UPPER_LIMITS = {"fraction": 1.0, "%": 100.0}
+# The values a measurement can take, by unit; every other unit runs from 0 up (counts, sizes, times, errors).
+_RANGES = {"fraction": (0.0, 1.0), "%": (0.0, 100.0), "coefficient": (-1.0, 1.0)}
 
 
 class ConstraintSpec(_Strict):
@@ -108,12 +111,15 @@ class ConstraintSpec(_Strict):
         if self.max is None and self.min is None:
             raise ValueError("give a bound: max or min")
         # A bound no trial can meet would make every trial infeasible and the search pointless.
-        upper = _UPPER_LIMITS.get(MEASUREMENTS[self.name].unit, float("inf")) if self.name in MEASUREMENTS else None
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}: no trial can meet it")
-        if self.max is not None and self.max < 0:
-            raise ValueError(f"max {self.max} is below 0: {self.name} is never negative, no trial can meet it")
-        if upper is not None and self.min is not None and self.min > upper:
+        if self.name not in MEASUREMENTS:
+            return self
+        lower, upper = _RANGES.get(MEASUREMENTS[self.name].unit, (0.0, float("inf")))
+        if self.max is not None and self.max < lower:
+            never = "negative" if lower == 0 else f"below {lower:g}"
+            raise ValueError(f"max {self.max} is below {lower:g}: {self.name} is never {never}, no trial can meet it")
+        if self.min is not None and self.min > upper:
             raise ValueError(f"min {self.min} is above {upper:g}, the largest {self.name} there is")
         return self
 
@@ -213,8 +219,17 @@ class SearchSpec(_Strict):
 
     @property
     def task_metric(self) -> str:
-        """The metric shown as 'best' in listings: the first task metric among the objectives."""
-        return next((o.name for o in self.objectives if MEASUREMENTS[o.name].is_task_metric), "accuracy")
+        """The metric shown as 'best' in listings: the first task metric among the objectives (else the task's
+        first metric)."""
+        return next((o.name for o in self.objectives if MEASUREMENTS[o.name].is_task_metric),
+                    TASK_METRICS[self.model.task][0])
+
+    @property
+    def task_metric_direction(self) -> Direction:
+        """Which way the task metric improves: its objective's direction, else its natural one (mse: minimize)."""
+        metric = self.task_metric
+        return next((o.resolved_direction for o in self.objectives if o.name == metric),
+                    MEASUREMENTS[metric].natural_direction)
 
     def to_stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -277,14 +292,19 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     return spec
 
 
+# The data fields a task cannot do without (beyond those every spec has).
+_TASK_DATA_FIELDS: dict[str, tuple[str, ...]] = {
+    "sequence-classification": ("text_columns",),
+    "sequence-regression": ("text_columns",),
+    "causal-lm": (),
+}
+
+
 def _task_problems(spec: SearchSpec) -> list[str]:
     """Fields whose validity depends on the task: its data fields, and the metrics it can report."""
-    from autopeft.objectives import TASK_METRICS
-
     task = spec.model.task
-    problems = []
-    if task == "sequence-classification" and not spec.data.text_columns:
-        problems.append("data.text_columns: required field is missing")
+    problems = [f"data.{field}: required field is missing" for field in _TASK_DATA_FIELDS[task]
+                if not getattr(spec.data, field)]
     other_tasks_metrics = {m for t, ms in TASK_METRICS.items() if t != task for m in ms} - set(TASK_METRICS[task])
     for i, objective in enumerate([*spec.objectives, *spec.constraints]):
         field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"

@@ -18,7 +18,7 @@ def format_value(name: str, value: float | None) -> str:
     if value is None:
         return "-"
     unit = MEASUREMENTS[name].unit if name in MEASUREMENTS else ""
-    if unit == "fraction":
+    if unit in ("fraction", "coefficient", "squared target units"):
         return f"{value:.4f}"
     if unit in ("parameters", "bytes"):
         return f"{int(value):,}"
@@ -109,7 +109,7 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "interrupted": by_state.get("INTERRUPTED", 0),
         "baselines": len(baselines),
         "metric": metric,
-        "best": max(scores) if scores else None,
+        "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
     }
 

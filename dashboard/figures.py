@@ -32,9 +32,10 @@ def _label(name: str, spec: SearchSpec | None = None) -> str:
 
 
 def _format(name: str) -> str:
-    """d3 number format for a measurement in hover labels: counts whole, fractions to 4 places."""
+    """d3 number format for a measurement in hover labels: counts whole, fractions and correlations to 4 places."""
     unit = MEASUREMENTS[name].unit if name in MEASUREMENTS else ""
-    return {"parameters": ",.0f", "bytes": ",.0f", "fraction": ".4f"}.get(unit, ",.2f")
+    return {"parameters": ",.0f", "bytes": ",.0f", "fraction": ".4f", "coefficient": ".4f",
+            "squared target units": ".4f"}.get(unit, ",.2f")
 
 
 def _hover(x: str, y: str) -> str:

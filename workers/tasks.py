@@ -2,6 +2,8 @@
 
 - sequence-classification: batches of (padded) texts with their label; evaluation predicts a label per example
   and reports accuracy, macro F1 and Matthews correlation.
+- sequence-regression: the same batches with a float target (the one-output head is trained on the MSE);
+  evaluation takes the single output as the prediction and reports Spearman and Pearson correlation and the MSE.
 - causal-lm: batches of prompt + response with the prompt masked out of the loss; evaluation reports the mean
   token loss of the gold responses and the share of prompts whose greedy generation gives the gold answer
   (LLM-Adapters' scoring: the last number for math, the first choice token such as ``answer2`` or ``true`` else).
@@ -17,12 +19,13 @@ import torch
 from torch import nn
 
 from autopeft.data import TaskData, TokenizedSplit
+from autopeft.errors import TrialFailure
 from workers.prefix_cache import FrozenPrefix
-from workers.training import classification_metrics, collate, predict
+from workers.training import classification_metrics, collate, predict_logits, regression_metrics
 
 
-class ClassificationRunner:
-    name: ClassVar[str] = "sequence-classification"
+class _TextRunner:
+    """Single texts or text pairs with one label (classification) or target (regression) each."""
 
     def __init__(self, data: TaskData, tokenizer, device: torch.device):
         self.data = data
@@ -35,11 +38,29 @@ class ClassificationRunner:
         batch["labels"] = self.labels[indices].to(self.device)
         return batch
 
-    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+    def _eval_outputs(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None) -> np.ndarray:
+        """The head's outputs on the evaluation split (examples × outputs)."""
         forward = None if prefix is None else (lambda indices, batch: prefix.forward("eval", indices, batch))
-        predictions = predict(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id, device=self.device,
-                              forward=forward)
+        return predict_logits(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id,
+                              device=self.device, forward=forward)
+
+
+class ClassificationRunner(_TextRunner):
+    name: ClassVar[str] = "sequence-classification"
+
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+        predictions = self._eval_outputs(model, batch_size, prefix).argmax(axis=-1)
         return classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
+
+
+class RegressionRunner(_TextRunner):
+    name: ClassVar[str] = "sequence-regression"
+
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+        predictions = self._eval_outputs(model, batch_size, prefix)[:, 0]
+        if not np.isfinite(predictions).all():
+            raise TrialFailure("the model's predictions are not finite numbers; lower the learning rate")
+        return regression_metrics(predictions, self.data.eval.labels)
 
 
 def _pad(rows: list[np.ndarray], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,4 +147,4 @@ class CausalLmRunner:
         return {"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)}
 
 
-RUNNERS = {runner.name: runner for runner in (ClassificationRunner, CausalLmRunner)}
+RUNNERS = {runner.name: runner for runner in (ClassificationRunner, RegressionRunner, CausalLmRunner)}

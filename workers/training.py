@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
@@ -119,19 +120,30 @@ def train(
 
 
 @torch.no_grad()  # not inference_mode: states cached here by the frozen-prefix cache are reused in training
-def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,
-            forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
-    """Predicted label per example, in the split's order (``forward(indices, batch)`` replaces ``model(**batch)``,
-    e.g. to start from cached frozen layers)."""
+def predict_logits(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,
+                   forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
+    """The head's outputs per example (examples × outputs, float32), in the split's order (``forward(indices,
+    batch)`` replaces ``model(**batch)``, e.g. to start from cached frozen layers)."""
     model.eval()
     order = np.argsort(split.lengths, kind="stable")
-    predictions = np.empty(len(split), dtype=np.int64)
+    outputs: np.ndarray | None = None
     for start in range(0, len(order), batch_size):
         indices = order[start:start + batch_size]
         batch = collate(split, indices, pad_id, device)
-        logits = (model(**batch) if forward is None else forward(indices, batch)).logits
-        predictions[indices] = logits.argmax(dim=-1).cpu().numpy()
-    return predictions
+        logits = (model(**batch) if forward is None else forward(indices, batch)).logits.float().cpu().numpy()
+        if outputs is None:
+            outputs = np.empty((len(split), logits.shape[-1]), dtype=np.float32)
+        outputs[indices] = logits
+    if outputs is None:
+        raise ValueError("nothing to predict: the split has no examples")
+    return outputs
+
+
+def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,
+            forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
+    """Predicted label per example (the highest logit), in the split's order; see :func:`predict_logits`."""
+    return predict_logits(model, split, batch_size=batch_size, pad_id=pad_id, device=device,
+                          forward=forward).argmax(axis=-1)
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -151,3 +163,20 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
         fn = np.sum((predictions != label) & (labels == label))
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)), "matthews": matthews}
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r; 0.0 when either side is constant (undefined there; 0 = no association, as for Matthews)."""
+    x, y = x - x.mean(), y - y.mean()
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    return 0.0 if denominator == 0 else float(np.clip(x @ y / denominator, -1.0, 1.0))
+
+
+def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Spearman rank correlation (tied values share their average rank), Pearson correlation and mean squared
+    error of the predictions against the gold targets, computed in float64."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    ranks = [pd.Series(v).rank(method="average").to_numpy() for v in (predictions, targets)]
+    return {"spearman": _correlation(*ranks), "pearson": _correlation(predictions, targets),
+            "mse": float(np.mean((predictions - targets) ** 2))}
