@@ -1,0 +1,76 @@
+"""Live comparison with the hand-picked baselines: a real search per task, then the standard configurations
+trained into the same study at the same fidelity, and the question asked of each: does the found front hold a
+configuration with at least its accuracy at no more trainable parameters?
+
+    .venv/bin/python bench/live_baselines/run.py [--tasks sst2 qnli]
+
+Each task is two commands of the product, run as a user runs them (``autopeft search run`` on ``TASK.yaml``, then
+``autopeft baselines NAME --json``); this script only sequences them and collects ``search show --json`` and the
+comparison into ``results.json`` and ``table.md``. Resumable per task: a task already in ``results.json`` is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
+STORAGE = "sqlite:////tmp/live-baselines/live.db"
+
+
+def autopeft(*args: str) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([AUTOPEFT, *args], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True)
+    return done.stdout
+
+
+def run_task(task: str) -> dict:
+    name = f"live-{task}"
+    Path("/tmp/live-baselines").mkdir(exist_ok=True)
+    started = time.monotonic()
+    autopeft("search", "run", str(HERE / f"{task}.yaml"), "--name", name, "--storage", STORAGE)
+    search_s = time.monotonic() - started
+    started = time.monotonic()
+    comparison = json.loads(autopeft("baselines", name, "--storage", STORAGE, "--json"))
+    baselines_s = time.monotonic() - started
+    shown = json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
+    return {"search_seconds": round(search_s, 1), "baselines_seconds": round(baselines_s, 1),
+            "comparison": comparison, "search": shown}
+
+
+def table(results: dict) -> str:
+    lines = ["| task | baseline | its accuracy | its params | front point | front accuracy | front params |",
+             "|---|---|---|---|---|---|---|"]
+    for task, result in results.items():
+        for row in result["comparison"]:
+            matched = row["matched_by"] is not None
+            lines.append(f"| {task} | {row['baseline']} | {row['accuracy']:.4f} | {int(row['trainable_params']):,} | "
+                         + (f"trial {row['matched_by']} | {row['front accuracy']:.4f} | "
+                            f"{int(row['front trainable_params']):,} |" if matched else "none | – | – |"))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"], choices=["sst2", "qnli"])
+    args = parser.parse_args()
+    results_file = HERE / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    for task in args.tasks:
+        if task in results:
+            continue
+        results[task] = run_task(task)
+        results_file.write_text(json.dumps(results, indent=1))
+        (HERE / "table.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
