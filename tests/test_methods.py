@@ -153,3 +153,34 @@ def test_methods_that_need_the_base_weights_are_refused_on_a_quantised_base(meth
         check_compatible(method, library, 4, {"method": method, **options})
     check_compatible(method, library, 16, {"method": method, **options})
     check_compatible("lora", "peft", 4, {"method": "lora", "lora": {"init": "eva"}})
+
+
+def _tiny(model_type: str):
+    """A two-layer sequence classifier of ``model_type`` built from its config (no weights to download)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    sizes = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_labels": 2, "pad_token_id": 0}
+    if model_type in ("qwen2", "mistral", "llama"):
+        sizes["num_key_value_heads"] = 2
+    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **sizes))
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "xlm-roberta", "electra", "qwen2", "mistral"])
+def test_every_role_resolves_to_a_linear_module_on_the_other_mapped_architectures(model_type):
+    """The architectures that share BERT's or LLaMA's module map (the matrix test covers six others): each role
+    names one linear module per chosen layer, and LoRA on all of them trains exactly those."""
+    from torch import nn
+
+    from autopeft.architectures import ROLE_MODULES
+
+    model = _tiny(model_type)
+    roles = list(ROLE_MODULES[model_type])
+    names = resolve_targets(model, roles, [1])
+    assert len(names) == len(roles)
+    assert all(isinstance(model.get_submodule(name), nn.Linear) and ".1." in name for name in names)
+    built = get_method("lora").build(copy.deepcopy(model), {"method": "lora", "layers": [1],
+                                                             "lora": {"r": 2, "target_modules": roles}})
+    wrapped = {name.rsplit(".lora_A", 1)[0].removeprefix("base_model.model.")
+               for name, _ in built.named_parameters() if ".lora_A." in name}
+    assert wrapped == set(names)
