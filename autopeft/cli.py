@@ -136,17 +136,23 @@ def search_run(spec_file: str, name: str | None, storage: str | None, trials: in
 @storage_option
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
 @ray_address_option
-def search_resume(name: str, storage: str | None, executor: str, ray_address: str | None) -> None:
-    """Finish an interrupted search's budget; trials it left running are re-proposed."""
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Raise the trial budget to this many first, so a finished search goes on.")
+def search_resume(name: str, storage: str | None, executor: str, ray_address: str | None,
+                  trials: int | None) -> None:
+    """Finish an interrupted search's budget (or a raised one); trials it left running are re-proposed."""
     from autopeft import storage as store
     from autopeft.search import resume_search
     from autopeft.spec import normalise_storage_url
 
     url = normalise_storage_url(storage or DEFAULT_STORAGE)
     _, spec = store.load_search(store.open_storage(url, create=False), name)
+    if trials is not None:
+        spec = spec.model_copy(deep=True)
+        spec.budget.trials = trials  # for the progress bar; resume_search checks and stores it
     try:
         _run_with_progress(spec, lambda bar: resume_search(
-            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
+            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar, trials=trials))
     except KeyboardInterrupt:
         _interrupted(name, url)
     _print_front(name, url)

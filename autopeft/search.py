@@ -18,6 +18,7 @@ from autopeft import storage
 from autopeft.architectures import num_layers
 from autopeft.controller import Progress, SearchController
 from autopeft.data import TaskData, load_task_data
+from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
 from autopeft.models import load_model_config
 from autopeft.preflight import check_space_builds
@@ -57,11 +58,20 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
 
 
 def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_address: str | None = None,
-                  on_progress: ProgressCallback | None = None) -> list[int]:
-    """Continue a stopped or killed search until its budget is spent; returns the trials that were requeued."""
+                  on_progress: ProgressCallback | None = None, trials: int | None = None) -> list[int]:
+    """Continue a stopped or killed search until its budget is spent; returns the trials that were requeued.
+
+    ``trials`` raises the budget first (stored with the search's spec), so a finished search goes on: its study,
+    front and sampler history carry over, and only the extra trials are trained."""
     store = storage.open_storage(storage_url)
     study, spec = storage.load_search(store, name)
-    storage.claim_controller(study)
+    storage.claim_controller(study)  # first: a search another controller still runs is refused untouched
+    if trials is not None:
+        try:
+            spec = raise_budget(study, spec, trials)
+        except UserError:
+            storage.release_controller(study)
+            raise
     requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran",
                                            keep=storage.live_controllers(study))
     sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)))
@@ -70,6 +80,19 @@ def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_add
     space, data = prepare(spec)
     _drive(study, spec, space, data, executor, on_progress)
     return requeued
+
+
+def raise_budget(study: optuna.Study, spec: SearchSpec, trials: int) -> SearchSpec:
+    """Store ``spec`` with a trial budget of ``trials`` (never below what the search has spent)."""
+    spent = storage.budget_spent(study.get_trials(deepcopy=False))
+    if trials < spent:
+        raise UserError(f"--trials: {trials} is below the {spent} trials {study.study_name} has already spent; "
+                        f"give at least {spent}")
+    spec = spec.model_copy(deep=True)
+    spec.budget.trials = trials
+    study.set_user_attr(storage.SPEC, spec.to_stored())
+    study.set_user_attr(storage.FINISHED, False)
+    return spec
 
 
 def join_search(name: str, *, storage_url: str, executor: str = "ray", ray_address: str | None = None,

@@ -100,3 +100,29 @@ def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
     assert [t.user_attrs.get(storage.RETRY_OF) for t in trials if t.state == TrialState.WAITING] == [running]
     gone, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, [p.info if hasattr(p, "info") else p.pid for p in alive]
+
+
+def test_resume_with_more_trials_continues_a_finished_search(tmp_path):
+    """`search resume NAME --trials N` raises the budget of a finished search: only the extra trials train, and a
+    budget below what was spent is refused naming the option, with nothing changed."""
+    from autopeft.search import resume_search, start_search
+    from autopeft.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 4})))
+    start_search(spec, name="grown", executor="local")
+    url = spec.storage
+    study, _ = storage.load_search(storage.open_storage(url), "grown")
+    first = [t.number for t in study.get_trials() if storage.counts_against_budget(t)]
+    assert len(first) == 2 and study.user_attrs[storage.FINISHED] is True
+
+    refused = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "resume", "grown", "--trials", "1",
+                              "--storage", url, "--executor", "local"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--trials: 1 is below the 2 trials" in refused.stderr
+    study, stored = storage.load_search(storage.open_storage(url), "grown")
+    assert stored.budget.trials == 2 and study.user_attrs[storage.FINISHED] is True
+
+    resume_search("grown", storage_url=url, executor="local", trials=3)
+    study, stored = storage.load_search(storage.open_storage(url), "grown")
+    counted = [t for t in study.get_trials() if storage.counts_against_budget(t)]
+    assert stored.budget.trials == 3 and len(counted) == 3 and study.user_attrs[storage.FINISHED] is True
+    assert [t.number for t in counted][:2] == first  # the first two are kept, not retrained
