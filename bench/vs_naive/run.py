@@ -37,7 +37,7 @@ ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "bench" / "search_efficiency"), str(ROOT)]
 
 import ours  # noqa: E402
-from compare import REFERENCE, hypervolume  # noqa: E402  (bench/search_efficiency/compare.py)
+from compare import REFERENCE, _rounded, hypervolume  # noqa: E402  (bench/search_efficiency/compare.py)
 
 TARGET = "hypervolume of ours after its limit >= the naive search's after its (longer) limit"
 
@@ -135,16 +135,6 @@ def table(summary: dict) -> str:
 
 def _acc(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
-
-
-def _rounded(value):
-    if isinstance(value, float):
-        return round(value, 5)
-    if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    return value
 
 
 def main() -> None:
