@@ -221,12 +221,19 @@ class SearchSpace:
             value, problem = self._draw(trial, name, param)
             _set_dotted(config, name, value)
             rejection = rejection or problem
+        for other in self._method_choices() - {config.get("method")}:
+            config.pop(other, None)  # a fixed option of another method (lora.alpha_over_r on a Pfeiffer point)
         for rule in self.definition.rules:
             if not _holds(rule.when, config):
                 continue
             if not any((_get_dotted(config, name) or 0) > 0 for name in rule.any_positive):
                 rejection = rejection or f"at least one of {rule.any_positive} must be above 0"
         return Proposal(config=config, rejection=rejection)
+
+    def _method_choices(self) -> set[str]:
+        """The methods this space chooses between (their option blocks are named after them)."""
+        param = self.definition.parameters.get("method")
+        return {str(c) for c in getattr(param, "choices", [])}
 
     def _draw(self, trial: optuna.Trial, name: str, param: Any) -> tuple[Any, str | None]:
         if isinstance(param, FloatParam):

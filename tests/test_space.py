@@ -50,6 +50,21 @@ def test_conditional_parameters_are_drawn_only_when_their_condition_holds():
     assert seen == {"lora", "other"}
 
 
+def test_fixed_options_of_other_methods_are_left_out_of_a_point():
+    """A fixed `lora.alpha_over_r` in a space that also offers Pfeiffer adapters belongs to LoRA points only."""
+    space = _space({"name": "mixed", "parameters": {"method": {"type": "categorical", "choices": ["lora", "pfeiffer"]}},
+                    "fixed": {"lora.alpha_over_r": 2.0, "learning_rate": 1e-3, "layers": [5]}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = {}
+    for _ in range(12):
+        trial = study.ask()
+        config = space.suggest(trial).config
+        configs[config["method"]] = config
+        study.tell(trial, 0.0)
+    assert configs["lora"] == {"method": "lora", "lora": {"alpha_over_r": 2.0}, "learning_rate": 1e-3, "layers": [5]}
+    assert configs["pfeiffer"] == {"method": "pfeiffer", "learning_rate": 1e-3, "layers": [5]}
+
+
 def test_a_point_with_no_layer_is_rejected_with_a_reason():
     space = _space({"name": "x", "parameters": {"layers": {"type": "layers", "min_on": 1}},
                     "fixed": {"method": "lora"}}, layers=3)
