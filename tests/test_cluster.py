@@ -84,7 +84,8 @@ def test_killing_a_node_mid_trial_loses_no_completed_trial(tmp_path, cluster):
     reader.join(timeout=600)
     assert controller.returncode == 0, output[1][-3000:] if len(output) > 1 else "controller did not finish"
     after = _trials(url, "nodes")
-    assert [t.state for t in after] == [TrialState.COMPLETE] * 3, \
+    trained = [t for t in after if not t.user_attrs.get(storage.REJECTED)]  # proposals refused before training aside
+    assert [t.state for t in trained] == [TrialState.COMPLETE] * 3, \
         [(t.number, t.state, t.user_attrs.get(storage.FAIL_REASON)) for t in after]
     # The node's loss is not the trial's fault: the same trial ran again, in another worker process.
     assert not after[interrupted].user_attrs[storage.WORKER].endswith(f":{killed_pid}")
