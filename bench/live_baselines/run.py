@@ -2,7 +2,7 @@
 trained into the same study at the same fidelity, and the question asked of each: does the found front hold a
 configuration with at least its accuracy at no more trainable parameters?
 
-    .venv/bin/python bench/live_baselines/run.py [--tasks sst2 qnli] [--more-trials N]
+    .venv/bin/python bench/live_baselines/run.py [--tasks sst2 qnli qnli_adapters] [--more-trials N]
 
 Each task is two commands of the product, run as a user runs them (``autopeft search run`` on ``TASK.yaml``, then
 ``autopeft baselines NAME --json``); this script only sequences them and collects ``search show --json`` and the
@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
 STORAGE = "sqlite:////tmp/live-baselines/live.db"
+# Each task is TASK.yaml here; qnli_adapters is a second QNLI search over the adapter family (space_adapters.yaml).
+TASKS = ["sst2", "qnli", "qnli_adapters"]
 
 
 def autopeft(*args: str) -> str:
@@ -31,8 +33,12 @@ def autopeft(*args: str) -> str:
     return done.stdout
 
 
+def search_name(task: str) -> str:
+    return f"live-{task.replace('_', '-')}"
+
+
 def run_task(task: str) -> dict:
-    name = f"live-{task}"
+    name = search_name(task)
     Path("/tmp/live-baselines").mkdir(exist_ok=True)
     started = time.monotonic()
     autopeft("search", "run", str(HERE / f"{task}.yaml"), "--name", name, "--storage", STORAGE)
@@ -48,7 +54,7 @@ def run_task(task: str) -> dict:
 def extend_task(task: str, trials: int) -> dict:
     """Raise the task's search to ``trials`` (``autopeft search resume --trials``), then compare again (the
     baselines are in the study already, so none is retrained)."""
-    name = f"live-{task}"
+    name = search_name(task)
     started = time.monotonic()
     autopeft("search", "resume", name, "--trials", str(trials), "--storage", STORAGE)
     search_s = time.monotonic() - started
@@ -75,7 +81,7 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"], choices=["sst2", "qnli"])
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"], choices=TASKS)
     parser.add_argument("--more-trials", type=int, default=None, metavar="N",
                         help="raise each measured task's search to N trials and compare again")
     args = parser.parse_args()
