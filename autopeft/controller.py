@@ -146,10 +146,11 @@ class SearchController:
             if proposal.rejection is None:
                 proposal.rejection = self._check_buildable(trial, proposal.config)
             if proposal.rejection is None:
-                infeasible = self._known_violations(trial)
+                predicted = trial.user_attrs.get(storage.PREDICTED, {})
+                infeasible = self._known_violations(predicted)
                 if not infeasible:
                     break
-                self._tell_infeasible(trial, infeasible)
+                self._tell_infeasible(trial, predicted, infeasible)
                 infeasible_count += 1
                 continue
             trial.set_user_attr(storage.REJECTED, True)
@@ -258,13 +259,12 @@ class SearchController:
         trial.set_user_attr(storage.PREDICTED, predicted)
         return None
 
-    def _known_violations(self, trial: optuna.Trial) -> list[float] | None:
+    def _known_violations(self, predicted: dict[str, float]) -> list[float] | None:
         """The spec's constraints evaluated on the costs known before training, or None if all may be met.
 
         Trainable parameters (and their share) are exact before training; the adapter's tensor bytes are a lower
         bound of its file, so only a ``max`` on ``adapter_bytes`` can be decided. A constraint on anything
         measured in training (accuracy, memory, time) is left undecided (violation 0) until the trial runs."""
-        predicted = trial.user_attrs.get(storage.PREDICTED, {})
         violations = []
         for constraint in self.spec.constraints:
             known = KNOWN_BEFORE_TRAINING.get(constraint.name)
@@ -275,15 +275,11 @@ class SearchController:
             violations.append(max(0.0, constraint.violation(value)))
         return violations if any(v > 0 for v in violations) else None
 
-    def _tell_infeasible(self, trial: optuna.Trial, violations: list[float]) -> None:
+    def _tell_infeasible(self, trial: optuna.Trial, predicted: dict[str, float], violations: list[float]) -> None:
         """A configuration whose known costs break a constraint is not trained. The sampler is told it is
         infeasible (its constraint values, state PRUNED: TPE ranks it with the infeasible trials and steers
         away), and the views show it as rejected with the reason; it spends no budget."""
-        predicted = trial.user_attrs.get(storage.PREDICTED, {})
-        broken = [f"{c.name} {predicted[KNOWN_BEFORE_TRAINING[c.name]]:,.6g} breaks its bound "
-                  f"({'max ' + format(c.max, 'g') if c.max is not None else ''}"
-                  f"{' ' if c.max is not None and c.min is not None else ''}"
-                  f"{'min ' + format(c.min, 'g') if c.min is not None else ''})"
+        broken = [f"{c.name} {predicted[KNOWN_BEFORE_TRAINING[c.name]]:,.6g} breaks its bound ({c.bounds()})"
                   for c, v in zip(self.spec.constraints, violations) if v > 0]
         trial.set_user_attr(storage.REJECTED, True)
         trial.set_user_attr(storage.INFEASIBLE, True)

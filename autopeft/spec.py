@@ -123,6 +123,11 @@ class ConstraintSpec(_Strict):
             raise ValueError(f"min {self.min} is above {upper:g}, the largest {self.name} there is")
         return self
 
+    def bounds(self) -> str:
+        """The bounds as written in a spec, e.g. ``max 1`` or ``min 0.5 max 0.9``."""
+        return " ".join(f"{side} {bound:g}" for side, bound in (("min", self.min), ("max", self.max))
+                        if bound is not None)
+
     def violation(self, value: float) -> float:
         """Optuna's convention: <= 0 means satisfied; the size says by how much it is missed."""
         excess = 0.0 if self.max is None else value - self.max

@@ -44,7 +44,8 @@ class Lora(PeftBacked):
     use_dora = False
     mergeable = True
 
-    def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LoraConfig:
+    def peft_config(self, model: nn.Module, config: dict[str, Any], *, calibrated: bool = False) -> LoraConfig:
+        """``calibrated``: CorDA's covariances were collected on ``model`` (only :meth:`build_calibrated` does)."""
         options = config.get(self.name, {})
         rank = int(options.get("r", 8))
         roles = options.get("target_modules", ["query", "value"])
@@ -56,7 +57,7 @@ class Lora(PeftBacked):
         corda_method = options.get("corda_method", "ipm")
         if corda_method not in CORDA_METHODS:
             raise ValueError(f"unknown corda_method {corda_method!r}; use one of {list(CORDA_METHODS)}")
-        if init == "corda" and not getattr(model, "autopeft_corda_ready", False):
+        if init == "corda" and not calibrated:
             # Built without calibration data (the cost prediction on the meta device, a plain build): the shapes
             # and the count are those of any LoRA, and a trial always builds through build_calibrated.
             init = "default"
@@ -91,8 +92,7 @@ class Lora(PeftBacked):
                          batches: list[dict[str, Any]]) -> nn.Module:
         if config.get(self.name, {}).get("init") != "corda":
             return super().build_calibrated(model, config, batches)
-        model.autopeft_corda_ready = True
-        lora_config = self.peft_config(model, config)
+        lora_config = self.peft_config(model, config, calibrated=True)
         model.eval()  # the covariances are of the model as it infers: no dropout noise
 
         def run_model() -> None:  # peft's CorDA hooks read one example per forward, unpadded
