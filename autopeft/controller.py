@@ -242,12 +242,14 @@ class SearchController:
         if not steps:
             return None
         table: dict[int, list[dict[str, float]]] = {step: [] for step in steps}
+        known: set[int] = set()
         for recorded in self.study.get_trials(deepcopy=False):
             for step, point in recorded.user_attrs.get(storage.RUNGS, []):
                 if step in table:
                     table[step].append(point)
+                    known.add(recorded.number)
         signs = {o.name: 1.0 if o.resolved_direction == "maximize" else -1.0 for o in self.spec.objectives}
-        return RungPlan(tuple(steps), table, signs, budget.reduction_factor)
+        return RungPlan(tuple(steps), table, signs, budget.reduction_factor, frozenset(known))
 
     def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
         """Build the configuration on a meta-device model (shapes only, milliseconds): a configuration that cannot

@@ -4,19 +4,31 @@
 tokenised data through Ray's object store. ``LocalExecutor`` runs trials one by one in this process: the same
 worker code, for debugging and for tests that need no cluster. A replay back-end for search benchmarks can
 implement the same three methods.
+
+Each executor also owns the search's rung board (autopeft/rung_board.py) and hands it to every trial with rungs,
+so trials running at the same time judge each other at a rung as they go.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Protocol
 
 from autopeft.data import TaskData
+from autopeft.rung_board import Board, RayRungBoard, RungBoard
 from autopeft.spec import SearchSpec
 from autopeft.trial import TrialRequest, TrialResult
 
 log = logging.getLogger(__name__)
+
+
+def with_board(request: TrialRequest, board: Board) -> TrialRequest:
+    """The request with the executor's rung board in its rung plan (a request without rungs is left as it is)."""
+    if request.rungs is None:
+        return request
+    return dataclasses.replace(request, rungs=dataclasses.replace(request.rungs, board=board))
 
 
 class Executor(Protocol):
@@ -43,9 +55,10 @@ class LocalExecutor:
         self._worker = TrialWorker(spec.model.model_dump(), data, threads=spec.workers.cpus_per_trial,
                                    device=spec.workers.device)
         self._queue: list[TrialRequest] = []
+        self._board = RungBoard()
 
     def submit(self, request: TrialRequest) -> None:
-        self._queue.append(request)
+        self._queue.append(with_board(request, self._board))
 
     def wait(self) -> list[TrialResult]:
         return [self._worker.run(self._queue.pop(0))]
@@ -100,6 +113,7 @@ class RayExecutor:
         resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": trial_gpus(spec)}
         self._actor_class = ray.remote(**resources)(TrialWorker)
         self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device)
+        self._board = RayRungBoard(ray)
         self._idle = [self._new_actor() for _ in range(self.capacity)]
         self._pending: dict = {}  # object ref -> (actor, request)
         self._retried: set[int] = set()  # trials already run again after their node died
@@ -109,6 +123,7 @@ class RayExecutor:
 
     def submit(self, request: TrialRequest) -> None:
         actor = self._idle.pop()
+        request = with_board(request, self._board)
         self._pending[actor.run.remote(request)] = (actor, request)
 
     def wait(self) -> list[TrialResult]:
@@ -156,6 +171,7 @@ class RayExecutor:
         for actor in self._idle + [a for a, _ in self._pending.values()]:
             self._ray.kill(actor)
         self._idle, self._pending = [], {}
+        self._board.close(self._ray)
         if self._started_ray:
             self._ray.shutdown()
 

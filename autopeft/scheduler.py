@@ -8,10 +8,12 @@ The trial goes on if its front is among those holding the best ``ceil(n / reduct
 a trial tied on that last front goes on too (it is not clearly dominated). With fewer than ``reduction_factor``
 points at a rung there is nothing to judge by and every trial goes on.
 
-The points of other trials are the rung table the controller sends with the request, read from the database when
-the trial starts: trials running at the same moment do not see each other's rungs. Decisions therefore need no
-channel from worker back to controller (a Ray actor cannot call into the controller's process) and are
-reproducible from what the database held.
+The other trials' points come from two places: the rung table the controller sends with the request (every
+recorded trial's points, read from the database when the trial starts, so trials of earlier runs and other
+controllers count) and the executor's rung board (autopeft/rung_board.py), where trials running at the same time
+post their points as they reach a rung. A decision thus sees whatever had been reached anywhere by the time it is
+made, as in asynchronous successive halving; the number of rivals each decision saw is stored with the trial
+(``execution.rung_rivals``).
 """
 
 from __future__ import annotations

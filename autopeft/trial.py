@@ -12,12 +12,19 @@ from typing import Any
 @dataclass(frozen=True)
 class RungPlan:
     """Early stopping for one trial (autopeft/scheduler.py): the steps to evaluate at, the other trials' points at
-    each of those steps, the objectives compared (+1 maximise, -1 minimise) and the reduction factor."""
+    each of those steps as the database held them when the trial started, the objectives compared (+1 maximise,
+    -1 minimise) and the reduction factor.
+
+    ``board`` (autopeft/rung_board.py), set by the executor, adds the points that trials running alongside post
+    while this one trains; ``known`` names the trials already in ``table``, so none is counted twice.
+    """
 
     steps: tuple[int, ...]
     table: dict[int, list[dict[str, float]]]
     signs: dict[str, float]
     reduction_factor: float
+    known: frozenset[int] = frozenset()
+    board: Any = None
 
 
 @dataclass(frozen=True)

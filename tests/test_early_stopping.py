@@ -1,5 +1,6 @@
-"""Pareto-aware early stopping: the ranking rule on known points, and a real search with a rung where the worker
-evaluates, the rule stops dominated trials, and the controller stores them as PRUNED, outside the front."""
+"""Pareto-aware early stopping: the ranking rule on known points; a real search with a rung where the worker
+evaluates, the rule stops dominated trials, and the controller stores them as PRUNED, outside the front; and the
+rung board, through which trials running at the same time judge each other (in process and on Ray)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import pytest
 from autopeft import storage
 from autopeft.errors import UserError
 from autopeft.pareto import pareto_front
+from autopeft.rung_board import RungBoard
 from autopeft.scheduler import goes_on, nondominated_ranks, rung_steps
 from autopeft.search import start_search
 from autopeft.spec import load_spec
+from autopeft.trial import RungPlan
+from dashboard.data import _execution
 from tests.conftest import tiny_spec, write_spec
+from workers.worker import Rungs
 
 SIGNS = {"accuracy": 1.0, "trainable_params": -1.0}
 
@@ -61,3 +66,40 @@ def test_bad_rungs_are_named(tmp_path):
         with pytest.raises(UserError, match="rungs: increasing fractions"):
             load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 8,
                                                                       "rungs": rungs})))
+
+
+def _rungs(number: int, accuracy: float, params: float, plan: RungPlan) -> Rungs:
+    return Rungs(plan, lambda: {"accuracy": accuracy}, {"trainable_params": params}, number)
+
+
+def test_the_board_shows_trials_running_alongside_and_counts_none_twice():
+    board = RungBoard()
+    recorded = [{"accuracy": 0.9, "trainable_params": 100.0}]  # trial 0, in the database when the others started
+    plan = RungPlan((4,), {4: recorded}, SIGNS, 3.0, known=frozenset({0}), board=board)
+    board.post(0, 4, recorded[0])  # trial 0 had posted too: it must not count twice
+    first = _rungs(1, 0.85, 50.0, plan)
+    assert first(4) and first.rivals == {4: 1}  # two points, factor 3: too few to judge
+    # Trial 2 started with the same table, before trial 1 reached its rung; it sees trial 1 only through the board.
+    second = _rungs(2, 0.8, 200.0, plan)
+    assert not second(4) and second.rivals == {4: 2} and second.stopped_at == 4  # three points: dominated, stops
+    assert set(board.read(4)) == {0, 1, 2}  # it posted its own point before stopping
+    blind = _rungs(3, 0.8, 200.0, RungPlan((4,), {4: recorded}, SIGNS, 3.0, known=frozenset({0})))
+    assert blind(4) and blind.rivals == {4: 1}  # with the table alone it would have gone on
+    assert first(3) and first.rivals == {4: 1}  # a step that is no rung is not judged
+
+
+def test_concurrent_ray_trials_see_each_others_rungs(tmp_path, ray_cluster):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, constraints=[], budget={"trials": 4, "steps_per_trial": 8, "rungs": [0.5], "reduction_factor": 2})))
+    start_search(spec, name="board", executor="ray")
+    study, stored = storage.load_search(storage.open_storage(spec.storage), "board")
+    records = storage.trial_records(study, stored)
+    judged = {r.number: r.execution["rung_rivals"] for r in records if r.rungs}
+    assert sorted(judged) == [0, 1, 2, 3]
+    # Trials 0 and 1 started together with an empty table. Each posts before it reads, so whichever decided
+    # second saw the other: without the board both would have judged alone.
+    assert max(judged[0]["4"], judged[1]["4"]) == 1, judged
+    # Never more rivals than other trials, however the points arrived (none counted from both table and board).
+    assert all(rivals["4"] <= len(judged) - 1 for rivals in judged.values()), judged
+    shown = _execution(records[3].execution)  # the trial page says what each decision was judged by
+    assert f"rivals at rungs: {judged[3]['4']} at step 4" in shown, shown

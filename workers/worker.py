@@ -48,11 +48,16 @@ def reset_task_head(model: torch.nn.Module, seed: int) -> None:
 
 
 class Rungs:
-    """Evaluates a trial at its rungs and applies the early-stopping rule (a ``go_on`` hook for ``train``)."""
+    """Evaluates a trial at its rungs and applies the early-stopping rule (a ``go_on`` hook for ``train``).
 
-    def __init__(self, plan: RungPlan, evaluate: Callable[[], dict[str, float]], costs: dict[str, float]):
-        self.plan, self.evaluate, self.costs = plan, evaluate, costs
+    The rivals at a rung are the plan's table (the database when the trial started) plus, through the plan's
+    board, the points that trials running alongside have posted since; this trial posts its own there too."""
+
+    def __init__(self, plan: RungPlan, evaluate: Callable[[], dict[str, float]], costs: dict[str, float],
+                 number: int = -1):
+        self.plan, self.evaluate, self.costs, self.number = plan, evaluate, costs, number
         self.points: list[tuple[int, dict[str, float]]] = []
+        self.rivals: dict[int, int] = {}  # rung step -> how many other trials' points the decision saw
         self.last_metrics: dict[str, float] = {}
         self.stopped_at: int | None = None
         self.seconds = 0.0
@@ -65,7 +70,13 @@ class Rungs:
         self.seconds += clock.seconds
         point = {n: v for n, v in {**self.last_metrics, **self.costs}.items() if n in self.plan.signs}
         self.points.append((step, point))
-        if goes_on(point, self.plan.table.get(step, []), self.plan.signs, self.plan.reduction_factor):
+        rivals = list(self.plan.table.get(step, []))
+        if self.plan.board is not None:
+            self.plan.board.post(self.number, step, point)
+            rivals += [p for n, p in self.plan.board.read(step).items()
+                       if n != self.number and n not in self.plan.known]
+        self.rivals[step] = len(rivals)
+        if goes_on(point, rivals, self.plan.signs, self.plan.reduction_factor):
             return True
         self.stopped_at = step
         return False
@@ -134,7 +145,8 @@ class TrialWorker:
                 rungs = None if request.rungs is None else Rungs(
                     request.rungs,
                     lambda: self._evaluate_in_training(model, training["eval_batch_size"], prefix, precision),
-                    {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total})
+                    {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total},
+                    request.number)
                 curve = train(model, self._loss_function(model, prefix, precision), len(self.data.train),
                               steps=request.steps,
                               learning_rate=float(request.config["learning_rate"]), training=training,
@@ -165,7 +177,8 @@ class TrialWorker:
                            loss_curve=curve, worker=self.identity, rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
                            execution={"precision": precision, "frozen_layers": prefix.cut if prefix else 0,
-                                      "cached_examples_reused": prefix.reused if prefix else 0})
+                                      "cached_examples_reused": prefix.reused if prefix else 0,
+                                      **({"rung_rivals": rungs.rivals} if rungs else {})})
 
     def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
         """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""

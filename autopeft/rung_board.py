@@ -1,0 +1,63 @@
+"""The rung board: where trials running at the same time see each other's points at a rung.
+
+A trial's rung plan carries the points the database held when it started. Trials dispatched together would
+otherwise judge each other blind: with eight workers the first eight trials see nothing, and every later one
+misses whatever its neighbours reached since. The executor therefore hands each trial a board for the life of the
+search; a worker posts its point at every rung it reaches and reads its rivals' there before deciding, so early
+stopping is asynchronous successive halving (as ASHA and MOASHA are) rather than a snapshot rule.
+
+``RungBoard`` is the in-process board (the local executor's, and the state of the Ray actor); ``RayRungBoard``
+is the same two calls through a Ray actor, so it pickles into a trial request and works from any node.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from autopeft.scheduler import RungPoint
+
+
+class Board(Protocol):
+    def post(self, number: int, step: int, point: RungPoint) -> None: ...
+
+    def read(self, step: int) -> dict[int, RungPoint]: ...
+
+
+class RungBoard:
+    """Every trial's point at every rung it reached, keyed by trial number (a trial run again after its node died
+    posts over its earlier point)."""
+
+    def __init__(self) -> None:
+        self._points: dict[int, dict[int, dict[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def post(self, number: int, step: int, point: RungPoint) -> None:
+        with self._lock:
+            self._points.setdefault(step, {})[number] = dict(point)
+
+    def read(self, step: int) -> dict[int, RungPoint]:
+        with self._lock:
+            return dict(self._points.get(step, {}))
+
+
+class RayRungBoard:
+    """A ``RungBoard`` held by a Ray actor that takes no CPU (it only stores a few floats per rung)."""
+
+    def __init__(self, ray: Any) -> None:
+        self._actor: Any = ray.remote(num_cpus=0)(RungBoard).remote()
+
+    def post(self, number: int, step: int, point: RungPoint) -> None:
+        import ray
+
+        ray.get(self._actor.post.remote(number, step, dict(point)))
+
+    def read(self, step: int) -> dict[int, RungPoint]:
+        import ray
+
+        return ray.get(self._actor.read.remote(step))
+
+    def close(self, ray: Any) -> None:
+        if self._actor is not None:
+            ray.kill(self._actor)
+            self._actor = None
