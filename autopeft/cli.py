@@ -218,15 +218,25 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     """One search's trials and Pareto front."""
     from autopeft import storage as store
     from autopeft.pareto import pareto_front
-    from autopeft.views import confirmation_table, describe_config, format_value, front_table, search_summary
+    from autopeft.views import (
+        chance_line,
+        chance_report,
+        confirmation_table,
+        describe_config,
+        format_value,
+        front_table,
+        search_summary,
+    )
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     records = store.trial_records(study, spec)
     pareto_front(records, spec)
+    chance = chance_report(study, records, spec)
     if as_json:
         click.echo(json.dumps({"search": search_summary(study, spec),
                                "objectives": [{"name": o.name, "direction": o.resolved_direction}
                                               for o in spec.objectives],
+                               "chance": chance,
                                "trials": [r.to_json() for r in records]}, indent=2, default=str))
         return
     table = Table(title=f"Trials of {name}")
@@ -246,6 +256,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     console.print(front_table(records, spec))
+    if chance is not None:
+        console.print(chance_line(chance))
     if any(r.confirmation for r in records):
         console.print(confirmation_table(records, spec))
 

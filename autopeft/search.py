@@ -16,6 +16,7 @@ import optuna
 
 from autopeft import storage
 from autopeft.architectures import num_layers
+from autopeft.chance import chance_level
 from autopeft.controller import Progress, SearchController
 from autopeft.data import TaskData, load_task_data
 from autopeft.errors import UserError
@@ -125,6 +126,9 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
            on_progress: ProgressCallback | None, join: bool = False) -> None:
     storage.claim_controller(study, join=join)
     study.set_user_attr(storage.LABELS, data.label_names)
+    level = chance_level(data)
+    if level is not None:
+        study.set_user_attr(storage.CHANCE, level.to_json())
     try:
         runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:

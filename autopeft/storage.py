@@ -56,6 +56,7 @@ SPEC = "spec"
 CONTROLLER = "controller"
 FINISHED = "finished"
 LABELS = "labels"  # label names in head order, needed to rebuild the base for an exported adapter
+CHANCE = "chance"  # the task metrics of the constant prediction on the eval set (autopeft/chance.py)
 JOINED = "controller."  # prefix of the study attributes naming the controllers that joined a running search
 
 SQLITE_BUSY_TIMEOUT_S = 60

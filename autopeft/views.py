@@ -8,6 +8,7 @@ import optuna
 from rich.table import Table
 
 from autopeft import storage
+from autopeft.chance import ChanceLevel, not_above_chance
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
 from autopeft.spec import SearchSpec
@@ -112,6 +113,38 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
     }
+
+
+def chance_report(study: optuna.Study, records: list[TrialRecord], spec: SearchSpec) -> dict[str, Any] | None:
+    """The search's chance level on its task metric and the front points not clearly above it (autopeft/chance.py),
+    or None for a search stored without one."""
+    level = ChanceLevel.from_json(study.user_attrs.get(storage.CHANCE))
+    metric = spec.task_metric
+    if level is None or metric not in level.metrics:
+        return None
+    trials = sum(1 for r in records if r.state == "COMPLETE" and not r.baseline)
+    front = {r.number: r.values[metric] for r in records if r.pareto and metric in r.values}
+    if spec.task_metric_direction == "maximize":
+        doubtful = not_above_chance(front, level, metric, trials)
+    else:
+        doubtful = []  # no noise model for a minimised metric (mse)
+    margin = level.margin(metric, trials)
+    return {"metric": metric, "chance": level.metrics[metric], "predicts": level.predicts,
+            "examples": level.examples, "margin": margin, "trials": trials, "not_above_chance": doubtful}
+
+
+def chance_line(report: dict[str, Any]) -> str:
+    """The chance report in one or two sentences, for ``search show``."""
+    text = (f"Chance: {report['metric']} {report['chance']:.4f} ({report['predicts']}, {report['examples']:,} "
+            "eval examples).")
+    if report["margin"] is None:
+        return text
+    bar = report["chance"] + report["margin"]
+    if not report["not_above_chance"]:
+        return text + f" Every front point is clearly above it (> {bar:.4f} after {report['trials']} trials)."
+    points = ", ".join(str(n) for n in report["not_above_chance"])
+    return text + (f" Front points within noise of it (< {bar:.4f} after {report['trials']} trials): {points}; "
+                   "they may be luck, not learning: retrain them with `autopeft confirm` before trusting them.")
 
 
 def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Confirmed trials") -> Table:

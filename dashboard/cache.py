@@ -26,6 +26,11 @@ def trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def chance_metrics(url: str, name: str) -> dict[str, float]:
+    return data.chance_metrics(url, name)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def loss_curve(url: str, trial_id: int) -> list[list[float]]:
     return data.loss_curve(url, trial_id)
 

@@ -232,6 +232,14 @@ def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
     return frame, spec
 
 
+def chance_metrics(url: str, name: str) -> dict[str, float]:
+    """The search's chance level per task metric (autopeft/chance.py); empty for a search stored without one."""
+    found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.CHANCE)
+    stored = _json(found[0][0]) if found else None
+    return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
+
+
 def trial_columns(spec: SearchSpec) -> list[str]:
     return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
             "n_layers", "modules", *_OPTION_COLUMNS.values(), "size", "learning_rate", *MEASUREMENTS,

@@ -61,8 +61,11 @@ def step_line(points: pd.DataFrame, x: str, y: str, spec: SearchSpec) -> tuple[l
     return xs, ys
 
 
-def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: list[int] | None = None) -> go.Figure:
-    """Trials on two measurements: the front by method with its staircase, the rest greyed by why they are not."""
+def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: list[int] | None = None,
+           chance: dict[str, float] | None = None) -> go.Figure:
+    """Trials on two measurements: the front by method with its staircase, the rest greyed by why they are not;
+    a dotted line at the chance level of an axis that is a task metric (``chance``: metric -> level), so a front
+    that sits on it reads as noise."""
     fig = go.Figure()
     plotted = trials.dropna(subset=[x, y])
     on_front = analysis.front(plotted, spec, [x, y])
@@ -105,6 +108,10 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
                                  hovertemplate=_hover(x, y),
                                  marker={"symbol": "circle-open", "size": 22, "color": "#e6550d",
                                          "line": {"width": 3}}))
+    for name, add_line in ((x, fig.add_vline), (y, fig.add_hline)):
+        if chance and name in chance:
+            add_line(chance[name], line={"dash": "dot", "color": "#888888", "width": 1.2},
+                     annotation_text="chance", annotation_font_color="#888888")
     fig.update_layout(**LAYOUT, height=520, clickmode="event+select", dragmode="pan",
                       xaxis_title=_label(x, spec), yaxis_title=_label(y, spec))
     fig.update_xaxes(type="log" if analysis.is_log(x) else "linear")

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from autopeft import storage
 from autopeft.pareto import pareto_front
-from dashboard import analysis, bundle, cache, data
+from dashboard import analysis, bundle, cache, data, figures
 from tests.conftest import ROOT, tiny_spec, write_spec
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -140,6 +140,18 @@ def test_pareto_view_counts_and_front_match_the_database(watched):
     assert sorted(app.dataframe[0].value["number"]) == sorted(r.number for r in front)
     assert (app.selectbox(key="front_x").value, app.selectbox(key="front_y").value) == ("trainable_params", "accuracy")
     assert len(app.get("plotly_chart")) == 1
+
+
+def test_the_front_shows_the_chance_level_the_search_stored(watched):
+    stored = watched["study"].user_attrs[storage.CHANCE]["metrics"]
+    chance = data.chance_metrics(watched["url"], NAME)
+    assert chance == stored and 0.4 < chance["accuracy"] < 0.7  # SST-2's majority label on the eval subset
+    trials, spec = data.load_trials(watched["url"], NAME)
+    figure = figures.pareto(trials, spec, "trainable_params", "accuracy", chance=chance)
+    assert [shape.y0 for shape in figure.layout.shapes] == [chance["accuracy"]]
+    assert not figures.pareto(trials, spec, "trainable_params", "peak_memory_mb", chance=chance).layout.shapes
+    app = render("Pareto front")
+    assert any("dotted line is chance" in c.value for c in app.caption)
 
 
 def test_pareto_view_any_two_measurements(watched):

@@ -42,11 +42,13 @@ def render(ctx: Context) -> None:
     if trials.dropna(subset=[x, y]).empty:
         st.info("No trial has finished yet; the front appears with the first completed trial.")
         return
-    event = st.plotly_chart(figures.pareto(trials, spec, x, y), key="pareto_chart", on_select="rerun",
-                            selection_mode="points", width="stretch")
+    chance = cache.chance_metrics(ctx.url, ctx.search)
+    event = st.plotly_chart(figures.pareto(trials, spec, x, y, chance=chance), key="pareto_chart",
+                            on_select="rerun", selection_mode="points", width="stretch")
     st.caption("Front points are large and outlined, dominated points faded, infeasible ones red crosses, pruned "
                "ones open diamonds, baselines stars. Parameter counts and sizes are on a log scale. "
-               "Click a point to open its trial.")
+               + ("The dotted line is chance: the constant prediction's score. " if {x, y} & set(chance) else "")
+               + "Click a point to open its trial.")
     clicked = navigation.clicked_trial(event)
     if clicked is not None:
         navigation.open_trial(clicked)

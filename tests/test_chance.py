@@ -1,0 +1,68 @@
+"""The chance level: measured with the task's own metrics on the constant prediction, stored with each search, and
+used to flag front points that are within noise of it (a search of pure noise still returns a "front")."""
+
+from __future__ import annotations
+
+import json
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autopeft.chance import ChanceLevel, chance_level, not_above_chance
+from autopeft.data import TaskData, TokenizedSplit, load_task_data
+from autopeft.spec import load_spec
+from tests.conftest import DEMO_DATA, run_cli, tiny_spec, write_spec
+
+
+def test_the_classification_chance_level_is_the_majority_label_on_the_whole_eval_set(tmp_path):
+    spec_dict = tiny_spec(tmp_path)
+    spec_dict["data"] = {k: v for k, v in spec_dict["data"].items() if k != "eval_size"}
+    spec = load_spec(write_spec(tmp_path, spec_dict))
+    level = chance_level(load_task_data(spec.data, spec.model, spec.seed))
+    labels = pd.read_csv(DEMO_DATA / "dev.tsv", sep="\t")["label"]
+    share = labels.value_counts().max() / len(labels)
+    assert level.examples == len(labels) == 872
+    assert level.metrics["accuracy"] == pytest.approx(share)
+    assert level.metrics["matthews"] == 0.0
+    assert level.metrics["macro_f1"] == pytest.approx(2 * share / (1 + share) / 2)  # the majority's F1, then zero
+    assert level.predicts == f"always '{labels.value_counts().idxmax()}'"
+    assert ChanceLevel.from_json(json.loads(json.dumps(level.to_json()))) == level
+
+
+def test_the_regression_chance_level_is_the_mean_target():
+    targets = np.array([0.0, 1.0, 2.0, 5.0], dtype=np.float32)
+    split = TokenizedSplit(input_ids=[np.array([1])] * 4, token_type_ids=None, labels=targets)
+    level = chance_level(TaskData(split, split, [], task="sequence-regression"))
+    assert level.metrics["mse"] == pytest.approx(float(np.var(targets)))
+    assert level.metrics["spearman"] == level.metrics["pearson"] == 0.0
+
+
+def test_the_noise_margin_grows_with_the_trials_searched():
+    level = ChanceLevel({"accuracy": 0.527, "macro_f1": 0.345}, 277, "always 'entailment'")
+    se = (0.527 * 0.473 / 277) ** 0.5
+    assert level.margin("accuracy", 1) == pytest.approx(NormalDist().inv_cdf(0.95) * se)  # 0.049
+    assert level.margin("accuracy", 20) == pytest.approx(NormalDist().inv_cdf(1 - 0.05 / 20) * se)  # 0.084
+    assert level.margin("macro_f1", 20) is None  # no noise model: nothing is flagged on it
+    assert not_above_chance({3: 0.56, 7: 0.60, 9: 0.62}, level, "accuracy", 20) == [3, 7]  # bar 0.611
+    assert not_above_chance({3: 0.56}, level, "macro_f1", 20) == []
+
+
+def test_search_show_flags_front_points_within_noise_of_chance(small_search, capsys):
+    _, url, name = small_search
+    code, out, _ = run_cli(capsys, "search", "show", name, "--storage", url, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    chance = shown["chance"]
+    assert chance["metric"] == "accuracy" and chance["examples"] == 160  # the tiny spec's eval subset
+    searched = [t for t in shown["trials"] if t["state"] == "COMPLETE" and not t.get("baseline")]
+    assert chance["trials"] == len(searched)
+    bar = chance["chance"] + NormalDist().inv_cdf(1 - 0.05 / len(searched)) * (
+        chance["chance"] * (1 - chance["chance"]) / 160) ** 0.5
+    front = {t["number"]: t["values"]["accuracy"] for t in shown["trials"] if t.get("pareto")}
+    assert chance["not_above_chance"] == sorted(n for n, v in front.items() if v < bar)
+    code, out, _ = run_cli(capsys, "search", "show", name, "--storage", url)
+    text = " ".join(out.split())  # rich wraps long lines
+    assert f"Chance: accuracy {chance['chance']:.4f}" in text
+    assert ("within noise of it" in text) == bool(chance["not_above_chance"])
