@@ -20,7 +20,7 @@ from autopeft.architectures import layer_container, num_layers
 SUPPORTED_BITS = (16, 8, 4)
 GROUP_SIZE = 64
 _INCOMPATIBLE = {"sparse": "it trains entries of the base weights", "dora": "it needs the base weights' norms",
-                 "full": "it trains every base weight"}
+                 "full": "it trains every base weight", "partial": "it trains the base weights of its layers"}
 _RESIDUAL_INITS = ("pissa", "pissa_niter_4", "olora", "corda")  # LoRA starts that rewrite the base weight
 
 

@@ -144,7 +144,8 @@ def test_corda_starts_from_the_data_and_exports_a_plain_lora_of_the_stock_base(m
 
 @pytest.mark.parametrize("method,options,reason", [
     ("lora", {"lora": {"init": "pissa"}}, "residual"), ("lora", {"lora": {"init": "corda"}}, "residual"),
-    ("dora", {}, "norms"), ("sparse", {}, "entries"), ("pfeiffer", {}, "re-wraps")])
+    ("dora", {}, "norms"), ("sparse", {}, "entries"), ("partial", {}, "weights of its layers"),
+    ("pfeiffer", {}, "re-wraps")])
 def test_methods_that_need_the_base_weights_are_refused_on_a_quantised_base(method, options, reason):
     from autopeft.quantize import check_compatible
 
@@ -153,6 +154,18 @@ def test_methods_that_need_the_base_weights_are_refused_on_a_quantised_base(meth
         check_compatible(method, library, 4, {"method": method, **options})
     check_compatible(method, library, 16, {"method": method, **options})
     check_compatible("lora", "peft", 4, {"method": "lora", "lora": {"init": "eva"}})
+
+
+def test_partial_fine_tuning_trains_every_weight_of_its_layers_and_nothing_below(minilm):
+    model = get_method("partial").build(copy.deepcopy(minilm), {"method": "partial", "layers": [4, 5]})
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    layer_weights = {name for name, _ in minilm.named_parameters() if name.startswith(("bert.encoder.layer.4.",
+                                                                                        "bert.encoder.layer.5."))}
+    assert layer_weights <= trained and {"classifier.weight", "classifier.bias"} <= trained
+    assert not any(name.startswith(("bert.embeddings.", "bert.encoder.layer.3.")) for name in trained)
+    trainable, total = get_method("partial").count(model)
+    assert trainable == sum(p.numel() for n, p in minilm.named_parameters() if n in trained)
+    assert 0.1 < trainable / total < 0.25  # two of six layers; the embeddings hold about half of MiniLM
 
 
 def _tiny(model_type: str):

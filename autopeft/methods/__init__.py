@@ -12,6 +12,7 @@ from autopeft.methods import (  # noqa: F401  (importing registers the methods)
     ln_tuning,
     lora,
     lora_variants,
+    partial,
     prefix,
     sparse,
     union,
