@@ -24,19 +24,39 @@ class _Param(BaseModel):
                                         "(a list: any of them).")
 
 
+class FloatRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: float
+    high: float
+
+
 class FloatParam(_Param):
+    """A continuous parameter. ``by_method`` gives some methods a range of their own: methods differ by orders of
+    magnitude in the learning rate they train at (full or partial fine-tuning ~5e-5, adapters ~1e-3, LayerNorm
+    tuning ~1e-2), and one shared range wastes most draws. Each such range is a parameter of its own to the
+    sampler (``learning_rate[partial]``), so its model of one method's rates is not blurred by another's."""
+
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
+    by_method: dict[str, FloatRange] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _range(self) -> FloatParam:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError("a log-scaled range needs low > 0")
+        for where, bounds in [("", self), *((f"by_method.{m}: ", r) for m, r in self.by_method.items())]:
+            if not bounds.low < bounds.high:
+                raise ValueError(f"{where}low ({bounds.low}) must be below high ({bounds.high})")
+            if self.log and bounds.low <= 0:
+                raise ValueError(f"{where}a log-scaled range needs low > 0")
         return self
+
+    def bounds_for(self, method: Any) -> tuple[str, float, float]:
+        """(suffix of the sampler's parameter name, low, high) for a point of ``method``."""
+        if method in self.by_method:
+            bounds = self.by_method[method]
+            return f"[{method}]", bounds.low, bounds.high
+        return "", self.low, self.high
 
 
 class IntParam(_Param):
@@ -136,10 +156,19 @@ class SpaceDef(BaseModel):
     def _method_given(self) -> SpaceDef:
         if "method" not in self.parameters and "method" not in self.fixed:
             raise ValueError("the space must set 'method' (as a parameter or under fixed)")
+        methods = self.parameters.get("method")
+        choices = set(getattr(methods, "choices", [])) or {self.fixed.get("method")}
         for name, param in self.parameters.items():
             for dependency in (param.when or {}):
                 if dependency not in self.parameters and dependency not in self.fixed:
                     raise ValueError(f"parameter {name!r} depends on unknown parameter {dependency!r}")
+            unknown = sorted(set(getattr(param, "by_method", {})) - choices)
+            if unknown:
+                raise ValueError(f"parameter {name!r}: by_method names {unknown}, which the space never draws "
+                                 f"(its methods: {sorted(map(str, choices))})")
+            if getattr(param, "by_method", None) and "method" in self.parameters and \
+                    list(self.parameters).index(name) < list(self.parameters).index("method"):
+                raise ValueError(f"parameter {name!r} has by_method ranges, so it must come after 'method'")
         return self
 
 
@@ -218,7 +247,7 @@ class SearchSpace:
         for name, param in self.definition.parameters.items():
             if not _holds(param.when, config):
                 continue
-            value, problem = self._draw(trial, name, param)
+            value, problem = self._draw(trial, name, param, config.get("method"))
             _set_dotted(config, name, value)
             rejection = rejection or problem
         for other in self._method_choices() - {config.get("method")}:
@@ -235,9 +264,10 @@ class SearchSpace:
         param = self.definition.parameters.get("method")
         return {str(c) for c in getattr(param, "choices", [])}
 
-    def _draw(self, trial: optuna.Trial, name: str, param: Any) -> tuple[Any, str | None]:
+    def _draw(self, trial: optuna.Trial, name: str, param: Any, method: Any) -> tuple[Any, str | None]:
         if isinstance(param, FloatParam):
-            return trial.suggest_float(name, param.low, param.high, log=param.log), None
+            suffix, low, high = param.bounds_for(method)
+            return trial.suggest_float(name + suffix, low, high, log=param.log), None
         if isinstance(param, IntParam):
             return trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step), None
         if isinstance(param, CategoricalParam):
@@ -304,6 +334,8 @@ class SearchSpace:
         for name, param in self.definition.parameters.items():
             if isinstance(param, (FloatParam, IntParam)):
                 domain = f"{param.type} [{param.low}, {param.high}]" + (" log" if param.log else "")
+                for method, bounds in getattr(param, "by_method", {}).items():
+                    domain += f"; {method}: [{bounds.low}, {bounds.high}]"
             elif isinstance(param, CategoricalParam):
                 domain = f"one of {param.choices}"
             elif isinstance(param, SubsetParam):

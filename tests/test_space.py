@@ -97,11 +97,40 @@ def test_top_layer_blocks_are_drawn_by_their_first_layer():
      "search_space.parameters.lr: Input tag 'gaussian'"),
     ({"name": "x", "parameters": {"r": {"type": "int", "low": 1, "high": 2, "when": {"kind": 1}}},
       "fixed": {"method": "lora"}}, "depends on unknown parameter 'kind'"),
+    ({"name": "x", "parameters": {"method": {"type": "categorical", "choices": ["lora"]}, "lr": {
+        "type": "float", "low": 1e-4, "high": 1e-3, "by_method": {"partial": {"low": 1e-5, "high": 1e-4}}}}},
+     "by_method names ['partial'], which the space never draws"),
+    ({"name": "x", "parameters": {"method": {"type": "categorical", "choices": ["lora"]}, "lr": {
+        "type": "float", "low": 1e-4, "high": 1e-3, "log": True, "by_method": {"lora": {"low": 0, "high": 1e-4}}}}},
+     "by_method.lora: a log-scaled range needs low > 0"),
+    ({"name": "x", "parameters": {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "by_method": {
+        "lora": {"low": 1e-5, "high": 1e-4}}}, "method": {"type": "categorical", "choices": ["lora"]}}},
+     "it must come after 'method'"),
 ])
 def test_bad_spaces_name_the_parameter(raw, message):
     with pytest.raises(SpecError) as caught:
         _space(raw)
     assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_method_can_have_its_own_learning_rate_range():
+    space = _space({"name": "x", "parameters": {
+        "method": {"type": "categorical", "choices": ["lora", "partial"]},
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True,
+                          "by_method": {"partial": {"low": 1e-5, "high": 1e-4}}}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn: dict[str, list[float]] = {"lora": [], "partial": []}
+    for _ in range(40):
+        trial = study.ask()
+        config = space.suggest(trial).config
+        drawn[config["method"]].append(config["learning_rate"])
+        # Each range is its own parameter to the sampler; the configuration has one learning_rate either way.
+        assert set(trial.params) == {"method", "learning_rate" + ("[partial]" if config["method"] == "partial"
+                                                                   else "")}
+        study.tell(trial, 0.0)
+    assert drawn["lora"] and all(1e-4 <= v <= 1e-2 for v in drawn["lora"])
+    assert drawn["partial"] and all(1e-5 <= v <= 1e-4 for v in drawn["partial"])
+    assert ("learning_rate", "float [0.0001, 0.01] log; partial: [1e-05, 0.0001]") in space.describe()
 
 
 def test_size_ladder_follows_the_hidden_size():
