@@ -23,9 +23,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
 STORAGE = "sqlite:////tmp/live-baselines/live.db"
-# Each task is TASK.yaml here; qnli_adapters and qnli_wide are a second and third QNLI search, over the adapter
-# family (space_adapters.yaml) and over series adapters, LoRA and LayerNorm tuning (space_qnli.yaml).
-TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide"]
+# Each task is TASK.yaml here; qnli_adapters, qnli_wide and qnli_partial are more QNLI searches, over the adapter
+# family (space_adapters.yaml), series adapters, LoRA and LayerNorm tuning (space_qnli.yaml), and those with partial
+# fine-tuning (space_partial.yaml).
+TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial"]
 
 
 def autopeft(*args: str) -> str:
