@@ -12,10 +12,13 @@ is the same two calls through a Ray actor, so it pickles into a trial request an
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Protocol
 
 from autopeft.scheduler import RungPoint
+
+log = logging.getLogger(__name__)
 
 
 class Board(Protocol):
@@ -42,20 +45,34 @@ class RungBoard:
 
 
 class RayRungBoard:
-    """A ``RungBoard`` held by a Ray actor that takes no CPU (it only stores a few floats per rung)."""
+    """A ``RungBoard`` held by a Ray actor that takes no CPU (it only stores a few floats per rung).
+
+    The actor is pinned to the controller's node, which the search cannot outlive anyway, so losing a worker node
+    never takes the board with it. Should the board still be unreachable, a trial judges by its table alone (as
+    before boards existed) rather than fail: early stopping is an economy, not a result."""
 
     def __init__(self, ray: Any) -> None:
-        self._actor: Any = ray.remote(num_cpus=0)(RungBoard).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        self._actor: Any = ray.remote(num_cpus=0, scheduling_strategy=here)(RungBoard).remote()
 
     def post(self, number: int, step: int, point: RungPoint) -> None:
         import ray
 
-        ray.get(self._actor.post.remote(number, step, dict(point)))
+        try:
+            ray.get(self._actor.post.remote(number, step, dict(point)), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            log.warning("trial %d: the rung board is unreachable (%s); its point is not shared", number, exc)
 
     def read(self, step: int) -> dict[int, RungPoint]:
         import ray
 
-        return ray.get(self._actor.read.remote(step))
+        try:
+            return ray.get(self._actor.read.remote(step), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            log.warning("the rung board is unreachable (%s); judging by the recorded trials alone", exc)
+            return {}
 
     def close(self, ray: Any) -> None:
         if self._actor is not None:

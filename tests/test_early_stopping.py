@@ -10,7 +10,7 @@ import pytest
 from autopeft import storage
 from autopeft.errors import UserError
 from autopeft.pareto import pareto_front
-from autopeft.rung_board import RungBoard
+from autopeft.rung_board import RayRungBoard, RungBoard
 from autopeft.scheduler import goes_on, nondominated_ranks, rung_steps
 from autopeft.search import start_search
 from autopeft.spec import load_spec
@@ -103,3 +103,15 @@ def test_concurrent_ray_trials_see_each_others_rungs(tmp_path, ray_cluster):
     assert all(rivals["4"] <= len(judged) - 1 for rivals in judged.values()), judged
     shown = _execution(records[3].execution)  # the trial page says what each decision was judged by
     assert f"rivals at rungs: {judged[3]['4']} at step 4" in shown, shown
+
+
+def test_a_lost_ray_board_leaves_trials_judging_by_their_table(ray_cluster):
+    board = RayRungBoard(ray_cluster)
+    board.post(1, 4, {"accuracy": 0.7, "trainable_params": 10.0})
+    assert board.read(4) == {1: {"accuracy": 0.7, "trainable_params": 10.0}}
+    ray_cluster.kill(board._actor)  # the board's actor dies for real
+    board.post(2, 4, {"accuracy": 0.5, "trainable_params": 10.0})  # no error: the point is just not shared
+    assert board.read(4) == {}
+    plan = RungPlan((4,), {4: [{"accuracy": 0.9, "trainable_params": 1.0}]}, SIGNS, 2.0, board=board)
+    assert not _rungs(3, 0.5, 10.0, plan)(4)  # judged by the table alone: dominated by the recorded point
+    board.close(ray_cluster)
