@@ -225,6 +225,29 @@ class TensorBacked(Method):
         return base_model
 
 
+class LayerTensors(TensorBacked):
+    """Methods that train existing tensors of the chosen layers, picked by name (BitFit: the biases; partial
+    fine-tuning: all of them), with the task head."""
+
+    missing: ClassVar[str] = "has no parameters in the chosen layers"  # said when a model has none to pick
+
+    def picks(self, name: str) -> bool:
+        """Whether the chosen layers' parameter ``name`` trains."""
+        raise NotImplementedError
+
+    def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
+        from autopeft.methods.placement import chosen_layer_prefixes
+
+        layers = chosen_layer_prefixes(model, config)
+        model.requires_grad_(False)
+        chosen = [p for name, p in model.named_parameters() if name.startswith(layers) and self.picks(name)]
+        if not chosen:
+            raise ValueError(f"{type(model).__name__} {self.missing}: {self.name} cannot apply")
+        for parameter in [*chosen, *task_head_parameters(model).values()]:
+            parameter.requires_grad_(True)
+        return model
+
+
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 

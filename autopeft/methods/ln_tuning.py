@@ -7,9 +7,8 @@ from typing import Any
 from peft import LNTuningConfig
 from torch import nn
 
-from autopeft.architectures import layer_container, num_layers
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.methods.placement import chosen_layer_prefixes, peft_task_type
 from autopeft.methods.registry import register
 
 
@@ -19,8 +18,7 @@ class LayerNormTuning(PeftBacked):
     help = "trains the LayerNorm weights and biases of the chosen layers"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LNTuningConfig:
-        prefix = layer_container(model, num_layers(model.config))
-        layers = {f"{prefix}.{i}." for i in chosen_layers(model, config)}
+        layers = chosen_layer_prefixes(model, config)
         norms = [name for name, module in model.named_modules()
                  if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")]
         targets = [name for name in norms if any(name.startswith(p) for p in layers)]

@@ -9,28 +9,14 @@ weights in the embeddings, which no layer choice trains), and the frozen lower l
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
-from autopeft.architectures import layer_container, num_layers
-from autopeft.methods.base import TensorBacked, task_head_parameters
-from autopeft.methods.placement import chosen_layers
+from autopeft.methods.base import LayerTensors
 from autopeft.methods.registry import register
 
 
 @register
-class PartialFineTuning(TensorBacked):
+class PartialFineTuning(LayerTensors):
     name = "partial"
     help = "every weight of the chosen layers trains (and the task head); embeddings and other layers stay frozen"
 
-    def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
-        prefix = layer_container(model, num_layers(model.config))
-        layers = tuple(f"{prefix}.{i}." for i in chosen_layers(model, config))
-        model.requires_grad_(False)
-        for name, parameter in model.named_parameters():
-            if name.startswith(layers):
-                parameter.requires_grad_(True)
-        for parameter in task_head_parameters(model).values():
-            parameter.requires_grad_(True)
-        return model
+    def picks(self, name: str) -> bool:
+        return True

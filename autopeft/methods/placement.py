@@ -6,13 +6,20 @@ from typing import Any
 
 from torch import nn
 
-from autopeft.architectures import num_layers
+from autopeft.architectures import layer_container, num_layers
 
 
 def chosen_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:
     """The configuration's layers; all of them when it does not say."""
     count = num_layers(model.config)
     return sorted(config.get("layers", range(count)))
+
+
+def chosen_layer_prefixes(model: nn.Module, config: dict[str, Any]) -> tuple[str, ...]:
+    """Parameter and module name prefixes of the chosen layers ("bert.encoder.layer.4.", ...), for the methods
+    that pick tensors by name."""
+    container = layer_container(model, num_layers(model.config))
+    return tuple(f"{container}.{i}." for i in chosen_layers(model, config))
 
 
 def left_out_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:
