@@ -84,8 +84,8 @@ class SubsetParam(_Param):
     min_size: int = Field(1, ge=0)
 
 
-class LayersParam(_Param):
-    """Which transformer layers a method goes into.
+class LayerPlacement(BaseModel):
+    """How a method's layers are drawn.
 
     ``form: switches`` (default) is AutoPEFT's per-layer placement: one on/off switch per layer, at least
     ``min_on`` on. ``form: top`` is a contiguous block that ends at the top layer, drawn as its first layer from
@@ -93,7 +93,7 @@ class LayersParam(_Param):
     layers); it is the placement that lets the frozen layers below be cached (docs/decisions.md).
     """
 
-    type: Literal["layers"]
+    model_config = ConfigDict(extra="forbid")
     form: Literal["switches", "top"] = "switches"
     min_on: int = Field(1, ge=0)
     starts: list[int] | None = Field(None, min_length=1, description="form top: the first layers to choose from")
@@ -107,6 +107,32 @@ class LayersParam(_Param):
             raise ValueError(f"starts {bad} are outside a model with {num_layers} layers (0..{num_layers - 1}, or "
                              f"-1..-{num_layers} from the top)")
         return list(dict.fromkeys(resolved))
+
+    def domain(self, num_layers: int) -> str:
+        if self.form == "top":
+            return f"layers from one of {self.start_choices(num_layers)} to the top"
+        return f"any of {num_layers} layers (≥ {self.min_on})"
+
+
+class LayersParam(_Param, LayerPlacement):
+    """Which transformer layers a method goes into (see ``LayerPlacement``). ``by_method`` gives some methods a
+    placement of their own, for the same reason floats have per-method ranges: partial fine-tuning pays off as a
+    block of top layers, while an adapter's best layers are scattered (bench/live_baselines), and one shared form
+    makes the sampler search 2^L subsets where a handful of blocks would do. Each such placement is a parameter
+    of its own to the sampler (``layers[partial].from``)."""
+
+    type: Literal["layers"]
+    by_method: dict[str, LayerPlacement] = Field(default_factory=dict)
+
+    def placement_for(self, method: Any) -> tuple[str, LayerPlacement]:
+        """(suffix of the sampler's parameter names, placement) for a point of ``method``."""
+        if method in self.by_method:
+            return f"[{method}]", self.by_method[method]
+        return "", self
+
+    def placements(self) -> list[tuple[str, LayerPlacement]]:
+        """Every placement, with where it is declared (for validation messages)."""
+        return [("", self), *((f"by_method.{m}.", p) for m, p in self.by_method.items())]
 
 
 class SizesParam(_Param):
@@ -227,11 +253,13 @@ class SearchSpace:
                 problems.append(f"search_space.{where}: {error['msg'].removeprefix('Value error, ')}")
             raise SpecError(source, problems) from None
         for name, param in definition.parameters.items():
-            if isinstance(param, LayersParam) and param.form == "top":
+            if not isinstance(param, LayersParam):
+                continue
+            for where, placement in param.placements():
                 try:
-                    param.start_choices(num_layers)
+                    placement.start_choices(num_layers)
                 except ValueError as exc:
-                    raise SpecError(source, [f"search_space.parameters.{name}: {exc}"]) from None
+                    raise SpecError(source, [f"search_space.parameters.{name}.{where}starts: {exc}"]) from None
         return cls(definition, num_layers, hidden_size)
 
     @property
@@ -279,13 +307,15 @@ class SearchSpace:
             return chosen, None
         if isinstance(param, SizesParam):
             return trial.suggest_categorical(name, param.choices(self.hidden_size)), None
-        if isinstance(param, LayersParam) and param.form == "top":
-            start = trial.suggest_categorical(f"{name}.from", param.start_choices(self.num_layers))
-            return list(range(start, self.num_layers)), None
         if isinstance(param, LayersParam):
-            layers = [i for i in range(self.num_layers) if trial.suggest_categorical(f"{name}.{i}", [True, False])]
-            if len(layers) < param.min_on:
-                return layers, f"{name}: {len(layers)} layers switched on, at least {param.min_on} needed"
+            suffix, placement = param.placement_for(method)
+            if placement.form == "top":
+                start = trial.suggest_categorical(f"{name}{suffix}.from", placement.start_choices(self.num_layers))
+                return list(range(start, self.num_layers)), None
+            layers = [i for i in range(self.num_layers)
+                      if trial.suggest_categorical(f"{name}{suffix}.{i}", [True, False])]
+            if len(layers) < placement.min_on:
+                return layers, f"{name}: {len(layers)} layers switched on, at least {placement.min_on} needed"
             return layers, None
         raise TypeError(f"unhandled parameter kind {type(param).__name__}")
 
@@ -296,24 +326,30 @@ class SearchSpace:
         multiplies only the parameters drawn under it. Other conditions are counted as if always drawn (a bound).
         """
         params = self.definition.parameters
+        per_method = {name for name, p in params.items()
+                      if getattr(p, "by_method", None) and isinstance(p, LayersParam) and "method" in params}
         selectors = {next(iter(p.when)) for p in params.values() if p.when and len(p.when) == 1}
+        selectors |= {"method"} if per_method else set()
         total = 1.0
         for name, param in params.items():
-            if name in selectors or (param.when and len(param.when) == 1):
+            if name in selectors or name in per_method or (param.when and len(param.when) == 1):
                 continue
             total *= self._count(param)
         for selector in selectors & set(params):
             branches = 0.0
             for value in getattr(params[selector], "choices", []):
+                method = value if selector == "method" else None
                 branch = 1.0
-                for param in params.values():
-                    if param.when and len(param.when) == 1 and _holds(param.when, {selector: value}):
-                        branch *= self._count(param)
+                for name, param in params.items():
+                    conditional = param.when and len(param.when) == 1
+                    if conditional and _holds(param.when, {selector: value}) or \
+                            not conditional and selector == "method" and name in per_method:
+                        branch *= self._count(param, method)
                 branches += branch
             total *= branches
         return total
 
-    def _count(self, param: Any) -> float:
+    def _count(self, param: Any, method: Any = None) -> float:
         if isinstance(param, FloatParam):
             return float("inf")
         if isinstance(param, IntParam):
@@ -324,8 +360,9 @@ class SearchSpace:
             return float(2 ** len(param.choices))
         if isinstance(param, SizesParam):
             return float(len(param.choices(self.hidden_size)))
-        if param.form == "top":
-            return float(len(param.start_choices(self.num_layers)))
+        placement = param.placement_for(method)[1]
+        if placement.form == "top":
+            return float(len(placement.start_choices(self.num_layers)))
         return float(2 ** self.num_layers)
 
     def describe(self) -> list[tuple[str, str]]:
@@ -342,10 +379,10 @@ class SearchSpace:
                 domain = f"subset of {param.choices} (≥ {param.min_size})"
             elif isinstance(param, SizesParam):
                 domain = f"one of {param.choices(self.hidden_size)}"
-            elif param.form == "top":
-                domain = f"layers from one of {param.start_choices(self.num_layers)} to the top"
             else:
-                domain = f"any of {self.num_layers} layers (≥ {param.min_on})"
+                domain = param.domain(self.num_layers)
+                for method, placement in param.by_method.items():
+                    domain += f"; {method}: {placement.domain(self.num_layers)}"
             if param.when:
                 domain += f" when {param.when}"
             rows.append((name, domain))

@@ -84,7 +84,7 @@ def test_top_layer_blocks_are_drawn_by_their_first_layer():
     study.optimize(lambda trial: drawn.append(space.suggest(trial).config["layers"]) or 0.0, n_trials=10)
     assert sorted(drawn) == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5], [4, 5]]  # every block once, then it stops
     assert list(study.trials[0].params) == ["layers.from"]
-    with pytest.raises(SpecError, match=r"search_space.parameters.layers: starts \[6\] are outside"):
+    with pytest.raises(SpecError, match=r"search_space.parameters.layers.starts: starts \[6\] are outside"):
         _space({"name": "x", "fixed": {"method": "lora"},
                 "parameters": {"layers": {"type": "layers", "form": "top", "starts": [0, 6]}}})
 
@@ -131,6 +131,42 @@ def test_a_method_can_have_its_own_learning_rate_range():
     assert drawn["lora"] and all(1e-4 <= v <= 1e-2 for v in drawn["lora"])
     assert drawn["partial"] and all(1e-5 <= v <= 1e-4 for v in drawn["partial"])
     assert ("learning_rate", "float [0.0001, 0.01] log; partial: [1e-05, 0.0001]") in space.describe()
+
+
+def test_a_method_can_have_its_own_layer_placement():
+    """Partial fine-tuning draws a block of top layers while the adapters switch layers one by one; each
+    placement is its own set of sampler parameters, and the space's size counts each method's own."""
+    space = _space({"name": "x", "parameters": {
+        "method": {"type": "categorical", "choices": ["lora", "partial"]},
+        "layers": {"type": "layers", "min_on": 1,
+                   "by_method": {"partial": {"form": "top", "starts": [0, 2, -2]}}}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    blocks, scattered = set(), set()
+    for _ in range(60):
+        trial = study.ask()
+        proposal = space.suggest(trial)
+        config = proposal.config
+        if config["method"] == "partial":
+            assert set(trial.params) == {"method", "layers[partial].from"}
+            assert config["layers"] == list(range(config["layers"][0], 6))
+            blocks.add(config["layers"][0])
+        else:
+            assert set(trial.params) == {"method", *(f"layers.{i}" for i in range(6))}
+            if proposal.rejection is None:
+                scattered.add(tuple(config["layers"]))
+        study.tell(trial, 0.0)
+    assert blocks == {0, 2, 4}
+    assert any(list(layers) != list(range(layers[0], 6)) for layers in scattered)  # not only top blocks
+    assert space.size() == 2 ** 6 + 3
+    assert ("layers", "any of 6 layers (≥ 1); partial: layers from one of [0, 2, 4] to the top") in space.describe()
+    with pytest.raises(SpecError, match=r"parameters.layers.by_method.partial.starts: starts \[9\] are outside"):
+        _space({"name": "x", "parameters": {
+            "method": {"type": "categorical", "choices": ["lora", "partial"]},
+            "layers": {"type": "layers", "by_method": {"partial": {"form": "top", "starts": [9]}}}}})
+    with pytest.raises(SpecError, match=r"by_method names \['ia3'\], which the space never draws"):
+        _space({"name": "x", "parameters": {
+            "method": {"type": "categorical", "choices": ["lora", "partial"]},
+            "layers": {"type": "layers", "by_method": {"ia3": {"form": "top"}}}}})
 
 
 def test_size_ladder_follows_the_hidden_size():

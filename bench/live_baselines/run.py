@@ -26,7 +26,7 @@ STORAGE = "sqlite:////tmp/live-baselines/live.db"
 # Each task is TASK.yaml here; qnli_adapters, qnli_wide and qnli_partial are more QNLI searches, over the adapter
 # family (space_adapters.yaml), series adapters, LoRA and LayerNorm tuning (space_qnli.yaml), and those with partial
 # fine-tuning (space_partial.yaml).
-TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed"]
+TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed", "qnli_blocks"]
 
 
 def autopeft(*args: str) -> str:
