@@ -25,8 +25,9 @@ AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
 STORAGE = "sqlite:////tmp/live-baselines/live.db"
 # Each task is TASK.yaml here; qnli_adapters, qnli_wide and qnli_partial are more QNLI searches, over the adapter
 # family (space_adapters.yaml), series adapters, LoRA and LayerNorm tuning (space_qnli.yaml), and those with partial
-# fine-tuning (space_partial.yaml).
-TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed", "qnli_blocks"]
+# fine-tuning (space_partial.yaml); qnli_mixed adds partial fine-tuning to the first space (space_mixed.yaml), and
+# qnli_blocks / sst2_blocks give it a top block of layers there (space_blocks.yaml), on each task.
+TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed", "qnli_blocks", "sst2_blocks"]
 
 
 def autopeft(*args: str) -> str:
