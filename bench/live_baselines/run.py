@@ -3,10 +3,13 @@ trained into the same study at the same fidelity, and the question asked of each
 configuration with at least its accuracy at no more trainable parameters?
 
     .venv/bin/python bench/live_baselines/run.py [--tasks sst2 qnli qnli_adapters] [--more-trials N]
+    .venv/bin/python bench/live_baselines/run.py --tasks qnli_blocks --confirm 26,55,22,50,17
 
 Each task is two commands of the product, run as a user runs them (``autopeft search run`` on ``TASK.yaml``, then
 ``autopeft baselines NAME --json``); this script only sequences them and collects ``search show --json`` and the
 comparison into ``results.json`` and ``table.md``. Resumable per task: a task already in ``results.json`` is kept.
+``--confirm`` retrains the named trials (a front point and the baseline it matched) with 3 new seeds
+(``autopeft confirm``), so a match that rests on one seed's luck shows; trials confirmed before are not retrained.
 """
 
 from __future__ import annotations
@@ -67,6 +70,23 @@ def extend_task(task: str, trials: int) -> dict:
             "search": shown}
 
 
+def confirm_task(task: str, trials: list[int]) -> dict:
+    """Mean ± std over 3 new seeds of each named trial, beside its searched value."""
+    name = search_name(task)
+    shown = {t["number"]: t for t in json.loads(autopeft("search", "show", name, "--storage", STORAGE,
+                                                          "--json"))["trials"]}
+    missing = [n for n in trials if not shown[n].get("confirmation")]
+    if missing:
+        autopeft("confirm", name, "--trials", ",".join(map(str, missing)), "--seeds", "3", "--storage", STORAGE)
+        shown = {t["number"]: t for t in json.loads(autopeft("search", "show", name, "--storage", STORAGE,
+                                                              "--json"))["trials"]}
+    return {str(n): {"baseline": shown[n].get("baseline"), "searched": shown[n]["values"]["accuracy"],
+                     "trainable_params": shown[n]["values"]["trainable_params"],
+                     "seeds": [r["measurements"]["accuracy"] for r in shown[n]["confirmation"]["runs"] if r["ok"]],
+                     "mean": shown[n]["confirmation"]["mean"]["accuracy"],
+                     "std": shown[n]["confirmation"]["std"]["accuracy"]} for n in trials}
+
+
 def table(results: dict) -> str:
     lines = ["| task | baseline | its accuracy | its params | front point | front accuracy | front params |",
              "|---|---|---|---|---|---|---|"]
@@ -87,10 +107,16 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"], choices=TASKS)
     parser.add_argument("--more-trials", type=int, default=None, metavar="N",
                         help="raise each measured task's search to N trials and compare again")
+    parser.add_argument("--confirm", default=None, metavar="N,N",
+                        help="retrain these trials of each task with 3 new seeds and record mean ± std")
     args = parser.parse_args()
     results_file = HERE / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for task in args.tasks:
+        if task in results and args.confirm:
+            results[task]["confirmation"] = confirm_task(task, [int(n) for n in args.confirm.split(",")])
+            results_file.write_text(json.dumps(results, indent=1))
+            continue
         if task in results:
             if args.more_trials and results[task].get("extended", {}).get("trials") != args.more_trials:
                 results[task]["extended"] = extend_task(task, args.more_trials)
