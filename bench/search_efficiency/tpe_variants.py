@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
     default = samplers.SAMPLERS["tpe"]
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    out = HERE / "tpe_variants.json"
+    results: dict[str, dict[str, dict[str, float]]] = json.loads(out.read_text()) if out.is_file() else {}
     try:
         for task in args.tasks:
             table = load_table(task)
@@ -55,11 +56,11 @@ def main() -> None:
                 samplers.SAMPLERS["tpe"] = make
                 runs = [curves(replay(task, "tpe", seed, 100, table=table))[0] for seed in range(args.seeds)]
                 row = {f"hv@{n}": round(statistics.mean(c[n - 1] for c in runs), 4) for n in (33, 50, 100)}
-                results.setdefault(task, {})[name] = row
+                results.setdefault(task, {})[name] = row  # other tasks' rows are kept
                 print(task, name, row, flush=True)
     finally:
         samplers.SAMPLERS["tpe"] = default
-    (HERE / "tpe_variants.json").write_text(json.dumps(results, indent=1))
+    out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
