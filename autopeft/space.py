@@ -24,13 +24,31 @@ class _Param(BaseModel):
                                         "(a list: any of them).")
 
 
+class _PerMethod:
+    """A parameter whose settings some methods override (``by_method``). Each override is a parameter of its own to
+    the sampler, named with the method as a suffix (``learning_rate[partial]``): Optuna's samplers model a parameter
+    by its name and expect its distribution to stay fixed."""
+
+    by_method: dict[str, Any]
+
+    def variant_for(self, method: Any) -> tuple[str, Any]:
+        """(suffix of the sampler's parameter name, settings) for a point of ``method``: its own, or the shared."""
+        if method in self.by_method:
+            return f"[{method}]", self.by_method[method]
+        return "", self
+
+    def variants(self) -> list[tuple[str, Any]]:
+        """Every set of settings, with where it is declared ("" or "by_method.NAME"), for validation messages."""
+        return [("", self), *((f"by_method.{m}", v) for m, v in self.by_method.items())]
+
+
 class FloatRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     low: float
     high: float
 
 
-class FloatParam(_Param):
+class FloatParam(_Param, _PerMethod):
     """A continuous parameter. ``by_method`` gives some methods a range of their own: methods differ by orders of
     magnitude in the learning rate they train at (full or partial fine-tuning ~5e-5, adapters ~1e-3, LayerNorm
     tuning ~1e-2), and one shared range wastes most draws. Each such range is a parameter of its own to the
@@ -44,19 +62,14 @@ class FloatParam(_Param):
 
     @model_validator(mode="after")
     def _range(self) -> FloatParam:
-        for where, bounds in [("", self), *((f"by_method.{m}: ", r) for m, r in self.by_method.items())]:
+        for where, bounds in self.variants():
+            where = f"{where}: " if where else ""
             if not bounds.low < bounds.high:
                 raise ValueError(f"{where}low ({bounds.low}) must be below high ({bounds.high})")
             if self.log and bounds.low <= 0:
                 raise ValueError(f"{where}a log-scaled range needs low > 0")
         return self
 
-    def bounds_for(self, method: Any) -> tuple[str, float, float]:
-        """(suffix of the sampler's parameter name, low, high) for a point of ``method``."""
-        if method in self.by_method:
-            bounds = self.by_method[method]
-            return f"[{method}]", bounds.low, bounds.high
-        return "", self.low, self.high
 
 
 class IntParam(_Param):
@@ -114,7 +127,7 @@ class LayerPlacement(BaseModel):
         return f"any of {num_layers} layers (≥ {self.min_on})"
 
 
-class LayersParam(_Param, LayerPlacement):
+class LayersParam(_Param, LayerPlacement, _PerMethod):
     """Which transformer layers a method goes into (see ``LayerPlacement``). ``by_method`` gives some methods a
     placement of their own, for the same reason floats have per-method ranges: partial fine-tuning pays off as a
     block of top layers, while an adapter's best layers are scattered (bench/live_baselines), and one shared form
@@ -123,16 +136,6 @@ class LayersParam(_Param, LayerPlacement):
 
     type: Literal["layers"]
     by_method: dict[str, LayerPlacement] = Field(default_factory=dict)
-
-    def placement_for(self, method: Any) -> tuple[str, LayerPlacement]:
-        """(suffix of the sampler's parameter names, placement) for a point of ``method``."""
-        if method in self.by_method:
-            return f"[{method}]", self.by_method[method]
-        return "", self
-
-    def placements(self) -> list[tuple[str, LayerPlacement]]:
-        """Every placement, with where it is declared (for validation messages)."""
-        return [("", self), *((f"by_method.{m}.", p) for m, p in self.by_method.items())]
 
 
 class SizesParam(_Param):
@@ -188,13 +191,13 @@ class SpaceDef(BaseModel):
             for dependency in (param.when or {}):
                 if dependency not in self.parameters and dependency not in self.fixed:
                     raise ValueError(f"parameter {name!r} depends on unknown parameter {dependency!r}")
-            unknown = sorted(set(getattr(param, "by_method", {})) - choices)
+            unknown = sorted(set(param.by_method) - choices) if isinstance(param, _PerMethod) else []
             if unknown:
                 raise ValueError(f"parameter {name!r}: by_method names {unknown}, which the space never draws "
                                  f"(its methods: {sorted(map(str, choices))})")
-            if getattr(param, "by_method", None) and "method" in self.parameters and \
+            if isinstance(param, _PerMethod) and param.by_method and "method" in self.parameters and \
                     list(self.parameters).index(name) < list(self.parameters).index("method"):
-                raise ValueError(f"parameter {name!r} has by_method ranges, so it must come after 'method'")
+                raise ValueError(f"parameter {name!r} has by_method settings, so it must come after 'method'")
         return self
 
 
@@ -255,11 +258,12 @@ class SearchSpace:
         for name, param in definition.parameters.items():
             if not isinstance(param, LayersParam):
                 continue
-            for where, placement in param.placements():
+            for where, placement in param.variants():
                 try:
                     placement.start_choices(num_layers)
                 except ValueError as exc:
-                    raise SpecError(source, [f"search_space.parameters.{name}.{where}starts: {exc}"]) from None
+                    field = ".".join(filter(None, ["search_space.parameters", name, where, "starts"]))
+                    raise SpecError(source, [f"{field}: {exc}"]) from None
         return cls(definition, num_layers, hidden_size)
 
     @property
@@ -294,8 +298,8 @@ class SearchSpace:
 
     def _draw(self, trial: optuna.Trial, name: str, param: Any, method: Any) -> tuple[Any, str | None]:
         if isinstance(param, FloatParam):
-            suffix, low, high = param.bounds_for(method)
-            return trial.suggest_float(name + suffix, low, high, log=param.log), None
+            suffix, bounds = param.variant_for(method)
+            return trial.suggest_float(name + suffix, bounds.low, bounds.high, log=param.log), None
         if isinstance(param, IntParam):
             return trial.suggest_int(name, param.low, param.high, log=param.log, step=param.step), None
         if isinstance(param, CategoricalParam):
@@ -308,7 +312,7 @@ class SearchSpace:
         if isinstance(param, SizesParam):
             return trial.suggest_categorical(name, param.choices(self.hidden_size)), None
         if isinstance(param, LayersParam):
-            suffix, placement = param.placement_for(method)
+            suffix, placement = param.variant_for(method)
             if placement.form == "top":
                 start = trial.suggest_categorical(f"{name}{suffix}.from", placement.start_choices(self.num_layers))
                 return list(range(start, self.num_layers)), None
@@ -326,8 +330,9 @@ class SearchSpace:
         multiplies only the parameters drawn under it. Other conditions are counted as if always drawn (a bound).
         """
         params = self.definition.parameters
+        # A layers parameter with its own placements is counted per method, as if it had one `when` per method.
         per_method = {name for name, p in params.items()
-                      if getattr(p, "by_method", None) and isinstance(p, LayersParam) and "method" in params}
+                      if isinstance(p, LayersParam) and p.by_method and "method" in params}
         selectors = {next(iter(p.when)) for p in params.values() if p.when and len(p.when) == 1}
         selectors |= {"method"} if per_method else set()
         total = 1.0
@@ -341,9 +346,11 @@ class SearchSpace:
                 method = value if selector == "method" else None
                 branch = 1.0
                 for name, param in params.items():
-                    conditional = param.when and len(param.when) == 1
-                    if conditional and _holds(param.when, {selector: value}) or \
-                            not conditional and selector == "method" and name in per_method:
+                    if param.when and len(param.when) == 1:
+                        drawn = _holds(param.when, {selector: value})
+                    else:
+                        drawn = selector == "method" and name in per_method
+                    if drawn:
                         branch *= self._count(param, method)
                 branches += branch
             total *= branches
@@ -360,7 +367,7 @@ class SearchSpace:
             return float(2 ** len(param.choices))
         if isinstance(param, SizesParam):
             return float(len(param.choices(self.hidden_size)))
-        placement = param.placement_for(method)[1]
+        placement = param.variant_for(method)[1]
         if placement.form == "top":
             return float(len(placement.start_choices(self.num_layers)))
         return float(2 ** self.num_layers)

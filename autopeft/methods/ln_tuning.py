@@ -21,7 +21,7 @@ class LayerNormTuning(PeftBacked):
         layers = chosen_layer_prefixes(model, config)
         norms = [name for name, module in model.named_modules()
                  if isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")]
-        targets = [name for name in norms if any(name.startswith(p) for p in layers)]
+        targets = [name for name in norms if name.startswith(layers)]
         if not targets:
             raise ValueError("no LayerNorm found in the chosen layers")
         return LNTuningConfig(task_type=peft_task_type(model), target_modules=targets)

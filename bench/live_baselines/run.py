@@ -43,6 +43,11 @@ def search_name(task: str) -> str:
     return f"live-{task.replace('_', '-')}"
 
 
+def show(name: str) -> dict:
+    """``autopeft search show NAME --json``: the search, its chance level and every trial."""
+    return json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
+
+
 def run_task(task: str) -> dict:
     name = search_name(task)
     Path("/tmp/live-baselines").mkdir(exist_ok=True)
@@ -52,7 +57,7 @@ def run_task(task: str) -> dict:
     started = time.monotonic()
     comparison = json.loads(autopeft("baselines", name, "--storage", STORAGE, "--json"))
     baselines_s = time.monotonic() - started
-    shown = json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
+    shown = show(name)
     return {"search_seconds": round(search_s, 1), "baselines_seconds": round(baselines_s, 1),
             "comparison": comparison, "search": shown}
 
@@ -65,7 +70,7 @@ def extend_task(task: str, trials: int) -> dict:
     autopeft("search", "resume", name, "--trials", str(trials), "--storage", STORAGE)
     search_s = time.monotonic() - started
     comparison = json.loads(autopeft("baselines", name, "--storage", STORAGE, "--json"))
-    shown = json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
+    shown = show(name)
     return {"trials": trials, "extra_search_seconds": round(search_s, 1), "comparison": comparison,
             "search": shown}
 
@@ -73,13 +78,11 @@ def extend_task(task: str, trials: int) -> dict:
 def confirm_task(task: str, trials: list[int]) -> dict:
     """Mean ± std over 3 new seeds of each named trial, beside its searched value."""
     name = search_name(task)
-    shown = {t["number"]: t for t in json.loads(autopeft("search", "show", name, "--storage", STORAGE,
-                                                          "--json"))["trials"]}
+    shown = {t["number"]: t for t in show(name)["trials"]}
     missing = [n for n in trials if not shown[n].get("confirmation")]
     if missing:
         autopeft("confirm", name, "--trials", ",".join(map(str, missing)), "--seeds", "3", "--storage", STORAGE)
-        shown = {t["number"]: t for t in json.loads(autopeft("search", "show", name, "--storage", STORAGE,
-                                                              "--json"))["trials"]}
+        shown = {t["number"]: t for t in show(name)["trials"]}
     return {str(n): {"baseline": shown[n].get("baseline"), "searched": shown[n]["values"]["accuracy"],
                      "trainable_params": shown[n]["values"]["trainable_params"],
                      "seeds": [r["measurements"]["accuracy"] for r in shown[n]["confirmation"]["runs"] if r["ok"]],
