@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from autopeft import storage
 from autopeft.errors import UserError
+from autopeft.noise import NoiseReport
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
 from autopeft.retrain import Run, run_all
@@ -74,13 +75,20 @@ def _as_trial(spec: SearchSpec, name: str, result: TrialResult) -> optuna.trial.
     violations = [c.violation(measured[c.name]) for c in spec.constraints]
     attrs |= {storage.MEASUREMENTS: measured, storage.LOSS_CURVE: [list(p) for p in result.loss_curve],
               storage.ADAPTER_DIR: result.adapter_dir, storage.VIOLATIONS: violations}
+    if result.predictions:
+        attrs[storage.PREDICTIONS] = result.predictions
     return optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
                                       constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
 
 
-def compare(records: list[TrialRecord], spec: SearchSpec) -> list[dict[str, Any]]:
+def compare(records: list[TrialRecord], spec: SearchSpec,
+            noise: NoiseReport | None = None) -> list[dict[str, Any]]:
     """Per baseline trial: its metric and cost, and the cheapest front trial with at least its metric at no more
-    trainable parameters (None when the front has none)."""
+    trainable parameters (None when the front has none).
+
+    With the search's ``noise`` report, a front trial within noise of chance matches nothing: ``matched_by`` is
+    then None and ``at_chance`` says that the baseline, the front trial or both learned nothing measurable, so
+    "matched" never means "equally at chance"."""
     metric = spec.task_metric
     sign = 1.0 if MEASUREMENTS[metric].natural_direction == "maximize" else -1.0
     front = pareto_front(records, spec)
@@ -92,8 +100,14 @@ def compare(records: list[TrialRecord], spec: SearchSpec) -> list[dict[str, Any]
         covering = [r for r in front if sign * r.measurements[metric] >= sign * value
                     and r.measurements[COST] <= cost]
         best = min(covering, key=lambda r: (r.measurements[COST], -sign * r.measurements[metric]), default=None)
+        at_chance = [] if noise is None else [
+            side for side, number in (("baseline", record.number), ("front", None if best is None else best.number))
+            if number is not None and noise.is_at_chance(number)]
         rows.append({"baseline": record.baseline, "trial": record.number, metric: value,
-                     COST: cost, "feasible": record.feasible, "matched_by": None if best is None else best.number,
+                     COST: cost, "feasible": record.feasible,
+                     "matched_by": None if best is None or "front" in at_chance else best.number,
+                     "nearest_front_trial": None if best is None else best.number,
                      f"front {metric}": None if best is None else best.measurements[metric],
-                     f"front {COST}": None if best is None else best.measurements[COST]})
+                     f"front {COST}": None if best is None else best.measurements[COST],
+                     "at_chance": at_chance})
     return rows

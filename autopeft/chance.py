@@ -1,12 +1,20 @@
-"""What a model that learned nothing scores on the eval set, and which Pareto points are not clearly above it.
+"""What a model that learned nothing scores, and which trials are not clearly better than that.
 
-A search always returns a front, even where no configuration learns the task: on a small, hard eval set (RTE's 277
-pairs at low fidelity) the "front" is then the luckiest draws of noise, and it looks just like a real one. So each
-search records its chance level, measured with the task's own metric functions on the constant prediction (the
-majority label for classification, the mean target for regression), and flags front points whose metric is within
-the noise of it. Only accuracy has a noise model here: under chance, the accuracy of n independent examples has
-standard error sqrt(c (1 - c) / n); a point must beat chance by z of those, with z the one-sided 5% quantile
-corrected for the number of completed trials (Bonferroni: the front is a maximum over all of them).
+A search always returns a front, even where no configuration learns the task: on a small or skewed eval set at low
+fidelity the "front" is then the luckiest draws of noise, and it looks just like a real one. Two references:
+
+- the **chance level**: the task's own metrics on the constant prediction (the majority label, the mean target,
+  the most common answer), measured on the eval split and stored with the search;
+- a **permutation null** per trial: the trial's own eval predictions (stored with it, autopeft/predictions.py)
+  scored against the gold values shuffled a few hundred times. It keeps what the trial predicts and breaks only
+  its link to the examples, so it is the metric's noise for exactly that trial, for every metric (Matthews, F1,
+  Spearman and MSE have no simple formula). A trial is above chance when its metric beats both the chance level
+  and the null's mean by z null standard deviations, with z the one-sided 5% quantile corrected for the number of
+  completed trials (Bonferroni: the front is a maximum over all of them).
+
+Two front points are compared with a paired bootstrap on the same examples: a point that a cheaper front point
+matches within noise (not better at the one-sided 5% level) is marked, and ``--pick`` and the knee skip it.
+Trials stored without predictions fall back to the binomial margin of accuracy (the only metric with one).
 """
 
 from __future__ import annotations
@@ -17,10 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autopeft.predictions import ANSWERS, EvalTargets
+from autopeft.resampled_metrics import answer_ids, answer_key, metric_rows
+
 if TYPE_CHECKING:
     from autopeft.data import TaskData
 
 FALSE_ALARM = 0.05  # chance that a search of pure noise shows a point "above chance" (over all its trials)
+NULL_ROUNDS = 256  # permutations per trial: the null's mean and spread, not its far tail, are estimated
+BOOTSTRAP_ROUNDS = 400  # resamples per paired comparison of two front points
+PAIRED_ALPHA = 0.05  # one-sided level at which a costlier point counts as better than a cheaper one
+_TOLERANCE = 1e-9  # a value equal to its bar (the constant prediction itself) is not above it
 
 
 @dataclass(frozen=True)
@@ -39,37 +54,128 @@ class ChanceLevel:
         return None if not stored else cls(**stored)
 
     def margin(self, metric: str, trials: int) -> float | None:
-        """How far above chance a point's ``metric`` must be not to be noise, after ``trials`` completed trials
-        (None where there is no noise model for the metric)."""
+        """The binomial margin of accuracy above chance after ``trials`` completed trials: the fallback for trials
+        stored without predictions (None for every other metric)."""
         if metric != "accuracy" or metric not in self.metrics or self.examples == 0:
             return None
         level = self.metrics[metric]
-        z = NormalDist().inv_cdf(1 - FALSE_ALARM / max(trials, 1))
-        return z * float(np.sqrt(level * (1 - level) / self.examples))
+        return bonferroni_z(trials) * float(np.sqrt(level * (1 - level) / self.examples))
+
+
+def bonferroni_z(trials: int) -> float:
+    return NormalDist().inv_cdf(1 - FALSE_ALARM / max(trials, 1))
 
 
 def chance_level(data: TaskData) -> ChanceLevel | None:
-    """Measured on the eval split; None for causal-lm, whose answers have no constant baseline."""
+    """Measured on the eval split with the workers' own metric functions."""
     from workers.training import classification_metrics, regression_metrics
 
-    labels = data.eval.labels
+    split = data.eval
+    if data.task == "causal-lm":
+        if not split.answers:
+            return None
+        keys = [answer_key(a) for a in split.answers]
+        modal = max(set(keys), key=keys.count)
+        share = keys.count(modal) / len(keys)
+        shown = next(a.strip() for a, k in zip(split.answers, keys) if k == modal)
+        return ChanceLevel({"answer_accuracy": share}, len(keys), f"always {shown!r}")
+    labels = split.labels
     if labels is None or len(labels) == 0:
         return None
     if data.task == "sequence-classification":
         counts = np.bincount(labels, minlength=len(data.label_names))
         majority = int(np.argmax(counts))
-        metrics = classification_metrics(np.full(len(labels), majority), labels, len(data.label_names))
+        metrics = classification_metrics(np.full(len(labels), majority), labels, len(data.label_names),
+                                         **_positive_argument(data))
         return ChanceLevel(metrics, len(labels), f"always {data.label_names[majority]!r}")
-    if data.task == "sequence-regression":
-        mean = float(np.mean(labels))
-        return ChanceLevel(regression_metrics(np.full(len(labels), mean), labels), len(labels),
-                           f"always the mean target {mean:.4g}")
-    return None
+    mean = float(np.mean(labels))
+    return ChanceLevel(regression_metrics(np.full(len(labels), mean), labels), len(labels),
+                       f"always the mean target {mean:.4g}")
 
 
-def not_above_chance(values: dict[int, float], level: ChanceLevel, metric: str, trials: int) -> list[int]:
-    """The trials (number -> metric value) whose value is within the noise margin of chance."""
-    margin = level.margin(metric, trials)
+def _positive_argument(data: TaskData) -> dict[str, int]:
+    positive = getattr(data, "positive_index", None)
+    return {} if positive is None else {"positive": positive}
+
+
+def eval_targets(data: TaskData) -> EvalTargets | None:
+    """The gold side of the eval split, stored with the search so the noise model needs only the database."""
+    from autopeft.predictions import LABELS, VALUES
+
+    split = data.eval
+    if data.task == "causal-lm":
+        return EvalTargets(ANSWERS, list(split.answers)) if split.answers else None
+    if split.labels is None:
+        return None
+    if data.task == "sequence-classification":
+        return EvalTargets(LABELS, split.labels, len(data.label_names),
+                           _positive_argument(data).get("positive", 1))
+    return EvalTargets(VALUES, split.labels)
+
+
+@dataclass(frozen=True)
+class ChanceTest:
+    """One trial's task metric against chance: the value it had to pass (``bar``: above it for a maximised metric,
+    below for a minimised one), whether it did, and how the bar was found."""
+
+    value: float
+    bar: float
+    above: bool
+    method: str  # "permutation" (from the trial's predictions) or "binomial" (accuracy without predictions)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _aligned(predicted: np.ndarray | list[str], targets: EvalTargets) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and gold as arrays the resampled metrics take (answers become ids of one vocabulary)."""
+    if targets.kind == ANSWERS:
+        ids = answer_ids(list(predicted), list(targets.gold))
+        return ids[0], ids[1]
+    return np.asarray(predicted), np.asarray(targets.gold)
+
+
+def permutation_test(metric: str, maximize: bool, value: float, predicted: np.ndarray | list[str],
+                     targets: EvalTargets, level: ChanceLevel | None, trials: int, seed: int = 0) -> ChanceTest:
+    """The trial's ``value`` of ``metric`` against the chance level and its own permutation null."""
+    predictions, gold = _aligned(predicted, targets)
+    if len(predictions) != len(gold):
+        raise ValueError(f"{len(predictions)} predictions for {len(gold)} eval examples")
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
+    null = metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
+                       targets.positive)[metric]
+    spread = bonferroni_z(trials) * float(null.std())
+    constant = None if level is None else level.metrics.get(metric)
+    if maximize:
+        bar = float(null.mean()) + spread
+        bar = bar if constant is None else max(bar, constant)
+        return ChanceTest(value, bar, value > bar + _TOLERANCE, "permutation")
+    bar = float(null.mean()) - spread
+    bar = bar if constant is None else min(bar, constant)
+    return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation")
+
+
+def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest | None:
+    """Accuracy against the majority share plus its binomial margin (trials stored without predictions)."""
+    margin = level.margin("accuracy", trials)
     if margin is None:
-        return []
-    return sorted(n for n, v in values.items() if v < level.metrics[metric] + margin)
+        return None
+    bar = level.metrics["accuracy"] + margin
+    return ChanceTest(value, bar, value >= bar, "binomial")
+
+
+def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[str],
+                         second: np.ndarray | list[str], targets: EvalTargets, seed: int = 0) -> bool:
+    """Whether ``first``'s predictions score better than ``second``'s on ``metric`` beyond the noise of the eval
+    set: a paired bootstrap (the same resampled examples for both), one-sided at PAIRED_ALPHA."""
+    if targets.kind == ANSWERS:  # one vocabulary for both trials' answers and the gold ones
+        a, b, gold = answer_ids(list(first), list(second), list(targets.gold))
+    else:
+        a, b, gold = np.asarray(first), np.asarray(second), np.asarray(targets.gold)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(gold), size=(BOOTSTRAP_ROUNDS, len(gold)))
+    score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive)[metric]
+             for p in (a, b)]
+    gain = (score[0] - score[1]) * (1.0 if maximize else -1.0)
+    return float(np.quantile(gain, PAIRED_ALPHA)) > 0.0

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autopeft.errors import UserError
+from autopeft.noise import ADVICE
 from autopeft.objectives import TASK_METRICS
 
 if TYPE_CHECKING:
@@ -80,15 +81,33 @@ def _run_with_progress(spec: SearchSpec, action) -> None:
 
 
 def _print_front(name: str, storage_url: str) -> None:
+    """``search run``/``resume``'s closing summary: the front, where it stands against chance, and whether the
+    budget was spent or the wall clock cut it short."""
     from autopeft import storage, views
+    from autopeft.noise import assess
 
     study, spec = storage.load_search(storage.open_storage(storage_url, create=False), name)
     records = storage.trial_records(study, spec)
-    console.print(views.front_table(records, spec, title=f"Pareto front of {name}"))
+    noise = assess(study, records, spec)
+    title = f"Pareto front of {name}"
+    if noise is not None and noise.nothing_learned:
+        title += " — NOT ABOVE CHANCE: noise, not a result"
+    console.print(views.front_table(records, spec, title=title, noise=noise))
+    if noise is not None:
+        console.print(views.chance_line(noise.to_json()))
     summary = views.search_summary(study, spec)
     console.print(f"{summary['complete']} complete, {summary['failed']} failed, {summary['rejected']} rejected, "
-                  f"{summary['interrupted']} interrupted. Export: autopeft export {name} --out DIR "
-                  f"--storage {_masked(storage_url)}")
+                  f"{summary['interrupted']} interrupted.")
+    clock = summary.get("wall_clock")
+    if clock and summary["state"] != "finished":
+        console.print(f"[yellow]The wall clock (budget.wall_clock_minutes: {clock['minutes']:g}) stopped this search "
+                      f"after {clock['spent']} of its {summary['budget']} trials.[/] Go on with: autopeft search "
+                      f"resume {name} --storage {_masked(storage_url)} (add --trials N to raise the budget)")
+    if noise is not None and noise.nothing_learned:
+        console.print(f"[bold red]Nothing to export: no configuration learned the task above chance.[/] Try "
+                      f"{ADVICE}.")
+    else:
+        console.print(f"Export: autopeft export {name} --out DIR --storage {_masked(storage_url)}")
 
 
 def _masked(url: str) -> str:
@@ -180,6 +199,11 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
     _print_front(name, url)
 
 
+# search_summary's one-word verdict on the front against chance, as the search list shows it.
+_FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
+                    "none": "[bold red]at chance: nothing learned[/]", None: "-"}
+
+
 @search.command("list")
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -197,15 +221,16 @@ def search_list(storage: str | None, as_json: bool) -> None:
         console.print("no searches yet; start one with: autopeft search run SPEC")
         return
     table = Table(title="Searches")
-    for column in ("name", "state", "trials", "failed", f"best {summaries[0]['metric']}", "elapsed"):
+    for column in ("name", "state", "trials", "failed", "best", "front vs chance", "elapsed"):
         table.add_column(column)
     for summary in summaries:
-        best = summary["best"]
+        # Each search names its own metric: searches in one database may optimise different ones.
+        best = f"{summary['metric']} {'-' if summary['best'] is None else format(summary['best'], '.4f')}"
         elapsed = summary["elapsed_s"]
         table.add_row(summary["name"], summary["state"],
                       f"{summary['complete']}/{summary['budget']}" + (f" ({summary['running']} running)"
                                                                       if summary["running"] else ""),
-                      str(summary["failed"]), "-" if best is None else f"{best:.4f}",
+                      str(summary["failed"]), best, _FRONT_VS_CHANCE[summary["front_vs_chance"]],
                       "-" if elapsed is None else f"{elapsed / 60:.1f} min")
     console.print(table)
 
@@ -217,10 +242,10 @@ def search_list(storage: str | None, as_json: bool) -> None:
 def search_show(name: str, storage: str | None, as_json: bool) -> None:
     """One search's trials and Pareto front."""
     from autopeft import storage as store
+    from autopeft.noise import assess
     from autopeft.pareto import pareto_front
     from autopeft.views import (
         chance_line,
-        chance_report,
         confirmation_table,
         describe_config,
         format_value,
@@ -231,7 +256,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     records = store.trial_records(study, spec)
     pareto_front(records, spec)
-    chance = chance_report(study, records, spec)
+    noise = assess(study, records, spec)
+    chance = None if noise is None else noise.to_json()
     if as_json:
         click.echo(json.dumps({"search": search_summary(study, spec),
                                "objectives": [{"name": o.name, "direction": o.resolved_direction}
@@ -255,7 +281,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
                 f"{detail}"
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
-    console.print(front_table(records, spec))
+    title = "Pareto front" + (" — NOT ABOVE CHANCE: noise, not a result" if noise and noise.nothing_learned else "")
+    console.print(front_table(records, spec, title=title, noise=noise))
     if chance is not None:
         console.print(chance_line(chance))
     if any(r.confirmation for r in records):
@@ -270,17 +297,30 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
               "(LoRA, DoRA, IA3, BitFit, sparse).")
 @click.option("--pick", "picks", multiple=True, metavar="PICK",
               help="Export only the Pareto point(s) picked: knee | max:METRIC | min:METRIC | budget:METRIC<=X "
-                   "(repeatable; the knee is defined in autopeft/pick.py).")
-def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tuple[str, ...]) -> None:
+                   "(repeatable; the knee is defined in autopeft/pick.py). Points within noise of chance are never "
+                   "picked, and a point a cheaper one matches within noise gives way to it.")
+@click.option("--include-chance", is_flag=True, help="Let --pick choose points within noise of chance too.")
+def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tuple[str, ...],
+           include_chance: bool) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft import storage as store
     from autopeft.export import export_front
+    from autopeft.noise import assess
     from autopeft.pick import parse_pick
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     chosen = [parse_pick(p, spec) for p in picks]
-    exported = export_front(study, spec, Path(out_dir), merged=merged, picks=chosen)
+    exported = export_front(study, spec, Path(out_dir), merged=merged, picks=chosen, include_chance=include_chance)
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
+    noise = assess(study, store.trial_records(study, spec), spec)
+    numbers = [int(path.name.removeprefix("trial-")) for path in exported]
+    doubtful = [n for n in numbers if noise is not None and noise.is_at_chance(n)]
+    if doubtful:
+        console.print(f"[bold yellow]warning:[/] trial{'s' if len(doubtful) > 1 else ''} "
+                      f"{', '.join(map(str, doubtful))} {'are' if len(doubtful) > 1 else 'is'} within noise of "
+                      f"chance ({spec.task_metric}): exported as found, not as a result"
+                      + (f"; the search learned nothing above chance: try {ADVICE}" if noise.nothing_learned
+                         else ""))
 
 
 def _trial_numbers(text: str | None) -> list[int]:
@@ -347,6 +387,7 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
     whether the found front matches or dominates each: at least its metric at no more trainable parameters."""
     from autopeft import storage as store
     from autopeft.baselines import chosen_names, compare, train_baselines
+    from autopeft.noise import assess
 
     study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
     names = chosen_names([n.strip() for n in (only or "").split(",") if n.strip()])
@@ -358,7 +399,9 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
         click.echo(f"{Path(run.output_dir).name}: {outcome}", err=as_json)
 
     train_baselines(study, spec, names, executor=executor, on_result=report)
-    rows = [row for row in compare(store.trial_records(study, spec), spec) if row["baseline"] in names]
+    records = store.trial_records(study, spec)
+    noise = assess(study, records, spec)
+    rows = [row for row in compare(records, spec, noise) if row["baseline"] in names]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -367,13 +410,30 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
     for column in ("baseline", "trial", metric, "trainable_params", "matched or dominated by"):
         table.add_column(column)
     for row in rows:
-        matched = "[red]no front trial[/]" if row["matched_by"] is None else (
-            f"trial {row['matched_by']} ({row[f'front {metric}']:.4f}, {int(row['front trainable_params']):,})")
-        table.add_row(row["baseline"] + ("" if row["feasible"] else " (infeasible)"), str(row["trial"]),
-                      f"{row[metric]:.4f}", f"{int(row['trainable_params']):,}", matched)
+        table.add_row(row["baseline"] + ("" if row["feasible"] else " (infeasible)")
+                      + (" (at chance)" if "baseline" in row["at_chance"] else ""), str(row["trial"]),
+                      f"{row[metric]:.4f}", f"{int(row['trainable_params']):,}", _match_cell(row, metric))
     console.print(table)
     covered = sum(row["matched_by"] is not None for row in rows)
-    console.print(f"the front matches or dominates {covered} of {len(rows)} baselines")
+    both = sum(row["at_chance"] == ["baseline", "front"] for row in rows)
+    console.print(f"the front matches or dominates {covered} of {len(rows)} baselines"
+                  + (f"; {both} of them and the front points reaching them are all within noise of chance, "
+                     "where nothing was learned and nothing can be compared" if both else ""))
+    if noise is not None and noise.nothing_learned:
+        console.print(f"[bold red]No configuration of this search learned the task above chance[/]; try {ADVICE}.")
+
+
+def _match_cell(row: dict, metric: str) -> str:
+    """The baselines table's last cell: the matching front trial, or why there is none."""
+    nearest = row["nearest_front_trial"]
+    if nearest is None:
+        return "[red]no front trial[/]"
+    where = f"trial {nearest} ({row[f'front {metric}']:.4f}, {int(row['front trainable_params']):,})"
+    if row["at_chance"] == ["baseline", "front"]:
+        return f"[yellow]both at chance[/]: {where}"
+    if "front" in row["at_chance"]:
+        return f"[red]no match[/]: {where} is within noise of chance"
+    return where
 
 
 @main.command("dashboard")

@@ -101,6 +101,9 @@ class SearchController:
         self._count_finished()
         if self.finished >= self.spec.budget.trials or self.exhausted:
             self.study.set_user_attr(storage.FINISHED, True)
+        elif time.monotonic() >= deadline:  # said in the closing summary, with how to go on
+            self.study.set_user_attr(storage.WALL_CLOCK, {"minutes": self.spec.budget.wall_clock_minutes,
+                                                          "spent": self.finished})
 
     def _may_start(self, deadline: float) -> bool:
         if self.exhausted or self.executor.running() >= self.executor.capacity or time.monotonic() >= deadline:
@@ -304,6 +307,8 @@ class SearchController:
             trial.set_user_attr(storage.MEASUREMENTS, measured)
             trial.set_user_attr(storage.LOSS_CURVE, [list(point) for point in result.loss_curve])
             trial.set_user_attr(storage.ADAPTER_DIR, result.adapter_dir)
+            if result.predictions and result.stopped_at is None:  # a stopped trial's were made at its rung
+                trial.set_user_attr(storage.PREDICTIONS, result.predictions)
             self._record_rungs(trial, result)
             violations = [c.violation(measured[c.name]) for c in self.spec.constraints]
             trial.set_user_attr(storage.VIOLATIONS, violations)

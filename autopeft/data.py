@@ -11,22 +11,42 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from autopeft.errors import UserError
-from autopeft.spec import DataSpec, ModelSpec
+from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
 
-_READERS = {
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, dtype=str),
-    ".csv": lambda p: pd.read_csv(p, keep_default_na=False, dtype=str),
-    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-    ".json": lambda p: pd.read_json(p, dtype=False),
-    ".parquet": pd.read_parquet,
+CLASSIFICATION = "sequence-classification"
+# utf-8-sig: a byte-order mark (Excel, Notepad) is dropped instead of becoming part of the first column's name.
+_TEXT_ENCODING = "utf-8-sig"
+
+
+def _delimited(separator: str, quoting: int) -> Callable[[str, bool], pd.DataFrame]:
+    """A .tsv/.csv reader: every cell as text, empty cells as "" (not NaN), with or without a header line."""
+    return lambda path, header: pd.read_csv(path, sep=separator, quoting=quoting, keep_default_na=False, dtype=str,
+                                            header=0 if header else None, encoding=_TEXT_ENCODING)
+
+
+# Each reader takes the path and data.header (which only the delimited formats can honour; the spec refuses
+# header: false for the others).
+_READERS: dict[str, Callable[[str, bool], pd.DataFrame]] = {
+    ".tsv": _delimited("\t", csv.QUOTE_NONE),
+    ".csv": _delimited(",", csv.QUOTE_MINIMAL),
+    ".jsonl": lambda path, header: pd.read_json(path, lines=True, dtype=False, encoding=_TEXT_ENCODING),
+    ".json": lambda path, header: pd.read_json(path, dtype=False, encoding=_TEXT_ENCODING),
+    ".parquet": lambda path, header: pd.read_parquet(path),
 }
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d*)?")  # a header cell that looks like a value (pandas writes "0.1" for a 2nd "0")
+_INTEGER = re.compile(r"-?\d+")  # a label after label_text: integral numbers are plain integers
+# Two-label sets with a conventional positive class (compared lower-case); any other pair: the second label.
+_POSITIVE_OF = {frozenset({"0", "1"}): "1", frozenset({"false", "true"}): "true", frozenset({"no", "yes"}): "yes"}
 
 
 @dataclass
@@ -51,7 +71,12 @@ class TaskData:
     train: TokenizedSplit
     eval: TokenizedSplit
     label_names: list[str]  # classification: the label values in head order; empty for the other tasks
-    task: str = "sequence-classification"
+    task: str = CLASSIFICATION
+    positive_index: int | None = None  # two-label classification: the head index whose F1 is the metric `f1`
+    # With data.eval_size: the rows evaluated, as 0-based positions among the data rows of the eval file or split
+    # (header not counted), in evaluation order, so a recorded metric can be reproduced from an export. None: every
+    # row, in file order.
+    eval_rows: list[int] | None = None
 
     @property
     def num_labels(self) -> int:
@@ -61,14 +86,25 @@ class TaskData:
         return num_labels(self.task, self.label_names)
 
 
-def read_table(path: str, field: str) -> pd.DataFrame:
+def read_table(path: str, field: str, header: bool = True) -> pd.DataFrame:
+    """The file's rows with positions 0, 1, ... as the index and text column names ("0", "1", ... without a header
+    line), so that row numbers in errors and in ``TaskData.eval_rows`` are positions in the file."""
     reader = _READERS.get(Path(path).suffix.lower())
     if reader is None:
         raise UserError(f"data.{field}: cannot read {path}; use one of {', '.join(_READERS)}")
     try:
-        return reader(path)
+        frame = reader(path, header)
     except Exception as exc:  # pandas raises many kinds; the user needs the file and the cause
         raise UserError(f"data.{field}: cannot read {path}: {exc}") from None
+    return _positional(frame)
+
+
+def _positional(frame: pd.DataFrame) -> pd.DataFrame:
+    """Index by position (parquet may restore a stored index) and name columns as text (header-less files and
+    parquet may name them by integers), the form the spec names them in."""
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
 
 
 def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,38 +121,124 @@ def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         for split in (ref.train_split, ref.eval_split):
             if split not in loaded:
                 raise UserError(f"data.dataset: split {split!r} not in {list(loaded)}")
-        return loaded[ref.train_split].to_pandas(), loaded[ref.eval_split].to_pandas()
-    return read_table(data.train, "train"), read_table(data.eval, "eval")
+        return _positional(loaded[ref.train_split].to_pandas()), _positional(loaded[ref.eval_split].to_pandas())
+    return read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header)
 
 
-def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str) -> None:
+def data_source(data: DataSpec, field: str) -> str:
+    """Where the ``field`` ("train" or "eval") rows come from, in words: the file, or the dataset's split."""
+    if data.dataset is None:
+        return str(getattr(data, field))
+    split = data.dataset.train_split if field == "train" else data.dataset.eval_split
+    return f"split {split!r} of dataset {data.dataset.name!r}"
+
+
+def _has_header_line(data: DataSpec, field: str) -> bool:
+    return data.dataset is None and Path(getattr(data, field)).suffix.lower() in HEADER_FORMATS and data.header
+
+
+def _data_row(position: int, data: DataSpec, field: str) -> str:
+    """A row as a user counts it: from 1, the header line not counted."""
+    after = " (counted from 1 after the header line)" if _has_header_line(data, field) else ""
+    return f"data row {position + 1} of {data_source(data, field)}{after}"
+
+
+def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, data: DataSpec) -> None:
     """``columns`` maps each needed column to the spec field that names it."""
     for column, spec_field in columns.items():
         if column not in frame.columns:
-            raise UserError(
-                f"data.{spec_field}: column {column!r} not in the {field} data; its columns are {list(frame.columns)}"
-            )
+            raise UserError(f"data.{spec_field}: column {column!r} not in the {field} data; its columns are "
+                            f"{list(frame.columns)}{_header_hint(list(frame.columns), column, field, data)}")
     if frame.empty:
         raise UserError(f"data.{field}: no rows")
 
 
-def _subset(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
-    if size is None or size >= len(frame):
-        return frame
-    return frame.sample(n=size, random_state=seed).reset_index(drop=True)
+def _header_hint(columns: list[str], missing: str, field: str, data: DataSpec) -> str:
+    """Why a named column may be missing from a .tsv/.csv file: a header line that is really the first data row
+    (GLUE's files have none), or positions named in a file that has a header."""
+    if data.dataset is not None or Path(getattr(data, field)).suffix.lower() not in HEADER_FORMATS:
+        return ""
+    if not data.header:
+        if missing.isdigit():
+            return ""  # a position past the last column: the list above shows the ones there are
+        return ("; with data.header: false the columns are named by position: name them so (e.g. text_columns: "
+                "[0]), or remove data.header if the first line names the columns")
+    if any(_NUMBER.fullmatch(c.strip()) for c in columns):
+        return ("; the first line looks like data, not column names: if the file has no header line, set "
+                "data.header: false and name the columns by position (e.g. text_columns: [0], label_column: 1)")
+    if missing.isdigit():
+        return (f"; {missing} names a column by position, which is how columns are named in a file without a "
+                f"header line: if the file has none, set data.header: false, else name the column as its header "
+                f"line does")
+    return ""
+
+
+def _check_filled(frame: pd.DataFrame, columns: dict[str, str], field: str, data: DataSpec) -> None:
+    """An empty text or label cell is a broken row: named here, with its row, rather than trained on as "" or
+    failing later. Every row of the file is checked, so the outcome does not depend on which subset is drawn."""
+    for column, spec_field in columns.items():
+        cells = frame[column]
+        empty = np.flatnonzero((cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy())
+        if len(empty):
+            more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
+            raise UserError(f"data.{spec_field}: column {column!r} is empty in {_data_row(int(empty[0]), data, field)}"
+                            f"{more}; fill it in or remove the row")
+
+
+def _subset(frame: pd.DataFrame, size: int | None, seed: int, field: str,
+            data: DataSpec) -> tuple[pd.DataFrame, list[int] | None]:
+    """The seeded random subset of ``size`` rows and their positions (None: every row, in order). A size above the
+    rows there are is refused: silently using fewer rows than asked would misstate the experiment."""
+    if size is None or size == len(frame):
+        return frame, None
+    if size > len(frame):
+        raise UserError(f"data.{field}_size: {size} rows asked, but {data_source(data, field)} has {len(frame)} data "
+                        f"rows; lower it to at most {len(frame)}, or remove it to use every row")
+    drawn = frame.sample(n=size, random_state=seed)  # the index keeps each row's position in the file
+    return drawn, [int(i) for i in drawn.index]
 
 
 def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
-    """Read, check, subset and tokenise both splits for the model's task."""
+    """Read, check, subset and tokenise both splits for the model's task.
+
+    Checks that concern the data itself (columns, empty cells, the label set) see every row of both files, so
+    they do not depend on the seed; the subsets are drawn after them.
+    """
     from autopeft.models import load_tokenizer
 
     train, evaluation = read_splits(data)
-    columns = _TASK_COLUMNS[model.task](data)
-    _check_columns(train, columns, "train")
-    _check_columns(evaluation, columns, "eval")
-    train = _subset(train, data.train_size, seed)
-    evaluation = _subset(evaluation, data.eval_size, seed)
-    return _TOKENIZERS[model.task](train, evaluation, data, load_tokenizer(model))
+    columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
+    for frame, field in ((train, "train"), (evaluation, "eval")):
+        _check_columns(frame, columns, field, data)
+        _check_filled(frame, filled, field, data)
+    labels, positive = None, None
+    if model.task == CLASSIFICATION:
+        train, evaluation = (frame.assign(**{data.label_column: _label_texts(frame[data.label_column])})
+                             for frame in (train, evaluation))
+        labels = _label_names(train[data.label_column], evaluation[data.label_column], data)
+        positive = positive_index(labels, data.positive_label)
+    train, _ = _subset(train, data.train_size, seed, "train", data)
+    evaluation, eval_rows = _subset(evaluation, data.eval_size, seed, "eval", data)
+    tokenizer = load_tokenizer(model)
+    if labels is not None:
+        task_data = _classification(train, evaluation, data, tokenizer, labels, positive)
+    else:
+        task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
+    task_data.eval_rows = eval_rows
+    return task_data
+
+
+def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
+    """Refuse objectives and constraints the data cannot report, before a search is created: ``f1`` (the
+    positive class's F1) exists for two labels only."""
+    if data.task != CLASSIFICATION or len(data.label_names) == 2:
+        return
+    for i, objective in enumerate([*spec.objectives, *spec.constraints]):
+        field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"
+        if objective.name == "f1":
+            raise UserError(f"{field}.name: 'f1' is the F1 of the positive class, measured for two labels only, "
+                            f"and the data has {len(data.label_names)} labels {data.label_names[:10]}; use "
+                            f"macro_f1 (the mean F1 over all labels)")
 
 
 def _tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.ndarray) -> TokenizedSplit:
@@ -131,34 +253,77 @@ def _tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.n
     )
 
 
-def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
-    label_names = sorted({str(v) for v in train[data.label_column]})
-    if len(label_names) < 2:
-        raise UserError(f"data.label_column: the training data has only one label value {label_names}")
-    unseen = sorted({str(v) for v in evaluation[data.label_column]} - set(label_names))
+def _label_texts(labels: pd.Series) -> pd.Series:
+    """Every label as :func:`label_text` writes it (computed once per distinct value: files have few labels)."""
+    texts = labels.astype(str)
+    return texts.map({value: label_text(value) for value in texts.unique()})
+
+
+def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec) -> list[str]:
+    """The labels in head order: data.label_values, else the training labels, in numeric order when all are
+    integers (1-based labels 1..4 become head indices 0..3; "10" after "9", not after "1"), else alphabetical."""
+    seen = set(train.unique())
+    if len(seen) < 2:
+        raise UserError(f"data.label_column: the training data has only one label value {sorted(seen)}")
+    if data.label_values is not None:
+        for labels, field in ((train, "train"), (evaluation, "eval")):
+            unexpected = sorted(set(labels.unique()) - set(data.label_values))
+            if unexpected:
+                raise UserError(f"data.label_values: {data_source(data, field)} has labels {unexpected[:10]} that "
+                                f"are not in data.label_values {data.label_values}; add them there, or correct "
+                                f"the data")
+        return list(data.label_values)
+    integral = all(_INTEGER.fullmatch(name) for name in seen)
+    names = sorted(seen, key=Decimal) if integral else sorted(seen)
+    unseen = sorted(set(evaluation.unique()) - seen)
     if unseen:
         raise UserError(f"data.label_column: evaluation labels {unseen[:5]} never occur in the training data")
+    return names
+
+
+def positive_index(label_names: list[str], chosen: str | None) -> int | None:
+    """The head index of the positive class (the one ``f1`` scores) for two labels; None for more.
+
+    ``chosen`` is data.positive_label; by default the conventional positive of 0/1, false/true and no/yes (any
+    case), else the second label in head order."""
+    if len(label_names) != 2:
+        if chosen is not None:
+            raise UserError(f"data.positive_label: a positive class needs exactly two labels, and the data has "
+                            f"{len(label_names)} {label_names[:10]}; remove it (macro_f1 scores every label)")
+        return None
+    if chosen is not None:
+        if chosen not in label_names:
+            raise UserError(f"data.positive_label: {chosen!r} is not one of the labels {label_names}")
+        return label_names.index(chosen)
+    lowered = [name.lower() for name in label_names]
+    conventional = _POSITIVE_OF.get(frozenset(lowered))
+    return 1 if conventional is None else lowered.index(conventional)
+
+
+def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
+                    label_names: list[str], positive: int | None) -> TaskData:
     label_index = {name: i for i, name in enumerate(label_names)}
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
-        labels = np.asarray([label_index[str(v)] for v in frame[data.label_column]], dtype=np.int64)
+        labels = np.asarray([label_index[v] for v in frame[data.label_column]], dtype=np.int64)
         return _tokenize_texts(frame, data, tokenizer, labels)
 
-    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names,
-                    task="sequence-classification")
+    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names, task=CLASSIFICATION,
+                    positive_index=positive)
 
 
 def _targets(frame: pd.DataFrame, data: DataSpec, field: str) -> np.ndarray:
     """The regression target of each row as float32; a value that is not a finite number is the user's to fix."""
     targets = np.empty(len(frame), dtype=np.float32)
-    for row, value in enumerate(frame[data.label_column]):
+    for row, (position, value) in enumerate(frame[data.label_column].items()):
         try:
             number = float(str(value).strip())
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
             raise UserError(f"data.label_column: sequence-regression needs a finite number in column "
-                            f"{data.label_column!r}; the {field} data has {value!r}")
+                            f"{data.label_column!r}; the {field} data has {value!r} in "
+                            f"{_data_row(int(position), data, field)}")
         targets[row] = number
     return targets
 
@@ -210,8 +375,12 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
     return TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[], task="causal-lm")
 
 
+def _texts(d: DataSpec) -> dict[str, str]:
+    return {c: "text_columns" for c in d.text_columns or []}
+
+
 def _text_columns(d: DataSpec) -> dict[str, str]:
-    return {**{c: "text_columns" for c in d.text_columns or []}, d.label_column: "label_column"}
+    return {**_texts(d), d.label_column: "label_column"}
 
 
 _TASK_COLUMNS = {
@@ -220,5 +389,12 @@ _TASK_COLUMNS = {
     "causal-lm": lambda d: {d.instruction_column: "instruction_column", d.output_column: "output_column",
                             d.answer_column: "answer_column"},
 }
-_TOKENIZERS = {"sequence-classification": _classification, "sequence-regression": _regression,
-               "causal-lm": _instructions}
+# The cells that must not be empty, checked in every row. A regression target is checked as a number
+# (_targets); causal-lm's input field is optional, and its other fields are free text.
+_FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
+    "sequence-classification": _text_columns,
+    "sequence-regression": _texts,
+    "causal-lm": lambda d: {},
+}
+# Classification is tokenised by _classification, which also takes the label names read from whole files.
+_TOKENIZERS = {"sequence-regression": _regression, "causal-lm": _instructions}

@@ -24,6 +24,21 @@ from autopeft.trial import TrialRequest, TrialResult
 log = logging.getLogger(__name__)
 
 
+class _DefaultTokenAuthNotice(logging.Filter):
+    """Ray (2.60) turns on token authentication for every local cluster that ``ray.init`` starts and says so at
+    WARNING on every run ("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt
+    out ..."), advice that is not ours to act on for the private cluster a search starts. Only that notice is
+    dropped: the logger's other messages (a missing token, authentication turned off) still show. A filter, not
+    ``RAY_AUTH_MODE``: the mode is a security setting, and the filter leaves it as Ray chooses it, for a private
+    cluster and for one joined through ``ray_address`` alike."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster.")
+
+
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_DefaultTokenAuthNotice())
+
+
 def with_board(request: TrialRequest, board: Board) -> TrialRequest:
     """The request with the executor's rung board in its rung plan (a request without rungs is left as it is)."""
     if request.rungs is None:

@@ -17,10 +17,12 @@ import optuna
 import yaml
 
 from autopeft import storage
+from autopeft.data import CLASSIFICATION, data_source, positive_index
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE, Method
 from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES
+from autopeft.noise import NoiseReport, assess
 from autopeft.pareto import pareto_front
 from autopeft.pick import Pick, choose
 from autopeft.spec import SearchSpec
@@ -28,7 +30,7 @@ from autopeft.views import describe_config, format_value
 
 _README = """# Trial {number} of search {search}
 
-A {method} adapter for `{base}` ({task}), exported by autopeft. Measured values are in `metrics.json`,
+{article} {method} adapter for `{base}` ({task}), exported by autopeft. Measured values are in `metrics.json`,
 the configuration in `config.yaml`.
 
 ```python
@@ -46,22 +48,33 @@ _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
 (`{model_class}.from_pretrained("merged")`).
 """
+_EVALUATED = """
+The measured values come from the evaluation data `{source}`{subset}.
+"""
+_EVAL_SUBSET = (": the {count} rows listed in `eval_rows.json` (0-based positions among its data rows, a header "
+                "line not counted, in the order evaluated), the seeded subset `data.eval_size` drew")
+_UNLISTED_SUBSET = (": a subset of {count} rows that `data.eval_size` drew with seed {seed}, which this search did not "
+                    "record")
+EVAL_ROWS_FILE = "eval_rows.json"
 # The task head's arguments the README's loading lines pass (the label names are in config.yaml).
 _README_HEAD_ARGUMENTS = ("num_labels", "problem_type")
 _UNKNOWN_LABELS = ["0", "1"]  # a search stored without its label names: the common two-label head
 
 
 def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: bool = False,
-                 picks: Sequence[Pick] = ()) -> list[Path]:
-    """Write each Pareto-optimal trial (or only those the ``picks`` choose: see ``autopeft.pick``); with
-    ``merged``, also the base with the adapter folded in, where the method allows it (LoRA, DoRA, IA3, BitFit,
-    sparse fine-tuning)."""
+                 picks: Sequence[Pick] = (), include_chance: bool = False) -> list[Path]:
+    """Write each Pareto-optimal trial (or only those the ``picks`` choose: see ``autopeft.pick``, which never
+    picks a point within noise of chance unless ``include_chance``); with ``merged``, also the base with the
+    adapter folded in, where the method allows it (LoRA, DoRA, IA3, BitFit, sparse fine-tuning). Each folder's
+    metrics.json records where its point stands against chance."""
     records = storage.trial_records(study, spec)
-    front = choose(records, spec, picks) if picks else pareto_front(records, spec)
+    noise = assess(study, records, spec)
+    front = choose(records, spec, picks, noise, include_chance) if picks else pareto_front(records, spec)
     if not front:
         raise UserError(f"search {study.study_name!r} has no completed feasible trial to export yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = study.user_attrs.get(storage.LABELS, [])
+    eval_rows = study.user_attrs.get(storage.EVAL_ROWS)
     exported = []
     rows = []
     for record in front:
@@ -78,24 +91,27 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             "base_model": spec.model.name_or_path,
             "task": spec.model.task,
             "labels": labels,
+            **_positive_label(spec, labels),
             "max_length": spec.data.max_length,
             "configuration": record.config,
         }, sort_keys=False))
         (target / "metrics.json").write_text(json.dumps({
             "objectives": record.values, "measurements": record.measurements, "loss_curve": record.loss_curve,
+            "noise": _noise_of(noise, record.number),
         }, indent=2))
         method = get_method(record.config["method"])
         bits = int(record.config.get("base_bits", 16))
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
+        extra += write_eval_rows(target, spec, eval_rows, recorded=storage.EVAL_ROWS in study.user_attrs)
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class)
         head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
         (target / "README.md").write_text(_README.format(
-            number=record.number, search=study.study_name, method=method.name, base=spec.model.name_or_path,
-            task=spec.model.task, model_class=model_class,
+            number=record.number, search=study.study_name, article=_article(method.name), method=method.name,
+            base=spec.model.name_or_path, task=spec.model.task, model_class=model_class,
             head="".join(f", {k}={head[k]!r}" for k in _README_HEAD_ARGUMENTS if k in head),
             loading=loading.replace("FOLDER", '"path/to/this/folder"'), extra=extra))
         exported.append(target)
@@ -104,6 +120,41 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
                      "configuration": describe_config(record.config)})
     _write_summary(out_dir, rows, spec)
     return exported
+
+
+def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:
+    """The point's test against chance and the cheaper point matching it within noise, for metrics.json."""
+    if noise is None or number not in noise.tests:
+        return None
+    return {"chance": noise.level.metrics.get(noise.metric) if noise.level else None,
+            **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number)}
+
+
+def write_eval_rows(target: Path, spec: SearchSpec, rows: list[int] | None, recorded: bool = True) -> str:
+    """Write ``eval_rows.json`` into an exported folder when the search evaluated a seeded subset (``rows``, as
+    stored by the search), so the recorded metrics can be reproduced from the export alone; return the README
+    paragraph that says what the values were measured on. ``recorded`` False: the search stored no rows (it was
+    started before they were kept), so a subset is named but cannot be listed."""
+    source = data_source(spec.data, "eval")
+    if not recorded and spec.data.eval_size is not None:
+        return _EVALUATED.format(source=source, subset=_UNLISTED_SUBSET.format(count=spec.data.eval_size,
+                                                                               seed=spec.seed))
+    if not rows:
+        return _EVALUATED.format(source=source, subset=" (every row)")
+    (target / EVAL_ROWS_FILE).write_text(json.dumps({"eval": source, "rows": rows}))
+    return _EVALUATED.format(source=source, subset=_EVAL_SUBSET.format(count=len(rows)))
+
+
+def _positive_label(spec: SearchSpec, labels: list[str]) -> dict[str, str]:
+    """The class ``f1`` scored (two-label classification), for config.yaml beside the label order."""
+    if spec.model.task != CLASSIFICATION or len(labels) != 2:
+        return {}
+    return {"positive_label": labels[positive_index(labels, spec.data.positive_label)]}
+
+
+def _article(word: str) -> str:
+    """English's article before a method's name as read aloud ("an ia3", "an autopeft", "a unipelt", "a lora")."""
+    return "An" if word[:1].lower() in ("a", "e", "i", "o") else "A"
 
 
 def _write_merged(spec: SearchSpec, labels: list[str], target: Path) -> None:

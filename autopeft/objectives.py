@@ -26,6 +26,9 @@ MEASUREMENTS: dict[str, Measurement] = {
     for m in [
         Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
         Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set", is_task_metric=True),
+        Measurement("f1", "maximize", "fraction", "F1 of the positive class on the evaluation set (two-label "
+                    "classification; data.positive_label), the usual score of paraphrase tasks such as MRPC and QQP",
+                    is_task_metric=True),
         Measurement("matthews", "maximize", "coefficient", "Matthews correlation on the evaluation set",
                     is_task_metric=True),
         Measurement("answer_accuracy", "maximize", "fraction", "share of evaluation prompts whose generated "
@@ -51,7 +54,7 @@ MEASUREMENTS: dict[str, Measurement] = {
 
 # What each task's evaluation reports (every task also reports every cost above).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "sequence-classification": ("accuracy", "macro_f1", "matthews"),
+    "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.data)
     "sequence-regression": ("spearman", "pearson", "mse"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
 }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autopeft.errors import UserError
+from autopeft.noise import NoiseReport
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
 from autopeft.spec import SearchSpec
@@ -109,12 +110,19 @@ def value_of(record: TrialRecord, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def choose(records: list[TrialRecord], spec: SearchSpec, picks: Sequence[Pick]) -> list[TrialRecord]:
+def choose(records: list[TrialRecord], spec: SearchSpec, picks: Sequence[Pick], noise: NoiseReport | None = None,
+           include_chance: bool = False) -> list[TrialRecord]:
     """The front trials the picks select, in front order, each once; an empty selection is an error that says
-    which pick found nothing."""
+    which pick found nothing.
+
+    With the search's ``noise`` report (autopeft/noise.py) the picks choose among the front points that matter:
+    a point within noise of chance is never picked unless ``include_chance``, and a point that a cheaper front point
+    matches within noise gives way to that cheaper point."""
     front = pareto_front(records, spec)
     if not front:
         raise UserError("the search has no completed feasible trial on its Pareto front yet")
+    if noise is not None:
+        front = _distinct(front, noise, include_chance)
     chosen: set[int] = set()
     for pick in picks:
         index = _choose_one(front, spec, pick)
@@ -123,6 +131,17 @@ def choose(records: list[TrialRecord], spec: SearchSpec, picks: Sequence[Pick]) 
                             f"{len(front)} trials; `autopeft search show` lists them)")
         chosen.add(front[index].number)
     return [r for r in front if r.number in chosen]
+
+
+def _distinct(front: list[TrialRecord], noise: NoiseReport, include_chance: bool) -> list[TrialRecord]:
+    """The front less its points at chance (unless asked for) and those a cheaper point matches within noise."""
+    kept = front if include_chance else [r for r in front if not noise.is_at_chance(r.number)]
+    if not kept:
+        raise UserError("every point of the front is within noise of chance: the search learned nothing to pick; "
+                        "`autopeft search show` says what to try, or pass --include-chance to pick anyway")
+    numbers = {r.number for r in kept}
+    # A point matched by a cheaper one stays only when that cheaper one was itself left out (at chance).
+    return [r for r in kept if noise.matched_by.get(r.number) not in numbers]
 
 
 def _choose_one(front: list[TrialRecord], spec: SearchSpec, pick: Pick) -> int | None:

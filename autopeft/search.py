@@ -16,9 +16,9 @@ import optuna
 
 from autopeft import storage
 from autopeft.architectures import num_layers
-from autopeft.chance import chance_level
+from autopeft.chance import chance_level, eval_targets
 from autopeft.controller import Progress, SearchController
-from autopeft.data import TaskData, load_task_data
+from autopeft.data import TaskData, check_metrics_fit, load_task_data
 from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
 from autopeft.models import load_model_config
@@ -36,7 +36,9 @@ def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
     space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
     check_space_builds(spec, space)
-    return space, load_task_data(spec.data, spec.model, spec.seed)
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    check_metrics_fit(spec, data)
+    return space, data
 
 
 def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str | None = None,
@@ -126,9 +128,13 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
            on_progress: ProgressCallback | None, join: bool = False) -> None:
     storage.claim_controller(study, join=join)
     study.set_user_attr(storage.LABELS, data.label_names)
+    study.set_user_attr(storage.EVAL_ROWS, data.eval_rows)
     level = chance_level(data)
     if level is not None:
         study.set_user_attr(storage.CHANCE, level.to_json())
+    targets = eval_targets(data)
+    if targets is not None:
+        study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())
     try:
         runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:

@@ -23,6 +23,36 @@ SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
 PACKAGE_MODEL_PREFIX = "python-package:"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_INTEGRAL = re.compile(r"([+-]?)(\d+)(?:\.0*)?")
+# The file formats whose first line may or may not name the columns (JSON records and parquet always name them).
+HEADER_FORMATS = (".tsv", ".csv")
+
+
+def label_text(value: object) -> str:
+    """A label as the text labels are compared by: whitespace stripped, an integral number written as a plain
+    integer. A spreadsheet or pandas that wrote a column as floats ("1.0"), a stray space (" 1") or a zero-padded
+    code ("01") must not make a second label out of the same class. Done on the text, not with ``int()``, so no
+    label is too long to read."""
+    text = str(value).strip()
+    integral = _INTEGRAL.fullmatch(text)
+    if integral is None:
+        return text
+    sign, digits = integral.groups()
+    digits = digits.lstrip("0") or "0"
+    return ("-" if sign == "-" and digits != "0" else "") + digits
+
+
+def _column_name(value: Any) -> Any:
+    """A column named by position in YAML (``0``) is the column "0": header-less files name columns so."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _spec_label(value: Any) -> Any:
+    """A label written in the spec, as :func:`label_text` reads labels in the data (``1`` and ``"1.0"`` are "1")."""
+    if isinstance(value, bool):
+        # PyYAML reads unquoted yes/no/on/off/true/false as booleans; the label in the data is the word.
+        raise ValueError("unquoted yes/no/true/false/on/off is a boolean in YAML; quote the label, e.g. 'yes'")
+    return label_text(value) if isinstance(value, (str, int, float)) else value
 
 
 class _Strict(BaseModel):
@@ -65,6 +95,35 @@ class DataSpec(_Strict):
     max_length: int = Field(128, ge=8, le=4096, description="Tokens kept per example.")
     train_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
     eval_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many evaluation rows.")
+    header: bool = Field(True, description=".tsv/.csv: the first line names the columns. false: every line is "
+                         "data, and the columns are named by position, \"0\", \"1\", ... (text_columns: [1], "
+                         "label_column: 0).")
+    label_values: list[str] | None = Field(
+        None, min_length=2, description="Classification: every label, in head order (default: the training labels, "
+        "in numeric order when all are integers, else alphabetical). Each label in the data must be one of them.")
+    positive_label: str | None = Field(None, description="Two-label classification: the class whose F1 is `f1` "
+                                       "(default: 1 of 0/1, true of false/true, yes of no/yes, else the second "
+                                       "label in head order).")
+
+    @field_validator("text_columns", mode="before")
+    @classmethod
+    def _text_columns_by_position(cls, value: Any) -> Any:
+        return [_column_name(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("label_column", mode="before")
+    @classmethod
+    def _label_column_by_position(cls, value: Any) -> Any:
+        return _column_name(value)
+
+    @field_validator("label_values", mode="before")
+    @classmethod
+    def _label_values_as_text(cls, value: Any) -> Any:
+        return [_spec_label(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _positive_label_as_text(cls, value: Any) -> Any:
+        return None if value is None else _spec_label(value)
 
     @model_validator(mode="after")
     def _files_or_dataset(self) -> DataSpec:
@@ -291,7 +350,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(source, [_problem(e) for e in exc.errors()]) from None
-    problems = _task_problems(spec)
+    problems = _task_problems(spec) + _data_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return spec
@@ -316,6 +375,34 @@ def _task_problems(spec: SearchSpec) -> list[str]:
         if objective.name in other_tasks_metrics:
             problems.append(f"{field}.name: {objective.name!r} is not measured for {task}; use one of "
                             f"{list(TASK_METRICS[task])} or a cost")
+    return problems
+
+
+def _data_problems(spec: SearchSpec) -> list[str]:
+    """Data options that do not fit the files, the task or each other (what can be told without reading the data)."""
+    data = spec.data
+    problems = []
+    if not data.header:
+        if data.dataset is not None:
+            problems.append("data.header: false applies to .tsv and .csv files; a dataset names its columns; "
+                            "remove it")
+        for field in ("train", "eval"):
+            path = getattr(data, field)
+            if path is not None and Path(path).suffix.lower() not in HEADER_FORMATS:
+                problems.append(f"data.header: false applies to .tsv and .csv files, and data.{field} is "
+                                f"{Path(path).name} (its records name their fields); remove data.header")
+    for field in ("label_values", "positive_label"):
+        if getattr(data, field) is not None and spec.model.task != "sequence-classification":
+            problems.append(f"data.{field}: only sequence-classification has labels; remove it")
+    values = data.label_values or []
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        problems.append(f"data.label_values: {repeated} given more than once (labels are compared as text with "
+                        f"spaces stripped, and 1.0 is 1); list each label once")
+    if "" in values or data.positive_label == "":
+        problems.append(f"data.{'label_values' if '' in values else 'positive_label'}: a label cannot be empty")
+    if values and data.positive_label and data.positive_label not in values:
+        problems.append(f"data.positive_label: {data.positive_label!r} is not one of data.label_values {values}")
     return problems
 
 

@@ -42,6 +42,7 @@ INTERRUPTED = "interrupted"
 DUPLICATE = "duplicate"  # a proposal equal to a trained configuration: told its values, not trained, not counted
 DUPLICATE_OF = "duplicate_of"  # ... and the number of the trial whose values it was told
 RETRY_OF = "retry_of"
+PREDICTIONS = "predictions"  # the final evaluation's prediction per eval example (autopeft/predictions.py)
 VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
 OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
@@ -55,8 +56,11 @@ CONFIRMATION = "confirmation."
 SPEC = "spec"
 CONTROLLER = "controller"
 FINISHED = "finished"
+WALL_CLOCK = "wall_clock"  # the wall-clock limit stopped the search before its budget: {"minutes", "spent"}
 LABELS = "labels"  # label names in head order, needed to rebuild the base for an exported adapter
 CHANCE = "chance"  # the task metrics of the constant prediction on the eval set (autopeft/chance.py)
+EVAL_ROWS = "eval_rows"  # with data.eval_size: the eval rows used (positions in the file), written by export
+EVAL_TARGETS = "eval_targets"  # the eval split's gold values, for the noise model (autopeft/predictions.py)
 JOINED = "controller."  # prefix of the study attributes naming the controllers that joined a running search
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -272,9 +276,10 @@ class TrialRecord:
     stopped_at: int | None = None
     confirmation: dict[str, Any] | None = None
     execution: dict[str, Any] = field(default_factory=dict)  # precision, frozen layers cached, examples reused
+    predictions: dict[str, Any] | None = None  # encoded (autopeft/predictions.py); left out of to_json
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "predictions"}
 
 
 def set_confirmation(study: optuna.Study, number: int, confirmation: dict[str, Any]) -> None:
@@ -317,5 +322,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             stopped_at=attrs.get(STOPPED_AT),
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
             execution=attrs.get(EXECUTION, {}),
+            predictions=attrs.get(PREDICTIONS),
         ))
     return records

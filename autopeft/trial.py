@@ -50,3 +50,4 @@ class TrialResult:
     rung_points: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (step, point) per rung passed
     stopped_at: int | None = None  # the rung step where early stopping ended the trial
     execution: dict[str, Any] = field(default_factory=dict)  # how it ran: precision, frozen layers cached, ...
+    predictions: dict[str, Any] = field(default_factory=dict)  # per eval example, encoded (autopeft/predictions.py)

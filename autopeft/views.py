@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from rich.table import Table
 
 from autopeft import storage
-from autopeft.chance import ChanceLevel, not_above_chance
+from autopeft.noise import ADVICE, NoiseReport, assess
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
 from autopeft.spec import SearchSpec
@@ -28,7 +30,6 @@ def format_value(name: str, value: float | None) -> str:
 
 _ABBREVIATIONS = {"query": "q", "key": "k", "value": "v", "attention_output": "o", "ffn_up": "up",
                   "ffn_down": "down"}
-_SHOWN_OPTIONS = ("r", "bottleneck", "prefix_length", "sparsity", "bits")
 
 
 def layer_ranges(layers: list[int]) -> str:
@@ -47,33 +48,199 @@ def _last(part: str) -> int:
     return int(part.split("-")[-1])
 
 
+class _Options:
+    """A method's option block as its description reads it. Whatever the description does not read is still shown
+    (``key=value``): a summary must tell two configurations apart, also when a method gains an option that its
+    description has not learnt yet."""
+
+    def __init__(self, options: dict[str, Any]):
+        self._options = options
+        self._read: set[str] = set()
+
+    def take(self, key: str, hidden: Any = None) -> Any:
+        """The option's value, or None when it is absent or ``hidden`` (the value the method uses when the option
+        is absent: showing it would only lengthen every summary)."""
+        self._read.add(key)
+        value = self._options.get(key)
+        return None if value is None or value == hidden else value
+
+    def unread(self) -> list[str]:
+        return [_plain(key, value) for key, value in self._options.items() if key not in self._read]
+
+
+def _plain(key: str, value: Any) -> str:
+    """Any option, readably: the fallback for what no description reads."""
+    if isinstance(value, dict):
+        return " ".join(_plain(f"{key}.{k}", v) for k, v in value.items())
+    if isinstance(value, list):
+        return f"{key}={'+'.join(map(str, value))}"
+    if isinstance(value, float):
+        return f"{key}={value:.2g}"
+    return f"{key}={value}"
+
+
+def _named(label: str, value: Any) -> list[str]:
+    return [] if value is None else [f"{label}={value}"]
+
+
+def _modules(options: _Options) -> list[str]:
+    """Target modules as 'q+k+v+o'; absent, the method's default modules (not repeated here)."""
+    roles = options.take("target_modules")
+    return ["+".join(_ABBREVIATIONS.get(m, m) for m in roles)] if roles else []
+
+
+def _per_layer(sizes: dict[Any, Any]) -> str:
+    """{2: 16, 4: 16, 5: 4} -> '16@2,4;4@5': each size with the layers that have it (keys may be strings once
+    the configuration has been through JSON storage)."""
+    layers_of: dict[Any, list[int]] = {}
+    for layer, size in sizes.items():
+        layers_of.setdefault(size, []).append(int(layer))
+    return ";".join(f"{size}@{layer_ranges(layers)}" for size, layers in layers_of.items())
+
+
+def _lora(options: _Options) -> list[str]:
+    """LoRA and DoRA, e.g. 'r=8 q+k+v+o'; the options of the LoRA literature only where set off their defaults."""
+    ranks = options.take("layer_ranks")
+    parts = _named("r", options.take("r")) + ([f"layer_ranks={_per_layer(ranks)}"] if ranks else [])
+    parts += _modules(options)
+    parts += _named("alpha", options.take("alpha")) + _named("alpha_over_r", options.take("alpha_over_r", 2.0))
+    parts += _named("dropout", options.take("dropout", 0.0)) + _named("init", options.take("init", "default"))
+    parts += _named("corda_method", options.take("corda_method", "ipm"))
+    parts += ["rslora"] if options.take("use_rslora", False) else []
+    return parts
+
+
+def _adalora(options: _Options) -> list[str]:
+    return (_named("init_r", options.take("init_r")) + _named("target_r", options.take("target_r"))
+            + _modules(options) + _named("alpha", options.take("alpha")))
+
+
+def _low_rank(options: _Options) -> list[str]:
+    """LoHa, LoKr, VeRA: a rank and modules."""
+    return (_named("r", options.take("r")) + _modules(options)
+            + _named("alpha_over_r", options.take("alpha_over_r", 2.0)))
+
+
+def _bottleneck(options: _Options) -> list[str]:
+    """Houlsby, Pfeiffer and the parallel adapter (whose scaling defaults to 4)."""
+    return (_named("bottleneck", options.take("bottleneck"))
+            + _named("non_linearity", options.take("non_linearity", "relu"))
+            + _named("scaling", options.take("scaling", 4.0)))
+
+
+def _prefix(options: _Options) -> list[str]:
+    return _named("length", options.take("prefix_length")) + (
+        ["reparameterized"] if options.take("reparameterize", False) else [])
+
+
+def _autopeft(options: _Options) -> list[str]:
+    """The AutoPEFT union, e.g. 'serial=6 parallel=3': the parts switched on (size 0 is off, as in the method)."""
+    sizes = [("serial", options.take("serial")), ("parallel", options.take("parallel")),
+             ("prefix", options.take("prefix_length"))]
+    return [f"{label}={size}" for label, size in sizes if size]
+
+
+def _mam(options: _Options) -> list[str]:
+    return (_named("prefix", options.take("prefix_length")) + _named("bottleneck", options.take("bottleneck"))
+            + _named("scaling", options.take("scaling", 4.0)))
+
+
+def _unipelt(options: _Options) -> list[str]:
+    return (_named("r", options.take("r")) + _named("prefix", options.take("prefix_length"))
+            + _named("bottleneck", options.take("bottleneck")))
+
+
+def _sparse(options: _Options) -> list[str]:
+    """e.g. 'density=0.13% selection=random q+v': the density as a percentage, to two significant figures."""
+    density = options.take("density")
+    return (([f"density={float(density) * 100:.2g}%"] if density is not None else [])
+            + _named("selection", options.take("selection")) + _modules(options))
+
+
+def _prompt(options: _Options) -> list[str]:
+    return _named("tokens", options.take("num_virtual_tokens"))
+
+
+def _nothing(options: _Options) -> list[str]:
+    """Methods with no options of their own (BitFit, LayerNorm tuning, partial and full fine-tuning)."""
+    return []
+
+
+@dataclass(frozen=True)
+class _Description:
+    """How one method reads in a summary: its options, and whether its ``layers`` mean anything (prompt tuning's
+    tokens enter at the input and full fine-tuning trains everything, so a drawn placement changes nothing)."""
+
+    options: Callable[[_Options], list[str]]
+    placed: bool = True
+
+
+_DESCRIPTIONS: dict[str, _Description] = {
+    "lora": _Description(_lora), "dora": _Description(_lora), "adalora": _Description(_adalora),
+    "loha": _Description(_low_rank), "lokr": _Description(_low_rank), "vera": _Description(_low_rank),
+    "ia3": _Description(_modules), "prompt": _Description(_prompt, placed=False),
+    "houlsby": _Description(_bottleneck), "pfeiffer": _Description(_bottleneck),
+    "parallel": _Description(_bottleneck), "prefix": _Description(_prefix), "autopeft": _Description(_autopeft),
+    "mam": _Description(_mam), "unipelt": _Description(_unipelt), "sparse": _Description(_sparse),
+    "bitfit": _Description(_nothing), "ln_tuning": _Description(_nothing), "partial": _Description(_nothing),
+    "full": _Description(_nothing, placed=False),
+}
+_OWN_KEYS = ("method", "layers", "learning_rate", "base_bits")  # the top-level keys the summary reads itself
+
+
 def describe_config(config: dict[str, Any]) -> str:
-    """A short one-line summary, e.g. 'lora r=8 q+v layers 0-5 lr 1e-03'."""
+    """A short one-line summary that tells configurations apart, e.g. 'lora r=8 q+k+v+o layers 2,4-5 lr 1.1e-03'
+    or 'autopeft serial=6 parallel=3 layers 0-5 lr 1.0e-03' or 'prompt tokens=20 lr 3.0e-03 4-bit base'.
+
+    Each method's options are read by its entry in ``_DESCRIPTIONS``; options at the value the method takes when
+    they are absent are left out, anything unread is shown as ``key=value``. No ``layers`` means every layer.
+    """
     method = config.get("method", "?")
-    options = config.get(method, {})
-    parts = [method]
-    parts += [f"{key}={options[key]}" for key in _SHOWN_OPTIONS if key in options]
-    if "target_modules" in options:
-        parts.append("+".join(_ABBREVIATIONS.get(m, m) for m in options["target_modules"]))
-    if "layers" in config:
-        parts.append(f"layers {layer_ranges(config['layers'])}")
+    description = _DESCRIPTIONS.get(method, _Description(_nothing))
+    block = config.get(method)
+    options = _Options(block if isinstance(block, dict) else {})
+    parts = [str(method), *description.options(options), *options.unread()]
+    if "layers" in config and description.placed:
+        parts.append(f"layers {layer_ranges(config['layers']) or 'none'}")  # none: a rejected point
     if "learning_rate" in config:
         parts.append(f"lr {config['learning_rate']:.1e}")
+    if config.get("base_bits", 16) != 16:
+        parts.append(f"{config['base_bits']}-bit base")
+    parts += [_plain(key, value) for key, value in config.items() if key not in (*_OWN_KEYS, method)]
     return " ".join(parts)
 
 
-def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pareto front") -> Table:
+def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pareto front",
+                noise: NoiseReport | None = None) -> Table:
+    """The front, best task metric first; with the search's ``noise`` report, a column saying which points are
+    within noise of chance and which a cheaper point matches."""
     table = Table(title=title)
     table.add_column("trial", justify="right")
     names = spec.objective_names
     for name in names:
         arrow = "↑" if dict(zip(names, spec.objectives))[name].resolved_direction == "maximize" else "↓"
         table.add_column(f"{name} {arrow}", justify="right")
+    if noise is not None:
+        table.add_column("noise")
     table.add_column("configuration")
     for record in pareto_front(records, spec):
-        table.add_row(str(record.number), *[format_value(n, record.values[n]) for n in names],
-                      describe_config(record.config))
+        cells = [str(record.number), *[format_value(n, record.values[n]) for n in names]]
+        if noise is not None:
+            cells.append(noise_note(noise, record.number))
+        table.add_row(*cells, describe_config(record.config))
     return table
+
+
+def noise_note(noise: NoiseReport, number: int) -> str:
+    """One front point against the noise, in a few words."""
+    notes = []
+    if noise.is_at_chance(number):
+        notes.append("at chance")
+    elif number in noise.tests:
+        notes.append("above chance")
+    if number in noise.matched_by:
+        notes.append(f"≈ trial {noise.matched_by[number]} (cheaper)")
+    return ", ".join(notes) or "untested"
 
 
 def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, Any]:
@@ -112,39 +279,43 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "metric": metric,
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+        "front_vs_chance": _front_vs_chance(assess(study_summary, records + baselines, spec)),
+        "wall_clock": attrs.get(storage.WALL_CLOCK),
     }
 
 
-def chance_report(study: optuna.Study, records: list[TrialRecord], spec: SearchSpec) -> dict[str, Any] | None:
-    """The search's chance level on its task metric and the front points not clearly above it (autopeft/chance.py),
-    or None for a search stored without one."""
-    level = ChanceLevel.from_json(study.user_attrs.get(storage.CHANCE))
-    metric = spec.task_metric
-    if level is None or metric not in level.metrics:
+def _front_vs_chance(noise: NoiseReport | None) -> str | None:
+    """The whole front against chance in one word: above, partly (some points within noise), none (nothing
+    learned); None where it cannot be told (no chance level stored, or no front yet)."""
+    if noise is None or not noise.front or not noise.tests:
         return None
-    trials = sum(1 for r in records if r.state == "COMPLETE" and not r.baseline)
-    front = {r.number: r.values[metric] for r in records if r.pareto and metric in r.values}
-    if spec.task_metric_direction == "maximize":
-        doubtful = not_above_chance(front, level, metric, trials)
-    else:
-        doubtful = []  # no noise model for a minimised metric (mse)
-    margin = level.margin(metric, trials)
-    return {"metric": metric, "chance": level.metrics[metric], "predicts": level.predicts,
-            "examples": level.examples, "margin": margin, "trials": trials, "not_above_chance": doubtful}
+    if noise.nothing_learned:
+        return "none"
+    return "partly" if noise.at_chance else "above"
 
 
 def chance_line(report: dict[str, Any]) -> str:
-    """The chance report in one or two sentences, for ``search show``."""
-    text = (f"Chance: {report['metric']} {report['chance']:.4f} ({report['predicts']}, {report['examples']:,} "
-            "eval examples).")
-    if report["margin"] is None:
-        return text
-    bar = report["chance"] + report["margin"]
-    if not report["not_above_chance"]:
-        return text + f" Every front point is clearly above it (> {bar:.4f} after {report['trials']} trials)."
-    points = ", ".join(str(n) for n in report["not_above_chance"])
-    return text + (f" Front points within noise of it (< {bar:.4f} after {report['trials']} trials): {points}; "
-                   "they may be luck, not learning: retrain them with `autopeft confirm` before trusting them.")
+    """The noise report in plain sentences: where the front stands against chance, and what to try when it does
+    not clear it."""
+    text = f"Chance: {report['metric']} {report['chance']:.4f} ({report['predicts']}, {report['examples']:,} " \
+           "eval examples)."
+    tests = report["tests"]
+    if report["nothing_learned"]:
+        return text + (f" NO CONFIGURATION LEARNED THE TASK: every front point is within noise of chance after "
+                       f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
+    doubtful = report["not_above_chance"]
+    if doubtful:
+        bars = ", ".join(f"{n} (needs {'>' if report['maximize'] else '<'} {tests[str(n)]['bar']:.4f})"
+                         for n in doubtful)
+        text += (f" Front points within noise of it after {report['trials']} trials: {bars}; they may be luck, "
+                 "not learning: retrain them with `autopeft confirm` before trusting them.")
+    elif tests:
+        text += f" Every tested front point is clearly above it ({report['trials']} trials)."
+    matched = report["matched_within_noise"]
+    if matched:
+        pairs = ", ".join(f"{n} by {q}" for n, q in matched.items())
+        text += f" Matched within noise by a cheaper front point (paired bootstrap): {pairs}."
+    return text
 
 
 def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Confirmed trials") -> Table:

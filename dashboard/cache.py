@@ -31,6 +31,12 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def noise_report(url: str, name: str) -> dict | None:
+    trials_frame, spec = trials(url, name)
+    return data.noise_report(url, name, trials_frame, spec)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def loss_curve(url: str, trial_id: int) -> list[list[float]]:
     return data.loss_curve(url, trial_id)
 

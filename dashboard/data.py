@@ -24,8 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from autopeft import storage
+from autopeft.noise import assess
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
+from autopeft.storage import TrialRecord
 from autopeft.views import describe_config, layer_ranges
 
 # A trial marked with this user attribute (or run with one of these methods) is a reference point, not a proposal.
@@ -238,6 +240,35 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
                         "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.CHANCE)
     stored = _json(found[0][0]) if found else None
     return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
+
+
+def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) -> dict[str, Any] | None:
+    """The search's front against chance (autopeft/noise.py), as ``autopeft search show`` reports it; None for a
+    search stored without a chance level. Reads the study's chance level and gold values and the stored
+    predictions of the trials that can be on the front or are baselines."""
+    study_attrs = {key: _json(value) for key, value in _query(
+        url, "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+             "WHERE s.study_name = :name AND a.key IN (:chance, :targets)",
+        name=name, chance=storage.CHANCE, targets=storage.EVAL_TARGETS)}
+    if storage.CHANCE not in study_attrs:
+        return None
+    complete = trials[trials["state"] == "COMPLETE"]
+    predictions = {}
+    if len(complete):
+        ids = ",".join(str(int(t)) for t in complete["trial_id"])
+        predictions = {tid: _json(value) for tid, value in _query(
+            url, f"SELECT trial_id, value_json FROM trial_user_attributes WHERE key = :key AND trial_id IN ({ids})",
+            key=storage.PREDICTIONS)}
+    records = [TrialRecord(number=int(row.number), state=row.state, config=json.loads(row.config),
+                           values={n: getattr(row, n) for n in spec.objective_names},
+                           measurements={m: getattr(row, m) for m in MEASUREMENTS if pd.notna(getattr(row, m))},
+                           fail_reason=None, adapter_dir=row.adapter_dir, feasible=bool(row.feasible),
+                           baseline="baseline" if row.baseline else None,
+                           predictions=predictions.get(int(row.trial_id)))
+               for row in complete.itertuples(index=False)
+               if all(pd.notna(getattr(row, n)) for n in spec.objective_names)]
+    report = assess(study_attrs, records, spec)
+    return None if report is None else report.to_json()
 
 
 def trial_columns(spec: SearchSpec) -> list[str]:

@@ -71,7 +71,7 @@ def test_instruction_tuning_search_and_reload(tmp_path):
         assert curve[-1][1] < curve[0][1] or len(curve) == 1
         model = PeftModel.from_pretrained(load_base_model(loaded.model, []), trial.user_attrs[storage.ADAPTER_DIR])
         runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
-        reproduced = runner.evaluate(model, 8)
+        reproduced = runner.evaluate(model, 8).metrics
         assert abs(reproduced["eval_loss"] - measured["eval_loss"]) < 1e-4
         assert reproduced["answer_accuracy"] == measured["answer_accuracy"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autopeft.chance import ChanceLevel, chance_level, not_above_chance
+from autopeft.chance import ChanceLevel, binomial_test, chance_level
 from autopeft.data import TaskData, TokenizedSplit, load_task_data
 from autopeft.spec import load_spec
 from tests.conftest import DEMO_DATA, run_cli, tiny_spec, write_spec
@@ -44,12 +44,11 @@ def test_the_noise_margin_grows_with_the_trials_searched():
     se = (0.527 * 0.473 / 277) ** 0.5
     assert level.margin("accuracy", 1) == pytest.approx(NormalDist().inv_cdf(0.95) * se)  # 0.049
     assert level.margin("accuracy", 20) == pytest.approx(NormalDist().inv_cdf(1 - 0.05 / 20) * se)  # 0.084
-    assert level.margin("macro_f1", 20) is None  # no noise model: nothing is flagged on it
-    assert not_above_chance({3: 0.56, 7: 0.60, 9: 0.62}, level, "accuracy", 20) == [3, 7]  # bar 0.611
-    assert not_above_chance({3: 0.56}, level, "macro_f1", 20) == []
+    assert level.margin("macro_f1", 20) is None  # without predictions only accuracy has a margin
+    assert [v for v in (0.56, 0.60, 0.62) if not binomial_test(v, level, 20).above] == [0.56, 0.60]  # bar 0.611
 
 
-def test_search_show_flags_front_points_within_noise_of_chance(small_search, capsys):
+def test_search_show_tests_every_front_point_against_its_permutation_null(small_search, capsys):
     _, url, name = small_search
     code, out, _ = run_cli(capsys, "search", "show", name, "--storage", url, "--json")
     assert code == 0
@@ -58,11 +57,16 @@ def test_search_show_flags_front_points_within_noise_of_chance(small_search, cap
     assert chance["metric"] == "accuracy" and chance["examples"] == 160  # the tiny spec's eval subset
     searched = [t for t in shown["trials"] if t["state"] == "COMPLETE" and not t.get("baseline")]
     assert chance["trials"] == len(searched)
-    bar = chance["chance"] + NormalDist().inv_cdf(1 - 0.05 / len(searched)) * (
-        chance["chance"] * (1 - chance["chance"]) / 160) ** 0.5
     front = {t["number"]: t["values"]["accuracy"] for t in shown["trials"] if t.get("pareto")}
-    assert chance["not_above_chance"] == sorted(n for n, v in front.items() if v < bar)
+    baselines = {t["number"] for t in shown["trials"] if t.get("baseline") and t["state"] == "COMPLETE"}
+    assert set(map(int, chance["tests"])) == set(front) | baselines  # other tests may have added baselines
+    for number, value in front.items():
+        test = chance["tests"][str(number)]
+        assert test["method"] == "permutation" and test["value"] == value
+        assert test["bar"] >= chance["chance"]  # never below the majority label's accuracy
+        assert test["above"] == (value > test["bar"])
+    assert sorted(chance["not_above_chance"]) == sorted(n for n in front if not chance["tests"][str(n)]["above"])
     code, out, _ = run_cli(capsys, "search", "show", name, "--storage", url)
     text = " ".join(out.split())  # rich wraps long lines
     assert f"Chance: accuracy {chance['chance']:.4f}" in text
-    assert ("within noise of it" in text) == bool(chance["not_above_chance"])
+    assert ("within noise of" in text) == bool(chance["not_above_chance"])

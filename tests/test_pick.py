@@ -27,8 +27,10 @@ def searched(small_search):
 
 
 def export(url: str, out: Path, capsys, *picks: str) -> tuple[int, str]:
-    """The command line in this process (its entry point, exit code and stderr as a user sees them)."""
-    args = ["export", NAME, "--out", str(out), "--storage", url]
+    """The command line in this process (its entry point, exit code and stderr as a user sees them). The small
+    search's 10-step trials are within noise of chance, which --pick refuses by default (tested in
+    tests/test_nothing_learned.py and below); here the picking itself is tested, so they are let in."""
+    args = ["export", NAME, "--out", str(out), "--storage", url, "--include-chance"]
     for pick in picks:
         args += ["--pick", pick]
     capsys.readouterr()
@@ -90,3 +92,33 @@ def test_knee_on_a_known_front():
     losses = np.array([[-0.60, 3.0], [-0.80, 4.0], [-0.82, 5.0], [-0.83, 6.0]])
     assert knee_index(losses) == 1
     assert knee_index(np.array([[0.0, 1.0, 1.0], [0.4, 0.3, 0.4], [1.0, 0.0, 0.0]])) == 1
+
+
+def _record(number: int, accuracy: float, params: float):
+    return storage.TrialRecord(number=number, state="COMPLETE", config={"method": "lora"},
+                               values={"accuracy": accuracy, "trainable_params": params},
+                               measurements={"accuracy": accuracy, "trainable_params": params}, fail_reason=None,
+                               adapter_dir=None, feasible=True)
+
+
+def test_picks_skip_points_at_chance_and_points_a_cheaper_one_matches(searched):
+    from autopeft.chance import ChanceTest
+    from autopeft.errors import UserError
+    from autopeft.noise import NoiseReport
+    from autopeft.pick import Pick, choose
+
+    spec = searched[2]
+    records = [_record(1, 0.90, 1e5), _record(2, 0.89, 1e4), _record(3, 0.80, 1e3), _record(4, 0.55, 1e2)]
+    noise = NoiseReport("accuracy", True, None, 4, [1, 2, 3, 4],
+                        tests={n: ChanceTest(v, 0.6, v > 0.6, "permutation")
+                               for n, v in ((1, 0.9), (2, 0.89), (3, 0.8), (4, 0.55))},
+                        matched_by={1: 2})
+    numbers = lambda picks, **kw: [r.number for r in choose(records, spec, picks, noise, **kw)]  # noqa: E731
+    assert numbers([Pick("max", "accuracy")]) == [2]  # trial 1 is matched within noise by the cheaper trial 2
+    assert numbers([Pick("min", "trainable_params")]) == [3]  # trial 4 is at chance
+    assert numbers([Pick("min", "trainable_params")], include_chance=True) == [4]
+    assert numbers([Pick("max", "accuracy")], include_chance=True) == [2]
+    everything_at_chance = NoiseReport("accuracy", True, None, 4, [1, 2, 3, 4],
+                                       tests={n: ChanceTest(0.5, 0.95, False, "permutation") for n in (1, 2, 3, 4)})
+    with pytest.raises(UserError, match="--include-chance"):
+        choose(records, spec, [Pick("knee")], everything_at_chance)

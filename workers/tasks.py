@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,8 +21,18 @@ from torch import nn
 
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
+from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
 from workers.prefix_cache import FrozenPrefix
 from workers.training import classification_metrics, collate, predict_logits, regression_metrics
+
+
+@dataclass
+class Evaluation:
+    """One evaluation pass: the task metrics, and the prediction per eval example (encoded for storage,
+    autopeft/predictions.py) from which the noise model recomputes them."""
+
+    metrics: dict[str, float]
+    predictions: dict[str, Any] = field(default_factory=dict)
 
 
 class _TextRunner:
@@ -48,19 +59,22 @@ class _TextRunner:
 class ClassificationRunner(_TextRunner):
     name: ClassVar[str] = "sequence-classification"
 
-    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         predictions = self._eval_outputs(model, batch_size, prefix).argmax(axis=-1)
-        return classification_metrics(predictions, self.data.eval.labels, self.data.num_labels)
+        positive = getattr(self.data, "positive_index", None)
+        metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels,
+                                         **({} if positive is None else {"positive": positive}))
+        return Evaluation(metrics, encode(LABELS, predictions))
 
 
 class RegressionRunner(_TextRunner):
     name: ClassVar[str] = "sequence-regression"
 
-    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         predictions = self._eval_outputs(model, batch_size, prefix)[:, 0]
         if not np.isfinite(predictions).all():
             raise TrialFailure("the model's predictions are not finite numbers; lower the learning rate")
-        return regression_metrics(predictions, self.data.eval.labels)
+        return Evaluation(regression_metrics(predictions, self.data.eval.labels), encode(VALUES, predictions))
 
 
 def _pad(rows: list[np.ndarray], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +135,7 @@ class CausalLmRunner:
         return self._batch(self.data.train, indices)
 
     @torch.inference_mode()
-    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         """Generation re-enters the layers with a key/value cache, so it always runs the whole model (``prefix``
         is accepted and not used)."""
         model.eval()
@@ -133,7 +147,7 @@ class CausalLmRunner:
             scored = int((batch["labels"][:, 1:] != -100).sum())
             losses += model(**batch).loss.item() * scored
             tokens += scored
-        correct = 0
+        given: list[str] = []
         generation_batch = max(1, batch_size // 4)
         for start in range(0, len(split), generation_batch):
             rows = list(range(start, min(start + generation_batch, len(split))))
@@ -142,9 +156,10 @@ class CausalLmRunner:
                                        max_new_tokens=self.max_new_tokens, do_sample=False,
                                        pad_token_id=self.pad_id)
             texts = self.tokenizer.batch_decode(generated[:, prompt_ids.shape[1]:], skip_special_tokens=True)
-            for i, text in zip(rows, texts):
-                correct += answers_match(extract_answer(text, split.answers[i]), split.answers[i])
-        return {"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)}
+            given += [extract_answer(text, split.answers[i]) for i, text in zip(rows, texts)]
+        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
+        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
+                          encode(ANSWERS, given))
 
 
 RUNNERS = {runner.name: runner for runner in (ClassificationRunner, RegressionRunner, CausalLmRunner)}

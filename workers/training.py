@@ -146,8 +146,11 @@ def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id:
                           forward=forward).argmax(axis=-1)
 
 
-def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy, macro F1 and Matthews correlation (multi-class form, Gorodkin 2004)."""
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int,
+                           positive: int = 1) -> dict[str, float]:
+    """Accuracy, macro F1 and Matthews correlation (multi-class form, Gorodkin 2004); with two labels also ``f1``,
+    the F1 of the class ``positive`` (the head index of ``TaskData.positive_index``), by which paraphrase tasks
+    are scored. A class with no true positive has F1 0, as in macro F1."""
     accuracy = float((predictions == labels).mean())
     confusion = np.zeros((num_labels, num_labels), dtype=np.float64)
     np.add.at(confusion, (labels, predictions), 1)
@@ -162,7 +165,10 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
         fp = np.sum((predictions == label) & (labels != label))
         fn = np.sum((predictions != label) & (labels == label))
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)), "matthews": matthews}
+    metrics = {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)), "matthews": matthews}
+    if num_labels == 2:
+        metrics["f1"] = float(f1s[positive])
+    return metrics
 
 
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:

@@ -31,7 +31,7 @@ from workers.measure import PeakMemory, Stopwatch, release_freed_memory
 from workers.precision import autocast
 from workers.precision import resolve as resolve_precision
 from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
-from workers.tasks import RUNNERS
+from workers.tasks import RUNNERS, Evaluation
 from workers.training import train
 
 _HEAD_NAMES = ("classifier", "score")
@@ -53,12 +53,12 @@ class Rungs:
     The rivals at a rung are the plan's table (the database when the trial started) plus, through the plan's
     board, the points that trials running alongside have posted since; this trial posts its own there too."""
 
-    def __init__(self, plan: RungPlan, evaluate: Callable[[], dict[str, float]], costs: dict[str, float],
+    def __init__(self, plan: RungPlan, evaluate: Callable[[], Evaluation], costs: dict[str, float],
                  number: int = -1):
         self.plan, self.evaluate, self.costs, self.number = plan, evaluate, costs, number
         self.points: list[tuple[int, dict[str, float]]] = []
         self.rivals: dict[int, int] = {}  # rung step -> how many other trials' points the decision saw
-        self.last_metrics: dict[str, float] = {}
+        self.last: Evaluation | None = None
         self.stopped_at: int | None = None
         self.seconds = 0.0
 
@@ -66,9 +66,9 @@ class Rungs:
         if step not in self.plan.steps:
             return True
         with Stopwatch() as clock:
-            self.last_metrics = self.evaluate()
+            self.last = self.evaluate()
         self.seconds += clock.seconds
-        point = {n: v for n, v in {**self.last_metrics, **self.costs}.items() if n in self.plan.signs}
+        point = {n: v for n, v in {**self.last.metrics, **self.costs}.items() if n in self.plan.signs}
         self.points.append((step, point))
         rivals = list(self.plan.table.get(step, []))
         if self.plan.board is not None:
@@ -157,8 +157,9 @@ class TrialWorker:
             # what the saved adapter gives under stock fp32 inference after export.
             with Stopwatch() as eval_clock:
                 stopped = rungs is not None and rungs.stopped_at is not None
-                metrics = rungs.last_metrics if stopped else self.runner.evaluate(
+                evaluation = rungs.last if stopped else self.runner.evaluate(
                     model, training["eval_batch_size"], prefix)
+            metrics = evaluation.metrics
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
         adapter_bytes = method.save(model, adapter_dir, request.config)
@@ -174,7 +175,8 @@ class TrialWorker:
             "frozen_base_mb": frozen_base_bytes(model) / 2**20,
         }
         return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
-                           loss_curve=curve, worker=self.identity, rung_points=rungs.points if rungs else [],
+                           loss_curve=curve, predictions=evaluation.predictions, worker=self.identity,
+                           rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
                            execution={"precision": precision, "frozen_layers": prefix.cut if prefix else 0,
                                       "cached_examples_reused": prefix.reused if prefix else 0,
@@ -202,8 +204,8 @@ class TrialWorker:
         return loss_of
 
     def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None,
-                              precision: str) -> dict[str, float]:
+                              precision: str) -> Evaluation:
         with autocast(precision, self.device):
-            metrics = self.runner.evaluate(model, batch_size, prefix)
+            evaluation = self.runner.evaluate(model, batch_size, prefix)
         model.train()
-        return metrics
+        return evaluation

@@ -39,14 +39,15 @@ def show() -> dict:
 
 def table(result: dict) -> str:
     chance = result["chance"]
-    lines = [f"Chance (always the majority label): accuracy {chance['chance']:.4f} on {chance['examples']} dev pairs; "
-             f"bar after {chance['trials']} trials: {chance['chance'] + chance['margin']:.4f}.", "",
-             "| front trial | configuration | searched accuracy | flagged | confirmed mean ± std (3 seeds) |",
-             "|---|---|---|---|---|"]
+    lines = [f"Chance (always the majority label): accuracy {chance['chance']:.4f} on {chance['examples']} dev pairs, "
+             f"{chance['trials']} trials; each front point's bar is its permutation null's (autopeft/chance.py).", "",
+             "| front trial | configuration | searched accuracy | bar | flagged | confirmed mean ± std (3 seeds) |",
+             "|---|---|---|---|---|---|"]
     for row in result["front"]:
         confirmed = row["confirmed"]
+        bar = chance["tests"].get(str(row["number"]), {}).get("bar")
         lines.append(f"| {row['number']} | {row['configuration']} | {row['accuracy']:.4f} | "
-                     f"{'yes' if row['flagged'] else 'no'} | "
+                     f"{'-' if bar is None else format(bar, '.4f')} | {'yes' if row['flagged'] else 'no'} | "
                      + (f"{confirmed['mean']:.4f} ± {confirmed['std']:.4f} |" if confirmed else "– |"))
     return "\n".join(lines) + "\n"
 

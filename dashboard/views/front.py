@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
 from dashboard import analysis, cache, figures, navigation
@@ -29,6 +30,25 @@ def axis_choices(trials: pd.DataFrame, spec: SearchSpec) -> list[str]:
     return list(dict.fromkeys([*spec.objective_names, *measured]))
 
 
+def say_noise(report: dict | None) -> None:
+    """Where the front stands against chance, in the words ``autopeft search show`` uses: an error when nothing
+    was learned, a warning naming the points within noise, nothing when the whole front is clearly above it."""
+    if report is None:
+        return
+    if report["nothing_learned"]:
+        st.error(f"**No configuration learned the task above chance.** Every front point is within noise of "
+                 f"chance ({report['metric']} {report['chance']:.4f}, {report['predicts']}) after "
+                 f"{report['trials']} trials: this front is noise, not a result. Try {ADVICE}.")
+    elif report["not_above_chance"]:
+        st.warning(f"Front points within noise of chance ({report['metric']} {report['chance']:.4f}): trials "
+                   f"{', '.join(map(str, report['not_above_chance']))}. They may be luck, not learning; confirm "
+                   "them with more seeds (`autopeft confirm`) before trusting them.")
+    matched = report["matched_within_noise"]
+    if matched:
+        st.caption("Matched within noise by a cheaper front point (paired bootstrap): "
+                   + ", ".join(f"trial {n} by trial {q}" for n, q in matched.items()) + ".")
+
+
 def render(ctx: Context) -> None:
     trials, spec = cache.trials(ctx.url, ctx.search)
     st.header(f"Pareto front — {ctx.search}")
@@ -43,6 +63,7 @@ def render(ctx: Context) -> None:
         st.info("No trial has finished yet; the front appears with the first completed trial.")
         return
     chance = cache.chance_metrics(ctx.url, ctx.search)
+    say_noise(cache.noise_report(ctx.url, ctx.search))
     event = st.plotly_chart(figures.pareto(trials, spec, x, y, chance=chance), key="pareto_chart",
                             on_select="rerun", selection_mode="points", width="stretch")
     st.caption("Front points are large and outlined, dominated points faded, infeasible ones red crosses, pruned "

@@ -8,12 +8,22 @@ import streamlit as st
 from autopeft.spec import SearchSpec
 from dashboard import analysis, bundle, cache, figures, navigation
 from dashboard.views import Context
+from dashboard.views.front import say_noise
 
 MODES = ("knee point", "best under a budget", "by hand", "whole front")
 
 
-def _picks(trials: pd.DataFrame, spec: SearchSpec, mode: str) -> list[int]:
+def _picks(trials: pd.DataFrame, spec: SearchSpec, mode: str, noise: dict | None) -> list[int]:
     front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
+    if noise is not None and mode != "whole front":
+        # As `autopeft export --pick`: points within noise of chance, and points a cheaper one matches within
+        # noise, are not candidates.
+        at_chance = set(noise["not_above_chance"])
+        left_out = at_chance | {int(n) for n, q in noise["matched_within_noise"].items() if q not in at_chance}
+        trials = trials[~trials["number"].isin(left_out)]
+        if not analysis.front(trials, spec).any():
+            st.warning("Every front point is within noise of chance: there is nothing to pick.")
+            return []
     if mode == "knee point":
         knee = analysis.knee(trials, spec)
         return [] if knee is None else [knee]
@@ -54,13 +64,15 @@ def render(ctx: Context) -> None:
     if not analysis.front(trials, spec).any():
         st.info("No completed feasible trial to pick yet.")
         return
+    noise = cache.noise_report(ctx.url, ctx.search)
+    say_noise(noise)
     mode = st.radio("pick", MODES, horizontal=True, key="pick_mode")
     x = spec.objective_names[1] if len(spec.objective_names) > 1 else spec.objective_names[0]
     y = spec.objective_names[0]
     if mode == "by hand":
         picked = _by_hand(trials, spec, x, y)
     else:
-        picked = _picks(trials, spec, mode)
+        picked = _picks(trials, spec, mode, noise)
         st.plotly_chart(figures.pareto(trials, spec, x, y, highlight=picked), key="pick_chart", width="stretch")
     if not picked:
         return

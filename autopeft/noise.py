@@ -1,0 +1,129 @@
+"""A search's front read against its noise: which points are above chance, which a cheaper point matches.
+
+One assessment for every surface — ``search run``'s summary, ``search show``, ``search list``, ``baselines``,
+``export`` and ``--pick``, the dashboard — so they all say the same thing about the same search. The statistics
+are in autopeft/chance.py; this module gathers what they need from the database (the chance level and the gold
+values on the study, the predictions on each trial) and applies them to the front and the baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from autopeft import storage
+from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, permutation_test, significantly_better
+from autopeft.pareto import pareto_front
+from autopeft.predictions import EvalTargets, decode
+from autopeft.spec import SearchSpec
+from autopeft.storage import TrialRecord
+
+# What a user can change when nothing learns: said wherever a front is reported as not above chance.
+ADVICE = ("more training steps (budget.steps_per_trial, or steps_per_trial: auto to find them), a higher learning "
+          "rate, more training data, or another model")
+
+
+@dataclass
+class NoiseReport:
+    """The front's points and the baselines against chance, and the front points a cheaper one matches."""
+
+    metric: str
+    maximize: bool
+    level: ChanceLevel | None
+    trials: int  # completed searched trials: the Bonferroni count
+    front: list[int]  # the front's trial numbers, in front order
+    tests: dict[int, ChanceTest] = field(default_factory=dict)  # front points and baselines that could be tested
+    matched_by: dict[int, int] = field(default_factory=dict)  # front point -> the cheaper front point matching it
+
+    @property
+    def at_chance(self) -> list[int]:
+        """Front points whose metric is not clearly above chance."""
+        return [n for n in self.front if n in self.tests and not self.tests[n].above]
+
+    @property
+    def nothing_learned(self) -> bool:
+        """Every front point was tested and none is above chance: the front is noise, not a result."""
+        return bool(self.front) and all(n in self.tests and not self.tests[n].above for n in self.front)
+
+    def is_at_chance(self, number: int) -> bool:
+        return number in self.tests and not self.tests[number].above
+
+    def to_json(self) -> dict[str, Any]:
+        level = self.level
+        return {
+            "metric": self.metric,
+            "maximize": self.maximize,
+            "chance": None if level is None else level.metrics.get(self.metric),
+            "predicts": None if level is None else level.predicts,
+            "examples": None if level is None else level.examples,
+            "trials": self.trials,
+            "tests": {str(n): t.to_json() for n, t in self.tests.items()},
+            "not_above_chance": self.at_chance,
+            "nothing_learned": self.nothing_learned,
+            "matched_within_noise": {str(n): q for n, q in self.matched_by.items()},
+        }
+
+
+def _predictions(record: TrialRecord):
+    return None if not record.predictions else decode(record.predictions)
+
+
+def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
+           spec: SearchSpec) -> NoiseReport | None:
+    """The search's noise report from its study (or the study's user attributes, as the dashboard reads them);
+    None for a search stored without a chance level, or whose task metric the level does not cover."""
+    attrs = study.user_attrs if isinstance(study, optuna.Study) else study
+    level = ChanceLevel.from_json(attrs.get(storage.CHANCE))
+    targets = EvalTargets.from_json(attrs.get(storage.EVAL_TARGETS))
+    metric = spec.task_metric
+    if level is None or metric not in level.metrics:
+        return None
+    maximize = spec.task_metric_direction == "maximize"
+    front = pareto_front(records, spec)
+    trials = sum(1 for r in records if r.state == "COMPLETE" and not r.baseline)
+    report = NoiseReport(metric, maximize, level, trials, [r.number for r in front])
+    tested = front + [r for r in records if r.baseline and r.state == "COMPLETE"]
+    for record in tested:
+        value = record.measurements.get(metric)
+        if value is None:
+            continue
+        predicted = _predictions(record)
+        if predicted is not None and targets is not None and len(predicted) == len(targets):
+            report.tests[record.number] = permutation_test(metric, maximize, float(value), predicted, targets,
+                                                           level, trials, seed=record.number)
+        elif maximize:
+            test = binomial_test(float(value), level, trials)
+            if test is not None:
+                report.tests[record.number] = test
+    if targets is not None:
+        report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
+    return report
+
+
+def _costs(record: TrialRecord, spec: SearchSpec, metric: str) -> list[float]:
+    """The record's other objectives as losses (smaller is better)."""
+    return [(-1.0 if o.resolved_direction == "maximize" else 1.0) * record.values[o.name]
+            for o in spec.objectives if o.name != metric]
+
+
+def _matched_by_cheaper(front: list[TrialRecord], spec: SearchSpec, metric: str, maximize: bool,
+                        targets: EvalTargets) -> dict[int, int]:
+    """Front point -> the cheapest front point that costs no more on every other objective and that it does not
+    beat beyond noise (paired bootstrap on the same eval examples)."""
+    predicted = {r.number: _predictions(r) for r in front}
+    usable = [r for r in front if predicted[r.number] is not None and len(predicted[r.number]) == len(targets)]
+    matched: dict[int, int] = {}
+    for point in usable:
+        own = _costs(point, spec, metric)
+        cheaper = [q for q in usable if q.number != point.number
+                   and all(c <= o for c, o in zip(_costs(q, spec, metric), own))
+                   and _costs(q, spec, metric) != own]
+        for rival in sorted(cheaper, key=lambda q: _costs(q, spec, metric)):
+            if not significantly_better(metric, maximize, predicted[point.number], predicted[rival.number],
+                                        targets, seed=point.number):
+                matched[point.number] = rival.number
+                break
+    return matched

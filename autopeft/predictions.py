@@ -1,0 +1,75 @@
+"""Per-example eval predictions and gold answers, stored compactly in the database with each trial and search.
+
+A metric alone cannot say whether a trial learned anything: the same accuracy is strong on 5,000 balanced examples
+and noise on 277 skewed ones, and Matthews correlation, F1 or Spearman have no simple noise formula at all. With the
+predictions kept, the noise model (autopeft/chance.py) recomputes any task metric under a permutation null or a
+paired bootstrap, after the fact, from the database alone (no adapter, no model, no worker).
+
+Stored as JSON-safe dicts in Optuna user attributes: arrays as zlib-compressed little-endian bytes in base64
+(a 5,000-example binary eval set takes about 1 KB), answers as a compressed JSON list.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+LABELS = "labels"  # classification: the predicted label index per example
+VALUES = "values"  # regression: the predicted number per example
+ANSWERS = "answers"  # causal-lm: the answer each generated response gives, as the task reads it
+
+
+def _pack(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
+
+
+def _unpack(text: str) -> bytes:
+    return zlib.decompress(base64.b64decode(text))
+
+
+def encode(kind: str, values: Any) -> dict[str, Any]:
+    """One of LABELS (ints), VALUES (floats) or ANSWERS (strings) as a JSON-safe dict."""
+    if kind == ANSWERS:
+        return {"kind": kind, "data": _pack(json.dumps([str(v) for v in values]).encode())}
+    array = np.asarray(values)
+    if kind == LABELS:  # one byte per example where the labels fit: it compresses four times better than int32
+        dtype = "|u1" if array.size == 0 or (array.min() >= 0 and array.max() < 256) else "<i4"
+    else:
+        dtype = "<f4"
+    array = np.ascontiguousarray(array.astype(dtype))
+    return {"kind": kind, "dtype": dtype, "data": _pack(array.tobytes())}
+
+
+def decode(stored: dict[str, Any]) -> np.ndarray | list[str]:
+    if stored["kind"] == ANSWERS:
+        return json.loads(_unpack(stored["data"]))
+    array = np.frombuffer(_unpack(stored["data"]), dtype=stored["dtype"])
+    return array.astype(np.int64) if stored["kind"] == LABELS else array.copy()
+
+
+@dataclass(frozen=True)
+class EvalTargets:
+    """The eval split's gold side, as the noise model needs it: what kind of predictions it is compared with,
+    the gold values, and (classification) the number of labels and the positive class of ``f1``."""
+
+    kind: str
+    gold: np.ndarray | list[str]
+    num_labels: int = 0
+    positive: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {**encode(self.kind, self.gold), "num_labels": self.num_labels, "positive": self.positive}
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any] | None) -> EvalTargets | None:
+        if not stored:
+            return None
+        return cls(stored["kind"], decode(stored), int(stored.get("num_labels", 0)), int(stored.get("positive", 1)))
+
+    def __len__(self) -> int:
+        return len(self.gold)

@@ -1,0 +1,140 @@
+"""The noise model: resampled metrics equal the workers' own, the permutation test tells learning from luck for every
+metric, the paired bootstrap tells two trials apart only when they differ, and predictions survive storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autopeft.chance import ChanceLevel, binomial_test, permutation_test, significantly_better
+from autopeft.predictions import ANSWERS, LABELS, VALUES, EvalTargets, decode, encode
+from autopeft.resampled_metrics import answer_ids, classification_rows, metric_rows, regression_rows
+from workers.tasks import answers_match
+from workers.training import classification_metrics, regression_metrics
+
+RNG = np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("labels", [2, 3, 5])
+def test_resampled_classification_metrics_equal_the_workers_row_by_row(labels):
+    gold = RNG.integers(0, labels, size=(6, 300))
+    predicted = np.where(RNG.random((6, 300)) < 0.6, gold, RNG.integers(0, labels, size=(6, 300)))
+    predicted[0] = 0  # a constant row: Matthews and most F1s are 0 there
+    rows = classification_rows(predicted, gold, labels)
+    for row in range(6):
+        expected = classification_metrics(predicted[row], gold[row], labels)
+        for name, value in expected.items():
+            assert rows[name][row] == pytest.approx(value, abs=1e-12), name
+    assert ("f1" in rows) == (labels == 2)
+
+
+def test_resampled_regression_metrics_equal_the_workers_row_by_row():
+    gold = np.round(RNG.normal(size=(4, 200)), 1)  # rounded: ties, which the ranks must average
+    predicted = gold + RNG.normal(scale=0.8, size=gold.shape)
+    predicted[1] = 0.5  # a constant row: correlations are 0 by definition
+    rows = regression_rows(predicted, gold)
+    for row in range(4):
+        for name, value in regression_metrics(predicted[row], gold[row]).items():
+            assert rows[name][row] == pytest.approx(value, abs=1e-9), name
+
+
+def test_answer_ids_count_equal_answers_as_the_workers_do():
+    given, gold = ["12", "12.00001", "True", " b ", "7"], ["12.0", "13", "true", "B", "seven"]
+    ids = answer_ids(given, gold)
+    rows = metric_rows(ANSWERS, ids[0][None], ids[1][None])
+    assert rows["answer_accuracy"][0] == np.mean([answers_match(a, g) for a, g in zip(given, gold)]) == 0.6
+
+
+@pytest.mark.parametrize("kind,values", [(LABELS, np.array([0, 3, 1, 1, 2])),
+                                         (VALUES, np.array([0.25, -1.5, 3.0], dtype=np.float32)),
+                                         (ANSWERS, ["true", "17", "answer3"])])
+def test_predictions_survive_encoding(kind, values):
+    decoded = decode(encode(kind, values))
+    assert list(decoded) == list(values)
+    targets = EvalTargets(kind, values, num_labels=4, positive=1)
+    again = EvalTargets.from_json(targets.to_json())
+    assert list(again.gold) == list(values) and again.num_labels == 4
+
+
+def test_a_large_binary_eval_set_stores_in_about_a_kilobyte():
+    stored = encode(LABELS, RNG.integers(0, 2, size=5000))
+    assert len(stored["data"]) < 1500
+
+
+def _classification(n: int = 400, share: float = 0.68):
+    gold = (RNG.random(n) < share).astype(np.int64)  # skewed, like a paraphrase task's 68% positives
+    majority = int(np.bincount(gold).argmax())
+    level = ChanceLevel(classification_metrics(np.full(n, majority), gold, 2), n, f"always '{majority}'")
+    return gold, level, EvalTargets(LABELS, gold, num_labels=2, positive=1)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "matthews", "f1"])
+def test_the_constant_prediction_is_never_above_chance(metric):
+    gold, level, targets = _classification()
+    constant = np.full(len(gold), int(np.bincount(gold).argmax()))
+    value = classification_metrics(constant, gold, 2)[metric] if metric != "f1" else \
+        classification_rows(constant[None], gold[None], 2)["f1"][0]
+    test = permutation_test(metric, True, value, constant, targets, level, trials=10)
+    assert not test.above
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "matthews"])
+def test_predictions_unrelated_to_the_examples_are_not_above_chance_and_learned_ones_are(metric):
+    gold, level, targets = _classification()
+    unrelated = RNG.integers(0, 2, size=len(gold))
+    learned = np.where(RNG.random(len(gold)) < 0.85, gold, 1 - gold)  # 85% right
+    for predicted, expected in ((unrelated, False), (learned, True)):
+        value = classification_metrics(predicted, gold, 2)[metric]
+        assert permutation_test(metric, True, value, predicted, targets, level, trials=20).above is expected
+
+
+def test_the_bar_rises_with_the_number_of_trials_searched():
+    gold, level, targets = _classification()
+    predicted = np.where(RNG.random(len(gold)) < 0.2, gold, RNG.integers(0, 2, size=len(gold)))
+    value = classification_metrics(predicted, gold, 2)["matthews"]
+    bars = [permutation_test("matthews", True, value, predicted, targets, level, trials=t).bar for t in (1, 10, 100)]
+    assert bars[0] < bars[1] < bars[2]
+    assert bars[0] > 0.05  # about z(0.95) / sqrt(400) for Matthews under the null
+
+
+def test_regression_noise_for_a_maximised_and_a_minimised_metric():
+    gold = RNG.normal(size=300)
+    level = ChanceLevel(regression_metrics(np.full(300, gold.mean()), gold), 300, "always the mean")
+    targets = EvalTargets(VALUES, gold.astype(np.float32))
+    noise = RNG.normal(size=300)
+    learned = gold + 0.5 * RNG.normal(size=300)
+    for predicted, expected in ((noise, False), (learned, True)):
+        metrics = regression_metrics(predicted, gold)
+        assert permutation_test("spearman", True, metrics["spearman"], predicted, targets, level, 20).above \
+            is expected
+        mse = permutation_test("mse", False, metrics["mse"], predicted, targets, level, 20)
+        assert mse.above is expected
+        assert mse.bar <= level.metrics["mse"]  # a minimised metric must beat the mean target's error
+
+
+def test_answer_accuracy_noise_keeps_the_most_common_answer_as_chance():
+    gold = ["true"] * 62 + ["false"] * 38
+    level = ChanceLevel({"answer_accuracy": 0.62}, 100, "always 'true'")
+    targets = EvalTargets(ANSWERS, gold)
+    always_true = ["true"] * 100
+    assert not permutation_test("answer_accuracy", True, 0.62, always_true, targets, level, 5).above
+    right = [g if i % 10 else ("false" if g == "true" else "true") for i, g in enumerate(gold)]  # 90% right
+    assert permutation_test("answer_accuracy", True, 0.9, right, targets, level, 5).above
+
+
+def test_the_binomial_fallback_for_accuracy_without_predictions():
+    level = ChanceLevel({"accuracy": 0.527}, 277, "always 'entailment'")
+    assert not binomial_test(0.60, level, 20).above and binomial_test(0.62, level, 20).above  # bar 0.611
+    assert binomial_test(0.60, ChanceLevel({"matthews": 0.0}, 277, "x"), 20) is None
+
+
+def test_the_paired_bootstrap_separates_only_real_differences():
+    gold, _, targets = _classification(n=600, share=0.5)
+    good = np.where(RNG.random(600) < 0.9, gold, 1 - gold)
+    nearly = good.copy()
+    nearly[np.flatnonzero(nearly == gold)[:3]] ^= 1  # three examples worse: within noise
+    poor = np.where(RNG.random(600) < 0.6, gold, 1 - gold)
+    assert significantly_better("accuracy", True, good, poor, targets)
+    assert not significantly_better("accuracy", True, good, nearly, targets)
+    assert not significantly_better("accuracy", True, poor, good, targets)
+    assert not significantly_better("matthews", True, good, good, targets)
