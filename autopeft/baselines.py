@@ -67,18 +67,7 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
 
 
 def _as_trial(spec: SearchSpec, name: str, result: TrialResult) -> optuna.trial.FrozenTrial:
-    attrs: dict[str, Any] = {storage.BASELINE: name, storage.CONFIG: STANDARD[name], storage.WORKER: result.worker}
-    if not result.ok:
-        return optuna.trial.create_trial(state=TrialState.FAIL,
-                                          user_attrs={**attrs, storage.FAIL_REASON: result.fail_reason})
-    measured = result.measurements
-    violations = [c.violation(measured[c.name]) for c in spec.constraints]
-    attrs |= {storage.MEASUREMENTS: measured, storage.LOSS_CURVE: [list(p) for p in result.loss_curve],
-              storage.ADAPTER_DIR: result.adapter_dir, storage.VIOLATIONS: violations}
-    if result.predictions:
-        attrs[storage.PREDICTIONS] = result.predictions
-    return optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
-                                      constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
+    return storage.finished_trial(spec, STANDARD[name], result, {storage.BASELINE: name})
 
 
 def compare(records: list[TrialRecord], spec: SearchSpec,

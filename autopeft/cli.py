@@ -95,6 +95,9 @@ def _print_front(name: str, storage_url: str) -> None:
     console.print(views.front_table(records, spec, title=title, noise=noise))
     if noise is not None:
         console.print(views.chance_line(noise.to_json()))
+    fidelity = views.probe_line(study)
+    if fidelity:
+        console.print(fidelity)
     summary = views.search_summary(study, spec)
     console.print(f"{summary['complete']} complete, {summary['failed']} failed, {summary['rejected']} rejected, "
                   f"{summary['interrupted']} interrupted.")
@@ -250,6 +253,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         describe_config,
         format_value,
         front_table,
+        probe_line,
         search_summary,
     )
 
@@ -262,7 +266,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"search": search_summary(study, spec),
                                "objectives": [{"name": o.name, "direction": o.resolved_direction}
                                               for o in spec.objectives],
-                               "chance": chance,
+                               "chance": chance, "probe": study.user_attrs.get(store.PROBE),
                                "trials": [r.to_json() for r in records]}, indent=2, default=str))
         return
     table = Table(title=f"Trials of {name}")
@@ -275,6 +279,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
             detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
         if record.baseline:
             detail = f"baseline {record.baseline}: {detail}"
+        if record.probe:
+            detail = f"probe {record.probe['reference']} at {record.probe['steps']} steps: {detail}"
         if record.stopped_at is not None:
             metric = spec.task_metric
             detail = f"stopped at step {record.stopped_at} ({metric} {record.measurements.get(metric, 0):.4f}): " \
@@ -285,6 +291,9 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     console.print(front_table(records, spec, title=title, noise=noise))
     if chance is not None:
         console.print(chance_line(chance))
+    fidelity = probe_line(study)
+    if fidelity:
+        console.print(fidelity)
     if any(r.confirmation for r in records):
         console.print(confirmation_table(records, spec))
 

@@ -44,6 +44,10 @@ LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (th
 def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
     """The search's fidelity: training steps per trial (also used for its baselines and confirmations)."""
     budget = spec.budget
+    if budget.steps_per_trial == "auto":
+        raise UserError("budget.steps_per_trial: auto, and the learnability probe has not chosen the steps yet (it "
+                        "was stopped, or found nothing learnable); resume the search to probe again, or give the "
+                        "steps as a number")
     if budget.steps_per_trial is not None:
         return budget.steps_per_trial
     return max(1, math.ceil(budget.epochs_per_trial * train_size / spec.training.batch_size))
@@ -195,7 +199,7 @@ class SearchController:
         seen = {json.dumps(t.user_attrs.get(storage.CONFIG), sort_keys=True)
                 for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                                        TrialState.RUNNING))
-                if storage.CONFIG in t.user_attrs and not t.user_attrs.get(storage.BASELINE)}
+                if storage.CONFIG in t.user_attrs and not storage.is_reference(t)}
         return len(seen) >= size
 
     @contextmanager
@@ -217,7 +221,7 @@ class SearchController:
         Failed ones are not twins: a failure may be the machine's, and the configuration deserves another try."""
         for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                                    TrialState.RUNNING)):
-            if other.number != number and not other.user_attrs.get(storage.BASELINE) \
+            if other.number != number and not storage.is_reference(other) \
                     and other.user_attrs.get(storage.CONFIG) == config:
                 return other
         return None

@@ -83,7 +83,7 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
         return None
     maximize = spec.task_metric_direction == "maximize"
     front = pareto_front(records, spec)
-    trials = sum(1 for r in records if r.state == "COMPLETE" and not r.baseline)
+    trials = sum(1 for r in records if r.state == "COMPLETE" and not r.reference)
     report = NoiseReport(metric, maximize, level, trials, [r.number for r in front])
     tested = front + [r for r in records if r.baseline and r.state == "COMPLETE"]
     for record in tested:

@@ -21,14 +21,15 @@ def dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) ->
 def pareto_front(records: list[TrialRecord], spec: SearchSpec) -> list[TrialRecord]:
     """Completed feasible trials that no other completed feasible trial dominates; marks them ``pareto``.
 
-    Baselines (standard configurations trained for comparison) are reference points, never front members.
+    Baselines (standard configurations trained for comparison) and probe runs (autopeft/probe.py) are reference
+    points, never front members.
 
     Sorted by the first objective, best first. Ties (identical values) all stay on the front.
     """
     signs = [1.0 if o.resolved_direction == "maximize" else -1.0 for o in spec.objectives]
     names = spec.objective_names
     candidates = [r for r in records if r.state == "COMPLETE" and r.feasible and r.values
-                  and not r.baseline]
+                  and not r.reference]
     points = [[r.values[n] for n in names] for r in candidates]
     front = [r for r, p in zip(candidates, points) if not any(dominates(q, p, signs) for q in points)]
     for record in front:

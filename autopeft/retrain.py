@@ -14,7 +14,7 @@ from typing import Any
 
 from autopeft.controller import steps_per_trial
 from autopeft.data import TaskData, load_task_data
-from autopeft.executor import EXECUTORS
+from autopeft.executor import EXECUTORS, Executor
 from autopeft.spec import SearchSpec
 from autopeft.trial import TrialRequest, TrialResult
 
@@ -35,27 +35,32 @@ def load_data(spec: SearchSpec) -> TaskData:
 
 def run_all(spec: SearchSpec, runs: Sequence[Run], executor: str = "ray", data: TaskData | None = None,
             on_result: Callable[[Run, TrialResult], None] | None = None) -> list[TrialResult]:
-    """Train every run, as many at a time as the executor has slots; results in the order of ``runs``.
+    """Train every run on a new executor of the given kind; results in the order of ``runs``."""
+    data = data or load_data(spec)
+    runner = EXECUTORS[executor](spec, data)
+    try:
+        return run_on(runner, spec, runs, steps_per_trial(spec, len(data.train)), on_result)
+    finally:
+        runner.shutdown()
+
+
+def run_on(runner: Executor, spec: SearchSpec, runs: Sequence[Run], default_steps: int,
+           on_result: Callable[[Run, TrialResult], None] | None = None) -> list[TrialResult]:
+    """Train every run on ``runner``, as many at a time as it has slots; results in the order of ``runs``.
 
     Requests are numbered by their position in ``runs`` (the worker echoes the number back), not by a trial of
     the study: several runs may share one trial.
     """
-    data = data or load_data(spec)
-    default_steps = steps_per_trial(spec, len(data.train))
     results: list[TrialResult | None] = [None] * len(runs)
     waiting = list(enumerate(runs))
-    runner = EXECUTORS[executor](spec, data)
-    try:
-        while waiting or runner.running():
-            while waiting and runner.running() < runner.capacity:
-                index, run = waiting.pop(0)
-                runner.submit(TrialRequest(number=index, config=run.config, seed=run.seed,
-                                           steps=run.steps or default_steps, training=spec.training.model_dump(),
-                                           output_dir=run.output_dir))
-            for result in runner.wait():
-                results[result.number] = result
-                if on_result is not None:
-                    on_result(runs[result.number], result)
-    finally:
-        runner.shutdown()
+    while waiting or runner.running():
+        while waiting and runner.running() < runner.capacity:
+            index, run = waiting.pop(0)
+            runner.submit(TrialRequest(number=index, config=run.config, seed=run.seed,
+                                       steps=run.steps or default_steps, training=spec.training.model_dump(),
+                                       output_dir=run.output_dir))
+        for result in runner.wait():
+            results[result.number] = result
+            if on_result is not None:
+                on_result(runs[result.number], result)
     return [r for r in results if r is not None]

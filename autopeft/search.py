@@ -23,6 +23,7 @@ from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
 from autopeft.models import load_model_config
 from autopeft.preflight import check_space_builds
+from autopeft.probe import find_steps
 from autopeft.samplers import make_sampler
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec, normalise_storage_url
@@ -142,6 +143,8 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
         raise
     previous_handler = _stop_on_sigterm()
     try:
+        if spec.budget.steps_per_trial == "auto":
+            spec = _probe_steps(study, spec, runner, level, targets, on_progress)
         SearchController(study, spec, space, runner, len(data.train), on_progress,
                          num_labels=data.num_labels).run()
     except BaseException:
@@ -154,6 +157,22 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
         storage.release_controller(study)
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _probe_steps(study: optuna.Study, spec: SearchSpec, runner, level, targets,
+                 on_progress: ProgressCallback | None) -> SearchSpec:
+    """Find the fidelity with the learnability probe and store the spec with it, so that a resume, the baselines
+    and confirmations all train at the steps the probe chose."""
+    def say(message: str) -> None:
+        if on_progress is not None:
+            on_progress(Progress(0, spec.budget.trials, runner.running(), None, message))
+
+    outcome = find_steps(study, spec, runner, level, targets, say)
+    spec = spec.model_copy(deep=True)
+    spec.budget.steps_per_trial = outcome.chosen
+    study.set_user_attr(storage.SPEC, spec.to_stored())
+    say(f"probe chose {outcome.chosen} steps per trial ({outcome.reason}, {outcome.seconds:.0f} s)")
+    return spec
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -213,9 +213,31 @@ class TrainingSpec(_Strict):
                                    "outputs in; beyond it the least recently used are dropped.")
 
 
+class ProbeSpec(_Strict):
+    """The learnability probe that ``steps_per_trial: auto`` runs before the search (autopeft/probe.py)."""
+
+    start_steps: int = Field(32, ge=1, description="The first rung of the doubling ladder of steps.")
+    max_steps: int = Field(4096, ge=1, description="No rung beyond this many steps.")
+    minutes: float = Field(10.0, gt=0, description="Start no rung that would end after this long.")
+    min_gain: float = Field(0.05, ge=0, description="A doubling of the steps pays when the best reference gains "
+                            "at least this share of its distance above chance, beyond noise.")
+    references: list[Literal["full", "lora-r16-all"]] = Field(
+        default_factory=list, description="The reference configurations trained at each rung [default: both: full "
+        "fine-tuning at 5e-5 and LoRA r=16 on every module at 1e-3].")
+
+    @model_validator(mode="after")
+    def _ladder(self) -> ProbeSpec:
+        if self.max_steps < self.start_steps:
+            raise ValueError(f"max_steps {self.max_steps} is below start_steps {self.start_steps}")
+        return self
+
+
 class BudgetSpec(_Strict):
     trials: int = Field(ge=1, description="Trials to train (rejected proposals do not count).")
-    steps_per_trial: int | None = Field(None, ge=1, description="Optimizer steps per trial.")
+    steps_per_trial: int | Literal["auto"] | None = Field(
+        None, description="Optimizer steps per trial, or auto: found before the search by a learnability probe "
+        "(budget.probe), which stops the search if nothing learns the task above chance.")
+    probe: ProbeSpec = Field(default_factory=ProbeSpec, description="The probe that steps_per_trial: auto runs.")
     epochs_per_trial: float | None = Field(None, gt=0, description="Or epochs per trial.")
     wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
     rungs: list[float] = Field(default_factory=list, description="Early stopping: fractions of a trial's steps "
@@ -223,6 +245,17 @@ class BudgetSpec(_Strict):
                                "the best 1/reduction_factor by non-dominated sorting (autopeft/scheduler.py).")
     reduction_factor: float = Field(3.0, ge=2, description="At each rung about 1/reduction_factor of the trials "
                                     "go on.")
+
+    @field_validator("steps_per_trial", mode="before")
+    @classmethod
+    def _steps_or_auto(cls, steps: Any) -> Any:
+        """One clear message for anything that is neither a positive whole number nor auto (pydantic would report
+        each arm of the union separately)."""
+        if steps is None or steps == "auto":
+            return steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"give a whole number of steps (at least 1) or auto (got {steps!r})")
+        return steps
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> BudgetSpec:

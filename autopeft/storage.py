@@ -49,6 +49,8 @@ OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
 RUNGS = "rungs"  # early stopping: [[step, {objective: value}], ...] at each rung the trial reached
 STOPPED_AT = "stopped_at"  # the rung step where early stopping ended the trial (told as PRUNED)
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
+PROBE = "probe"  # on a trial: a learnability-probe run {"reference", "steps"} (autopeft/probe.py), outside both too;
+# on the study: the probe's decision {"chosen", "reason", "seconds", "rungs"}
 # Retraining with more seeds (autopeft.confirm): per-seed values, mean and std. Kept on the study as
 # "confirmation.<trial number>", since Optuna refuses to change a finished trial's attributes.
 CONFIRMATION = "confirmation."
@@ -207,11 +209,32 @@ def _alive(pid: int) -> bool:
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """A trial spends budget once it trained to an end: rejected proposals, interrupted runs and baselines do not."""
-    if trial.user_attrs.get(BASELINE) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(REJECTED):
+    if is_reference(trial) or trial.user_attrs.get(DUPLICATE) or trial.user_attrs.get(REJECTED):
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and not trial.user_attrs.get(INTERRUPTED)
+
+
+def is_reference(trial: FrozenTrial) -> bool:
+    """A baseline or a probe run: trained for comparison or to find the fidelity, never one of the search's trials."""
+    return bool(trial.user_attrs.get(BASELINE) or trial.user_attrs.get(PROBE))
+
+
+def finished_trial(spec: SearchSpec, config: dict[str, Any], result: Any, marks: dict[str, Any]) -> FrozenTrial:
+    """A run made outside the search loop (a baseline, a probe run) as a finished trial to add to the study, with
+    ``marks`` (e.g. ``{BASELINE: name}``) among its attributes; a failed run is stored failed with its reason."""
+    attrs: dict[str, Any] = {**marks, CONFIG: config, WORKER: result.worker}
+    if not result.ok:
+        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={**attrs, FAIL_REASON: result.fail_reason})
+    measured = result.measurements
+    violations = [c.violation(measured[c.name]) for c in spec.constraints]
+    attrs |= {MEASUREMENTS: measured, LOSS_CURVE: [list(p) for p in result.loss_curve],
+              ADAPTER_DIR: result.adapter_dir, VIOLATIONS: violations}
+    if result.predictions:
+        attrs[PREDICTIONS] = result.predictions
+    return optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
+                                     constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
 
 
 def budget_spent(trials: list[FrozenTrial]) -> int:
@@ -277,6 +300,12 @@ class TrialRecord:
     confirmation: dict[str, Any] | None = None
     execution: dict[str, Any] = field(default_factory=dict)  # precision, frozen layers cached, examples reused
     predictions: dict[str, Any] | None = None  # encoded (autopeft/predictions.py); left out of to_json
+    probe: dict[str, Any] | None = None  # a learnability-probe run: {"reference", "steps"} (autopeft/probe.py)
+
+    @property
+    def reference(self) -> bool:
+        """A baseline or a probe run: outside the search's budget and front."""
+        return bool(self.baseline or self.probe)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "predictions"}
@@ -323,5 +352,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
             execution=attrs.get(EXECUTION, {}),
             predictions=attrs.get(PREDICTIONS),
+            probe=attrs.get(PROBE),
         ))
     return records

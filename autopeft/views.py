@@ -247,12 +247,13 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
     records = storage.trial_records(study_summary, spec)
     by_state: dict[str, int] = {}
     baselines = [r for r in records if r.baseline]
-    records = [r for r in records if not r.baseline]  # reference points, not the search's trials
+    probes = [r for r in records if r.probe]
+    records = [r for r in records if not r.reference]  # reference points, not the search's trials
     for record in records:
         by_state[record.state] = by_state.get(record.state, 0) + 1
     metric = spec.task_metric
     scores = [r.measurements[metric] for r in records if r.state == "COMPLETE" and metric in r.measurements]
-    searched = [t for t in study_summary.get_trials(deepcopy=False) if not t.user_attrs.get(storage.BASELINE)]
+    searched = [t for t in study_summary.get_trials(deepcopy=False) if not storage.is_reference(t)]
     starts = [t.datetime_start for t in searched if t.datetime_start]
     ends = [t.datetime_complete for t in searched if t.datetime_complete]
     attrs = study_summary.user_attrs
@@ -279,6 +280,7 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "metric": metric,
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
+        "probe_runs": len(probes),
         "front_vs_chance": _front_vs_chance(assess(study_summary, records + baselines, spec)),
         "wall_clock": attrs.get(storage.WALL_CLOCK),
     }
@@ -341,3 +343,17 @@ def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str 
                       "-" if mean is None else f"{format_value(name, mean)} ± {format_value(name, std)}"]
         table.add_row(*cells, describe_config(record.config))
     return table
+
+
+def probe_line(study: optuna.Study) -> str | None:
+    """The learnability probe's decision in one sentence (autopeft/probe.py), or None for a search without one."""
+    probe = study.user_attrs.get(storage.PROBE)
+    if not probe:
+        return None
+    runs = sum(len(rung["results"]) for rung in probe["rungs"])
+    ladder = ", ".join(str(rung["steps"]) for rung in probe["rungs"])
+    if probe["chosen"] is None:
+        return (f"Fidelity: the learnability probe found nothing learnable ({probe['reason']}; {runs} runs at "
+                f"{ladder} steps, {probe['seconds']:.0f} s).")
+    return (f"Fidelity: {probe['chosen']} steps per trial, chosen by the learnability probe ({probe['reason']}; "
+            f"{runs} runs at {ladder} steps, {probe['seconds']:.0f} s).")

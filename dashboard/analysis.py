@@ -27,8 +27,8 @@ def sign(spec: SearchSpec, name: str) -> float:
 
 
 def candidates(trials: pd.DataFrame) -> pd.Series:
-    """Trials that may be on the front: complete, feasible, not a baseline."""
-    return (trials["state"] == "COMPLETE") & trials["feasible"] & ~trials["baseline"]
+    """Trials that may be on the front: complete, feasible, not a baseline, not a probe run."""
+    return (trials["state"] == "COMPLETE") & trials["feasible"] & ~trials["baseline"] & ~trials["probe"]
 
 
 def pareto_mask(points: np.ndarray, signs: np.ndarray) -> np.ndarray:

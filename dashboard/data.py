@@ -37,7 +37,7 @@ BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
 # Attributes read for every trial; the loss curve is read only for the one trial being looked at.
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
                storage.REJECTED, storage.INTERRUPTED, storage.DUPLICATE, storage.RETRY_OF, storage.VIOLATIONS,
-               BASELINE)
+               BASELINE, storage.PROBE)
 _STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
 _JOINED = storage.JOINED  # prefix of the study attributes of controllers that joined a running search
 _OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
@@ -264,6 +264,7 @@ def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) ->
                            measurements={m: getattr(row, m) for m in MEASUREMENTS if pd.notna(getattr(row, m))},
                            fail_reason=None, adapter_dir=row.adapter_dir, feasible=bool(row.feasible),
                            baseline="baseline" if row.baseline else None,
+                           probe={"steps": 0} if row.probe else None,
                            predictions=predictions.get(int(row.trial_id)))
                for row in complete.itertuples(index=False)
                if all(pd.notna(getattr(row, n)) for n in spec.objective_names)]
@@ -274,7 +275,7 @@ def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) ->
 def trial_columns(spec: SearchSpec) -> list[str]:
     return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
             "n_layers", "modules", *_OPTION_COLUMNS.values(), "size", "learning_rate", *MEASUREMENTS,
-            "feasible", "baseline", "fail_reason", "worker", "adapter_dir", "retry_of", "execution", "config"]
+            "feasible", "baseline", "probe", "fail_reason", "worker", "adapter_dir", "retry_of", "execution", "config"]
 
 
 def _execution(execution: dict[str, Any] | None) -> str:
@@ -322,6 +323,7 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
         "learning_rate": config.get("learning_rate"),
         "feasible": all(v <= 0 for v in attrs.get(storage.VIOLATIONS) or []),
         "baseline": bool(attrs.get(BASELINE)) or method in BASELINE_METHODS,
+        "probe": bool(attrs.get(storage.PROBE)),
         "fail_reason": attrs.get(storage.FAIL_REASON), "worker": attrs.get(storage.WORKER) or "",
         "adapter_dir": attrs.get(storage.ADAPTER_DIR), "retry_of": attrs.get(storage.RETRY_OF),
         "execution": _execution(attrs.get(storage.EXECUTION)),

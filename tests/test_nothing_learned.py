@@ -114,3 +114,23 @@ def test_the_dashboard_says_nothing_was_learned(shuffled, monkeypatch):
         app.run()
         assert not app.exception, [e.value for e in app.exception]
         assert any("No configuration learned the task above chance" in e.value for e in app.error), view
+
+
+def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys):
+    tmp_path, _, _ = shuffled
+    spec = tiny_spec(tmp_path, constraints=[], objectives=[{"name": "matthews"}, {"name": "trainable_params"}],
+                     budget={"trials": 3, "steps_per_trial": "auto",
+                             "probe": {"start_steps": 4, "max_steps": 8, "references": ["lora-r16-all"]}})
+    spec["data"]["train"] = str(tmp_path / "train.tsv")
+    spec["storage"] = f"sqlite:///{tmp_path / 'probe.db'}"
+    code, _, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec, "probe.yaml")), "--name", "probe",
+                           "--executor", "local")
+    assert code == 2
+    assert "no reference configuration (lora-r16-all) learned the task above chance" in err
+    assert "stopped before spending its budget" in err and "autopeft search show probe" in err
+    from autopeft import storage
+
+    study, stored = storage.load_search(storage.open_storage(spec["storage"]), "probe")
+    assert study.user_attrs[storage.PROBE]["chosen"] is None
+    assert [r.probe["steps"] for r in storage.trial_records(study, stored)] == [4, 8]  # probe runs only
+    assert storage.budget_spent(study.get_trials()) == 0

@@ -67,7 +67,8 @@ def render(ctx: Context) -> None:
     event = st.plotly_chart(figures.pareto(trials, spec, x, y, chance=chance), key="pareto_chart",
                             on_select="rerun", selection_mode="points", width="stretch")
     st.caption("Front points are large and outlined, dominated points faded, infeasible ones red crosses, pruned "
-               "ones open diamonds, baselines stars. Parameter counts and sizes are on a log scale. "
+               "ones open diamonds, baselines stars, the learnability probe's runs open triangles. Parameter counts "
+               "and sizes are on a log scale. "
                + ("The dotted line is chance: the constant prediction's score. " if {x, y} & set(chance) else "")
                + "Click a point to open its trial.")
     clicked = navigation.clicked_trial(event)

@@ -1,0 +1,163 @@
+"""Finding the training budget before the search: the learnability probe (``budget.steps_per_trial: auto``).
+
+A fidelity tuned on one task is a guess on the next: 150 steps learn SST-2 and leave an acceptability task at
+chance, and a search at a fidelity where nothing learns returns a front of noise. So the probe trains strong
+reference configurations — full fine-tuning and a large LoRA, each at its usual learning rate — on a doubling
+ladder of steps (``probe.start_steps``, twice that, ...), each rung from scratch with its own schedule, as a search
+trial at that fidelity would train. It stops at the first rung where
+
+- a reference clears chance (autopeft/chance.py: its permutation null, corrected for the probe runs so far), and
+- the next doubling did not pay: the best reference there is not better beyond noise (paired bootstrap on the same
+  eval examples) by at least ``probe.min_gain`` of its distance above chance;
+
+or at ``probe.max_steps`` / ``probe.minutes`` with the last rung that cleared chance. If none did, the search
+stops before spending its budget, with what to try. Every probe run is stored in the study (marked ``probe``:
+outside the budget and the front, drawn in the dashboard), and so is the probe's decision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autopeft import storage
+from autopeft.chance import ChanceLevel, permutation_test, significantly_better
+from autopeft.errors import UserError
+from autopeft.executor import Executor
+from autopeft.predictions import EvalTargets, decode
+from autopeft.retrain import Run, run_on
+from autopeft.spec import SearchSpec
+from autopeft.trial import TrialResult
+
+ALL_MODULES = ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"]
+# The strong, standard configurations whose learning says the task can be learned at a fidelity. Usual learning
+# rates: full fine-tuning's (Devlin et al. 2019) and LoRA's (Hu et al. 2021), as in autopeft.baselines.
+REFERENCES: dict[str, dict[str, Any]] = {
+    "full": {"method": "full", "learning_rate": 5e-5},
+    "lora-r16-all": {"method": "lora", "lora": {"r": 16, "alpha_over_r": 2.0, "target_modules": ALL_MODULES},
+                     "learning_rate": 1e-3},
+}
+
+
+class NothingLearnable(UserError):
+    """No reference configuration cleared chance within the probe's limits: the search would find only noise."""
+
+
+@dataclass
+class Rung:
+    steps: int
+    seconds: float
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> metric, above, bar, trial
+
+
+@dataclass
+class ProbeOutcome:
+    chosen: int | None
+    reason: str
+    seconds: float
+    rungs: list[Rung]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _references(spec: SearchSpec) -> dict[str, dict[str, Any]]:
+    names = spec.budget.probe.references or list(REFERENCES)
+    return {name: REFERENCES[name] for name in names}
+
+
+def _store(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result: TrialResult,
+           config: dict[str, Any]) -> int:
+    """Add one probe run to the study (outside budget and front) and return its trial number."""
+    study.add_trial(storage.finished_trial(spec, config, result, {storage.PROBE: {"reference": name,
+                                                                                  "steps": steps}}))
+    return study.get_trials(deepcopy=False)[-1].number
+
+
+def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: ChanceLevel | None,
+               targets: EvalTargets | None, say: Callable[[str], None] = lambda message: None) -> ProbeOutcome:
+    """Run the probe on ``runner``'s workers and return its decision (stored on the study as ``probe``);
+    raises NothingLearnable when nothing cleared chance."""
+    probe = spec.budget.probe
+    metric = spec.task_metric
+    maximize = spec.task_metric_direction == "maximize"
+    if level is None or targets is None or metric not in level.metrics:
+        raise UserError(f"budget.steps_per_trial: auto needs a chance level for {metric!r}, which this task does "
+                        "not have; give budget.steps_per_trial as a number")
+    references = _references(spec)
+    root = Path(spec.output_dir) / study.study_name
+    started = time.monotonic()
+    rungs: list[Rung] = []
+    best_of: dict[int, tuple[float, Any]] = {}  # rung steps -> (metric, predictions) of its best reference
+    runs_so_far = 0
+    steps = probe.start_steps
+    chosen: int | None = None
+    reason = ""
+    while True:
+        say(f"probe: {', '.join(references)} at {steps} steps")
+        rung_started = time.monotonic()
+        runs = [Run(config=config, seed=spec.seed, output_dir=str(root / f"probe-{name}-{steps}"), steps=steps)
+                for name, config in references.items()]
+        results = run_on(runner, spec, runs, default_steps=steps)
+        runs_so_far += len(runs)
+        rung = Rung(steps, 0.0)
+        for (name, config), result in zip(references.items(), results):
+            if not result.ok:
+                rung.results[name] = {"failed": result.fail_reason}
+                continue
+            number = _store(study, spec, name, steps, result, config)
+            value = float(result.measurements[metric])
+            test = permutation_test(metric, maximize, value, decode(result.predictions), targets, level,
+                                    runs_so_far, seed=number)
+            rung.results[name] = {"trial": number, metric: value, "bar": test.bar, "above": test.above}
+            if test.above and (steps not in best_of or (value > best_of[steps][0]) == maximize):
+                best_of[steps] = (value, decode(result.predictions))
+        rung.seconds = time.monotonic() - rung_started
+        rungs.append(rung)
+        say("probe: " + "; ".join(f"{n} {r[metric]:.4f}{'' if r['above'] else ' (at chance)'}"
+                                  if "failed" not in r else f"{n} failed" for n, r in rung.results.items())
+            + f" at {steps} steps")
+        previous = steps // 2
+        if steps in best_of and previous in best_of and not _paid(best_of[steps], best_of[previous], metric,
+                                                                   maximize, level, targets, probe.min_gain):
+            chosen, reason = previous, f"doubling to {steps} steps did not pay beyond noise"
+            break
+        elapsed = time.monotonic() - started
+        next_cost = 2.2 * rung.seconds  # twice the steps, plus set-up
+        if steps * 2 > probe.max_steps or elapsed + next_cost > 60 * probe.minutes:
+            limit = "probe.max_steps" if steps * 2 > probe.max_steps else "probe.minutes"
+            cleared = [s for s in best_of]
+            if cleared:
+                chosen = max(cleared)
+                reason = f"{limit} reached; the last rung that cleared chance"
+            else:
+                reason = f"{limit} reached and no reference cleared chance"
+            break
+        steps *= 2
+    outcome = ProbeOutcome(chosen, reason, time.monotonic() - started, rungs)
+    study.set_user_attr(storage.PROBE, outcome.to_json())
+    if chosen is None:
+        tried = ", ".join(references)
+        raise NothingLearnable(
+            f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task above chance "
+            f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps; the search stopped before "
+            f"spending its budget. Try more data, another model, or a larger probe (budget.probe.max_steps, "
+            f"budget.probe.minutes); `autopeft search show {study.study_name}` lists the probe runs")
+    return outcome
+
+
+def _paid(longer: tuple[float, Any], shorter: tuple[float, Any], metric: str, maximize: bool, level: ChanceLevel,
+          targets: EvalTargets, min_gain: float) -> bool:
+    """Whether the longer rung's best is better than the shorter's beyond noise and by at least ``min_gain`` of
+    the shorter's distance above chance."""
+    gain = (longer[0] - shorter[0]) * (1.0 if maximize else -1.0)
+    above_chance = abs(shorter[0] - level.metrics[metric])
+    if gain < min_gain * above_chance or math.isclose(gain, 0.0):
+        return False
+    return significantly_better(metric, maximize, longer[1], shorter[1], targets)

@@ -1,0 +1,85 @@
+"""The learnability probe (budget.steps_per_trial: auto) on a real task that needs more steps than its first rung:
+it climbs the doubling ladder until a reference clears chance, stores its runs outside the budget and the front,
+and the search then trains at the steps it chose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autopeft import storage
+from autopeft.spec import load_spec, parse_spec
+from tests.conftest import run_cli, tiny_spec, write_spec
+
+NAME = "probed"
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    from autopeft.search import start_search
+
+    tmp_path = tmp_path_factory.mktemp("probe")
+    spec = tiny_spec(tmp_path, constraints=[])
+    # LoRA at its usual rate learns the SST-2 sample within a few dozen steps and not in 4 (measured: at chance).
+    spec["budget"] = {"trials": 2, "steps_per_trial": "auto",
+                      "probe": {"start_steps": 4, "max_steps": 32, "minutes": 5, "references": ["lora-r16-all"]}}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    start_search(loaded, name=NAME, executor="local")
+    study, stored = storage.load_search(storage.open_storage(loaded.storage), NAME)
+    return tmp_path, loaded.storage, study, stored
+
+
+def test_the_probe_climbs_past_a_first_rung_where_nothing_learns(probed):
+    _, _, study, stored = probed
+    probe = study.user_attrs[storage.PROBE]
+    first, *later = probe["rungs"]
+    assert first["steps"] == 4 and not first["results"]["lora-r16-all"]["above"]
+    assert [r["steps"] for r in later] == [8 * 2**i for i in range(len(later))]  # doubling
+    assert probe["chosen"] is not None and probe["chosen"] > 4
+    chosen = next(r for r in probe["rungs"] if r["steps"] == probe["chosen"])
+    assert chosen["results"]["lora-r16-all"]["above"]
+    assert stored.budget.steps_per_trial == probe["chosen"]  # the stored spec carries the fidelity to resume
+
+
+def test_probe_runs_are_stored_outside_the_budget_and_the_front(probed):
+    _, _, study, stored = probed
+    records = storage.trial_records(study, stored)
+    probes = [r for r in records if r.probe]
+    searched = [r for r in records if not r.reference]
+    probe = study.user_attrs[storage.PROBE]
+    assert len(probes) == len(probe["rungs"])
+    assert sorted(r.probe["steps"] for r in probes) == [r["steps"] for r in probe["rungs"]]
+    assert len(searched) == 2 and storage.budget_spent(study.get_trials()) == 2
+    assert not any(r.pareto for r in probes)
+    for record in searched:  # trained at the chosen fidelity: the loss curve ends at that step
+        assert record.loss_curve[-1][0] == probe["chosen"]
+
+
+def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatch):
+    _, url, study, stored = probed
+    code, out, _ = run_cli(capsys, "search", "show", NAME, "--storage", url)
+    text = " ".join(out.split())
+    assert code == 0
+    assert f"Fidelity: {stored.budget.steps_per_trial} steps per trial, chosen by the learnability probe" in text
+    code, out, _ = run_cli(capsys, "search", "show", NAME, "--storage", url, "--json")
+    shown = json.loads(out)
+    assert shown["probe"]["chosen"] == stored.budget.steps_per_trial
+    assert {"reference": "lora-r16-all", "steps": 4} in [t["probe"] for t in shown["trials"]]
+    from dashboard import data, figures
+
+    trials, spec = data.load_trials(url, NAME)
+    assert trials["probe"].sum() == len(study.user_attrs[storage.PROBE]["rungs"])
+    figure = figures.pareto(trials, spec, "trainable_params", "accuracy")
+    [probe_trace] = [t for t in figure.data if t.name == "probe run"]
+    assert len(probe_trace.x) == trials["probe"].sum()
+
+
+def test_auto_is_a_spec_value_and_bad_ladders_are_named(tmp_path):
+    spec = tiny_spec(tmp_path)
+    spec["budget"] = {"trials": 2, "steps_per_trial": "auto", "probe": {"start_steps": 64, "max_steps": 32}}
+    with pytest.raises(Exception, match=r"budget\.probe: .*max_steps 32 is below start_steps 64"):
+        parse_spec(spec)
+    spec["budget"] = {"trials": 2, "steps_per_trial": "lots"}
+    with pytest.raises(Exception, match=r"budget\.steps_per_trial: give a whole number of steps .* or auto"):
+        parse_spec(spec)
