@@ -28,7 +28,12 @@ def sign(spec: SearchSpec, name: str) -> float:
 
 def candidates(trials: pd.DataFrame) -> pd.Series:
     """Trials that may be on the front: complete, feasible, not a baseline, not a probe run."""
-    return (trials["state"] == "COMPLETE") & trials["feasible"] & ~trials["baseline"] & ~trials["probe"]
+    return (trials["state"] == "COMPLETE") & trials["feasible"] & ~trials["baseline"] & ~probe_runs(trials)
+
+
+def probe_runs(trials: pd.DataFrame) -> pd.Series:
+    """The learnability probe's runs (autopeft/probe.py); none in a table without the column."""
+    return trials["probe"].astype(bool) if "probe" in trials else pd.Series(False, index=trials.index)
 
 
 def pareto_mask(points: np.ndarray, signs: np.ndarray) -> np.ndarray:

@@ -71,16 +71,17 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
     on_front = analysis.front(plotted, spec, [x, y])
     colours = method_colours(plotted["method"].dropna().tolist())
     complete = plotted["state"] == "COMPLETE"
+    probes = analysis.probe_runs(plotted)
     groups = [
-        ("infeasible", complete & ~plotted["feasible"] & ~plotted["baseline"] & ~plotted["probe"],
+        ("infeasible", complete & ~plotted["feasible"] & ~plotted["baseline"] & ~probes,
          {"symbol": "x-thin", "size": 6, "line": {"width": 1.4, "color": "rgba(214,39,40,0.6)"}}),
         ("pruned", plotted["state"] == "PRUNED", {"symbol": "diamond-open", "size": 8, "color": FAINT}),
         ("baseline", plotted["baseline"], {"symbol": "star", "size": 14, "color": "#222222"}),
         # The learnability probe's runs (autopeft/probe.py): the fidelity's evidence, not candidates.
-        ("probe run", plotted["probe"] & ~plotted["baseline"],
+        ("probe run", probes & ~plotted["baseline"],
          {"symbol": "triangle-up-open", "size": 10, "color": "#6a51a3"}),
     ]
-    dominated = complete & plotted["feasible"] & ~plotted["baseline"] & ~plotted["probe"] & ~on_front
+    dominated = complete & plotted["feasible"] & ~plotted["baseline"] & ~probes & ~on_front
     for method, colour in colours.items():
         rows = plotted[dominated & (plotted["method"] == method)]
         if len(rows):

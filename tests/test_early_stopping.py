@@ -17,6 +17,7 @@ from autopeft.spec import load_spec
 from autopeft.trial import RungPlan
 from dashboard.data import _execution
 from tests.conftest import tiny_spec, write_spec
+from workers.tasks import Evaluation
 from workers.worker import Rungs
 
 SIGNS = {"accuracy": 1.0, "trainable_params": -1.0}
@@ -69,7 +70,7 @@ def test_bad_rungs_are_named(tmp_path):
 
 
 def _rungs(number: int, accuracy: float, params: float, plan: RungPlan) -> Rungs:
-    return Rungs(plan, lambda: {"accuracy": accuracy}, {"trainable_params": params}, number)
+    return Rungs(plan, lambda: Evaluation({"accuracy": accuracy}), {"trainable_params": params}, number)
 
 
 def test_the_board_shows_trials_running_alongside_and_counts_none_twice():

@@ -16,13 +16,17 @@ MODES = ("knee point", "best under a budget", "by hand", "whole front")
 def _picks(trials: pd.DataFrame, spec: SearchSpec, mode: str, noise: dict | None) -> list[int]:
     front_numbers = trials.loc[analysis.front(trials, spec), "number"].tolist()
     if noise is not None and mode != "whole front":
-        # As `autopeft export --pick`: points within noise of chance, and points a cheaper one matches within
-        # noise, are not candidates.
+        # As `autopeft export --pick`: points within noise of chance (unless asked for, as --include-chance), and
+        # points a cheaper one matches within noise, are not candidates.
         at_chance = set(noise["not_above_chance"])
+        if st.checkbox("include points within noise of chance", key="include_chance"):
+            at_chance = set()
         left_out = at_chance | {int(n) for n, q in noise["matched_within_noise"].items() if q not in at_chance}
-        trials = trials[~trials["number"].isin(left_out)]
+        # Chosen among the front's own points: dropping a front point must not bring back one it dominated.
+        trials = trials[trials["number"].isin(front_numbers) & ~trials["number"].isin(left_out)]
         if not analysis.front(trials, spec).any():
-            st.warning("Every front point is within noise of chance: there is nothing to pick.")
+            st.warning("Every front point is within noise of chance: there is nothing to pick (tick the box to "
+                       "pick among them anyway).")
             return []
     if mode == "knee point":
         knee = analysis.knee(trials, spec)

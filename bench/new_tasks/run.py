@@ -1,0 +1,172 @@
+"""New tasks as a new user meets them: does the search learn what can be learned, and say so when nothing did?
+
+    .venv/bin/python bench/new_tasks/run.py [--tasks sst2,rte] [--search-minutes 20] [--probe-minutes 10]
+
+For each task a spec written as a new user would write it (``bench/new_tasks/<task>.yaml``: files, columns, the
+objective; the bundled MiniLM, the ``full`` space, ``steps_per_trial: auto``, nothing tuned to the task):
+
+1. ``autopeft search run``: the learnability probe picks the fidelity, then the search runs for the wall clock;
+2. ``autopeft baselines --only lora-r8-qv,pfeiffer-64,ia3,bitfit``: hand-picked configurations at that fidelity
+   (full fine-tuning at that fidelity is the probe's own run);
+3. ``autopeft search show --json``: the numbers below.
+
+Per task, in ``results.json`` and ``table.md``: the fidelity chosen and what the probe cost, full fine-tuning and the
+best hand-picked baseline at that fidelity, the front's best point and the bar it had to clear (chance plus its
+noise margin), wall time. The target: where full fine-tuning clears chance, the front's best does too and reaches
+at least 95% of full fine-tuning's metric above chance; where nothing does, no front point is presented as a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
+WORK = Path("/tmp/new-tasks")
+TASKS = ("sst2", "qnli", "rte", "boolq", "arc_easy", "openbookqa")
+HAND_PICKED = "lora-r8-qv,pfeiffer-64,ia3,bitfit"
+
+
+def autopeft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    done = subprocess.run([AUTOPEFT, *args], cwd=WORK, env=env, text=True, capture_output=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"autopeft {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def spec_for_run(task: str, search_minutes: float, probe_minutes: float) -> Path:
+    """The task's spec with absolute data paths and this run's clocks, written beside its database."""
+    spec = yaml.safe_load((HERE / f"{task}.yaml").read_text())
+    for field in ("train", "eval"):
+        spec["data"][field] = str((HERE / spec["data"][field]).resolve())
+    spec["budget"]["wall_clock_minutes"] = search_minutes
+    spec["budget"]["probe"] = {"minutes": probe_minutes}
+    path = WORK / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
+    storage = f"sqlite:///{WORK / f'{task}.db'}"
+    (WORK / f"{task}.db").unlink(missing_ok=True)
+    started = time.monotonic()
+    run = autopeft("search", "run", str(spec_for_run(task, search_minutes, probe_minutes)), "--name", task,
+                   "--storage", storage, check=False)
+    search_s = time.monotonic() - started
+    if run.returncode not in (0, 2):
+        raise RuntimeError(f"{task}: search run failed ({run.returncode}): {run.stderr[-2000:]}")
+    shown = json.loads(autopeft("search", "show", task, "--storage", storage, "--json").stdout)
+    probe = shown["probe"] or {}
+    chosen = probe.get("chosen")
+    baselines_s = 0.0
+    if chosen is not None:
+        started = time.monotonic()
+        autopeft("baselines", task, "--storage", storage, "--only", HAND_PICKED, "--json")
+        baselines_s = time.monotonic() - started
+        shown = json.loads(autopeft("search", "show", task, "--storage", storage, "--json").stdout)
+    chance = shown["chance"] or {}
+    level = chance.get("chance")
+    trials = shown["trials"]
+    full = next((t for t in trials if (t.get("probe") or {}) == {"reference": "full", "steps": chosen}), None)
+    hand = [t for t in trials if t.get("baseline") and t["state"] == "COMPLETE"]
+    best_hand = max(hand, key=lambda t: t["measurements"]["accuracy"], default=None)
+    front = [t for t in trials if t.get("pareto")]
+    best = max(front, key=lambda t: t["values"]["accuracy"], default=None)
+    test = (chance.get("tests") or {}).get(str(best["number"])) if best else None
+    full_value = full["measurements"]["accuracy"] if full else None
+    full_test = next((r["results"].get("full") for r in probe.get("rungs", []) if r["steps"] == chosen), None)
+    share = None
+    if best and full_value is not None and level is not None and full_value > level:
+        share = (best["values"]["accuracy"] - level) / (full_value - level)
+    full_clears = bool(full_test and full_test.get("above"))
+    presented_as_result = bool(best) and not chance.get("nothing_learned") and chosen is not None
+    if full_clears:
+        met = bool(test and test["above"] and share is not None and share >= 0.95)
+    else:
+        met = not (presented_as_result and test and test["above"])
+    return {
+        "task": task, "fidelity_steps": chosen, "probe_reason": probe.get("reason"),
+        "probe_seconds": probe.get("seconds"), "probe_runs": sum(len(r["results"]) for r in probe.get("rungs", [])),
+        "probe_ladder": [r["steps"] for r in probe.get("rungs", [])],
+        "chance": level, "chance_predicts": chance.get("predicts"), "eval_examples": chance.get("examples"),
+        "full": full_value, "full_clears_chance": full_clears,
+        "best_hand_picked": None if best_hand is None else {
+            "name": best_hand["baseline"], "accuracy": best_hand["measurements"]["accuracy"],
+            "trainable_params": best_hand["measurements"]["trainable_params"]},
+        "front_best": None if best is None else {
+            "trial": best["number"], "accuracy": best["values"]["accuracy"],
+            "trainable_params": best["values"]["trainable_params"], "bar": None if test is None else test["bar"],
+            "above_chance": None if test is None else test["above"]},
+        "share_of_full_above_chance": share, "nothing_learned": chance.get("nothing_learned"),
+        "search_exit_code": run.returncode, "stopped_by_probe": run.returncode == 2,
+        "searched_trials": sum(1 for t in trials if t["state"] == "COMPLETE" and not t.get("baseline")
+                               and not t.get("probe")),
+        "search_seconds": round(search_s, 1), "baselines_seconds": round(baselines_s, 1), "target_met": met,
+        "search_minutes": search_minutes, "probe_minutes": probe_minutes,
+        "closing_summary_tail": run.stdout.strip().splitlines()[-4:] if run.stdout else run.stderr.strip()[-600:],
+    }
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: list[dict], cpu: str) -> str:
+    lines = [f"CPU: {cpu}; 2 workers × 1 core. Wall: the whole `search run` (probe included), against its caps "
+             "(probe minutes + search minutes).", "",
+             "| task | fidelity (steps) | probe | chance | full FT | best hand-picked | front best (bar) | "
+             "share of full above chance | trials | wall | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        hand, best = r["best_hand_picked"], r["front_best"]
+        lines.append(
+            f"| {r['task']} | {r['fidelity_steps'] or 'none: stopped'} | {r['probe_runs']} runs, "
+            f"{fmt(r['probe_seconds'], 0)} s | {fmt(r['chance'])} | {fmt(r['full'])} | "
+            + ("–" if hand is None else f"{hand['name']} {hand['accuracy']:.4f}") + " | "
+            + ("–" if best is None else f"{best['accuracy']:.4f} @ {int(best['trainable_params']):,} "
+               f"(bar {fmt(best['bar'])}{'' if best['above_chance'] else ', at chance'})") + " | "
+            f"{'–' if r['share_of_full_above_chance'] is None else format(r['share_of_full_above_chance'], '.0%')} | "
+            f"{r['searched_trials']} | {r['search_seconds'] / 60:.1f} min (caps {r['probe_minutes']:g} + "
+            f"{r['search_minutes']:g}) | {'met' if r['target_met'] else 'missed'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--search-minutes", type=float, default=20.0)
+    parser.add_argument("--probe-minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = HERE / "results.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    results = {r["task"]: r for r in previous.get("results", [])}
+    for task in args.tasks.split(","):
+        results[task] = measure(task, args.search_minutes, args.probe_minutes)
+        print(json.dumps(results[task], indent=1), flush=True)
+        ordered = [results[t] for t in TASKS if t in results]
+        cpu = cpu_name()
+        out.write_text(json.dumps({"cpu": cpu, "results": ordered}, indent=1))
+        (HERE / "table.md").write_text(table(ordered, cpu))
+
+
+if __name__ == "__main__":
+    main()
