@@ -105,25 +105,19 @@ class DataSpec(_Strict):
                                        "(default: 1 of 0/1, true of false/true, yes of no/yes, else the second "
                                        "label in head order).")
 
-    @field_validator("text_columns", mode="before")
+    @field_validator("text_columns", "label_column", mode="before")
     @classmethod
-    def _text_columns_by_position(cls, value: Any) -> Any:
-        return [_column_name(v) for v in value] if isinstance(value, list) else value
+    def _columns_by_position(cls, value: Any) -> Any:
+        """Columns may be named by position (YAML integers) as well as by name."""
+        return [_column_name(v) for v in value] if isinstance(value, list) else _column_name(value)
 
-    @field_validator("label_column", mode="before")
+    @field_validator("label_values", "positive_label", mode="before")
     @classmethod
-    def _label_column_by_position(cls, value: Any) -> Any:
-        return _column_name(value)
-
-    @field_validator("label_values", mode="before")
-    @classmethod
-    def _label_values_as_text(cls, value: Any) -> Any:
-        return [_spec_label(v) for v in value] if isinstance(value, list) else value
-
-    @field_validator("positive_label", mode="before")
-    @classmethod
-    def _positive_label_as_text(cls, value: Any) -> Any:
-        return None if value is None else _spec_label(value)
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Labels are compared as text, whichever YAML type they were written in."""
+        if value is None:
+            return None
+        return [_spec_label(v) for v in value] if isinstance(value, list) else _spec_label(value)
 
     @model_validator(mode="after")
     def _files_or_dataset(self) -> DataSpec:
