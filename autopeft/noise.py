@@ -111,19 +111,25 @@ def _costs(record: TrialRecord, spec: SearchSpec, metric: str) -> list[float]:
 
 def _matched_by_cheaper(front: list[TrialRecord], spec: SearchSpec, metric: str, maximize: bool,
                         targets: EvalTargets) -> dict[int, int]:
-    """Front point -> the cheapest front point that costs no more on every other objective and that it does not
-    beat beyond noise (paired bootstrap on the same eval examples)."""
+    """Front point -> a cheaper front point that costs no more on every other objective and that it does not beat
+    beyond noise (paired bootstrap on the same eval examples).
+
+    Points are taken from the cheapest up, and a point is compared only with the cheaper points that were kept (not
+    matched themselves): matching is not transitive, and a point within noise of one that is within noise of a
+    third may still be clearly better than the third."""
     predicted = {r.number: _predictions(r) for r in front}
-    usable = [r for r in front if predicted[r.number] is not None and len(predicted[r.number]) == len(targets)]
+    usable = sorted((r for r in front if predicted[r.number] is not None
+                     and len(predicted[r.number]) == len(targets)), key=lambda r: _costs(r, spec, metric))
     matched: dict[int, int] = {}
+    kept: list[TrialRecord] = []
     for point in usable:
         own = _costs(point, spec, metric)
-        cheaper = [q for q in usable if q.number != point.number
-                   and all(c <= o for c, o in zip(_costs(q, spec, metric), own))
+        cheaper = [q for q in kept if all(c <= o for c, o in zip(_costs(q, spec, metric), own))
                    and _costs(q, spec, metric) != own]
-        for rival in sorted(cheaper, key=lambda q: _costs(q, spec, metric)):
-            if not significantly_better(metric, maximize, predicted[point.number], predicted[rival.number],
-                                        targets, seed=point.number):
-                matched[point.number] = rival.number
-                break
+        rival = next((q for q in cheaper if not significantly_better(
+            metric, maximize, predicted[point.number], predicted[q.number], targets, seed=point.number)), None)
+        if rival is None:
+            kept.append(point)
+        else:
+            matched[point.number] = rival.number
     return matched

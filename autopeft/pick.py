@@ -140,7 +140,8 @@ def _distinct(front: list[TrialRecord], noise: NoiseReport, include_chance: bool
         raise UserError("every point of the front is within noise of chance: the search learned nothing to pick; "
                         "`autopeft search show` says what to try, or pass --include-chance to pick anyway")
     numbers = {r.number for r in kept}
-    # A point matched by a cheaper one stays only when that cheaper one was itself left out (at chance).
+    # A point matched by a cheaper one stays only when that cheaper one was itself left out (at chance); the
+    # cheaper ones that match are never matched themselves (noise._matched_by_cheaper).
     return [r for r in kept if noise.matched_by.get(r.number) not in numbers]
 
 

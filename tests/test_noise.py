@@ -138,3 +138,32 @@ def test_the_paired_bootstrap_separates_only_real_differences():
     assert not significantly_better("accuracy", True, good, nearly, targets)
     assert not significantly_better("accuracy", True, poor, good, targets)
     assert not significantly_better("matthews", True, good, good, targets)
+
+
+def test_matching_is_not_chained_through_a_point_that_was_itself_matched():
+    """A (cheap) ≈ B (within noise), B ≈ C, but C is clearly better than A: only B gives way."""
+    from autopeft.noise import _matched_by_cheaper
+    from autopeft.spec import parse_spec
+    from autopeft.storage import TrialRecord
+    from tests.conftest import tiny_spec
+
+    n = 2000
+    gold = RNG.integers(0, 2, size=n)
+    targets = EvalTargets(LABELS, gold, num_labels=2, positive=1)
+
+    def right_on(share: float, seed: int) -> np.ndarray:
+        """Right on a random share of the examples, independently of the other points: paired differences of
+        1.5 points are within noise on 2,000 examples, 3 points are not."""
+        predicted = 1 - gold
+        rows = np.random.default_rng(seed).permutation(n)[: int(share * n)]
+        predicted[rows] = gold[rows]
+        return predicted
+
+    spec = parse_spec(tiny_spec(__import__("pathlib").Path("/tmp")))
+    records = []
+    for number, (share, params) in enumerate([(0.70, 1e3), (0.715, 1e4), (0.74, 1e5)]):
+        predicted = right_on(share, seed=number)
+        records.append(TrialRecord(number=number, state="COMPLETE", config={}, fail_reason=None, adapter_dir=None,
+                                   feasible=True, values={"accuracy": share, "trainable_params": params},
+                                   measurements={"accuracy": share}, predictions=encode(LABELS, predicted)))
+    assert _matched_by_cheaper(records, spec, "accuracy", True, targets) == {1: 0}
