@@ -86,16 +86,11 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         counts = np.bincount(labels, minlength=len(data.label_names))
         majority = int(np.argmax(counts))
         metrics = classification_metrics(np.full(len(labels), majority), labels, len(data.label_names),
-                                         **_positive_argument(data))
+                                         positive=data.f1_positive)
         return ChanceLevel(metrics, len(labels), f"always {data.label_names[majority]!r}")
     mean = float(np.mean(labels))
     return ChanceLevel(regression_metrics(np.full(len(labels), mean), labels), len(labels),
                        f"always the mean target {mean:.4g}")
-
-
-def _positive_argument(data: TaskData) -> dict[str, int]:
-    positive = getattr(data, "positive_index", None)
-    return {} if positive is None else {"positive": positive}
 
 
 def eval_targets(data: TaskData) -> EvalTargets | None:
@@ -109,7 +104,7 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
         return None
     if data.task == "sequence-classification":
         return EvalTargets(LABELS, split.labels, len(data.label_names),
-                           _positive_argument(data).get("positive", 1))
+                           data.f1_positive)
     return EvalTargets(VALUES, split.labels)
 
 

@@ -79,6 +79,11 @@ class TaskData:
     eval_rows: list[int] | None = None
 
     @property
+    def f1_positive(self) -> int:
+        """The head index ``f1`` scores: the positive class, or head 1 where none was decided."""
+        return 1 if self.positive_index is None else self.positive_index
+
+    @property
     def num_labels(self) -> int:
         """Outputs of the task head: one per label, 1 for regression, 0 for causal-lm (autopeft.models)."""
         from autopeft.models import num_labels

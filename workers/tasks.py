@@ -61,9 +61,8 @@ class ClassificationRunner(_TextRunner):
 
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         predictions = self._eval_outputs(model, batch_size, prefix).argmax(axis=-1)
-        positive = getattr(self.data, "positive_index", None)
         metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels,
-                                         **({} if positive is None else {"positive": positive}))
+                                         positive=self.data.f1_positive)
         return Evaluation(metrics, encode(LABELS, predictions))
 
 
