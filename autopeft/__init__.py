@@ -1,15 +1,46 @@
-"""autopeft: multi-objective search over parameter-efficient fine-tuning configurations."""
+"""autopeft: multi-objective search over parameter-efficient fine-tuning configurations.
+
+The public Python API (docs/api.md)::
+
+    import autopeft
+
+    search = autopeft.run_search("examples/sst2.yaml")     # or a dict, or a SearchSpec; data= for your own rows
+    search.trials_dataframe()
+    search.export("exported", picks=["knee"])
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load_adapter", "load_merged"]
+
+# Name -> the module that defines it. Imported lazily, so `import autopeft` (and the CLI's start) does not pay for
+# importing torch, Ray or Optuna.
+_EXPORTS = {
+    "run_search": "autopeft.api",
+    "resume_search": "autopeft.api",
+    "join_search": "autopeft.api",
+    "load_search": "autopeft.api",
+    "list_searches": "autopeft.api",
+    "search_summaries": "autopeft.api",
+    "Search": "autopeft.api",
+    "SearchInterrupted": "autopeft.api",
+    "SearchSpec": "autopeft.spec",
+    "UserError": "autopeft.errors",
+    "register_metric": "autopeft.plugins",
+    "register_method": "autopeft.plugins",
+    "load_adapter": "autopeft.loading",
+    "load_merged": "autopeft.loading",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    # Lazy, so `import autopeft` (and the CLI's start) does not pay for importing torch.
-    if name in __all__:
-        from autopeft import loading
+    if name in _EXPORTS:
+        import importlib
 
-        return getattr(loading, name)
-    raise AttributeError(name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'autopeft' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

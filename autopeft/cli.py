@@ -22,9 +22,9 @@ from autopeft.noise import ADVICE
 from autopeft.objectives import TASK_METRICS
 
 if TYPE_CHECKING:
+    from autopeft.api import Search
     from autopeft.spec import SearchSpec
 
-DEFAULT_STORAGE = os.environ.get("AUTOPEFT_STORAGE", "sqlite:///autopeft.db")
 storage_option = click.option("--storage", default=None, metavar="URL",
                               help="SQLAlchemy URL of the trial database [default: $AUTOPEFT_STORAGE or "
                                    "sqlite:///autopeft.db].")
@@ -74,31 +74,46 @@ class _ProgressBar:
                 f"{measured['train_time_s'] + measured['eval_time_s']:.0f} s, {measured['peak_memory_mb']:.0f} MiB")
 
 
-def _run_with_progress(spec: SearchSpec, action) -> None:
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
-        action(_ProgressBar(progress, spec.task_metric, 1.0 if spec.task_metric_direction == "maximize" else -1.0))
+class _RichProgress:
+    """The API's progress reporter (autopeft.api.ProgressReporter) drawn with rich: a header line, then the bar."""
+
+    def __init__(self, verb: str = "search"):
+        self.verb = verb
+        self.progress: Progress | None = None
+        self.bar: _ProgressBar | None = None
+
+    def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None:
+        console.print(f"{self.verb} [bold]{name}[/] → {_masked(storage_url)}")
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        self.progress = Progress(*columns, console=console, transient=False)
+        self.progress.start()
+        self.bar = _ProgressBar(self.progress, spec.task_metric,
+                                1.0 if spec.task_metric_direction == "maximize" else -1.0)
+
+    def __call__(self, event) -> None:
+        self.bar(event)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
-def _print_front(name: str, storage_url: str) -> None:
+def _print_front(search: Search) -> None:
     """``search run``/``resume``'s closing summary: the front, where it stands against chance, and whether the
     budget was spent or the wall clock cut it short."""
-    from autopeft import storage, views
-    from autopeft.noise import assess
+    from autopeft import views
 
-    study, spec = storage.load_search(storage.open_storage(storage_url, create=False), name)
-    records = storage.trial_records(study, spec)
-    noise = assess(study, records, spec)
+    name, storage_url, noise = search.name, search.storage_url, search.noise
     title = f"Pareto front of {name}"
     if noise is not None and noise.nothing_learned:
         title += " — NOT ABOVE CHANCE: noise, not a result"
-    console.print(views.front_table(records, spec, title=title, noise=noise))
+    console.print(views.front_table(search.records, search.spec, title=title, noise=noise))
     if noise is not None:
         console.print(views.chance_line(noise.to_json()))
-    fidelity = views.probe_line(study)
+    fidelity = views.probe_line(search.study)
     if fidelity:
         console.print(fidelity)
-    summary = views.search_summary(study, spec)
+    summary = search.summary
     console.print(f"{summary['complete']} complete, {summary['failed']} failed, {summary['rejected']} rejected, "
                   f"{summary['interrupted']} interrupted.")
     clock = summary.get("wall_clock")
@@ -119,9 +134,16 @@ def _masked(url: str) -> str:
     return mask_url(url)
 
 
-def _interrupted(name: str, storage_url: str) -> None:
-    click.echo(f"interrupted; resume with: autopeft search resume {name} --storage {_masked(storage_url)}", err=True)
-    sys.exit(130)
+def _running(action) -> Search:
+    """Run a search action of the API; Ctrl-C ends with exit code 130 and the command that resumes."""
+    from autopeft.api import SearchInterrupted
+
+    try:
+        return action()
+    except SearchInterrupted as stopped:
+        click.echo(f"interrupted; resume with: autopeft search resume {stopped.name} --storage "
+                   f"{_masked(stopped.storage_url)}", err=True)
+        sys.exit(130)
 
 
 @search.command("run")
@@ -135,22 +157,10 @@ def _interrupted(name: str, storage_url: str) -> None:
 def search_run(spec_file: str, name: str | None, storage: str | None, trials: int | None, executor: str,
                ray_address: str | None) -> None:
     """Start a new search from SPEC_FILE and run it to its budget."""
-    import time
+    from autopeft.api import run_search
 
-    from autopeft.search import start_search
-    from autopeft.spec import load_spec, normalise_storage_url
-
-    spec = load_spec(spec_file)
-    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    url = normalise_storage_url(storage or spec.storage)
-    console.print(f"search [bold]{name}[/] → {_masked(url)}")
-    try:
-        _run_with_progress(spec, lambda bar: start_search(
-            spec, name=name, storage_url=url, trials=trials, executor=executor, ray_address=ray_address,
-            on_progress=bar))
-    except KeyboardInterrupt:
-        _interrupted(name, url)
-    _print_front(name, url)
+    _print_front(_running(lambda: run_search(spec_file, name=name, storage=storage, trials=trials,
+                                             executor=executor, ray_address=ray_address, progress=_RichProgress())))
 
 
 @search.command("resume")
@@ -163,21 +173,10 @@ def search_run(spec_file: str, name: str | None, storage: str | None, trials: in
 def search_resume(name: str, storage: str | None, executor: str, ray_address: str | None,
                   trials: int | None) -> None:
     """Finish an interrupted search's budget (or a raised one); trials it left running are re-proposed."""
-    from autopeft import storage as store
-    from autopeft.search import resume_search
-    from autopeft.spec import normalise_storage_url
+    from autopeft.api import resume_search
 
-    url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    _, spec = store.load_search(store.open_storage(url, create=False), name)
-    if trials is not None:
-        spec = spec.model_copy(deep=True)
-        spec.budget.trials = trials  # for the progress bar; resume_search checks and stores it
-    try:
-        _run_with_progress(spec, lambda bar: resume_search(
-            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar, trials=trials))
-    except KeyboardInterrupt:
-        _interrupted(name, url)
-    _print_front(name, url)
+    _print_front(_running(lambda: resume_search(name, storage=storage, trials=trials, executor=executor,
+                                                ray_address=ray_address, progress=_RichProgress("resuming"))))
 
 
 @search.command("join")
@@ -187,19 +186,10 @@ def search_resume(name: str, storage: str | None, executor: str, ray_address: st
 @ray_address_option
 def search_join(name: str, storage: str | None, executor: str, ray_address: str | None) -> None:
     """Add a controller with its own workers to a running search; they share its budget (PostgreSQL)."""
-    from autopeft import storage as store
-    from autopeft.search import join_search
-    from autopeft.spec import normalise_storage_url
+    from autopeft.api import join_search
 
-    url = normalise_storage_url(storage or DEFAULT_STORAGE)
-    _, spec = store.load_search(store.open_storage(url, create=False), name)
-    console.print(f"joining search [bold]{name}[/] → {_masked(url)}")
-    try:
-        _run_with_progress(spec, lambda bar: join_search(
-            name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=bar))
-    except KeyboardInterrupt:
-        _interrupted(name, url)
-    _print_front(name, url)
+    _print_front(_running(lambda: join_search(name, storage=storage, executor=executor, ray_address=ray_address,
+                                              progress=_RichProgress("joining search"))))
 
 
 # search_summary's one-word verdict on the front against chance, as the search list shows it.
@@ -212,11 +202,9 @@ _FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def search_list(storage: str | None, as_json: bool) -> None:
     """All searches in the database with their state and progress."""
-    from autopeft import storage as store
-    from autopeft.views import search_summary
+    from autopeft.api import search_summaries
 
-    backend = store.open_storage(storage or DEFAULT_STORAGE, create=False)
-    summaries = [search_summary(*store.load_search(backend, name)) for name in store.search_names(backend)]
+    summaries = search_summaries(storage)
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
@@ -245,8 +233,7 @@ def search_list(storage: str | None, as_json: bool) -> None:
 def search_show(name: str, storage: str | None, as_json: bool) -> None:
     """One search's trials and Pareto front."""
     from autopeft import storage as store
-    from autopeft.noise import assess
-    from autopeft.pareto import pareto_front
+    from autopeft.api import load_search
     from autopeft.views import (
         chance_line,
         confirmation_table,
@@ -254,16 +241,12 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         format_value,
         front_table,
         probe_line,
-        search_summary,
     )
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
-    records = store.trial_records(study, spec)
-    pareto_front(records, spec)
-    noise = assess(study, records, spec)
-    chance = None if noise is None else noise.to_json()
+    found = load_search(name, storage=storage)
+    study, spec, records, noise, chance = found.study, found.spec, found.records, found.noise, found.chance
     if as_json:
-        click.echo(json.dumps({"search": search_summary(study, spec),
+        click.echo(json.dumps({"search": found.summary,
                                "objectives": [{"name": o.name, "direction": o.resolved_direction}
                                               for o in spec.objectives],
                                "chance": chance, "probe": study.user_attrs.get(store.PROBE),
@@ -312,16 +295,13 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
 def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tuple[str, ...],
            include_chance: bool) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
-    from autopeft import storage as store
-    from autopeft.export import export_front
-    from autopeft.noise import assess
-    from autopeft.pick import parse_pick
+    from autopeft.api import load_search
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
-    chosen = [parse_pick(p, spec) for p in picks]
-    exported = export_front(study, spec, Path(out_dir), merged=merged, picks=chosen, include_chance=include_chance)
+    found = load_search(name, storage=storage)
+    spec = found.spec
+    exported = found.export(out_dir, picks=picks, merged=merged, include_chance=include_chance, flag="--pick")
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
-    noise = assess(study, store.trial_records(study, spec), spec)
+    noise = found.noise
     numbers = [int(path.name.removeprefix("trial-")) for path in exported]
     doubtful = [n for n in numbers if noise is not None and noise.is_at_chance(n)]
     if doubtful:
@@ -355,33 +335,23 @@ def _trial_numbers(text: str | None) -> list[int]:
 def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], seeds: int, steps: int | None,
             storage: str | None, executor: str) -> None:
     """Retrain chosen trials of NAME with new seeds; store per-seed values and mean ± std on each trial."""
-    from autopeft import storage as store
-    from autopeft.confirm import confirm_trials, select
-    from autopeft.pareto import pareto_front
-    from autopeft.pick import choose, parse_pick
+    from autopeft.api import load_search
     from autopeft.views import confirmation_table
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
+    found = load_search(name, storage=storage)
+    spec = found.spec
     if trial_list and picks:
         raise UserError("--trials and --pick: give one or the other")
-    records = store.trial_records(study, spec)
-    if trial_list:
-        chosen = select(records, _trial_numbers(trial_list))
-    elif picks:
-        chosen = choose(records, spec, [parse_pick(p, spec) for p in picks])
-    else:
-        chosen = pareto_front(records, spec)
-    if not chosen:
-        raise UserError(f"search {name!r} has no completed feasible trial to confirm yet")
-    console.print(f"confirming trials {', '.join(str(r.number) for r in chosen)} with {seeds} seeds each")
 
     def report(run, result) -> None:
         outcome = (f"{spec.task_metric} {result.measurements[spec.task_metric]:.4f}" if result.ok
                    else f"failed: {result.fail_reason}")
         console.print(f"{Path(run.output_dir).parent.name} seed {run.seed}: {outcome}")
 
-    confirm_trials(study, spec, chosen, seeds=seeds, steps=steps, executor=executor, on_result=report)
-    console.print(confirmation_table(store.trial_records(study, spec), spec))
+    found.confirm(_trial_numbers(trial_list), picks=picks, seeds=seeds, steps=steps, executor=executor,
+                  on_result=report, on_start=lambda chosen: console.print(
+                      f"confirming trials {', '.join(str(r.number) for r in chosen)} with {seeds} seeds each"))
+    console.print(confirmation_table(found.records, spec))
 
 
 @main.command("baselines")
@@ -394,12 +364,10 @@ def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], seeds: in
 def baselines(name: str, storage: str | None, only: str | None, executor: str, as_json: bool) -> None:
     """Train the standard configurations into NAME at its fidelity (outside its budget and front), then say
     whether the found front matches or dominates each: at least its metric at no more trainable parameters."""
-    from autopeft import storage as store
-    from autopeft.baselines import chosen_names, compare, train_baselines
-    from autopeft.noise import assess
+    from autopeft.api import load_search
 
-    study, spec = store.load_search(store.open_storage(storage or DEFAULT_STORAGE, create=False), name)
-    names = chosen_names([n.strip() for n in (only or "").split(",") if n.strip()])
+    found = load_search(name, storage=storage)
+    spec = found.spec
 
     def report(run, result) -> None:
         outcome = (f"{spec.task_metric} {result.measurements[spec.task_metric]:.4f}, "
@@ -407,10 +375,9 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
                    else f"failed: {result.fail_reason}")
         click.echo(f"{Path(run.output_dir).name}: {outcome}", err=as_json)
 
-    train_baselines(study, spec, names, executor=executor, on_result=report)
-    records = store.trial_records(study, spec)
-    noise = assess(study, records, spec)
-    rows = [row for row in compare(records, spec, noise) if row["baseline"] in names]
+    rows = found.baselines([n.strip() for n in (only or "").split(",") if n.strip()], executor=executor,
+                           on_result=report)
+    noise = found.noise
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -455,12 +422,13 @@ def dashboard(storage: str | None, host: str, port: int, token: str | None) -> N
     """Open the web dashboard on the trial database (read-only): live Pareto front, progress, trials, export."""
     import secrets
 
+    from autopeft.api import default_storage
     from autopeft.spec import normalise_storage_url
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     if not app.is_file():
         raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
-    url = normalise_storage_url(storage or DEFAULT_STORAGE)
+    url = normalise_storage_url(storage or default_storage())
     environment = {**os.environ, "AUTOPEFT_STORAGE": url}
     environment.pop("AUTOPEFT_DASHBOARD_TOKEN", None)
     link = f"http://{host}:{port}"

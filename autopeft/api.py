@@ -1,0 +1,536 @@
+"""The Python API: start, resume and read searches from a notebook or a script.
+
+One implementation with the command line, which is a thin layer over these functions: ``autopeft search run``
+is :func:`run_search` with a rich progress bar, ``autopeft export`` is :meth:`Search.export`, and so on. The
+names follow Optuna's (``optuna.create_study`` / ``optuna.load_study`` / ``study.trials_dataframe()``) so that
+an Optuna user finds them where they expect::
+
+    import autopeft
+
+    search = autopeft.run_search("examples/sst2.yaml", trials=6)
+    search.trials_dataframe()              # every trial, one row each
+    best = search.pick("knee")[0]          # the knee of the front, never a point within noise of chance
+    search.export("exported", picks=["knee"])
+
+A spec can be a YAML file, a dict in the same shape, or a :class:`~autopeft.spec.SearchSpec`; data can be a
+``datasets.DatasetDict`` or pandas frames passed in (``data=``), checked exactly as files are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
+
+from autopeft.errors import SpecError, UserError
+from autopeft.spec import (
+    SearchSpec,
+    file_problem,
+    normalise_storage_url,
+    parse_spec,
+    read_text_file,
+    resolve_spec,
+    yaml_problem,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from torch import nn
+
+    from autopeft.controller import Progress
+    from autopeft.noise import NoiseReport
+    from autopeft.storage import TrialRecord
+
+DEFAULT_STORAGE = "sqlite:///autopeft.db"
+SpecLike = str | os.PathLike | Mapping[str, Any] | SearchSpec
+# Where in-memory data is written so that workers, resume and export read it as files (see _materialise_data).
+DATA_FOLDER = "data"
+
+
+def default_storage() -> str:
+    """The database searches are looked up in when none is named: $AUTOPEFT_STORAGE, else ./autopeft.db."""
+    return os.environ.get("AUTOPEFT_STORAGE", DEFAULT_STORAGE)
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's interrupt) stopped a search: the trials it was running are queued for resume.
+
+    A KeyboardInterrupt, so code that stops on Ctrl-C still stops; it carries what resuming needs."""
+
+    def __init__(self, name: str, storage_url: str):
+        from autopeft.storage import mask_url
+
+        self.name, self.storage_url = name, storage_url
+        super().__init__(f"search {name!r} interrupted; resume it with autopeft.resume_search({name!r}, "
+                         f"storage={mask_url(storage_url)!r}) or: autopeft search resume {name} --storage "
+                         f"{mask_url(storage_url)}")
+
+
+class ProgressReporter(Protocol):
+    """What a search tells its observer: once when it starts, then after every event of the controller."""
+
+    def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None: ...
+
+    def __call__(self, event: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NotebookProgress:
+    """A tqdm bar (``tqdm.auto``: a widget in Jupyter, text in a terminal) with the best task metric so far."""
+
+    def __init__(self) -> None:
+        self.metric, self.maximize = "", True
+        self.best: float | None = None
+        self.bar = None
+
+    def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.metric, self.maximize = spec.task_metric, spec.task_metric_direction == "maximize"
+        self.bar = tqdm(total=budget, desc=f"search {name}", unit="trial")
+
+    def __call__(self, event: Progress) -> None:
+        last = event.last
+        if last is not None and last.ok:
+            value = last.measurements.get(self.metric)
+            if value is not None and (self.best is None or (value > self.best) == self.maximize):
+                self.best = value
+        self.bar.total = event.budget
+        self.bar.n = event.finished
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        self.bar.set_postfix_str(f"best {self.metric} {best}, running {event.running}", refresh=False)
+        self.bar.refresh()
+        if last is not None and not last.ok:
+            self.bar.write(f"trial {last.number} failed: {last.fail_reason}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+Progressing = bool | ProgressReporter | Callable[["Progress"], None] | None
+
+
+class _CallbackReporter:
+    """A plain callable as a reporter: it gets the controller's events, and nothing at start or close."""
+
+    def __init__(self, callback: Callable[[Progress], None]):
+        self.callback = callback
+
+    def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None:
+        pass
+
+    def __call__(self, event: Progress) -> None:
+        self.callback(event)
+
+    def close(self) -> None:
+        pass
+
+
+def _reporter(progress: Progressing) -> ProgressReporter | None:
+    if progress is True:
+        return NotebookProgress()
+    if not progress:
+        return None
+    if all(hasattr(progress, m) for m in ("start", "close")):
+        return progress
+    return _CallbackReporter(progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Specs and data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _raw_spec(spec: SpecLike) -> tuple[dict[str, Any], Path, str]:
+    """(the spec as a mapping, the folder its relative paths are read from, its source for messages)."""
+    if isinstance(spec, SearchSpec):
+        return spec.model_dump(mode="json", exclude_unset=True), Path.cwd(), "<SearchSpec>"
+    if isinstance(spec, Mapping):
+        return dict(spec), Path.cwd(), "<dict>"
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UserError(f"spec: expected a YAML file path, a dict or a SearchSpec, got {type(spec).__name__}")
+    path = Path(spec)
+    if not path.is_file():
+        raise SpecError(str(spec), [f"spec file not found: {spec}"])
+    try:
+        raw = yaml.safe_load(read_text_file(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(spec), [f"cannot read the file: {file_problem(exc)}"]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(str(spec), [f"not valid YAML: {yaml_problem(exc)}"]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(str(spec), ["(top level): the spec must be a YAML mapping of fields"])
+    return raw, path.resolve().parent, str(spec)
+
+
+def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None) -> tuple[SearchSpec, str]:
+    """The validated, resolved spec (paths absolute, space inlined) and the search's name.
+
+    With ``data``, the rows are written as parquet files into the search's output folder first, and the spec reads
+    them like any files: the same checks, and workers, ``resume`` and ``export`` find them without the Python
+    objects."""
+    raw, base_dir, source = _raw_spec(spec)
+    stem = raw.get("name") or (Path(source).stem if not source.startswith("<") else "search")
+    name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if data is not None:
+        # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
+        folder = Path.cwd() / str(raw.get("output_dir", "runs")) / name / DATA_FOLDER
+        raw["data"] = {**_data_section(raw.get("data")), **_materialise_data(data, folder)}
+    parsed = parse_spec(raw, source)
+    resolved = resolve_spec(parsed, base_dir, source)
+    if not raw.get("name"):
+        resolved.name = stem  # a dict or SearchSpec has no file name to take it from
+    return resolved, name
+
+
+def _data_section(section: Any) -> dict[str, Any]:
+    """The spec's data options without its sources, which the passed-in data replaces."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise SpecError("<spec>", ["data: expected a mapping of data options (text_columns, label_column, ...)"])
+    return {k: v for k, v in section.items() if k not in ("train", "eval", "dataset")}
+
+
+def _split(data: Mapping[str, Any], names: Sequence[str]) -> Any:
+    found = next((data[n] for n in names if n in data), None)
+    if found is None:
+        raise UserError(f"data: no {names[0]!r} split among {sorted(data)}; pass data={{'train': ..., 'eval': ...}} "
+                        f"(a DatasetDict with train and validation splits works too)")
+    return found
+
+
+def _as_frame(rows: Any, split: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        return rows.reset_index(drop=True)
+    if hasattr(rows, "to_pandas") and hasattr(rows, "column_names"):  # a datasets.Dataset
+        return rows.to_pandas()
+    if isinstance(rows, (str, os.PathLike)):
+        from autopeft.data import read_table
+
+        return read_table(str(rows), split)
+    raise UserError(f"data[{split!r}]: expected a datasets.Dataset, a pandas DataFrame or a file path, got "
+                    f"{type(rows).__name__}")
+
+
+def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
+    """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them."""
+    if not isinstance(data, Mapping):
+        raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
+                        f"datasets.DatasetDict, got {type(data).__name__}")
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {}
+    for field, names in (("train", ("train",)), ("eval", ("eval", "validation", "test"))):
+        frame = _as_frame(_split(data, names), field)
+        if frame.empty:
+            raise UserError(f"data[{field!r}]: no rows; pass at least one example")
+        target = folder / f"{field}.parquet"
+        frame.to_parquet(target, index=False)
+        fields[field] = str(target)
+    return fields
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Starting, resuming, joining
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None = None, trials: int | None = None,
+               data: Any = None, executor: str = "ray", ray_address: str | None = None,
+               progress: Progressing = True) -> Search:
+    """Start a new search and run it to its budget; returns it finished.
+
+    ``spec``: a YAML file, a dict of the same fields, or a SearchSpec. ``storage`` overrides the spec's database;
+    ``trials`` its budget. ``data``: ``{"train": ..., "eval": ...}`` (datasets, pandas frames or files) or a
+    DatasetDict with train and validation splits, used in place of the spec's files. ``executor``: ``"ray"``
+    (parallel workers; ``ray_address`` joins a cluster) or ``"local"`` (one trial at a time in this process).
+    ``progress``: True for a progress bar, False for none, or a callable that receives each event.
+    Ctrl-C raises :class:`SearchInterrupted` after queueing the running trials for :func:`resume_search`."""
+    from autopeft.search import start_search
+
+    resolved, name = resolve(spec, data=data, name=name)
+    url = normalise_storage_url(storage or resolved.storage)
+    try:
+        _run(_reporter(progress), name, url, resolved, trials or resolved.budget.trials, lambda on_progress:
+             start_search(resolved, name=name, storage_url=url, trials=trials, executor=executor,
+                          ray_address=ray_address, on_progress=on_progress))
+    except UserError:
+        if data is not None and name not in {s["name"] for s in _summaries_if_any(url)}:
+            # Refused before the search was created: the rows written for it would belong to nothing.
+            folder = Path(resolved.data.train).parent
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # the search's own folder, when nothing else is in it
+        raise
+    return load_search(name, storage=url)
+
+
+def _summaries_if_any(url: str) -> list[dict[str, Any]]:
+    try:
+        return search_summaries(url)
+    except UserError:  # no database file yet
+        return []
+
+
+def resume_search(name: str, *, storage: str | None = None, trials: int | None = None, executor: str = "ray",
+                  ray_address: str | None = None, progress: Progressing = True) -> Search:
+    """Finish a stopped or interrupted search's budget (``trials`` raises it first, so a finished search goes
+    on); the trials it left running are proposed again."""
+    from autopeft.search import resume_search as resume
+
+    url = normalise_storage_url(storage or default_storage())
+    search = load_search(name, storage=url)
+    _run(_reporter(progress), name, url, search.spec, trials or search.spec.budget.trials, lambda on_progress: resume(
+        name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress, trials=trials))
+    return search.refresh()
+
+
+def join_search(name: str, *, storage: str | None = None, executor: str = "ray", ray_address: str | None = None,
+                progress: Progressing = True) -> Search:
+    """Add a controller with its own workers to a running search (PostgreSQL): they share its budget."""
+    from autopeft.search import join_search as join
+
+    url = normalise_storage_url(storage or default_storage())
+    search = load_search(name, storage=url)
+    _run(_reporter(progress), name, url, search.spec, search.spec.budget.trials, lambda on_progress: join(
+        name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress))
+    return search.refresh()
+
+
+def _run(reporter: ProgressReporter | None, name: str, url: str, spec: SearchSpec, budget: int,
+         action: Callable[[Callable | None], Any]) -> None:
+    """Run ``action`` (a start, resume or join) with the reporter around it; Ctrl-C becomes SearchInterrupted."""
+    if reporter is not None:
+        reporter.start(name, url, spec, budget)
+    try:
+        action(reporter)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, SearchInterrupted):
+            raise
+        raise SearchInterrupted(name, url) from None
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_search(name: str, *, storage: str | None = None) -> Search:
+    """A stored search by name (finished, running or stopped), to read, pick from and export."""
+    from autopeft import storage as store
+
+    url = normalise_storage_url(storage or default_storage())
+    study, spec = store.load_search(store.open_storage(url, create=False), name)
+    return Search(name, url, study, spec)
+
+
+def search_summaries(storage: str | None = None) -> list[dict[str, Any]]:
+    """Every search in the database: state, progress, best task metric, front against chance."""
+    from autopeft import storage as store
+    from autopeft.views import search_summary
+
+    backend = store.open_storage(normalise_storage_url(storage or default_storage()), create=False)
+    return [search_summary(*store.load_search(backend, name)) for name in store.search_names(backend)]
+
+
+def list_searches(storage: str | None = None) -> pd.DataFrame:
+    """:func:`search_summaries` as a DataFrame, one row per search."""
+    import pandas as pd
+
+    return pd.DataFrame(search_summaries(storage))
+
+
+@dataclass
+class Search:
+    """One search in its database: its spec, its trials, its front and what the noise model says of it.
+
+    Reads are snapshots: call :meth:`refresh` to see a running search's newest trials."""
+
+    name: str
+    storage_url: str
+    study: optuna.Study
+    spec: SearchSpec
+
+    def __post_init__(self) -> None:
+        self._records: list[TrialRecord] | None = None
+        self._noise: tuple[NoiseReport | None] | None = None
+
+    def __repr__(self) -> str:
+        summary = self.summary
+        return (f"Search({self.name!r}, {summary['state']}, {summary['complete']}/{summary['budget']} trials, "
+                f"front of {len(self.front)})")
+
+    def refresh(self) -> Search:
+        """Read the trials again (a running search adds them as they finish)."""
+        self._records, self._noise = None, None
+        return self
+
+    @property
+    def records(self) -> list[TrialRecord]:
+        """Every trial as the views see it (baselines and probe runs included, marked ``reference``)."""
+        if self._records is None:
+            from autopeft.pareto import pareto_front
+            from autopeft.storage import trial_records
+
+            self._records = trial_records(self.study, self.spec)
+            pareto_front(self._records, self.spec)  # marks record.pareto
+        return self._records
+
+    @property
+    def front(self) -> list[TrialRecord]:
+        """The Pareto-optimal feasible trials, in front order."""
+        from autopeft.pareto import pareto_front
+
+        return pareto_front(self.records, self.spec)
+
+    @property
+    def noise(self) -> NoiseReport | None:
+        """Where the front stands against chance and which points a cheaper one matches within noise (None for
+        a search stored without a chance level)."""
+        if self._noise is None:
+            from autopeft.noise import assess
+
+            self._noise = (assess(self.study, self.records, self.spec),)
+        return self._noise[0]
+
+    @property
+    def chance(self) -> dict[str, Any] | None:
+        """The noise report as plain data: the chance level, each tested point's bar, ``nothing_learned``."""
+        return None if self.noise is None else self.noise.to_json()
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """State, progress and best value, as ``autopeft search list`` shows them."""
+        from autopeft.views import search_summary
+
+        return search_summary(self.study, self.spec)
+
+    def trials_dataframe(self) -> pd.DataFrame:
+        """One row per trial: state, objectives, every measurement, the configuration (in words and as a dict),
+        front membership and the noise model's verdict, failure reasons."""
+        import pandas as pd
+
+        from autopeft.views import describe_config
+
+        noise = self.noise
+        rows = []
+        for record in self.records:
+            test = None if noise is None else noise.tests.get(record.number)
+            rows.append({
+                "trial": record.number,
+                "state": record.state,
+                "method": record.config.get("method"),
+                **{name: record.values.get(name) for name in self.spec.objective_names},
+                **{name: value for name, value in record.measurements.items()
+                   if name not in self.spec.objective_names},
+                "pareto": record.pareto,
+                "feasible": record.feasible,
+                "above_chance": None if test is None else test.above,
+                "matched_within_noise_by": None if noise is None else noise.matched_by.get(record.number),
+                "reference": record.baseline or (record.probe or {}).get("reference"),
+                "configuration": describe_config(record.config) if record.config else "",
+                "config": record.config,
+                "fail_reason": record.fail_reason,
+                "duration_s": record.duration_s,
+                "adapter_dir": record.adapter_dir,
+            })
+        return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
+
+    def front_dataframe(self) -> pd.DataFrame:
+        """:meth:`trials_dataframe`'s rows on the Pareto front."""
+        frame = self.trials_dataframe()
+        return frame[frame["pareto"]] if not frame.empty else frame
+
+    def pick(self, *picks: str, include_chance: bool = False) -> list[TrialRecord]:
+        """The front points the picks choose: ``"knee"``, ``"max:METRIC"``, ``"min:METRIC"``,
+        ``"budget:METRIC<=X"`` (autopeft/pick.py). Points within noise of chance are never picked unless
+        ``include_chance``, and a point a cheaper one matches within noise gives way to it."""
+        from autopeft.pick import choose, parse_pick
+
+        chosen = [parse_pick(p, self.spec, flag="pick") for p in picks or ("knee",)]  # the knee: the usual want
+        return choose(self.records, self.spec, chosen, self.noise, include_chance)
+
+    def export(self, out_dir: str | os.PathLike, *, picks: str | Sequence[str] = (), merged: bool = False,
+               include_chance: bool = False, flag: str = "picks") -> list[Path]:
+        """Write the front (or the picked points, as :meth:`pick` reads them) as adapter folders their library
+        loads, with summary.md/.csv; returns the folders written. ``merged`` also writes the base with the adapter
+        folded in, where the method allows it. (``flag``: the option named in errors about a pick.)"""
+        from autopeft.export import export_front
+        from autopeft.pick import parse_pick
+
+        chosen = [parse_pick(p, self.spec, flag=flag) for p in ([picks] if isinstance(picks, str) else picks)]
+        return export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
+                            include_chance=include_chance)
+
+    def baselines(self, only: Sequence[str] = (), *, executor: str = "ray",
+                  on_result: Callable | None = None) -> list[dict[str, Any]]:
+        """Train the standard configurations (LoRA r8, Pfeiffer, prefix, IA3, BitFit, full) at the search's
+        fidelity, outside its budget and front, and compare each with the front."""
+        from autopeft.baselines import chosen_names, compare, train_baselines
+
+        names = chosen_names(list(only))
+        train_baselines(self.study, self.spec, names, executor=executor, on_result=on_result)
+        self.refresh()
+        return [row for row in compare(self.records, self.spec, self.noise) if row["baseline"] in names]
+
+    def confirm(self, trials: Sequence[int] = (), *, picks: Sequence[str] = (), seeds: int = 3,
+                steps: int | None = None, executor: str = "ray", on_result: Callable | None = None,
+                on_start: Callable[[list[TrialRecord]], None] | None = None) -> dict[int, dict[str, Any]]:
+        """Retrain chosen trials (default: the whole front) with new seeds; store and return mean ± std per trial.
+        ``on_start`` hears which trials were chosen, ``on_result`` each run as it finishes."""
+        from autopeft.confirm import confirm_trials, select
+        from autopeft.pick import choose, parse_pick
+
+        if trials and picks:
+            raise UserError("trials and picks: give one or the other")
+        if trials:
+            chosen = select(self.records, list(trials))
+        elif picks:
+            chosen = choose(self.records, self.spec, [parse_pick(p, self.spec) for p in picks])
+        else:
+            chosen = self.front
+        if not chosen:
+            raise UserError(f"search {self.name!r} has no completed feasible trial to confirm yet")
+        if on_start is not None:
+            on_start(chosen)
+        confirmations = confirm_trials(self.study, self.spec, chosen, seeds=seeds, steps=steps, executor=executor,
+                                       on_result=on_result)
+        self.refresh()
+        return confirmations
+
+    def load_model(self, trial: int | TrialRecord) -> nn.Module:
+        """The base model with ``trial``'s trained adapter on it, ready for inference (its library's loader)."""
+        from autopeft.loading import load_adapter
+        from autopeft.models import load_base_model
+        from autopeft.storage import LABELS
+
+        number = trial if isinstance(trial, int) else trial.number
+        record = next((r for r in self.records if r.number == number), None)
+        if record is None or not record.adapter_dir or not Path(record.adapter_dir).is_dir():
+            raise UserError(f"trial {number}: no saved adapter (a completed trial of {self.name!r} has one)")
+        return load_adapter(load_base_model(self.spec.model, self.study.user_attrs.get(LABELS, [])),
+                            record.adapter_dir)
+
+    def _repr_html_(self) -> str:
+        """The front as a table in Jupyter."""
+        front = self.front_dataframe()
+        columns = [*self.spec.objective_names, "above_chance", "configuration"]
+        if front.empty:
+            return f"<p><b>{self.name}</b>: no front yet</p>"
+        table = front[[c for c in columns if c in front.columns]].to_html()
+        return f"<p><b>{self.name}</b>: {self!r}</p>{table}"

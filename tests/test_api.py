@@ -1,0 +1,135 @@
+"""The Python API (autopeft/api.py): searches from a dict, a SearchSpec or a file, own data passed in, results as
+DataFrames, pick, export, resume, interrupt. Real MiniLM, real SQLite, trials of a few steps on SST-2 rows."""
+
+from __future__ import annotations
+
+import signal
+
+import pandas as pd
+import pytest
+import torch
+
+import autopeft
+from autopeft.errors import UserError
+from tests.conftest import DEMO_DATA, tiny_spec, write_spec
+
+
+def _rows(count: int, offset: int = 0) -> pd.DataFrame:
+    frame = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t", quoting=3, dtype=str)
+    return frame.iloc[offset:offset + count].reset_index(drop=True)
+
+
+def _spec_without_files(tmp_path, **budget) -> dict:
+    spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 8, **budget}, constraints=[],
+                     workers={"parallel": 1, "cpus_per_trial": 1})
+    spec["data"] = {"text_columns": ["sentence"], "max_length": 48}
+    return spec
+
+
+@pytest.fixture(scope="module")
+def dataset_search(tmp_path_factory):
+    """A search run from a dict spec on a datasets.DatasetDict, then raised by one trial with resume_search."""
+    import datasets
+
+    tmp_path = tmp_path_factory.mktemp("api")
+    data = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(_rows(240)),
+                                 "validation": datasets.Dataset.from_pandas(_rows(120, offset=2000))})
+    events = []
+    search = autopeft.run_search(_spec_without_files(tmp_path), name="from-dataset", data=data, executor="local",
+                                 progress=events.append)
+    first_trials = len(search.trials_dataframe())
+    resumed = autopeft.resume_search("from-dataset", storage=search.storage_url, trials=3, executor="local",
+                                     progress=False)
+    return tmp_path, search, resumed, events, first_trials
+
+
+def test_a_search_from_a_dict_on_a_dataset_dict(dataset_search):
+    tmp_path, search, resumed, events, first_trials = dataset_search
+    assert isinstance(search, autopeft.Search) and search.name == "from-dataset"
+    assert events and events[-1].finished == 2 == first_trials  # the callable saw the controller's events
+    # The rows were written beside the trials and the spec reads them as files, so resume needed no objects.
+    stored = resumed.spec.data
+    assert stored.train.endswith("from-dataset/data/train.parquet") and stored.eval.endswith("eval.parquet")
+    assert len(pd.read_parquet(stored.eval)) == 120
+    assert resumed.summary["complete"] == 3 and resumed.summary["state"] == "finished"
+
+
+def test_trials_front_and_chance_as_data(dataset_search):
+    _, _, search, _, _ = dataset_search
+    trials = search.trials_dataframe()
+    assert list(trials.index) == [0, 1, 2]
+    assert {"state", "method", "accuracy", "trainable_params", "pareto", "above_chance", "configuration",
+            "fail_reason", "peak_memory_mb"} <= set(trials.columns)
+    assert (trials["state"] == "COMPLETE").all() and trials["accuracy"].between(0, 1).all()
+    front = search.front_dataframe()
+    assert len(front) == len(search.front) >= 1 and front["pareto"].all()
+    assert search.chance is not None and search.chance["metric"] == "accuracy"
+    assert search.chance["examples"] == 120  # the level was measured on the passed-in eval rows
+    assert "<table" in search._repr_html_()
+
+
+def test_pick_export_and_load_from_python(dataset_search, tmp_path):
+    _, _, search, _, _ = dataset_search
+    chosen = search.pick("min:trainable_params", include_chance=True)
+    assert len(chosen) == 1 and chosen[0].pareto
+    exported = search.export(tmp_path / "out", picks="min:trainable_params", include_chance=True)
+    assert [p.name for p in exported] == [f"trial-{chosen[0].number:04d}"]
+    assert (tmp_path / "out" / "summary.md").is_file()
+    model = search.load_model(chosen[0])
+    tokenizer_input = {"input_ids": torch.tensor([[101, 2307, 3185, 102]]), "attention_mask": torch.ones(1, 4)}
+    with torch.no_grad():
+        assert model(**tokenizer_input).logits.shape == (1, 2)
+    with pytest.raises(UserError, match="pick 'best'"):
+        search.pick("best")
+
+
+def test_listing_searches(dataset_search):
+    _, search, _, _, _ = dataset_search
+    listed = autopeft.list_searches(search.storage_url)
+    assert list(listed["name"]) == ["from-dataset"] and listed.loc[0, "complete"] == 3
+
+
+def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
+    spec = _spec_without_files(tmp_path)
+    spec["data"]["label_column"] = "sentiment"
+    with pytest.raises(UserError, match="sentiment"):
+        autopeft.run_search(spec, name="bad", data={"train": _rows(40), "eval": _rows(20, 100)}, executor="local",
+                            progress=False)
+    assert not (tmp_path / "trials.db").exists()  # refused before a database or a search was created
+    assert not (tmp_path / "runs" / "bad").exists()  # and the rows written for it were removed
+    with pytest.raises(UserError, match="no 'eval' split"):
+        autopeft.run_search(_spec_without_files(tmp_path), data={"train": _rows(40)}, progress=False)
+    with pytest.raises(UserError, match="expected a mapping of splits"):
+        autopeft.run_search(_spec_without_files(tmp_path), data=_rows(40), progress=False)
+
+
+def test_a_search_spec_object_and_a_file_run_the_same_way(tmp_path):
+    spec = tiny_spec(tmp_path, budget={"trials": 1, "steps_per_trial": 4}, constraints=[])
+    spec["data"].update(train_size=64, eval_size=32)
+    from autopeft.spec import load_spec
+
+    loaded = load_spec(write_spec(tmp_path, spec))
+    search = autopeft.run_search(loaded, name="from-object", executor="local", progress=False)
+    assert search.spec.name == "tiny" and search.summary["complete"] == 1
+    by_file = autopeft.run_search(write_spec(tmp_path, spec), executor="local", progress=True)
+    assert by_file.name.startswith("tiny-") and by_file.summary["complete"] == 1
+
+
+def test_ctrl_c_stops_the_search_and_resume_finishes_it(tmp_path):
+    """A real SIGINT during the first trial: the API raises SearchInterrupted (a KeyboardInterrupt) naming the
+    search, the running trial is queued, and resume_search finishes the budget."""
+    spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 6}, constraints=[])
+    spec["data"].update(train_size=64, eval_size=32)
+
+    def interrupt(event) -> None:
+        if event.running and event.finished == 0:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(autopeft.SearchInterrupted) as stopped:
+        autopeft.run_search(spec, name="stopped", executor="local", progress=interrupt)
+    assert isinstance(stopped.value, KeyboardInterrupt) and stopped.value.name == "stopped"
+    assert "autopeft.resume_search('stopped'" in str(stopped.value)
+    summary = autopeft.load_search("stopped", storage=spec["storage"]).summary
+    assert summary["state"] == "stopped" and summary["interrupted"] == 1 and summary["complete"] == 0
+    finished = autopeft.resume_search("stopped", storage=spec["storage"], executor="local", progress=False)
+    assert finished.summary["state"] == "finished" and finished.summary["complete"] == 2
