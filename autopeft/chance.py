@@ -27,6 +27,7 @@ import numpy as np
 
 from autopeft.predictions import ANSWERS, EvalTargets
 from autopeft.resampled_metrics import answer_ids, answer_key, metric_rows
+from autopeft.user_metrics import bootstrap, constant_levels, is_custom, permutation_null, scorable
 
 if TYPE_CHECKING:
     from autopeft.data import TaskData
@@ -67,7 +68,8 @@ def bonferroni_z(trials: int) -> float:
 
 
 def chance_level(data: TaskData) -> ChanceLevel | None:
-    """Measured on the eval split with the workers' own metric functions."""
+    """Measured on the eval split with the workers' own metric functions, and with the function of every user's
+    metric registered here (autopeft/plugins.py) on the same constant prediction."""
     from workers.training import classification_metrics, regression_metrics
 
     split = data.eval
@@ -78,19 +80,30 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         modal = max(set(keys), key=keys.count)
         share = keys.count(modal) / len(keys)
         shown = next(a.strip() for a, k in zip(split.answers, keys) if k == modal)
-        return ChanceLevel({"answer_accuracy": share}, len(keys), f"always {shown!r}")
+        return _with_custom(data, ChanceLevel({"answer_accuracy": share}, len(keys), f"always {shown!r}"),
+                            [shown] * len(keys))
     labels = split.labels
     if labels is None or len(labels) == 0:
         return None
     if data.task == "sequence-classification":
         counts = np.bincount(labels, minlength=len(data.label_names))
         majority = int(np.argmax(counts))
-        metrics = classification_metrics(np.full(len(labels), majority), labels, len(data.label_names),
-                                         positive=data.f1_positive)
-        return ChanceLevel(metrics, len(labels), f"always {data.label_names[majority]!r}")
+        constant = np.full(len(labels), majority)
+        metrics = classification_metrics(constant, labels, len(data.label_names), positive=data.f1_positive)
+        return _with_custom(data, ChanceLevel(metrics, len(labels), f"always {data.label_names[majority]!r}"),
+                            constant)
     mean = float(np.mean(labels))
-    return ChanceLevel(regression_metrics(np.full(len(labels), mean), labels), len(labels),
-                       f"always the mean target {mean:.4g}")
+    constant = np.full(len(labels), mean)
+    return _with_custom(data, ChanceLevel(regression_metrics(constant, labels), len(labels),
+                                          f"always the mean target {mean:.4g}"), constant)
+
+
+def _with_custom(data: TaskData, level: ChanceLevel, constant: np.ndarray | list[str]) -> ChanceLevel:
+    """``level`` with the user's metrics of the constant prediction ``constant`` (in the stored form of
+    predictions) added, for those registered in this process."""
+    targets = eval_targets(data)
+    custom = {} if targets is None else constant_levels(data.task, constant, targets)
+    return level if not custom else ChanceLevel({**level.metrics, **custom}, level.examples, level.predicts)
 
 
 def eval_targets(data: TaskData) -> EvalTargets | None:
@@ -103,8 +116,8 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
     if split.labels is None:
         return None
     if data.task == "sequence-classification":
-        return EvalTargets(LABELS, split.labels, len(data.label_names),
-                           data.f1_positive)
+        return EvalTargets(LABELS, split.labels, len(data.label_names), data.f1_positive,
+                           tuple(data.label_names))
     return EvalTargets(VALUES, split.labels)
 
 
@@ -131,15 +144,14 @@ def _aligned(predicted: np.ndarray | list[str], targets: EvalTargets) -> tuple[n
 
 
 def permutation_test(metric: str, maximize: bool, value: float, predicted: np.ndarray | list[str],
-                     targets: EvalTargets, level: ChanceLevel | None, trials: int, seed: int = 0) -> ChanceTest:
-    """The trial's ``value`` of ``metric`` against the chance level and its own permutation null."""
-    predictions, gold = _aligned(predicted, targets)
-    if len(predictions) != len(gold):
-        raise ValueError(f"{len(predictions)} predictions for {len(gold)} eval examples")
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
-    null = metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
-                       targets.positive)[metric]
+                     targets: EvalTargets, level: ChanceLevel | None, trials: int, seed: int = 0) -> ChanceTest | None:
+    """The trial's ``value`` of ``metric`` against the chance level and its own permutation null; None for a
+    user's metric that cannot be computed in this process (:func:`can_resample`)."""
+    if len(predicted) != len(targets):
+        raise ValueError(f"{len(predicted)} predictions for {len(targets)} eval examples")
+    null = _permutation_null(metric, predicted, targets, seed)
+    if null is None:
+        return None
     spread = bonferroni_z(trials) * float(null.std())
     constant = None if level is None else level.metrics.get(metric)
     if maximize:
@@ -149,6 +161,28 @@ def permutation_test(metric: str, maximize: bool, value: float, predicted: np.nd
     bar = float(null.mean()) - spread
     bar = bar if constant is None else min(bar, constant)
     return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation")
+
+
+def can_resample(metric: str, targets: EvalTargets) -> bool:
+    """Whether the null and the bootstrap of ``metric`` can be computed here: always for a built-in metric; for a
+    user's metric only where its function is registered in this process (a dashboard without the plugin says
+    "untested" instead)."""
+    return not is_custom(metric) or scorable(metric, targets)
+
+
+def _permutation_null(metric: str, predicted: np.ndarray | list[str], targets: EvalTargets,
+                      seed: int) -> np.ndarray | None:
+    """The metric over NULL_ROUNDS shufflings of the gold values. A user's metric is called once per shuffling,
+    on the very shufflings the built-ins use (``permuted`` draws the same swaps whatever the values), so a user's
+    accuracy gets the built-in accuracy's null."""
+    rng = np.random.default_rng(seed)
+    if is_custom(metric):
+        orders = rng.permuted(np.tile(np.arange(len(targets)), (NULL_ROUNDS, 1)), axis=1)
+        return permutation_null(metric, predicted, targets, orders)
+    predictions, gold = _aligned(predicted, targets)
+    shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
+    return metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
+                       targets.positive)[metric]
 
 
 def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest | None:
@@ -163,14 +197,20 @@ def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest |
 def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[str],
                          second: np.ndarray | list[str], targets: EvalTargets, seed: int = 0) -> bool:
     """Whether ``first``'s predictions score better than ``second``'s on ``metric`` beyond the noise of the eval
-    set: a paired bootstrap (the same resampled examples for both), one-sided at PAIRED_ALPHA."""
-    if targets.kind == ANSWERS:  # one vocabulary for both trials' answers and the gold ones
-        a, b, gold = answer_ids(list(first), list(second), list(targets.gold))
-    else:
-        a, b, gold = np.asarray(first), np.asarray(second), np.asarray(targets.gold)
+    set: a paired bootstrap (the same resampled examples for both), one-sided at PAIRED_ALPHA. A user's metric
+    that fails on a resample cannot show the two equal, so ``first`` is then taken as better (kept)."""
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(gold), size=(BOOTSTRAP_ROUNDS, len(gold)))
-    score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive)[metric]
-             for p in (a, b)]
+    rows = rng.integers(0, len(targets), size=(BOOTSTRAP_ROUNDS, len(targets)))
+    if is_custom(metric):
+        score = [bootstrap(metric, p, targets, rows) for p in (first, second)]
+        if score[0] is None or score[1] is None:
+            return True
+    else:
+        if targets.kind == ANSWERS:  # one vocabulary for both trials' answers and the gold ones
+            a, b, gold = answer_ids(list(first), list(second), list(targets.gold))
+        else:
+            a, b, gold = np.asarray(first), np.asarray(second), np.asarray(targets.gold)
+        score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive)[metric]
+                 for p in (a, b)]
     gain = (score[0] - score[1]) * (1.0 if maximize else -1.0)
     return float(np.quantile(gain, PAIRED_ALPHA)) > 0.0

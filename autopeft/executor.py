@@ -17,6 +17,7 @@ import os
 from typing import Protocol
 
 from autopeft.data import TaskData
+from autopeft.plugins import Shipment, shipment
 from autopeft.rung_board import Board, RayRungBoard, RungBoard
 from autopeft.spec import SearchSpec
 from autopeft.trial import TrialRequest, TrialResult
@@ -37,6 +38,12 @@ class _DefaultTokenAuthNotice(logging.Filter):
 
 
 logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_DefaultTokenAuthNotice())
+
+
+def plugins_for(spec: SearchSpec) -> Shipment:
+    """What every worker is handed of the plugins: this process's run-time registrations (a Ray worker never ran
+    the register calls) and the user's metrics the spec measures."""
+    return shipment(o.name for o in [*spec.objectives, *spec.constraints])
 
 
 def with_board(request: TrialRequest, board: Board) -> TrialRequest:
@@ -68,7 +75,7 @@ class LocalExecutor:
 
         self.capacity = 1
         self._worker = TrialWorker(spec.model.model_dump(), data, threads=spec.workers.cpus_per_trial,
-                                   device=spec.workers.device)
+                                   device=spec.workers.device, plugins=plugins_for(spec))
         self._queue: list[TrialRequest] = []
         self._board = RungBoard()
 
@@ -127,7 +134,10 @@ class RayExecutor:
         self.capacity = workers.parallel
         resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": trial_gpus(spec)}
         self._actor_class = ray.remote(**resources)(TrialWorker)
-        self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device)
+        # The plugins travel by value (cloudpickle) with each actor's arguments: functions and classes defined in
+        # a notebook or a script's __main__ reach processes that never ran the register calls.
+        self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device,
+                            plugins_for(spec))
         self._board = RayRungBoard(ray)
         self._idle = [self._new_actor() for _ in range(self.capacity)]
         self._pending: dict = {}  # object ref -> (actor, request)

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 
 from autopeft import storage
-from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, permutation_test, significantly_better
+from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, can_resample, permutation_test, significantly_better
 from autopeft.pareto import pareto_front
 from autopeft.predictions import EvalTargets, decode
 from autopeft.spec import SearchSpec
@@ -92,13 +92,15 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
             continue
         predicted = _predictions(record)
         if predicted is not None and targets is not None and len(predicted) == len(targets):
-            report.tests[record.number] = permutation_test(metric, maximize, float(value), predicted, targets,
-                                                           level, trials, seed=record.number)
+            test = permutation_test(metric, maximize, float(value), predicted, targets, level, trials,
+                                    seed=record.number)
+            if test is not None:  # None: a user's metric whose function this process lacks (untested)
+                report.tests[record.number] = test
         elif maximize:
             test = binomial_test(float(value), level, trials)
             if test is not None:
                 report.tests[record.number] = test
-    if targets is not None:
+    if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
     return report
 

@@ -2,14 +2,19 @@
 
 One registry, so the spec validator, the controller, the CLI tables and the export all agree on names,
 directions and units. Every value is measured by the worker on the built model; none is estimated.
+
+A user's own metrics (autopeft/plugins.py) join the same registry, so every reader sees them with no path of its
+own. Installed ones (entry points) are loaded the first time the registry is read, whoever reads it first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Direction = Literal["maximize", "minimize"]
+CUSTOM_UNIT = "score"  # a user's metric: no unit known, any real value possible
 
 
 @dataclass(frozen=True)
@@ -19,9 +24,62 @@ class Measurement:
     unit: str
     help: str
     is_task_metric: bool = False
+    # A user's metric (autopeft/plugins.py): ``function(predictions, references) -> float``. None on a built-in, and
+    # on a user's metric known only from a stored search's description (a process without the plugin).
+    function: Callable[[Any, Any], float] | None = None
+    custom: bool = False
 
 
-MEASUREMENTS: dict[str, Measurement] = {
+class _InstalledPluginsRegistry(dict):
+    """A registry that loads the installed metric plugins the first time it is read (the plugins import autopeft
+    themselves, so loading them at import time would be circular). Writes go through :meth:`put`."""
+
+    def __getitem__(self, key):
+        _load_installed()
+        return super().__getitem__(key)
+
+    def __contains__(self, key) -> bool:
+        _load_installed()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        _load_installed()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        _load_installed()
+        return super().__len__()
+
+    def get(self, key, default=None):
+        _load_installed()
+        return super().get(key, default)
+
+    def keys(self):
+        _load_installed()
+        return super().keys()
+
+    def values(self):
+        _load_installed()
+        return super().values()
+
+    def items(self):
+        _load_installed()
+        return super().items()
+
+    def put(self, key, value) -> None:
+        super().__setitem__(key, value)
+
+    def remove(self, key) -> None:
+        super().pop(key, None)
+
+
+def _load_installed() -> None:
+    from autopeft.plugins import METRIC_GROUP, load_installed
+
+    load_installed(METRIC_GROUP)
+
+
+MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     m.name: m
     for m in [
         Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
@@ -49,16 +107,19 @@ MEASUREMENTS: dict[str, Measurement] = {
         Measurement("frozen_base_mb", "minimize", "MiB", "memory the frozen base's tensors occupy (8/4-bit bases "
                     "store integer codes)"),
     ]
-}
+})
 
 
 # What each task's evaluation reports (every task also reports every cost above).
-TASK_METRICS: dict[str, tuple[str, ...]] = {
+TASK_METRICS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.data)
     "sequence-regression": ("spearman", "pearson", "mse"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
-}
+})
+TASKS: tuple[str, ...] = tuple(dict.keys(TASK_METRICS))
 
 
 def known_measurements() -> str:
-    return ", ".join(MEASUREMENTS)
+    """The names registered so far (read without loading plugins: pydantic asks for it while autopeft.spec is
+    still being imported, and a name check, which loads them, always comes before this is said)."""
+    return ", ".join(dict.keys(MEASUREMENTS))

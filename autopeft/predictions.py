@@ -61,15 +61,18 @@ class EvalTargets:
     gold: np.ndarray | list[str]
     num_labels: int = 0
     positive: int = 1
+    label_names: tuple[str, ...] = ()  # classification: the label text per index (what a user's metric is given)
 
     def to_json(self) -> dict[str, Any]:
-        return {**encode(self.kind, self.gold), "num_labels": self.num_labels, "positive": self.positive}
+        return {**encode(self.kind, self.gold), "num_labels": self.num_labels, "positive": self.positive,
+                "label_names": list(self.label_names)}
 
     @classmethod
     def from_json(cls, stored: dict[str, Any] | None) -> EvalTargets | None:
         if not stored:
             return None
-        return cls(stored["kind"], decode(stored), int(stored.get("num_labels", 0)), int(stored.get("positive", 1)))
+        return cls(stored["kind"], decode(stored), int(stored.get("num_labels", 0)), int(stored.get("positive", 1)),
+                   tuple(stored.get("label_names") or ()))
 
     def __len__(self) -> int:
         return len(self.gold)

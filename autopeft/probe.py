@@ -115,8 +115,11 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
             value = float(result.measurements[metric])
             test = permutation_test(metric, maximize, value, decode(result.predictions), targets, level,
                                     runs_so_far, seed=number)
-            rung.results[name] = {"trial": number, metric: value, "bar": test.bar, "above": test.above}
-            if test.above and (steps not in best_of or (value > best_of[steps][0]) == maximize):
+            # None: a user's metric this process cannot resample; never counted as learned then
+            above = test is not None and test.above
+            rung.results[name] = {"trial": number, metric: value, "bar": None if test is None else test.bar,
+                                  "above": above}
+            if above and (steps not in best_of or (value > best_of[steps][0]) == maximize):
                 best_of[steps] = (value, decode(result.predictions))
         rung.seconds = time.monotonic() - rung_started
         rungs.append(rung)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autopeft.errors import SpecError
-from autopeft.objectives import MEASUREMENTS, TASK_METRICS, Direction, known_measurements
+from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
@@ -137,7 +137,10 @@ class ObjectiveSpec(_Strict):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in MEASUREMENTS:
-            raise ValueError(f"unknown measurement {name!r}; use one of: {known_measurements()}")
+            from autopeft.plugins import METRIC_GROUP, broken_note
+
+            raise ValueError(f"unknown measurement {name!r}; use one of: {known_measurements()} (or register "
+                             f"your own: autopeft.plugins.register_metric){broken_note(METRIC_GROUP)}")
         return name
 
     @property
@@ -146,7 +149,11 @@ class ObjectiveSpec(_Strict):
 
 
 # The values a measurement can take, by unit; every other unit runs from 0 up (counts, sizes, times, errors).
-_RANGES = {"fraction": (0.0, 1.0), "%": (0.0, 100.0), "coefficient": (-1.0, 1.0)}
+_RANGES = {"fraction": (0.0, 1.0), "%": (0.0, 100.0), "coefficient": (-1.0, 1.0),
+           CUSTOM_UNIT: (float("-inf"), float("inf"))}
+# The key of a stored spec that describes the user's metrics it names (autopeft/plugins.py), so a process
+# without the plugin can still read the search.
+STORED_CUSTOM_METRICS = "custom_metrics"
 
 
 class ConstraintSpec(_Strict):
@@ -288,7 +295,7 @@ class SearchSpec(_Strict):
     search_space: str | dict[str, Any] = Field(
         description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
     )
-    sampler: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
+    sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "tpe"
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
@@ -323,7 +330,11 @@ class SearchSpec(_Strict):
                     MEASUREMENTS[metric].natural_direction)
 
     def to_stored(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        from autopeft.plugins import describe_custom_metrics
+
+        stored = self.model_dump(mode="json")
+        custom = describe_custom_metrics([o.name for o in [*self.objectives, *self.constraints]])
+        return {**stored, STORED_CUSTOM_METRICS: custom} if custom else stored
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -369,10 +380,18 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return problem + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
 
 
-def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
-    """Validate an already-loaded mapping; raise SpecError listing every problem with its field."""
+def parse_spec(raw: Any, source: str = "<spec>", stored: bool = False) -> SearchSpec:
+    """Validate an already-loaded mapping; raise SpecError listing every problem with its field.
+
+    ``stored``: the mapping is a search's stored spec (:meth:`SearchSpec.to_stored`), whose description of the
+    user's metrics it names makes them known here even where no plugin registered them."""
     if not isinstance(raw, dict):
         raise SpecError(source, ["(top level): the spec must be a YAML mapping of fields"])
+    if stored and STORED_CUSTOM_METRICS in raw:
+        from autopeft.plugins import declare_stored_metrics
+
+        raw = dict(raw)
+        declare_stored_metrics(raw.pop(STORED_CUSTOM_METRICS) or [])
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as exc:

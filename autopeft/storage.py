@@ -128,7 +128,7 @@ def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna
     if name not in search_names(storage):
         raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
     study = optuna.load_study(study_name=name, storage=storage)
-    return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}")
+    return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True)
 
 
 def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchSpec,

@@ -188,7 +188,7 @@ def _parse(raw: Any, name: str) -> SearchSpec | None:
     if raw is None:
         return None
     try:
-        return parse_spec(raw, f"stored spec of {name}")
+        return parse_spec(raw, f"stored spec of {name}", stored=True)
     except Exception:  # a search written by a different autopeft version: list it, do not crash the page
         return None
 

@@ -19,14 +19,18 @@ import numpy as np
 import torch
 import transformers
 
+from autopeft.chance import eval_targets
 from autopeft.data import TaskData
 from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
 from autopeft.models import load_base_model, load_tokenizer
+from autopeft.plugins import Shipment, install
+from autopeft.predictions import decode
 from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
+from autopeft.user_metrics import measure
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
 from workers.precision import autocast
 from workers.precision import resolve as resolve_precision
@@ -83,7 +87,12 @@ class Rungs:
 
 
 class TrialWorker:
-    def __init__(self, model: dict, data: TaskData, threads: int, device: str = "cpu"):
+    def __init__(self, model: dict, data: TaskData, threads: int, device: str = "cpu",
+                 plugins: Shipment | None = None):
+        # First: the driver's run-time metrics and methods (a Ray worker process never ran its register calls).
+        install(plugins)
+        self.custom_metrics = plugins.measured if plugins is not None else ()
+        self.targets = eval_targets(data) if self.custom_metrics else None
         transformers.logging.set_verbosity_error()
         torch.set_num_threads(threads)
         if device == "auto":
@@ -157,8 +166,7 @@ class TrialWorker:
             # what the saved adapter gives under stock fp32 inference after export.
             with Stopwatch() as eval_clock:
                 stopped = rungs is not None and rungs.stopped_at is not None
-                evaluation = rungs.last if stopped else self.runner.evaluate(
-                    model, training["eval_batch_size"], prefix)
+                evaluation = rungs.last if stopped else self._evaluate(model, training["eval_batch_size"], prefix)
             metrics = evaluation.metrics
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +214,14 @@ class TrialWorker:
     def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None,
                               precision: str) -> Evaluation:
         with autocast(precision, self.device):
-            evaluation = self.runner.evaluate(model, batch_size, prefix)
+            evaluation = self._evaluate(model, batch_size, prefix)
         model.train()
+        return evaluation
+
+    def _evaluate(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None) -> Evaluation:
+        """The task's evaluation plus the user's metrics the search measures, computed from the predictions in
+        the form the noise model reads them back (so both see the same values); at a rung as at the end."""
+        evaluation = self.runner.evaluate(model, batch_size, prefix)
+        if self.custom_metrics:
+            evaluation.metrics.update(measure(self.custom_metrics, decode(evaluation.predictions), self.targets))
         return evaluation
