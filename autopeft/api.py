@@ -27,18 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
-
 from autopeft.errors import SpecError, UserError
-from autopeft.spec import (
-    SearchSpec,
-    file_problem,
-    normalise_storage_url,
-    parse_spec,
-    read_text_file,
-    resolve_spec,
-    yaml_problem,
-)
+from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
 
 if TYPE_CHECKING:
     import optuna
@@ -159,18 +149,10 @@ def _raw_spec(spec: SpecLike) -> tuple[dict[str, Any], Path, str]:
         return dict(spec), Path.cwd(), "<dict>"
     if not isinstance(spec, (str, os.PathLike)):
         raise UserError(f"spec: expected a YAML file path, a dict or a SearchSpec, got {type(spec).__name__}")
-    path = Path(spec)
-    if not path.is_file():
-        raise SpecError(str(spec), [f"spec file not found: {spec}"])
-    try:
-        raw = yaml.safe_load(read_text_file(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(spec), [f"cannot read the file: {file_problem(exc)}"]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(str(spec), [f"not valid YAML: {yaml_problem(exc)}"]) from None
+    raw = read_spec_file(spec)
     if not isinstance(raw, dict):
         raise SpecError(str(spec), ["(top level): the spec must be a YAML mapping of fields"])
-    return raw, path.resolve().parent, str(spec)
+    return raw, Path(spec).resolve().parent, str(spec)
 
 
 def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None) -> tuple[SearchSpec, str]:

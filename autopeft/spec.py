@@ -452,8 +452,8 @@ def _data_problems(spec: SearchSpec) -> list[str]:
     return problems
 
 
-def load_spec(path: str | Path) -> SearchSpec:
-    """Read, validate and resolve a spec file: paths become absolute, the search space is inlined."""
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """A spec file's fields as a mapping, before validation; an unreadable file or bad YAML is a SpecError."""
     spec_path = Path(path)
     if not spec_path.is_file():
         raise SpecError(str(path), [f"spec file not found: {path}"])
@@ -463,7 +463,13 @@ def load_spec(path: str | Path) -> SearchSpec:
         raise SpecError(str(path), [f"cannot read the file: {file_problem(exc)}"]) from None
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [f"not valid YAML: {yaml_problem(exc)}"]) from None
-    spec = parse_spec(raw, str(path))
+    return raw
+
+
+def load_spec(path: str | Path) -> SearchSpec:
+    """Read, validate and resolve a spec file: paths become absolute, the search space is inlined."""
+    spec_path = Path(path)
+    spec = parse_spec(read_spec_file(path), str(path))
     return resolve_spec(spec, spec_path.resolve().parent, str(path))
 
 

@@ -138,6 +138,8 @@ def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchS
                         f"add a controller to it with `autopeft search join {name}`, or pick another --name")
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=[o.resolved_direction for o in spec.objectives])
+    # Named, so Optuna's own tools (optuna-dashboard, trials_dataframe, plots) say "accuracy", not "Objective 0".
+    study.set_metric_names(spec.objective_names)
     study.set_user_attr(SPEC, spec.to_stored())
     return study
 

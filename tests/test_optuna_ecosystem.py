@@ -67,7 +67,7 @@ def test_load_study_reads_directions_attributes_and_the_trials(search):
     assert [o.name for o in spec.objectives] == OBJECTIVES
     assert STUDY_ATTRS <= set(study.user_attrs) and study.user_attrs[storage.FINISHED] is True
     assert [o["name"] for o in study.user_attrs[storage.SPEC]["objectives"]] == OBJECTIVES  # the resolved spec
-    assert study.metric_names is None  # values are in the spec's order of objectives: values_0 is accuracy
+    assert study.metric_names == OBJECTIVES  # named, in the spec's order of objectives
 
     trials = kinds(study)
     assert len(trials["trained"]) == spec.budget.trials
@@ -89,7 +89,7 @@ def test_load_study_reads_directions_attributes_and_the_trials(search):
 
     frame = study.trials_dataframe()
     assert len(frame) == len(study.trials)
-    assert {"values_0", "values_1", "params_lora.r", "state", "user_attrs_baseline", "user_attrs_rejected",
+    assert {"values_accuracy", "values_trainable_params", "params_lora.r", "state", "user_attrs_baseline", "user_attrs_rejected",
             "user_attrs_fail_reason", "user_attrs_measurements"} <= set(frame.columns)
     by_number = frame.set_index("number")
     assert by_number.loc[baseline.number, "user_attrs_baseline"] == "bitfit"
@@ -178,7 +178,7 @@ def test_optuna_dashboard_lists_the_search_and_its_trials(search):
     study_id = listed[0]["study_id"]
     detail = dashboard.json(f"/api/studies/{study_id}")
     assert detail["name"] == NAME and detail["directions"] == ["maximize", "minimize"]
-    assert "objective_names" not in detail  # shown as Objective 0 and 1, in the spec's order
+    assert detail["objective_names"] == OBJECTIVES  # shown by name, in the spec's order
     assert len(detail["trials"]) == len(study.trials)
     assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in study.best_trials)
 
@@ -212,5 +212,5 @@ def test_optuna_dashboard_lists_the_search_and_its_trials(search):
     assert status.startswith("200")
     rows = list(csv.reader(io.StringIO(body.decode())))
     assert len(rows) == len(study.trials) + 1
-    assert rows[0][:4] == ["Number", "State", "Objective 0", "Objective 1"]
+    assert rows[0][:4] == ["Number", "State", *OBJECTIVES]
     assert "UserAttribute baseline" in rows[0] and "UserAttribute fail_reason" in rows[0]
