@@ -83,7 +83,13 @@ class NotebookProgress:
         self.bar = None
 
     def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None:
-        from tqdm.auto import tqdm
+        # tqdm.auto draws a widget in Jupyter, which needs ipywidgets; without them it warns and falls back to text,
+        # so take the text bar directly.
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.auto import tqdm
+        except ImportError:
+            from tqdm import tqdm
 
         self.metric, self.maximize = spec.task_metric, spec.task_metric_direction == "maximize"
         self.bar = tqdm(total=budget, desc=f"search {name}", unit="trial")
