@@ -89,8 +89,8 @@ def test_load_study_reads_directions_attributes_and_the_trials(search):
 
     frame = study.trials_dataframe()
     assert len(frame) == len(study.trials)
-    assert {"values_accuracy", "values_trainable_params", "params_lora.r", "state", "user_attrs_baseline", "user_attrs_rejected",
-            "user_attrs_fail_reason", "user_attrs_measurements"} <= set(frame.columns)
+    assert {"values_accuracy", "values_trainable_params", "params_lora.r", "state", "user_attrs_baseline",
+            "user_attrs_rejected", "user_attrs_fail_reason", "user_attrs_measurements"} <= set(frame.columns)
     by_number = frame.set_index("number")
     assert by_number.loc[baseline.number, "user_attrs_baseline"] == "bitfit"
     assert all(by_number.loc[t.number, "state"] == "PRUNED" for t in trials["rejected"])
