@@ -161,13 +161,16 @@ def _raw_spec(spec: SpecLike) -> tuple[dict[str, Any], Path, str]:
     return raw, Path(spec).resolve().parent, str(spec)
 
 
-def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None) -> tuple[SearchSpec, str]:
+def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_dir: Path | None = None,
+            source: str | None = None) -> tuple[SearchSpec, str]:
     """The validated, resolved spec (paths absolute, space inlined) and the search's name.
 
     With ``data``, the rows are written as parquet files into the search's output folder first, and the spec reads
     them like any files: the same checks, and workers, ``resume`` and ``export`` find them without the Python
     objects."""
-    raw, base_dir, source = _raw_spec(spec)
+    raw, spec_dir, read_from = _raw_spec(spec)
+    source = source or read_from  # how errors name the spec: its file, or e.g. <dict>
+    base_dir = base_dir or spec_dir  # else: the spec file's folder, or for a dict the working directory
     stem = raw.get("name") or (Path(source).stem if not source.startswith("<") else "search")
     name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if data is not None:

@@ -445,6 +445,59 @@ def dashboard(storage: str | None, host: str, port: int, token: str | None) -> N
     os.execve(sys.executable, command, environment)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@main.command("serve")
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True, help="Port to listen on.")
+@click.option("--token", default=None, envvar="AUTOPEFT_SERVICE_TOKEN",
+              help="The secret write requests carry (Authorization: Bearer TOKEN) [default: generated and printed].")
+@click.option("--root", default="autopeft-service", envvar="AUTOPEFT_SERVICE_ROOT", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for admitted specs, uploaded files and the searches' "
+              "runs; on a cluster, one every machine reads.")
+@ray_address_option
+@click.option("--cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of the private local Ray cluster started without --ray-address [default: all].")
+def serve(storage: str | None, host: str, port: int, token: str | None, root: str, ray_address: str | None,
+          cpus: int | None) -> None:
+    """Serve the HTTP API that launches, stops and resumes searches as Ray jobs (docs/service.md)."""
+    import contextlib
+    import secrets
+    import signal
+
+    import uvicorn
+
+    from autopeft.api import default_storage
+    from autopeft.service.admission import ServiceConfig
+    from autopeft.service.cluster import job_server_url, local_cluster, use_ray_token, wait_for_job_server
+    from autopeft.service.http import create_app
+    from autopeft.service.jobs import SearchJobs
+    from autopeft.spec import normalise_storage_url
+
+    token = token or secrets.token_urlsafe(16)
+    url = normalise_storage_url(storage or default_storage())
+    with contextlib.ExitStack() as stack:
+        if ray_address:
+            use_ray_token()
+            server = job_server_url(ray_address)
+            wait_for_job_server(server, timeout_s=30)
+        else:
+            server = stack.enter_context(local_cluster(cpus or os.cpu_count() or 1))
+        config = ServiceConfig(storage_url=url, root=Path(root).resolve(), job_server=server)
+        app = create_app(SearchJobs(config), token, token_for_reads=host not in ("127.0.0.1", "localhost", "::1"))
+        console.print(f"autopeft service on http://{host}:{port} → {_masked(url)}; searches run as Ray jobs at "
+                      f"{server}; files under {config.root}")
+        console.print(f"write requests need: Authorization: Bearer {token}")
+        # uvicorn re-raises the SIGTERM it stopped on once it is done; as KeyboardInterrupt it unwinds through the
+        # local cluster's exit, which ends the Ray processes instead of leaving them behind.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @main.group()
 def space() -> None:
     """Inspect search spaces."""

@@ -8,8 +8,10 @@ A summary table (CSV and Markdown) at the top lists what was exported.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -177,3 +179,14 @@ def _write_summary(out_dir: Path, rows: list[dict], spec: SearchSpec) -> None:
         cells = [format_value(k, v) if k in spec.objective_names else str(v) for k, v in row.items()]
         lines.append("| " + " | ".join(cells) + " |")
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def zip_tree(folder: Path) -> bytes:
+    """``folder`` and everything under it as a zip archive (paths start with the folder's name): what the
+    dashboard's and the HTTP API's export downloads hold."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder.parent).as_posix())
+    return buffer.getvalue()

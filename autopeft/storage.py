@@ -131,11 +131,16 @@ def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna
     return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True)
 
 
-def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchSpec,
-                  sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def check_name_free(storage: optuna.storages.BaseStorage, name: str) -> None:
+    """Refuse a new search under a name the database already has (the service checks before it launches)."""
     if name in search_names(storage):
         raise UserError(f"a search named {name!r} exists; resume it with `autopeft search resume {name}`, "
                         f"add a controller to it with `autopeft search join {name}`, or pick another --name")
+
+
+def create_search(storage: optuna.storages.BaseStorage, name: str, spec: SearchSpec,
+                  sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    check_name_free(storage, name)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                 directions=[o.resolved_direction for o in spec.objectives])
     # Named, so Optuna's own tools (optuna-dashboard, trials_dataframe, plots) say "accuracy", not "Objective 0".

@@ -8,15 +8,13 @@ through the read-only URL, so exporting from the dashboard cannot lock a running
 from __future__ import annotations
 
 import csv
-import io
 import tempfile
-import zipfile
 from pathlib import Path
 
 import optuna
 
 from autopeft import storage
-from autopeft.export import export_front
+from autopeft.export import export_front, zip_tree
 from dashboard.data import read_only_url
 
 
@@ -29,12 +27,7 @@ def export_zip(url: str, name: str, picked: list[int] | None = None) -> bytes:
         export_front(study, spec, out)
         if picked:
             _keep_only(out, set(picked))
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(out.rglob("*")):
-                if path.is_file():
-                    archive.write(path, path.relative_to(out.parent).as_posix())
-        return buffer.getvalue()
+        return zip_tree(out)
 
 
 def _keep_only(out: Path, picked: set[int]) -> None:

@@ -1,0 +1,173 @@
+"""Admitting a spec submitted to the service: the command line's own checks, then the service's confinement.
+
+A submitted spec is YAML text, read with ``yaml.safe_load``: data, never code. It is checked exactly as
+``autopeft search run`` checks a spec (``autopeft.api.resolve`` and ``autopeft.search.prepare``: fields, model,
+space against the model, the data's columns and labels), so the page and the HTTP API give the command line's
+errors, before any job starts. Then what a spec could reach on the service's machines is confined:
+
+- its searches go to the service's database (a spec naming another is refused: a spec must not make the service
+  write to, or read from, a database its operator did not configure);
+- its output folder lies under the service's ``runs`` folder;
+- the files it reads (data, a local model folder, a search-space file) lie under the service's root (uploads) or
+  the bundled examples.
+
+An admitted spec is written, resolved, to ``ROOT/specs/NAME.yaml``, which the job runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autopeft.errors import UserError
+from autopeft.spec import PACKAGE_MODEL_PREFIX, PROJECT_ROOT, SearchSpec, normalise_storage_url, yaml_problem
+
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Where the service keeps what it is given and where its searches go."""
+
+    storage_url: str  # every launched search's database
+    root: Path  # specs/ (admitted specs), uploads/ (files sent with a spec), runs/ (trials' adapters)
+    job_server: str  # Ray's job server, http://HOST:8265
+
+    @property
+    def specs_dir(self) -> Path:
+        return self.root / "specs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def readable_roots(self) -> tuple[Path, ...]:
+        """Folders a submitted spec may read files from."""
+        return (self.root.resolve(), EXAMPLES_DIR.resolve())
+
+
+@dataclass(frozen=True)
+class Admitted:
+    name: str
+    spec: SearchSpec
+    spec_path: Path
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise UserError(f"name: {name!r} is not a search name here; use letters, digits, '.', '_' and '-' (at "
+                        "most 100), starting with a letter or digit")
+    return name
+
+
+def bundled_examples() -> dict[str, Path]:
+    """The specs shipped in examples/, by stem (the README demo is ``sst2``)."""
+    return {path.stem: path for path in sorted(EXAMPLES_DIR.glob("*.yaml"))}
+
+
+def save_uploads(config: ServiceConfig, name: str, files: dict[str, bytes]) -> Path:
+    """Store files sent with a spec in ``ROOT/uploads/NAME/``, where every worker of a shared root reads them; the
+    spec names them by file name."""
+    folder = config.uploads_dir / name
+    for file_name in files:
+        if not _FILE_NAME.fullmatch(file_name):
+            raise UserError(f"upload {file_name!r}: use a plain file name (letters, digits, '.', '_', '-')")
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, content in files.items():
+        (folder / file_name).write_bytes(content)
+    return folder
+
+
+def read_spec_text(text: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"spec: not valid YAML: {yaml_problem(exc)}") from None
+    if not isinstance(raw, dict):
+        raise UserError("spec: the spec must be a YAML mapping of fields")
+    return raw
+
+
+def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir: Path | None = None,
+          own_places: bool = False) -> Admitted:
+    """Check ``text`` as the command line would and confine it; write the resolved spec for the job to run.
+
+    ``base_dir``: where the spec's relative paths point (an example's folder, or the search's uploads).
+    ``own_places``: the spec is one the service ships (a bundled example), whose ``storage`` and ``output_dir``
+    are the service's own to set rather than the submitter's choice."""
+    from autopeft import storage
+    from autopeft.api import resolve
+    from autopeft.search import prepare
+
+    raw = read_spec_text(text)
+    if own_places:
+        raw.pop("storage", None)
+        raw.pop("output_dir", None)
+    if name is not None:
+        check_name(name)
+    _confine_storage(config, raw)
+    raw["output_dir"] = str(_confined_output(config, raw.get("output_dir", ".")))
+    _confine_space(raw)
+    base_dir = (base_dir or config.uploads_dir).resolve()
+    spec, name = resolve(raw, name=name, base_dir=base_dir, source="<submitted spec>")
+    check_name(name)
+    _confine_reads(config, raw, spec)
+    storage.check_name_free(storage.open_storage(config.storage_url), name)
+    prepare(spec)  # the model, the space on it, the data: the command line's checks, with its errors
+    config.specs_dir.mkdir(parents=True, exist_ok=True)
+    path = config.specs_dir / f"{name}.yaml"
+    stored = spec.to_stored()
+    # The job passes the database with --storage from its environment; the file never holds its password.
+    stored["storage"] = storage.mask_url(config.storage_url)
+    path.write_text(yaml.safe_dump(stored, sort_keys=False))
+    return Admitted(name, spec, path)
+
+
+def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
+    given = raw.get("storage")
+    if given is not None and normalise_storage_url(str(given)) != config.storage_url:
+        from autopeft.storage import mask_url
+
+        raise UserError(f"storage: a search launched through the service goes to the service's database "
+                        f"({mask_url(config.storage_url)}); remove storage from the spec")
+    raw["storage"] = config.storage_url
+
+
+def _confined_output(config: ServiceConfig, output_dir: Any) -> Path:
+    target = (config.runs_dir / str(output_dir)).resolve()
+    if not target.is_relative_to(config.runs_dir.resolve()):
+        raise UserError(f"output_dir: {output_dir!r} lies outside the service's runs folder; give a folder inside "
+                        f"it (relative, e.g. runs/my-search) or remove output_dir")
+    return target
+
+
+def _confine_space(raw: dict[str, Any]) -> None:
+    """A space is named (a bundled one) or given inline; a path could read any YAML file on the machine."""
+    space = raw.get("search_space")
+    if isinstance(space, str) and ("/" in space or "\\" in space or space.startswith(".")):
+        raise UserError(f"search_space: {space!r} is a path; name a bundled space (e.g. lora, full) or give the "
+                        "space inline")
+
+
+def _confine_reads(config: ServiceConfig, raw: dict[str, Any], spec: SearchSpec) -> None:
+    """Every file the spec reads must lie under the service's root or the bundled examples."""
+    roots = config.readable_roots
+    paths = {f"data.{field}": getattr(spec.data, field) for field in ("train", "eval")}
+    model = str(raw.get("model", {}).get("name_or_path", "")) if isinstance(raw.get("model"), dict) else ""
+    if model and not model.startswith(PACKAGE_MODEL_PREFIX) and Path(spec.model.name_or_path).is_dir():
+        paths["model.name_or_path"] = spec.model.name_or_path  # a local folder (hub names and packages are not files)
+    for field, value in paths.items():
+        if value is not None and not any(Path(value).resolve().is_relative_to(root) for root in roots):
+            raise UserError(f"{field}: {value} lies outside the folders the service reads ({config.uploads_dir} "
+                            f"for uploads, {EXAMPLES_DIR} for the bundled examples); upload the file with the spec")

@@ -1,0 +1,117 @@
+"""A private local Ray head with its job server, for a service started without a cluster to launch on.
+
+``ray start --head --block`` in a session of its own: Ray's own process tree (GCS, raylet, the dashboard that serves
+the job API) lives exactly as long as the service, and the whole session is ended with it, so no Ray is left
+behind. Jobs launched on it survive nothing but the service; on a shared cluster (``--ray-address``) they outlive
+it, and a restarted service finds them again by their metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from autopeft.errors import UserError
+
+# A stopped job gets this long to close its running trials as interrupted (Ctrl-C's path) before Ray kills it.
+STOP_GRACE_S = 60
+READY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def job_server_url(address: str) -> str:
+    """Ray's job server for a cluster address: ``http://...`` as given, ``host:6379`` -> ``http://host:8265``."""
+    if address.startswith(("http://", "https://")):
+        return address.rstrip("/")
+    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    return f"http://{host}:8265"
+
+
+def use_ray_token() -> None:
+    """Send Ray's token with job-server requests where the cluster may ask for one.
+
+    Ray (2.60) turns token authentication on for a cluster whose head finds a token (``~/.ray/auth_token``,
+    ``RAY_AUTH_TOKEN``), but its job client sends the token only when ``RAY_AUTH_MODE=token`` is set; ``ray.init``
+    makes the same inference for the processes it starts. An explicit RAY_AUTH_MODE is left as it is."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def wait_for_job_server(url: str, timeout_s: float = READY_TIMEOUT_S, alive=lambda: True) -> None:
+    """Block until the job server answers (a fresh head takes seconds to start its dashboard)."""
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + timeout_s
+    problem: Exception | None = None
+    while time.monotonic() < deadline and alive():
+        try:
+            JobSubmissionClient(url).list_jobs()
+            return
+        except Exception as exc:  # connection refused while it starts, and the like
+            problem = exc
+            time.sleep(1)
+    raise UserError(f"--ray-address: Ray's job server at {url} does not answer ({problem}); is the cluster's head "
+                    f"up, with its dashboard (ray start --head --dashboard-host=0.0.0.0)?")
+
+
+@contextmanager
+def local_cluster(num_cpus: int) -> Iterator[str]:
+    """Start a local Ray head with ``num_cpus`` CPUs for trials; yields its job server's URL."""
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray is None:
+        raise UserError("the `ray` command is not installed; pip install 'ray[default]'")
+    port, dashboard = free_port(), free_port()
+    log = tempfile.NamedTemporaryFile(prefix="autopeft-ray-", suffix=".log", delete=False)
+    # Token authentication on, as Ray sets it for the clusters ray.init starts; the head makes a token if there is
+    # none, and this process, the jobs' drivers and their workers (which inherit the variable) send it.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # No drain on SIGTERM: the head goes when the service goes (Ray would otherwise wait for its node to drain, a
+    # pause meant for serving replicas on a shared cluster).
+    environment = {**os.environ, "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S), "RAY_USAGE_STATS_ENABLED": "0",
+                   "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    process = subprocess.Popen(
+        [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+         "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", "--block"],
+        stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        try:
+            wait_for_job_server(url, alive=lambda: process.poll() is None)
+        except UserError:
+            raise UserError(f"could not start a local Ray cluster; its log: {log.name}") from None
+        if process.poll() is not None:
+            raise UserError(f"the local Ray cluster exited at start; its log: {log.name}")
+        yield url
+    finally:
+        _end_session(process)
+
+
+def _end_session(process: subprocess.Popen) -> None:
+    """SIGTERM to the head's whole session (its Ray processes and the jobs' drivers), then SIGKILL what is left."""
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

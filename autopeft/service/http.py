@@ -1,0 +1,170 @@
+"""The HTTP API of the service (``autopeft serve``): the dashboard's launch and manage actions, for CI pipelines and
+notebooks on other machines. Starlette (already installed with Streamlit) routes to ``SearchJobs``; no logic of its
+own beyond reading requests and checking the token.
+
+Every write (POST) needs the service's token (``Authorization: Bearer TOKEN``); reads need it too when the service
+listens beyond 127.0.0.1. Bad input is a 400 whose ``error`` is the command line's own message. docs/service.md
+lists the routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from autopeft.errors import UserError
+from autopeft.service.jobs import SearchJobs
+
+USER_HEADER = "x-autopeft-user"
+
+
+def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -> Starlette:
+    """The API over ``jobs``. ``token``: the secret writes need (and reads, with ``token_for_reads``)."""
+
+    def authorised(request: Request, write: bool) -> bool:
+        if not write and not token_for_reads:
+            return True
+        offered = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        offered = offered or request.query_params.get("token", "")
+        return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
+
+    def endpoint(action: Callable[..., Any], write: bool = False) -> Callable:
+        async def handle(request: Request) -> Response:
+            if not authorised(request, write):
+                return JSONResponse({"error": "a valid token is needed: Authorization: Bearer TOKEN (printed "
+                                              "when the service started)"}, status_code=401)
+            body = await _json_body(request) if request.method == "POST" else {}
+            if isinstance(body, Response):
+                return body
+            try:
+                # The actions block (admission loads the model and data; Ray calls are synchronous).
+                result = await run_in_threadpool(action, request, body)
+            except UserError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return result if isinstance(result, Response) else JSONResponse(result, status_code=201 if write else 200)
+        return handle
+
+    def who(request: Request, body: dict[str, Any]) -> str:
+        return str(body.get("launched_by") or request.headers.get(USER_HEADER) or "http")
+
+    def launch(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        if "example" in body:
+            job = jobs.launch_example(str(body["example"]), name=body.get("name"), launched_by=who(request, body))
+        elif isinstance(body.get("spec"), str):
+            job = jobs.launch(body["spec"], name=body.get("name"), launched_by=who(request, body),
+                              uploads=_files(body.get("files")))
+        else:
+            raise UserError('body: give "spec" (the YAML text) or "example" (a bundled example, e.g. "sst2")')
+        return job.to_json()
+
+    def name_of(request: Request) -> str:
+        return request.path_params["name"]
+
+    def export_zip(request: Request, body: dict[str, Any]) -> Response:
+        from autopeft.api import load_search
+        from autopeft.export import zip_tree
+
+        name = name_of(request)
+        search = load_search(name, storage=jobs.config.storage_url)
+        with tempfile.TemporaryDirectory(prefix="autopeft-export-") as folder:
+            out = Path(folder) / name
+            search.export(out, picks=request.query_params.getlist("pick"),
+                          include_chance=request.query_params.get("include_chance") == "true", flag="pick")
+            archive = zip_tree(out)
+        return Response(archive, media_type="application/zip",
+                        headers={"content-disposition": f'attachment; filename="{name}-export.zip"'})
+
+    def trials(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        from autopeft.api import load_search
+
+        search = load_search(name_of(request), storage=jobs.config.storage_url)
+        return {"objectives": search.spec.objective_names, "chance": search.chance,
+                "trials": [_plain(record.to_json()) for record in search.records]}
+
+    routes = [
+        Route("/api/health", endpoint(lambda r, b: {"ok": True}), methods=["GET"]),
+        Route("/api/searches", endpoint(lambda r, b: jobs.searches()), methods=["GET"]),
+        Route("/api/searches", endpoint(launch, write=True), methods=["POST"]),
+        Route("/api/searches/{name}", endpoint(lambda r, b: jobs.status(name_of(r))), methods=["GET"]),
+        Route("/api/searches/{name}/trials", endpoint(trials), methods=["GET"]),
+        Route("/api/searches/{name}/export.zip", endpoint(export_zip), methods=["GET"]),
+        Route("/api/searches/{name}/stop", endpoint(
+            lambda r, b: {"stopped": [job.to_json() for job in jobs.stop(name_of(r))]}, write=True), methods=["POST"]),
+        Route("/api/searches/{name}/resume", endpoint(
+            lambda r, b: jobs.resume(name_of(r), trials=_int(b, "trials"), launched_by=who(r, b)).to_json(),
+            write=True), methods=["POST"]),
+        Route("/api/searches/{name}/baselines", endpoint(
+            lambda r, b: jobs.baselines(name_of(r), only=b.get("only"), launched_by=who(r, b)).to_json(),
+            write=True), methods=["POST"]),
+        Route("/api/searches/{name}/confirm", endpoint(
+            lambda r, b: jobs.confirm(name_of(r), picks=b.get("picks"), seeds=_int(b, "seeds") or 3,
+                                      launched_by=who(r, b)).to_json(), write=True), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    raw = await request.body()
+    if not raw:
+        return {}
+    content_type = request.headers.get("content-type", "")
+    if "yaml" in content_type or content_type.startswith("text/"):
+        return {"spec": raw.decode("utf-8", errors="replace")}  # a spec posted as it is, e.g. curl --data-binary
+    try:
+        import json
+
+        body = json.loads(raw)
+    except ValueError:
+        return JSONResponse({"error": "body: not JSON; send {\"spec\": \"...YAML...\"} or the YAML itself with "
+                                      "content-type: application/yaml"}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "body: expected a JSON object"}, status_code=400)
+    return body
+
+
+def _files(files: Any) -> dict[str, bytes] | None:
+    """Uploaded files: {"train.tsv": "<base64>"}."""
+    if files is None:
+        return None
+    if not isinstance(files, dict):
+        raise UserError('files: expected {"name.tsv": "<base64 of the file>", ...}')
+    try:
+        return {str(name): base64.b64decode(content, validate=True) for name, content in files.items()}
+    except (binascii.Error, TypeError):
+        raise UserError("files: each file's content must be base64") from None
+
+
+def _int(body: dict[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{field}: expected a whole number, got {value!r}")
+    return value
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """A trial record with only JSON values (floats that are not finite become null)."""
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(record)

@@ -1,0 +1,234 @@
+"""The service's actions on searches, as Ray jobs: launch, stop, resume, baselines, confirm, and their state.
+
+Each action is a job whose entrypoint is the command line itself (``python -m autopeft.cli search run ...``), so a
+search launched from the page or over HTTP runs the very code a shell runs, its trials on the cluster's workers.
+Ray keeps the jobs (state, logs, start and end) and stops them; this module only names them: every job carries
+metadata (search, action, who, when), by which the service finds a search's jobs again, also after a restart.
+
+Stopping is Ray's ``stop_job``: SIGTERM to the entrypoint, which takes Ctrl-C's path (running trials closed as
+interrupted, queued for resume), with ``RAY_JOB_STOP_WAIT_TIME_S`` to finish before Ray kills it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autopeft.errors import UserError
+from autopeft.service.admission import (
+    ServiceConfig,
+    admit,
+    bundled_examples,
+    check_name,
+    read_spec_text,
+    save_uploads,
+)
+from autopeft.service.cluster import STOP_GRACE_S
+
+SEARCH, ACTION, BY, AT = "autopeft_search", "autopeft_action", "autopeft_launched_by", "autopeft_launched_at"
+ACTIVE = ("PENDING", "RUNNING")
+LOG_LINES = 60
+
+
+@dataclass
+class SearchJob:
+    """One job of a search, as Ray reports it."""
+
+    submission_id: str
+    search: str
+    action: str  # run, resume, baselines, confirm
+    status: str  # PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
+    launched_by: str
+    launched_at: str
+    message: str = ""
+    start_time: float | None = None  # seconds since the epoch
+    end_time: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SearchJobs:
+    """Launch and manage searches on one Ray cluster's job server, storing into one database."""
+
+    def __init__(self, config: ServiceConfig, client=None):
+        from ray.job_submission import JobSubmissionClient
+
+        self.config = config
+        self.client = client or JobSubmissionClient(config.job_server)
+
+    # -- launching -------------------------------------------------------------------------------------------------
+
+    def launch(self, text: str, *, name: str | None = None, launched_by: str = "",
+               uploads: dict[str, bytes] | None = None) -> SearchJob:
+        """Admit a spec (YAML text, with the files it names) and start its search as a job."""
+        raw = read_spec_text(text)
+        name = check_name(name or f"{raw.get('name') or 'search'}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self._refuse_if_active(name)
+        base = save_uploads(self.config, name, uploads) if uploads else None
+        admitted = admit(self.config, text, name=name, base_dir=base)
+        return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name], launched_by)
+
+    def launch_example(self, example: str, *, name: str | None = None, launched_by: str = "") -> SearchJob:
+        """Start a bundled example (``sst2``: the README demo) in the service's database and folders."""
+        examples = bundled_examples()
+        if example not in examples:
+            raise UserError(f"example: no {example!r}; one of {', '.join(examples)}")
+        path = examples[example]
+        text = path.read_text()
+        name = check_name(name or f"{read_spec_text(text).get('name') or example}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self._refuse_if_active(name)
+        admitted = admit(self.config, text, name=name, base_dir=path.parent, own_places=True)
+        return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name], launched_by)
+
+    def resume(self, name: str, *, trials: int | None = None, launched_by: str = "") -> SearchJob:
+        """Go on with a stopped search (``trials`` raises its budget first)."""
+        search = self._idle_search(name)
+        if trials is not None and trials < 1:
+            raise UserError("trials: at least 1")
+        if trials is None and search.summary["state"] == "finished":
+            raise UserError(f"search {name!r} has finished its budget of {search.spec.budget.trials} trials; give "
+                            "trials (a higher budget) to go on")
+        args = ["search", "resume", name] + (["--trials", str(trials)] if trials else [])
+        return self._submit(name, "resume", args, launched_by)
+
+    def baselines(self, name: str, *, only: list[str] | None = None, launched_by: str = "") -> SearchJob:
+        """Train the standard configurations into a search that is not running."""
+        from autopeft.baselines import chosen_names
+
+        self._idle_search(name)
+        names = chosen_names(only or [])
+        return self._submit(name, "baselines", ["baselines", name, "--only", ",".join(names)], launched_by)
+
+    def confirm(self, name: str, *, picks: list[str] | None = None, seeds: int = 3,
+                launched_by: str = "") -> SearchJob:
+        """Retrain front points of a search that is not running with new seeds (default: the knee)."""
+        from autopeft.pick import parse_pick
+
+        search = self._idle_search(name)
+        picks = picks or ["knee"]
+        for pick in picks:
+            parse_pick(pick, search.spec, flag="picks")
+        if seeds < 1:
+            raise UserError("seeds: at least 1")
+        args = ["confirm", name, "--seeds", str(seeds)] + [a for p in picks for a in ("--pick", p)]
+        return self._submit(name, "confirm", args, launched_by)
+
+    # -- stopping --------------------------------------------------------------------------------------------------
+
+    def stop(self, name: str) -> list[SearchJob]:
+        """Stop a search's running jobs as Ctrl-C would: its running trials are queued for resume."""
+        active = [job for job in self.jobs(name) if job.active]
+        if not active:
+            from autopeft.api import load_search
+
+            summary = load_search(name, storage=self.config.storage_url).summary
+            if summary["state"] == "running":
+                raise UserError(f"search {name!r} runs from a shell, not as a job of this service; stop it there "
+                                "(Ctrl-C, or kill -TERM its controller process)")
+            raise UserError(f"search {name!r} has no running job to stop (it is {summary['state']})")
+        for job in active:
+            self.client.stop_job(job.submission_id)
+        return active
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
+    def jobs(self, name: str | None = None) -> list[SearchJob]:
+        """This service's jobs (of one search, or all), oldest first."""
+        found = []
+        for info in self.client.list_jobs():
+            metadata = info.metadata or {}
+            if SEARCH not in metadata or (name is not None and metadata[SEARCH] != name):
+                continue
+            found.append(SearchJob(
+                submission_id=info.submission_id, search=metadata[SEARCH], action=metadata.get(ACTION, ""),
+                status=str(getattr(info.status, "value", info.status)), launched_by=metadata.get(BY, ""),
+                launched_at=metadata.get(AT, ""), message=info.message or "",
+                start_time=None if info.start_time is None else info.start_time / 1000,
+                end_time=None if info.end_time is None else info.end_time / 1000))
+        return sorted(found, key=lambda job: (job.start_time or 0, job.submission_id))
+
+    def logs(self, submission_id: str, lines: int = LOG_LINES) -> str:
+        """The last ``lines`` lines the job printed (the command line's progress and closing summary)."""
+        text = self.client.get_job_logs(submission_id)
+        return "\n".join(text.splitlines()[-lines:])
+
+    def searches(self) -> list[dict[str, Any]]:
+        """Every search in the service's database, and every search a job is creating, with its latest job."""
+        from autopeft.api import search_summaries
+
+        jobs = self.jobs()
+        summaries = {s["name"]: s for s in _summaries(self.config.storage_url, search_summaries)}
+        names = list(summaries) + [job.search for job in jobs if job.search not in summaries]
+        rows = []
+        for name in dict.fromkeys(names):
+            mine = [job for job in jobs if job.search == name]
+            latest = mine[-1] if mine else None
+            rows.append({"name": name, "search": summaries.get(name),
+                         "job": None if latest is None else latest.to_json(),
+                         "launched_by": mine[0].launched_by if mine else "shell",
+                         "launched_at": mine[0].launched_at if mine else None})
+        return rows
+
+    def status(self, name: str, log_lines: int = LOG_LINES) -> dict[str, Any]:
+        """A search's state from its study, its jobs, and the latest job's log tail."""
+        from autopeft.api import load_search
+
+        jobs = self.jobs(name)
+        try:
+            summary = load_search(name, storage=self.config.storage_url).summary
+        except UserError:
+            if not jobs:
+                raise UserError(f"no search named {name!r} in the service's database, and no job for one") from None
+            summary = None  # the job has not created the search yet (or failed before it did)
+        latest = jobs[-1] if jobs else None
+        return {"name": name, "search": summary, "jobs": [job.to_json() for job in jobs],
+                "launched_by": jobs[0].launched_by if jobs else "shell",
+                "log": None if latest is None else self.logs(latest.submission_id, log_lines)}
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+
+    def _refuse_if_active(self, name: str) -> None:
+        if any(job.active for job in self.jobs(name)):
+            raise UserError(f"search {name!r} has a job running; wait for it or stop it first")
+
+    def _idle_search(self, name: str):
+        """The search, when neither a job of this service nor a shell is running it."""
+        from autopeft.api import load_search
+
+        search = load_search(name, storage=self.config.storage_url)
+        self._refuse_if_active(name)
+        if search.summary["state"] == "running":
+            raise UserError(f"search {name!r} is running (from a shell); wait for it or stop it first")
+        return search
+
+    def _submit(self, name: str, action: str, args: list[str], launched_by: str) -> SearchJob:
+        """A job running ``python -m autopeft.cli ARGS --storage $AUTOPEFT_STORAGE`` on the cluster's head. The
+        database URL travels in the job's environment, not its command line, which Ray shows to anyone who lists
+        jobs."""
+        entrypoint = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "autopeft.cli", *args])
+        entrypoint += ' --storage "$AUTOPEFT_STORAGE"'
+        launched_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        metadata = {SEARCH: name, ACTION: action, BY: launched_by or "anonymous", AT: launched_at}
+        submission_id = f"autopeft-{name}-{action}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+        self.client.submit_job(
+            entrypoint=entrypoint, submission_id=submission_id, metadata=metadata,
+            runtime_env={"env_vars": {"AUTOPEFT_STORAGE": self.config.storage_url, "PYTHONUNBUFFERED": "1",
+                                      "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}})
+        return SearchJob(submission_id, name, action, "PENDING", metadata[BY], launched_at)
+
+
+def _summaries(url: str, read) -> list[dict[str, Any]]:
+    try:
+        return read(url)
+    except UserError:  # no database yet: nothing launched so far
+        return []
+

@@ -1,0 +1,175 @@
+"""The service end to end: `autopeft serve` started for real (its own local Ray cluster with the job server), driven
+over HTTP. Two searches launched at once share the cluster's CPUs; one is stopped mid-trial, resumed and finished;
+its export downloads as a zip; bad specs get the command line's errors and start nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import DEMO_DATA, ROOT, tiny_spec
+
+TOKEN = "test-token"
+
+
+class Service:
+    def __init__(self, url: str, storage: str, root: Path):
+        self.url, self.storage, self.root = url, storage, root
+
+    def call(self, method: str, path: str, body: dict | None = None, token: str | None = TOKEN,
+             raw: bool = False) -> tuple[int, object]:
+        headers = {"content-type": "application/json", "x-autopeft-user": "alice"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + path, method=method, headers=headers,
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                content = response.read()
+                return response.status, content if raw else json.loads(content)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def wait(self, name: str, until, timeout_s: float = 240) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status, state = self.call("GET", f"/api/searches/{name}")
+            assert status == 200, state
+            if until(state):
+                return state
+            time.sleep(1)
+        raise AssertionError(f"{name} never reached the state asked; last: {json.dumps(state)[:2000]}")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("service")
+    port = _free_port()
+    storage = f"sqlite:///{tmp / 'service.db'}"
+    log = open(tmp / "serve.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopeft.cli", "serve", "--storage", storage, "--root", str(tmp / "root"),
+         "--port", str(port), "--cpus", "2", "--token", TOKEN],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp)
+    service = Service(f"http://127.0.0.1:{port}", storage, tmp / "root")
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError((tmp / "serve.log").read_text())
+        try:
+            if service.call("GET", "/api/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(1)
+    yield service
+    process.terminate()
+    process.wait(timeout=90)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _spec_text(**budget) -> str:
+    spec = tiny_spec(Path("."), budget={"trials": 2, "steps_per_trial": 30, **budget}, constraints=[],
+                     workers={"parallel": 1, "cpus_per_trial": 1})
+    for field in ("storage", "output_dir"):
+        spec.pop(field)  # the service's own
+    spec["data"].update(train_size=160, eval_size=96)
+    return yaml.safe_dump(spec)
+
+
+def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    bad = _spec_text().replace("name: accuracy", "name: acuracy")
+    status, answer = service.call("POST", "/api/searches", {"spec": bad, "name": "bad"})
+    (tmp_path / "bad.yaml").write_text(bad)
+    code, _, err = run_cli(capsys, "search", "run", str(tmp_path / "bad.yaml"), "--storage",
+                           f"sqlite:///{tmp_path / 'cli.db'}")
+    problem = "objectives[0].name: unknown measurement 'acuracy'"
+    assert status == 400 and problem in answer["error"] and code == 2 and problem in err
+    refusals = {
+        "storage": "storage: sqlite:////tmp/elsewhere.db\n" + _spec_text(),
+        "output_dir": "output_dir: /tmp/elsewhere\n" + _spec_text(),
+        "data.train": _spec_text().replace(str(DEMO_DATA / "train.tsv"), "/etc/hostname"),
+        "search_space": _spec_text().replace("search_space: lora", "search_space: ../../etc/space.yaml"),
+    }
+    for field, text in refusals.items():
+        status, answer = service.call("POST", "/api/searches", {"spec": text})
+        assert status == 400 and answer["error"].startswith(field), (field, answer)
+    assert service.call("POST", "/api/searches", {"spec": _spec_text(), "name": "a/b"})[1]["error"].startswith("name")
+    assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token=None)[0] == 401
+    assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token="wrong")[0] == 401
+    assert service.call("GET", "/api/searches")[1] == []  # nothing was launched, no database was written
+
+
+def test_launch_stop_resume_finish_and_export_over_http(service):
+    launched = time.monotonic()
+    for name in ("first", "second"):
+        status, job = service.call("POST", "/api/searches", {"spec": _spec_text(), "name": name})
+        assert status == 201 and job["search"] == name and job["launched_by"] == "alice", job
+    running = service.wait("first", lambda s: s["search"] is not None and s["search"]["running"] == 1)
+    first_trial_s = time.monotonic() - launched
+    assert running["jobs"][-1]["status"] == "RUNNING" and running["launched_by"] == "alice"
+
+    status, stopped = service.call("POST", "/api/searches/first/stop")
+    assert status == 201 and [job["action"] for job in stopped["stopped"]] == ["run"]
+    state = service.wait("first", lambda s: s["jobs"][-1]["status"] == "STOPPED")
+    assert state["search"]["state"] == "stopped" and state["search"]["interrupted"] == 1
+    assert "interrupted; resume with" in state["log"]
+    assert service.call("POST", "/api/searches/first/stop")[0] == 400  # nothing left to stop
+
+    status, job = service.call("POST", "/api/searches/first/resume", {})
+    assert status == 201 and job["action"] == "resume"
+    for name in ("first", "second"):
+        done = service.wait(name, lambda s: s["jobs"][-1]["status"] in ("SUCCEEDED", "FAILED"))
+        assert done["jobs"][-1]["status"] == "SUCCEEDED", done["log"]
+        assert done["search"]["state"] == "finished" and done["search"]["complete"] == 2
+    listed = {row["name"]: row for row in service.call("GET", "/api/searches")[1]}
+    assert [job["action"] for job in [listed["first"]["job"]]] == ["resume"] and listed["second"]["job"]
+
+    # The two searches shared the cluster's 2 CPUs, each trial on one: their trials ran at the same time.
+    import optuna
+
+    spans = {name: [(t.datetime_start, t.datetime_complete) for t in optuna.load_study(
+        study_name=name, storage=service.storage).get_trials() if t.datetime_complete] for name in listed}
+    assert any(a0 < b1 and b0 < a1 for a0, a1 in spans["first"] for b0, b1 in spans["second"])
+
+    status, archive = service.call("GET", "/api/searches/second/export.zip?include_chance=true", raw=True)
+    assert status == 200
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert "second/summary.md" in names and any(n.endswith("adapter_config.json") for n in names)
+    status, trials = service.call("GET", "/api/searches/second/trials")
+    assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
+    print(f"launch to first trial running: {first_trial_s:.1f} s")
+
+
+def test_the_readme_demo_launches_in_the_services_places(service):
+    """The bundled demo from the service: its storage and output folder become the service's own; stopped at once."""
+    status, job = service.call("POST", "/api/searches", {"example": "nope"})
+    assert status == 400 and "sst2" in job["error"]
+    status, job = service.call("POST", "/api/searches", {"example": "sst2", "name": "demo"})
+    assert status == 201, job
+    admitted = yaml.safe_load((service.root / "specs" / "demo.yaml").read_text())
+    assert admitted["output_dir"] == str((service.root / "runs").resolve())
+    assert admitted["data"]["train"] == str(ROOT / "examples" / "data" / "sst2" / "train.tsv")
+    assert yaml.safe_load((ROOT / "examples" / "sst2.yaml").read_text())["storage"] != service.storage
+    service.wait("demo", lambda s: s["jobs"][-1]["status"] == "RUNNING")
+    assert service.call("POST", "/api/searches/demo/stop")[0] == 201
+    assert service.wait("demo", lambda s: s["jobs"][-1]["status"] == "STOPPED")["jobs"][-1]["action"] == "run"
