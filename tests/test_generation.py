@@ -1,0 +1,132 @@
+"""Fast answer generation (workers/generation.py) gives the answers of the plain path: on a tiny LLaMA trained for a
+few steps on the bundled BoolQ slice, against one ``generate`` per batch of prompts in file order; and the rules
+that say when an answer is given."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, PromptTuningConfig, get_peft_model
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from autopeft.data import instruction_prompt, load_task_data
+from autopeft.predictions import decode
+from autopeft.spec import DataSpec, ModelSpec
+from tests.conftest import ROOT
+from workers.generation import (
+    answer_given,
+    common_prefix_length,
+    extract_answer,
+    generate_answers,
+    length_batches,
+    reference_answers,
+    shares_prompt_cache,
+    task_max_new_tokens,
+)
+from workers.tasks import CausalLmRunner
+
+BOOLQ = ROOT / "examples" / "data" / "boolq"
+
+
+def tiny_decoder(folder: Path, records: list[dict]) -> None:
+    """A 2-layer LLaMA with a word-level tokenizer trained on the records' text, saved as a model folder. It has
+    no end-of-sequence token, so a trained model goes on past its response, as a weakly trained one does."""
+    texts = [instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000,
+                                                                   special_tokens=["[PAD]", "[UNK]"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
+                                 eos_token_id=None, bos_token_id=None)).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny decoder after 20 full fine-tuning steps on BoolQ records (it answers true or false, then rambles);
+    its runner on 48 eval records."""
+    folder = tmp_path_factory.mktemp("decoder")
+    tiny_decoder(folder, json.loads((BOOLQ / "train.json").read_text()))
+    model_spec = ModelSpec(name_or_path=str(folder), task="causal-lm")
+    data = load_task_data(DataSpec(train=str(BOOLQ / "train.json"), eval=str(BOOLQ / "test.json"), max_length=96,
+                                   eval_size=48), model_spec, seed=0)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    runner = CausalLmRunner(data, tokenizer, torch.device("cpu"))
+    model = LlamaForCausalLM.from_pretrained(folder)
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    order = np.random.default_rng(0).permutation(len(data.train))
+    for step in range(20):
+        model(**runner.train_batch(order[(step * 8) % 392:(step * 8) % 392 + 8])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval(), tokenizer, runner
+
+
+def test_fast_generation_gives_the_plain_paths_answers(trained):
+    model, tokenizer, runner = trained
+    split = runner.data.eval
+    common = {"pad_id": runner.pad_id, "device": torch.device("cpu")}
+    plain = reference_answers(model, tokenizer, split.prompts, max_new_tokens=24, batch_size=2, **common)
+    fast = generate_answers(model, tokenizer, split.prompts, split.answers, max_new_tokens=24, token_budget=2048,
+                            **common)
+    plain_answers = [extract_answer(t, g) for t, g in zip(plain, split.answers)]
+    assert [extract_answer(t, g) for t, g in zip(fast, split.answers)] == plain_answers
+    assert sum(a in ("true", "false") for a in plain_answers) >= len(split) // 2  # the model does answer
+    # Each fast response is the plain one cut where its answer was given: shorter for most rows.
+    assert all(p.startswith(f) for f, p in zip(fast, plain))
+    assert sum(len(f) < len(p) for f, p in zip(fast, plain)) >= len(split) // 2
+    # The worker's evaluation: one forward pass for the response loss and the prompts' cache (the template's
+    # tokens computed once), then the fast path at the task's length (responses of 5 tokens here). Same loss as
+    # the teacher-forced pass, same answers as the plain path.
+    assert runner.max_new_tokens == task_max_new_tokens([5]) == 16
+    assert shares_prompt_cache(model) and common_prefix_length(split.prompts) > 20
+    evaluation = runner.evaluate(model, batch_size=16)
+    losses, tokens = runner._loss(model, 16)
+    assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5)
+    assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(
+        reference_answers(model, tokenizer, split.prompts, max_new_tokens=16, batch_size=2, **common), split.answers)]
+
+
+def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
+    model, tokenizer, runner = trained
+    prompt_tuned = get_peft_model(copy.deepcopy(model), PromptTuningConfig(task_type="CAUSAL_LM",
+                                                                           num_virtual_tokens=4))
+    assert not shares_prompt_cache(prompt_tuned)
+    assert shares_prompt_cache(get_peft_model(copy.deepcopy(model), LoraConfig(target_modules=["q_proj"])))
+    evaluation = runner.evaluate(prompt_tuned, batch_size=16)
+    assert np.isfinite(evaluation.metrics["eval_loss"]) and len(decode(evaluation.predictions)) == len(runner.data.eval)
+
+
+@pytest.mark.parametrize("text,gold,given", [
+    ("the correct answer is true", "true", False),  # "true" may still become "trueness"
+    ("the correct answer is true.", "true", True),
+    ("the correct answer is answer1", "answer2", False),  # may still become answer12
+    ("the correct answer is answer1 ", "answer2", True),
+    ("\nA: 3 + 4 = 7. The answer is 7", "7", False),
+    ("\nA: 3 + 4 = 7. The answer is 7.", "7", False),  # may still become 7.5
+    ("\nA: 3 + 4 = 7. The answer is 7.\n", "7", True),
+    ("\nA: 3 + 4 = 7. The answer is $1,250 in all", "1250", True),
+    ("\nA: 3 + 4 = 7 apples", "7", False),
+    ("\nA: 3 + 4 = 7 apples.\n\n### Instruction", "7", True),
+])
+def test_answer_given(text, gold, given):
+    assert answer_given(text, gold) is given
+
+
+def test_length_batches_sort_and_fit_the_budget():
+    lengths = [50, 10, 30, 10, 90]
+    # rows x (longest prompt + new tokens) <= 80: two rows of 10 (2 x 20), then one row each (2 x 60 > 80)
+    assert [list(b) for b in length_batches(lengths, max_new_tokens=10, token_budget=80, max_rows=3)] == [
+        [1, 3], [2], [0], [4]]
+    assert [list(b) for b in length_batches(lengths, max_new_tokens=10, token_budget=10_000, max_rows=3)] == [
+        [1, 3, 2], [0, 4]]
