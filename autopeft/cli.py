@@ -6,9 +6,11 @@ an interrupted search exits 130 and says how to resume it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +33,23 @@ storage_option = click.option("--storage", default=None, metavar="URL",
 ray_address_option = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
                                   help="Run trials on this Ray cluster (host:6379) [default: $RAY_ADDRESS, else the "
                                        "spec's workers.ray_address, else a private local Ray].")
+# Options of the two servers, `autopeft dashboard` and `autopeft serve`.
+host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+root_option = click.option("--root", default="autopeft-service", envvar="AUTOPEFT_SERVICE_ROOT", show_default=True,
+                           type=click.Path(file_okay=False), help="Folder for admitted specs, uploaded files and the "
+                           "searches' runs; on a cluster, one every machine reads.")
+cpus_option = click.option("--cpus", type=click.IntRange(min=1), default=None,
+                           help="CPUs of the private local Ray cluster started without --ray-address [default: all].")
 console = Console()
+
+
+def port_option(default: int):
+    return click.option("--port", type=click.IntRange(1, 65535), default=default, show_default=True,
+                        help="Port to listen on.")
+
+
+def token_option(envvar: str, help: str):
+    return click.option("--token", default=None, envvar=envvar, help=help)
 
 
 @click.group()
@@ -412,14 +430,42 @@ def _match_cell(row: dict, metric: str) -> str:
     return where
 
 
+def _reachable(host: str) -> bool:
+    """Whether a server bound to ``host`` can be reached from other machines."""
+    return host not in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def _job_server(ray_address: str | None, cpus: int | None) -> Iterator[str]:
+    """The Ray job server searches are launched on: the named cluster's, else a private local cluster's, ended
+    when the block ends."""
+    from autopeft.service.cluster import job_server_url, local_cluster, use_ray_token, wait_for_job_server
+
+    if ray_address:
+        use_ray_token()
+        server = job_server_url(ray_address)
+        wait_for_job_server(server, timeout_s=30)
+        yield server
+    else:
+        with local_cluster(cpus or os.cpu_count() or 1) as server:
+            yield server
+
+
 @main.command("dashboard")
 @storage_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True, help="Port to listen on.")
-@click.option("--token", default=None, envvar="AUTOPEFT_DASHBOARD_TOKEN",
-              help="Access token asked of visitors when listening beyond 127.0.0.1 [default: generated].")
-def dashboard(storage: str | None, host: str, port: int, token: str | None) -> None:
-    """Open the web dashboard on the trial database (read-only): live Pareto front, progress, trials, export."""
+@host_option
+@port_option(8501)
+@token_option("AUTOPEFT_DASHBOARD_TOKEN", "Access token: asked of visitors when listening beyond 127.0.0.1, and "
+              "for every write with --allow-launch [default: generated and printed in the link].")
+@click.option("--allow-launch", is_flag=True, help="Let the page launch, stop and resume searches as Ray jobs "
+              "(writes need the token; without this flag the dashboard only reads).")
+@root_option
+@ray_address_option
+@cpus_option
+def dashboard(storage: str | None, host: str, port: int, token: str | None, allow_launch: bool, root: str,
+              ray_address: str | None, cpus: int | None) -> None:
+    """Open the web dashboard on the trial database: live Pareto front, progress, trials, export; with
+    --allow-launch also launch, stop and resume searches (docs/dashboard.md)."""
     import secrets
 
     from autopeft.api import default_storage
@@ -429,20 +475,59 @@ def dashboard(storage: str | None, host: str, port: int, token: str | None) -> N
     if not app.is_file():
         raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
     url = normalise_storage_url(storage or default_storage())
-    environment = {**os.environ, "AUTOPEFT_STORAGE": url}
-    environment.pop("AUTOPEFT_DASHBOARD_TOKEN", None)
+    settings = {"AUTOPEFT_STORAGE": url}
     link = f"http://{host}:{port}"
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        # Reachable from other machines: visitors must present a token before any search data is read.
+    if _reachable(host) or allow_launch:
+        # Reachable from other machines: visitors present the token before any search data is read. Launching on:
+        # every write needs it (reads stay open on 127.0.0.1).
         token = token or secrets.token_urlsafe(16)
-        environment["AUTOPEFT_DASHBOARD_TOKEN"] = token
+        settings["AUTOPEFT_DASHBOARD_TOKEN"] = token
         link += f"/?token={token}"
-    console.print(f"dashboard on {link} → {_masked(url)} (read-only)")
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "viewer"]
-    # Become the server process, so that a signal to this process (Ctrl-C, a supervisor's stop) reaches it.
-    os.execve(sys.executable, command, environment)
+    if not allow_launch:
+        console.print(f"dashboard on {link} → {_masked(url)} (read-only)")
+        # Become the server process, so that a signal to this process (Ctrl-C, a supervisor's stop) reaches it.
+        os.execve(sys.executable, command, _app_environment(settings))
+    folder = Path(root).resolve()
+    with _job_server(ray_address, cpus) as server:
+        settings.update(AUTOPEFT_JOB_SERVER=server, AUTOPEFT_SERVICE_ROOT=str(folder))
+        if not _reachable(host):
+            settings["AUTOPEFT_DASHBOARD_OPEN_READS"] = "1"
+        console.print(f"dashboard on {link} → {_masked(url)}; launching on: searches run as Ray jobs at {server}, "
+                      f"files under {folder}")
+        sys.stdout.flush()
+        # The environment is read after the cluster started: it set how Ray's clients authenticate.
+        code = _run_child(command, _app_environment(settings))
+    if code > 0:
+        sys.exit(code)
+
+
+def _app_environment(settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment for the dashboard app, with only the settings given of those the app reads."""
+    own = ("AUTOPEFT_DASHBOARD_TOKEN", "AUTOPEFT_DASHBOARD_OPEN_READS", "AUTOPEFT_JOB_SERVER")
+    return {**{k: v for k, v in os.environ.items() if k not in own}, **settings}
+
+
+def _run_child(command: list[str], environment: dict[str, str]) -> int:
+    """Run a server as a child process until it ends, passing SIGINT and SIGTERM on to it as SIGTERM, so that
+    what this process holds (a local Ray cluster) is ended after it."""
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(command, env=environment)
+
+    def forward(signum, frame) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum, frame) -> None:
@@ -451,20 +536,16 @@ def _interrupt(signum, frame) -> None:
 
 @main.command("serve")
 @storage_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8600, show_default=True, help="Port to listen on.")
-@click.option("--token", default=None, envvar="AUTOPEFT_SERVICE_TOKEN",
-              help="The secret write requests carry (Authorization: Bearer TOKEN) [default: generated and printed].")
-@click.option("--root", default="autopeft-service", envvar="AUTOPEFT_SERVICE_ROOT", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for admitted specs, uploaded files and the searches' "
-              "runs; on a cluster, one every machine reads.")
+@host_option
+@port_option(8600)
+@token_option("AUTOPEFT_SERVICE_TOKEN", "The secret write requests carry (Authorization: Bearer TOKEN) [default: "
+              "generated and printed].")
+@root_option
 @ray_address_option
-@click.option("--cpus", type=click.IntRange(min=1), default=None,
-              help="CPUs of the private local Ray cluster started without --ray-address [default: all].")
+@cpus_option
 def serve(storage: str | None, host: str, port: int, token: str | None, root: str, ray_address: str | None,
           cpus: int | None) -> None:
     """Serve the HTTP API that launches, stops and resumes searches as Ray jobs (docs/service.md)."""
-    import contextlib
     import secrets
     import signal
 
@@ -472,22 +553,15 @@ def serve(storage: str | None, host: str, port: int, token: str | None, root: st
 
     from autopeft.api import default_storage
     from autopeft.service.admission import ServiceConfig
-    from autopeft.service.cluster import job_server_url, local_cluster, use_ray_token, wait_for_job_server
     from autopeft.service.http import create_app
     from autopeft.service.jobs import SearchJobs
     from autopeft.spec import normalise_storage_url
 
     token = token or secrets.token_urlsafe(16)
     url = normalise_storage_url(storage or default_storage())
-    with contextlib.ExitStack() as stack:
-        if ray_address:
-            use_ray_token()
-            server = job_server_url(ray_address)
-            wait_for_job_server(server, timeout_s=30)
-        else:
-            server = stack.enter_context(local_cluster(cpus or os.cpu_count() or 1))
+    with _job_server(ray_address, cpus) as server:
         config = ServiceConfig(storage_url=url, root=Path(root).resolve(), job_server=server)
-        app = create_app(SearchJobs(config), token, token_for_reads=host not in ("127.0.0.1", "localhost", "::1"))
+        app = create_app(SearchJobs(config), token, token_for_reads=_reachable(host))
         console.print(f"autopeft service on http://{host}:{port} → {_masked(url)}; searches run as Ray jobs at "
                       f"{server}; files under {config.root}")
         console.print(f"write requests need: Authorization: Bearer {token}")

@@ -1,8 +1,9 @@
-"""The autopeft dashboard. Start it with `autopeft dashboard [--storage URL]`.
+"""The autopeft dashboard. Start it with `autopeft dashboard [--storage URL] [--allow-launch]`.
 
 The sidebar picks a search and a view; the view draws from the database through read-only, briefly cached SQL.
 While the chosen search is running, the view is a fragment that redraws itself every few seconds, so the page
-never reloads and widget choices (axes, filters) survive each refresh.
+never reloads and widget choices (axes, filters) survive each refresh. With launching on, the New search view and
+the Searches view's manage panel launch and manage searches as Ray jobs (``dashboard.launching``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,31 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only dashboard/ on the path
 
-from dashboard import access, cache, data, navigation  # noqa: E402
-from dashboard.views import Context, compare, front, pick, progress, searches, space, trial, trials  # noqa: E402
+from dashboard import access, cache, data, launching, navigation  # noqa: E402
+from dashboard.views import (  # noqa: E402
+    Context,
+    compare,
+    front,
+    launch,
+    pick,
+    progress,
+    searches,
+    space,
+    trial,
+    trials,
+)
 
-RENDERERS = {"Searches": searches.render, "Pareto front": front.render, "Progress": progress.render,
-             "Trials": trials.render, "Trial": trial.render, "Space": space.render, "Compare": compare.render,
-             "Pick and export": pick.render}
-REFRESH_S = 3
+RENDERERS = {"Searches": searches.render, "New search": launch.render, "Pareto front": front.render,
+             "Progress": progress.render, "Trials": trials.render, "Trial": trial.render, "Space": space.render,
+             "Compare": compare.render, "Pick and export": pick.render}
+# Views that need no chosen search; views never redrawn by the live refresh (the Searches view with launching on
+# refreshes itself while any of its searches or jobs is busy).
+NO_SEARCH = ("Searches", "New search")
+NOT_LIVE = ("Pick and export", "New search")
+REFRESH_S = searches.REFRESH_S
 
 
-def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
+def sidebar(url: str, found: list[data.Search], launch_on: bool) -> tuple[str | None, str, bool]:
     """Search and view pickers; returns (search, view, live)."""
     st.sidebar.title("autopeft")
     names = [s.name for s in found]
@@ -34,17 +50,22 @@ def sidebar(url: str, found: list[data.Search]) -> tuple[str | None, str, bool]:
             running = [s.name for s in found if s.state == "running"]
             st.session_state["search"] = (running or names)[-1]
         chosen = st.sidebar.selectbox("search", names, key="search")
-    if st.session_state.get("view") not in navigation.VIEWS:
-        st.session_state["view"] = "Pareto front" if names else "Searches"
-    view = st.sidebar.radio("view", navigation.VIEWS, key="view")
+    views = navigation.views(launch_on)
+    if st.session_state.get("view") not in views:
+        st.session_state["view"] = "Pareto front" if names else ("New search" if launch_on else "Searches")
+    view = st.sidebar.radio("view", views, key="view")
     state = next((s.state for s in found if s.name == chosen), None)
     live = state == "running" and st.sidebar.toggle("live refresh", value=True, key="live",
                                                     help=f"Redraw every {REFRESH_S} s while the search runs.")
     if state:
         st.sidebar.caption(f"{chosen}: {state}" + (f", refreshing every {REFRESH_S} s" if live else ""))
+    if launch_on:
+        st.sidebar.text_input("your name", key="launched_by_name",
+                              help="Recorded with the searches and jobs you launch from this page.")
     from autopeft.storage import mask_url  # the password never reaches the page
 
-    st.sidebar.caption(f"database: `{mask_url(url)}` (read-only)")
+    st.sidebar.caption(f"database: `{mask_url(url)}` (read-only" + ("; launching on: searches run as Ray jobs)"
+                                                                      if launch_on else ")"))
     return chosen, view, live
 
 
@@ -55,18 +76,23 @@ def main() -> None:
     navigation.apply_link()
     navigation.apply_request()
     url = data.default_storage_url()
+    launch_on = launching.enabled()
     try:
         found = cache.searches(url)
     except data.StorageUnavailable as exc:
-        st.error(f"Cannot read the trial database: {exc}")
-        return
-    chosen, view, live = sidebar(url, found)
+        if not launch_on:
+            st.error(f"Cannot read the trial database: {exc}")
+            return
+        found = []  # nothing launched yet (the first search's job creates the database)
+        st.sidebar.caption(f"database: {exc}")
+    chosen, view, live = sidebar(url, found, launch_on)
     ctx = Context(url=url, search=chosen, searches=tuple(found), live=live)
-    if chosen is None and view != "Searches":
-        st.info("No searches in this database yet. Start one with `autopeft search run SPEC`.")
+    if chosen is None and view not in NO_SEARCH:
+        st.info("No searches in this database yet. Start one with `autopeft search run SPEC`"
+                + (" or under New search." if launch_on else "."))
         return
     render = guarded(RENDERERS[view])
-    if live and view != "Pick and export":
+    if live and view not in NOT_LIVE and not (launch_on and view == "Searches"):
         st.fragment(lambda: live_body(render, ctx), run_every=REFRESH_S)()
     else:
         render(ctx)

@@ -9,7 +9,12 @@ from __future__ import annotations
 import streamlit as st
 
 VIEWS = ("Searches", "Pareto front", "Progress", "Trials", "Trial", "Space", "Compare", "Pick and export")
+LAUNCH_VIEWS = ("New search",)  # shown only with launching on, after Searches
 REQUEST = "_goto"
+
+
+def views(launching: bool) -> tuple[str, ...]:
+    return (VIEWS[0], *LAUNCH_VIEWS, *VIEWS[1:]) if launching else VIEWS
 
 
 def open_trial(number: int) -> None:
@@ -19,6 +24,12 @@ def open_trial(number: int) -> None:
 
 def open_search(name: str) -> None:
     st.session_state[REQUEST] = {"view": "Pareto front", "search": name}
+    st.rerun()
+
+
+def open_manage(name: str) -> None:
+    """The Searches view with ``name``'s jobs, log and actions."""
+    st.session_state[REQUEST] = {"view": "Searches", "manage_search": name}
     st.rerun()
 
 
@@ -53,9 +64,9 @@ def apply_link() -> None:
         return
     st.session_state["_linked"] = True
     params = st.query_params
-    if params.get("view") in VIEWS:
+    if params.get("view") in VIEWS + LAUNCH_VIEWS:
         st.session_state["view"] = params["view"]
     if params.get("search"):
-        st.session_state["search"] = params["search"]
+        st.session_state["search"] = st.session_state["manage_search"] = params["search"]
     if str(params.get("trial", "")).isdigit():
         st.session_state["trial_number"] = int(params["trial"])

@@ -38,6 +38,17 @@ def tiny_spec(tmp_path: Path, **overrides) -> dict:
     return spec
 
 
+def service_spec_text(**budget) -> str:
+    """A tiny spec as submitted to the service (whose database and folders it leaves to the service): two trials
+    of 30 steps, one at a time."""
+    spec = tiny_spec(Path("."), budget={"trials": 2, "steps_per_trial": 30, **budget}, constraints=[],
+                     workers={"parallel": 1, "cpus_per_trial": 1})
+    for field in ("storage", "output_dir"):
+        spec.pop(field)  # the service's own
+    spec["data"].update(train_size=160, eval_size=96)
+    return yaml.safe_dump(spec)
+
+
 def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(spec))

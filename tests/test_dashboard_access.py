@@ -1,4 +1,5 @@
-"""Bound beyond 127.0.0.1, the dashboard asks for its token before it reads anything."""
+"""Bound beyond 127.0.0.1, the dashboard asks for its token before it reads anything; with launching on, every
+write needs the token, and on 127.0.0.1 reads stay open."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from tests.conftest import ROOT
 APP = str(ROOT / "dashboard" / "app.py")
 
 
-def _app(monkeypatch, tmp_path, token: str | None) -> AppTest:
+def _app(monkeypatch, tmp_path, token: str | None, launching: bool = False, open_reads: bool = False) -> AppTest:
     monkeypatch.setenv("AUTOPEFT_STORAGE", f"sqlite:///{tmp_path / 'absent.db'}")
+    for variable, value in (("AUTOPEFT_JOB_SERVER", "http://127.0.0.1:9" if launching else None),
+                            ("AUTOPEFT_SERVICE_ROOT", str(tmp_path / "root") if launching else None),
+                            ("AUTOPEFT_DASHBOARD_OPEN_READS", "1" if open_reads else None)):
+        if value:
+            monkeypatch.setenv(variable, value)
+        else:
+            monkeypatch.delenv(variable, raising=False)
     if token:
         monkeypatch.setenv("AUTOPEFT_DASHBOARD_TOKEN", token)
     else:
@@ -40,6 +48,37 @@ def test_the_right_token_opens_the_dashboard(monkeypatch, tmp_path):
 def test_local_dashboard_asks_nothing(monkeypatch, tmp_path):
     app = _app(monkeypatch, tmp_path, None).run()
     assert not app.text_input
+
+
+def test_read_only_dashboard_has_no_launch_view(monkeypatch, tmp_path):
+    from autopeft import storage
+
+    app = _app(monkeypatch, tmp_path, None)
+    storage.open_storage(f"sqlite:///{tmp_path / 'absent.db'}")  # an empty database: the sidebar is drawn
+    app.run()
+    assert app.sidebar.radio(key="view").options == ["Searches", "Pareto front", "Progress", "Trials", "Trial",
+                                                      "Space", "Compare", "Pick and export"]
+
+
+def test_launching_on_loopback_keeps_reads_open_and_asks_the_token_for_writes(monkeypatch, tmp_path):
+    """No job server answers here (port 9): the page says so and still shows the (empty) database's searches."""
+    app = _app(monkeypatch, tmp_path, "s3cret", launching=True, open_reads=True).run()
+    assert not app.exception and app.sidebar.radio(key="view").value == "New search"
+    assert any("needs the dashboard's token" in w.value for w in app.warning)
+    assert not app.button  # no Launch
+    app.sidebar.radio(key="view").set_value("Searches").run()
+    assert any("does not answer" in w.value for w in app.warning)  # Ray's job server; reads go on
+    assert any("No searches in this database yet" in i.value for i in app.info)
+    app.sidebar.radio(key="view").set_value("New search").run()
+    app.text_input(key="token_input").input("wrong").run()
+    assert [e.value for e in app.error] == ["That token is not right."] and not app.button
+    app.text_input(key="token_input").input("s3cret").run()
+    assert [b.label for b in app.button] == ["Launch"]
+
+
+def test_launching_beyond_loopback_asks_the_token_before_reading(monkeypatch, tmp_path):
+    app = _app(monkeypatch, tmp_path, "s3cret", launching=True).run()
+    assert [t.label for t in app.text_input] == ["Access token"] and not app.sidebar.radio
 
 
 def test_cli_generates_a_token_when_bound_beyond_loopback(tmp_path):

@@ -1,7 +1,9 @@
 """The dashboard in a real browser on a live search: a real search and `autopeft dashboard` as subprocesses,
 Debian's Chromium driven by Playwright. The page must show the Pareto plot while the search runs, refresh by
 itself to the database's final trial count, open a trial when a point on the front is clicked, and download the
-knee point's export."""
+knee point's export. With launching on (`--allow-launch`), a search is launched from a spec pasted into the page,
+stopped, resumed and exported there; a bad spec shows the command line's error, and without the token the write
+controls are refused."""
 
 from __future__ import annotations
 
@@ -54,6 +56,17 @@ def trial_count(url: str, name: str) -> int:
     return len(study.get_trials(deepcopy=False))
 
 
+def download_knee(page, name: str) -> None:
+    """Pick the knee in Pick and export and download its export, as a user would: a zip with its adapter."""
+    page.locator('[data-testid="stSidebar"]').get_by_text("Pick and export").click()
+    # A short search's trials may all sit at chance; the view then asks before picking among them.
+    page.get_by_text("include points within noise of chance").click()
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_text("Download export").click()
+    names = zipfile.ZipFile(download.value.path()).namelist()
+    assert f"{name}/summary.csv" in names and any(n.endswith("/adapter_config.json") for n in names), names
+
+
 def test_live_search_in_chromium(tmp_path):
     spec = tiny_spec(tmp_path, budget={"trials": 5, "steps_per_trial": 15})
     url = spec["storage"]
@@ -92,14 +105,7 @@ def test_live_search_in_chromium(tmp_path):
                 shutil.copy(shot, SCREENSHOT)
             # Click a point on the front: the trial's page opens.
             browser.click_point(page, page.locator(f"{browser.PLOT} .points path"), "h2:has-text('Trial ')")
-            # Pick the knee and download the export, as a user would.
-            page.locator('[data-testid="stSidebar"]').get_by_text("Pick and export").click()
-            # The live search's short trials may all sit at chance; the view then asks before picking among them.
-            page.get_by_text("include points within noise of chance").click()
-            with page.expect_download(timeout=120_000) as download:
-                page.get_by_text("Download export").click()
-            names = zipfile.ZipFile(download.value.path()).namelist()
-            assert "browser/summary.csv" in names and any(n.endswith("/adapter_config.json") for n in names), names
+            download_knee(page, "browser")
         assert seen_while_running, "the Pareto plot should appear while the search runs"
     finally:
         for process in (search, dashboard):
@@ -110,3 +116,101 @@ def test_live_search_in_chromium(tmp_path):
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=30)
+
+
+TOKEN = "launch-token"
+
+
+def wait_for_metrics(page, until, timeout_s: float) -> dict[str, str]:
+    """The manage panel's counts once ``until`` holds of them (the view redraws itself while a job is busy)."""
+    deadline = time.monotonic() + timeout_s
+    shown: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            shown = browser.metrics(page)
+        except Exception:  # an element redrawn while read
+            shown = {}
+        if until(shown):
+            return shown
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the page never showed the state asked; last: {shown}")
+
+
+def test_launch_stop_resume_and_export_from_the_page(tmp_path):
+    """`autopeft dashboard --allow-launch`: a search launched from a spec pasted into the page, as a Ray job on the
+    dashboard's own local cluster; seen running, stopped with a trial interrupted, resumed, finished, exported."""
+    from tests.conftest import service_spec_text
+
+    started = time.monotonic()
+    port, db, root = free_port(), tmp_path / "x.db", tmp_path / "root"
+    log = open(tmp_path / "dashboard.log", "w+")
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "autopeft.cli", "dashboard", "--allow-launch", "--cpus", "2", "--storage",
+         f"sqlite:///{db}", "--root", str(root), "--port", str(port), "--token", TOKEN],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    address = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(address, dashboard, timeout_s=150)
+        log.seek(0)
+        printed = log.read()
+        assert f"{address}/?token={TOKEN}" in printed, printed
+        job_server = printed.split("searches run as Ray jobs at ")[1].split(",")[0]
+        with browser.open_page() as page:
+            # Reads are open on 127.0.0.1; writes are refused without the token.
+            page.goto(f"{address}/?view=New+search")
+            page.get_by_text("Launching a search needs the dashboard's token").wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Launch").count() == 0
+
+            page.goto(f"{address}/?view=New+search&token={TOKEN}")
+            page.get_by_role("textbox", name="your name").fill("alice")
+            page.get_by_role("textbox", name="your name").press("Enter")
+            page.get_by_text("a spec of my own").click()
+            spec_box = page.get_by_role("textbox", name="or paste the spec")
+            page.get_by_role("textbox", name="name", exact=True).fill("web")
+            # A bad spec: the command line's own error, and nothing starts.
+            spec_box.fill(service_spec_text().replace("name: accuracy", "name: acuracy"))
+            page.get_by_role("button", name="Launch").click()
+            page.get_by_text("objectives[0].name: unknown measurement 'acuracy'").wait_for(timeout=60_000)
+            assert not db.exists() and not (root / "specs").exists()
+
+            spec_box.fill(service_spec_text())
+            launched = time.monotonic()
+            page.get_by_role("button", name="Launch").click()
+            page.get_by_text("Launched web as Ray job").wait_for(timeout=90_000)
+            page.get_by_role("button", name="Open web").click()
+            running = wait_for_metrics(page, lambda m: m.get("Running") == "1", timeout_s=120)
+            first_trial_s = time.monotonic() - launched
+            assert running["Job"] == "RUNNING" and running["Action"] == "run" and running["State"] == "running"
+            page.get_by_text("Launched by alice").wait_for()
+
+            page.get_by_role("button", name="Stop").click()
+            stopped = wait_for_metrics(page, lambda m: m.get("Job") == "STOPPED" and m.get("State") == "stopped",
+                                       timeout_s=90)
+            assert stopped["Interrupted"] == "1" and stopped["Running"] == "0", stopped
+            page.get_by_text("interrupted; resume with").wait_for()  # the controller's log tail
+
+            page.get_by_role("button", name="Resume").click()
+            done = wait_for_metrics(page, lambda m: m.get("Job") in ("SUCCEEDED", "FAILED"), timeout_s=180)
+            assert done["Job"] == "SUCCEEDED" and done["Action"] == "resume", (done, page.inner_text("body"))
+            done = wait_for_metrics(page, lambda m: m.get("State") == "finished", timeout_s=15)
+            assert done["Done"] == "2 / 2", done
+            page.get_by_text("Pareto front of web").wait_for()  # the resumed job's closing summary
+
+            download_knee(page, "web")
+
+            # Without the token the manage panel's controls are refused.
+            page.goto(f"{address}/?view=Searches&search=web")
+            page.get_by_text("Stopping, resuming, baselines and confirming needs").wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Stop").is_disabled()
+            assert page.get_by_role("button", name="Resume").is_disabled()
+        print(f"launch to first trial running, as the page shows it: {first_trial_s:.1f} s; whole test "
+              f"{time.monotonic() - started:.0f} s")
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=90)
+        log.close()
+    # The dashboard's local Ray cluster ended with it.
+    import urllib.request
+
+    with pytest.raises(OSError):
+        urllib.request.urlopen(job_server + "/api/version", timeout=5)

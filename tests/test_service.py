@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DEMO_DATA, ROOT, tiny_spec
+from tests.conftest import DEMO_DATA, ROOT
+from tests.conftest import service_spec_text as _spec_text
 
 TOKEN = "test-token"
 
@@ -83,15 +84,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _spec_text(**budget) -> str:
-    spec = tiny_spec(Path("."), budget={"trials": 2, "steps_per_trial": 30, **budget}, constraints=[],
-                     workers={"parallel": 1, "cpus_per_trial": 1})
-    for field in ("storage", "output_dir"):
-        spec.pop(field)  # the service's own
-    spec["data"].update(train_size=160, eval_size=96)
-    return yaml.safe_dump(spec)
 
 
 def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_path, capsys):

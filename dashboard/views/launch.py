@@ -1,0 +1,77 @@
+"""New search: launch a bundled example or a spec of one's own (pasted or uploaded, with the data files it names)
+as a Ray job running `autopeft search run`.
+
+The spec is checked exactly as the command line checks it (fields, model, space, data) before anything starts;
+a bad one shows the command line's own message and starts nothing. Uploaded files are stored in
+``ROOT/uploads/NAME/``, where the spec's relative paths point, so a spec names its files by file name.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from autopeft.service.admission import bundled_examples
+from dashboard import access, launching, navigation
+from dashboard.views import Context
+
+SOURCES = ("a bundled example", "a spec of my own")
+DEMO = "sst2"  # the README demo
+WHERE = "launch"
+
+
+def render(ctx: Context) -> None:
+    st.header("New search")
+    st.caption("Launched as a Ray job running `autopeft search run` into this dashboard's database; the spec is "
+               "checked as the command line checks it before anything starts.")
+    if not access.can_write():
+        access.ask_for_write_token("Launching a search")
+        return
+    examples = bundled_examples()
+    source = st.radio("start from", SOURCES, horizontal=True, key="launch_source")
+    if source == SOURCES[0]:
+        names = list(examples)
+        example = st.selectbox("example", names, index=names.index(DEMO) if DEMO in names else 0,
+                               key="launch_example", help=f"`{DEMO}` is the README demo: LoRA on MiniLM-L6 for "
+                                                          "SST-2, 12 trials, about 3 minutes on 2 cores.")
+        with st.expander(f"examples/{example}.yaml"):
+            st.code(examples[example].read_text(), language="yaml")
+    with st.form("launch_form"):
+        if source == SOURCES[1]:
+            spec_file = st.file_uploader("spec file (YAML)", type=["yaml", "yml"], key="spec_file")
+            spec_text = st.text_area("or paste the spec", height=320, key="spec_text",
+                                     placeholder="name: my-search\nmodel: {name_or_path: …}\ndata: {train: "
+                                                 "train.tsv, eval: dev.tsv, …}\n…")
+            data_files = st.file_uploader(
+                "data files the spec names", accept_multiple_files=True, key="data_files",
+                help="Stored in the service's uploads/NAME/ folder, which every worker reads; the spec names them "
+                     "by file name (data.train: train.tsv).")
+        name = st.text_input("name", key="launch_name", placeholder="default: the spec's name and the time")
+        submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+    if submitted:
+        who = st.session_state.get("launched_by_name") or "dashboard"
+        name = name.strip() or None
+        if source == SOURCES[0]:
+            launching.act(WHERE, lambda jobs: jobs.launch_example(example, name=name, launched_by=who),
+                          f"Checking examples/{example}.yaml …", _launched)
+        else:
+            try:
+                text = spec_file.getvalue().decode() if spec_file is not None else spec_text
+            except UnicodeDecodeError:
+                text = None
+            if not text or not text.strip():
+                st.error("spec: paste the spec or upload its file (UTF-8 YAML)")
+                return
+            uploads = {f.name: f.getvalue() for f in data_files or []} or None
+            launching.act(WHERE, lambda jobs: jobs.launch(text, name=name, launched_by=who, uploads=uploads),
+                          "Checking the spec as `autopeft search run` does (fields, model, space, data) …",
+                          _launched)
+    if launching.show_message(WHERE) and st.session_state.get("_launched"):
+        launched = st.session_state["_launched"]
+        if st.button(f"Open {launched}", key="open_launched", icon=":material/open_in_new:"):
+            navigation.open_manage(launched)
+
+
+def _launched(job) -> str:
+    st.session_state["_launched"] = job.search
+    return (f"Launched {job.search} as Ray job {job.submission_id} (by {job.launched_by}). It shows under "
+            f"Searches, with its state, log and Stop / Resume.")
