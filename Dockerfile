@@ -1,4 +1,4 @@
-# One image for every autopeft service: the Ray head and workers, the controller and the dashboard.
+# One image for every autopeft service: the Ray head and workers, the HTTP API and the dashboard.
 # Ray requires the same Ray and Python versions on every node; one image guarantees it.
 #   docker build -t autopeft .
 FROM python:3.11-slim
@@ -27,9 +27,9 @@ COPY search_spaces ./search_spaces
 COPY examples ./examples
 RUN pip install -c constraints.txt -e . \
     && useradd --create-home --uid 1000 autopeft \
-    && mkdir -p /app/runs /app/exports \
-    && chown autopeft /app/runs /app/exports
+    && mkdir -p /app/runs /app/exports /app/service \
+    && chown autopeft /app/runs /app/exports /app/service
 
-# Never root: the controller, the workers and the dashboard only need the runs volume.
+# Never root: the service, the jobs, the workers and the dashboard only need the service volume.
 USER autopeft
 CMD ["autopeft", "--help"]

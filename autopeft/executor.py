@@ -129,7 +129,9 @@ class RayExecutor:
             if address:
                 ray.init(address=address, logging_level=logging.WARNING)
             else:
-                ray.init(num_cpus=workers.parallel * workers.cpus_per_trial, include_dashboard=False,
+                # address="local": always a new private cluster. Without it, ray.init joins any cluster that
+                # `ray start` runs on this machine (a service's, a colleague's) and refuses num_cpus there.
+                ray.init(address="local", num_cpus=workers.parallel * workers.cpus_per_trial, include_dashboard=False,
                          object_store_memory=256 * 1024 * 1024, logging_level=logging.WARNING)
         self.capacity = workers.parallel
         resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": trial_gpus(spec)}

@@ -60,7 +60,7 @@ def ray_cluster():
     """One local Ray cluster for every test that needs it (starting one costs seconds)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
              logging_level="WARNING")
     yield ray
     ray.shutdown()

@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
-SERVICES = {"postgres", "ray-head", "ray-worker", "controller", "dashboard"}
+SERVICES = {"postgres", "ray-head", "ray-worker", "service", "dashboard"}
 
 
 def _check(config: dict) -> None:
@@ -22,8 +22,9 @@ def _check(config: dict) -> None:
     assert set(services) == SERVICES
     for name, service in services.items():
         assert "healthcheck" in service, name
-    for name in ("ray-head", "ray-worker", "controller"):
+    for name in ("ray-head", "ray-worker", "service", "dashboard"):
         assert str(services[name]["shm_size"]).lower() in ("2gb", str(2 * 1024**3)), name
+        assert any(str(v).startswith("service:/app/service") for v in services[name]["volumes"]), name
     worker = services["ray-worker"]
     assert "container_name" not in worker and "ports" not in worker  # so that --scale ray-worker=N works
     assert "--address=ray-head:6379" in worker["command"]
@@ -33,6 +34,10 @@ def _check(config: dict) -> None:
     assert "pgdata" in config["volumes"]
     assert any(str(v).startswith("pgdata:") for v in services["postgres"]["volumes"])
     assert "--host 0.0.0.0" in services["dashboard"]["command"]
+    # Controller-less: searches arrive as Ray jobs, launched from the dashboard or the HTTP API.
+    assert "--allow-launch" in services["dashboard"]["command"]
+    assert services["service"]["command"].startswith("autopeft serve")
+    assert "RAY_JOB_STOP_WAIT_TIME_S" in services["ray-head"]["environment"]
 
 
 def test_the_file_has_every_service_with_healthchecks():
@@ -41,13 +46,14 @@ def test_the_file_has_every_service_with_healthchecks():
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_docker_compose_validates_the_file(tmp_path):
-    environment = {**os.environ, "POSTGRES_PASSWORD": "compose-test-pw"}
+    environment = {**os.environ, "POSTGRES_PASSWORD": "compose-test-pw", "SERVICE_TOKEN": "compose-test-token"}
     done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config"], capture_output=True, text=True,
                           env=environment, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
     _check(config)
-    storage = config["services"]["controller"]["environment"]["AUTOPEFT_STORAGE"]
+    storage = config["services"]["service"]["environment"]["AUTOPEFT_STORAGE"]
+    assert config["services"]["service"]["environment"]["AUTOPEFT_SERVICE_TOKEN"] == "compose-test-token"
     assert storage == "postgresql+psycopg://autopeft:compose-test-pw@postgres:5432/autopeft"
 
     without_password = {k: v for k, v in environment.items() if k != "POSTGRES_PASSWORD"}

@@ -61,7 +61,8 @@ _CLUSTER = textwrap.dedent("""
         import autopeft.executor  # as the controller does before it starts Ray
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=128 * 1024 * 1024, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
+             logging_level=logging.WARNING)
 
     @ray.remote
     def build_in_a_worker(model):
