@@ -1,0 +1,45 @@
+"""Cut the decoder examples' data (examples/data/boolq, examples/data/math) from a copy of LLM-Adapters' data.
+
+    python examples/data/slice_llm_adapters.py PATH/TO/LLM-Adapters
+
+PATH is a checkout of the LLM-Adapters repository (its dataset/ and ft-training_set/ folders). Records are kept
+byte for byte as LLM-Adapters writes them (instruction, input, output, answer); only which records is chosen here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEED = 20261130
+
+
+def _read(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{path.relative_to(HERE)}: {len(records)} records")
+
+
+def main(source: Path) -> None:
+    boolq = source / "dataset" / "boolq"
+    _write(HERE / "boolq" / "train.json", random.Random(SEED).sample(_read(boolq / "train.json"), 400))
+    _write(HERE / "boolq" / "test.json", random.Random(SEED + 1).sample(_read(boolq / "test.json"), 100))
+
+    # LLM-Adapters' math training set is drawn from the math test sets themselves: the eval files keep only the
+    # test records whose instruction is not in it, and the training slice is drawn from it.
+    train = _read(source / "ft-training_set" / "math_data.json")
+    seen = {r["instruction"].strip() for r in train}
+    for name in ("AddSub", "SingleEq", "MultiArith"):
+        held_out = [r for r in _read(source / "dataset" / name / "test.json") if r["instruction"].strip() not in seen]
+        _write(HERE / "math" / f"{name.lower()}.json", held_out)
+    _write(HERE / "math" / "train.json", random.Random(SEED + 2).sample(train, 400))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
