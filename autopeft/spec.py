@@ -212,6 +212,9 @@ class TrainingSpec(_Strict):
         "where the processor computes it natively (AVX-512 BF16, AMX, recent GPUs), else fp32.")
     frozen_cache_mb: float = Field(2048, ge=0, description="Memory each worker may keep cached frozen-layer "
                                    "outputs in; beyond it the least recently used are dropped.")
+    gradient_checkpointing: bool = Field(False, description="Recompute each layer's activations in the backward pass "
+                                         "instead of keeping them: less training memory for more time (decoders, "
+                                         "long sequences; bench/README.md, decoders).")
 
 
 class ProbeSpec(_Strict):

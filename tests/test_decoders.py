@@ -78,3 +78,33 @@ def test_smollm2_answers_boolq_through_the_worker_evaluation():
     answers = decode(evaluation.predictions)
     assert sum(a.lower() in ("true", "false") for a in answers) >= 6  # the instruct model answers zero-shot
     assert 1.0 < evaluation.metrics["eval_loss"] < 6.0
+
+
+def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
+    """training.gradient_checkpointing recomputes activations in the backward pass: same loss, same gradients."""
+    import json
+
+    from transformers import LlamaForCausalLM
+
+    from autopeft.methods import get_method
+    from autopeft.spec import TrainingSpec
+    from tests.test_generation import BOOLQ, tiny_decoder
+    from workers.training import enable_gradient_checkpointing
+
+    assert TrainingSpec().gradient_checkpointing is False and TrainingSpec(gradient_checkpointing=True)
+    tiny_decoder(tmp_path, json.loads((BOOLQ / "train.json").read_text())[:50])
+    config = {"method": "lora", "lora": {"r": 4, "dropout": 0.0, "target_modules": ["query", "value"]},
+              "layers": [0, 1], "learning_rate": 1e-3}
+    batch = {"input_ids": torch.randint(3, 200, (2, 24))}
+    batch["labels"] = batch["input_ids"]
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = get_method("lora").build(LlamaForCausalLM.from_pretrained(tmp_path), config)
+        if checkpointing:
+            enable_gradient_checkpointing(model)
+        model.train()
+        model(**batch).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 8
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])

@@ -162,6 +162,21 @@ def test_the_readme_demo_launches_in_the_services_places(service):
     assert admitted["output_dir"] == str((service.root / "runs").resolve())
     assert admitted["data"]["train"] == str(ROOT / "examples" / "data" / "sst2" / "train.tsv")
     assert yaml.safe_load((ROOT / "examples" / "sst2.yaml").read_text())["storage"] != service.storage
-    service.wait("demo", lambda s: s["jobs"][-1]["status"] == "RUNNING")
+    service.wait("demo", lambda s: s["search"] is not None and s["search"]["running"] >= 1)
+
+    # The job's process killed outright (no SIGTERM to catch): the job fails, the search reads as interrupted
+    # (its controller is gone), and a resume job is accepted and recovers it.
+    import psutil
+
+    driver = next(p for p in psutil.process_iter(["cmdline"])
+                  if "autopeft.cli" in (p.info["cmdline"] or []) and "demo" in (p.info["cmdline"] or []))
+    driver.kill()
+    killed = service.wait("demo", lambda s: s["jobs"][-1]["status"] == "FAILED")
+    assert killed["search"]["state"] == "interrupted"
+    status, job = service.call("POST", "/api/searches/demo/resume", {})
+    assert status == 201 and job["action"] == "resume"
+    service.wait("demo", lambda s: s["jobs"][-1]["status"] == "RUNNING" and s["search"]["running"] >= 1)
     assert service.call("POST", "/api/searches/demo/stop")[0] == 201
-    assert service.wait("demo", lambda s: s["jobs"][-1]["status"] == "STOPPED")["jobs"][-1]["action"] == "run"
+    stopped = service.wait("demo", lambda s: s["jobs"][-1]["status"] == "STOPPED")
+    assert stopped["search"]["state"] == "stopped" and stopped["search"]["complete"] == 0
+    assert stopped["search"]["interrupted"] >= 2  # the killed run's trial and the stopped resume's

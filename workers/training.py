@@ -186,3 +186,17 @@ def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str
     ranks = [pd.Series(v).rank(method="average").to_numpy() for v in (predictions, targets)]
     return {"spearman": _correlation(*ranks), "pearson": _correlation(predictions, targets),
             "mse": float(np.mean((predictions - targets) ** 2))}
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute each transformer layer's activations in the backward pass instead of keeping them from the forward
+    (``training.gradient_checkpointing``): less memory for more time. Applies to the transformers model inside any
+    wrapper (peft, AdapterHub); non-reentrant, so a frozen embedding needs no gradient-carrying input."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if inner is None or not inner.supports_gradient_checkpointing:
+        name = type(inner or model).__name__
+        raise TrialFailure(f"{name} does not support gradient checkpointing; set training.gradient_checkpointing: "
+                           "false")
+    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

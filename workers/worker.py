@@ -36,7 +36,7 @@ from workers.precision import autocast
 from workers.precision import resolve as resolve_precision
 from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS, Evaluation
-from workers.training import train
+from workers.training import enable_gradient_checkpointing, train
 
 _HEAD_NAMES = ("classifier", "score")
 
@@ -146,6 +146,8 @@ class TrialWorker:
                                                 self._calibration_batches(request.seed))
             else:
                 model = method.build(model, request.config).to(self.device)
+            if training.get("gradient_checkpointing", False):
+                enable_gradient_checkpointing(model)
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
             precision = resolve_precision(training.get("precision", "auto"), self.device)
