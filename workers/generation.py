@@ -26,7 +26,7 @@ only, so every row is computed as if unpadded. Methods that put tokens of their 
 passes instead (``shares_prompt_cache``).
 
 ``reference_answers`` is the plain path (one ``generate`` per batch in file order, to ``max_new_tokens``) that
-the fast one is checked against (tests/test_generation.py, bench/decoder_eval).
+the fast one is checked against (tests/test_generation.py, bench/decoders/evaluation.py).
 """
 
 from __future__ import annotations
