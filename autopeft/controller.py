@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft import storage
-from autopeft.cost import predict_cost
+from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations, predict_cost
 from autopeft.errors import UserError
 from autopeft.executor import Executor
 from autopeft.scheduler import rung_steps
@@ -35,10 +35,6 @@ MAX_REJECTIONS_IN_A_ROW = 200
 # After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a
 # model-based sampler that keeps choosing a point it has already seen would otherwise never move on.
 DUPLICATES_BEFORE_RANDOM = 2
-# Measurements a constraint can be decided on before training: the spec's name -> the predicted cost's name.
-KNOWN_BEFORE_TRAINING = {"trainable_params": "trainable_params", "trainable_percent": "trainable_percent",
-                         "adapter_bytes": "adapter_tensor_bytes"}
-LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (the file adds headers)
 
 
 def steps_per_trial(spec: SearchSpec, train_size: int) -> int:
@@ -80,6 +76,9 @@ class SearchController:
         self.exhausted = False  # a finite space with every configuration trained: nothing left to propose
         self.finished = 0
         self._count_finished()
+        bind = getattr(study.sampler, "bind", None)
+        if callable(bind):  # a sampler that scores candidates by their known costs (autopeft/known_cost_sampler.py)
+            bind(space, self.predict, self.steps)
 
     def _count_finished(self) -> list[optuna.trial.FrozenTrial]:
         trials = self.study.get_trials(deepcopy=False)
@@ -259,30 +258,24 @@ class SearchController:
         return RungPlan(tuple(steps), table, signs, budget.reduction_factor, frozenset(known))
 
     def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
-        """Build the configuration on a meta-device model (shapes only, milliseconds): a configuration that cannot
-        be built is rejected before it costs a worker anything, and the costs known before training are stored."""
-        try:
-            predicted = predict_cost(self.spec.model, self.num_labels, config)
-        except (UserError, ValueError, TypeError, KeyError) as exc:
-            return str(exc)
+        """A configuration that cannot be built is rejected before it costs a worker anything, and the costs known
+        before training are stored."""
+        predicted = self.predict(config)
+        if isinstance(predicted, str):
+            return predicted
         trial.set_user_attr(storage.PREDICTED, predicted)
         return None
 
-    def _known_violations(self, predicted: dict[str, float]) -> list[float] | None:
-        """The spec's constraints evaluated on the costs known before training, or None if all may be met.
+    def predict(self, config: dict) -> dict[str, float] | str:
+        """The costs known before training, from a build on a meta-device model (shapes only, milliseconds), or
+        why the configuration cannot be built. Also what a sampler that uses known costs is given."""
+        try:
+            return predict_cost(self.spec.model, self.num_labels, config)
+        except (UserError, ValueError, TypeError, KeyError) as exc:
+            return str(exc)
 
-        Trainable parameters (and their share) are exact before training; the adapter's tensor bytes are a lower
-        bound of its file, so only a ``max`` on ``adapter_bytes`` can be decided. A constraint on anything
-        measured in training (accuracy, memory, time) is left undecided (violation 0) until the trial runs."""
-        violations = []
-        for constraint in self.spec.constraints:
-            known = KNOWN_BEFORE_TRAINING.get(constraint.name)
-            value = None if known is None else predicted.get(known)
-            if value is None or (constraint.name in LOWER_BOUNDS_ONLY and constraint.max is None):
-                violations.append(0.0)
-                continue
-            violations.append(max(0.0, constraint.violation(value)))
-        return violations if any(v > 0 for v in violations) else None
+    def _known_violations(self, predicted: dict[str, float]) -> list[float] | None:
+        return known_violations(self.spec.constraints, predicted)
 
     def _tell_infeasible(self, trial: optuna.Trial, predicted: dict[str, float], violations: list[float]) -> None:
         """A configuration whose known costs break a constraint is not trained. The sampler is told it is

@@ -18,7 +18,12 @@ import torch
 from autopeft.methods import get_method
 from autopeft.models import TASK_MODEL_CLASSES, load_model_config
 from autopeft.quantize import check_compatible
-from autopeft.spec import ModelSpec
+from autopeft.spec import ConstraintSpec, ModelSpec
+
+# Measurements a constraint can be decided on before training: the spec's name -> the predicted cost's name.
+KNOWN_BEFORE_TRAINING = {"trainable_params": "trainable_params", "trainable_percent": "trainable_percent",
+                         "adapter_bytes": "adapter_tensor_bytes"}
+LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (the file adds headers)
 
 
 @lru_cache(maxsize=8)
@@ -49,6 +54,23 @@ def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> d
     model_config = copy.deepcopy(load_model_config(model))
     model_config.num_labels = num_labels
     return predict_cost_for(model_config, model.task, config)
+
+
+def known_violations(constraints: list[ConstraintSpec], predicted: dict[str, float]) -> list[float] | None:
+    """The constraints evaluated on the costs known before training, or None if all may be met.
+
+    Trainable parameters (and their share) are exact before training; the adapter's tensor bytes are a lower
+    bound of its file, so only a ``max`` on ``adapter_bytes`` can be decided. A constraint on anything measured in
+    training (accuracy, memory, time) is left undecided (violation 0) until the trial runs."""
+    violations = []
+    for constraint in constraints:
+        known = KNOWN_BEFORE_TRAINING.get(constraint.name)
+        value = None if known is None else predicted.get(known)
+        if value is None or (constraint.name in LOWER_BOUNDS_ONLY and constraint.max is None):
+            violations.append(0.0)
+            continue
+        violations.append(max(0.0, constraint.violation(value)))
+    return violations if any(v > 0 for v in violations) else None
 
 
 def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, samples: int = 200,

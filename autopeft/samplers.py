@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import optuna
 
+from autopeft.known_cost_sampler import KnownCostSampler
 from autopeft.spec import SearchSpec
 
 # TPE's `group` option is marked experimental; it is what makes conditional spaces work well, so we use it.
@@ -42,7 +43,14 @@ def _gp(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
                                      warn_independent_sampling=False)
 
 
+def _known_cost(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    # Models only the objectives unknown before training and scores candidates with their exact known costs
+    # (autopeft/known_cost_sampler.py); the controller binds it to the space and the meta-device cost count.
+    return KnownCostSampler(spec, seed, n_startup=max(3, min(8, spec.budget.trials // 4)))
+
+
 SAMPLERS: dict[str, Callable[[SearchSpec, int], optuna.samplers.BaseSampler]] = {
+    "known-cost": _known_cost,
     "tpe": _tpe,
     "random": _random,
     "nsga2": _nsga2,

@@ -36,7 +36,7 @@ BAD_FIELDS = [
     ("data.eval", _DELETE, "data: give both train and eval files (or a dataset)"),
     ("workers.parallel", 0, "workers.parallel: Input should be greater than or equal to 1"),
     ("workers.gpus", 1, "workers.gpus: unknown field"),
-    ("sampler", "grid", "sampler: Input should be 'tpe', 'random', 'nsga2' or 'gp'"),
+    ("sampler", "grid", "sampler: Input should be 'tpe', 'random', 'nsga2', 'gp' or 'known-cost'"),
     ("model.task", "translation", "model.task: Input should be 'sequence-classification'"),
 ]
 

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/search_efficiency/compare.py [--tasks sst2 qnli] [--seeds 10] [--trials 100]
 
-Per task and sampler (random, TPE, NSGA-II, GP, and the default sampler with early stopping at rungs 25% / 50%,
-reduction factor 3), each seed replays a whole search (replay.py). Hypervolume is taken in (dev accuracy,
-log10 trainable parameters), maximising the first and minimising the second, against the reference point
+Per task and sampler (random, TPE, NSGA-II, GP, known-cost; TPE and known-cost also with early stopping at rungs
+25% / 50%, reduction factor 3: "+es"), each seed replays a whole search (replay.py). Hypervolume is taken in
+(dev accuracy, log10 trainable parameters), maximising the first and minimising the second, against the reference point
 (accuracy 0.5 = chance on these balanced tasks, 10^7 trainable parameters); only completed trials count (stopped
 ones never enter the front). "Best known" is the hypervolume of the whole table. Writes results.json and table.md.
 """
@@ -26,12 +26,18 @@ from replay import ReplayedTrial, load_table, replay, table_steps  # noqa: E402
 
 from autopeft.spec import SearchSpec  # noqa: E402
 
+DEFAULT_SAMPLER = SearchSpec.model_fields["sampler"].default
+
 REFERENCE = (0.5, 7.0)  # accuracy, log10 trainable parameters
+EARLY_STOPPING = [0.25, 0.5]
 CONTENDERS = {  # label -> (sampler, rungs)
     "random": ("random", []),
     "tpe": ("tpe", []),
     "nsga2": ("nsga2", []),
     "gp": ("gp", []),
+    "known-cost": ("known-cost", []),
+    "tpe+es": ("tpe", EARLY_STOPPING),
+    "known-cost+es": ("known-cost", EARLY_STOPPING),
 }
 CHECKPOINTS = (10, 20, 33, 50, 75, 100)
 
@@ -73,8 +79,7 @@ def first_reaching(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
 
 
-def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials: int, steps: int,
-              default: str) -> dict:
+def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials: int, steps: int) -> dict:
     summary = {"best_known": best_known}
     for label, seeds in runs.items():
         hv = [r["by_trials"] for r in seeds]
@@ -94,13 +99,16 @@ def summarise(task: str, runs: dict[str, list[dict]], best_known: float, trials:
         length = summary[label]["trials"]
         mean_curve = [statistics.mean(r["by_trials"][i] for r in runs[label]) for i in range(length)]
         summary[label]["trials_to_random_final"] = first_reaching(mean_curve, random_100)
-    if "default+es" in runs and default in runs:
-        target = summary[default]["final_hv"][0]
+    for label in runs:  # early stopping against the same sampler without it: steps to its final hypervolume
+        plain = label.removesuffix("+es")
+        if plain == label or plain not in runs:
+            continue
+        target = summary[plain]["final_hv"][0]
         grid = range(steps, trials * steps + 1, steps // 5)
-        mean_by_steps = [(b, statistics.mean(at_steps(r["by_steps"], b) for r in runs["default+es"])) for b in grid]
+        mean_by_steps = [(b, statistics.mean(at_steps(r["by_steps"], b) for r in runs[label])) for b in grid]
         reached = next((b for b, v in mean_by_steps if v >= target), None)
-        summary["default+es"]["steps_to_default_final"] = reached
-        summary["default+es"]["steps_ratio"] = None if reached is None else reached / (trials * steps)
+        summary[label]["steps_to_plain_final"] = reached
+        summary[label]["steps_ratio"] = None if reached is None else reached / (trials * steps)
     return summary
 
 
@@ -122,9 +130,9 @@ def table(results: dict, trials: int) -> str:
             reach = row["trials_to_95%"]
             steps = f"{row['steps_spent'][0]:,.0f}"
             if "steps_ratio" in row:
-                ratio = row["steps_ratio"]
-                steps += (f" (reaches {summary['default_sampler']}'s final HV at {100 * ratio:.0f}% of its steps)"
-                          if ratio is not None else f" (never reaches {summary['default_sampler']}'s final HV)")
+                ratio, plain = row["steps_ratio"], label.removesuffix("+es")
+                steps += (f" (reaches {plain}'s final HV at {100 * ratio:.0f}% of its steps)"
+                          if ratio is not None else f" (never reaches {plain}'s final HV)")
             lines.append(f"| {label} | " + " | ".join(cells)
                          + f" | {reach['reached']}/{reach['of']}, {reach['median']} | "
                          f"{row['trials_to_random_final'] or '—'} | {steps} | {row['proposal_s']:.3f} |")
@@ -148,13 +156,11 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
-    parser.add_argument("--default", default=SearchSpec.model_fields["sampler"].default,
-                        help="the sampler early stopping is added to [default: the spec's default sampler]")
     parser.add_argument("--only", nargs="*", default=None, help="run only these contenders")
     parser.add_argument("--gp-trials", type=int, default=None,
                         help="trials per GP search, if fewer (its proposals cost about 1-2 s each here)")
     args = parser.parse_args()
-    contenders = {**CONTENDERS, "default+es": (args.default, [0.25, 0.5])}
+    contenders = dict(CONTENDERS)
     if args.only:
         contenders = {k: v for k, v in contenders.items() if k in args.only}
     out = HERE / "results.json"
@@ -178,9 +184,9 @@ def main() -> None:
                                     "stopped": sum(t.state == "PRUNED" for t in trials)})
             print(task, label, f"final HV {statistics.mean(r['by_trials'][-1] for r in runs[label]):.4f}",
                   f"{statistics.mean(r['seconds'] for r in runs[label]):.1f}s/search", flush=True)
-        raw[task] = {**raw.get(task, {}), **runs}
-        results[task] = summarise(task, raw[task], best_known, args.trials, steps, args.default)
-        results[task] |= {"seeds": args.seeds, "default_sampler": args.default, "steps_per_trial": steps}
+        raw[task] = {label: r for label, r in {**raw.get(task, {}), **runs}.items() if label in CONTENDERS}
+        results[task] = summarise(task, raw[task], best_known, args.trials, steps)
+        results[task] |= {"seeds": args.seeds, "default_sampler": DEFAULT_SAMPLER, "steps_per_trial": steps}
         out.write_text(json.dumps(_rounded({"settings": vars(args), "reference": REFERENCE, "summary": results,
                                             "runs": raw}), separators=(",", ":")))
     (HERE / "table.md").write_text(table(results, args.trials))

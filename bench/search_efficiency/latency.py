@@ -1,6 +1,6 @@
 """Proposal latency: how long the controller takes to propose trial n, up to 200 trials, per sampler.
 
-    .venv/bin/python bench/search_efficiency/latency.py [--trials 200] [--samplers tpe gp nsga2 random]
+    .venv/bin/python bench/search_efficiency/latency.py [--trials 200] [--samplers known-cost tpe gp nsga2 random]
 
 The real controller, space (search_spaces/full.yaml on MiniLM's 6 layers: method x layers x size x bits x
 learning rate, continuous parts included) and a SQLite study file, with each trial answered at once by a smooth
@@ -89,7 +89,7 @@ def measure(sampler: str, trials: int, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--samplers", nargs="+", default=["tpe", "gp", "nsga2", "random"])
+    parser.add_argument("--samplers", nargs="+", default=["known-cost", "tpe", "gp", "nsga2", "random"])
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="autopeft-latency-") as tmp:

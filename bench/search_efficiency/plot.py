@@ -14,7 +14,8 @@ import statistics
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COLOURS = {"random": "#7f7f7f", "tpe": "#1f77b4", "nsga2": "#2ca02c", "gp": "#d62728", "default+es": "#9467bd"}
+COLOURS = {"random": "#7f7f7f", "tpe": "#1f77b4", "nsga2": "#2ca02c", "gp": "#d62728", "tpe+es": "#9467bd",
+           "known-cost": "#ff7f0e", "known-cost+es": "#8c564b"}
 WIDTH, HEIGHT, MARGIN, TOP = 420, 320, 52, 44
 
 

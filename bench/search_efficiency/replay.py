@@ -119,12 +119,11 @@ class ReplayController(SearchController):
         self.table = table
         super().__init__(*args, **kwargs)
 
-    def _check_buildable(self, trial: optuna.Trial, config: dict) -> str | None:
+    def predict(self, config: dict) -> dict[str, float] | str:
         row = self.table.get(config_key(config))
         if row is None:
             return "not in the recorded table"
-        trial.set_user_attr(storage.PREDICTED, {"trainable_params": row.trainable_params})
-        return None
+        return {"trainable_params": row.trainable_params}
 
 
 def replay_spec(task: str, sampler: str, seed: int, trials: int, rungs: list[float], steps: int) -> SearchSpec:

@@ -1,0 +1,267 @@
+"""A sampler that treats the costs known before training as known (``sampler: known-cost``).
+
+Trainable parameters (and their share, and the adapter's tensor bytes) are counted exactly on a meta-device build
+before a trial runs (autopeft/cost.py). Optuna's samplers model them anyway, as if they were noisy outcomes, and
+spend their model on them. This one models only the objectives that are unknown before training — the task metric;
+time or memory when they are objectives — and scores each candidate with its exact known cost:
+
+1. **Candidates** are points of the space itself (autopeft/candidates.py: conditional parameters, per-method
+   variants and rules included), drawn at random and as neighbours of the current front, each counted once on the
+   meta device and kept in a pool. A candidate whose known costs break a constraint, or that cannot be built, never
+   enters the pool, so it is never proposed; nor is a configuration the search has already trained or is training.
+2. **The model** (autopeft/metric_model.py) is a Gaussian process per unknown objective over the configuration,
+   with the log of each known cost as an input. Values early-stopped and completed trials reported at their rungs
+   are observations too, with the fraction of the steps as an input, predicted at the full steps: a stopped trial
+   still teaches. Running trials are believed at the model's prediction, so parallel proposals differ.
+3. **The acquisition** (autopeft/acquisition.py) is the expected hypervolume improvement over the front. For one
+   unknown objective and one known cost it is exact: expected improvements over the front's step at the
+   candidate's own cost.
+
+The first proposals (``n_startup``) are random feasible candidates. The sampler proposes in ``before_trial`` (it
+picks a whole point) and answers the space's define-by-run draws from it in ``sample_independent``; a draw it did
+not foresee (a trial queued with fixed parameters, a sampler used outside the controller) falls back to random.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from autopeft import storage
+from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
+from autopeft.candidates import Candidate, config_key, draw
+from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations
+from autopeft.metric_model import FIDELITY, Encoder, MetricModel, leaves
+from autopeft.pick import as_losses
+from autopeft.space import SearchSpace
+from autopeft.spec import SearchSpec
+
+Predict = Callable[[dict[str, Any]], "dict[str, float] | str"]
+_LEAVES_COST = "trainable_params"  # the known cost the model reads as an input (log10)
+
+
+class KnownCostSampler(optuna.samplers.BaseSampler):
+    """See the module docstring. ``bind`` gives it the space and the cost of a configuration; the controller calls
+    it (``SearchController.__init__``)."""
+
+    def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
+                 new_per_proposal: int = 32, neighbours: int = 16, rungs_as_data: bool = True):
+        self.spec = spec
+        self.n_startup = n_startup
+        self.draws = draws
+        self.new_per_proposal = new_per_proposal
+        self.neighbours = neighbours
+        self.rungs_as_data = rungs_as_data
+        self._rng = np.random.default_rng(seed)
+        self._random = optuna.samplers.RandomSampler(seed=seed)
+        self._space: SearchSpace | None = None
+        self._predict: Predict | None = None
+        self._steps = 1
+        self._pool: dict[str, Candidate] = {}
+        self._refused: set[str] = set()  # invalid, unbuildable or infeasible: never a candidate
+        self._chosen: dict[int, Candidate] = {}  # trial id -> the candidate proposed for it, until it is told
+        self._models: dict[str, MetricModel] = {}  # last fit per objective, to start the next fit from
+        names = spec.objective_names
+        self._known = [i for i, name in enumerate(names) if name in KNOWN_BEFORE_TRAINING]
+        self._unknown = [i for i, name in enumerate(names) if name not in KNOWN_BEFORE_TRAINING]
+        self._signs = [1.0 if o.resolved_direction == "maximize" else -1.0 for o in spec.objectives]
+
+    def bind(self, space: SearchSpace, predict: Predict, steps: int = 1) -> None:
+        """The space to draw candidates from, the costs known before training (``predict(config)``: the costs, or
+        why the configuration cannot be built) and the steps of a full trial (for rung observations)."""
+        self._space, self._predict, self._steps = space, predict, max(int(steps), 1)
+
+    # -- Optuna's sampler interface ---------------------------------------------------------------------------
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        chosen = self._chosen[trial._trial_id].params if trial._trial_id in self._chosen else {}
+        if param_name in chosen:
+            try:
+                if param_distribution._contains(param_distribution.to_internal_repr(chosen[param_name])):
+                    return chosen[param_name]
+            except ValueError:
+                pass
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self._space is None or trial.system_attrs.get("fixed_params"):
+            return
+        candidate = self.propose(study.get_trials(deepcopy=False), trial.number)
+        if candidate is not None:
+            self._chosen[trial._trial_id] = candidate
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: list[float] | None) -> None:
+        self._chosen.pop(trial._trial_id, None)
+
+    def reseed_rng(self) -> None:
+        self._random.reseed_rng()
+        self._rng = np.random.default_rng()
+
+    # -- proposing ------------------------------------------------------------------------------------------
+
+    def propose(self, trials: list[FrozenTrial], number: int) -> Candidate | None:
+        """The candidate to try next, or None if the pool holds nothing new (the caller then draws at random)."""
+        others = [t for t in trials if t.number != number and storage.CONFIG in t.user_attrs
+                  and not storage.is_reference(t)]
+        # Running trials: those of any controller that have their configuration stored, and this process's own
+        # proposals that do not have it yet (two asks in a row, before the first one's draws).
+        running = [Candidate(t.params, t.user_attrs[storage.CONFIG], self._costs_of(t)) for t in others
+                   if t.state == TrialState.RUNNING]
+        stored = {t._trial_id for t in others}
+        running += [c for trial_id, c in self._chosen.items() if trial_id not in stored]
+        seen = {config_key(t.user_attrs[storage.CONFIG]) for t in others} | {config_key(c.config) for c in running}
+        observed = [t for t in others if t.state == TrialState.COMPLETE and not t.user_attrs.get(storage.DUPLICATE)
+                    and t.values is not None]
+        self._grow(observed)
+        available = [c for key, c in self._pool.items() if key not in seen]
+        if not available:
+            return None
+        stopped = [t for t in others if t.state == TrialState.PRUNED and storage.RUNGS in t.user_attrs
+                   and not t.user_attrs.get(storage.DUPLICATE)] if self.rungs_as_data else []
+        if len(observed) + len(stopped) < self.n_startup or not observed:
+            return available[int(self._rng.integers(len(available)))]
+        return available[int(np.argmax(self.score(available, observed, running, others)))]
+
+    def score(self, candidates: list[Candidate], observed: list[FrozenTrial], running: list[Candidate],
+              trials: list[FrozenTrial]) -> np.ndarray:
+        """Expected hypervolume improvement of each candidate over the front of ``observed`` (and of ``running``,
+        believed at the model's predictions)."""
+        names = self.spec.objective_names
+        points = [(row, t) for row, t in ((self._row(t), t) for t in observed) if row is not None]
+        pending = [(row, c) for row, c in ((self._leaves(c.config, c.costs), c) for c in running) if row is not None]
+        cand_rows = [self._leaves(c.config, c.costs) for c in candidates]
+        full = [(FIDELITY, 1.0)]
+        encoder = Encoder([*cand_rows, *(row for row, _ in points + pending), full, [(FIDELITY, 0.0)]])
+        X_cand = encoder.encode([row + full for row in cand_rows])
+        X_pending = encoder.encode([row + full for row, _ in pending])
+        gains = self._gains(np.array([t.values for _, t in points], dtype=float))
+        believed = np.zeros((len(pending), len(names)))
+        if self._known:
+            believed[:, self._known] = self._known_gains([c.costs for _, c in pending])
+        means, stds = [], []
+        for i in self._unknown:
+            rows, y = self._observations(points, i, gains[:, i], trials)
+            model = MetricModel(encoder.encode(rows), y, self._models.get(names[i]))
+            self._models[names[i]] = model
+            model.believe(X_pending)
+            mean, std = model.predict(X_cand)
+            means.append(mean)
+            stds.append(std)
+            if len(pending):
+                believed[:, i] = model.predict(X_pending)[0]
+        order = self._unknown + self._known
+        front = np.vstack([self._feasible(points, gains), believed])[:, order]
+        known = self._known_gains([c.costs for c in candidates])
+        reference = self._reference(gains[:, self._unknown], np.vstack([known, gains[:, self._known]]))
+        if len(self._unknown) == 1 and len(self._known) <= 1:
+            return ehvi_one_predicted(means[0], stds[0], known[:, 0] if self._known else None, front, reference)
+        mean = np.column_stack(means) if means else np.zeros((len(candidates), 0))
+        std = np.column_stack(stds) if stds else np.zeros((len(candidates), 0))
+        return ehvi_sampled(mean, std, known, front, reference, self._rng)
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _grow(self, observed: list[FrozenTrial]) -> None:
+        """Add new valid, buildable, feasible candidates: random draws and neighbours of the best observed."""
+        bases = [t.params for t in self._best(observed)]
+        added = 0
+        for attempt in range(self.draws + self.neighbours):
+            if added >= self.new_per_proposal + (self.neighbours if bases else 0):
+                break
+            neighbour = attempt >= self.draws
+            if neighbour and not bases:
+                break
+            base = bases[attempt % len(bases)] if neighbour else None
+            keep = 1.0 - 1.5 / max(len(base), 2) if base else 0.0
+            params, config, rejection = draw(self._space, self._rng, base, keep)
+            key = config_key(config)
+            if key in self._pool or key in self._refused:
+                continue
+            costs = None if rejection else self._predict(config)
+            if rejection or isinstance(costs, str) or known_violations(self.spec.constraints, costs):
+                self._refused.add(key)
+                continue
+            self._pool[key] = Candidate(params, config, costs)
+            added += 1
+
+    def _best(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:
+        """The observed trials on the (unconstrained) front: the bases of the neighbours."""
+        if not observed:
+            return []
+        losses = as_losses(np.array([t.values for t in observed], dtype=float), self.spec.objective_names,
+                           self._signs)
+        keep = [i for i, row in enumerate(losses)
+                if not any((other <= row).all() and (other < row).any() for other in losses)]
+        return [observed[i] for i in keep]
+
+    def _costs_of(self, trial: FrozenTrial) -> dict[str, float] | None:
+        costs = trial.user_attrs.get(storage.PREDICTED)
+        if costs is None and self._predict is not None:
+            costs = self._predict(trial.user_attrs[storage.CONFIG])
+        return costs if isinstance(costs, dict) else None
+
+    def _leaves(self, config: dict[str, Any], costs: dict[str, float] | None):
+        if costs is None or _LEAVES_COST not in costs:
+            return None
+        return leaves(config, {_LEAVES_COST: costs[_LEAVES_COST]})
+
+    def _row(self, trial: FrozenTrial):
+        return self._leaves(trial.user_attrs[storage.CONFIG], self._costs_of(trial))
+
+    def _gains(self, values: np.ndarray) -> np.ndarray:
+        """Objective values (rows in the spec's order) as gains: larger is better, counts and sizes as log10."""
+        return -as_losses(values, self.spec.objective_names, self._signs)
+
+    def _known_gains(self, costs: list[dict[str, float]]) -> np.ndarray:
+        """(n, known objectives) gains of the known costs."""
+        names = [self.spec.objective_names[i] for i in self._known]
+        values = np.array([[c[KNOWN_BEFORE_TRAINING[n]] for n in names] for c in costs], dtype=float)
+        return -as_losses(values.reshape(len(costs), len(names)), names, [self._signs[i] for i in self._known])
+
+    def _observations(self, points, objective: int, final: np.ndarray, trials: list[FrozenTrial]):
+        """(encoded rows, gains) of one unknown objective: each completed trial at its full steps and, with rungs
+        as data, every trial's values at its rungs (completed and early-stopped ones)."""
+        rows = [row + [(FIDELITY, 1.0)] for row, _ in points]
+        y = list(final)
+        if self.rungs_as_data:
+            name = self.spec.objective_names[objective]
+            for trial in trials:
+                if trial.user_attrs.get(storage.DUPLICATE) or storage.RUNGS not in trial.user_attrs:
+                    continue
+                row = self._leaves(trial.user_attrs[storage.CONFIG], self._costs_of(trial))
+                if row is None:
+                    continue
+                for step, point in trial.user_attrs[storage.RUNGS]:
+                    if name in point:
+                        gain = -as_losses(np.array([[point[name]]]), [name], [self._signs[objective]])[0, 0]
+                        rows.append(row + [(FIDELITY, min(step / self._steps, 1.0))])
+                        y.append(gain)
+        return rows, np.array(y, dtype=float)
+
+    def _feasible(self, points, gains: np.ndarray) -> np.ndarray:
+        """Gains of the observed trials that meet the constraints (the front is taken by the acquisition)."""
+        feasible = [i for i, (_, t) in enumerate(points)
+                    if all(v <= 0 for v in t.user_attrs.get(storage.VIOLATIONS, []))]
+        return gains[feasible] if feasible else np.zeros((0, gains.shape[1]))
+
+    def _reference(self, unknown: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """The reference point, unknown objectives first: a little below the worst observed value of each unknown
+        objective and the worst known cost among the candidates and observed trials."""
+        def below_worst(gains: np.ndarray) -> np.ndarray:
+            low, high = gains.min(axis=0), gains.max(axis=0)
+            return low - 0.1 * np.maximum(high - low, 1e-9)
+        return np.concatenate([below_worst(unknown), below_worst(known)])

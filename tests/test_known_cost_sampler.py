@@ -1,0 +1,162 @@
+"""The known-cost sampler (``sampler: known-cost``): it models only the objectives unknown before training, never
+proposes a candidate whose known cost breaks a constraint, spreads parallel proposals, runs a real search, and
+proposes fast enough on the largest bundled space.
+
+Most tests answer trials at once (as in test_duplicates): the subject is the sampler's choices on a real study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from autopeft import storage
+from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
+from autopeft.controller import SearchController
+from autopeft.cost import predict_cost
+from autopeft.known_cost_sampler import KnownCostSampler
+from autopeft.samplers import make_sampler
+from autopeft.search import start_search
+from autopeft.space import SearchSpace
+from autopeft.spec import SEARCH_SPACES_DIR, load_spec
+from autopeft.trial import TrialResult
+from tests.conftest import tiny_spec, write_spec
+from tests.test_duplicates import AnsweringExecutor
+
+RANKS = {"name": "ranks", "fixed": {"method": "lora", "learning_rate": 0.001},
+         "parameters": {"lora.r": {"type": "categorical", "choices": [1, 2, 4, 8, 16, 32, 64]},
+                        "lora.target_modules": {"type": "subset", "choices": ["query", "value", "ffn_up"]},
+                        "layers": {"type": "layers", "form": "top", "starts": [0, 3, 5]}}}
+
+
+class SmoothExecutor(AnsweringExecutor):
+    """Accuracy rises with log rank and with the number of modules and layers; parameters as counted."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+
+    def wait(self) -> list[TrialResult]:
+        request = self.queue.popleft()
+        self.trained.append(request.config)
+        config = request.config
+        params = predict_cost(self.spec.model, 2, config)["trainable_params"]
+        accuracy = 0.6 + 0.02 * math.log2(config["lora"]["r"]) + 0.03 * len(config["lora"]["target_modules"]) \
+            + 0.01 * len(config["layers"])
+        return [TrialResult(request.number, ok=True, measurements={
+            "accuracy": accuracy, "trainable_params": params, "trainable_percent": 100 * params / 22_713_986})]
+
+
+def _search(tmp_path, trials: int, constraints: list | None = None, name: str = "known-cost"):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, search_space=RANKS, sampler="known-cost", budget={"trials": trials, "steps_per_trial": 1},
+        constraints=constraints or [])))
+    study = storage.create_search(storage.open_storage(spec.storage), name, spec, make_sampler(spec))
+    executor = SmoothExecutor(spec)
+    controller = SearchController(study, spec, SearchSpace.from_dict(RANKS, 6, hidden_size=384), executor,
+                                  train_size=320)
+    return spec, study, executor, controller
+
+
+def test_only_the_unknown_objective_is_modelled_and_the_known_cost_is_an_input(tmp_path):
+    spec, study, executor, controller = _search(tmp_path, trials=10)
+    controller.run()
+    sampler = study.sampler
+    sampler.n_startup = 4
+    assert isinstance(sampler, KnownCostSampler)
+    assert set(sampler._models) == {"accuracy"}  # trainable_params is counted, never modelled
+    assert sampler._known == [1] and sampler._unknown == [0]
+    assert len(executor.trained) == 10 and len({str(c) for c in executor.trained}) == 10  # no repeats
+
+
+def test_a_candidate_breaking_a_known_cost_constraint_is_never_proposed(tmp_path):
+    probe = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space=RANKS), "probe.yaml"))
+    one = {**RANKS["fixed"], "lora": {"r": 4, "target_modules": ["query"]}, "layers": [5]}
+    limit = predict_cost(probe.model, 2, one)["trainable_params"]
+    spec, study, executor, controller = _search(
+        tmp_path, trials=6, constraints=[{"name": "trainable_params", "max": limit}])
+    controller.run()
+    assert len(executor.trained) == 6
+    for config in executor.trained:
+        assert predict_cost(spec.model, 2, config)["trainable_params"] <= limit
+    assert not any(t.user_attrs.get(storage.INFEASIBLE) for t in study.get_trials())  # none even proposed
+    pool = study.sampler._pool.values()
+    assert pool and all(c.costs["trainable_params"] <= limit for c in pool)  # refused before they are candidates
+
+
+def test_parallel_proposals_differ_and_running_trials_are_believed(tmp_path):
+    spec, study, executor, controller = _search(tmp_path, trials=8)
+    controller.run()
+    sampler = study.sampler
+    sampler.n_startup = 4
+    first, second = study.ask(), study.ask()  # two at once, as for two workers; neither drawn nor told yet
+    space = controller.space
+    configs = [space.suggest(t).config for t in (first, second)]
+    assert configs[0] != configs[1]
+    trials = study.get_trials(deepcopy=False)
+    observed = [t for t in trials if t.state == TrialState.COMPLETE]
+    running = [sampler._chosen[first._trial_id]]
+    assert running[0].config == configs[0]
+    candidates = list(sampler._pool.values())[:20]
+    alone = sampler.score(candidates, observed, [], trials)
+    beside = sampler.score(candidates, observed, running, trials)
+    assert (beside <= alone + 1e-9).all() and (beside < alone - 1e-12).any()  # a running trial takes its share
+
+
+def test_exact_improvement_agrees_with_sampling():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    front = np.array([[0.8, -5.0], [0.7, -4.0], [0.6, -3.5]])  # (accuracy, -log10 params)
+    reference = np.array([0.5, -6.0])
+    mean, std, known = np.array([0.75, 0.65, 0.9]), np.array([0.05, 0.02, 0.1]), np.array([-4.5, -3.0, -5.5])
+    exact = ehvi_one_predicted(mean, std, known, front, reference)
+    sampled = ehvi_sampled(mean[:, None], std[:, None], known[:, None], front, reference, rng, samples=4000)
+    assert np.allclose(exact, sampled, rtol=0.05, atol=2e-4)
+
+
+def test_a_real_search_with_the_known_cost_sampler(tmp_path):
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, sampler="known-cost",
+                                                    budget={"trials": 3, "steps_per_trial": 4})))
+    start_search(spec, name="kc", executor="local")
+    study, _ = storage.load_search(storage.open_storage(spec.storage), "kc")
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3 and len({str(t.user_attrs[storage.CONFIG]) for t in complete}) == 3
+
+
+def test_proposal_latency_on_the_full_space(tmp_path):
+    """Model-based proposals on search_spaces/full.yaml, each counting its new candidates on the meta device and
+    refitting the model, take under the 2 s allowed (bench/search_efficiency/latency.py measures 200 trials)."""
+    space = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), 6, hidden_size=384)
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space="full", sampler="known-cost")))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    sampler = study.sampler
+    sampler.n_startup = 4
+
+    def predict(config):
+        try:
+            return predict_cost(spec.model, 2, config)
+        except (ValueError, TypeError, KeyError) as exc:
+            return str(exc)
+
+    sampler.bind(space, predict)
+    seconds = []
+    for _ in range(12):
+        start = time.perf_counter()
+        trial = study.ask()
+        proposal = space.suggest(trial)
+        seconds.append(time.perf_counter() - start)
+        trial.set_user_attr(storage.CONFIG, proposal.config)
+        costs = None if proposal.rejection else predict(proposal.config)
+        if not isinstance(costs, dict):
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        trial.set_user_attr(storage.PREDICTED, costs)
+        accuracy = 0.6 + 0.03 * math.log10(costs["trainable_params"]) - 0.02 * abs(
+            math.log10(proposal.config["learning_rate"]) + 3)
+        study.tell(trial, [accuracy, costs["trainable_params"]])
+    assert sampler._models and max(seconds[-4:]) < 2.0, seconds[-4:]
