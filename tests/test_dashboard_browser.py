@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autopeft import storage
-from tests.conftest import ROOT, tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, ROOT, tiny_spec, write_spec
 
 pytest.importorskip("playwright")
 if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
@@ -159,7 +159,7 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             # Reads are open on 127.0.0.1; writes are refused without the token.
             page.goto(f"{address}/?view=New+search")
             page.get_by_text("Launching a search needs the dashboard's token").wait_for(timeout=60_000)
-            assert page.get_by_role("button", name="Launch").count() == 0
+            assert page.locator(".st-key-launch button").count() == 0
 
             page.goto(f"{address}/?view=New+search&token={TOKEN}")
             page.get_by_role("textbox", name="your name").fill("alice")
@@ -169,27 +169,32 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             page.get_by_role("textbox", name="name", exact=True).fill("web")
             # A bad spec: the command line's own error, and nothing starts.
             spec_box.fill(service_spec_text().replace("name: accuracy", "name: acuracy"))
-            page.get_by_role("button", name="Launch").click()
+            page.locator(".st-key-launch button").click()
             page.get_by_text("objectives[0].name: unknown measurement 'acuracy'").wait_for(timeout=60_000)
             assert not db.exists() and not (root / "specs").exists()
 
-            spec_box.fill(service_spec_text())
+            # A good one, naming its data files by file name, uploaded with it.
+            spec_box.fill(service_spec_text().replace(str(DEMO_DATA) + "/", ""))
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(
+                [DEMO_DATA / "train.tsv", DEMO_DATA / "dev.tsv"])
+            page.get_by_text("dev.tsv", exact=True).wait_for()
             launched = time.monotonic()
-            page.get_by_role("button", name="Launch").click()
+            page.locator(".st-key-launch button").click()
             page.get_by_text("Launched web as Ray job").wait_for(timeout=90_000)
-            page.get_by_role("button", name="Open web").click()
+            assert (root / "uploads" / "web" / "dev.tsv").read_bytes() == (DEMO_DATA / "dev.tsv").read_bytes()
+            page.locator(".st-key-open_launched button").click()
             running = wait_for_metrics(page, lambda m: m.get("Running") == "1", timeout_s=120)
             first_trial_s = time.monotonic() - launched
             assert running["Job"] == "RUNNING" and running["Action"] == "run" and running["State"] == "running"
             page.get_by_text("Launched by alice").wait_for()
 
-            page.get_by_role("button", name="Stop").click()
+            page.locator(".st-key-stop button").click()
             stopped = wait_for_metrics(page, lambda m: m.get("Job") == "STOPPED" and m.get("State") == "stopped",
                                        timeout_s=90)
             assert stopped["Interrupted"] == "1" and stopped["Running"] == "0", stopped
             page.get_by_text("interrupted; resume with").wait_for()  # the controller's log tail
 
-            page.get_by_role("button", name="Resume").click()
+            page.locator(".st-key-resume button").click()
             done = wait_for_metrics(page, lambda m: m.get("Job") in ("SUCCEEDED", "FAILED"), timeout_s=180)
             assert done["Job"] == "SUCCEEDED" and done["Action"] == "resume", (done, page.inner_text("body"))
             done = wait_for_metrics(page, lambda m: m.get("State") == "finished", timeout_s=15)
@@ -201,8 +206,8 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             # Without the token the manage panel's controls are refused.
             page.goto(f"{address}/?view=Searches&search=web")
             page.get_by_text("Stopping, resuming, baselines and confirming needs").wait_for(timeout=60_000)
-            assert page.get_by_role("button", name="Stop").is_disabled()
-            assert page.get_by_role("button", name="Resume").is_disabled()
+            assert page.locator(".st-key-stop button").is_disabled()
+            assert page.locator(".st-key-resume button").is_disabled()
         print(f"launch to first trial running, as the page shows it: {first_trial_s:.1f} s; whole test "
               f"{time.monotonic() - started:.0f} s")
     finally:

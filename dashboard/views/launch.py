@@ -46,7 +46,7 @@ def render(ctx: Context) -> None:
                 help="Stored in the service's uploads/NAME/ folder, which every worker reads; the spec names them "
                      "by file name (data.train: train.tsv).")
         name = st.text_input("name", key="launch_name", placeholder="default: the spec's name and the time")
-        submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+        submitted = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:", key="launch")
     if submitted:
         who = st.session_state.get("launched_by_name") or "dashboard"
         name = name.strip() or None
