@@ -24,6 +24,7 @@ not foresee (a trial queued with fixed parameters, a sampler used outside the co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,12 +51,14 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     it (``SearchController.__init__``)."""
 
     def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
-                 new_per_proposal: int = 32, neighbours: int = 16, rungs_as_data: bool = True):
+                 new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float = 0.8,
+                 rungs_as_data: bool = True):
         self.spec = spec
         self.n_startup = n_startup
         self.draws = draws
         self.new_per_proposal = new_per_proposal
         self.neighbours = neighbours
+        self.counting_seconds = counting_seconds
         self.rungs_as_data = rungs_as_data
         self._rng = np.random.default_rng(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
@@ -176,11 +179,14 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     # -- helpers ----------------------------------------------------------------------------------------------
 
     def _grow(self, observed: list[FrozenTrial]) -> None:
-        """Add new valid, buildable, feasible candidates: random draws and neighbours of the best observed."""
+        """Add new valid, buildable, feasible candidates: random draws and neighbours of the best observed.
+
+        Counting a candidate on the meta device takes 5-50 ms, so at most ``counting_seconds`` go to it per
+        proposal: the pool grows over the proposals, not all at once (the proposal latency stays bounded)."""
         bases = [t.params for t in self._best(observed)]
-        added = 0
+        added, deadline = 0, time.perf_counter() + self.counting_seconds
         for attempt in range(self.draws + self.neighbours):
-            if added >= self.new_per_proposal + (self.neighbours if bases else 0):
+            if added >= self.new_per_proposal + (self.neighbours if bases else 0) or time.perf_counter() > deadline:
                 break
             neighbour = attempt >= self.draws
             if neighbour and not bases:

@@ -96,7 +96,9 @@ def main() -> None:
         for sampler in args.samplers:
             results[sampler] = measure(sampler, args.trials, Path(tmp))
             print(sampler, json.dumps(results[sampler]), flush=True)
-    (HERE / "latency.json").write_text(json.dumps({"settings": vars(args), "results": results}, indent=2))
+    out = HERE / "latency.json"
+    saved = json.loads(out.read_text())["results"] if out.is_file() else {}  # other samplers' earlier figures
+    out.write_text(json.dumps({"settings": vars(args), "results": {**saved, **results}}, indent=2))
 
 
 if __name__ == "__main__":
