@@ -1,13 +1,16 @@
 """A private local Ray head with its job server, for a service started without a cluster to launch on.
 
 ``ray start --head --block`` in a session of its own: Ray's own process tree (GCS, raylet, the dashboard that serves
-the job API) lives exactly as long as the service, and the whole session is ended with it, so no Ray is left
-behind. Jobs launched on it survive nothing but the service; on a shared cluster (``--ray-address``) they outlive
-it, and a restarted service finds them again by their metadata.
+the job API, the workers) lives exactly as long as the service, and the whole session is ended with it, so no Ray
+is left behind. Jobs launched on it survive nothing but the service: when it ends, their searches are stopped as
+Ctrl-C stops them (running trials queued for resume) before the cluster goes, since a job's driver runs in a
+session of its own. On a shared cluster (``--ray-address``) they outlive it, and a restarted service finds them
+again by their metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -100,18 +103,50 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
             raise UserError(f"the local Ray cluster exited at start; its log: {log.name}")
         yield url
     finally:
+        if process.poll() is None:
+            _stop_jobs(url)
         _end_session(process)
 
 
+def _stop_jobs(url: str, timeout_s: float = STOP_GRACE_S + 15) -> None:
+    """Stop the cluster's running jobs (SIGTERM: a search takes Ctrl-C's path) and wait for them to end."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    active = (JobStatus.PENDING, JobStatus.RUNNING)
+    try:
+        client = JobSubmissionClient(url)
+        running = [job.submission_id for job in client.list_jobs() if job.status in active]
+        for submission_id in running:
+            client.stop_job(submission_id)
+        deadline = time.monotonic() + timeout_s
+        while running and time.monotonic() < deadline:
+            time.sleep(1)
+            running = [i for i in running if client.get_job_status(i) in active]
+    except Exception:  # the job server is gone already: its jobs' drivers go with the session below
+        return
+
+
 def _end_session(process: subprocess.Popen) -> None:
-    """SIGTERM to the head's whole session (its Ray processes and the jobs' drivers), then SIGKILL what is left."""
+    """SIGTERM to every process of the head's session (Ray's processes and its workers, each in a process group of
+    its own), then SIGKILL what is left."""
+    import psutil
+
     for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        members = [p for p in psutil.process_iter() if _session_of(p) == process.pid]
+        if not members:
+            break
+        for member in members:
+            with contextlib.suppress(psutil.Error):
+                member.send_signal(sig)
+        _, alive = psutil.wait_procs(members, timeout=wait_s)
+        if not alive:
+            break
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1)
+
+
+def _session_of(process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return None

@@ -39,7 +39,9 @@ def _table(url: str, table: pd.DataFrame, studies: set[str] | None = None) -> No
         st.info("No searches in this database yet. Start one with `autopeft search run SPEC`"
                 + (" or under New search." if launching.enabled() else "."))
         return
-    st.caption(f"{len(table)} searches in `{url}`. Select a row to open its Pareto front.")
+    from autopeft.storage import mask_url  # the password never reaches the page
+
+    st.caption(f"{len(table)} searches in `{mask_url(url)}`. Select a row to open its Pareto front.")
     event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                          key="searches_table", column_config=COLUMNS)
     rows = event.selection.rows if event else []
