@@ -208,14 +208,28 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             page.get_by_text("Stopping, resuming, baselines and confirming needs").wait_for(timeout=60_000)
             assert page.locator(".st-key-stop button").is_disabled()
             assert page.locator(".st-key-resume button").is_disabled()
+
+            # The README demo, a bundled example (the first choice), left running when the dashboard ends.
+            page.goto(f"{address}/?view=New+search&token={TOKEN}")
+            page.get_by_role("textbox", name="name", exact=True).fill("demo")
+            page.locator(".st-key-launch button").click()
+            page.get_by_text("Launched demo as Ray job").wait_for(timeout=90_000)
+            page.locator(".st-key-open_launched button").click()
+            wait_for_metrics(page, lambda m: m.get("State") == "running", timeout_s=90)
         print(f"launch to first trial running, as the page shows it: {first_trial_s:.1f} s; whole test "
               f"{time.monotonic() - started:.0f} s")
     finally:
         dashboard.terminate()
-        dashboard.wait(timeout=90)
+        dashboard.wait(timeout=120)
         log.close()
-    # The dashboard's local Ray cluster ended with it.
+    # The dashboard's end stopped the demo as Ctrl-C would, then ended its local Ray cluster, leaving no process.
     import urllib.request
 
+    import psutil
+
+    from autopeft.api import load_search
+
+    assert load_search("demo", storage=f"sqlite:///{db}").summary["state"] == "stopped"
     with pytest.raises(OSError):
         urllib.request.urlopen(job_server + "/api/version", timeout=5)
+    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if str(root) in " ".join(p.info["cmdline"] or [])]
