@@ -127,6 +127,9 @@ def _with_ray_address(spec: SearchSpec, ray_address: str | None) -> SearchSpec:
 
 def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: TaskData, executor_kind: str,
            on_progress: ProgressCallback | None, join: bool = False) -> None:
+    # Ctrl-C's path for SIGTERM from the moment this controller is recorded (a job stopped while it starts), and
+    # again once the executor has started Ray, which installs a handler of its own.
+    previous_handler = _stop_on_sigterm()
     storage.claim_controller(study, join=join)
     study.set_user_attr(storage.LABELS, data.label_names)
     study.set_user_attr(storage.EVAL_ROWS, data.eval_rows)
@@ -140,8 +143,9 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
         runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:
         storage.release_controller(study)
+        _restore(previous_handler)
         raise
-    previous_handler = _stop_on_sigterm()
+    _stop_on_sigterm()
     try:
         if spec.budget.steps_per_trial == "auto":
             spec = _probe_steps(study, spec, runner, level, targets, on_progress)
@@ -155,8 +159,7 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     finally:
         runner.shutdown()
         storage.release_controller(study)
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        _restore(previous_handler)
 
 
 def _probe_steps(study: optuna.Study, spec: SearchSpec, runner, level, targets,
@@ -175,14 +178,19 @@ def _probe_steps(study: optuna.Study, spec: SearchSpec, runner, level, targets,
     return spec
 
 
+def _restore(handler) -> None:
+    if handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
 def _stop_on_sigterm():
     """Make SIGTERM (a scheduler's stop, `kill`) take Ctrl-C's path: running trials are closed as interrupted
-    for resume, and the Ray cluster this process started is shut down instead of orphaned. Installed after the
-    executor starts because ``ray.init`` replaces the handler with one that aborts the process."""
+    for resume, and the Ray cluster this process started is shut down instead of orphaned. Installed again after
+    the executor starts because ``ray.init`` replaces the handler with one that aborts the process."""
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
