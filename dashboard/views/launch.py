@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from autopeft.objectives import TASK_METRICS
 from autopeft.service.admission import bundled_examples
+from autopeft.spec import SEARCH_SPACES_DIR
 from dashboard import access, launching, navigation
+from dashboard.spec_form import DEFAULT_MODEL, SpecForm, spec_from_form
 from dashboard.views import Context
 
-SOURCES = ("a bundled example", "a spec of my own")
+SOURCES = ("a bundled example", "a spec of my own", "a short form")
 DEMO = "sst2"  # the README demo
 WHERE = "launch"
 
@@ -35,6 +38,8 @@ def render(ctx: Context) -> None:
                                                           "SST-2, 12 trials, about 3 minutes on 2 cores.")
         with st.expander(f"examples/{example}.yaml"):
             st.code(examples[example].read_text(), language="yaml")
+    if source == SOURCES[2]:
+        form_values = _short_form()  # outside the form: the task and the data source change the fields shown
     with st.form("launch_form"):
         if source == SOURCES[1]:
             spec_file = st.file_uploader("spec file (YAML)", type=["yaml", "yml"], key="spec_file")
@@ -50,7 +55,16 @@ def render(ctx: Context) -> None:
     if submitted:
         who = st.session_state.get("launched_by_name") or "dashboard"
         name = name.strip() or None
-        if source == SOURCES[0]:
+        if source == SOURCES[2]:
+            form, uploads = form_values
+            form.name = name or "search"
+            text = spec_from_form(form)
+            with st.expander("the spec this form wrote"):
+                st.code(text, language="yaml")
+            launching.act(WHERE, lambda jobs: jobs.launch(text, name=name, launched_by=who, uploads=uploads),
+                          "Checking the spec as `autopeft search run` does (fields, model, space, data) …",
+                          _launched)
+        elif source == SOURCES[0]:
             launching.act(WHERE, lambda jobs: jobs.launch_example(example, name=name, launched_by=who),
                           f"Checking examples/{example}.yaml …", _launched)
         else:
@@ -75,3 +89,43 @@ def _launched(job) -> str:
     st.session_state["_launched"] = job.search
     return (f"Launched {job.search} as Ray job {job.submission_id} (by {job.launched_by}). It shows under "
             f"Searches, with its state, log and Stop / Resume.")
+
+
+def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
+    """The few fields a first search needs; the spec they make is shown on launch, to copy and go on by hand."""
+    model = st.text_input("model", value=DEFAULT_MODEL, key="form_model",
+                          help="A hub name, a model folder under the service's root, or python-package:MODULE.")
+    task = st.selectbox("task", list(TASK_METRICS), key="form_task")
+    from_dataset = st.toggle("a `datasets` dataset instead of files", key="form_from_dataset")
+    train = evaluation = None
+    dataset = config = None
+    if from_dataset:
+        dataset = st.text_input("dataset", placeholder="glue", key="form_dataset")
+        config = st.text_input("configuration", placeholder="sst2", key="form_dataset_config")
+    else:
+        train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
+        evaluation = st.file_uploader("evaluation file", key="form_eval")
+    columns, label = "sentence", "label"
+    if task != "causal-lm":
+        columns = st.text_input("text column(s), comma-separated (two for pairs)", value="sentence",
+                                key="form_columns")
+        label = st.text_input("label column", value="label", key="form_label")
+    metric = st.selectbox("task metric", TASK_METRICS[task], key="form_metric")
+    costs = st.multiselect("costs to minimise", ["trainable_params", "peak_memory_mb", "train_time_s",
+                                                 "adapter_bytes"], default=["trainable_params"], key="form_costs")
+    limit = st.number_input("at most this % of the model trainable (0: no limit)", min_value=0.0, value=1.0,
+                            key="form_limit")
+    spaces = sorted(p.stem for p in SEARCH_SPACES_DIR.glob("*.yaml"))
+    space = st.selectbox("search space", spaces, index=spaces.index("lora") if "lora" in spaces else 0,
+                         key="form_space")
+    trials = st.number_input("trials", min_value=1, value=12, key="form_trials")
+    steps = st.number_input("training steps per trial (0: auto, found by a probe)", min_value=0, value=150,
+                            key="form_steps")
+    parallel = st.number_input("trials at once", min_value=1, value=2, key="form_parallel")
+    uploads = {f.name: f.getvalue() for f in (train, evaluation) if f is not None} or None
+    form = SpecForm(name="", model=model, task=task, train_file=train.name if train else None,
+                    eval_file=evaluation.name if evaluation else None, dataset=dataset or None,
+                    dataset_config=config or None, text_columns=[c.strip() for c in columns.split(",") if c.strip()],
+                    label_column=label, metric=metric, costs=list(costs), max_trainable_percent=limit or None,
+                    space=space, trials=int(trials), steps_per_trial=int(steps) or "auto", parallel=int(parallel))
+    return form, uploads

@@ -1,0 +1,41 @@
+"""The dashboard's short New search form writes a spec the service admits exactly as a pasted one."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from autopeft.service.admission import ServiceConfig, admit
+from autopeft.spec import parse_spec
+from dashboard.spec_form import SpecForm, spec_from_form
+from tests.conftest import DEMO_DATA
+
+
+def test_the_forms_spec_is_admitted_with_uploaded_files(tmp_path):
+    config = ServiceConfig(storage_url=f"sqlite:///{tmp_path / 'form.db'}", root=tmp_path / "root",
+                           job_server="http://127.0.0.1:1")
+    uploads = config.uploads_dir / "from-form"
+    uploads.mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        shutil.copy(DEMO_DATA / name, uploads / name)
+    text = spec_from_form(SpecForm(name="from-form", train_file="train.tsv", eval_file="dev.tsv",
+                                   costs=["trainable_params", "peak_memory_mb"], trials=3, steps_per_trial="auto"))
+    admitted = admit(config, text, name="from-form", base_dir=uploads)
+    spec = admitted.spec
+    assert spec.objective_names == ["accuracy", "trainable_params", "peak_memory_mb"]
+    assert spec.data.train == str(uploads / "train.tsv") and spec.budget.steps_per_trial == "auto"
+    assert spec.constraints[0].name == "trainable_percent" and spec.constraints[0].max == 1.0
+    assert spec.output_dir == str(config.runs_dir.resolve()) and admitted.spec_path.is_file()
+
+
+def test_a_dataset_a_regression_task_and_no_limit():
+    text = spec_from_form(SpecForm(name="stsb", task="sequence-regression", dataset="glue", dataset_config="stsb",
+                                   text_columns=["sentence1", "sentence2"], metric="spearman",
+                                   max_trainable_percent=None, space="full"))
+    raw = yaml.safe_load(text)
+    spec = parse_spec(raw)
+    assert spec.data.dataset.name == "glue" and spec.data.text_columns == ["sentence1", "sentence2"]
+    assert spec.constraints == [] and spec.model.task == "sequence-regression"
+    assert parse_spec(yaml.safe_load(spec_from_form(SpecForm(name="b", task="causal-lm", train_file="t.jsonl",
+                                                             eval_file="e.jsonl", metric="answer_accuracy"))))
