@@ -39,3 +39,17 @@ def test_a_dataset_a_regression_task_and_no_limit():
     assert spec.constraints == [] and spec.model.task == "sequence-regression"
     assert parse_spec(yaml.safe_load(spec_from_form(SpecForm(name="b", task="causal-lm", train_file="t.jsonl",
                                                              eval_file="e.jsonl", metric="answer_accuracy"))))
+
+
+def test_an_upload_named_with_a_path_is_refused(tmp_path):
+    import pytest
+
+    from autopeft.errors import UserError
+    from autopeft.service.admission import save_uploads
+
+    config = ServiceConfig(storage_url=f"sqlite:///{tmp_path / 'x.db'}", root=tmp_path / "root",
+                           job_server="http://127.0.0.1:1")
+    for bad in ("../train.tsv", "/etc/passwd", ".hidden", "a b.tsv"):
+        with pytest.raises(UserError, match="plain file name"):
+            save_uploads(config, "s", {bad: b"x"})
+    assert not (tmp_path / "root").exists()  # nothing written
