@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from autopeft.errors import UserError
 from autopeft.service.jobs import SearchJobs
 
 USER_HEADER = "x-autopeft-user"
+log = logging.getLogger(__name__)
 
 
 def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -> Starlette:
@@ -52,6 +54,9 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
                 result = await run_in_threadpool(action, request, body)
             except UserError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
+            except Exception as exc:  # Ray's job server or the database failing: said as JSON, not a bare 500
+                log.exception("%s %s failed", request.method, request.url.path)
+                return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=500)
             return result if isinstance(result, Response) else JSONResponse(result, status_code=201 if write else 200)
         return handle
 

@@ -32,6 +32,7 @@ from autopeft.service.cluster import STOP_GRACE_S
 SEARCH, ACTION, BY, AT = "autopeft_search", "autopeft_action", "autopeft_launched_by", "autopeft_launched_at"
 ACTIVE = ("PENDING", "RUNNING")
 LOG_LINES = 60
+AGENT_WAIT_S = 90  # how long a launch waits for a starting head's job agent
 
 
 @dataclass
@@ -219,10 +220,20 @@ class SearchJobs:
         launched_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         metadata = {SEARCH: name, ACTION: action, BY: launched_by or "anonymous", AT: launched_at}
         submission_id = f"autopeft-{name}-{action}-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
-        self.client.submit_job(
-            entrypoint=entrypoint, submission_id=submission_id, metadata=metadata,
-            runtime_env={"env_vars": {"AUTOPEFT_STORAGE": self.config.storage_url, "PYTHONUNBUFFERED": "1",
-                                      "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}})
+        runtime_env = {"env_vars": {"AUTOPEFT_STORAGE": self.config.storage_url, "PYTHONUNBUFFERED": "1",
+                                    "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}}
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id, metadata=metadata,
+                                       runtime_env=runtime_env)
+                break
+            except RuntimeError as exc:
+                # A fresh head answers before its job agent is up ("No available agent to submit job, please try
+                # again later"): wait for it, as Ray asks.
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
         return SearchJob(submission_id, name, action, "PENDING", metadata[BY], launched_at)
 
 
