@@ -89,9 +89,15 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
     # pause meant for serving replicas on a shared cluster).
     environment = {**os.environ, "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S), "RAY_USAGE_STATS_ENABLED": "0",
                    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    # Every port Ray would otherwise take at a fixed default (the job agent's 52365, the client server's 10001, ...)
+    # is a free one: another Ray on the machine (a search's private one) holds the defaults, and a job agent that
+    # cannot bind leaves the job server answering "No available agent to submit job".
+    own_ports = [f"--{option}={free_port()}" for option in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
+        "ray-client-server-port")]
     process = subprocess.Popen(
         [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-         "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", "--block"],
+         "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", *own_ports, "--block"],
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard}"
     try:
