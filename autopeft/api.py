@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from autopeft.errors import SpecError, UserError
-from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
+from autopeft.spec import SearchSpec, WarmStartSource, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
 
 if TYPE_CHECKING:
     import optuna
@@ -239,19 +239,23 @@ def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
 
 
 def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None = None, trials: int | None = None,
-               data: Any = None, executor: str = "ray", ray_address: str | None = None,
-               progress: Progressing = True) -> Search:
+               data: Any = None, warm_start: str | Sequence[str] | None = None, executor: str = "ray",
+               ray_address: str | None = None, progress: Progressing = True) -> Search:
     """Start a new search and run it to its budget; returns it finished.
 
     ``spec``: a YAML file, a dict of the same fields, or a SearchSpec. ``storage`` overrides the spec's database;
     ``trials`` its budget. ``data``: ``{"train": ..., "eval": ...}`` (datasets, pandas frames or files) or a
-    DatasetDict with train and validation splits, used in place of the spec's files. ``executor``: ``"ray"``
+    DatasetDict with train and validation splits, used in place of the spec's files. ``warm_start``: earlier
+    searches (``"NAME"`` or ``"NAME@URL"``, a list or comma-separated) to start from, in place of the spec's
+    ``warm_start`` (their fronts are trained first; see autopeft/warm_start.py). ``executor``: ``"ray"``
     (parallel workers; ``ray_address`` joins a cluster) or ``"local"`` (one trial at a time in this process).
     ``progress``: True for a progress bar, False for none, or a callable that receives each event.
     Ctrl-C raises :class:`SearchInterrupted` after queueing the running trials for :func:`resume_search`."""
     from autopeft.search import start_search
 
     resolved, name = resolve(spec, data=data, name=name)
+    if warm_start is not None:
+        resolved.warm_start = warm_start_sources(warm_start)
     url = normalise_storage_url(storage or resolved.storage)
     try:
         _run(_reporter(progress), name, url, resolved, trials or resolved.budget.trials, lambda on_progress:
@@ -266,6 +270,18 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
                 folder.parent.rmdir()  # the search's own folder, when nothing else is in it
         raise
     return load_search(name, storage=url)
+
+
+def warm_start_sources(value: str | Sequence[str]) -> list[WarmStartSource]:
+    """``"a,b@sqlite:///x.db"`` or ``["a", "b@URL"]`` as sources, their database URLs made absolute."""
+    from autopeft.warm_start import parse_source
+
+    texts = value.split(",") if isinstance(value, str) else list(value)
+    sources = [parse_source(text) for text in texts if text.strip()]
+    for source in sources:
+        if source.storage:
+            source.storage = normalise_storage_url(source.storage)
+    return sources
 
 
 def _summaries_if_any(url: str) -> list[dict[str, Any]]:

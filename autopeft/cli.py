@@ -171,14 +171,19 @@ def _running(action) -> Search:
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Override budget.trials.")
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True,
               help="ray: parallel Ray workers; local: one trial at a time in this process.")
+@click.option("--warm-start", "warm_start", multiple=True, metavar="NAME[@URL]",
+              help="Start from earlier searches (comma-separated or repeated; @URL for another database): their "
+                   "fronts are trained first, their trials inform the sampler. Replaces the spec's warm_start.")
 @ray_address_option
 def search_run(spec_file: str, name: str | None, storage: str | None, trials: int | None, executor: str,
-               ray_address: str | None) -> None:
+               warm_start: tuple[str, ...], ray_address: str | None) -> None:
     """Start a new search from SPEC_FILE and run it to its budget."""
     from autopeft.api import run_search
 
+    sources = [text for option in warm_start for text in option.split(",")] if warm_start else None
     _print_front(_running(lambda: run_search(spec_file, name=name, storage=storage, trials=trials,
-                                             executor=executor, ray_address=ray_address, progress=_RichProgress())))
+                                             warm_start=sources, executor=executor, ray_address=ray_address,
+                                             progress=_RichProgress())))
 
 
 @search.command("resume")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -41,6 +41,10 @@ from autopeft.metric_model import FIDELITY, Encoder, MetricModel, leaves
 from autopeft.pick import as_losses
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
+from autopeft.transfer import MIN_PAIRS, Transfer, fit_transfer
+
+if TYPE_CHECKING:
+    from autopeft.warm_start import SourceTrial
 
 Predict = Callable[[dict[str, Any]], "dict[str, float] | str"]
 _LEAVES_COST = "trainable_params"  # the known cost the model reads as an input (log10)
@@ -69,6 +73,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self._refused: set[str] = set()  # invalid, unbuildable or infeasible: never a candidate
         self._chosen: dict[int, Candidate] = {}  # trial id -> the candidate proposed for it, until it is told
         self._models: dict[str, MetricModel] = {}  # last fit per objective, to start the next fit from
+        self._source_rows: list[tuple[Any, SourceTrial]] = []  # warm start: earlier searches' trials, as leaves
+        self.transfers: dict[str, Transfer] = {}  # warm start: the last prior per objective, with its weight
         names = spec.objective_names
         self._known = [i for i, name in enumerate(names) if name in KNOWN_BEFORE_TRAINING]
         self._unknown = [i for i, name in enumerate(names) if name not in KNOWN_BEFORE_TRAINING]
@@ -78,6 +84,13 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         """The space to draw candidates from, the costs known before training (``predict(config)``: the costs, or
         why the configuration cannot be built) and the steps of a full trial (for rung observations)."""
         self._space, self._predict, self._steps = space, predict, max(int(steps), 1)
+
+    def warm(self, sources: list[SourceTrial]) -> None:
+        """Earlier searches' completed trials as prior knowledge of the metric (autopeft/warm_start.py,
+        autopeft/transfer.py). The model needs their trainable parameters as an input; a trial without them is
+        left out. With a prior, the model starts after the first result instead of after ``n_startup``."""
+        self._source_rows = [(leaves(s.config, {_LEAVES_COST: s.measurements[_LEAVES_COST]}), s)
+                             for s in sources if _LEAVES_COST in s.measurements]
 
     # -- Optuna's sampler interface ---------------------------------------------------------------------------
 
@@ -135,7 +148,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
             return None
         stopped = [t for t in others if t.state == TrialState.PRUNED and storage.RUNGS in t.user_attrs
                    and not t.user_attrs.get(storage.DUPLICATE)] if self.rungs_as_data else []
-        if len(observed) + len(stopped) < self.n_startup or not observed:
+        startup = 1 if self._source_rows else self.n_startup
+        if len(observed) + len(stopped) < startup or not observed:
             return available[int(self._rng.integers(len(available)))]
         return available[int(np.argmax(self.score(available, observed, running, others)))]
 
@@ -148,7 +162,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         pending = [(row, c) for row, c in ((self._leaves(c.config, c.costs), c) for c in running) if row is not None]
         cand_rows = [self._leaves(c.config, c.costs) for c in candidates]
         full = [(FIDELITY, 1.0)]
-        encoder = Encoder([*cand_rows, *(row for row, _ in points + pending), full, [(FIDELITY, 0.0)]])
+        encoder = Encoder([*cand_rows, *(row for row, _ in points + pending), *(row for row, _ in self._source_rows),
+                           full, [(FIDELITY, 0.0)]])
         X_cand = encoder.encode([row + full for row in cand_rows])
         X_pending = encoder.encode([row + full for row, _ in pending])
         gains = self._gains(np.array([t.values for _, t in points], dtype=float))
@@ -158,14 +173,17 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         means, stds = [], []
         for i in self._unknown:
             rows, y = self._observations(points, i, gains[:, i], trials)
-            model = MetricModel(encoder.encode(rows), y, self._models.get(names[i]))
+            X = encoder.encode(rows)
+            # Warm: the earlier searches' prediction is the prior, the model fits what it leaves unexplained.
+            prior = self._transfer(i, encoder, X[:len(points)], y[:len(points)])
+            model = MetricModel(X, y - prior.at(X) if prior else y, self._models.get(names[i]))
             self._models[names[i]] = model
             model.believe(X_pending)
             mean, std = model.predict(X_cand)
-            means.append(mean)
+            means.append(mean + prior.at(X_cand) if prior else mean)
             stds.append(std)
             if len(pending):
-                believed[:, i] = model.predict(X_pending)[0]
+                believed[:, i] = model.predict(X_pending)[0] + (prior.at(X_pending) if prior else 0.0)
         order = self._unknown + self._known
         front = np.vstack([self._feasible(points, gains), believed])[:, order]
         known = self._known_gains([c.costs for c in candidates])
@@ -257,6 +275,19 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
                         rows.append(row + [(FIDELITY, min(step / self._steps, 1.0))])
                         y.append(gain)
         return rows, np.array(y, dtype=float)
+
+    def _transfer(self, objective: int, encoder: Encoder, X_full: np.ndarray, y_full: np.ndarray) -> Transfer | None:
+        """The warm prior of one objective (None without at least MIN_PAIRS source trials that measured it)."""
+        name = self.spec.objective_names[objective]
+        rows = [(row, s.measurements[name]) for row, s in self._source_rows if name in s.measurements]
+        if len(rows) < MIN_PAIRS:
+            return None
+        X_source = encoder.encode([row + [(FIDELITY, 1.0)] for row, _ in rows])
+        y_source = -as_losses(np.array([[v] for _, v in rows], dtype=float), [name], [self._signs[objective]])[:, 0]
+        previous = self.transfers.get(name)
+        transfer = fit_transfer(X_source, y_source, X_full, y_full, previous.source if previous else None)
+        self.transfers[name] = transfer
+        return transfer
 
     def _feasible(self, points, gains: np.ndarray) -> np.ndarray:
         """Gains of the observed trials that meet the constraints (the front is taken by the acquisition)."""

@@ -27,6 +27,7 @@ from autopeft.probe import find_steps
 from autopeft.samplers import make_sampler
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec, normalise_storage_url
+from autopeft.warm_start import load_sources, queue_first_proposals, warm_sampler
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -55,8 +56,11 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
         spec.workers.ray_address = ray_address
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     space, data = prepare(spec)
+    sources = load_sources(spec)  # before the search exists: a source that cannot be read leaves nothing behind
     store = storage.open_storage(spec.storage)
     study = storage.create_search(store, name, spec, make_sampler(spec))
+    queue_first_proposals(study, spec, space, sources)
+    warm_sampler(study.sampler, sources)
     _drive(study, spec, space, data, executor, on_progress)
     return name
 
@@ -82,6 +86,7 @@ def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_add
     study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
     spec = _with_ray_address(spec, ray_address)
     space, data = prepare(spec)
+    warm_sampler(sampler, load_sources(spec, missing_ok=True))
     _drive(study, spec, space, data, executor, on_progress)
     return requeued
 
@@ -114,6 +119,7 @@ def join_search(name: str, *, storage_url: str, executor: str = "ray", ray_addre
     offset = zlib.crc32(storage.controller_id().encode()) % 1_000_000_007
     sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)) + offset)
     study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
+    warm_sampler(sampler, load_sources(spec, missing_ok=True))
     _drive(study, spec, space, data, executor, on_progress, join=True)
 
 

@@ -289,6 +289,23 @@ class WorkersSpec(_Strict):
         return self
 
 
+class WarmStartSource(_Strict):
+    """An earlier search to start from (autopeft/warm_start.py): its front is trained first, its trials inform
+    the sampler's model where the sampler can use them."""
+
+    search: str = Field(min_length=1, description="The earlier search's name.")
+    storage: str | None = Field(None, description="Its database's SQLAlchemy URL [default: this search's].")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        # "NAME" or "NAME@URL", as on the command line
+        if isinstance(value, str):
+            name, _, url = value.partition("@")
+            return {"search": name, "storage": url or None}
+        return value
+
+
 class SearchSpec(_Strict):
     name: str | None = Field(None, description="Prefix of the search's name; defaults to the spec file's stem.")
     model: ModelSpec
@@ -299,6 +316,9 @@ class SearchSpec(_Strict):
         description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
     )
     sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "tpe"
+    warm_start: list[WarmStartSource] = Field(
+        default_factory=list, description="Earlier searches (NAME or NAME@URL) whose fronts are trained first and "
+        "whose trials inform the sampler (autopeft/warm_start.py).")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
@@ -537,6 +557,9 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
 
     spec.output_dir = str((Path.cwd() / spec.output_dir).resolve())
     spec.storage = normalise_storage_url(spec.storage)
+    for source in spec.warm_start:
+        if source.storage:
+            source.storage = normalise_storage_url(source.storage)
     if spec.name is None:
         spec.name = Path(source).stem
     if problems:

@@ -42,6 +42,7 @@ INTERRUPTED = "interrupted"
 DUPLICATE = "duplicate"  # a proposal equal to a trained configuration: told its values, not trained, not counted
 DUPLICATE_OF = "duplicate_of"  # ... and the number of the trial whose values it was told
 RETRY_OF = "retry_of"
+WARM_START = "warm_start"  # a first proposal re-training an earlier search's trial: {"search", "trial", "storage"}
 PREDICTIONS = "predictions"  # the final evaluation's prediction per eval example (autopeft/predictions.py)
 VIOLATIONS = "constraint_violations"
 PREDICTED = "predicted"  # costs computed before training (meta-device build): trainable params, adapter bytes
@@ -308,6 +309,7 @@ class TrialRecord:
     execution: dict[str, Any] = field(default_factory=dict)  # precision, frozen layers cached, examples reused
     predictions: dict[str, Any] | None = None  # encoded (autopeft/predictions.py); left out of to_json
     probe: dict[str, Any] | None = None  # a learnability-probe run: {"reference", "steps"} (autopeft/probe.py)
+    warm_start: dict[str, Any] | None = None  # the earlier search's trial it re-trains (autopeft/warm_start.py)
 
     @property
     def reference(self) -> bool:
@@ -358,6 +360,7 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             stopped_at=attrs.get(STOPPED_AT),
             confirmation=study_attrs.get(f"{CONFIRMATION}{trial.number}"),
             execution=attrs.get(EXECUTION, {}),
+            warm_start=attrs.get(WARM_START),
             predictions=attrs.get(PREDICTIONS),
             probe=attrs.get(PROBE),
         ))

@@ -117,6 +117,7 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
     if name is not None:
         check_name(name)
     _confine_storage(config, raw)
+    _confine_warm_start(config, raw)
     raw["output_dir"] = str(_confined_output(config, raw.get("output_dir", ".")))
     _confine_space(raw)
     base_dir = (base_dir or config.uploads_dir).resolve()
@@ -142,6 +143,17 @@ def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
         raise UserError(f"storage: a search launched through the service goes to the service's database "
                         f"({mask_url(config.storage_url)}); remove storage from the spec")
     raw["storage"] = config.storage_url
+
+
+def _confine_warm_start(config: ServiceConfig, raw: dict[str, Any]) -> None:
+    """Earlier searches to start from must be the service's own: a URL could read any database the machine
+    reaches."""
+    sources = raw.get("warm_start") or []
+    for source in sources if isinstance(sources, list) else []:
+        url = source.get("storage") if isinstance(source, dict) else str(source).partition("@")[2] or None
+        if url and normalise_storage_url(str(url)) != config.storage_url:
+            raise UserError(f"warm_start: {source!r} names another database; a search launched through the service "
+                            f"starts from the service's own searches (give their names only)")
 
 
 def _confined_output(config: ServiceConfig, output_dir: Any) -> Path:

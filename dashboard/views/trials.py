@@ -7,8 +7,8 @@ import streamlit as st
 from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 
-COLUMNS = ["number", "state", "method", "layers", "modules", "rank", "bottleneck", "prefix_length", "sparsity",
-           "bits", "learning_rate"]
+COLUMNS = ["number", "state", "warm_start", "method", "layers", "modules", "rank", "bottleneck", "prefix_length",
+           "sparsity", "bits", "learning_rate"]
 
 
 def render(ctx: Context) -> None:
