@@ -27,6 +27,7 @@ from autopeft.samplers import make_sampler  # noqa: E402
 from autopeft.scheduler import goes_on  # noqa: E402
 from autopeft.spec import SearchSpec  # noqa: E402
 from autopeft.trial import TrialRequest, TrialResult  # noqa: E402
+from autopeft.warm_start import queue_first_proposals, warm_sampler  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -150,16 +151,22 @@ class ReplayedTrial:
 
 
 def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
-           steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1) -> list[ReplayedTrial]:
+           steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1,
+           warm_from: list | None = None) -> list[ReplayedTrial]:
     """One search, replayed; its trained trials in the order they finished (repeats answered from a twin spend
-    no budget and are left out, as rejected proposals are)."""
+    no budget and are left out, as rejected proposals are). ``warm_from``: earlier searches' trials
+    (autopeft.warm_start.SourceTrial) to start from, as ``warm_start`` does."""
     from build_table import load_space
 
     table = table or load_table(task)
     spec = replay_spec(task, sampler, seed, trials, rungs or [], steps)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    space = load_space(task)
+    if warm_from:
+        queue_first_proposals(study, spec, space, warm_from)
+        warm_sampler(study.sampler, warm_from)
     executor = ReplayExecutor(table, capacity)
-    ReplayController(study, spec, load_space(task), executor, train_size=4000, table=table).run()
+    ReplayController(study, spec, space, executor, train_size=4000, table=table).run()
     finished = []
     for trial in study.get_trials(deepcopy=False):
         if trial.user_attrs.get(storage.REJECTED) or trial.user_attrs.get(storage.DUPLICATE) or trial.state not in (
