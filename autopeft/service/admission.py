@@ -9,7 +9,8 @@ errors, before any job starts. Then what a spec could reach on the service's mac
   write to, or read from, a database its operator did not configure);
 - its output folder lies under the service's ``runs`` folder;
 - the files it reads (data, a local model folder, a search-space file) lie under the service's root (uploads) or
-  the bundled examples.
+  the bundled examples; a dataset is a hub name, not a folder; a ``python-package:`` model is one the service
+  ships (resolving it imports the module); earlier searches to start from are in the service's database.
 
 An admitted spec is written, resolved, to ``ROOT/specs/NAME.yaml``, which the job runs.
 """
@@ -118,6 +119,7 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
         check_name(name)
     _confine_storage(config, raw)
     _confine_warm_start(config, raw)
+    _confine_sources(raw)  # before resolve: resolving imports a model package and opens a dataset
     raw["output_dir"] = str(_confined_output(config, raw.get("output_dir", ".")))
     _confine_space(raw)
     base_dir = (base_dir or config.uploads_dir).resolve()
@@ -143,6 +145,36 @@ def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
         raise UserError(f"storage: a search launched through the service goes to the service's database "
                         f"({mask_url(config.storage_url)}); remove storage from the spec")
     raw["storage"] = config.storage_url
+
+
+def model_packages() -> set[str]:
+    """The ``python-package:`` models a submitted spec may name: those the bundled examples use, and the decoders
+    autopeft ships. Resolving one imports the module, so any other installed module is refused."""
+    named = set()
+    for path in bundled_examples().values():
+        model = (read_spec_text(path.read_text()).get("model") or {}).get("name_or_path", "")
+        if str(model).startswith(PACKAGE_MODEL_PREFIX):
+            named.add(str(model).removeprefix(PACKAGE_MODEL_PREFIX))
+    return named
+
+
+def _confine_sources(raw: dict[str, Any]) -> None:
+    """A model package must be one the service ships; a dataset must be a hub name, not a folder on its disk."""
+    model = raw.get("model")
+    name = str(model.get("name_or_path", "")) if isinstance(model, dict) else ""
+    if name.startswith(PACKAGE_MODEL_PREFIX):
+        module = name.removeprefix(PACKAGE_MODEL_PREFIX)
+        allowed = model_packages()
+        if module not in allowed and not module.startswith("autopeft.decoders."):
+            raise UserError(f"model.name_or_path: {name!r} is not a model the service ships; use one of "
+                            f"{', '.join(sorted(PACKAGE_MODEL_PREFIX + m for m in allowed))}, a hub name, or a "
+                            f"model folder uploaded under the service's root")
+    data = raw.get("data")
+    dataset = data.get("dataset") if isinstance(data, dict) else None
+    ref = str(dataset.get("name", "")) if isinstance(dataset, dict) else ""
+    if ref and (ref.startswith((".", "/", "~", "\\")) or "\\" in ref or Path(ref).expanduser().exists()):
+        raise UserError(f"data.dataset.name: {ref!r} is a path on the service's machine; name a dataset on the hub, "
+                        f"or upload the files with the spec as data.train and data.eval")
 
 
 def _confine_warm_start(config: ServiceConfig, raw: dict[str, Any]) -> None:

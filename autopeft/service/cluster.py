@@ -99,6 +99,7 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
          "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", *own_ports, "--block"],
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+    log.close()  # the head writes through its own copy of the descriptor; the file stays for the error messages
     url = f"http://127.0.0.1:{dashboard}"
     try:
         try:

@@ -1,6 +1,6 @@
 """The HTTP API of the service (``autopeft serve``): the dashboard's launch and manage actions, for CI pipelines and
-notebooks on other machines. Starlette (already installed with Streamlit) routes to ``SearchJobs``; no logic of its
-own beyond reading requests and checking the token.
+notebooks on other machines. Starlette (already installed with Streamlit) routes to ``SearchJobs``; it reads and
+checks requests (the token, the fields' types, a bounded body) and leaves the work to ``SearchJobs`` and the API.
 
 Every write (POST) needs the service's token (``Authorization: Bearer TOKEN``); reads need it too when the service
 listens beyond 127.0.0.1. Bad input is a 400 whose ``error`` is the command line's own message. docs/service.md
@@ -28,6 +28,7 @@ from autopeft.errors import UserError
 from autopeft.service.jobs import SearchJobs
 
 USER_HEADER = "x-autopeft-user"
+MAX_BODY_BYTES = 256 * 2**20  # a spec with its data files, base64 in JSON; beyond this a request is refused (413)
 log = logging.getLogger(__name__)
 
 
@@ -65,9 +66,9 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
 
     def launch(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         if "example" in body:
-            job = jobs.launch_example(str(body["example"]), name=body.get("name"), launched_by=who(request, body))
+            job = jobs.launch_example(str(body["example"]), name=_str(body, "name"), launched_by=who(request, body))
         elif isinstance(body.get("spec"), str):
-            job = jobs.launch(body["spec"], name=body.get("name"), launched_by=who(request, body),
+            job = jobs.launch(body["spec"], name=_str(body, "name"), launched_by=who(request, body),
                               uploads=_files(body.get("files")))
         else:
             raise UserError('body: give "spec" (the YAML text) or "example" (a bundled example, e.g. "sst2")')
@@ -110,17 +111,29 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             lambda r, b: jobs.resume(name_of(r), trials=_int(b, "trials"), launched_by=who(r, b)).to_json(),
             write=True), methods=["POST"]),
         Route("/api/searches/{name}/baselines", endpoint(
-            lambda r, b: jobs.baselines(name_of(r), only=b.get("only"), launched_by=who(r, b)).to_json(),
+            lambda r, b: jobs.baselines(name_of(r), only=_strings(b, "only"), launched_by=who(r, b)).to_json(),
             write=True), methods=["POST"]),
         Route("/api/searches/{name}/confirm", endpoint(
-            lambda r, b: jobs.confirm(name_of(r), picks=b.get("picks"), seeds=_int(b, "seeds") or 3,
+            lambda r, b: jobs.confirm(name_of(r), picks=_strings(b, "picks"), seeds=_int(b, "seeds") or 3,
                                       launched_by=who(r, b)).to_json(), write=True), methods=["POST"]),
     ]
     return Starlette(routes=routes)
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:
-    raw = await request.body()
+    too_large = JSONResponse({"error": f"body: larger than {MAX_BODY_BYTES // 2**20} MiB; send a smaller data file "
+                                       "(e.g. a sample), or put the data where the service reads it"},
+                             status_code=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():  # counted as it arrives: a missing or false length cannot fill memory
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     content_type = request.headers.get("content-type", "")
@@ -150,12 +163,28 @@ def _files(files: Any) -> dict[str, bytes] | None:
         raise UserError("files: each file's content must be base64") from None
 
 
-def _int(body: dict[str, Any], field: str) -> int | None:
+def _int(body: dict[str, Any], field: str, minimum: int = 1) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{field}: expected a whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{field}: expected a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _str(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{field}: expected a string, got {value!r}")
+    return value
+
+
+def _strings(body: dict[str, Any], field: str) -> list[str] | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(f'{field}: expected a list of strings, e.g. ["knee"], got {value!r}')
     return value
 
 

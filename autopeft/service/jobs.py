@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autopeft import storage
 from autopeft.errors import UserError
 from autopeft.service.admission import (
     ServiceConfig,
@@ -74,8 +76,15 @@ class SearchJobs:
         raw = read_spec_text(text)
         name = check_name(name or f"{raw.get('name') or 'search'}-{time.strftime('%Y%m%d-%H%M%S')}")
         self._refuse_if_active(name)
+        # Before the files are written: uploads/NAME of an existing search is what its resume and export read.
+        storage.check_name_free(storage.open_storage(self.config.storage_url), name)
         base = save_uploads(self.config, name, uploads) if uploads else None
-        admitted = admit(self.config, text, name=name, base_dir=base)
+        try:
+            admitted = admit(self.config, text, name=name, base_dir=base)
+        except BaseException:
+            if base is not None:
+                shutil.rmtree(base, ignore_errors=True)  # refused: the files belong to no search
+            raise
         return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name], launched_by)
 
     def launch_example(self, example: str, *, name: str | None = None, launched_by: str = "") -> SearchJob:
