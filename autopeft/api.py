@@ -520,7 +520,9 @@ class Search:
         if trials:
             chosen = select(self.records, list(trials))
         elif picks:
-            chosen = self.pick(*picks)  # as pick and export choose: never a point at chance
+            # As pick chooses, except that a point within noise of chance may be confirmed: more seeds are how to
+            # tell whether it is.
+            chosen = self.pick(*picks, include_chance=True)
         else:
             chosen = self.front
         if not chosen:

@@ -76,8 +76,7 @@ class SearchJobs:
         raw = read_spec_text(text)
         name = check_name(name or f"{raw.get('name') or 'search'}-{time.strftime('%Y%m%d-%H%M%S')}")
         self._refuse_if_active(name)
-        # Before the files are written: uploads/NAME of an existing search is what its resume and export read.
-        storage.check_name_free(storage.open_storage(self.config.storage_url), name)
+        self._refuse_if_taken(name)  # before the files are written: an existing search's resume and export read them
         base = save_uploads(self.config, name, uploads) if uploads else None
         try:
             admitted = admit(self.config, text, name=name, base_dir=base)
@@ -209,6 +208,13 @@ class SearchJobs:
     def _refuse_if_active(self, name: str) -> None:
         if any(job.active for job in self.jobs(name)):
             raise UserError(f"search {name!r} has a job running; wait for it or stop it first")
+
+    def _refuse_if_taken(self, name: str) -> None:
+        try:
+            store = storage.open_storage(self.config.storage_url, create=False)
+        except UserError:
+            return  # no database file yet (nothing launched so far): every name is free, and none is created here
+        storage.check_name_free(store, name)
 
     def _idle_search(self, name: str):
         """The search, when neither a job of this service nor a shell is running it."""
