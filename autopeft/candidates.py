@@ -58,7 +58,12 @@ class _DrawingTrial:
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False):
         kept, value = self._kept(name, lambda v: low <= v <= high)
-        if not kept:
+        if not kept and log:
+            # Uniform in log space, as Optuna draws a log-scaled int: small ranks as likely per decade as large.
+            # (A log-scaled int has low >= 1; each integer owns the half-widths around it.)
+            drawn = math.exp(self.rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))
+            value = min(max(int(round(drawn)), low), high)
+        elif not kept:
             value = low + step * int(self.rng.integers(0, (high - low) // step + 1))
         self.params[name] = value
         return value

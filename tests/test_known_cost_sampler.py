@@ -160,3 +160,16 @@ def test_proposal_latency_on_the_full_space(tmp_path):
             math.log10(proposal.config["learning_rate"]) + 3)
         study.tell(trial, [accuracy, costs["trainable_params"]])
     assert sampler._models and max(seconds[-4:]) < 2.0, seconds[-4:]
+
+
+def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
+    """A log-scaled rank from 1 to 1000: about a third of the draws in each decade, as Optuna's own sampler gives."""
+    import numpy as np
+
+    from autopeft.candidates import _DrawingTrial
+
+    trial = _DrawingTrial(np.random.default_rng(0))
+    draws = np.array([trial.suggest_int("r", 1, 1000, log=True) for _ in range(3000)])
+    assert draws.min() >= 1 and draws.max() <= 1000
+    shares = [np.mean((draws >= low) & (draws < 10 * low)) for low in (1, 10, 100)]
+    assert all(0.25 < share < 0.42 for share in shares), shares
