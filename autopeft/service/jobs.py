@@ -75,16 +75,18 @@ class SearchJobs:
         """Admit a spec (YAML text, with the files it names) and start its search as a job."""
         raw = read_spec_text(text)
         name = check_name(name or f"{raw.get('name') or 'search'}-{time.strftime('%Y%m%d-%H%M%S')}")
-        self._refuse_if_active(name)
-        self._refuse_if_taken(name)  # before the files are written: an existing search's resume and export read them
-        base = save_uploads(self.config, name, uploads) if uploads else None
-        try:
-            admitted = admit(self.config, text, name=name, base_dir=base)
-        except BaseException:
-            if base is not None:
-                shutil.rmtree(base, ignore_errors=True)  # refused: the files belong to no search
-            raise
-        return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name], launched_by)
+        with self._launching(name):
+            self._refuse_if_active(name)
+            self._refuse_if_taken(name)  # before the files are written: an existing search's resume reads them
+            base = save_uploads(self.config, name, uploads) if uploads else None
+            try:
+                admitted = admit(self.config, text, name=name, base_dir=base)
+            except BaseException:
+                if base is not None:
+                    shutil.rmtree(base, ignore_errors=True)  # refused: the files belong to no search
+                raise
+            return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name],
+                                launched_by)
 
     def launch_example(self, example: str, *, name: str | None = None, launched_by: str = "") -> SearchJob:
         """Start a bundled example (``sst2``: the README demo) in the service's database and folders."""
@@ -94,9 +96,11 @@ class SearchJobs:
         path = examples[example]
         text = path.read_text()
         name = check_name(name or f"{read_spec_text(text).get('name') or example}-{time.strftime('%Y%m%d-%H%M%S')}")
-        self._refuse_if_active(name)
-        admitted = admit(self.config, text, name=name, base_dir=path.parent, own_places=True)
-        return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name], launched_by)
+        with self._launching(name):
+            self._refuse_if_active(name)
+            admitted = admit(self.config, text, name=name, base_dir=path.parent, own_places=True)
+            return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name],
+                                launched_by)
 
     def resume(self, name: str, *, trials: int | None = None, launched_by: str = "") -> SearchJob:
         """Go on with a stopped search (``trials`` raises its budget first)."""
@@ -208,6 +212,16 @@ class SearchJobs:
     def _refuse_if_active(self, name: str) -> None:
         if any(job.active for job in self.jobs(name)):
             raise UserError(f"search {name!r} has a job running; wait for it or stop it first")
+
+    def _launching(self, name: str):
+        """One launch of a name at a time, across the service and the dashboards sharing its root: the checks,
+        the files and the job's submission happen as one step, so two launches of one name in the same moment
+        cannot both pass the checks and overwrite each other's spec."""
+        from filelock import FileLock
+
+        locks = self.config.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{name}.lock"), timeout=120)
 
     def _refuse_if_taken(self, name: str) -> None:
         try:
