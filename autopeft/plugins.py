@@ -22,6 +22,7 @@ import importlib.metadata
 import inspect
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -243,15 +244,23 @@ def _load_group(group: str, add: Callable[[importlib.metadata.EntryPoint, str], 
             log.warning("plugin not loaded: %s", reason)
 
 
-_loaded_groups: set[str] = set()
+_loaded_groups: set[str] = set()  # loaded in full: read without the lock
+_started_groups: set[str] = set()
+# Reentrant: registering a plugin reads the registry again, from the thread that holds it. Other threads (the
+# dashboard's sessions, the service's request pool) wait for the load instead of reading a registry without it.
+_loading = threading.RLock()
 
 
 def load_installed(group: str) -> None:
     """Register the entry points of ``group`` the first time a registry asks (each registry on every read)."""
     if group in _loaded_groups:
         return
-    _loaded_groups.add(group)  # first: registering a plugin reads the registry again
-    {METRIC_GROUP: load_installed_metrics, METHOD_GROUP: load_installed_methods}[group]()
+    with _loading:
+        if group in _started_groups:
+            return  # loaded by now, or being loaded by this very thread (a plugin reading the registry)
+        _started_groups.add(group)
+        {METRIC_GROUP: load_installed_metrics, METHOD_GROUP: load_installed_methods}[group]()
+        _loaded_groups.add(group)
 
 
 def load_installed_metrics() -> None:

@@ -244,6 +244,7 @@ def test_installed_entry_points_are_loaded_once_and_a_broken_one_is_named_not_fa
         """))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setattr(plugins, "_loaded_groups", set())  # as in a fresh process
+    monkeypatch.setattr(plugins, "_started_groups", set())
     monkeypatch.setattr(plugins, "_broken", {plugins.METRIC_GROUP: {}, plugins.METHOD_GROUP: {}})
     try:
         with caplog.at_level(logging.WARNING, logger="autopeft.plugins"):
