@@ -107,6 +107,31 @@ def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
     assert np.isfinite(evaluation.metrics["eval_loss"]) and len(decode(evaluation.predictions)) == len(runner.data.eval)
 
 
+def test_a_model_whose_library_drops_the_cache_decodes_without_it(trained):
+    """AdapterHub's LLaMA layers (adapters 1.3) read the cache under another name than transformers 4.57 passes
+    it: cached decoding would go on from the last token alone. The evaluation finds this with one cached step
+    against a full pass, and decodes such a model without the cache: the answers of the plain uncached path."""
+    from autopeft.methods import get_method
+    from workers.generation import cache_is_faithful
+
+    model, tokenizer, runner = trained
+    split = runner.data.eval
+    assert cache_is_faithful(model, split.prompts[0], torch.device("cpu"))
+    torch.manual_seed(0)
+    adapted = get_method("houlsby").build(copy.deepcopy(model), {"method": "houlsby", "layers": [0, 1],
+                                                                 "houlsby": {"bottleneck": 8}}).eval()
+    for parameter in adapted.parameters():  # a trained adapter, not the identity it starts as
+        parameter.data.add_(0.05 * torch.randn_like(parameter))
+    if cache_is_faithful(adapted, split.prompts[0], torch.device("cpu")):
+        pytest.skip("this adapters release passes the cache through; nothing to fall back from")
+    evaluation = runner.evaluate(adapted, batch_size=16)
+    uncached = generate_answers(adapted, tokenizer, split.prompts, split.answers, max_new_tokens=runner.max_new_tokens,
+                                pad_id=runner.pad_id, device=torch.device("cpu"), use_cache=False)
+    assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(uncached, split.answers)]
+    losses, tokens = runner._loss(adapted, 16)
+    assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5)
+
+
 @pytest.mark.parametrize("text,gold,given", [
     ("the correct answer is true", "true", False),  # "true" may still become "trueness"
     ("the correct answer is true.", "true", True),

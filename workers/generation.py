@@ -25,6 +25,9 @@ only, so every row is computed as if unpadded. Methods that put tokens of their 
 (peft's prompt learning, AdapterHub's prefix tuning) and models without a cache-aware forward evaluate in two
 passes instead (``shares_prompt_cache``).
 
+Before either path, ``cache_is_faithful`` checks one cached step against a full forward pass: a model whose cache
+a library drops decodes without it (slower, and the same answers as the plain path).
+
 ``reference_answers`` is the plain path (one ``generate`` per batch in file order, to ``max_new_tokens``) that
 the fast one is checked against (tests/test_generation.py, bench/decoders/evaluation.py).
 """
@@ -176,14 +179,15 @@ def _generate(model: nn.Module, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 @torch.inference_mode()
 def generate_answers(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], golds: Sequence[str], *,
                      max_new_tokens: int, pad_id: int, device: torch.device, token_budget: int = 8192,
-                     max_rows: int = 64) -> list[str]:
-    """The response generated for each prompt (token ids, unpadded), cut where its answer was given."""
+                     max_rows: int = 64, use_cache: bool = True) -> list[str]:
+    """The response generated for each prompt (token ids, unpadded), cut where its answer was given.
+    ``use_cache=False`` recomputes the whole sequence at every step (for a model whose cache is not faithful)."""
     eos_ids = _eos_ids(model, tokenizer)
     texts: list[str] = [""] * len(prompts)
     for rows in length_batches([len(p) for p in prompts], max_new_tokens, token_budget, max_rows):
         ids, mask = pad_rows([prompts[i] for i in rows], pad_id, left=True)
         answers = _generate(model, tokenizer, ids.to(device), mask.to(device), [golds[i] for i in rows],
-                            max_new_tokens, pad_id, eos_ids)
+                            max_new_tokens, pad_id, eos_ids, use_cache=use_cache)
         for i, text in zip(rows, answers):
             texts[i] = text
     return texts
@@ -191,6 +195,24 @@ def generate_answers(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray],
 
 def _transformers_model(model: nn.Module) -> PreTrainedModel | None:
     return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+
+
+@torch.inference_mode()
+def cache_is_faithful(model: nn.Module, prompt: np.ndarray, device: torch.device) -> bool:
+    """Whether a step decoded from the key/value cache gives the logits a full forward pass gives, on the first
+    tokens of ``prompt``. A library whose layers read the cache under another name than transformers passes it
+    (``adapters`` 1.3's LLaMA layers read ``past_key_value``, transformers 4.57 passes ``past_key_values``) drops
+    it without an error, and cached decoding then continues from the last token alone. peft's prompt methods are
+    left to peft's own ``generate``, which prepends their tokens on the first step only."""
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return True
+    ids = torch.as_tensor(np.asarray(prompt[:16], dtype=np.int64), device=device)[None]
+    if ids.shape[1] < 2:
+        return True
+    full = model(input_ids=ids).logits[0, -1].float()
+    first = model(input_ids=ids[:, :-1], use_cache=True)
+    step = model(input_ids=ids[:, -1:], past_key_values=first.past_key_values, use_cache=True).logits[0, -1].float()
+    return bool(torch.allclose(full, step, atol=1e-3 * max(float(full.abs().max()), 1.0), rtol=0))
 
 
 def shares_prompt_cache(model: nn.Module) -> bool:

@@ -23,6 +23,7 @@ from autopeft.errors import TrialFailure
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
 from workers.generation import (
     answers_match,
+    cache_is_faithful,
     extract_answer,
     generate_answers,
     pad_rows,
@@ -119,13 +120,15 @@ class CausalLmRunner:
         split = self.data.eval
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
                     "max_rows": batch_size}
-        if shares_prompt_cache(model):
+        faithful = cache_is_faithful(model, split.prompts[0], self.device) if len(split) else True
+        if faithful and shares_prompt_cache(model):
             responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
             scored = score_and_generate(model, self.tokenizer, split.prompts, responses, split.answers, **settings)
             losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
         else:
             losses, tokens = self._loss(model, batch_size)
-            texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, **settings)
+            texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
+                                     **settings)
         given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
         correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
         return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
