@@ -102,7 +102,11 @@ def test_parallel_proposals_differ_and_running_trials_are_believed(tmp_path):
     running = [sampler._chosen[first._trial_id]]
     assert running[0].config == configs[0]
     candidates = list(sampler._pool.values())[:20]
+    # Each score fits from scratch (a fit warm-started from the previous one may land elsewhere), so both see the
+    # same model and differ only by the running trial believed at its prediction.
+    sampler._models.clear()
     alone = sampler.score(candidates, observed, [], trials)
+    sampler._models.clear()
     beside = sampler.score(candidates, observed, running, trials)
     assert (beside <= alone + 1e-9).all() and (beside < alone - 1e-12).any()  # a running trial takes its share
 
