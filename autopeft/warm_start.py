@@ -128,8 +128,7 @@ def warm_sampler(sampler: optuna.samplers.BaseSampler, sources: list[SourceTrial
 
 
 def parse_source(text: str) -> WarmStartSource:
-    """``NAME`` or ``NAME@URL`` (the command line's form) as a source."""
-    name, _, url = text.strip().partition("@")
-    if not name:
+    """``NAME`` or ``NAME@URL`` (the command line's form) as a source: the spec's own short form."""
+    if not text.strip().partition("@")[0]:
         raise UserError(f"--warm-start: {text!r} names no search; give NAME or NAME@URL")
-    return WarmStartSource(search=name, storage=url or None)
+    return WarmStartSource.model_validate(text.strip())

@@ -25,7 +25,14 @@ from typing import Any
 import yaml
 
 from autopeft.errors import UserError
-from autopeft.spec import PACKAGE_MODEL_PREFIX, PROJECT_ROOT, SearchSpec, normalise_storage_url, yaml_problem
+from autopeft.spec import (
+    PACKAGE_MODEL_PREFIX,
+    PROJECT_ROOT,
+    SearchSpec,
+    WarmStartSource,
+    normalise_storage_url,
+    yaml_problem,
+)
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -182,7 +189,10 @@ def _confine_warm_start(config: ServiceConfig, raw: dict[str, Any]) -> None:
     reaches."""
     sources = raw.get("warm_start") or []
     for source in sources if isinstance(sources, list) else []:
-        url = source.get("storage") if isinstance(source, dict) else str(source).partition("@")[2] or None
+        try:
+            url = WarmStartSource.model_validate(source).storage
+        except ValueError:
+            continue  # malformed: the spec's own validation names it
         if url and normalise_storage_url(str(url)) != config.storage_url:
             raise UserError(f"warm_start: {source!r} names another database; a search launched through the service "
                             f"starts from the service's own searches (give their names only)")
