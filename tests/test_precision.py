@@ -1,7 +1,11 @@
-"""Training precision: what ``auto`` resolves to, and that autocast lowers only the forward's matmuls."""
+"""Training precision: what ``auto`` resolves to (by the processor, or on a GPU by a measured step), and that
+autocast lowers only the forward's matmuls."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import torch
 
 from workers import precision
@@ -25,3 +29,53 @@ def test_bf16_autocast_lowers_matmuls_and_leaves_weights_and_gradients_fp32():
     lowered.float().sum().backward()
     assert layer.weight.dtype == layer.weight.grad.dtype == torch.float32
     torch.testing.assert_close(lowered.float(), exact, rtol=2e-2, atol=2e-2)
+
+
+class _SlowUnder(torch.nn.Module):
+    """A layer whose forward pays an extra 20 ms in one precision: the one ``faster_precision`` must not keep."""
+
+    def __init__(self, slow_in_bf16: bool):
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 8)
+        self.dropout = torch.nn.Dropout(0.5)
+        self.slow_in_bf16 = slow_in_bf16
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled("cpu") == self.slow_in_bf16:
+            time.sleep(0.02)
+        return self.dropout(self.layer(inputs))
+
+
+@pytest.mark.parametrize("slow_in_bf16,expected", [(True, "fp32"), (False, "bf16")])
+def test_faster_precision_keeps_the_faster_and_leaves_the_trial_as_it_was(slow_in_bf16, expected):
+    model = _SlowUnder(slow_in_bf16)
+    inputs = torch.randn(4, 8)
+    weights = model.layer.weight.detach().clone()
+    rng = torch.get_rng_state()
+
+    def step_loss(name: str) -> torch.Tensor:
+        with precision.autocast(name, torch.device("cpu")):
+            return model(inputs).float().sum()
+
+    chosen, seconds = precision.faster_precision(model, step_loss, torch.device("cpu"), repeats=2)
+    assert chosen == expected
+    assert set(seconds) == {"fp32", "bf16"} and seconds["bf16" if slow_in_bf16 else "fp32"] >= 0.02
+    assert model.layer.weight.grad is None  # the timed backward passes leave no gradient to the first step
+    assert torch.equal(model.layer.weight, weights)
+    assert torch.equal(torch.get_rng_state(), rng)  # dropout draws as if nothing had been timed
+
+
+def test_auto_on_a_gpu_keeps_what_was_measured_faster(monkeypatch):
+    gpu = torch.device("cuda")
+    asked = []
+
+    def measure() -> str:
+        asked.append(1)
+        return "fp32"
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)  # no GPU here: its answer is stated
+    assert precision.resolve("auto", gpu, measure) == "fp32" and asked == [1]
+    assert precision.resolve("auto", gpu) == "bf16"  # a caller that cannot measure
+    assert precision.resolve("bf16", gpu, measure) == "bf16" and asked == [1]  # an explicit choice is not measured
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert precision.resolve("auto", gpu, measure) == "fp32" and asked == [1]

@@ -71,3 +71,27 @@ def test_trial_measures_what_was_predicted_and_reloads(setup, method, bits):
     if get_method(method).mergeable and bits == 16:
         merged = load_merged(load_base_model(spec.model, data.label_names), result.adapter_dir)
         assert abs(accuracy(merged) - measured["accuracy"]) <= 0.005
+
+
+def test_a_measured_precision_leaves_the_trial_as_it_would_have_trained(setup, monkeypatch):
+    """On a GPU ``auto`` times a step of the trial's model in each precision first (workers/precision.py); here the
+    measurement is made to run on the CPU: the trial must then train exactly as one that was not measured."""
+    import workers.worker as worker_module
+
+    worker, spec, data, tmp_path = setup
+    config = {"method": "lora", "layers": [4, 5], "learning_rate": 2e-3, "lora": {"r": 4}}
+    training = {**spec.training.model_dump(), "precision": "fp32"}
+    plain = worker.run(TrialRequest(0, config, 0, 4, training, str(tmp_path / "plain")))
+
+    def measured_then_fp32(requested, device, measure=None):
+        measure()
+        return "fp32"
+
+    monkeypatch.setattr(worker_module, "resolve_precision", measured_then_fp32)
+    worker.precision_timings.clear()
+    measured = worker.run(TrialRequest(0, config, 0, 4, {**training, "precision": "auto"}, str(tmp_path / "timed")))
+    assert plain.ok and measured.ok, (plain.fail_reason, measured.fail_reason)
+    assert set(worker.precision_timings[("lora", training["batch_size"])][1]) == {"fp32", "bf16"}
+    assert set(measured.execution["precision_step_s"]) == {"fp32", "bf16"}
+    assert measured.loss_curve == plain.loss_curve
+    assert measured.measurements["accuracy"] == plain.measurements["accuracy"]

@@ -7,11 +7,21 @@ inputs), so a trial trains and saves the same adapter type. The training forward
 early-stopping rungs run at this precision; the final evaluation, whose metric is recorded, always runs in fp32,
 so the exported adapter gives exactly the recorded metric under stock inference. Where bf16 is not native (an
 AVX2-only CPU emulates it, slowly) ``auto`` keeps fp32.
+
+On a GPU native bf16 is not enough to be faster. Measured on an H200 (bench/README.md, decoders): a 135M decoder at
+batch 16 trained 1.8-4.7x *slower* under bf16 autocast than in fp32, because such a small model's step is the
+launch of a few thousand small kernels and autocast adds a cast before every matrix product; a large model whose
+step is its matrix products gains the other way. So on CUDA ``auto`` times one training step of the trial's own
+model and batch in each precision (``faster_precision``) and keeps the faster; the worker remembers the choice per
+method and batch size. On a CPU the rule above stands (measured both ways there), and timing steps of a decoder
+on 2 cores would cost more than the choice saves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -30,13 +40,46 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve(requested: str, device: torch.device) -> str:
-    """The precision a trial runs at: ``auto`` becomes bf16 where bf16 is native to the device, else fp32."""
+def resolve(requested: str, device: torch.device, measure: Callable[[], str] | None = None) -> str:
+    """The precision a trial runs at. ``auto``: on a CPU, bf16 where it is native, else fp32; on a GPU with bf16,
+    what ``measure`` finds faster (bf16 when no measurement is offered), else fp32."""
     if requested != "auto":
         return requested
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        if not torch.cuda.is_bf16_supported():
+            return "fp32"
+        return measure() if measure is not None else "bf16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def faster_precision(model: torch.nn.Module, step_loss: Callable[[str], torch.Tensor], device: torch.device,
+                     candidates: tuple[str, ...] = ("fp32", "bf16"), repeats: int = 3) -> tuple[str, dict[str, float]]:
+    """The candidate whose forward and backward pass (``step_loss(precision).backward()``) is fastest on
+    ``device``, with each one's best time in seconds.
+
+    One untimed pass per candidate first (kernel selection, allocator warm-up), then ``repeats`` rounds that
+    alternate the candidates, so a slow moment hurts both. The trial is left as it was: gradients are dropped and
+    the random state (dropout) is restored, so a measured trial trains exactly as an unmeasured one would."""
+    cuda = [device] if device.type == "cuda" else []
+
+    def timed(precision: str) -> float:
+        if cuda:
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        step_loss(precision).backward()
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started
+
+    best = dict.fromkeys(candidates, float("inf"))
+    with torch.random.fork_rng(devices=cuda):
+        for precision in candidates:
+            timed(precision)
+        for _ in range(repeats):
+            for precision in candidates:
+                best[precision] = min(best[precision], timed(precision))
+    model.zero_grad(set_to_none=True)
+    return min(candidates, key=best.__getitem__), best
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

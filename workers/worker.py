@@ -32,7 +32,7 @@ from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from autopeft.user_metrics import measure
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
-from workers.precision import autocast
+from workers.precision import autocast, faster_precision
 from workers.precision import resolve as resolve_precision
 from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS, Evaluation
@@ -105,6 +105,8 @@ class TrialWorker:
         self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.prefix_store: PrefixStore | None = None
+        # (method, batch size) -> the precision measured faster there, and the seconds each took (workers/precision.py)
+        self.precision_timings: dict[tuple[str, int], tuple[str, dict[str, float]]] = {}
 
     def run(self, request: TrialRequest) -> TrialResult:
         try:
@@ -150,7 +152,8 @@ class TrialWorker:
                 enable_gradient_checkpointing(model)
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
-            precision = resolve_precision(training.get("precision", "auto"), self.device)
+            precision = resolve_precision(training.get("precision", "auto"), self.device,
+                                          lambda: self._measured_precision(model, method.name, training))
             with Stopwatch() as train_clock:
                 prefix = self._frozen_prefix(model, (bits, precision), training)
                 rungs = None if request.rungs is None else Rungs(
@@ -188,9 +191,31 @@ class TrialWorker:
                            loss_curve=curve, predictions=evaluation.predictions, worker=self.identity,
                            rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
-                           execution={"precision": precision, "frozen_layers": prefix.cut if prefix else 0,
+                           execution={"precision": precision, **self._precision_measured(method.name, training),
+                                      "frozen_layers": prefix.cut if prefix else 0,
                                       "cached_examples_reused": prefix.reused if prefix else 0,
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
+
+    def _precision_measured(self, method: str, training: dict) -> dict:
+        """For the trial's record: the step times behind an ``auto`` choice, where one was measured."""
+        measured = self.precision_timings.get((method, int(training["batch_size"])))
+        if measured is None or training.get("precision", "auto") != "auto":
+            return {}
+        return {"precision_step_s": {name: round(seconds, 4) for name, seconds in measured[1].items()}}
+
+    def _measured_precision(self, model: torch.nn.Module, method: str, training: dict) -> str:
+        """``precision: auto`` on a GPU: the precision one training step of this trial ran faster at, measured
+        once per method and batch size in this worker (workers/precision.py says why it is measured)."""
+        key = (method, int(training["batch_size"]))
+        if key not in self.precision_timings:
+            batch = self.runner.train_batch(np.arange(min(key[1], len(self.data.train))))
+
+            def step_loss(precision: str) -> torch.Tensor:
+                with autocast(precision, self.device):
+                    return model(**batch).loss.float()
+
+            self.precision_timings[key] = faster_precision(model, step_loss, self.device)
+        return self.precision_timings[key][0]
 
     def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
         """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""

@@ -1,6 +1,7 @@
 """Decoder training memory and time: gradient checkpointing and precision on SmolLM2-135M.
 
     .venv/bin/python bench/decoders/memory.py --out bench/decoders/memory.json
+    python bench/decoders/memory.py --device cuda --batch-sizes 16 --steps 20 --out bench/decoders/memory_cuda.json
 
 Each case trains in a fresh process (so its peak is its own): SmolLM2-135M-Instruct (``autopeft.decoders.smollm2``),
 2 torch threads, batches of the bundled math training records (examples/data/math/train.json, max length 320;
@@ -48,12 +49,13 @@ def one(case: dict) -> dict:
     from workers.training import enable_gradient_checkpointing, train
 
     torch.set_num_threads(case["threads"])
+    device = torch.device(case.get("device", "cpu"))
     folder = str(smollm2.get_model_path())
     data = load_task_data(DataSpec(train=str(DATA / "math" / "train.json"),
                                    eval=str(DATA / "math" / "multiarith.json"), max_length=320,
                                    eval_size=1), ModelSpec(name_or_path=folder, task="causal-lm"), seed=0)
-    runner = CausalLmRunner(data, AutoTokenizer.from_pretrained(folder), torch.device("cpu"))
-    base = AutoModelForCausalLM.from_pretrained(folder)
+    runner = CausalLmRunner(data, AutoTokenizer.from_pretrained(folder), device)
+    base = AutoModelForCausalLM.from_pretrained(folder).to(device)
     layers = list(range(base.config.num_hidden_layers))
     config = {**CONFIGS[case["config"]], "layers": layers}
     model = get_method(config["method"]).build(base, config)
@@ -62,16 +64,20 @@ def one(case: dict) -> dict:
     stamps: list[float] = []
 
     def loss_of(indices):
+        if device.type == "cuda":  # the step before has finished on the GPU, not only been queued
+            torch.cuda.synchronize(device)
         stamps.append(time.perf_counter())
-        with autocast(case["precision"], torch.device("cpu")):
+        with autocast(case["precision"], device):
             return model(**runner.train_batch(indices)).loss.float()
 
     training = {"batch_size": case["batch_size"], "weight_decay": 0.0, "warmup_ratio": 0.0, "max_grad_norm": 1.0,
                 "log_every": 1}
-    with PeakMemory(torch.device("cpu")) as memory:
+    with PeakMemory(device) as memory:
         started = time.perf_counter()
         curve = train(model, loss_of, len(data.train), steps=case["steps"], learning_rate=config["learning_rate"],
                       training=training, seed=0, lengths=data.train.lengths)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         ended = time.perf_counter()
     steps = np.diff([*stamps, ended])
     return {**case, "peak_memory_mb": round(memory.peak_mb, 1), "step_s": round(float(np.mean(steps[1:])), 3),
@@ -88,18 +94,25 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--batch-sizes", default="4,8")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: peak memory is the GPU's allocated peak, step times wait for the GPU")
     parser.add_argument("--out", type=Path, default=HERE / "memory.json")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(json.loads(args.one))))
         return
     results = {"model": "SmolLM2-135M-Instruct (fp32 weights)", "cpu": cpu_name(), "threads": args.threads,
-               "cases": []}
+               "device": args.device, "cases": []}
+    if args.device == "cuda":
+        import torch
+
+        results["gpu"] = torch.cuda.get_device_name()
+        results["torch"] = torch.__version__
     for config, batch, precision, checkpointing in itertools.product(
             args.configs.split(","), [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),
             (False, True)):
         case = {"config": config, "batch_size": batch, "precision": precision, "checkpointing": checkpointing,
-                "steps": args.steps, "threads": args.threads}
+                "steps": args.steps, "threads": args.threads, "device": args.device}
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps(case)], capture_output=True, text=True,
                              check=True).stdout
         results["cases"].append(json.loads(out.strip().splitlines()[-1]))

@@ -4,6 +4,9 @@
         [--eval-records 48 | boolq=48 multiarith=16] [--threads 2] [--tasks boolq multiarith] [--methods LABEL ...]
     HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_adapters/run.py --post-checks   # answers given; AdapterHub uncached
     HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_adapters/run.py --table-only
+    HF_HUB_OFFLINE=1 python bench/llm_adapters/run.py --device cuda --data PATH/TO/LLM-Adapters \
+        --steps 300 --batch-size 16 --train-records 3000 --eval-records boolq=500 multiarith=109 \
+        --results bench/llm_adapters/results_cuda.json   # a larger budget on a GPU (table_cuda.md)
 
 Rows are methods in LLM-Adapters' order (zero-shot first, then LoRA, DoRA, the series adapters Houlsby and
 Pfeiffer, the parallel adapter, prefix tuning, prompt tuning, IA3); columns are tasks (LLM-Adapters' BoolQ slice
@@ -27,7 +30,13 @@ trial worker (workers/worker.py: build, train, final evaluation in fp32, save). 
   must be the same, one by one.
 
 Zero-shot is the base evaluated by the worker's own evaluation (``CausalLmRunner.evaluate``), untrained.
-Resumable: rows in results.json with the same budget are kept and skipped; table.md is written from them.
+
+``--data`` points at a copy of LLM-Adapters' data (its ``dataset/`` and ``ft-training_set/`` folders) for a larger
+budget than the bundled slices allow: training records are drawn from its whole training sets (BoolQ's 9,427,
+math_data.json's 3,260) and BoolQ is evaluated on its test set (3,270); MultiArith stays the bundled held-out
+problems, the only ones math_data.json does not contain. ``--device cuda`` trains and evaluates on a GPU.
+Resumable: rows in results.json with the same budget are kept and skipped; table.md is written from them
+(results_X.json writes table_X.md).
 """
 
 from __future__ import annotations
@@ -102,8 +111,23 @@ def eval_records(args: argparse.Namespace, task: str) -> int:
 
 
 def budget_of(args: argparse.Namespace, task: str) -> dict:
-    return {"steps": args.steps, "batch_size": args.batch_size, "train_records": args.train_records,
-            "eval_records": eval_records(args, task), "seed": 0, "threads": args.threads}
+    budget = {"steps": args.steps, "batch_size": args.batch_size, "train_records": args.train_records,
+              "eval_records": eval_records(args, task), "seed": 0, "threads": args.threads}
+    if args.device != "cpu":
+        budget["device"] = args.device
+    if args.data is not None:
+        budget["data"] = "LLM-Adapters' whole sets"
+    return budget
+
+
+def task_files(task: str, args: argparse.Namespace) -> tuple[Path, Path, int]:
+    """Training file, evaluation file and max length: the bundled slices, or LLM-Adapters' own sets (--data)."""
+    _, train, evaluation, max_length = TASKS[task]
+    if args.data is not None and task == "boolq":
+        return args.data / "dataset" / "boolq" / "train.json", args.data / "dataset" / "boolq" / "test.json", max_length
+    if args.data is not None and task == "multiarith":
+        return args.data / "ft-training_set" / "math_data.json", evaluation, max_length
+    return train, evaluation, max_length
 
 
 def refusal(model: ModelSpec, config: dict) -> tuple[str | None, float | None]:
@@ -119,22 +143,23 @@ def reload_check(model: ModelSpec, worker: TrialWorker, method_name: str, adapte
                  answers: list[str]) -> dict:
     """The saved adapter on a fresh base through its library's own loader, evaluated again: same answers?"""
     method = get_method(method_name)
-    base = load_base_model(model, []).eval()
+    base = load_base_model(model, []).eval().to(worker.device)
     if method.library == "peft":
         from peft import PeftModel
 
-        loaded, loader = PeftModel.from_pretrained(base, adapter_dir), "peft.PeftModel.from_pretrained"
+        loaded = PeftModel.from_pretrained(base, adapter_dir).to(worker.device)
+        loader = "peft.PeftModel.from_pretrained"
     elif method.library == "adapters":
         import adapters
 
         adapters.init(base)
         safetensors = not (Path(adapter_dir) / "pytorch_adapter.bin").is_file()
         base.set_active_adapters(base.load_adapter(adapter_dir, use_safetensors=safetensors))
-        loaded, loader = base, "adapters: load_adapter (not peft: peft has no such adapter)"
+        loaded, loader = base.to(worker.device), "adapters: load_adapter (not peft: peft has no such adapter)"
     else:
         from autopeft import load_adapter
 
-        loaded, loader = load_adapter(base, adapter_dir), "autopeft.load_adapter"
+        loaded, loader = load_adapter(base, adapter_dir).to(worker.device), "autopeft.load_adapter"
     again = decode(worker.runner.evaluate(loaded, batch_size).predictions)
     same = sum(a == b for a, b in zip(again, answers))
     return {"loader": loader, "library": method.library, "same_answers": same, "answers": len(answers),
@@ -148,11 +173,11 @@ def run_task(task: str, labels: list[str], model: ModelSpec, args: argparse.Name
             if results.get(f"{task} | {label}", {}).get("budget") != budget]
     if not todo:
         return
-    title, train, evaluation, max_length = TASKS[task]
+    train, evaluation, max_length = task_files(task, args)
     data_spec = DataSpec(train=str(train), eval=str(evaluation), max_length=max_length,
                          train_size=args.train_records, eval_size=budget["eval_records"])
     data = load_task_data(data_spec, model, seed=0)
-    worker = TrialWorker(model.model_dump(), data, threads=args.threads)
+    worker = TrialWorker(model.model_dump(), data, threads=args.threads, device=args.device)
     training = TrainingSpec(batch_size=args.batch_size, log_every=5).model_dump()
     for label in todo:
         config = METHODS[label]
@@ -161,7 +186,7 @@ def run_task(task: str, labels: list[str], model: ModelSpec, args: argparse.Name
         if config is None:
             with torch.inference_mode():
                 clock = time.perf_counter()
-                evaluation_result = worker.runner.evaluate(worker.base, training["eval_batch_size"])
+                evaluation_result = worker.runner.evaluate(worker.base.to(worker.device), training["eval_batch_size"])
                 eval_s = time.perf_counter() - clock
             row.update(ok=True, trainable_params=0, train_time_s=0.0, eval_time_s=eval_s,
                        answers_given=answer_counts(decode(evaluation_result.predictions)),
@@ -217,18 +242,18 @@ def post_checks(results: dict, model: ModelSpec, args: argparse.Namespace) -> No
                                                   and get_method(r["config"]["method"]).library == "adapters"))]
         if not rows:
             continue
-        _, train, evaluation, max_length = TASKS[task]
+        train, evaluation, max_length = task_files(task, args)
         data = load_task_data(DataSpec(train=str(train), eval=str(evaluation), max_length=max_length,
                                        train_size=rows[0]["budget"]["train_records"],
                                        eval_size=rows[0]["budget"]["eval_records"]), model, seed=0)
-        worker = TrialWorker(model.model_dump(), data, threads=args.threads)
+        worker = TrialWorker(model.model_dump(), data, threads=args.threads, device=args.device)
         runner, split = worker.runner, data.eval
         for row in rows:
             if row["config"] is None:
-                loaded = worker.base
+                loaded = worker.base.to(worker.device)
             else:
                 folder = Path(args.work_dir) / task / _folder_name(row["method"]) / "adapter"
-                loaded = load_adapter(load_base_model(model, []).eval(), folder)
+                loaded = load_adapter(load_base_model(model, []).eval(), folder).to(worker.device)
             if "answers_given" not in row:
                 row["answers_given"] = answer_counts(decode(runner.evaluate(loaded, 128).predictions))
             if row["config"] and get_method(row["config"]["method"]).library == "adapters":
@@ -280,13 +305,17 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--work-dir", default="/tmp/bench-llm-adapters")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a copy of LLM-Adapters' data (dataset/, ft-training_set/): train and evaluate on its "
+                             "whole sets instead of the bundled slices")
     parser.add_argument("--table-only", action="store_true", help="write table.md from results.json, run nothing")
     parser.add_argument("--post-checks", action="store_true",
                         help="on kept rows: answers given where missing, and AdapterHub rows decoded without the "
                              "key/value cache (re-evaluates the saved adapters; see post_checks)")
     args = parser.parse_args()
     if args.table_only:
-        write_table(json.loads(args.results.read_text()), args.results.with_name("table.md"))
+        write_table(json.loads(args.results.read_text()), table_path(args.results))
         return
     args.results.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
@@ -296,15 +325,24 @@ def main() -> None:
     model = ModelSpec(name_or_path=folder, task="causal-lm")
     if args.post_checks:
         post_checks(results, model, args)
-        write_table(results, args.results.with_name("table.md"))
+        write_table(results, table_path(args.results))
         return
-    results["_meta"] = {"decoder": DECODER, "cpu": cpu_description(), "torch": torch.__version__,
+    import transformers
+
+    gpu = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else None
+    results["_meta"] = {"decoder": DECODER, "cpu": cpu_description(), "gpu": gpu, "torch": torch.__version__,
+                        "transformers": transformers.__version__,
                         "registry_on_decoder": registry_check(model), "command": " ".join(sys.argv[1:])}
     labels = [label for label in METHODS if label in args.methods]
     for task in args.tasks:
         run_task(task, labels, model, args, results, args.results)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
-    write_table(results, args.results.with_name("table.md"))
+    write_table(results, table_path(args.results))
+
+
+def table_path(results: Path) -> Path:
+    """results.json -> table.md, results_cuda.json -> table_cuda.md."""
+    return results.with_name(results.stem.replace("results", "table", 1) + ".md")
 
 
 def _cell(row: dict | None, field: str, fmt: str) -> str:
