@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from autopeft.methods import adapterhub_decoders
+
 ADAPTER_NAME = "autopeft"
 
 
@@ -168,7 +170,7 @@ class AdapterHubBacked(Method):
         model.train_adapter(ADAPTER_NAME)  # freezes the base, leaves the adapter (and the task head) trainable
         for parameter in task_head_parameters(model).values():
             parameter.requires_grad_(True)
-        return model
+        return adapterhub_decoders.prepare(model)  # prefix masks and cache name on decoders (see that module)
 
     def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
         try:
@@ -189,12 +191,12 @@ class AdapterHubBacked(Method):
         # with_head=True saved the task head beside the adapter; load_adapter puts it back on the model
         name = base_model.load_adapter(str(directory), use_safetensors=_uses_safetensors(directory))
         base_model.set_active_adapters(name)
-        return base_model
+        return adapterhub_decoders.prepare(base_model)
 
     def loading_code(self, directory: Path) -> str:
         return ("import adapters\n\nadapters.init(base)\n"
                 f"name = base.load_adapter(FOLDER, use_safetensors={_uses_safetensors(directory)})\n"
-                "base.set_active_adapters(name)\nmodel = base")
+                "base.set_active_adapters(name)\n" + adapterhub_decoders.loading_lines(directory) + "model = base")
 
 
 def _uses_safetensors(directory: Path) -> bool:

@@ -4,7 +4,8 @@
   size (0 switches it off) on the chosen layers. ``adapters`` forbids two bottleneck adapters at the same place, so
   the serial one sits after multi-head attention and the parallel one beside the FFN.
 - ``mam`` (He et al., 2022, "mix-and-match"): prefix tuning plus a scaled parallel adapter beside the FFN.
-- ``unipelt`` (Mao et al., 2022): LoRA, prefix tuning and a series adapter, each behind a learned gate.
+- ``unipelt`` (Mao et al., 2022): LoRA, prefix tuning and a series adapter, each behind a learned gate. Refused on
+  text generators (causal LMs): AdapterHub's gates average over the whole sequence, so they are not causal.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class UniPelt(AdapterHubBacked):
     help = "gated LoRA + prefix + series adapter; options r, prefix_length, bottleneck"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> UniPELTConfig:
+        if getattr(model, "can_generate", lambda: False)():
+            # AdapterHub's gates (LoRA, prefix, adapter) are the sigmoid averaged over the whole sequence
+            # (adapters/methods/*: ``torch.mean(..., dim=1)``): fine for a classifier, not for a causal model.
+            raise ValueError(f"unipelt cannot apply to a text generator ({type(model).__name__}): its gates average "
+                             "over the whole sequence, so every position would see the tokens after it (training "
+                             "would read the response it is scored on, and decoding token by token cannot "
+                             "reproduce it); use mam or autopeft (prefix and adapters, no gates)")
         options = config.get(self.name, {})
         leave_out = left_out_layers(model, config)
         return UniPELTConfig(
