@@ -97,6 +97,7 @@ class MetricModel:
     """A Gaussian process of one measurement (as a gain: larger is better) over encoded configurations."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, cache: MetricModel | None = None):
+        self._data = (X.copy(), y.copy())  # what it was fitted on: a caller with the same data can keep this fit
         self.mean = float(y.mean())
         self.scale = float(y.std()) or 1.0
         standardised = (y - self.mean) / self.scale
@@ -106,6 +107,11 @@ class MetricModel:
             X=X, Y=standardised, is_categorical=np.zeros(X.shape[1], dtype=bool),
             log_prior=log_prior, minimum_noise=optuna_prior.DEFAULT_MINIMUM_NOISE_VAR,
             deterministic_objective=False, gpr_cache=previous)
+
+    def fitted_on(self, X: np.ndarray, y: np.ndarray) -> bool:
+        """Whether this model was fitted on exactly these rows and values (then refitting would find the same)."""
+        return (self._data[0].shape == X.shape and self._data[1].shape == y.shape
+                and bool(np.array_equal(self._data[0], X)) and bool(np.array_equal(self._data[1], y)))
 
     def believe(self, X_running: np.ndarray) -> None:
         """Add running trials at the model's own predictions (they then count as known, with no new information)."""

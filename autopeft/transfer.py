@@ -52,8 +52,11 @@ class Transfer:
 def fit_transfer(X_source: np.ndarray, y_source: np.ndarray, X_target: np.ndarray, y_target: np.ndarray,
                  cache: MetricModel | None = None) -> Transfer:
     """The prior from a source's trials (``X_source``, gains ``y_source``), weighed on the new task's completed
-    trials (``X_target``, gains ``y_target``, measured at the full steps)."""
-    source = MetricModel(X_source, y_source, cache)
+    trials (``X_target``, gains ``y_target``, measured at the full steps). The source's trials do not change during
+    a search, so ``cache``, the source model of the proposal before, is kept whole when it was fitted on the same
+    encoded rows (only a new level of a categorical, which re-encodes them, refits it, from ``cache``'s kernel)."""
+    source = cache if cache is not None and cache.fitted_on(X_source, y_source) else MetricModel(X_source, y_source,
+                                                                                               cache)
     if len(y_target) == 0:
         return Transfer(source, 0.0, 1.0, None)
     predicted = source.predict(X_target)[0]

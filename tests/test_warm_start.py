@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -123,3 +124,19 @@ def test_a_service_launch_starts_only_from_the_services_own_searches(tmp_path):
         spec.pop(field)
     with pytest.raises(UserError, match="warm_start: .* names another database"):
         admit(config, yaml.safe_dump(spec), name="warm")
+
+
+def test_the_source_model_is_fitted_once_while_its_trials_stay_the_same():
+    """The source's trials do not change during a search: the next proposal keeps its fit instead of refitting it."""
+    from autopeft.transfer import fit_transfer
+
+    rng = np.random.default_rng(0)
+    X_source, X_target = rng.random((40, 3)), rng.random((5, 3))
+    y_source = X_source @ np.array([1.0, -0.5, 0.2])
+    y_target = X_target @ np.array([1.0, -0.5, 0.2]) + 0.3
+    first = fit_transfer(X_source, y_source, X_target[:4], y_target[:4])
+    again = fit_transfer(X_source, y_source, X_target, y_target, first.source)
+    assert again.source is first.source and again.correlation is not None and again.weight > 0
+    grown = fit_transfer(np.vstack([X_source, X_target[:1]]), np.append(y_source, y_target[0]), X_target, y_target,
+                         first.source)
+    assert grown.source is not first.source  # other rows: fitted again (from the kept kernel)
