@@ -152,10 +152,16 @@ def reload_check(model: ModelSpec, worker: TrialWorker, method_name: str, adapte
     elif method.library == "adapters":
         import adapters
 
+        from autopeft.methods.adapterhub_decoders import saved_on_decoder
+
         adapters.init(base)
         safetensors = not (Path(adapter_dir) / "pytorch_adapter.bin").is_file()
         base.set_active_adapters(base.load_adapter(adapter_dir, use_safetensors=safetensors))
-        loaded, loader = base.to(worker.device), "adapters: load_adapter (not peft: peft has no such adapter)"
+        loader = "adapters: load_adapter (not peft: peft has no such adapter)"
+        if all(saved_on_decoder(Path(adapter_dir))):  # a prefix: the export's loading code sets eager attention
+            base.set_attn_implementation("eager")
+            loader = "adapters: load_adapter, eager attention (not peft: peft has no such adapter)"
+        loaded = base.to(worker.device)
     else:
         from autopeft import load_adapter
 
@@ -405,9 +411,11 @@ def write_table(results: dict, path: Path) -> None:
         lines += [f"- {label}: " + ", ".join(f"{answer or '(none)'} {count}" for answer, count in counts.items())
                   for label, counts in given]
     if any("uncached" in r for k, r in results.items() if k != "_meta"):
-        lines += ["", "† AdapterHub rows: the worker's answers come from cached decoding, which AdapterHub 1.3's LLaMA "
-                  "layers break under transformers 4.57 (the cache is passed as past_key_values, they read "
-                  "past_key_value); in brackets the same saved adapter decoded without the cache."]
+        lines += ["", "† AdapterHub rows: in brackets the same saved adapter decoded without the key/value cache. "
+                  "AdapterHub 1.3's LLaMA layers read the cache as past_key_value while transformers 4.57 passes "
+                  "past_key_values; in rows trained before autopeft handed it over "
+                  "(autopeft/methods/adapterhub_decoders.py) the worker's cached answers are wrong and the bracket "
+                  "is the model's; since, the two agree."]
     if notes:
         lines += ["", *notes]
     if refused:
