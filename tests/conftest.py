@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "examples" / "data" / "sst2"
 
 
+# Workers for a search that trains one trial at a time (the local executor always does): the trial gets both of the
+# machine's cores as torch threads. tiny_spec's one CPU a trial is for two Ray trials side by side; with one trial
+# at a time it would leave a core idle (and set this process's torch threads to 1 for the tests that follow).
+ONE_AT_A_TIME = {"parallel": 1, "cpus_per_trial": 2}
+
+
 def tiny_spec(tmp_path: Path, **overrides) -> dict:
     """A spec whose trials take seconds: small subsets, few steps. Overrides replace top-level sections."""
     spec = {
@@ -75,7 +81,7 @@ def small_search(tmp_path_factory) -> tuple[Path, str, str]:
 
     tmp_path = tmp_path_factory.mktemp("small-search")
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 10},
-                                                    constraints=[])))
+                                                    constraints=[], workers=ONE_AT_A_TIME)))
     name = start_search(spec, name="small", executor="local")
     return tmp_path, spec.storage, name
 

@@ -11,7 +11,7 @@ import torch
 
 import autopeft
 from autopeft.errors import UserError
-from tests.conftest import DEMO_DATA, tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, tiny_spec, write_spec
 
 
 def _rows(count: int, offset: int = 0) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def _rows(count: int, offset: int = 0) -> pd.DataFrame:
 
 def _spec_without_files(tmp_path, **budget) -> dict:
     spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 8, **budget}, constraints=[],
-                     workers={"parallel": 1, "cpus_per_trial": 1})
+                     workers=ONE_AT_A_TIME)
     spec["data"] = {"text_columns": ["sentence"], "max_length": 48}
     return spec
 
@@ -114,7 +114,7 @@ def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
 
 
 def test_a_search_spec_object_and_a_file_run_the_same_way(tmp_path):
-    spec = tiny_spec(tmp_path, budget={"trials": 1, "steps_per_trial": 4}, constraints=[])
+    spec = tiny_spec(tmp_path, budget={"trials": 1, "steps_per_trial": 4}, constraints=[], workers=ONE_AT_A_TIME)
     spec["data"].update(train_size=64, eval_size=32)
     from autopeft.spec import load_spec
 
@@ -128,7 +128,7 @@ def test_a_search_spec_object_and_a_file_run_the_same_way(tmp_path):
 def test_ctrl_c_stops_the_search_and_resume_finishes_it(tmp_path):
     """A real SIGINT during the first trial: the API raises SearchInterrupted (a KeyboardInterrupt) naming the
     search, the running trial is queued, and resume_search finishes the budget."""
-    spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 6}, constraints=[])
+    spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 6}, constraints=[], workers=ONE_AT_A_TIME)
     spec["data"].update(train_size=64, eval_size=32)
 
     def interrupt(event) -> None:

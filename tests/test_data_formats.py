@@ -17,7 +17,7 @@ from autopeft.data import TaskData, check_metrics_fit, load_task_data, positive_
 from autopeft.errors import SpecError, UserError
 from autopeft.export import EVAL_ROWS_FILE, write_eval_rows
 from autopeft.spec import SearchSpec, load_spec, parse_spec
-from tests.conftest import DEMO_DATA, run_cli, tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from workers.training import classification_metrics
 
 BOM = "\ufeff"
@@ -346,7 +346,7 @@ def test_a_search_records_its_eval_rows_and_the_export_reproduces_f1_from_them(t
     from workers.training import predict
 
     spec = tiny_spec(tmp_path, objectives=[{"name": "f1"}, {"name": "trainable_params"}], constraints=[],
-                     budget={"trials": 1, "steps_per_trial": 3}, workers={"parallel": 1},
+                     budget={"trials": 1, "steps_per_trial": 3}, workers=ONE_AT_A_TIME,
                      training={"batch_size": 16, "eval_batch_size": 64, "cache_frozen_layers": False})
     spec["data"].update(train_size=64, eval_size=48, max_length=32)
     loaded = load_spec(write_spec(tmp_path, spec))

@@ -16,7 +16,7 @@ from autopeft.search import start_search
 from autopeft.spec import load_spec
 from autopeft.trial import RungPlan
 from dashboard.data import _execution
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 from workers.tasks import Evaluation
 from workers.worker import Rungs
 
@@ -38,7 +38,8 @@ def test_ranks_and_the_rule_on_known_points():
 
 def test_a_search_with_a_rung_stops_dominated_trials(tmp_path):
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, constraints=[], budget={"trials": 5, "steps_per_trial": 8, "rungs": [0.5], "reduction_factor": 2})))
+        tmp_path, constraints=[], budget={"trials": 5, "steps_per_trial": 8, "rungs": [0.5], "reduction_factor": 2},
+        workers=ONE_AT_A_TIME)))
     start_search(spec, name="rungs", executor="local")
     study, stored = storage.load_search(storage.open_storage(spec.storage), "rungs")
     records = storage.trial_records(study, stored)

@@ -19,7 +19,7 @@ from autopeft.data import load_task_data
 from autopeft.search import start_search
 from autopeft.spec import load_spec
 from autopeft.trial import TrialRequest
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 from workers.worker import TrialWorker
 
 SANE_OR_EXPLODING = {
@@ -32,7 +32,8 @@ SANE_OR_EXPLODING = {
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, search_space=SANE_OR_EXPLODING, sampler="random", budget={"trials": 4, "steps_per_trial": 8})))
+        tmp_path, search_space=SANE_OR_EXPLODING, sampler="random", budget={"trials": 4, "steps_per_trial": 8},
+        workers=ONE_AT_A_TIME)))
     start_search(spec, name="mixed", executor="local")
     study, _ = storage.load_search(storage.open_storage(spec.storage), "mixed")
     trials = [t for t in study.get_trials() if not t.user_attrs.get(storage.DUPLICATE)]  # repeats: not trained
@@ -48,7 +49,8 @@ def test_an_unbuildable_configuration_is_rejected_before_training(tmp_path):
     space = {"name": "rank", "parameters": {"lora.r": {"type": "categorical", "choices": [0, 4]}},
              "fixed": {"method": "lora", "layers": [5], "lora.target_modules": ["query"], "learning_rate": 1e-3}}
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, search_space=space, sampler="random", budget={"trials": 2, "steps_per_trial": 3})))
+        tmp_path, search_space=space, sampler="random", budget={"trials": 2, "steps_per_trial": 3},
+        workers=ONE_AT_A_TIME)))
     start_search(spec, name="rank", executor="local")
     study, _ = storage.load_search(storage.open_storage(spec.storage), "rank")
     rejected = [t for t in study.get_trials() if t.user_attrs.get(storage.REJECTED)]
@@ -71,7 +73,7 @@ def tiny_worker(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("worker")
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
     data = load_task_data(spec.data, spec.model, spec.seed)
-    return TrialWorker(spec.model.model_dump(), data, threads=1), spec, tmp_path
+    return TrialWorker(spec.model.model_dump(), data, threads=2), spec, tmp_path
 
 
 def test_a_non_finite_loss_fails_the_trial_with_its_step(tiny_worker):
@@ -99,7 +101,7 @@ def _kill_a_busy_trial_worker(stop: threading.Event) -> None:
 
 def test_a_killed_worker_process_fails_its_trial_and_is_replaced(tmp_path, ray_cluster):
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 40},
-                                                    workers={"parallel": 1})))
+                                                    workers=ONE_AT_A_TIME)))
     stop = threading.Event()
     killer = threading.Thread(target=_kill_a_busy_trial_worker, args=(stop,), daemon=True)
     killer.start()

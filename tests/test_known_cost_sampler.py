@@ -24,7 +24,7 @@ from autopeft.search import start_search
 from autopeft.space import SearchSpace
 from autopeft.spec import SEARCH_SPACES_DIR, load_spec
 from autopeft.trial import TrialResult
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 from tests.test_duplicates import AnsweringExecutor
 
 RANKS = {"name": "ranks", "fixed": {"method": "lora", "learning_rate": 0.001},
@@ -125,7 +125,8 @@ def test_exact_improvement_agrees_with_sampling():
 
 def test_a_real_search_with_the_known_cost_sampler(tmp_path):
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, sampler="known-cost",
-                                                    budget={"trials": 3, "steps_per_trial": 4})))
+                                                    budget={"trials": 3, "steps_per_trial": 4},
+                                                    workers=ONE_AT_A_TIME)))
     start_search(spec, name="kc", executor="local")
     study, _ = storage.load_search(storage.open_storage(spec.storage), "kc")
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import DEMO_DATA, ROOT, run_cli, tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 
 NAME = "shuffled"
 
@@ -33,7 +33,7 @@ def shuffled(tmp_path_factory):
     train["label"] = np.random.default_rng(0).permutation(train["label"].to_numpy())
     train.to_csv(tmp_path / "train.tsv", sep="\t", index=False)
     spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 10}, constraints=[],
-                     objectives=[{"name": "matthews"}, {"name": "trainable_params"}])
+                     objectives=[{"name": "matthews"}, {"name": "trainable_params"}], workers=ONE_AT_A_TIME)
     spec["data"]["train"] = str(tmp_path / "train.tsv")
     url = spec["storage"]
     done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec)),
@@ -120,7 +120,8 @@ def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys
     tmp_path, _, _ = shuffled
     spec = tiny_spec(tmp_path, constraints=[], objectives=[{"name": "matthews"}, {"name": "trainable_params"}],
                      budget={"trials": 3, "steps_per_trial": "auto",
-                             "probe": {"start_steps": 4, "max_steps": 8, "references": ["lora-r16-all"]}})
+                             "probe": {"start_steps": 4, "max_steps": 8, "references": ["lora-r16-all"]}},
+                     workers=ONE_AT_A_TIME)
     spec["data"]["train"] = str(tmp_path / "train.tsv")
     spec["storage"] = f"sqlite:///{tmp_path / 'probe.db'}"
     code, _, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec, "probe.yaml")), "--name", "probe",

@@ -22,7 +22,7 @@ from autopeft.baselines import train_baselines
 from autopeft.pareto import dominates
 from autopeft.search import start_search
 from autopeft.spec import load_spec
-from tests.conftest import run_cli, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 # Ped-ANOVA, on a handful of trials, warns that each parameter's regimes are thin, and that it ranks for low targets.
 pytestmark = [pytest.mark.filterwarnings("ignore:Some regimes for parameter:UserWarning"),
@@ -44,7 +44,7 @@ def search(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("optuna-ecosystem")
     spec = load_spec(write_spec(tmp_path, tiny_spec(
         tmp_path, budget={"trials": 4, "steps_per_trial": 10},
-        constraints=[{"name": "trainable_percent", "max": 0.3}])))
+        constraints=[{"name": "trainable_percent", "max": 0.3}], workers=ONE_AT_A_TIME)))
     start_search(spec, name=NAME, executor="local")
     study, stored = storage.load_search(storage.open_storage(spec.storage), NAME)
     train_baselines(study, stored, ["bitfit"], executor="local")

@@ -29,7 +29,7 @@ from autopeft.predictions import EvalTargets, decode
 from autopeft.search import start_search
 from autopeft.spec import load_spec, parse_spec
 from autopeft.user_metrics import call
-from tests.conftest import ROOT, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, ROOT, tiny_spec, write_spec
 
 EXAMPLES = ROOT / "examples" / "plugins"
 SPACE = yaml.safe_load((EXAMPLES / "fourierft.yaml").read_text())
@@ -180,7 +180,7 @@ def test_a_raising_metric_fails_its_trial_with_its_name_and_the_search_goes_on(t
         spec = load_spec(write_spec(tmp_path, tiny_spec(
             tmp_path, objectives=[{"name": "flaky"}, {"name": "trainable_params"}], constraints=[],
             data={**tiny_spec(tmp_path)["data"], "train_size": 64, "eval_size": 64},
-            budget={"trials": 2, "steps_per_trial": 4})))
+            budget={"trials": 2, "steps_per_trial": 4}, workers=ONE_AT_A_TIME)))
         start_search(spec, name="flaky", executor="local")
         study, _ = storage.load_search(storage.open_storage(spec.storage), "flaky")
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from autopeft import storage
 from autopeft.spec import load_spec, parse_spec
-from tests.conftest import run_cli, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 NAME = "probed"
 
@@ -20,7 +20,7 @@ def probed(tmp_path_factory):
     from autopeft.search import start_search
 
     tmp_path = tmp_path_factory.mktemp("probe")
-    spec = tiny_spec(tmp_path, constraints=[])
+    spec = tiny_spec(tmp_path, constraints=[], workers=ONE_AT_A_TIME)
     # LoRA at its usual rate learns the SST-2 sample within a few dozen steps and not in 4 (measured: at chance).
     spec["budget"] = {"trials": 2, "steps_per_trial": "auto",
                       "probe": {"start_steps": 4, "max_steps": 32, "minutes": 5, "references": ["lora-r16-all"]}}

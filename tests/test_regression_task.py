@@ -25,7 +25,7 @@ from autopeft.errors import SpecError, UserError
 from autopeft.models import load_base_model
 from autopeft.spec import load_spec, parse_spec
 from autopeft.trial import TrialRequest
-from tests.conftest import DEMO_DATA, ROOT, run_cli, tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 from workers.training import predict_logits, regression_metrics
 from workers.worker import TrialWorker
 
@@ -187,7 +187,7 @@ def trial(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("regression")
     spec = load_spec(write_spec(tmp_path, regression_spec(tmp_path)))
     data = load_task_data(spec.data, spec.model, spec.seed)
-    worker = TrialWorker(spec.model.model_dump(), data, threads=1)
+    worker = TrialWorker(spec.model.model_dump(), data, threads=2)
     result = worker.run(TrialRequest(0, LORA, 0, 40, spec.training.model_dump(), str(tmp_path / "trial")))
     return spec, data, worker, result
 
@@ -254,7 +254,7 @@ def test_search_run_minimising_mse_then_export_and_reload(tmp_path, capsys):
                       "fixed": {"method": "lora", "layers": [3, 4, 5], "lora.r": 4,
                                 "lora.target_modules": ["query", "value"]}},
         budget={"trials": 2, "steps_per_trial": 20},
-        workers={"parallel": 1, "cpus_per_trial": 1},
+        workers=ONE_AT_A_TIME,
     )
     spec_file = write_spec(tmp_path, spec)
     code, out, err = run_cli(capsys, "search", "run", str(spec_file), "--name", "reg", "--executor", "local")

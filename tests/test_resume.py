@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft import storage
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -23,7 +23,7 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, storage_url):
-    spec = tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 25}, workers={"parallel": 1},
+    spec = tiny_spec(tmp_path, budget={"trials": 4, "steps_per_trial": 25}, workers=ONE_AT_A_TIME,
                      storage=storage_url)  # on a SQLite file and on a PostgreSQL database
     spec_file = write_spec(tmp_path, spec)
     url = spec["storage"]
@@ -111,7 +111,8 @@ def test_resume_with_more_trials_continues_a_finished_search(tmp_path):
     from autopeft.search import resume_search, start_search
     from autopeft.spec import load_spec
 
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 4})))
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 4},
+                                                             workers=ONE_AT_A_TIME)))
     start_search(spec, name="grown", executor="local")
     url = spec.storage
     study, _ = storage.load_search(storage.open_storage(url), "grown")

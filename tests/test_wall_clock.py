@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from tests.conftest import run_cli, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 
 def test_the_closing_summary_says_the_wall_clock_stopped_the_search(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    spec = tiny_spec(tmp_path, budget={"trials": 5, "steps_per_trial": 5, "wall_clock_minutes": 0.01})
+    spec = tiny_spec(tmp_path, budget={"trials": 5, "steps_per_trial": 5, "wall_clock_minutes": 0.01},
+                     workers=ONE_AT_A_TIME)
     code, out, _ = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "clocked",
                            "--executor", "local")
     text = " ".join(out.split())

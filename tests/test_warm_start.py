@@ -18,7 +18,7 @@ from autopeft.space import SearchSpace
 from autopeft.spec import load_spec
 from autopeft.trial import TrialResult
 from autopeft.warm_start import load_sources, warm_sampler
-from tests.conftest import run_cli, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from tests.test_known_cost_sampler import RANKS, SmoothExecutor
 
 
@@ -37,7 +37,7 @@ def test_a_warm_search_trains_the_source_front_first_from_another_database(small
     trials = 3 * len(front) + 1  # a third of the budget goes to the source's front
     spec = load_spec(write_spec(tmp_path, tiny_spec(
         tmp_path, budget={"trials": trials, "steps_per_trial": 10}, constraints=[], storage=postgres_url,
-        warm_start=[f"{source_name}@{source_url}"])))
+        warm_start=[f"{source_name}@{source_url}"], workers=ONE_AT_A_TIME)))
     name = start_search(spec, name="warm", executor="local")
 
     study, stored = storage.load_search(storage.open_storage(postgres_url), name)

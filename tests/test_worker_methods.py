@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("methods")
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path)))
     data = load_task_data(spec.data, spec.model, spec.seed)
-    return TrialWorker(spec.model.model_dump(), data, threads=1), spec, data, tmp_path
+    return TrialWorker(spec.model.model_dump(), data, threads=2), spec, data, tmp_path
 
 
 @pytest.mark.parametrize("method,bits", CASES, ids=[f"{m}-{b}bit" for m, b in CASES])
