@@ -59,7 +59,7 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_killing_a_node_mid_trial_loses_no_completed_trial(tmp_path, cluster):
     ray_cluster, workers = cluster
-    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 40}, workers={"parallel": 1})
+    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 20}, workers={"parallel": 1})
     url = spec["storage"]
     command = [sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec)),
                "--name", "nodes", "--ray-address", ray_cluster.address]
