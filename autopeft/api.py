@@ -497,14 +497,15 @@ class Search:
         return export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
                             include_chance=include_chance)
 
-    def baselines(self, only: Sequence[str] = (), *, executor: str = "ray",
-                  on_result: Callable | None = None) -> list[dict[str, Any]]:
+    def baselines(self, only: Sequence[str] = (), *, executor: str = "ray", on_result: Callable | None = None,
+                  on_refused: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
         """Train the standard configurations (LoRA r8, Pfeiffer, prefix, IA3, BitFit, full) at the search's
-        fidelity, outside its budget and front, and compare each with the front."""
+        fidelity, outside its budget and front, and compare each with the front. One the model cannot take (BitFit
+        where it has no biases) is not trained; ``on_refused`` hears its name and why."""
         from autopeft.baselines import chosen_names, compare, train_baselines
 
         names = chosen_names(list(only))
-        train_baselines(self.study, self.spec, names, executor=executor, on_result=on_result)
+        train_baselines(self.study, self.spec, names, executor=executor, on_result=on_result, on_refused=on_refused)
         self.refresh()
         return [row for row in compare(self.records, self.spec, self.noise) if row["baseline"] in names]
 

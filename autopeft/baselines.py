@@ -54,10 +54,32 @@ def trained_baselines(study: optuna.Study) -> set[str]:
             if t.user_attrs.get(storage.BASELINE)}
 
 
+def refusals(study: optuna.Study, spec: SearchSpec, names: Sequence[str]) -> dict[str, str]:
+    """The named baselines that cannot be built on the search's model (BitFit on a model without biases), with
+    the reason: the controller's own check before training, a build on a meta-device copy."""
+    from autopeft.cost import predict_cost
+
+    labels = study.user_attrs.get(storage.LABELS) or []
+    num_labels = len(labels) or {"sequence-regression": 1, "causal-lm": 0}.get(spec.model.task, 2)
+    refused = {}
+    for name in names:
+        try:
+            predict_cost(spec.model, num_labels, STANDARD[name])
+        except (UserError, ValueError, TypeError, KeyError) as exc:
+            refused[name] = str(exc) or type(exc).__name__
+    return refused
+
+
 def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str], executor: str = "ray",
-                    on_result: Callable[[Run, TrialResult], None] | None = None) -> list[str]:
-    """Train the named baselines not yet in the study and add them as baseline trials; returns those trained."""
+                    on_result: Callable[[Run, TrialResult], None] | None = None,
+                    on_refused: Callable[[str, str], None] | None = None) -> list[str]:
+    """Train the named baselines not yet in the study and add them as baseline trials; returns those trained.
+    One that cannot be built on the model is not trained: ``on_refused`` hears its name and why."""
     todo = [name for name in names if name not in trained_baselines(study)]
+    for name, reason in refusals(study, spec, todo).items():
+        todo.remove(name)
+        if on_refused is not None:
+            on_refused(name, reason)
     root = Path(spec.output_dir) / study.study_name
     runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
     results = run_all(spec, runs, executor=executor, on_result=on_result) if runs else []

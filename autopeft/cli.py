@@ -398,8 +398,11 @@ def baselines(name: str, storage: str | None, only: str | None, executor: str, a
                    else f"failed: {result.fail_reason}")
         click.echo(f"{Path(run.output_dir).name}: {outcome}", err=as_json)
 
+    def refused(baseline: str, reason: str) -> None:
+        click.echo(f"baseline-{baseline}: not trained, this model cannot take it: {reason}", err=as_json)
+
     rows = found.baselines([n.strip() for n in (only or "").split(",") if n.strip()], executor=executor,
-                           on_result=report)
+                           on_result=report, on_refused=refused)
     noise = found.noise
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -9,6 +9,7 @@ from autopeft import storage
 from autopeft.baselines import STANDARD, compare
 from autopeft.pareto import pareto_front
 from autopeft.views import search_summary
+from tests.conftest import ROOT, tiny_spec
 from tests.conftest import run_cli as cli
 
 
@@ -59,3 +60,26 @@ def test_unknown_baseline_is_a_one_line_error(small_search, capsys):
     _, url, name = small_search
     code, _, err = cli(capsys, "baselines", name, "--only", "lora-r16", "--storage", url)
     assert code == 2 and err.startswith("error: --only") and err.count("\n") == 1
+
+
+def test_a_baseline_the_model_cannot_take_is_refused_before_training(tmp_path):
+    """BitFit on a LLaMA decoder (no bias terms): not trained, not stored, and its reason is heard; the others are
+    checked the same way and pass."""
+    import optuna
+
+    from autopeft.baselines import refusals, train_baselines
+    from autopeft.spec import SearchSpec
+    from tests.test_generation import tiny_decoder
+
+    boolq = ROOT / "examples" / "data" / "boolq"
+    tiny_decoder(tmp_path, json.loads((boolq / "train.json").read_text()))
+    spec = SearchSpec.model_validate({
+        **tiny_spec(tmp_path), "model": {"name_or_path": str(tmp_path), "task": "causal-lm"},
+        "data": {"train": str(boolq / "train.json"), "eval": str(boolq / "test.json"), "max_length": 96},
+        "objectives": [{"name": "answer_accuracy"}, {"name": "trainable_params"}], "constraints": []})
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    refused = refusals(study, spec, list(STANDARD))
+    assert list(refused) == ["bitfit"] and "bias" in refused["bitfit"]
+    heard = []
+    assert train_baselines(study, spec, ["bitfit"], executor="local", on_refused=lambda *a: heard.append(a)) == []
+    assert heard == [("bitfit", refused["bitfit"])] and study.trials == []

@@ -1,0 +1,95 @@
+"""A default search on the decoder against LLM-Adapters' hand-picked methods, at one budget.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_adapters/search.py [--tasks boolq multiarith] [--trials 12]
+        [--steps 40] [--minutes 25]
+
+For each task, the bundled decoder example (examples/boolq-smollm2.yaml, examples/math-smollm2.yaml) as a user
+would widen it: the project's general ``full`` space instead of the example's LoRA-only one (nothing tailored to
+decoders or to the task), ``--trials`` trials of ``--steps`` steps at batch 4, two workers of one CPU each, the
+default sampler, a wall-clock cap. Then ``autopeft baselines`` trains the hand-picked configurations (LoRA r=8 on
+q,v, Pfeiffer 64, prefix 10, IA3, BitFit, full fine-tuning) into the same search at the same fidelity and says,
+by its rule, whether the front holds for each a point with at least its answer accuracy at no more trainable
+parameters; a "match" made by points at chance does not count (the search's noise model says which are).
+
+Everything runs through the command line a user has (``autopeft search run``, ``baselines --json``,
+``search show --json``), on real Ray and a SQLite file under ``--work-dir``. Writes search.json beside this file;
+bench/README.md has the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+EXAMPLES = ROOT / "examples"
+AUTOPEFT = Path(sys.executable).with_name("autopeft")
+TASKS = {"boolq": ("boolq-smollm2.yaml", 48), "multiarith": ("math-smollm2.yaml", 16)}
+
+
+def spec_for(task: str, args: argparse.Namespace, work: Path) -> Path:
+    """The task's example spec with the general space, the budget and absolute data paths."""
+    example, eval_size = TASKS[task]
+    spec = yaml.safe_load((EXAMPLES / example).read_text())
+    spec["name"] = f"{task}-smollm2-full"
+    spec["search_space"] = "full"
+    for split in ("train", "eval"):
+        spec["data"][split] = str((EXAMPLES / spec["data"][split]).resolve())
+    spec["data"]["eval_size"] = eval_size
+    spec["budget"] = {"trials": args.trials, "steps_per_trial": args.steps, "wall_clock_minutes": args.minutes}
+    spec["storage"] = f"sqlite:///{work / 'search.db'}"
+    spec["output_dir"] = str(work / "runs")
+    path = work / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def autopeft(*arguments: str, capture: bool = False) -> str:
+    """One CLI command; its output goes to the terminal unless it is the JSON we keep."""
+    done = subprocess.run([str(AUTOPEFT), *arguments], check=True, text=True,
+                          stdout=subprocess.PIPE if capture else None, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return done.stdout or ""
+
+
+def run_task(task: str, args: argparse.Namespace) -> dict:
+    work = Path(args.work_dir) / task
+    work.mkdir(parents=True, exist_ok=True)
+    spec = spec_for(task, args, work)
+    storage = ["--storage", f"sqlite:///{work / 'search.db'}"]
+    name = f"{task}-{int(time.time())}"
+    started = time.perf_counter()
+    autopeft("search", "run", str(spec), "--name", name, *storage)
+    search_s = time.perf_counter() - started
+    started = time.perf_counter()
+    comparison = json.loads(autopeft("baselines", name, "--json", *storage, capture=True))
+    baselines_s = time.perf_counter() - started
+    shown = json.loads(autopeft("search", "show", name, "--json", *storage, capture=True))
+    return {"task": task, "name": name, "spec": yaml.safe_load(spec.read_text()), "search_s": search_s,
+            "baselines_s": baselines_s, "comparison": comparison, "search": shown}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--minutes", type=float, default=25)
+    parser.add_argument("--work-dir", default="/tmp/bench-llm-search")
+    parser.add_argument("--out", type=Path, default=HERE / "search.json")
+    args = parser.parse_args()
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for task in args.tasks:
+        results[task] = run_task(task, args)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
