@@ -108,7 +108,9 @@ def test_parallel_proposals_differ_and_running_trials_are_believed(tmp_path):
     alone = sampler.score(candidates, observed, [], trials)
     sampler._models.clear()
     beside = sampler.score(candidates, observed, running, trials)
-    assert (beside <= alone + 1e-9).all() and (beside < alone - 1e-12).any()  # a running trial takes its share
+    # Two fits from scratch agree only to about 1e-3 relative where torch runs on several threads (its reductions
+    # are not ordered), so "no higher" allows that much; "lower somewhere" must still hold clearly.
+    assert (beside <= alone * 1.01 + 1e-9).all() and (beside < alone * 0.9).any()  # a running trial takes its share
 
 
 def test_exact_improvement_agrees_with_sampling():
