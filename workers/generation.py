@@ -215,6 +215,13 @@ def cache_is_faithful(model: nn.Module, prompt: np.ndarray, device: torch.device
     return bool(torch.allclose(full, step, atol=1e-3 * max(float(full.abs().max()), 1.0), rtol=0))
 
 
+def keeps_some_logits(model: nn.Module) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (computes the vocabulary projection only at the last
+    positions asked for); peft and ``adapters`` pass it through to the transformers model."""
+    inner = _transformers_model(model)
+    return inner is not None and "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
 def shares_prompt_cache(model: nn.Module) -> bool:
     """Whether ``score_and_generate`` may run on this model: a transformers decoder whose forward takes position
     ids, a cache and ``logits_to_keep``, with no method that adds tokens of its own in front of the sequence."""

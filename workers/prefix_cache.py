@@ -236,8 +236,9 @@ class FrozenPrefix:
             setattr(self.parent, self.attribute, self.layers)
             handle.remove()
 
-    def forward(self, split: str, indices: np.ndarray, batch: Batch):
-        """The model's output for a batch, computed from layer ``cut`` on."""
+    def forward(self, split: str, indices: np.ndarray, batch: Batch, **options):
+        """The model's output for a batch, computed from layer ``cut`` on (``options``: further keyword arguments
+        of the model's forward, such as ``logits_to_keep``)."""
         states = self.states(split, indices, batch)
         with self.starting_at_cut(states):
-            return self.model(**batch)
+            return self.model(**batch, **options)

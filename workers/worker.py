@@ -212,7 +212,7 @@ class TrialWorker:
 
             def step_loss(precision: str) -> torch.Tensor:
                 with autocast(precision, self.device):
-                    return model(**batch).loss.float()
+                    return self.runner.train_loss(model, lambda b, **options: model(**b, **options), batch).float()
 
             self.precision_timings[key] = faster_precision(model, step_loss, self.device)
         return self.precision_timings[key][0]
@@ -233,9 +233,12 @@ class TrialWorker:
     def _loss_function(self, model: torch.nn.Module, prefix: FrozenPrefix | None, precision: str) -> Callable:
         def loss_of(indices: np.ndarray) -> torch.Tensor:
             batch = self.runner.train_batch(indices)
+
+            def forward(rows: dict, **options):
+                return model(**rows, **options) if prefix is None else prefix.forward("train", indices, rows, **options)
+
             with autocast(precision, self.device):  # the forward only: backward follows the forward's dtypes
-                output = model(**batch) if prefix is None else prefix.forward("train", indices, batch)
-            return output.loss.float()
+                return self.runner.train_loss(model, forward, batch).float()
         return loss_of
 
     def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None,
