@@ -1,7 +1,8 @@
-"""A decoder's training loss computed with logits only where responses are scored (``CausalLmRunner.train_loss``)
-is the model's own loss, with the same gradients, for every kind of method the adapter family puts on a decoder:
-weights changed in place (LoRA, DoRA, IA3), AdapterHub's bottleneck adapters and prefix, and peft's prompt tuning
-(virtual tokens in front of the sequence) and prefix tuning (a cache in front of it)."""
+"""A decoder's training loss computed with logits only where responses are scored and the rows' shared template
+run once (``CausalLmRunner.train_loss``, workers/response_loss.py) is the model's own loss, with the same gradients,
+for every kind of method the adapter family puts on a decoder: weights changed in place (LoRA, DoRA, IA3),
+AdapterHub's bottleneck adapters and prefix, and peft's prompt tuning (virtual tokens in front of the sequence) and
+prefix tuning (a cache in front of it). The template is shared exactly where that is the same computation."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ CONFIGS = {
     "prefix": {"method": "prefix", "prefix": {"prefix_length": 3}},
     "prompt": {"method": "prompt", "prompt": {"num_virtual_tokens": 3}},
 }
+# methods that put tokens or a cache of their own in front of the sequence: the template is not shared
+OWN_FRONT = {"prefix", "prompt"}
+TEMPLATE = 10
 
 
 class _Tokenizer:
@@ -32,11 +36,14 @@ class _Tokenizer:
 
 
 def _records() -> TokenizedSplit:
-    """Three prompt + response records of different lengths, prompts masked out of the labels."""
+    """Three prompt + response records of different lengths, prompts (a shared template, then each its own
+    tokens) masked out of the labels."""
     rng = np.random.default_rng(0)
+    template = rng.integers(3, 100, TEMPLATE)
     ids, labels = [], []
     for prompt, response in ((9, 3), (5, 6), (12, 1)):
-        row = rng.integers(3, 100, prompt + response).astype(np.int32)
+        row = np.concatenate([template, rng.integers(3, 100, prompt + response)]).astype(np.int32)
+        prompt += TEMPLATE
         ids.append(row)
         labels.append(np.concatenate([np.full(prompt, -100), row[prompt:]]).astype(np.int64))
     return TokenizedSplit(input_ids=ids, token_type_ids=None, labels=None, token_labels=labels,
@@ -59,14 +66,16 @@ def test_response_only_logits_give_the_models_loss_and_gradients(base, name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = get_method(name).build(copy.deepcopy(base), {**CONFIGS[name], "learning_rate": 1e-3})
-    model.train()
+    model.eval()  # no dropout: the reference and the shared head would draw different masks
     with torch.no_grad():  # a start away from the identity, so every trained parameter gets a gradient
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.05 * torch.randn_like(parameter))
     batch = runner.train_batch(np.arange(3))
     assert int((batch["labels"] != -100).any(dim=0).nonzero()[0]) > 1  # some prompt logits are really left out
-    asked = {}
+    asked, cached = {}, []
+    model.register_forward_pre_hook(lambda module, args, kwargs: cached.append(kwargs.get("past_key_values")),
+                                    with_kwargs=True)
 
     def forward(rows, **options):
         asked.update(options)
@@ -75,10 +84,30 @@ def test_response_only_logits_give_the_models_loss_and_gradients(base, name):
     trained = [p for p in model.parameters() if p.requires_grad]
     reference = model(**batch).loss
     expected = torch.autograd.grad(reference, trained)
+    assert runner.head_sharing.allowed(model, records.input_ids[0], torch.device("cpu")) == (name not in OWN_FRONT)
+    cached.clear()
     loss = runner.train_loss(model, forward, batch)
     got = torch.autograd.grad(loss, trained)
-    assert 0 < asked["logits_to_keep"] < batch["input_ids"].shape[1]
+    if name in OWN_FRONT:  # one plain forward, logits cut
+        assert 0 < asked["logits_to_keep"] < batch["input_ids"].shape[1] and cached == [None]
+    else:  # the template once, then the rows after it from its cache
+        assert len(cached) == 2 and cached[0] is None and cached[1] is not None and not asked
     assert torch.allclose(loss, reference, atol=1e-5)
     for mine, theirs in zip(got, expected):
         assert torch.allclose(mine, theirs, atol=1e-5, rtol=1e-4)
     assert any(float(g.abs().max()) > 0 for g in got)
+    if name not in OWN_FRONT:  # from a later layer (the frozen-prefix path) only the logits are cut
+        asked.clear()
+        runner.train_loss(model, forward, batch, whole_model=False)
+        assert 0 < asked["logits_to_keep"] < batch["input_ids"].shape[1]
+
+
+def test_the_shared_head_stops_where_rows_differ_or_a_prediction_starts():
+    from workers.response_loss import shared_head_length
+
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 7, 1, 0], [5, 6, 7, 8, 0]])
+    mask = (ids != 0).long()
+    assert shared_head_length({"input_ids": ids, "attention_mask": mask}, limit=10) == 3
+    assert shared_head_length({"input_ids": ids, "attention_mask": mask}, limit=2) == 2
+    same = torch.tensor([[5, 6, 0], [5, 6, 0]])
+    assert shared_head_length({"input_ids": same, "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 0]])}, 9) == 2

@@ -193,7 +193,7 @@ def generate_answers(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray],
     return texts
 
 
-def _transformers_model(model: nn.Module) -> PreTrainedModel | None:
+def transformers_model(model: nn.Module) -> PreTrainedModel | None:
     return next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
 
 
@@ -218,7 +218,7 @@ def cache_is_faithful(model: nn.Module, prompt: np.ndarray, device: torch.device
 def keeps_some_logits(model: nn.Module) -> bool:
     """Whether the model's forward takes ``logits_to_keep`` (computes the vocabulary projection only at the last
     positions asked for); peft and ``adapters`` pass it through to the transformers model."""
-    inner = _transformers_model(model)
+    inner = transformers_model(model)
     return inner is not None and "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
@@ -229,7 +229,7 @@ def shares_prompt_cache(model: nn.Module) -> bool:
         return False
     if any(type(m).__name__ == "PrefixTuningPool" and len(m.prefix_tunings) for m in model.modules()):
         return False
-    inner = _transformers_model(model)
+    inner = transformers_model(model)
     if inner is None:
         return False
     return {"position_ids", "past_key_values", "logits_to_keep"} <= set(inspect.signature(inner.forward).parameters)

@@ -11,14 +11,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional
 
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
@@ -28,18 +26,14 @@ from workers.generation import (
     cache_is_faithful,
     extract_answer,
     generate_answers,
-    keeps_some_logits,
     pad_rows,
     score_and_generate,
     shares_prompt_cache,
     task_max_new_tokens,
 )
 from workers.prefix_cache import FrozenPrefix
+from workers.response_loss import Forward, HeadSharing, response_loss
 from workers.training import classification_metrics, collate, predict_logits, regression_metrics
-
-# Runs the model on a batch: ``forward(batch, **options)`` is the model's output (options such as ``logits_to_keep``
-# go to the model's forward). The worker hands runners the plain model or the frozen-prefix path through it.
-Forward = Callable[..., Any]
 
 
 @dataclass
@@ -65,7 +59,8 @@ class _TextRunner:
         batch["labels"] = self.labels[indices].to(self.device)
         return batch
 
-    def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
+                   whole_model: bool = True) -> torch.Tensor:
         """The batch's training loss: the head's own (cross-entropy, or MSE for one output)."""
         return forward(batch).loss
 
@@ -109,6 +104,7 @@ class CausalLmRunner:
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.device = device
+        self.head_sharing = HeadSharing()
         split = data.eval
         self.max_new_tokens = max_new_tokens or task_max_new_tokens(
             [int((labels != -100).sum()) for labels in split.token_labels],
@@ -123,22 +119,13 @@ class CausalLmRunner:
     def train_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         return self._batch(self.data.train, indices)
 
-    def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The mean token loss of the batch's responses, with logits computed only from the first position that
-        predicts a response token on (``logits_to_keep``). Prompts are masked out of the loss and make up most of
-        each sequence, and the vocabulary projection and its softmax over the positions before that are pure waste
-        (a fifth of a SmolLM2-135M step on BoolQ-style records). The same value as the model's own loss: tokens are
-        predicted from the position before them, ignored where the label is -100, averaged over scored tokens."""
-        labels = batch["labels"]
-        scored = torch.nonzero((labels != -100).any(dim=0))
-        if not len(scored) or not keeps_some_logits(model):
-            return forward(batch).loss
-        first = max(int(scored[0]), 1)  # the first token is never predicted
-        kept = labels.shape[1] - first + 1
-        output = forward({k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=kept)
-        logits = output.logits[:, -kept:-1].float()
-        return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1),
-                                        ignore_index=-100)
+    def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
+                   whole_model: bool = True) -> torch.Tensor:
+        """The mean token loss of the batch's responses, without the logits the loss never reads and with the
+        template every row begins with computed once where the model allows it (workers/response_loss.py);
+        ``whole_model`` false: ``forward`` starts at a later layer, so the head is not shared."""
+        share = whole_model and self.head_sharing.allowed(model, self.data.train.input_ids[0], self.device)
+        return response_loss(model, forward, batch, share_head=share)
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:

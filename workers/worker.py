@@ -238,7 +238,7 @@ class TrialWorker:
                 return model(**rows, **options) if prefix is None else prefix.forward("train", indices, rows, **options)
 
             with autocast(precision, self.device):  # the forward only: backward follows the forward's dtypes
-                return self.runner.train_loss(model, forward, batch).float()
+                return self.runner.train_loss(model, forward, batch, whole_model=prefix is None).float()
         return loss_of
 
     def _evaluate_in_training(self, model: torch.nn.Module, batch_size: int, prefix: FrozenPrefix | None,
