@@ -111,3 +111,17 @@ def test_the_shared_head_stops_where_rows_differ_or_a_prediction_starts():
     assert shared_head_length({"input_ids": ids, "attention_mask": mask}, limit=2) == 2
     same = torch.tensor([[5, 6, 0], [5, 6, 0]])
     assert shared_head_length({"input_ids": same, "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 0]])}, 9) == 2
+
+
+def test_the_template_is_shared_under_bf16_autocast(base):
+    """The check that the cache is read runs in fp32: under bf16 the full pass and the cached step round
+    differently, which is no reason to stop sharing (trials on a bf16 CPU or GPU train under autocast)."""
+    from workers.precision import autocast
+
+    records = _records()
+    runner = CausalLmRunner(TaskData(train=records, eval=records, label_names=[], task="causal-lm"), _Tokenizer(),
+                            torch.device("cpu"), max_new_tokens=4)
+    model = get_method("lora").build(copy.deepcopy(base), {**CONFIGS["lora"], "learning_rate": 1e-3}).train()
+    with autocast("bf16", torch.device("cpu")):
+        assert runner.head_sharing.allowed(model, records.input_ids[0], torch.device("cpu"))
+    assert model.training  # the check leaves the model as it found it

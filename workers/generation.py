@@ -35,6 +35,7 @@ the fast one is checked against (tests/test_generation.py, bench/decoders/evalua
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import re
@@ -46,6 +47,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
+
+from autopeft.methods.adapterhub_decoders import has_prefix
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # A numeric answer stated and closed: "the answer is 42" (or "$42", "42.5") followed by a character that cannot
@@ -209,17 +212,26 @@ def cache_is_faithful(model: nn.Module, prompt: np.ndarray, device: torch.device
     ids = torch.as_tensor(np.asarray(prompt[:16], dtype=np.int64), device=device)[None]
     if ids.shape[1] < 2:
         return True
-    full = model(input_ids=ids).logits[0, -1].float()
-    first = model(input_ids=ids[:, :-1], use_cache=True)
-    step = model(input_ids=ids[:, -1:], past_key_values=first.past_key_values, use_cache=True).logits[0, -1].float()
+    # in fp32 whatever the ambient autocast: the question is whether the cache is read at all, and bf16 rounds the
+    # full pass and the cached step differently by more than the tolerance
+    with torch.autocast(device.type, enabled=False):
+        full = model(input_ids=ids).logits[0, -1].float()
+        first = model(input_ids=ids[:, :-1], use_cache=True)
+        step = model(input_ids=ids[:, -1:], past_key_values=first.past_key_values,
+                     use_cache=True).logits[0, -1].float()
     return bool(torch.allclose(full, step, atol=1e-3 * max(float(full.abs().max()), 1.0), rtol=0))
+
+
+@functools.cache
+def _forward_parameters(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.forward).parameters)
 
 
 def keeps_some_logits(model: nn.Module) -> bool:
     """Whether the model's forward takes ``logits_to_keep`` (computes the vocabulary projection only at the last
     positions asked for); peft and ``adapters`` pass it through to the transformers model."""
     inner = transformers_model(model)
-    return inner is not None and "logits_to_keep" in inspect.signature(inner.forward).parameters
+    return inner is not None and "logits_to_keep" in _forward_parameters(type(inner))
 
 
 def shares_prompt_cache(model: nn.Module) -> bool:
@@ -227,12 +239,12 @@ def shares_prompt_cache(model: nn.Module) -> bool:
     ids, a cache and ``logits_to_keep``, with no method that adds tokens of its own in front of the sequence."""
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
         return False
-    if any(type(m).__name__ == "PrefixTuningPool" and len(m.prefix_tunings) for m in model.modules()):
+    if has_prefix(model):
         return False
     inner = transformers_model(model)
     if inner is None:
         return False
-    return {"position_ids", "past_key_values", "logits_to_keep"} <= set(inspect.signature(inner.forward).parameters)
+    return {"position_ids", "past_key_values", "logits_to_keep"} <= _forward_parameters(type(inner))
 
 
 def common_prefix_length(prompts: Sequence[np.ndarray]) -> int:

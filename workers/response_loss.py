@@ -79,7 +79,8 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
 
 
 class HeadSharing:
-    """Whether a model may share the template head (see the module's docstring), checked once per model."""
+    """Whether a model may share the template head (see the module's docstring), checked once per model: the
+    answer cannot change during a trial, and the check costs three small forward passes."""
 
     def __init__(self) -> None:
         self._checked: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -91,8 +92,7 @@ class HeadSharing:
 
     @staticmethod
     def _check(model: nn.Module, sample: np.ndarray, device: torch.device) -> bool:
-        inner = transformers_model(model)
-        if inner is None or getattr(inner, "is_gradient_checkpointing", False) or not shares_prompt_cache(model):
+        if not shares_prompt_cache(model) or getattr(transformers_model(model), "is_gradient_checkpointing", False):
             return False
         training = model.training
         model.eval()  # dropout would make the cached step differ from the full pass for no fault of the cache

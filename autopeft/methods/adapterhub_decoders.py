@@ -24,6 +24,7 @@ decodes without the cache rather than wrongly.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
@@ -53,10 +54,12 @@ def _hand_cache_over(module: nn.Module, args: tuple, kwargs: dict[str, Any]):
     return None
 
 
-def _reads_old_cache_name(module: nn.Module) -> bool:
-    if not type(module).__module__.startswith("adapters."):
+@functools.cache
+def _reads_old_cache_name(cls: type) -> bool:
+    """Per class, not per module: a build (meta-device cost predictions included) meets hundreds of modules."""
+    if not cls.__module__.startswith("adapters."):
         return False
-    parameters = inspect.signature(module.forward).parameters
+    parameters = inspect.signature(cls.forward).parameters
     return "past_key_value" in parameters and "past_key_values" not in parameters
 
 
@@ -65,7 +68,7 @@ def pass_cache_under_old_name(model: nn.Module) -> int:
     as ``past_key_values``; returns how many modules were hooked (idempotent)."""
     hooked = 0
     for module in model.modules():
-        if _reads_old_cache_name(module) and getattr(module, CACHE_HOOK, None) is None:
+        if _reads_old_cache_name(type(module)) and getattr(module, CACHE_HOOK, None) is None:
             # the handle stays on the module: ``getattr(module, CACHE_HOOK).remove()`` undoes it
             setattr(module, CACHE_HOOK, module.register_forward_pre_hook(_hand_cache_over, with_kwargs=True))
             hooked += 1
