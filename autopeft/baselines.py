@@ -13,6 +13,7 @@ at no more trainable parameters.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,17 @@ def trained_baselines(study: optuna.Study) -> set[str]:
 def refusals(study: optuna.Study, spec: SearchSpec, names: Sequence[str]) -> dict[str, str]:
     """The named baselines that cannot be built on the search's model (BitFit on a model without biases), with
     the reason: the controller's own check before training, a build on a meta-device copy."""
-    from autopeft.cost import predict_cost
+    from autopeft.cost import predict_cost_for
+    from autopeft.models import load_model_config, num_labels
 
-    labels = study.user_attrs.get(storage.LABELS) or []
-    num_labels = len(labels) or {"sequence-regression": 1, "causal-lm": 0}.get(spec.model.task, 2)
+    labels = study.user_attrs.get(storage.LABELS) or ["0", "1"]
+    # outside the loop, so a model that cannot be loaded is an error, not every baseline "refused" for it
+    model_config = copy.deepcopy(load_model_config(spec.model))
+    model_config.num_labels = num_labels(spec.model.task, labels)
     refused = {}
     for name in names:
         try:
-            predict_cost(spec.model, num_labels, STANDARD[name])
+            predict_cost_for(model_config, spec.model.task, STANDARD[name])
         except (UserError, ValueError, TypeError, KeyError) as exc:
             refused[name] = str(exc) or type(exc).__name__
     return refused

@@ -83,3 +83,11 @@ def test_a_baseline_the_model_cannot_take_is_refused_before_training(tmp_path):
     heard = []
     assert train_baselines(study, spec, ["bitfit"], executor="local", on_refused=lambda *a: heard.append(a)) == []
     assert heard == [("bitfit", refused["bitfit"])] and study.trials == []
+    # a model that cannot be loaded is an error naming the field, not every baseline "refused" for it
+    import pytest
+
+    from autopeft.errors import UserError
+
+    gone = spec.model_copy(update={"model": spec.model.model_copy(update={"name_or_path": str(tmp_path / "gone")})})
+    with pytest.raises(UserError, match="model.name_or_path"):
+        refusals(study, gone, list(STANDARD))

@@ -98,8 +98,13 @@ def _finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
 
 def test_a_private_ray_cluster_starts_without_the_token_notice_and_workers_build_quietly(tmp_path):
     # Two private clusters, one in each process, started side by side: most of a start is waiting, not computing.
-    plain, quiet = _start_a_cluster(tmp_path / "ray", "ray"), _start_a_cluster(tmp_path / "autopeft", "autopeft")
-    plain, quiet = _finished(plain), _finished(quiet)
+    started = [_start_a_cluster(tmp_path / "ray", "ray"), _start_a_cluster(tmp_path / "autopeft", "autopeft")]
+    try:
+        plain, quiet = (_finished(process) for process in started)
+    finally:  # one timing out must not leave the other's cluster running
+        for process in started:
+            if process.poll() is None:
+                process.kill()
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert RAY_NOTICE in plain.stderr  # Ray does print it here, so the assertion below can fail
 

@@ -36,19 +36,19 @@ class _Tokenizer:
 
 
 def _records() -> TokenizedSplit:
-    """Three prompt + response records of different lengths, prompts (a shared template, then each its own
-    tokens) masked out of the labels."""
+    """Eight prompt + response records (the fewest rows that share a template) of different lengths, prompts (a
+    shared template, then each its own tokens) masked out of the labels."""
     rng = np.random.default_rng(0)
     template = rng.integers(3, 100, TEMPLATE)
     ids, labels = [], []
-    for prompt, response in ((9, 3), (5, 6), (12, 1)):
+    for prompt, response in ((9, 3), (5, 6), (12, 1), (7, 2), (6, 4), (11, 2), (8, 3), (10, 1)):
         row = np.concatenate([template, rng.integers(3, 100, prompt + response)]).astype(np.int32)
         prompt += TEMPLATE
         ids.append(row)
         labels.append(np.concatenate([np.full(prompt, -100), row[prompt:]]).astype(np.int64))
     return TokenizedSplit(input_ids=ids, token_type_ids=None, labels=None, token_labels=labels,
                           prompts=[row[:len(row) - int((lab != -100).sum())] for row, lab in zip(ids, labels)],
-                          answers=["x"] * 3)
+                          answers=["x"] * len(ids))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_response_only_logits_give_the_models_loss_and_gradients(base, name):
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.05 * torch.randn_like(parameter))
-    batch = runner.train_batch(np.arange(3))
+    batch = runner.train_batch(np.arange(8))
     assert int((batch["labels"] != -100).any(dim=0).nonzero()[0]) > 1  # some prompt logits are really left out
     asked, cached = {}, []
     model.register_forward_pre_hook(lambda module, args, kwargs: cached.append(kwargs.get("past_key_values")),
@@ -96,10 +96,13 @@ def test_response_only_logits_give_the_models_loss_and_gradients(base, name):
     for mine, theirs in zip(got, expected):
         assert torch.allclose(mine, theirs, atol=1e-5, rtol=1e-4)
     assert any(float(g.abs().max()) > 0 for g in got)
-    if name not in OWN_FRONT:  # from a later layer (the frozen-prefix path) only the logits are cut
+    if name not in OWN_FRONT:  # from a later layer (the frozen-prefix path), or with few rows, only logits are cut
         asked.clear()
         runner.train_loss(model, forward, batch, whole_model=False)
         assert 0 < asked["logits_to_keep"] < batch["input_ids"].shape[1]
+        cached.clear()
+        runner.train_loss(model, forward, runner.train_batch(np.arange(4)))
+        assert cached == [None]
 
 
 def test_the_shared_head_stops_where_rows_differ_or_a_prediction_starts():

@@ -91,7 +91,7 @@ def test_a_measured_precision_leaves_the_trial_as_it_would_have_trained(setup, m
     worker.precision_timings.clear()
     measured = worker.run(TrialRequest(0, config, 0, 4, {**training, "precision": "auto"}, str(tmp_path / "timed")))
     assert plain.ok and measured.ok, (plain.fail_reason, measured.fail_reason)
-    assert set(worker.precision_timings[("lora", training["batch_size"])][1]) == {"fp32", "bf16"}
+    assert set(worker.precision_timings[("lora", 16, training["batch_size"], False)][1]) == {"fp32", "bf16"}
     assert set(measured.execution["precision_step_s"]) == {"fp32", "bf16"}
     assert measured.loss_curve == plain.loss_curve
     assert measured.measurements["accuracy"] == plain.measurements["accuracy"]

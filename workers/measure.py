@@ -8,10 +8,12 @@ every later one. On CUDA the allocator's own peak is used.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import threading
 import time
+from collections.abc import Iterator
 
 import psutil
 import torch
@@ -34,6 +36,7 @@ class PeakMemory:
         self.device = device
         self.interval_s = interval_s
         self.peak_mb = 0.0
+        self._floor_mb = 0.0  # on CUDA: the peak before a stretch left out (``excluded``)
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -52,9 +55,24 @@ class PeakMemory:
             self._thread.start()
         return self
 
+    @contextlib.contextmanager
+    def excluded(self) -> Iterator[None]:
+        """Leave a stretch out of the peak on CUDA (a measurement the worker makes for itself, not the trial's
+        work): the peak so far is kept, the allocator's peak restarts after it. On CPU the RSS sampler cannot
+        tell the stretch apart, and nothing here needs it there (precision is measured on GPUs only)."""
+        if self.device.type != "cuda":
+            yield
+            return
+        before = torch.cuda.max_memory_allocated(self.device) / _MIB
+        try:
+            yield
+        finally:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._floor_mb = max(self._floor_mb, before)
+
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / _MIB
+            self.peak_mb = max(torch.cuda.max_memory_allocated(self.device) / _MIB, self._floor_mb)
         else:
             self._stop.set()
             assert self._thread is not None

@@ -6,8 +6,8 @@ is most of each sequence, and every prompt begins with the same template. Two sa
 - **Logits only where a response token is predicted** (``logits_to_keep``): the vocabulary projection and its
   softmax are computed from the first position that predicts a response token on, not over the prompts. On
   SmolLM2-135M (a 49k vocabulary) with BoolQ-style records that is a fifth of a training step.
-- **The shared template once per batch**: the first tokens every row of the batch shares (the template, about half
-  of a BoolQ-style record) are run once, as one row, and their keys and values are handed to the rest of the batch
+- **The shared template once per batch** (of at least ``MIN_SHARED_ROWS`` rows): the first tokens every row of
+  the batch shares (the template, about half of a BoolQ-style record) are run once, as one row, and their keys and values are handed to the rest of the batch
   as a cache (repeated per row, so the gradient from every row flows back into the one computation). Position ids
   continue after the head, so every row is computed as it would be whole. One difference only: dropout in the head
   draws one mask for the batch instead of one per row.
@@ -34,6 +34,10 @@ from workers.generation import cache_is_faithful, keeps_some_logits, shares_prom
 
 # Shorter shared heads save too little to pay for a second forward call.
 MIN_SHARED_HEAD = 8
+# Fewer rows save too little to pay for the second forward call and attention over a cache: on SmolLM2-135M with
+# BoolQ-style records (a 36-token template in 67) and bf16 on 2 CPU threads, sharing cost 7% at 4 rows and saved 14%
+# at 8 and 26% at 16 (bench/decoders/response_loss.py).
+MIN_SHARED_ROWS = 8
 
 # Runs the model on a batch: ``forward(batch, **options)`` is the model's output (options such as ``logits_to_keep``
 # go to the model's forward). The worker hands runners the plain model or the frozen-prefix path through it.
@@ -68,7 +72,7 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
         return forward(batch).loss
     first = max(int(scored[0]), 1)  # the first token is never predicted
     kept = labels.shape[1] - first + 1
-    head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] > 1 else 0
+    head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] >= MIN_SHARED_ROWS else 0
     if head >= MIN_SHARED_HEAD:
         output = _after_shared_head(model, batch, head, kept)
     else:

@@ -105,8 +105,9 @@ class TrialWorker:
         self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.prefix_store: PrefixStore | None = None
-        # (method, batch size) -> the precision measured faster there, and the seconds each took (workers/precision.py)
-        self.precision_timings: dict[tuple[str, int], tuple[str, dict[str, float]]] = {}
+        # (method, base bits, batch size, checkpointing) -> the precision measured faster there, and the seconds each
+        # took (workers/precision.py)
+        self.precision_timings: dict[tuple[str, int, int, bool], tuple[str, dict[str, float]]] = {}
 
     def run(self, request: TrialRequest) -> TrialResult:
         try:
@@ -152,8 +153,9 @@ class TrialWorker:
                 enable_gradient_checkpointing(model)
             trainable, _ = method.count(model)
             total = sum(p.numel() for p in self.base.parameters())
+            precision_key = self._precision_key(method.name, bits, training)
             precision = resolve_precision(training.get("precision", "auto"), self.device,
-                                          lambda: self._measured_precision(model, method.name, training))
+                                          lambda: self._measured_precision(model, precision_key, memory))
             with Stopwatch() as train_clock:
                 prefix = self._frozen_prefix(model, (bits, precision), training)
                 rungs = None if request.rungs is None else Rungs(
@@ -191,30 +193,36 @@ class TrialWorker:
                            loss_curve=curve, predictions=evaluation.predictions, worker=self.identity,
                            rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
-                           execution={"precision": precision, **self._precision_measured(method.name, training),
+                           execution={"precision": precision, **self._precision_record(precision_key, training),
                                       "frozen_layers": prefix.cut if prefix else 0,
                                       "cached_examples_reused": prefix.reused if prefix else 0,
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
 
-    def _precision_measured(self, method: str, training: dict) -> dict:
+    @staticmethod
+    def _precision_key(method: str, bits: int, training: dict) -> tuple[str, int, int, bool]:
+        """What the faster precision depends on besides the model: the method, the base's bit width (other
+        kernels), the batch size and gradient checkpointing (each shifts the balance of compute and overhead)."""
+        return method, bits, int(training["batch_size"]), bool(training.get("gradient_checkpointing", False))
+
+    def _precision_record(self, key: tuple, training: dict) -> dict:
         """For the trial's record: the step times behind an ``auto`` choice, where one was measured."""
-        measured = self.precision_timings.get((method, int(training["batch_size"])))
+        measured = self.precision_timings.get(key)
         if measured is None or training.get("precision", "auto") != "auto":
             return {}
         return {"precision_step_s": {name: round(seconds, 4) for name, seconds in measured[1].items()}}
 
-    def _measured_precision(self, model: torch.nn.Module, method: str, training: dict) -> str:
+    def _measured_precision(self, model: torch.nn.Module, key: tuple, memory: PeakMemory) -> str:
         """``precision: auto`` on a GPU: the precision one training step of this trial ran faster at, measured
-        once per method and batch size in this worker (workers/precision.py says why it is measured)."""
-        key = (method, int(training["batch_size"]))
+        once per ``_precision_key`` in this worker (workers/precision.py says why it is measured)."""
         if key not in self.precision_timings:
-            batch = self.runner.train_batch(np.arange(min(key[1], len(self.data.train))))
+            batch = self.runner.train_batch(np.arange(min(key[2], len(self.data.train))))
 
             def step_loss(precision: str) -> torch.Tensor:
                 with autocast(precision, self.device):
                     return self.runner.train_loss(model, lambda b, **options: model(**b, **options), batch).float()
 
-            self.precision_timings[key] = faster_precision(model, step_loss, self.device)
+            with memory.excluded():  # the timing's fp32 steps are not this trial's training
+                self.precision_timings[key] = faster_precision(model, step_loss, self.device)
         return self.precision_timings[key][0]
 
     def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
