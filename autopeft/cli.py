@@ -142,6 +142,9 @@ def _print_front(search: Search) -> None:
     if noise is not None and noise.nothing_learned:
         console.print(f"[bold red]Nothing to export: no configuration learned the task above chance.[/] Try "
                       f"{ADVICE}.")
+        cleared = views.probe_cleared_line(search.study, search.spec.task_metric)
+        if cleared:
+            console.print(cleared)
     else:
         console.print(f"Export: autopeft export {name} --out DIR --storage {_masked(storage_url)}")
 

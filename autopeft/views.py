@@ -361,3 +361,19 @@ def probe_line(study: optuna.Study) -> str | None:
                 f"{ladder} steps, {probe['seconds']:.0f} s).")
     return (f"Fidelity: {probe['chosen']} steps per trial, chosen by the learnability probe ({probe['reason']}; "
             f"{runs} runs at {ladder} steps, {probe['seconds']:.0f} s).")
+
+
+def probe_cleared_line(study: optuna.Study, metric: str) -> str | None:
+    """Where the search learned nothing but the probe's references did at the chosen fidelity: say which did, so
+    "nothing learned" is read as "the space did not find it in these trials", not "the task cannot be learned"."""
+    probe = study.user_attrs.get(storage.PROBE)
+    if not probe or probe.get("chosen") is None:
+        return None
+    rung = next((r for r in probe["rungs"] if r["steps"] == probe["chosen"]), None)
+    cleared = {name: r for name, r in (rung or {}).get("results", {}).items() if r.get("above")}
+    if not cleared:
+        return None
+    which = ", ".join(f"{name} {r[metric]:.4f} (bar {r['bar']:.4f})" for name, r in cleared.items())
+    return (f"The probe's {which} cleared chance at {probe['chosen']} steps; the searched configurations did not. "
+            "Try more trials (search resume --trials N), or more steps per trial.")
+

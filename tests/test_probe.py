@@ -83,3 +83,24 @@ def test_auto_is_a_spec_value_and_bad_ladders_are_named(tmp_path):
     spec["budget"] = {"trials": 2, "steps_per_trial": "lots"}
     with pytest.raises(Exception, match=r"budget\.steps_per_trial: give a whole number of steps .* or auto"):
         parse_spec(spec)
+
+
+def test_a_search_that_found_nothing_says_what_the_probe_did_learn():
+    """The probe's full fine-tuning cleared chance at the chosen fidelity, the search's trials did not: the closing
+    summary says so (the task is learnable; the space did not find it in these trials)."""
+    import optuna
+
+    from autopeft import storage, views
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert views.probe_cleared_line(study, "accuracy") is None  # no probe, nothing to say
+    rung = {"steps": 256, "seconds": 10.0, "results": {
+        "full": {"trial": 3, "accuracy": 0.645, "bar": 0.641, "above": True},
+        "lora-r16-all": {"trial": 4, "accuracy": 0.631, "bar": 0.641, "above": False}}}
+    study.set_user_attr(storage.PROBE, {"chosen": 256, "reason": "r", "seconds": 20.0,
+                                        "rungs": [{**rung, "steps": 128, "results": {}}, rung]})
+    line = views.probe_cleared_line(study, "accuracy")
+    assert line.startswith("The probe's full 0.6450 (bar 0.6410) cleared chance at 256 steps")
+    assert "lora-r16-all" not in line and "search resume --trials" in line
+    study.set_user_attr(storage.PROBE, {"chosen": None, "reason": "r", "seconds": 20.0, "rungs": [rung]})
+    assert views.probe_cleared_line(study, "accuracy") is None  # the probe stopped the search: its own message

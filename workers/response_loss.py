@@ -7,8 +7,9 @@ is most of each sequence, and every prompt begins with the same template. Two sa
   softmax are computed from the first position that predicts a response token on, not over the prompts. On
   SmolLM2-135M (a 49k vocabulary) with BoolQ-style records that is a fifth of a training step.
 - **The shared template once per batch** (of at least ``MIN_SHARED_ROWS`` rows): the first tokens every row of
-  the batch shares (the template, about half of a BoolQ-style record) are run once, as one row, and their keys and values are handed to the rest of the batch
-  as a cache (repeated per row, so the gradient from every row flows back into the one computation). Position ids
+  the batch shares (the template, about half of a BoolQ-style record) are run once, as one row, and their keys
+  and values are handed to the rest of the batch as a cache (repeated per row, so the gradient from every row
+  flows back into the one computation). Position ids
   continue after the head, so every row is computed as it would be whole. One difference only: dropout in the head
   draws one mask for the batch instead of one per row.
 
