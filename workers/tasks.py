@@ -32,7 +32,7 @@ from workers.generation import (
     task_max_new_tokens,
 )
 from workers.prefix_cache import FrozenPrefix
-from workers.response_loss import Forward, HeadSharing, response_loss
+from workers.response_loss import MIN_SHARED_ROWS, Forward, HeadSharing, response_loss
 from workers.training import classification_metrics, collate, predict_logits, regression_metrics
 
 
@@ -124,7 +124,9 @@ class CausalLmRunner:
         """The mean token loss of the batch's responses, without the logits the loss never reads and with the
         template every row begins with computed once where the model allows it (workers/response_loss.py);
         ``whole_model`` false: ``forward`` starts at a later layer, so the head is not shared."""
-        share = whole_model and self.head_sharing.allowed(model, self.data.train.input_ids[0], self.device)
+        # the check (three small forward passes) only where sharing could apply: not at the usual batch of 4
+        share = (whole_model and len(batch["input_ids"]) >= MIN_SHARED_ROWS
+                 and self.head_sharing.allowed(model, self.data.train.input_ids[0], self.device))
         return response_loss(model, forward, batch, share_head=share)
 
     @torch.inference_mode()
