@@ -24,6 +24,7 @@ not foresee (a trial queued with fixed parameters, a sampler used outside the co
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
+from scipy.special import ndtr
 
 from autopeft import storage
 from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
@@ -39,6 +41,7 @@ from autopeft.candidates import Candidate, config_key, draw
 from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations
 from autopeft.metric_model import FIDELITY, Encoder, MetricModel, leaves
 from autopeft.pick import as_losses
+from autopeft.scheduler import nondominated_ranks, rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.transfer import MIN_PAIRS, Transfer, fit_transfer
@@ -56,7 +59,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
                  new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float = 0.8,
-                 rungs_as_data: bool = True):
+                 rungs_as_data: bool = True, es_aware: bool = True):
         self.spec = spec
         self.n_startup = n_startup
         self.draws = draws
@@ -64,6 +67,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self.neighbours = neighbours
         self.counting_seconds = counting_seconds
         self.rungs_as_data = rungs_as_data
+        self.es_aware = es_aware
         self._rng = np.random.default_rng(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._space: SearchSpace | None = None
@@ -189,10 +193,45 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         known = self._known_gains([c.costs for c in candidates])
         reference = self._reference(gains[:, self._unknown], np.vstack([known, gains[:, self._known]]))
         if len(self._unknown) == 1 and len(self._known) <= 1:
-            return ehvi_one_predicted(means[0], stds[0], known[:, 0] if self._known else None, front, reference)
+            ehvi = ehvi_one_predicted(means[0], stds[0], known[:, 0] if self._known else None, front, reference)
+            if self.es_aware and self._known:
+                ehvi = ehvi * self._survival(model, prior, encoder, cand_rows, known, trials)
+            return ehvi
         mean = np.column_stack(means) if means else np.zeros((len(candidates), 0))
         std = np.column_stack(stds) if stds else np.zeros((len(candidates), 0))
         return ehvi_sampled(mean, std, known, front, reference, self._rng)
+
+    def _survival(self, model: MetricModel, prior: Transfer | None, encoder: Encoder, cand_rows: list,
+                  known: np.ndarray, trials: list[FrozenTrial]) -> np.ndarray:
+        """The probability that each candidate passes early stopping's rungs (autopeft/scheduler.py), where the
+        search has them: a trial stopped at a rung never reaches the front, so its improvement counts only if it
+        goes on. At each rung the rule keeps the best fronts of the trials' points there; a new point is kept
+        unless a point on a front below the cut dominates it, that is, unless one at most as costly reads more.
+        That value is the bar at the rung; the model predicts the candidate's reading there (rungs as data)."""
+        steps = rung_steps(self.spec.budget.rungs, self._steps)
+        names = set(self.spec.objective_names)
+        survival = np.ones(len(cand_rows))
+        for step in steps:
+            points = [point for t in trials if not t.user_attrs.get(storage.DUPLICATE)
+                      for s, point in t.user_attrs.get(storage.RUNGS, []) if s == step and names <= set(point)]
+            if len(points) + 1 < self.spec.budget.reduction_factor:
+                continue
+            values = np.array([[point[n] for n in self.spec.objective_names] for point in points], dtype=float)
+            gains = self._gains(values)
+            ranks = np.array(nondominated_ranks(gains.tolist(), [1.0] * gains.shape[1]))
+            cut = sorted(ranks)[min(math.ceil((len(points) + 1) / self.spec.budget.reduction_factor), len(points)) - 1]
+            below = gains[ranks >= cut]
+            if not len(below):
+                continue
+            # Per candidate: the best metric among the points below the cut that are at most as costly.
+            as_cheap = (below[None, :, self._known] >= known[:, None, :] - 1e-12).all(axis=2)
+            bar = np.where(as_cheap, below[None, :, self._unknown[0]], -np.inf).max(axis=1)
+            X = encoder.encode([row + [(FIDELITY, min(step / self._steps, 1.0))] for row in cand_rows])
+            mean, std = model.predict(X, measured=True)
+            if prior is not None:
+                mean = mean + prior.at(X)
+            survival *= np.where(np.isfinite(bar), ndtr((mean - bar) / np.maximum(std, 1e-12)), 1.0)
+        return survival
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

@@ -122,8 +122,11 @@ class MetricModel:
             mean, _ = self._gpr.posterior(running)
             self._gpr.append_running_data(running, mean)
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation of the measurement (a gain) at each row of X."""
+    def predict(self, X: np.ndarray, measured: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the measurement (a gain) at each row of X: of its noise-free
+        value, or (``measured``) of what a measurement will read, noise included."""
         with torch.no_grad():
             mean, var = self._gpr.posterior(torch.from_numpy(X))
+            if measured:
+                var = var + self._gpr.noise_var
         return self.mean + self.scale * mean.numpy(), self.scale * np.sqrt(var.numpy())

@@ -47,13 +47,17 @@ class SmoothExecutor(AnsweringExecutor):
         params = predict_cost(self.spec.model, 2, config)["trainable_params"]
         accuracy = 0.6 + 0.02 * math.log2(config["lora"]["r"]) + 0.03 * len(config["lora"]["target_modules"]) \
             + 0.01 * len(config["layers"])
-        return [TrialResult(request.number, ok=True, measurements={
+        # At each rung (none unless the search has them) it reads a little less, as a learning curve does.
+        rungs = [(step, {"accuracy": accuracy - 0.1 * (1 - step / request.steps), "trainable_params": params})
+                 for step in (request.rungs.steps if request.rungs else ())]
+        return [TrialResult(request.number, ok=True, rung_points=rungs, measurements={
             "accuracy": accuracy, "trainable_params": params, "trainable_percent": 100 * params / 22_713_986})]
 
 
-def _search(tmp_path, trials: int, constraints: list | None = None, name: str = "known-cost"):
+def _search(tmp_path, trials: int, constraints: list | None = None, name: str = "known-cost", **budget):
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, search_space=RANKS, sampler="known-cost", budget={"trials": trials, "steps_per_trial": 1},
+        tmp_path, search_space=RANKS, sampler="known-cost",
+        budget={"trials": trials, "steps_per_trial": budget.pop("steps", 1), **budget},
         constraints=constraints or [])))
     study = storage.create_search(storage.open_storage(spec.storage), name, spec, make_sampler(spec))
     executor = SmoothExecutor(spec)
@@ -111,6 +115,28 @@ def test_parallel_proposals_differ_and_running_trials_are_believed(tmp_path):
     # Two fits from scratch agree only to about 1e-3 relative where torch runs on several threads (its reductions
     # are not ordered), so "no higher" allows that much; "lower somewhere" must still hold clearly.
     assert (beside <= alone * 1.01 + 1e-9).all() and (beside < alone * 0.9).any()  # a running trial takes its share
+
+
+def test_with_early_stopping_a_candidate_counts_only_as_likely_as_it_is_to_pass_the_rungs(tmp_path):
+    """A trial stopped at a rung never reaches the front, so a candidate's expected improvement is weighed by the
+    model's probability that it passes each rung's cut; one cheaper than every point below a cut always passes."""
+    spec, study, executor, controller = _search(tmp_path, trials=12, steps=8, rungs=[0.5], reduction_factor=2)
+    controller.run()
+    sampler = study.sampler
+    trials = study.get_trials(deepcopy=False)
+    assert all(t.user_attrs.get(storage.RUNGS) for t in trials if t.state == TrialState.COMPLETE)
+    observed = [t for t in trials if t.state == TrialState.COMPLETE]
+    candidates = sorted(sampler._pool.values(), key=lambda c: c.costs["trainable_params"])
+    sampler._models.clear()
+    aware = sampler.score(candidates, observed, [], trials)
+    sampler.es_aware = False
+    sampler._models.clear()
+    blind = sampler.score(candidates, observed, [], trials)
+    assert (aware <= blind * 1.01 + 1e-9).all() and (aware < blind * 0.9).any()
+    cheapest_rung_point = min(point["trainable_params"] for t in trials for _, point in t.user_attrs.get(
+        storage.RUNGS, []))
+    cheaper = [i for i, c in enumerate(candidates) if c.costs["trainable_params"] < cheapest_rung_point]
+    assert cheaper and all(abs(aware[i] - blind[i]) <= 0.01 * blind[i] + 1e-12 for i in cheaper)
 
 
 def test_exact_improvement_agrees_with_sampling():
