@@ -316,7 +316,7 @@ class SearchSpec(_Strict):
     search_space: str | dict[str, Any] = Field(
         description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
     )
-    sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "tpe"
+    sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "known-cost"
     warm_start: list[WarmStartSource] = Field(
         default_factory=list, description="Earlier searches (NAME or NAME@URL) whose fronts are trained first and "
         "whose trials inform the sampler (autopeft/warm_start.py).")
