@@ -75,6 +75,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self._steps = 1
         self._pool: dict[str, Candidate] = {}
         self._refused: set[str] = set()  # invalid, unbuildable or infeasible: never a candidate
+        self._drafts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # drawn, not yet counted
         self._chosen: dict[int, Candidate] = {}  # trial id -> the candidate proposed for it, until it is told
         self._models: dict[str, MetricModel] = {}  # last fit per objective, to start the next fit from
         self._source_rows: list[tuple[Any, SourceTrial]] = []  # warm start: earlier searches' trials, as leaves
@@ -146,15 +147,18 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         seen = {config_key(t.user_attrs[storage.CONFIG]) for t in others} | {config_key(c.config) for c in running}
         observed = [t for t in others if t.state == TrialState.COMPLETE and not t.user_attrs.get(storage.DUPLICATE)
                     and t.values is not None]
-        self._grow(observed)
-        available = [c for key, c in self._pool.items() if key not in seen]
-        if not available:
-            return None
         stopped = [t for t in others if t.state == TrialState.PRUNED and storage.RUNGS in t.user_attrs
                    and not t.user_attrs.get(storage.DUPLICATE)] if self.rungs_as_data else []
         startup = 1 if self._source_rows else self.n_startup
-        if len(observed) + len(stopped) < startup or not observed:
-            return available[int(self._rng.integers(len(available)))]
+        at_random = len(observed) + len(stopped) < startup or not observed
+        if at_random:
+            return self._random_feasible(seen)
+        # Late in a search the pool has grown over many proposals; a few new points a proposal are enough then.
+        left = self.spec.budget.trials - sum(storage.counts_against_budget(t) for t in trials)
+        self._grow(observed, wanted=max(8, 4 * left))
+        available = [c for key, c in self._pool.items() if key not in seen]
+        if not available:
+            return None
         return available[int(np.argmax(self.score(available, observed, running, others)))]
 
     def score(self, candidates: list[Candidate], observed: list[FrozenTrial], running: list[Candidate],
@@ -235,15 +239,50 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _grow(self, observed: list[FrozenTrial]) -> None:
-        """Add new valid, buildable, feasible candidates: random draws and neighbours of the best observed.
+    def _random_feasible(self, seen: set[str]) -> Candidate | None:
+        """A random start-up proposal: drawing is cheap and counting is not, so the start-up phase draws its share
+        of the pool uncounted (``_drafts``) and counts only the point it proposes; the first model-based proposal
+        counts the drafts."""
+        for _ in range(self.new_per_proposal):
+            params, config, rejection = draw(self._space, self._rng)
+            key = config_key(config)
+            if rejection:
+                self._refused.add(key)
+            elif key not in self._pool and key not in self._refused:
+                self._drafts.setdefault(key, (params, config))
+        for _ in range(self.draws):
+            fresh = [key for key in self._drafts if key not in seen]
+            if not fresh:
+                break
+            key = fresh[int(self._rng.integers(len(fresh)))]
+            if self._count(key, *self._drafts.pop(key)):
+                return self._pool[key]
+        return None
+
+    def _count(self, key: str, params: dict[str, Any], config: dict[str, Any]) -> bool:
+        """Count one drawn point on the meta device: into the pool if buildable and feasible, else refused."""
+        costs = self._predict(config)
+        if isinstance(costs, str) or known_violations(self.spec.constraints, costs):
+            self._refused.add(key)
+            return False
+        self._pool[key] = Candidate(params, config, costs)
+        return True
+
+    def _grow(self, observed: list[FrozenTrial], wanted: int) -> None:
+        """Add new valid, buildable, feasible candidates: the start-up phase's drafts, then random draws and
+        neighbours of the best observed (at most ``wanted`` of those).
 
         Counting a candidate on the meta device takes 5-50 ms, so at most ``counting_seconds`` go to it per
         proposal: the pool grows over the proposals, not all at once (the proposal latency stays bounded)."""
+        deadline = time.perf_counter() + self.counting_seconds
+        while self._drafts and time.perf_counter() <= deadline:
+            key = next(iter(self._drafts))
+            self._count(key, *self._drafts.pop(key))
         bases = [t.params for t in self._best(observed)]
-        added, deadline = 0, time.perf_counter() + self.counting_seconds
+        added = 0
+        enough = min(wanted, self.new_per_proposal + (self.neighbours if bases else 0))
         for attempt in range(self.draws + self.neighbours):
-            if added >= self.new_per_proposal + (self.neighbours if bases else 0) or time.perf_counter() > deadline:
+            if added >= enough or time.perf_counter() > deadline:
                 break
             neighbour = attempt >= self.draws
             if neighbour and not bases:
@@ -254,12 +293,11 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
             key = config_key(config)
             if key in self._pool or key in self._refused:
                 continue
-            costs = None if rejection else self._predict(config)
-            if rejection or isinstance(costs, str) or known_violations(self.spec.constraints, costs):
+            if rejection:
                 self._refused.add(key)
                 continue
-            self._pool[key] = Candidate(params, config, costs)
-            added += 1
+            self._drafts.pop(key, None)
+            added += self._count(key, params, config)
 
     def _best(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:
         """The observed trials on the (unconstrained) front: the bases of the neighbours."""

