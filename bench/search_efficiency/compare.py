@@ -157,13 +157,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--only", nargs="*", default=None, help="run only these contenders")
+    parser.add_argument("--out", default="results.json",
+                        help="results file here (its table: the same name, .md); e.g. a run with more seeds")
     parser.add_argument("--gp-trials", type=int, default=None,
                         help="trials per GP search, if fewer (its proposals cost about 1-2 s each here)")
     args = parser.parse_args()
     contenders = dict(CONTENDERS)
     if args.only:
         contenders = {k: v for k, v in contenders.items() if k in args.only}
-    out = HERE / "results.json"
+    out = HERE / args.out
     saved = json.loads(out.read_text()) if out.is_file() else {}
     results = saved.get("summary", {})
     raw = saved.get("runs", {})
@@ -189,8 +191,9 @@ def main() -> None:
         results[task] |= {"seeds": args.seeds, "default_sampler": DEFAULT_SAMPLER, "steps_per_trial": steps}
         out.write_text(json.dumps(_rounded({"settings": vars(args), "reference": REFERENCE, "summary": results,
                                             "runs": raw}), separators=(",", ":")))
-    (HERE / "table.md").write_text(table(results, args.trials))
-    print((HERE / "table.md").read_text())
+    markdown = HERE / ("table.md" if args.out == "results.json" else Path(args.out).with_suffix(".md").name)
+    markdown.write_text(table(results, args.trials))
+    print(markdown.read_text())
 
 
 if __name__ == "__main__":

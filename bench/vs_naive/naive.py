@@ -121,7 +121,9 @@ def search(seconds: float, steps: int, seed: int, workdir: Path, parallel: int =
 
     layers = num_layers()
     shutil.rmtree(workdir / "ray_results", ignore_errors=True)  # a fresh experiment, never a resumed one
-    ray.init(num_cpus=parallel * cpus_per_trial, include_dashboard=False, log_to_driver=False)
+    # address="local": a private cluster, as the product's executor starts; without it ray.init joins whatever
+    # local cluster /tmp/ray/ray_current_cluster names (and refuses num_cpus there).
+    ray.init(address="local", num_cpus=parallel * cpus_per_trial, include_dashboard=False, log_to_driver=False)
     try:
         # Multi-objective: metric and mode go to the searcher as lists, not to TuneConfig (Tune itself then has
         # no single metric, which is fine: nothing here asks it for a "best" trial). seed seeds its TPESampler.
