@@ -29,6 +29,9 @@ class Candidate:
     params: dict[str, Any]  # the sampler's parameter names -> values, as a trial drawing this point gets them
     config: dict[str, Any]
     costs: dict[str, float]  # the costs known before training
+    # Set when the point is an early-stopped trial's configuration proposed again, to be trained to the end without
+    # rungs (the number of that trial): a slow starter the rungs cut, that the model now believes in.
+    finishes: int | None = None
 
 
 class _DrawingTrial:

@@ -286,6 +286,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         detail = record.fail_reason or (describe_config(record.config) if record.config else "")
         if record.retry_of is not None:
             detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
+        if record.finishes is not None:
+            detail = f"finishes early-stopped trial {record.finishes}: {detail}"
         if record.baseline:
             detail = f"baseline {record.baseline}: {detail}"
         if record.probe:

@@ -142,7 +142,9 @@ class SearchController:
                     return False
                 proposal = self.space.suggest(trial)  # define-by-run: the sampler draws here, not in ask()
             trial.set_user_attr(storage.CONFIG, proposal.config)
-            twin = None if proposal.rejection else self._twin(proposal.config, trial.number)
+            finishes = self._finishes(trial)
+            twin = None if proposal.rejection else self._twin(proposal.config, trial.number,
+                                                              finishing=finishes is not None)
             if twin is not None:
                 repeats += 1
                 if twin.state != TrialState.RUNNING:
@@ -175,6 +177,8 @@ class SearchController:
                                 "configurations")
             raise UserError(f"search_space: {MAX_REJECTIONS_IN_A_ROW} proposals in a row were invalid; "
                             "loosen the space's min_size/min_on rules")
+        if finishes is not None:
+            trial.set_user_attr(storage.FINISHES, finishes)
         request = TrialRequest(
             number=trial.number,
             config=proposal.config,
@@ -182,11 +186,12 @@ class SearchController:
             steps=self.steps,
             training=self.spec.training.model_dump(),
             output_dir=str(self.trial_root / f"trial-{trial.number:04d}"),
-            rungs=self._rung_plan(),
+            rungs=None if finishes is not None else self._rung_plan(),
         )
         self._in_flight[trial.number] = trial
         self.executor.submit(request)
-        self._report(f"trial {trial.number} started")
+        self._report(f"trial {trial.number} started" + (f" (finishes early-stopped trial {finishes})"
+                                                          if finishes is not None else ""))
         return True
 
     def _space_exhausted(self) -> bool:
@@ -215,15 +220,23 @@ class SearchController:
         finally:
             self.study.sampler = sampler
 
-    def _twin(self, config: dict, number: int) -> optuna.trial.FrozenTrial | None:
-        """A completed, early-stopped or running trial with exactly this configuration (baselines aside), if any.
-        Failed ones are not twins: a failure may be the machine's, and the configuration deserves another try."""
-        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                   TrialState.RUNNING)):
-            if other.number != number and not storage.is_reference(other) \
-                    and other.user_attrs.get(storage.CONFIG) == config:
-                return other
-        return None
+    def _twin(self, config: dict, number: int, finishing: bool = False) -> optuna.trial.FrozenTrial | None:
+        """A completed, early-stopped or running trial with exactly this configuration (baselines aside), if any;
+        a completed or running one first, as an early-stopped configuration may have been finished since.
+        Failed ones are not twins: a failure may be the machine's, and the configuration deserves another try.
+        ``finishing``: the proposal trains an early-stopped configuration to the end, so stopped ones are not
+        twins either."""
+        states = (TrialState.COMPLETE, TrialState.RUNNING) + (() if finishing else (TrialState.PRUNED,))
+        twins = [other for other in self.study.get_trials(deepcopy=False, states=states)
+                 if other.number != number and not storage.is_reference(other)
+                 and other.user_attrs.get(storage.CONFIG) == config]
+        return min(twins, key=lambda t: t.state == TrialState.PRUNED, default=None)
+
+    def _finishes(self, trial: optuna.Trial) -> int | None:
+        """The early-stopped trial this proposal trains again to the end, for a sampler that proposes so
+        (autopeft/known_cost_sampler.py); None for a new configuration."""
+        finishes = getattr(self.study.sampler, "finishes", None)
+        return finishes(trial._trial_id) if callable(finishes) else None
 
     def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
         """Answer a repeat from its twin's record: the sampler learns it was seen, nothing is trained, and it

@@ -41,7 +41,7 @@ from autopeft.candidates import Candidate, config_key, draw
 from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations
 from autopeft.metric_model import FIDELITY, Encoder, MetricModel, leaves
 from autopeft.pick import as_losses
-from autopeft.scheduler import nondominated_ranks, rung_steps
+from autopeft.scheduler import goes_on, nondominated_ranks, rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.transfer import MIN_PAIRS, Transfer, fit_transfer
@@ -59,7 +59,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
                  new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float = 0.8,
-                 rungs_as_data: bool = True, es_aware: bool = True):
+                 rungs_as_data: bool = True, es_aware: bool = True, finish_stopped: bool = True):
         self.spec = spec
         self.n_startup = n_startup
         self.draws = draws
@@ -68,6 +68,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self.counting_seconds = counting_seconds
         self.rungs_as_data = rungs_as_data
         self.es_aware = es_aware
+        self.finish_stopped = finish_stopped
         self._rng = np.random.default_rng(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._space: SearchSpace | None = None
@@ -157,9 +158,49 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         left = self.spec.budget.trials - sum(storage.counts_against_budget(t) for t in trials)
         self._grow(observed, wanted=max(8, 4 * left))
         available = [c for key, c in self._pool.items() if key not in seen]
+        if self.finish_stopped:
+            available += self._finishable(others, running)
         if not available:
             return None
         return available[int(np.argmax(self.score(available, observed, running, others)))]
+
+    def finishes(self, trial_id: int) -> int | None:
+        """The early-stopped trial whose configuration this trial trains again, to the end and without rungs
+        (the controller asks, and sends the trial so), or None for a new configuration."""
+        chosen = self._chosen.get(trial_id)
+        return chosen.finishes if chosen is not None else None
+
+    def _finishable(self, trials: list[FrozenTrial], running: list[Candidate]) -> list[Candidate]:
+        """Early-stopped configurations that no trial has finished, as candidates to train to the end.
+
+        Rungs judge a trial by its first steps; a slow starter (common where the task needs most of the steps to
+        leave the majority class) is cut although it would have led. The model reads the stopped trial's rung
+        values and what similar configurations went on to reach, so where it believes such a point would improve
+        the front at the full steps, finishing it competes with every new candidate on the same acquisition. It is
+        re-trained from the start (workers keep no checkpoints), with no rungs, so it cannot be cut twice."""
+        done = {config_key(t.user_attrs[storage.CONFIG]) for t in trials
+                if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and not t.user_attrs.get(storage.DUPLICATE)}
+        done |= {config_key(c.config) for c in running}
+        by_rung: dict[int, list[tuple[int, dict[str, float]]]] = {}
+        for t in trials:
+            if not t.user_attrs.get(storage.DUPLICATE):
+                for step, point in t.user_attrs.get(storage.RUNGS, []):
+                    by_rung.setdefault(step, []).append((t.number, point))
+        signs = {o.name: 1.0 if o.resolved_direction == "maximize" else -1.0 for o in self.spec.objectives}
+        finishable: dict[str, Candidate] = {}
+        for t in trials:
+            if t.state != TrialState.PRUNED or storage.STOPPED_AT not in t.user_attrs \
+                    or t.user_attrs.get(storage.DUPLICATE):
+                continue
+            key = config_key(t.user_attrs[storage.CONFIG])
+            costs = self._costs_of(t)
+            if key in done or key in finishable or costs is None:
+                continue
+            # ASHA's promotion: the rule that stopped it would keep it now that the rungs hold more points.
+            if all(goes_on(point, [p for n, p in by_rung.get(step, []) if n != t.number], signs,
+                           self.spec.budget.reduction_factor) for step, point in t.user_attrs[storage.RUNGS]):
+                finishable[key] = Candidate(t.params, t.user_attrs[storage.CONFIG], costs, finishes=t.number)
+        return list(finishable.values())
 
     def score(self, candidates: list[Candidate], observed: list[FrozenTrial], running: list[Candidate],
               trials: list[FrozenTrial]) -> np.ndarray:
@@ -199,7 +240,9 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         if len(self._unknown) == 1 and len(self._known) <= 1:
             ehvi = ehvi_one_predicted(means[0], stds[0], known[:, 0] if self._known else None, front, reference)
             if self.es_aware and self._known:
-                ehvi = ehvi * self._survival(model, prior, encoder, cand_rows, known, trials)
+                # A finishing trial runs without rungs: nothing can stop it.
+                fresh = np.array([c.finishes is None for c in candidates])
+                ehvi = ehvi * np.where(fresh, self._survival(model, prior, encoder, cand_rows, known, trials), 1.0)
             return ehvi
         mean = np.column_stack(means) if means else np.zeros((len(candidates), 0))
         std = np.column_stack(stds) if stds else np.zeros((len(candidates), 0))
@@ -236,6 +279,16 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
                 mean = mean + prior.at(X)
             survival *= np.where(np.isfinite(bar), ndtr((mean - bar) / np.maximum(std, 1e-12)), 1.0)
         return survival
+
+    @staticmethod
+    def _front_step(front: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Per candidate, the best value of the unknown objective (gain) among the front's points that are at
+        most as costly (``front``: unknown gain first, then the known ones; ``known``: the candidates' known
+        gains); -inf where none is."""
+        if not len(front):
+            return np.full(len(known), -np.inf)
+        as_cheap = (front[None, :, 1:] >= known[:, None, :] - 1e-12).all(axis=2)
+        return np.where(as_cheap, front[None, :, 0], -np.inf).max(axis=1)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

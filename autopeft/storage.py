@@ -49,6 +49,7 @@ PREDICTED = "predicted"  # costs computed before training (meta-device build): t
 OWNER = "controller"  # on a trial: the controller ("host:pid") that runs it
 RUNGS = "rungs"  # early stopping: [[step, {objective: value}], ...] at each rung the trial reached
 STOPPED_AT = "stopped_at"  # the rung step where early stopping ended the trial (told as PRUNED)
+FINISHES = "finishes"  # an early-stopped trial's configuration trained again to the end, no rungs: that trial's number
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
 PROBE = "probe"  # on a trial: a learnability-probe run {"reference", "steps"} (autopeft/probe.py), outside both too;
 # on the study: the probe's decision {"chosen", "reason", "seconds", "rungs"}
@@ -301,6 +302,7 @@ class TrialRecord:
     worker: str = ""
     duration_s: float | None = None
     retry_of: int | None = None
+    finishes: int | None = None  # the early-stopped trial whose configuration it trained to the end
     pareto: bool = False
     baseline: str | None = None  # the standard configuration's name (autopeft.baselines)
     rungs: list[list[Any]] = field(default_factory=list)
@@ -355,6 +357,7 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             worker=attrs.get(WORKER, ""),
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
+            finishes=attrs.get(FINISHES),
             baseline=attrs.get(BASELINE) or None,
             rungs=attrs.get(RUNGS, []),
             stopped_at=attrs.get(STOPPED_AT),

@@ -20,6 +20,7 @@ from autopeft.controller import SearchController
 from autopeft.cost import predict_cost
 from autopeft.known_cost_sampler import KnownCostSampler
 from autopeft.samplers import make_sampler
+from autopeft.scheduler import goes_on
 from autopeft.search import start_search
 from autopeft.space import SearchSpace
 from autopeft.spec import SEARCH_SPACES_DIR, load_spec
@@ -137,6 +138,64 @@ def test_with_early_stopping_a_candidate_counts_only_as_likely_as_it_is_to_pass_
     blind = sampler.score(candidates, observed, [], trials)
     assert (aware <= blind * 1.01 + 1e-9).all() and (aware < blind * 0.9).any()
     assert (aware >= blind * 0.99).any()  # no blanket discount: candidates sure to pass keep their whole score
+
+
+class SlowStarterExecutor(SmoothExecutor):
+    """As SmoothExecutor, but large ranks start slowly (they read near chance at the rung, then lead) and the
+    rung rule is applied as a worker applies it: a trial below the cut stops there."""
+
+    def wait(self) -> list[TrialResult]:
+        request = self.queue.popleft()
+        self.trained.append(request)
+        config = request.config
+        params = predict_cost(self.spec.model, 2, config)["trainable_params"]
+        rank = config["lora"]["r"]
+        accuracy = 0.6 + 0.04 * math.log2(rank) + 0.01 * len(config["layers"])
+        early = 0.5 + 0.01 * len(config["layers"]) if rank >= 16 else accuracy - 0.05
+        points, stopped_at = [], None
+        for step in request.rungs.steps if request.rungs else ():
+            point = {"accuracy": early, "trainable_params": params}
+            points.append((step, point))
+            if not goes_on(point, request.rungs.table.get(step, []), request.rungs.signs,
+                           request.rungs.reduction_factor):
+                stopped_at = step
+                break
+        return [TrialResult(request.number, ok=True, rung_points=points, stopped_at=stopped_at, measurements={
+            "accuracy": early if stopped_at else accuracy, "trainable_params": params,
+            "trainable_percent": 100 * params / 22_713_986})]
+
+
+def test_a_stopped_trial_the_rung_would_keep_now_is_finished_without_rungs(tmp_path):
+    """ASHA's promotion: a slow starter cut at a rung early in the search, that the same rung would keep once it
+    holds more points, is proposed again and trained to the end without rungs; a stopped trial the rung would
+    still cut is not."""
+    spec, study, _, controller = _search(tmp_path, trials=24, steps=8, rungs=[0.5], reduction_factor=3)
+    executor = controller.executor = SlowStarterExecutor(spec)
+    controller.run()
+    trials = study.get_trials(deepcopy=False)
+    finishing = [t for t in trials if storage.FINISHES in t.user_attrs]
+    assert finishing, "no stopped trial was finished"
+    by_number = {t.number: t for t in trials}
+    requests = {r.number: r for r in executor.trained}
+    for trial in finishing:
+        stopped = by_number[trial.user_attrs[storage.FINISHES]]
+        assert stopped.state == TrialState.PRUNED and stopped.user_attrs[storage.STOPPED_AT]
+        assert trial.user_attrs[storage.CONFIG] == stopped.user_attrs[storage.CONFIG]
+        assert trial.state == TrialState.COMPLETE and requests[trial.number].rungs is None  # no rungs: not cut twice
+    assert len(executor.trained) == 24  # a finishing trial counts against the budget like any other
+    # What is finishable now is exactly the stopped, unfinished trials that the rung would keep.
+    sampler = study.sampler
+    finishable = {c.finishes for c in sampler._finishable(trials, [])}
+    finished = {t.user_attrs[storage.FINISHES] for t in finishing}
+    rung_table = [(t.number, point) for t in trials for _, point in t.user_attrs.get(storage.RUNGS, [])]
+    signs = {"accuracy": 1.0, "trainable_params": -1.0}
+    for trial in trials:
+        if trial.state != TrialState.PRUNED or trial.number in finished:
+            continue
+        point = trial.user_attrs[storage.RUNGS][0][1]
+        kept_now = goes_on(point, [p for n, p in rung_table if n != trial.number], signs, 3)
+        assert (trial.number in finishable) == kept_now
+    assert len(finishable) < sum(t.state == TrialState.PRUNED for t in trials) - len(finished)  # some stay cut
 
 
 def test_exact_improvement_agrees_with_sampling():

@@ -56,6 +56,9 @@ def render(ctx: Context) -> None:
     lines.append(f"- feasible: {'yes' if row['feasible'] else 'no (violates a constraint)'}")
     if pd.notna(row["retry_of"]):
         lines.append(f"- retry of trial {int(row['retry_of'])}")
+    if pd.notna(row.get("finishes")):
+        lines.append(f"- finishes early-stopped trial {int(row['finishes'])}: trained again to the end, without "
+                     "rungs, because the rung that stopped it would keep it now")
     if row.get("warm_start"):
         lines.append(f"- warm start: re-trains {row['warm_start']} on this task")
     st.markdown("\n".join(lines))
