@@ -153,7 +153,9 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         startup = 1 if self._source_rows else self.n_startup
         at_random = len(observed) + len(stopped) < startup or not observed
         if at_random:
-            return self._random_feasible(seen)
+            tried = {t.user_attrs[storage.CONFIG].get("method") for t in others} | {c.config.get("method")
+                                                                                   for c in running}
+            return self._random_feasible(seen, tried)
         # Late in a search the pool has grown over many proposals; a few new points a proposal are enough then.
         left = self.spec.budget.trials - sum(storage.counts_against_budget(t) for t in trials)
         self._grow(observed, wanted=max(8, 4 * left))
@@ -292,10 +294,12 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _random_feasible(self, seen: set[str]) -> Candidate | None:
+    def _random_feasible(self, seen: set[str], tried: set[str | None]) -> Candidate | None:
         """A random start-up proposal: drawing is cheap and counting is not, so the start-up phase draws its share
         of the pool uncounted (``_drafts``) and counts only the point it proposes; the first model-based proposal
-        counts the drafts."""
+        counts the drafts. A method no trial has tried yet goes first (``tried``: the methods of the trials so
+        far): in a space of many methods, uniform draws would leave several untried after the start-up, and the
+        model then has nothing to tell it about them."""
         for _ in range(self.new_per_proposal):
             params, config, rejection = draw(self._space, self._rng)
             key = config_key(config)
@@ -307,6 +311,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
             fresh = [key for key in self._drafts if key not in seen]
             if not fresh:
                 break
+            untried = [key for key in fresh if self._drafts[key][1].get("method") not in tried]
+            fresh = untried or fresh
             key = fresh[int(self._rng.integers(len(fresh)))]
             if self._count(key, *self._drafts.pop(key)):
                 return self._pool[key]

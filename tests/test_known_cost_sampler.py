@@ -11,6 +11,7 @@ import math
 import time
 
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -196,6 +197,45 @@ def test_a_stopped_trial_the_rung_would_keep_now_is_finished_without_rungs(tmp_p
         kept_now = goes_on(point, [p for n, p in rung_table if n != trial.number], signs, 3)
         assert (trial.number in finishable) == kept_now
     assert len(finishable) < sum(t.state == TrialState.PRUNED for t in trials) - len(finished)  # some stay cut
+
+
+METHODS = {"name": "methods", "fixed": {"learning_rate": 0.001},
+           "parameters": {"method": {"type": "categorical",
+                                     "choices": ["lora", "ia3", "bitfit", "ln_tuning", "pfeiffer", "prefix"]},
+                          "lora.r": {"type": "categorical", "choices": [1, 2, 4, 8, 16, 32, 64],
+                                     "when": {"method": "lora"}},
+                          "pfeiffer.bottleneck": {"type": "categorical", "choices": [8, 16, 32, 64, 128],
+                                                  "when": {"method": "pfeiffer"}},
+                          "prefix.prefix_length": {"type": "categorical", "choices": [1, 4, 16],
+                                                   "when": {"method": "prefix"}},
+                          "layers": {"type": "layers", "form": "top", "starts": [0, 3, 5]}}}
+
+
+class ConstantExecutor(AnsweringExecutor):
+    """Every trial reads the same accuracy: only the proposals are looked at."""
+
+    def wait(self) -> list[TrialResult]:
+        request = self.queue.popleft()
+        self.trained.append(request.config)
+        return [TrialResult(request.number, ok=True, measurements={
+            "accuracy": 0.7, "trainable_params": 1000.0, "trainable_percent": 0.01})]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_start_up_proposals_try_every_method_before_any_twice(tmp_path, seed):
+    """Uniform draws over six methods would leave one or more untried after six start-up proposals in most
+    searches (the chance that six draws cover six methods is 1.5%), and the model then knows nothing of them."""
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space=METHODS, sampler="known-cost", seed=seed,
+                                                    budget={"trials": 24, "steps_per_trial": 1}, constraints=[])))
+    study = storage.create_search(storage.open_storage(spec.storage), "methods", spec, make_sampler(spec))
+    executor = ConstantExecutor()
+    controller = SearchController(study, spec, SearchSpace.from_dict(METHODS, 6, hidden_size=384), executor,
+                                  train_size=320)
+    assert study.sampler.n_startup == 6  # a quarter of the budget
+    while len(executor.trained) < 6:
+        assert controller._start_one()
+        controller._record(executor.wait()[0])
+    assert sorted(config["method"] for config in executor.trained) == sorted(METHODS["parameters"]["method"]["choices"])
 
 
 def test_exact_improvement_agrees_with_sampling():
