@@ -142,7 +142,7 @@ class SearchController:
                     return False
                 proposal = self.space.suggest(trial)  # define-by-run: the sampler draws here, not in ask()
             trial.set_user_attr(storage.CONFIG, proposal.config)
-            finishes = self._finishes(trial)
+            finishes = None if proposal.rejection else self._finishes(trial, proposal.config)
             twin = None if proposal.rejection else self._twin(proposal.config, trial.number,
                                                               finishing=finishes is not None)
             if twin is not None:
@@ -232,11 +232,17 @@ class SearchController:
                  and other.user_attrs.get(storage.CONFIG) == config]
         return min(twins, key=lambda t: t.state == TrialState.PRUNED, default=None)
 
-    def _finishes(self, trial: optuna.Trial) -> int | None:
+    def _finishes(self, trial: optuna.Trial, config: dict) -> int | None:
         """The early-stopped trial this proposal trains again to the end, for a sampler that proposes so
-        (autopeft/known_cost_sampler.py); None for a new configuration."""
+        (autopeft/known_cost_sampler.py); None for a new configuration, or if the space drew another one (a space
+        edited since the stopped trial ran)."""
         finishes = getattr(self.study.sampler, "finishes", None)
-        return finishes(trial._trial_id) if callable(finishes) else None
+        number = finishes(trial._trial_id) if callable(finishes) else None
+        if number is None:
+            return None
+        trials = self.study.get_trials(deepcopy=False)  # ordered by number
+        stopped = trials[number] if number < len(trials) else None
+        return number if stopped is not None and stopped.user_attrs.get(storage.CONFIG) == config else None
 
     def _tell_duplicate(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
         """Answer a repeat from its twin's record: the sampler learns it was seen, nothing is trained, and it

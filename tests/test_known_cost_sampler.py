@@ -184,6 +184,8 @@ def test_a_stopped_trial_the_rung_would_keep_now_is_finished_without_rungs(tmp_p
         assert trial.user_attrs[storage.CONFIG] == stopped.user_attrs[storage.CONFIG]
         assert trial.state == TrialState.COMPLETE and requests[trial.number].rungs is None  # no rungs: not cut twice
     assert len(executor.trained) == 24  # a finishing trial counts against the budget like any other
+    shown = {r.number: r.finishes for r in storage.trial_records(study, spec) if r.finishes is not None}
+    assert shown == {t.number: t.user_attrs[storage.FINISHES] for t in finishing}  # what show and the dashboard read
     # What is finishable now is exactly the stopped, unfinished trials that the rung would keep.
     sampler = study.sampler
     finishable = {c.finishes for c in sampler._finishable(trials, [])}
