@@ -175,11 +175,11 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     def _finishable(self, trials: list[FrozenTrial], running: list[Candidate]) -> list[Candidate]:
         """Early-stopped configurations that no trial has finished, as candidates to train to the end.
 
-        Rungs judge a trial by its first steps; a slow starter (common where the task needs most of the steps to
-        leave the majority class) is cut although it would have led. The model reads the stopped trial's rung
-        values and what similar configurations went on to reach, so where it believes such a point would improve
-        the front at the full steps, finishing it competes with every new candidate on the same acquisition. It is
-        re-trained from the start (workers keep no checkpoints), with no rungs, so it cannot be cut twice."""
+        Rungs judge a trial by its first steps, against the points the rung holds at the time; a slow starter
+        (common where the task needs most of the steps to leave the majority class) cut while the rung held few
+        points may be one the same rule keeps once it holds more (ASHA's promotion). Only those are offered, and
+        they compete with every new candidate on the same acquisition. A finished one is re-trained from the start
+        (workers keep no checkpoints), with no rungs, so it cannot be cut twice."""
         done = {config_key(t.user_attrs[storage.CONFIG]) for t in trials
                 if t.state in (TrialState.COMPLETE, TrialState.RUNNING) and not t.user_attrs.get(storage.DUPLICATE)}
         done |= {config_key(c.config) for c in running}
@@ -281,16 +281,6 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
                 mean = mean + prior.at(X)
             survival *= np.where(np.isfinite(bar), ndtr((mean - bar) / np.maximum(std, 1e-12)), 1.0)
         return survival
-
-    @staticmethod
-    def _front_step(front: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Per candidate, the best value of the unknown objective (gain) among the front's points that are at
-        most as costly (``front``: unknown gain first, then the known ones; ``known``: the candidates' known
-        gains); -inf where none is."""
-        if not len(front):
-            return np.full(len(known), -np.inf)
-        as_cheap = (front[None, :, 1:] >= known[:, None, :] - 1e-12).all(axis=2)
-        return np.where(as_cheap, front[None, :, 0], -np.inf).max(axis=1)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
