@@ -18,6 +18,52 @@ def test_explicit_precisions_are_kept_and_auto_follows_the_processor():
     assert precision.resolve("auto", cpu) == ("bf16" if precision.cpu_has_native_bf16() else "fp32")
 
 
+def test_auto_keeps_fp32_where_onednn_is_capped_below_native_bf16(monkeypatch):
+    """A processor with AVX-512 BF16 whose oneDNN is capped at AVX512_CORE computes bf16 like one without it."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")
+    precision.cpu_has_native_bf16.cache_clear()
+    try:
+        assert not precision.cpu_has_native_bf16()
+        assert precision.resolve("auto", torch.device("cpu")) == "fp32"
+    finally:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        precision.cpu_has_native_bf16.cache_clear()
+
+
+_STEP_TIMES = """
+import json, time, torch
+from workers import precision
+torch.set_num_threads(1)
+layer, inputs = torch.nn.Linear(512, 512), torch.randn(128, 512, requires_grad=True)
+def best(name):
+    times = []
+    for _ in range(4):
+        started = time.perf_counter()
+        with precision.autocast(name, torch.device("cpu")):
+            layer(inputs).sum().backward()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
+print(json.dumps({"auto": precision.resolve("auto", torch.device("cpu")), "fp32": best("fp32"), "bf16": best("bf16")}))
+"""
+
+
+def test_under_a_cap_without_bf16_auto_picks_the_faster_precision():
+    """Measured, not assumed: with oneDNN capped at AVX512_CORE (or on a processor below it) a bf16 step is not
+    faster than fp32, and ``auto`` keeps fp32."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", _STEP_TIMES], cwd=root, capture_output=True, text=True, check=True,
+                         env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "PYTHONPATH": str(root)}).stdout
+    measured = json.loads(out.strip().splitlines()[-1])
+    assert measured["auto"] == "fp32"
+    assert measured["bf16"] > measured["fp32"], measured
+
+
 def test_bf16_autocast_lowers_matmuls_and_leaves_weights_and_gradients_fp32():
     layer = torch.nn.Linear(8, 4)
     inputs = torch.randn(3, 8)

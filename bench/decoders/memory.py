@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -44,12 +45,13 @@ def one(case: dict) -> dict:
     from autopeft.methods import get_method
     from autopeft.spec import DataSpec, ModelSpec
     from workers.measure import PeakMemory
-    from workers.precision import autocast
+    from workers.precision import autocast, resolve
     from workers.tasks import CausalLmRunner
     from workers.training import enable_gradient_checkpointing, train
 
     torch.set_num_threads(case["threads"])
     device = torch.device(case.get("device", "cpu"))
+    precision = resolve(case["precision"], device)  # "auto": what a trial would run at on this processor
     folder = str(smollm2.get_model_path())
     data = load_task_data(DataSpec(train=str(DATA / "math" / "train.json"),
                                    eval=str(DATA / "math" / "multiarith.json"), max_length=320,
@@ -67,7 +69,7 @@ def one(case: dict) -> dict:
         if device.type == "cuda":  # the step before has finished on the GPU, not only been queued
             torch.cuda.synchronize(device)
         stamps.append(time.perf_counter())
-        with autocast(case["precision"], device):
+        with autocast(precision, device):
             return model(**runner.train_batch(indices)).loss.float()
 
     training = {"batch_size": case["batch_size"], "weight_decay": 0.0, "warmup_ratio": 0.0, "max_grad_norm": 1.0,
@@ -80,7 +82,8 @@ def one(case: dict) -> dict:
             torch.cuda.synchronize(device)
         ended = time.perf_counter()
     steps = np.diff([*stamps, ended])
-    return {**case, "peak_memory_mb": round(memory.peak_mb, 1), "step_s": round(float(np.mean(steps[1:])), 3),
+    return {**case, "precision_run": precision, "peak_memory_mb": round(memory.peak_mb, 1),
+            "step_s": round(float(np.mean(steps[1:])), 3),
             "first_step_s": round(float(steps[0]), 3), "total_s": round(ended - started, 2),
             "losses": [round(loss, 4) for _, loss in curve],
             "mean_tokens_per_example": round(float(np.mean(data.train.lengths)), 1)}
@@ -93,7 +96,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--batch-sizes", default="4,8")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16, auto (what a trial would pick)")
+    parser.add_argument("--checkpointing", default="off,on")
+    parser.add_argument("--onednn-isa", help="cap oneDNN's instruction set (ONEDNN_MAX_CPU_ISA) in every case, "
+                        "e.g. AVX512_CORE: a processor without native bf16, on one that has it")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cuda: peak memory is the GPU's allocated peak, step times wait for the GPU")
     parser.add_argument("--out", type=Path, default=HERE / "memory.json")
@@ -102,7 +108,7 @@ def main() -> None:
         print(json.dumps(one(json.loads(args.one))))
         return
     results = {"model": "SmolLM2-135M-Instruct (fp32 weights)", "cpu": cpu_name(), "threads": args.threads,
-               "device": args.device, "cases": []}
+               "device": args.device, "onednn_max_cpu_isa": args.onednn_isa, "cases": []}
     if args.device == "cuda":
         import torch
 
@@ -110,11 +116,12 @@ def main() -> None:
         results["torch"] = torch.__version__
     for config, batch, precision, checkpointing in itertools.product(
             args.configs.split(","), [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),
-            (False, True)):
+            [flag == "on" for flag in args.checkpointing.split(",")]):
         case = {"config": config, "batch_size": batch, "precision": precision, "checkpointing": checkpointing,
                 "steps": args.steps, "threads": args.threads, "device": args.device}
+        env = {**os.environ, **({"ONEDNN_MAX_CPU_ISA": args.onednn_isa} if args.onednn_isa else {})}
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps(case)], capture_output=True, text=True,
-                             check=True).stdout
+                             check=True, env=env).stdout
         results["cases"].append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(results["cases"][-1]), flush=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
