@@ -40,8 +40,8 @@ def autopeft(*args: str) -> str:
     return done.stdout
 
 
-def search_name(task: str) -> str:
-    return f"live-{task.replace('_', '-')}"
+def search_name(task: str, rerun: bool = False) -> str:
+    return f"live-{task.replace('_', '-')}" + ("-rerun" if rerun else "")
 
 
 def show(name: str) -> dict:
@@ -49,8 +49,8 @@ def show(name: str) -> dict:
     return json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
 
 
-def run_task(task: str) -> dict:
-    name = search_name(task)
+def run_task(task: str, rerun: bool = False) -> dict:
+    name = search_name(task, rerun)
     Path("/tmp/live-baselines").mkdir(exist_ok=True)
     started = time.monotonic()
     autopeft("search", "run", str(HERE / f"{task}.yaml"), "--name", name, "--storage", STORAGE)
@@ -63,10 +63,10 @@ def run_task(task: str) -> dict:
             "comparison": comparison, "search": shown}
 
 
-def extend_task(task: str, trials: int) -> dict:
+def extend_task(task: str, trials: int, rerun: bool = False) -> dict:
     """Raise the task's search to ``trials`` (``autopeft search resume --trials``), then compare again (the
     baselines are in the study already, so none is retrained)."""
-    name = search_name(task)
+    name = search_name(task, rerun)
     started = time.monotonic()
     autopeft("search", "resume", name, "--trials", str(trials), "--storage", STORAGE)
     search_s = time.monotonic() - started
@@ -76,9 +76,9 @@ def extend_task(task: str, trials: int) -> dict:
             "search": shown}
 
 
-def confirm_task(task: str, trials: list[int]) -> dict:
+def confirm_task(task: str, trials: list[int], rerun: bool = False) -> dict:
     """Mean ± std over 3 new seeds of each named trial, beside its searched value."""
-    name = search_name(task)
+    name = search_name(task, rerun)
     shown = {t["number"]: t for t in show(name)["trials"]}
     missing = [n for n in trials if not shown[n].get("confirmation")]
     if missing:
@@ -91,18 +91,40 @@ def confirm_task(task: str, trials: list[int]) -> dict:
                      "std": shown[n]["confirmation"]["std"]["accuracy"]} for n in trials}
 
 
+def searched_trials_to_hold(result: dict) -> dict[str, int | None]:
+    """Per baseline, how many searched trials (in the order they were proposed; baselines not counted, failed
+    trials counted) the search had run when its front first held it: the first trial with at least the baseline's
+    accuracy at no more trainable parameters. The front of the trials so far holds a baseline exactly when one of
+    them does, since a front point dominates every trial it replaced. None: not held at the end (``baselines``
+    does not count a point at chance as holding a baseline at chance)."""
+    searched = [t for t in sorted(result["search"]["trials"], key=lambda t: t["number"]) if not t.get("baseline")]
+    held: dict[str, int | None] = {}
+    for row in result["comparison"]:
+        if row["matched_by"] is None:
+            held[row["baseline"]] = None
+            continue
+        held[row["baseline"]] = next(
+            (count for count, trial in enumerate(searched, start=1)
+             if trial["state"] == "COMPLETE" and trial["values"]["accuracy"] >= row["accuracy"]
+             and trial["values"]["trainable_params"] <= row["trainable_params"]), None)
+    return held
+
+
 def table(results: dict) -> str:
-    lines = ["| task | baseline | its accuracy | its params | front point | front accuracy | front params |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| task | baseline | its accuracy | its params | front point | front accuracy | front params "
+             "| searched trials to hold it |",
+             "|---|---|---|---|---|---|---|---|"]
     for task, result in results.items():
         if "extended" in result:  # the comparison after the raised budget replaces the first one
             result = result["extended"]
             task = f"{task} ({result['trials']} trials)"
+        held = searched_trials_to_hold(result)
         for row in result["comparison"]:
             matched = row["matched_by"] is not None
             lines.append(f"| {task} | {row['baseline']} | {row['accuracy']:.4f} | {int(row['trainable_params']):,} | "
                          + (f"trial {row['matched_by']} | {row['front accuracy']:.4f} | "
-                            f"{int(row['front trainable_params']):,} |" if matched else "none | – | – |"))
+                            f"{int(row['front trainable_params']):,} |" if matched else "none | – | – |")
+                         + f" {held[row['baseline']] or '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,19 +133,30 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["sst2", "qnli"], choices=TASKS)
     parser.add_argument("--more-trials", type=int, default=None, metavar="N",
                         help="raise each measured task's search to N trials and compare again")
+    parser.add_argument("--rerun", action="store_true",
+                        help="search each named task again from nothing (a new search name); the run it replaces "
+                             "is kept in results.json as the task's 'previous'")
     parser.add_argument("--confirm", default=None, metavar="N,N",
                         help="retrain these trials of each task with 3 new seeds and record mean ± std")
     args = parser.parse_args()
     results_file = HERE / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for task in args.tasks:
+        if task in results and args.rerun and not results[task].get("rerun"):
+            previous = {key: value for key, value in results[task].items() if key != "previous"}
+            results[task] = {"previous": previous}
+        if task in results and "comparison" not in results[task]:
+            results[task] = {**run_task(task, rerun=args.rerun), "previous": results[task].get("previous"),
+                             "rerun": args.rerun}
+            results_file.write_text(json.dumps(results, indent=1))
         if task in results and args.confirm:
-            results[task]["confirmation"] = confirm_task(task, [int(n) for n in args.confirm.split(",")])
+            results[task]["confirmation"] = confirm_task(task, [int(n) for n in args.confirm.split(",")],
+                                                         results[task].get("rerun", False))
             results_file.write_text(json.dumps(results, indent=1))
             continue
         if task in results:
             if args.more_trials and results[task].get("extended", {}).get("trials") != args.more_trials:
-                results[task]["extended"] = extend_task(task, args.more_trials)
+                results[task]["extended"] = extend_task(task, args.more_trials, results[task].get("rerun", False))
             else:
                 continue
         else:
