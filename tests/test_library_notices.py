@@ -1,6 +1,7 @@
-"""Two library notices that printed on every run are silenced at their source, and only those: peft's "Unsupported
-layer type LayerNorm" when it builds its own LayerNorm tuning (autopeft/methods/ln_tuning.py), and Ray's "Token
-authentication is enabled" when a search starts its private cluster (autopeft/executor.py)."""
+"""Library notices that printed on every run are silenced at their source, and only those: peft's "Unsupported
+layer type LayerNorm" when it builds its own LayerNorm tuning (autopeft/methods/ln_tuning.py), peft's advice on
+``low_cpu_mem_usage`` at every EVA-initialised LoRA (autopeft/methods/lora.py), and Ray's "Token authentication is
+enabled" when a search starts its private cluster (autopeft/executor.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,22 @@ def test_building_layer_norm_tuning_warns_nothing_but_other_unsupported_layers_s
                                module="peft.tuners.tuners_utils")
     assert [str(w.message) for w in seen] == [
         "Unsupported layer type '<class 'torch.nn.modules.conv.Conv1d'>' encountered, proceed at your own risk."]
+
+
+def test_building_an_eva_lora_warns_nothing_but_peft_still_would():
+    eva = {"method": "lora", "lora": {"r": 4, "init": "eva"}, "layers": [1, 2], "learning_rate": 1e-3}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        predict_cost(_minilm(), 2, eva)  # builds the EVA LoRA through peft's get_peft_model
+    assert not [w for w in seen if "eva initialization" in str(w.message)]
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(load_model_config(_minilm()))
+    peft_config = get_method("lora").peft_config(model, eva)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.filters[:] = [f for f in warnings.filters if not (f[1] and "eva initialization" in f[1].pattern)]
+        get_peft_model(model, peft_config)
+    assert any("eva initialization" in str(w.message) for w in seen)
 
 
 _CLUSTER = textwrap.dedent("""

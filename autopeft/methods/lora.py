@@ -14,6 +14,7 @@ trained rank is r, the saved tensors are twice LoRA's, and the prediction before
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,15 @@ INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "o
 DATA_AWARE = ("eva", "corda")
 CORDA_METHODS = ("ipm", "kpm")  # instruction-previewed (task covariance first) or knowledge-preserving
 _INITIAL_ADAPTER = "initial"  # the folder, beside a CorDA model, of its adapter as built (for the conversion)
+_PEFT_EVA_NOTICE = r"lora with eva initialization used with low_cpu_mem_usage=False"
+
+
+def ignore_peft_eva_notice() -> None:
+    """peft's ``get_peft_model`` warns on every EVA build that ``low_cpu_mem_usage=True`` "can improve the maximum
+    batch size possible for eva initialization". The worker calibrates EVA on a few small training batches, so
+    the advice does not apply, and the line repeated in every EVA trial's log. Only that message, from that peft
+    module, is dropped; set again before each build for the reason ``ln_tuning.ignore_peft_norm_notice`` gives."""
+    warnings.filterwarnings("ignore", message=_PEFT_EVA_NOTICE, category=UserWarning, module=r"peft\.mapping_func")
 
 
 @register
@@ -65,6 +75,8 @@ class Lora(PeftBacked):
         for layer, layer_rank in (options.get("layer_ranks") or {}).items():
             for name in resolve_targets(model, roles, [int(layer)]):
                 rank_pattern[name] = int(layer_rank)
+        if init == "eva":
+            ignore_peft_eva_notice()
         return LoraConfig(
             task_type=peft_task_type(model),
             r=rank,
