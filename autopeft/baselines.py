@@ -99,7 +99,7 @@ def _as_trial(spec: SearchSpec, name: str, result: TrialResult) -> optuna.trial.
 def compare(records: list[TrialRecord], spec: SearchSpec,
             noise: NoiseReport | None = None) -> list[dict[str, Any]]:
     """Per baseline trial: its metric and cost, and the cheapest front trial with at least its metric at no more
-    trainable parameters (None when the front has none).
+    trainable parameters (None when the front has none), preferring one above chance.
 
     With the search's ``noise`` report, a front trial within noise of chance matches nothing: ``matched_by`` is
     then None and ``at_chance`` says that the baseline, the front trial or both learned nothing measurable, so
@@ -114,7 +114,12 @@ def compare(records: list[TrialRecord], spec: SearchSpec,
         value, cost = record.measurements[metric], record.measurements[COST]
         covering = [r for r in front if sign * r.measurements[metric] >= sign * value
                     and r.measurements[COST] <= cost]
-        best = min(covering, key=lambda r: (r.measurements[COST], -sign * r.measurements[metric]), default=None)
+        # The cheapest covering point may be at chance while a dearer one, still within the baseline's cost, is
+        # clearly above it: that one holds the baseline. Only when every covering point is at chance is the
+        # nearest one reported, as at chance.
+        learned = [r for r in covering if noise is None or not noise.is_at_chance(r.number)]
+        best = min(learned or covering, key=lambda r: (r.measurements[COST], -sign * r.measurements[metric]),
+                   default=None)
         at_chance = [] if noise is None else [
             side for side, number in (("baseline", record.number), ("front", None if best is None else best.number))
             if number is not None and noise.is_at_chance(number)]

@@ -91,3 +91,32 @@ def test_a_baseline_the_model_cannot_take_is_refused_before_training(tmp_path):
     gone = spec.model_copy(update={"model": spec.model.model_copy(update={"name_or_path": str(tmp_path / "gone")})})
     with pytest.raises(UserError, match="model.name_or_path"):
         refusals(study, gone, list(STANDARD))
+
+
+def test_a_baseline_at_chance_is_held_by_a_dearer_point_above_chance_not_the_cheapest_at_chance():
+    """Seen on a new task: IA3 at chance (0.518 @ 14,594) was reported "both at chance" against the front's
+    cheapest point (0.520 @ 1,378, at chance) although a front point at 3,842 parameters scored 0.672, clearly
+    above chance. The dearer point within the baseline's cost holds it."""
+    from autopeft.chance import ChanceTest
+    from autopeft.noise import NoiseReport
+    from autopeft.spec import SearchSpec
+
+    spec = SearchSpec.model_validate(tiny_spec(ROOT))
+
+    def record(number: int, accuracy: float, params: float, baseline: str | None = None) -> storage.TrialRecord:
+        return storage.TrialRecord(number=number, state="COMPLETE", config={"method": "lora"},
+                                   values={"accuracy": accuracy, "trainable_params": params},
+                                   measurements={"accuracy": accuracy, "trainable_params": params},
+                                   fail_reason=None, adapter_dir=None, feasible=True, baseline=baseline)
+
+    records = [record(38, 0.520, 1378), record(27, 0.672, 3842), record(101, 0.518, 14594, baseline="ia3")]
+    bar = 0.566
+    noise = NoiseReport("accuracy", True, None, 2, [38, 27],
+                        tests={n: ChanceTest(v, bar, v > bar, "permutation")
+                               for n, v in ((38, 0.520), (27, 0.672), (101, 0.518))})
+    [row] = compare(records, spec, noise)
+    assert row["matched_by"] == 27 and row["at_chance"] == ["baseline"]
+    # Without a point above chance under its cost, the nearest one is named and is not a match.
+    [row] = compare([records[0], records[2]], spec, NoiseReport(
+        "accuracy", True, None, 1, [38], tests={n: noise.tests[n] for n in (38, 101)}))
+    assert row["matched_by"] is None and row["nearest_front_trial"] == 38 and row["at_chance"] == ["baseline", "front"]
