@@ -29,6 +29,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from workers.precision import cpu_has_native_bf16  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 AUTOPEFT = str(Path(sys.executable).with_name("autopeft"))
@@ -53,7 +56,7 @@ def cpu_name() -> str:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 platform.processor() or "unknown")
-    native = any(flag in info.split() for flag in ("avx512_bf16", "amx_bf16"))
+    native = cpu_has_native_bf16()  # what precision: auto reads, a oneDNN instruction-set cap included
     return f"{name} ({'native bf16: AVX-512 BF16/AMX' if native else 'no native bf16'})"
 
 
