@@ -23,7 +23,7 @@ from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
 from autopeft.models import load_model_config
 from autopeft.preflight import check_space_builds
-from autopeft.probe import find_steps
+from autopeft.probe import find_steps, queue_learning_references
 from autopeft.samplers import make_sampler
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec, normalise_storage_url
@@ -158,7 +158,7 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     _stop_on_sigterm()
     try:
         if spec.budget.steps_per_trial == "auto":
-            spec = _probe_steps(study, spec, runner, level, targets, on_progress)
+            spec = _probe_steps(study, spec, space, runner, level, targets, on_progress)
         SearchController(study, spec, space, runner, len(data.train), on_progress,
                          num_labels=data.num_labels).run()
     except BaseException:
@@ -172,7 +172,7 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
         _restore(previous_handler)
 
 
-def _probe_steps(study: optuna.Study, spec: SearchSpec, runner, level, targets,
+def _probe_steps(study: optuna.Study, spec: SearchSpec, space: SearchSpace, runner, level, targets,
                  on_progress: ProgressCallback | None) -> SearchSpec:
     """Find the fidelity with the learnability probe and store the spec with it, so that a resume, the baselines
     and confirmations all train at the steps the probe chose."""
@@ -185,6 +185,10 @@ def _probe_steps(study: optuna.Study, spec: SearchSpec, runner, level, targets,
     spec.budget.steps_per_trial = outcome.chosen
     study.set_user_attr(storage.SPEC, spec.to_stored())
     say(f"probe chose {outcome.chosen} steps per trial ({outcome.reason}, {outcome.seconds:.0f} s)")
+    queued = queue_learning_references(study, spec, space, outcome)
+    if queued:
+        say(f"the search starts from what the probe found learns: {', '.join(queued)} queued as its first "
+            f"trial{'s' if len(queued) > 1 else ''}")
     return spec
 
 

@@ -235,6 +235,28 @@ def _get_dotted(config: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def _leaves(config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, value) of every value in a nested configuration that is neither a dict nor None (unset)."""
+    leaves: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            leaves.extend(_leaves(value, dotted + "."))
+        elif value is not None:
+            leaves.append((dotted, value))
+    return leaves
+
+
+def _same(decoded: Any, wanted: Any) -> bool:
+    """Whether a decoded option is the one a configuration asked for (absent: the method's default, taken as is;
+    a list: the same elements, as a subset decodes in the space's order)."""
+    if decoded is None:
+        return True
+    if isinstance(decoded, list) and isinstance(wanted, list):
+        return sorted(map(str, decoded)) == sorted(map(str, wanted))
+    return decoded == wanted
+
+
 class SearchSpace:
     """A validated space bound to a model's layer count."""
 
@@ -321,6 +343,63 @@ class SearchSpace:
             if len(layers) < placement.min_on:
                 return layers, f"{name}: {len(layers)} layers switched on, at least {placement.min_on} needed"
             return layers, None
+        raise TypeError(f"unhandled parameter kind {type(param).__name__}")
+
+    def params_for(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The sampler's parameters of the point that decodes to ``config``, or None when the space has no such
+        point (a method it never draws, a value outside a range or its choices, a placement it cannot make).
+
+        Lets a configuration known from elsewhere — the probe's reference that learned the task — be queued as a
+        trial of this space. What ``config`` leaves out takes the space's first choice for a categorical (the
+        spaces list the method's default first: ``lora.init: default``, ``base_bits: 16``) and every layer for a
+        placement; an option the space does not draw keeps the method's default when the point is built.
+        """
+        params: dict[str, Any] = {}
+        decoded: dict[str, Any] = {}
+        for dotted, value in self.definition.fixed.items():
+            _set_dotted(decoded, dotted, value)
+        for name, param in self.definition.parameters.items():
+            if not _holds(param.when, decoded):
+                continue
+            encoded = self._encode(name, param, _get_dotted(config, name), decoded.get("method"))
+            if encoded is None:
+                return None
+            value, drawn = encoded
+            params.update(drawn)
+            _set_dotted(decoded, name, value)
+        proposal = self.suggest(optuna.trial.FixedTrial(params))  # type: ignore[arg-type]
+        if proposal.rejection is not None or any(not _same(_get_dotted(proposal.config, leaf), value)
+                                                 for leaf, value in _leaves(config)):
+            return None
+        return params
+
+    def _encode(self, name: str, param: Any, given: Any, method: Any) -> tuple[Any, dict[str, Any]] | None:
+        """(decoded value, the sampler's parameters for it) of one parameter, or None if it cannot take ``given``."""
+        if isinstance(param, FloatParam):
+            suffix, bounds = param.variant_for(method)
+            ok = isinstance(given, (int, float)) and bounds.low <= given <= bounds.high
+            return (given, {name + suffix: float(given)}) if ok else None
+        if isinstance(param, IntParam):
+            ok = isinstance(given, int) and param.low <= given <= param.high and (given - param.low) % param.step == 0
+            return (given, {name: given}) if ok else None
+        if isinstance(param, (CategoricalParam, SizesParam)):
+            choices = param.choices if isinstance(param, CategoricalParam) else param.choices(self.hidden_size)
+            value = choices[0] if given is None and isinstance(param, CategoricalParam) else given
+            return (value, {name: value}) if value in choices else None
+        if isinstance(param, SubsetParam):
+            if not isinstance(given, list) or not set(given) <= set(param.choices) or len(given) < param.min_size:
+                return None
+            return [c for c in param.choices if c in given], {f"{name}.{c}": c in given for c in param.choices}
+        if isinstance(param, LayersParam):
+            suffix, placement = param.variant_for(method)
+            layers = list(range(self.num_layers)) if given is None else sorted(set(given))
+            if not layers or not set(layers) <= set(range(self.num_layers)) or len(layers) < placement.min_on:
+                return None
+            if placement.form == "top":
+                start = layers[0]
+                ok = layers == list(range(start, self.num_layers)) and start in placement.start_choices(self.num_layers)
+                return (layers, {f"{name}{suffix}.from": start}) if ok else None
+            return layers, {f"{name}{suffix}.{i}": i in layers for i in range(self.num_layers)}
         raise TypeError(f"unhandled parameter kind {type(param).__name__}")
 
     def size(self) -> float:

@@ -76,6 +76,33 @@ def click_point(page: Page, points: Locator, opened: str, attempts: int = 4, wai
                 raise
 
 
+def wait_until_idle(page: Page, timeout_s: float = 60) -> None:
+    """Wait until the app's script has finished its run (Streamlit marks its state on the app's root element).
+
+    A click on a widget starts a rerun; a deferred download button clicked while that rerun replaces it asks the
+    server for a callable the new run has already dropped, and no download comes.
+    """
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000)
+
+
+def download(page: Page, button: Locator, attempts: int = 3, wait_s: float = 60) -> Path:
+    """Click a download button once the app is idle and return the downloaded file's path.
+
+    Tried again (after the app settles) when no download starts within ``wait_s``: a live fragment's redraw can
+    still replace the button between the idle check and the click.
+    """
+    for attempt in range(1, attempts + 1):
+        wait_until_idle(page)
+        try:
+            with page.expect_download(timeout=wait_s * 1000) as started:
+                button.click()
+            return Path(started.value.path())
+        except PlaywrightTimeout:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def screenshot(page: Page, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(800)  # let plotly finish its transition

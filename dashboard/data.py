@@ -295,9 +295,12 @@ def _execution(execution: dict[str, Any] | None) -> str:
 
 
 def _warm_origin(origin: dict[str, Any] | None) -> str | None:
-    """"sst2-demo #12 (sqlite:///laptop.db)": the earlier search's trial a warm-started one re-trains."""
+    """"sst2-demo #12 (sqlite:///laptop.db)": the earlier search's trial a warm-started one re-trains, or "probe
+    run #3 (lora-r16-all)": the probe's reference that learned, queued first (autopeft/probe.py)."""
     if not origin:
         return None
+    if "probe" in origin:
+        return f"probe run #{origin['trial']} ({origin['probe']})"
     return f"{origin['search']} #{origin['trial']} ({origin['storage']})"
 
 

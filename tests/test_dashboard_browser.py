@@ -60,10 +60,10 @@ def download_knee(page, name: str) -> None:
     """Pick the knee in Pick and export and download its export, as a user would: a zip with its adapter."""
     page.locator('[data-testid="stSidebar"]').get_by_text("Pick and export").click()
     # A short search's trials may all sit at chance; the view then asks before picking among them.
+    browser.wait_until_idle(page)
     page.get_by_text("include points within noise of chance").click()
-    with page.expect_download(timeout=120_000) as download:
-        page.get_by_text("Download export").click()
-    names = zipfile.ZipFile(download.value.path()).namelist()
+    archive = browser.download(page, page.get_by_text("Download export"))
+    names = zipfile.ZipFile(archive).namelist()
     assert f"{name}/summary.csv" in names and any(n.endswith("/adapter_config.json") for n in names), names
 
 

@@ -56,6 +56,26 @@ def test_probe_runs_are_stored_outside_the_budget_and_the_front(probed):
         assert record.loss_curve[-1][0] == probe["chosen"]
 
 
+def test_the_search_starts_from_the_reference_that_learned(probed):
+    """The probe's LoRA learned at the chosen steps and the space can draw it: it is the search's first trial,
+    trained again as one (marked with the probe run it repeats); the sampler proposes the rest."""
+    _, url, study, _ = probed
+    probe = study.user_attrs[storage.PROBE]
+    chosen = next(r for r in probe["rungs"] if r["steps"] == probe["chosen"])
+    first, second = [t for t in study.get_trials() if not storage.is_reference(t)]
+    assert first.user_attrs[storage.WARM_START] == {"probe": "lora-r16-all", "search": NAME,
+                                                    "trial": chosen["results"]["lora-r16-all"]["trial"]}
+    config = first.user_attrs[storage.CONFIG]
+    assert config["lora"]["r"] == 16 and len(config["lora"]["target_modules"]) == 6 and config["layers"] == [
+        0, 1, 2, 3, 4, 5] and config["learning_rate"] == pytest.approx(1e-3)
+    assert first.state.name == "COMPLETE" and storage.WARM_START not in second.user_attrs
+    from dashboard import data
+
+    trials, _ = data.load_trials(url, NAME)
+    shown = trials.set_index("number").loc[first.number, "warm_start"]
+    assert shown == f"probe run #{chosen['results']['lora-r16-all']['trial']} (lora-r16-all)"
+
+
 def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatch):
     _, url, study, stored = probed
     code, out, _ = run_cli(capsys, "search", "show", NAME, "--storage", url)

@@ -236,3 +236,27 @@ def test_bundled_spaces_sample_configurations_that_build(name):
             valid += 1
         study.tell(trial, 0.0)
     assert valid >= 30
+
+
+def test_a_known_configuration_is_found_as_a_point_of_the_space_or_refused():
+    """``params_for`` gives the sampler's parameters that decode back to a configuration known from elsewhere (the
+    probe's reference), and None where the space has no such point."""
+    space = _space(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()))
+    wanted = {"method": "lora", "lora": {"r": 16, "target_modules": ["value", "query"]}, "layers": [1, 4],
+              "learning_rate": 1e-3}
+    params = space.params_for(wanted)
+    assert params is not None and params["lora.target_modules.query"] and not params["lora.target_modules.key"]
+    config = space.suggest(optuna.trial.FixedTrial(params)).config
+    assert config["lora"]["r"] == 16 and config["layers"] == [1, 4] and config["learning_rate"] == 1e-3
+    assert set(config["lora"]["target_modules"]) == {"query", "value"}
+    # What the configuration leaves out: the space's first choice (the method's default) and every layer.
+    assert config["lora"]["init"] == "default" and config["base_bits"] == 16
+    assert space.suggest(optuna.trial.FixedTrial(space.params_for({**wanted, "layers": None}) or {})).config[
+        "layers"] == list(range(6))
+    assert space.params_for({**wanted, "method": "full"}) is None  # a method the space never draws
+    assert space.params_for({**wanted, "learning_rate": 0.1}) is None  # outside the range
+    assert space.params_for({**wanted, "lora": {"r": 3, "target_modules": ["query"]}}) is None  # not a choice
+    # partial fine-tuning is placed as a top block: layers 1 and 4 alone are no point of the space
+    assert space.params_for({"method": "partial", "layers": [1, 4], "learning_rate": 1e-4}) is None
+    assert space.params_for({"method": "partial", "layers": [3, 4, 5], "learning_rate": 1e-4}) == {
+        "method": "partial", "layers[partial].from": 3, "learning_rate[partial]": 1e-4}
