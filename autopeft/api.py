@@ -265,12 +265,14 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
     (parallel workers; ``ray_address`` joins a cluster) or ``"local"`` (one trial at a time in this process).
     ``progress``: True for a progress bar, False for none, or a callable that receives each event.
     Ctrl-C raises :class:`SearchInterrupted` after queueing the running trials for :func:`resume_search`."""
-    from autopeft.search import start_search
-
     resolved, name = resolve(spec, data=data, name=name)
     if warm_start is not None:
         resolved.warm_start = warm_start_sources(warm_start)
     url = normalise_storage_url(storage or resolved.storage)
+    # Imported once the spec is known good: the search pulls in torch, transformers and peft (seconds), and a
+    # mistyped field should be answered at once.
+    from autopeft.search import start_search
+
     try:
         _run(_reporter(progress), name, url, resolved, trials or resolved.budget.trials, lambda on_progress:
              start_search(resolved, name=name, storage_url=url, trials=trials, executor=executor,
@@ -308,10 +310,10 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
                   ray_address: str | None = None, progress: Progressing = True) -> Search:
     """Finish a stopped or interrupted search's budget (``trials`` raises it first, so a finished search goes
     on); the trials it left running are proposed again."""
-    from autopeft.search import resume_search as resume
-
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
+    from autopeft.search import resume_search as resume  # after the search is found (see run_search)
+
     _run(_reporter(progress), name, url, search.spec, trials or search.spec.budget.trials, lambda on_progress: resume(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress, trials=trials))
     return load_search(name, storage=url)  # read again: the budget may have been raised, the steps chosen
@@ -320,10 +322,10 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
 def join_search(name: str, *, storage: str | None = None, executor: str = "ray", ray_address: str | None = None,
                 progress: Progressing = True) -> Search:
     """Add a controller with its own workers to a running search (PostgreSQL): they share its budget."""
-    from autopeft.search import join_search as join
-
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
+    from autopeft.search import join_search as join  # after the search is found (see run_search)
+
     _run(_reporter(progress), name, url, search.spec, search.spec.budget.trials, lambda on_progress: join(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress))
     return load_search(name, storage=url)

@@ -113,6 +113,19 @@ def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], done.stderr
 
 
+def test_a_bad_spec_is_answered_before_torch_is_imported(tmp_path):
+    """A mistyped field is refused in the time it takes to read the spec, not after seconds of importing torch,
+    transformers and peft (which the search needs and the check does not)."""
+    spec_file = write_spec(tmp_path, _with(tiny_spec(tmp_path), "budget.trials", 0))
+    script = ("import sys\nfrom autopeft.api import resume_search, run_search\nfrom autopeft.errors import UserError\n"
+              f"for call in (lambda: run_search({str(spec_file)!r}), lambda: resume_search('nobody', storage="
+              f"'sqlite:///{tmp_path / 'none.db'}')):\n"
+              "    try:\n        call()\n    except UserError as error:\n        print(type(error).__name__)\n"
+              "print('torch' in sys.modules, 'autopeft.search' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["SpecError", "UserError", "False", "False"], done.stdout + done.stderr
+
+
 def test_data_can_come_from_a_datasets_dataset(tmp_path):
     """The `datasets` path is real: a local dataset folder loads through `datasets.load_dataset` offline."""
     from autopeft.data import load_task_data
