@@ -159,7 +159,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
 def queue_learning_references(study: optuna.Study, spec: SearchSpec, space: SearchSpace,
                               outcome: ProbeOutcome) -> list[str]:
     """Queue the references that learned the task at the chosen steps as the search's first trials (best first,
-    where the space can draw them); returns their names.
+    where the space can draw them, a third of the budget at most); returns their names.
 
     The probe has just shown that these configurations learn at this fidelity, so the search starts from a point
     known to learn instead of finding one by chance: on QNLI a 20-minute search at 512 steps had 18 trials, and
@@ -173,8 +173,11 @@ def queue_learning_references(study: optuna.Study, spec: SearchSpec, space: Sear
     learned = sorted(((name, result) for name, result in rung.results.items() if result.get("above")),
                      key=lambda item: item[1][spec.task_metric], reverse=maximize)
     references = _references(spec)
-    queued = []
+    queued: list[str] = []
+    limit = max(1, spec.budget.trials // 3)  # as a warm start's first proposals: the search must still explore
     for name, result in learned:
+        if len(queued) >= limit:
+            break
         params = space.params_for(references[name])
         if params is None:
             continue

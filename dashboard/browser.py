@@ -45,12 +45,15 @@ def wait_for_pareto_plot(page: Page, timeout_s: float = 90) -> None:
 
 
 def metrics(page: Page) -> dict[str, str]:
-    """The headline counts as shown: {'Trials': '12', 'Complete': '11', ...}."""
-    shown = {}
-    for block in page.locator('[data-testid="stMetric"]').all():
-        label = block.locator('[data-testid="stMetricLabel"]').inner_text().strip()
-        shown[label] = block.locator('[data-testid="stMetricValue"]').inner_text().strip()
-    return shown
+    """The headline counts as shown: {'Trials': '12', 'Complete': '11', ...}.
+
+    Read in one script run in the page, so all of them come from one moment: read one by one, a rerun that
+    redraws them in between mixes two states (a new "Running 1" beside an old "State starting").
+    """
+    return page.evaluate("""() => Object.fromEntries(
+        Array.from(document.querySelectorAll('[data-testid="stMetric"]')).map(block => [
+            (block.querySelector('[data-testid="stMetricLabel"]')?.innerText ?? '').trim(),
+            (block.querySelector('[data-testid="stMetricValue"]')?.innerText ?? '').trim()]))""")
 
 
 def click_point(page: Page, points: Locator, opened: str, attempts: int = 4, wait_s: float = 10) -> None:

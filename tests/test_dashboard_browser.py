@@ -183,7 +183,8 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             page.get_by_text("Launched web as Ray job").wait_for(timeout=90_000)
             assert (root / "uploads" / "web" / "dev.tsv").read_bytes() == (DEMO_DATA / "dev.tsv").read_bytes()
             page.locator(".st-key-open_launched button").click()
-            running = wait_for_metrics(page, lambda m: m.get("Running") == "1", timeout_s=120)
+            running = wait_for_metrics(page, lambda m: m.get("Running") == "1" and m.get("State") == "running",
+                                       timeout_s=120)
             first_trial_s = time.monotonic() - launched
             assert running["Job"] == "RUNNING" and running["Action"] == "run" and running["State"] == "running"
             page.get_by_text("Launched by alice").wait_for()
