@@ -190,16 +190,15 @@ def test_launch_stop_resume_and_export_from_the_page(tmp_path):
             page.get_by_text("Launched by alice").wait_for()
 
             page.locator(".st-key-stop button").click()
-            stopped = wait_for_metrics(page, lambda m: m.get("Job") == "STOPPED" and m.get("State") == "stopped",
-                                       timeout_s=90)
-            assert stopped["Interrupted"] == "1" and stopped["Running"] == "0", stopped
+            # Every count asserted is waited for: the view redraws its counts one after another.
+            wait_for_metrics(page, lambda m: (m.get("Job"), m.get("State"), m.get("Running"), m.get("Interrupted"))
+                             == ("STOPPED", "stopped", "0", "1"), timeout_s=90)
             page.get_by_text("interrupted; resume with").wait_for()  # the controller's log tail
 
             page.locator(".st-key-resume button").click()
             done = wait_for_metrics(page, lambda m: m.get("Job") in ("SUCCEEDED", "FAILED"), timeout_s=180)
             assert done["Job"] == "SUCCEEDED" and done["Action"] == "resume", (done, page.inner_text("body"))
-            done = wait_for_metrics(page, lambda m: m.get("State") == "finished", timeout_s=15)
-            assert done["Done"] == "2 / 2", done
+            wait_for_metrics(page, lambda m: m.get("State") == "finished" and m.get("Done") == "2 / 2", timeout_s=15)
             page.get_by_text("Pareto front of web").wait_for()  # the resumed job's closing summary
 
             download_knee(page, "web")
