@@ -143,7 +143,11 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     status, stopped = service.call("POST", "/api/searches/first/stop")
     assert status == 201 and [job["action"] for job in stopped["stopped"]] == ["run"]
     state = service.wait("first", lambda s: s["jobs"][-1]["status"] == "STOPPED")
-    assert state["search"]["state"] == "stopped" and state["search"]["interrupted"] == 1
+    search = state["search"]
+    # The stop lands mid-trial as a rule (the trial closed as interrupted, to train again on resume); a 30-step trial
+    # that ended in the second before it leaves none interrupted. Either way nothing runs and nothing is lost.
+    assert search["state"] == "stopped" and search["running"] == 0, search
+    assert search["interrupted"] + search["complete"] >= 1, search
     assert "interrupted; resume with" in state["log"]
     assert service.call("POST", "/api/searches/first/stop")[0] == 400  # nothing left to stop
 
