@@ -99,11 +99,11 @@ def download(page: Page, button: Locator, attempts: int = 3, wait_s: float = 60)
         try:
             with page.expect_download(timeout=wait_s * 1000) as started:
                 button.click()
-            return Path(started.value.path())
+            break
         except PlaywrightTimeout:
             if attempt == attempts:
                 raise
-    raise AssertionError("unreachable")
+    return Path(started.value.path())
 
 
 def screenshot(page: Page, out: Path) -> Path:
