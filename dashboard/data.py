@@ -296,11 +296,13 @@ def _execution(execution: dict[str, Any] | None) -> str:
 
 def _warm_origin(origin: dict[str, Any] | None) -> str | None:
     """"sst2-demo #12 (sqlite:///laptop.db)": the earlier search's trial a warm-started one re-trains, or "probe
-    run #3 (lora-r16-all)": the probe's reference that learned, queued first (autopeft/probe.py)."""
+    run #3 (lora-r16-all)": the probe's reference that learned, queued first (autopeft/probe.py); "probe run #2 (full as
+    partial)" where the space drew its stand-in."""
     if not origin:
         return None
     if "probe" in origin:
-        return f"probe run #{origin['trial']} ({origin['probe']})"
+        stand_in = f" as {origin['as']}" if origin.get("as") else ""
+        return f"probe run #{origin['trial']} ({origin['probe']}{stand_in})"
     return f"{origin['search']} #{origin['trial']} ({origin['storage']})"
 
 

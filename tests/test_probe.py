@@ -76,6 +76,39 @@ def test_the_search_starts_from_the_reference_that_learned(probed):
     assert shown == f"probe run #{chosen['results']['lora-r16-all']['trial']} (lora-r16-all)"
 
 
+def test_a_reference_the_space_cannot_draw_is_queued_as_its_stand_in(tmp_path):
+    """Only full fine-tuning learned (BoolQ's case) and no PEFT space draws it: the search starts from fine-tuning
+    every layer at full fine-tuning's rate, marked as the stand-in; where the space has neither, nothing is
+    queued."""
+    import optuna
+    import yaml
+
+    from autopeft.probe import ProbeOutcome, Rung, queue_learning_references
+    from autopeft.space import SearchSpace
+    from autopeft.spec import SEARCH_SPACES_DIR
+    from dashboard.data import _warm_origin
+
+    rung = Rung(256, 60.0, {"full": {"trial": 3, "accuracy": 0.645, "above": True},
+                            "lora-r16-all": {"trial": 4, "accuracy": 0.631, "above": False}})
+    outcome = ProbeOutcome(chosen=256, reason="test", seconds=60.0, rungs=[rung])
+    spec = parse_spec(tiny_spec(tmp_path, budget={"trials": 6, "steps_per_trial": 256}))
+    full = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), num_layers=6,
+                                 hidden_size=384)
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="s")
+    assert queue_learning_references(study, spec, full, outcome) == ["full (as partial)"]
+    [queued] = study.get_trials(deepcopy=False)
+    config = full.suggest(optuna.trial.FixedTrial(queued.system_attrs["fixed_params"])).config
+    assert config["method"] == "partial" and config["layers"] == list(range(6))
+    assert config["learning_rate"] == pytest.approx(5e-5)
+    origin = queued.user_attrs[storage.WARM_START]
+    assert origin == {"probe": "full", "trial": 3, "search": "s", "as": "partial"}
+    assert _warm_origin(origin) == "probe run #3 (full as partial)"
+    lora = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "lora.yaml").read_text()), num_layers=6,
+                                 hidden_size=384)
+    assert queue_learning_references(optuna.create_study(directions=["maximize", "minimize"]), spec, lora,
+                                     outcome) == []
+
+
 def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatch):
     _, url, study, stored = probed
     code, out, _ = run_cli(capsys, "search", "show", NAME, "--storage", url)
