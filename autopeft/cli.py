@@ -291,7 +291,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         if record.baseline:
             detail = f"baseline {record.baseline}: {detail}"
         if record.probe:
-            detail = f"probe {record.probe['reference']} at {record.probe['steps']} steps: {detail}"
+            again = f" with seed {record.probe['seed']}" if "seed" in record.probe else ""
+            detail = f"probe {record.probe['reference']} at {record.probe['steps']} steps{again}: {detail}"
         if record.stopped_at is not None:
             metric = spec.task_metric
             detail = f"stopped at step {record.stopped_at} ({metric} {record.measurements.get(metric, 0):.4f}): " \

@@ -10,8 +10,11 @@ trial at that fidelity would train. It stops at the first rung where
 - the next doubling did not pay: the best reference there is not better beyond noise (paired bootstrap on the same
   eval examples) by at least ``probe.min_gain`` of its distance above chance;
 
-or at ``probe.max_steps`` / ``probe.minutes`` with the last rung that cleared chance. If none did, the search
-stops before spending its budget, with what to try. Every probe run is stored in the study (marked ``probe``:
+or at ``probe.max_steps`` / ``probe.minutes`` with the last rung that cleared chance. A rung is only chosen once
+its learning is reproduced: the best reference that cleared chance there is trained again with another seed and
+must clear chance again (``probe.confirm``), because a reference that learns with one seed and not another leaves
+the search's trials, each with its own seed, at chance. If no rung is reproduced, the search stops before spending
+its budget, with what to try. Every probe run is stored in the study (marked ``probe``:
 outside the budget and the front, drawn in the dashboard), and so is the probe's decision.
 """
 
@@ -81,10 +84,13 @@ def _references(spec: SearchSpec) -> dict[str, dict[str, Any]]:
 
 
 def _store(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result: TrialResult,
-           config: dict[str, Any]) -> int:
-    """Add one probe run to the study (outside budget and front) and return its trial number."""
-    study.add_trial(storage.finished_trial(spec, config, result, {storage.PROBE: {"reference": name,
-                                                                                  "steps": steps}}))
+           config: dict[str, Any], seed: int | None = None) -> int:
+    """Add one probe run to the study (outside budget and front) and return its trial number; ``seed`` marks a
+    run that repeats the rung's run with another seed."""
+    mark: dict[str, Any] = {"reference": name, "steps": steps}
+    if seed is not None:
+        mark["seed"] = seed
+    study.add_trial(storage.finished_trial(spec, config, result, {storage.PROBE: mark}))
     return study.get_trials(deepcopy=False)[-1].number
 
 
@@ -151,16 +157,84 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 reason = f"{limit} reached and no reference cleared chance"
             break
         steps *= 2
+    unconfirmed: list[str] = []  # each rung whose learning did not repeat, in words
+    if chosen is not None and probe.confirm:
+        # the chosen rung first; failing that, the longer rungs that cleared (a doubling that did not pay may still
+        # learn more reliably)
+        for candidate in sorted(s for s in best_of if s >= chosen):
+            rung = next(r for r in rungs if r.steps == candidate)
+            runs_so_far, confirmed = _confirm(study, spec, runner, rung, references, root, level, targets,
+                                              runs_so_far, say)
+            if confirmed:
+                if candidate != chosen:
+                    reason = f"{reason}; {chosen} steps did not learn again with another seed, {candidate} did"
+                chosen = candidate
+                break
+            unconfirmed.append(_unconfirmed_text(rung, metric, spec.seed))
+        else:
+            chosen, reason = None, f"{reason}, but not again with another seed ({'; '.join(unconfirmed)})"
     outcome = ProbeOutcome(chosen, reason, time.monotonic() - started, rungs)
     study.set_user_attr(storage.PROBE, outcome.to_json())
     if chosen is None:
         tried = ", ".join(references)
+        if unconfirmed:
+            raise NothingLearnable(
+                f"budget.steps_per_trial: auto: {'; '.join(unconfirmed)}, so learning at that fidelity is one "
+                "seed's luck and the search's trials, each with its own seed, would sit at chance; the search "
+                "stopped before spending its budget. Try a larger probe so it reaches more steps "
+                "(budget.probe.minutes, budget.probe.max_steps), more data, or another model; "
+                f"`autopeft search show {study.study_name}` lists the probe runs")
         raise NothingLearnable(
             f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task above chance "
             f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps; the search stopped before "
             f"spending its budget. Try more data, another model, or a larger probe (budget.probe.max_steps, "
             f"budget.probe.minutes); `autopeft search show {study.study_name}` lists the probe runs")
     return outcome
+
+
+def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung,
+             references: dict[str, dict[str, Any]], root: Path, level: ChanceLevel, targets: EvalTargets,
+             runs_so_far: int, say: Callable[[str], None]) -> tuple[int, bool]:
+    """Train the rung's references that cleared chance again with another seed, best first, until one clears it
+    again; each result goes into ``rung.results[name]["again"]``. Returns (probe runs so far, whether one did)."""
+    metric = spec.task_metric
+    maximize = spec.task_metric_direction == "maximize"
+    seed = spec.seed + 1
+    cleared = sorted((name for name, r in rung.results.items() if r.get("above")),
+                     key=lambda name: rung.results[name][metric], reverse=maximize)
+    for name in cleared:
+        say(f"probe: {name} again at {rung.steps} steps with seed {seed}")
+        [result] = run_on(runner, spec, [Run(config=references[name], seed=seed, steps=rung.steps,
+                                             output_dir=str(root / f"probe-{name}-{rung.steps}-seed{seed}"))],
+                          default_steps=rung.steps)
+        runs_so_far += 1
+        if not result.ok:
+            rung.results[name]["again"] = {"seed": seed, "failed": result.fail_reason}
+            continue
+        number = _store(study, spec, name, rung.steps, result, references[name], seed=seed)
+        value = float(result.measurements[metric])
+        test = permutation_test(metric, maximize, value, decode(result.predictions), targets, level, runs_so_far,
+                                seed=number)
+        above = test is not None and test.above
+        rung.results[name]["again"] = {"seed": seed, "trial": number, metric: value,
+                                       "bar": None if test is None else test.bar, "above": above}
+        say(f"probe: {name} {value:.4f}{'' if above else ' (at chance)'} with seed {seed}")
+        if above:
+            return runs_so_far, True
+    return runs_so_far, False
+
+
+def _unconfirmed_text(rung: Rung, metric: str, seed: int) -> str:
+    """"full cleared chance at 256 steps with seed 0 (0.6460) but not with seed 1 (0.6310)"."""
+    parts = []
+    for name, result in rung.results.items():
+        again = result.get("again")
+        if not result.get("above") or again is None:
+            continue
+        second = f"{again[metric]:.4f}" if metric in again else "failed"
+        parts.append(f"{name} cleared chance at {rung.steps} steps with seed {seed} ({result[metric]:.4f}) but not "
+                     f"with seed {again['seed']} ({second})")
+    return "; ".join(parts)
 
 
 def queue_learning_references(study: optuna.Study, spec: SearchSpec, space: SearchSpace,
@@ -179,7 +253,8 @@ def queue_learning_references(study: optuna.Study, spec: SearchSpec, space: Sear
     if rung is None or not spec.budget.probe.seed_search:
         return []
     maximize = spec.task_metric_direction == "maximize"
-    learned = sorted(((name, result) for name, result in rung.results.items() if result.get("above")),
+    learned = sorted(((name, result) for name, result in rung.results.items()
+                      if result.get("above") and (result.get("again") or {}).get("above", True)),
                      key=lambda item: item[1][spec.task_metric], reverse=maximize)
     references = _references(spec)
     queued: list[str] = []

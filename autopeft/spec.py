@@ -229,6 +229,9 @@ class ProbeSpec(_Strict):
     references: list[Literal["full", "lora-r16-all"]] = Field(
         default_factory=list, description="The reference configurations trained at each rung [default: both: full "
         "fine-tuning at 5e-5 and LoRA r=16 on every module at 1e-3].")
+    confirm: bool = Field(True, description="Choose a rung only once its best reference that cleared chance has "
+                          "cleared it again with another seed (one more run): learning that one seed shows and "
+                          "another does not leaves the search's trials at chance.")
     seed_search: bool = Field(True, description="Queue each reference that learned the task at the chosen steps "
                               "as one of the search's first trials, where the search space can draw it, so that "
                               "the front starts from a configuration known to learn.")

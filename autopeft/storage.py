@@ -52,6 +52,7 @@ STOPPED_AT = "stopped_at"  # the rung step where early stopping ended the trial 
 FINISHES = "finishes"  # an early-stopped trial's configuration trained again to the end, no rungs: that trial's number
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
 PROBE = "probe"  # on a trial: a learnability-probe run {"reference", "steps"} (autopeft/probe.py), outside both too;
+# with "seed" where it repeats its rung's run with another seed;
 # on the study: the probe's decision {"chosen", "reason", "seconds", "rungs"}
 # Retraining with more seeds (autopeft.confirm): per-seed values, mean and std. Kept on the study as
 # "confirmation.<trial number>", since Optuna refuses to change a finished trial's attributes.

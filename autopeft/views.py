@@ -354,7 +354,7 @@ def probe_line(study: optuna.Study) -> str | None:
     probe = study.user_attrs.get(storage.PROBE)
     if not probe:
         return None
-    runs = sum(len(rung["results"]) for rung in probe["rungs"])
+    runs = sum(len(rung["results"]) + sum("again" in r for r in rung["results"].values()) for rung in probe["rungs"])
     ladder = ", ".join(str(rung["steps"]) for rung in probe["rungs"])
     if probe["chosen"] is None:
         return (f"Fidelity: the learnability probe found nothing learnable ({probe['reason']}; {runs} runs at "
@@ -370,7 +370,8 @@ def probe_cleared_line(study: optuna.Study, metric: str) -> str | None:
     if not probe or probe.get("chosen") is None:
         return None
     rung = next((r for r in probe["rungs"] if r["steps"] == probe["chosen"]), None)
-    cleared = {name: r for name, r in (rung or {}).get("results", {}).items() if r.get("above")}
+    cleared = {name: r for name, r in (rung or {}).get("results", {}).items()
+               if r.get("above") and (r.get("again") or {}).get("above", True)}
     if not cleared:
         return None
     which = ", ".join(f"{name} {r[metric]:.4f} (bar {r['bar']:.4f})" for name, r in cleared.items())

@@ -48,8 +48,13 @@ def test_probe_runs_are_stored_outside_the_budget_and_the_front(probed):
     probes = [r for r in records if r.probe]
     searched = [r for r in records if not r.reference]
     probe = study.user_attrs[storage.PROBE]
-    assert len(probes) == len(probe["rungs"])
-    assert sorted(r.probe["steps"] for r in probes) == [r["steps"] for r in probe["rungs"]]
+    # one run per rung, and the chosen rung's learner once more with another seed, which learned again
+    again = [r for r in probes if "seed" in r.probe]
+    assert [r.probe["steps"] for r in again] == [probe["chosen"]] and again[0].probe["seed"] == stored.seed + 1
+    chosen = next(r for r in probe["rungs"] if r["steps"] == probe["chosen"])
+    assert chosen["results"]["lora-r16-all"]["again"]["above"]
+    assert len(probes) == len(probe["rungs"]) + 1
+    assert sorted(r.probe["steps"] for r in probes if "seed" not in r.probe) == [r["steps"] for r in probe["rungs"]]
     assert len(searched) == 2 and storage.budget_spent(study.get_trials()) == 2
     assert not any(r.pareto for r in probes)
     for record in searched:  # trained at the chosen fidelity: the loss curve ends at that step
@@ -122,10 +127,95 @@ def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatc
     from dashboard import data, figures
 
     trials, spec = data.load_trials(url, NAME)
-    assert trials["probe"].sum() == len(study.user_attrs[storage.PROBE]["rungs"])
+    assert trials["probe"].sum() == len(study.user_attrs[storage.PROBE]["rungs"]) + 1  # + the seed repeat
     figure = figures.pareto(trials, spec, "trainable_params", "accuracy")
     [probe_trace] = [t for t in figure.data if t.name == "probe run"]
     assert len(probe_trace.x) == trials["probe"].sum()
+
+
+class _SeedLuck:
+    """A worker whose runs learn the task only with seed 0 and from 8 steps on: the fault — learning that one seed
+    shows and another does not — that real training cannot be made to show on cue. Learned runs predict the gold
+    labels, the others the majority label."""
+
+    capacity = 1
+
+    def __init__(self, gold, other_seeds_from: int = 10**6):
+        self.gold, self.done, self.seen, self.other_seeds_from = gold, [], [], other_seeds_from
+
+    def submit(self, request) -> None:
+        import numpy as np
+
+        from autopeft.predictions import LABELS, encode
+        from autopeft.trial import TrialResult
+
+        self.seen.append((request.config["method"], request.steps, request.seed))
+        learned = request.steps >= (8 if request.seed == 0 else self.other_seeds_from)
+        predicted = self.gold if learned else np.zeros_like(self.gold)
+        self.done.append(TrialResult(number=request.number, ok=True, predictions=encode(LABELS, predicted),
+                                     measurements={"accuracy": float((predicted == self.gold).mean()),
+                                                   "trainable_params": 1000.0}))
+
+    def wait(self):
+        done, self.done = self.done, []
+        return done
+
+    def running(self) -> int:
+        return len(self.done)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_learning_that_one_seed_shows_and_another_does_not_stops_the_search(tmp_path):
+    """Full fine-tuning clears chance at 8 steps with seed 0 and not with seed 1: the probe does not choose that
+    rung, the search stops with what happened and what to try, and the repeat is stored as a probe run."""
+    import numpy as np
+    import optuna
+
+    from autopeft.chance import ChanceLevel
+    from autopeft.predictions import LABELS, EvalTargets
+    from autopeft.probe import NothingLearnable, find_steps
+    from autopeft.views import probe_line
+
+    gold = np.array([0] * 120 + [1] * 80)
+    level = ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'")
+    targets = EvalTargets(LABELS, gold, num_labels=2)
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
+        "trials": 4, "steps_per_trial": "auto",
+        "probe": {"start_steps": 4, "max_steps": 16, "references": ["full"]}}))
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="luck")
+    worker = _SeedLuck(gold)
+    with pytest.raises(NothingLearnable, match=r"full cleared chance at 8 steps with seed 0 \(1\.0000\) but not "
+                       r"with seed 1 \(0\.6000\).*one seed's luck.*budget\.probe\.minutes"):
+        find_steps(study, spec, worker, level, targets)
+    # 4 (chance), 8 (learns), 16 (learns, did not pay): 8 and then 16 tried again with seed 1
+    assert worker.seen == [("full", 4, 0), ("full", 8, 0), ("full", 16, 0), ("full", 8, 1), ("full", 16, 1)]
+    probe = study.user_attrs[storage.PROBE]
+    assert probe["chosen"] is None and "not again with another seed" in probe["reason"]
+    repeats = [t.user_attrs[storage.PROBE] for t in study.get_trials() if "seed" in t.user_attrs[storage.PROBE]]
+    assert repeats == [{"reference": "full", "steps": 8, "seed": 1}, {"reference": "full", "steps": 16, "seed": 1}]
+    assert "5 runs at 4, 8, 16 steps" in probe_line(study)
+
+
+def test_a_longer_rung_whose_learning_repeats_is_chosen_over_a_shorter_one_whose_does_not(tmp_path):
+    import numpy as np
+    import optuna
+
+    from autopeft.chance import ChanceLevel
+    from autopeft.predictions import LABELS, EvalTargets
+    from autopeft.probe import find_steps
+
+    gold = np.array([0] * 120 + [1] * 80)
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
+        "trials": 4, "steps_per_trial": "auto",
+        "probe": {"start_steps": 4, "max_steps": 16, "references": ["full"]}}))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    worker = _SeedLuck(gold, other_seeds_from=16)
+    outcome = find_steps(study, spec, worker, ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'"),
+                         EvalTargets(LABELS, gold, num_labels=2))
+    assert outcome.chosen == 16 and "8 steps did not learn again with another seed, 16 did" in outcome.reason
+    assert worker.seen[-2:] == [("full", 8, 1), ("full", 16, 1)]
 
 
 def test_auto_is_a_spec_value_and_bad_ladders_are_named(tmp_path):
