@@ -91,7 +91,19 @@ def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
         started = time.monotonic()
         autopeft("baselines", task, "--storage", storage, "--only", HAND_PICKED, "--json")
         baselines_s = time.monotonic() - started
-        shown = json.loads(autopeft("search", "show", task, "--storage", storage, "--json").stdout)
+    return {**summarize(task, search_minutes, probe_minutes), "search_exit_code": run.returncode,
+            "stopped_by_probe": run.returncode == 2, "search_seconds": round(search_s, 1),
+            "baselines_seconds": round(baselines_s, 1),
+            "closing_summary_tail": run.stdout.strip().splitlines()[-4:] if run.stdout else run.stderr.strip()[-600:]}
+
+
+def summarize(task: str, search_minutes: float, probe_minutes: float) -> dict:
+    """The row of ``task`` as its stored search reads now (``search show --json``): what the probe chose, full
+    fine-tuning, the baselines, the front; the run's own clocks and exit code are added by ``measure``."""
+    storage = f"sqlite:///{WORK / f'{task}.db'}"
+    shown = json.loads(autopeft("search", "show", task, "--storage", storage, "--json").stdout)
+    probe = shown["probe"] or {}
+    chosen = probe.get("chosen")
     chance = shown["chance"] or {}
     level = chance.get("chance")
     trials = shown["trials"]
@@ -103,9 +115,17 @@ def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
     test = (chance.get("tests") or {}).get(str(best["number"])) if best else None
     full_value = full["measurements"]["accuracy"] if full else None
     full_test = next((r["results"].get("full") for r in probe.get("rungs", []) if r["steps"] == chosen), None)
-    share = None
+    share = proposed_share = None
+    # the sampler's own best: the front point among trials the search proposed (not queued from the probe), so a
+    # front carried by a re-trained reference shows what the search added
+    proposed = max((t for t in front if not t.get("warm_start")), key=lambda t: t["values"]["accuracy"], default=None)
     if best and full_value is not None and level is not None and full_value > level:
         share = (best["values"]["accuracy"] - level) / (full_value - level)
+        if proposed is not None:
+            proposed_share = (proposed["values"]["accuracy"] - level) / (full_value - level)
+    chosen_rung = next((r for r in probe.get("rungs", []) if r["steps"] == chosen), {})
+    repeats = {name: r["again"] for rung in probe.get("rungs", []) for name, r in rung["results"].items()
+               if "again" in r and rung["steps"] >= (chosen or 0)}
     full_clears = bool(full_test and full_test.get("above"))
     presented_as_result = bool(best) and not chance.get("nothing_learned") and chosen is not None
     if full_clears:
@@ -114,7 +134,9 @@ def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
         met = not (presented_as_result and test and test["above"])
     return {
         "task": task, "cpu": cpu_name(), "fidelity_steps": chosen, "probe_reason": probe.get("reason"),
-        "probe_seconds": probe.get("seconds"), "probe_runs": sum(len(r["results"]) for r in probe.get("rungs", [])),
+        "probe_seconds": probe.get("seconds"),
+        "probe_runs": sum(1 + ("again" in x) for r in probe.get("rungs", []) for x in r["results"].values()),
+        "probe_repeats": repeats or None, "chosen_rung": chosen_rung.get("results"),
         "probe_ladder": [r["steps"] for r in probe.get("rungs", [])],
         "chance": level, "chance_predicts": chance.get("predicts"), "eval_examples": chance.get("examples"),
         "full": full_value, "full_clears_chance": full_clears,
@@ -124,15 +146,34 @@ def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
         "front_best": None if best is None else {
             "trial": best["number"], "accuracy": best["values"]["accuracy"],
             "trainable_params": best["values"]["trainable_params"], "bar": None if test is None else test["bar"],
-            "above_chance": None if test is None else test["above"]},
+            "above_chance": None if test is None else test["above"], "method": best["config"].get("method"),
+            "queued_from_probe": best.get("warm_start")},
+        "sampler_best": None if proposed is None else {
+            "trial": proposed["number"], "accuracy": proposed["values"]["accuracy"],
+            "trainable_params": proposed["values"]["trainable_params"], "method": proposed["config"].get("method"),
+            "share_of_full_above_chance": proposed_share},
         "share_of_full_above_chance": share, "nothing_learned": chance.get("nothing_learned"),
-        "search_exit_code": run.returncode, "stopped_by_probe": run.returncode == 2,
         "searched_trials": sum(1 for t in trials if t["state"] == "COMPLETE" and not t.get("baseline")
                                and not t.get("probe")),
-        "search_seconds": round(search_s, 1), "baselines_seconds": round(baselines_s, 1), "target_met": met,
-        "search_minutes": search_minutes, "probe_minutes": probe_minutes,
-        "closing_summary_tail": run.stdout.strip().splitlines()[-4:] if run.stdout else run.stderr.strip()[-600:],
+        "target_met": met, "search_minutes": search_minutes, "probe_minutes": probe_minutes,
     }
+
+
+def _origin(best: dict) -> str:
+    """", method; queued from the probe's full (as partial)" for the table's front-best cell."""
+    method = f", {best['method']}" if best.get("method") else ""
+    queued = best.get("queued_from_probe")
+    if not queued:
+        return method
+    return f"{method}; queued from the probe's {queued['probe']}" + (f" as {queued['as']}" if queued.get("as") else "")
+
+
+def _sampler_best(best: dict | None) -> str:
+    if best is None:
+        return "–"
+    share = best.get("share_of_full_above_chance")
+    return (f"{best['accuracy']:.4f} @ {int(best['trainable_params']):,}, {best['method']}"
+            + ("" if share is None else f" ({share:.0%})"))
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -144,8 +185,8 @@ def table(results: list[dict], cpu: str) -> str:
     lines = [f"CPU: {'; '.join(f'{c} ({chr(97 + i)})' for i, c in enumerate(cpus))}; 2 workers × 1 core. Wall: the "
              "whole `search run` (probe included), against its caps (probe minutes + search minutes).", "",
              "| task | fidelity (steps) | probe | chance | full FT | best hand-picked | front best (bar) | "
-             "share of full above chance | trials | wall | target |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "share of full above chance | the sampler's own best (share) | trials | wall | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         hand, best = r["best_hand_picked"], r["front_best"]
         cpu_mark = f" ({chr(97 + cpus.index(r.get('cpu', cpu)))})" if len(cpus) > 1 else ""
@@ -153,9 +194,10 @@ def table(results: list[dict], cpu: str) -> str:
             f"| {r['task']}{cpu_mark} | {r['fidelity_steps'] or 'none: stopped'} | {r['probe_runs']} runs, "
             f"{fmt(r['probe_seconds'], 0)} s | {fmt(r['chance'])} | {fmt(r['full'])} | "
             + ("–" if hand is None else f"{hand['name']} {hand['accuracy']:.4f}") + " | "
-            + ("–" if best is None else f"{best['accuracy']:.4f} @ {int(best['trainable_params']):,} "
-               f"(bar {fmt(best['bar'])}{'' if best['above_chance'] else ', at chance'})") + " | "
+            + ("–" if best is None else f"{best['accuracy']:.4f} @ {int(best['trainable_params']):,}"
+               f"{_origin(best)} (bar {fmt(best['bar'])}{'' if best['above_chance'] else ', at chance'})") + " | "
             f"{'–' if r['share_of_full_above_chance'] is None else format(r['share_of_full_above_chance'], '.0%')} | "
+            f"{_sampler_best(r.get('sampler_best'))} | "
             f"{r['searched_trials']} | {r['search_seconds'] / 60:.1f} min (caps {r['probe_minutes']:g} + "
             f"{r['search_minutes']:g}) | {'met' if r['target_met'] else 'missed'} |")
     return "\n".join(lines) + "\n"
@@ -166,6 +208,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--search-minutes", type=float, default=20.0)
     parser.add_argument("--probe-minutes", type=float, default=10.0)
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="rebuild the rows of --tasks from their stored searches in the work folder (no training); "
+                        "the clocks and exit codes stay those of the run that made them")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     out = HERE / "results.json"
@@ -173,7 +218,12 @@ def main() -> None:
     # rows measured before each row named its processor ran on the one the file names
     results = {r["task"]: {"cpu": previous.get("cpu"), **r} for r in previous.get("results", [])}
     for task in args.tasks.split(","):
-        results[task] = measure(task, args.search_minutes, args.probe_minutes)
+        if args.summarize_only:
+            kept = results[task]
+            results[task] = {**kept, **summarize(task, kept["search_minutes"], kept["probe_minutes"]),
+                             "cpu": kept.get("cpu")}
+        else:
+            results[task] = measure(task, args.search_minutes, args.probe_minutes)
         print(json.dumps(results[task], indent=1), flush=True)
         ordered = [results[t] for t in TASKS if t in results]
         cpu = cpu_name()
