@@ -122,18 +122,9 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         runs_so_far += len(runs)
         rung = Rung(steps, 0.0)
         for (name, config), result in zip(references.items(), results):
-            if not result.ok:
-                rung.results[name] = {"failed": result.fail_reason}
-                continue
-            number = _store(study, spec, name, steps, result, config)
-            value = float(result.measurements[metric])
-            test = permutation_test(metric, maximize, value, decode(result.predictions), targets, level,
-                                    runs_so_far, seed=number)
-            # None: a user's metric this process cannot resample; never counted as learned then
-            above = test is not None and test.above
-            rung.results[name] = {"trial": number, metric: value, "bar": None if test is None else test.bar,
-                                  "above": above}
-            if above and (steps not in best_of or (value > best_of[steps][0]) == maximize):
+            rung.results[name] = _judged(study, spec, name, steps, result, config, level, targets, runs_so_far)
+            value = rung.results[name].get(metric)
+            if rung.results[name].get("above") and (steps not in best_of or (value > best_of[steps][0]) == maximize):
                 best_of[steps] = (value, decode(result.predictions))
         rung.seconds = time.monotonic() - rung_started
         rungs.append(rung)
@@ -208,20 +199,36 @@ def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung
                                              output_dir=str(root / f"probe-{name}-{rung.steps}-seed{seed}"))],
                           default_steps=rung.steps)
         runs_so_far += 1
-        if not result.ok:
-            rung.results[name]["again"] = {"seed": seed, "failed": result.fail_reason}
+        again = _judged(study, spec, name, rung.steps, result, references[name], level, targets, runs_so_far, seed)
+        rung.results[name]["again"] = {"seed": seed, **again}
+        if "failed" in again:
             continue
-        number = _store(study, spec, name, rung.steps, result, references[name], seed=seed)
-        value = float(result.measurements[metric])
-        test = permutation_test(metric, maximize, value, decode(result.predictions), targets, level, runs_so_far,
-                                seed=number)
-        above = test is not None and test.above
-        rung.results[name]["again"] = {"seed": seed, "trial": number, metric: value,
-                                       "bar": None if test is None else test.bar, "above": above}
-        say(f"probe: {name} {value:.4f}{'' if above else ' (at chance)'} with seed {seed}")
-        if above:
+        say(f"probe: {name} {again[metric]:.4f}{'' if again['above'] else ' (at chance)'} with seed {seed}")
+        if again["above"]:
             return runs_so_far, True
     return runs_so_far, False
+
+
+def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result: TrialResult,
+            config: dict[str, Any], level: ChanceLevel, targets: EvalTargets, runs_so_far: int,
+            seed: int | None = None) -> dict[str, Any]:
+    """Store one probe run and test it against chance: {"trial", metric, "bar", "above"}, or {"failed"}."""
+    if not result.ok:
+        return {"failed": result.fail_reason}
+    metric = spec.task_metric
+    number = _store(study, spec, name, steps, result, config, seed)
+    value = float(result.measurements[metric])
+    test = permutation_test(metric, spec.task_metric_direction == "maximize", value, decode(result.predictions),
+                            targets, level, runs_so_far, seed=number)
+    # None: a user's metric this process cannot resample; never counted as learned then
+    return {"trial": number, metric: value, "bar": None if test is None else test.bar,
+            "above": test is not None and test.above}
+
+
+def learned(result: dict[str, Any]) -> bool:
+    """Whether a reference's result at a rung counts as learning: above chance, and again with another seed
+    where it was tried again."""
+    return bool(result.get("above")) and (result.get("again") or {}).get("above", True)
 
 
 def _unconfirmed_text(rung: Rung, metric: str, seed: int) -> str:
@@ -253,13 +260,12 @@ def queue_learning_references(study: optuna.Study, spec: SearchSpec, space: Sear
     if rung is None or not spec.budget.probe.seed_search:
         return []
     maximize = spec.task_metric_direction == "maximize"
-    learned = sorted(((name, result) for name, result in rung.results.items()
-                      if result.get("above") and (result.get("again") or {}).get("above", True)),
-                     key=lambda item: item[1][spec.task_metric], reverse=maximize)
+    learning = sorted(((name, result) for name, result in rung.results.items() if learned(result)),
+                      key=lambda item: item[1][spec.task_metric], reverse=maximize)
     references = _references(spec)
     queued: list[str] = []
     limit = max(1, spec.budget.trials // 3)  # as a warm start's first proposals: the search must still explore
-    for name, result in learned:
+    for name, result in learning:
         if len(queued) >= limit:
             break
         found = _point_of_space(space, name, references[name])

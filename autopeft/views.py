@@ -370,8 +370,9 @@ def probe_cleared_line(study: optuna.Study, metric: str) -> str | None:
     if not probe or probe.get("chosen") is None:
         return None
     rung = next((r for r in probe["rungs"] if r["steps"] == probe["chosen"]), None)
-    cleared = {name: r for name, r in (rung or {}).get("results", {}).items()
-               if r.get("above") and (r.get("again") or {}).get("above", True)}
+    from autopeft.probe import learned
+
+    cleared = {name: r for name, r in (rung or {}).get("results", {}).items() if learned(r)}
     if not cleared:
         return None
     which = ", ".join(f"{name} {r[metric]:.4f} (bar {r['bar']:.4f})" for name, r in cleared.items())
