@@ -113,6 +113,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     steps = probe.start_steps
     chosen: int | None = None
     reason = ""
+    stopped_by = ""  # which cap ended a ladder that nothing cleared, in words
     while True:
         say(f"probe: {', '.join(references)} at {steps} steps")
         rung_started = time.monotonic()
@@ -140,12 +141,20 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         next_cost = 2.2 * rung.seconds  # twice the steps, plus set-up
         if steps * 2 > probe.max_steps or elapsed + next_cost > 60 * probe.minutes:
             limit = "probe.max_steps" if steps * 2 > probe.max_steps else "probe.minutes"
+            if limit == "probe.minutes":
+                # what the cap kept from running, so the message can say how far to raise it
+                minutes = math.ceil((elapsed + next_cost) / 60)
+                limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps, would have ended after "
+                                 f"about {minutes} minute{'' if minutes == 1 else 's'}")
+            else:
+                limit_reached = "probe.max_steps reached"
             cleared = [s for s in best_of]
             if cleared:
                 chosen = max(cleared)
-                reason = f"{limit} reached; the last rung that cleared chance"
+                reason = f"{limit_reached}; the last rung that cleared chance"
             else:
-                reason = f"{limit} reached and no reference cleared chance"
+                reason = f"{limit_reached}, and no reference cleared chance"
+                stopped_by = limit_reached
             break
         steps *= 2
     unconfirmed: list[str] = []  # each rung whose learning did not repeat, in words
@@ -177,9 +186,10 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 f"`autopeft search show {study.study_name}` lists the probe runs")
         raise NothingLearnable(
             f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task above chance "
-            f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps; the search stopped before "
-            f"spending its budget. Try more data, another model, or a larger probe (budget.probe.max_steps, "
-            f"budget.probe.minutes); `autopeft search show {study.study_name}` lists the probe runs")
+            f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps ({stopped_by}); the search "
+            f"stopped before spending its budget. Try more data, another model, or a larger probe "
+            f"(budget.probe.max_steps, budget.probe.minutes); `autopeft search show {study.study_name}` lists the "
+            "probe runs")
     return outcome
 
 
