@@ -140,14 +140,12 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         elapsed = time.monotonic() - started
         next_cost = 2.2 * rung.seconds  # twice the steps, plus set-up
         if steps * 2 > probe.max_steps or elapsed + next_cost > 60 * probe.minutes:
-            limit = "probe.max_steps" if steps * 2 > probe.max_steps else "probe.minutes"
-            if limit == "probe.minutes":
-                # what the cap kept from running, so the message can say how far to raise it
+            if steps * 2 > probe.max_steps:
+                limit_reached = "probe.max_steps reached"
+            else:  # what the time cap kept from running, so the message can say how far to raise it
                 minutes = math.ceil((elapsed + next_cost) / 60)
                 limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps, would have ended after "
                                  f"about {minutes} minute{'' if minutes == 1 else 's'}")
-            else:
-                limit_reached = "probe.max_steps reached"
             cleared = [s for s in best_of]
             if cleared:
                 chosen = max(cleared)
