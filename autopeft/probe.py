@@ -195,24 +195,34 @@ def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung
              references: dict[str, dict[str, Any]], root: Path, level: ChanceLevel, targets: EvalTargets,
              runs_so_far: int, say: Callable[[str], None]) -> tuple[int, bool]:
     """Train the rung's references that cleared chance again with another seed, best first, until one clears it
-    again; each result goes into ``rung.results[name]["again"]``. Returns (probe runs so far, whether one did)."""
+    again; each result goes into ``rung.results[name]["again"]``. Returns (probe runs so far, whether one did).
+
+    As many repeats run side by side as the runner has slots (a rung already trains its references so): where the
+    best one does not repeat, the next one's repeat has run meanwhile, and the probe overruns its minutes by one
+    run's time, not by one per reference."""
     metric = spec.task_metric
     maximize = spec.task_metric_direction == "maximize"
     seed = spec.seed + 1
     cleared = sorted((name for name, r in rung.results.items() if r.get("above")),
                      key=lambda name: rung.results[name][metric], reverse=maximize)
-    for name in cleared:
-        say(f"probe: {name} again at {rung.steps} steps with seed {seed}")
-        [result] = run_on(runner, spec, [Run(config=references[name], seed=seed, steps=rung.steps,
-                                             output_dir=str(root / f"probe-{name}-{rung.steps}-seed{seed}"))],
-                          default_steps=rung.steps)
-        runs_so_far += 1
-        again = _judged(study, spec, name, rung.steps, result, references[name], level, targets, runs_so_far, seed)
-        rung.results[name]["again"] = {"seed": seed, **again}
-        if "failed" in again:
-            continue
-        say(f"probe: {name} {again[metric]:.4f}{'' if again['above'] else ' (at chance)'} with seed {seed}")
-        if again["above"]:
+    batch_size = max(1, runner.capacity)
+    for start in range(0, len(cleared), batch_size):
+        batch = cleared[start:start + batch_size]
+        say(f"probe: {', '.join(batch)} again at {rung.steps} steps with seed {seed}")
+        results = run_on(runner, spec, [Run(config=references[name], seed=seed, steps=rung.steps,
+                                             output_dir=str(root / f"probe-{name}-{rung.steps}-seed{seed}"))
+                                         for name in batch], default_steps=rung.steps)
+        repeated = False
+        for name, result in zip(batch, results):
+            runs_so_far += 1
+            again = _judged(study, spec, name, rung.steps, result, references[name], level, targets, runs_so_far,
+                            seed)
+            rung.results[name]["again"] = {"seed": seed, **again}
+            if "failed" in again:
+                continue
+            say(f"probe: {name} {again[metric]:.4f}{'' if again['above'] else ' (at chance)'} with seed {seed}")
+            repeated = repeated or again["above"]
+        if repeated:
             return runs_so_far, True
     return runs_so_far, False
 

@@ -251,6 +251,25 @@ def test_a_search_that_found_nothing_says_what_the_probe_did_learn():
     assert views.probe_cleared_line(study, "accuracy") is None  # the probe stopped the search: its own message
 
 
+
+def _stopped_probe(tmp_path, worker, probe: dict, **spec_fields):
+    """Run the probe on a scripted worker over 200 gold labels (chance 0.6) until it stops the search; returns the
+    study and the message."""
+    import optuna
+
+    from autopeft.chance import ChanceLevel
+    from autopeft.predictions import LABELS, EvalTargets
+    from autopeft.probe import NothingLearnable, find_steps
+
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": 4, "steps_per_trial": "auto",
+                                                                  "probe": probe}, **spec_fields))
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="stopped")
+    with pytest.raises(NothingLearnable) as stopped:
+        find_steps(study, spec, worker, ChanceLevel({"accuracy": 0.6}, len(worker.gold), "always '0'"),
+                   EvalTargets(LABELS, worker.gold, num_labels=2))
+    return study, str(stopped.value)
+
+
 class _SlowAtChance(_SeedLuck):
     """Every run takes a while and predicts the majority label (the search's seed is not 0, so nothing learns)."""
 
@@ -265,22 +284,41 @@ def test_a_probe_stopped_by_its_time_cap_says_how_long_the_next_rung_needed(tmp_
     """Nothing cleared chance and the time cap kept the next rung from starting: the message names that rung and
     the minutes it would have needed, so the user knows how far to raise budget.probe.minutes."""
     import numpy as np
-    import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import NothingLearnable, find_steps
-
-    gold = np.array([0] * 120 + [1] * 80)
-    spec = parse_spec(tiny_spec(tmp_path, constraints=[], seed=1, budget={
-        "trials": 4, "steps_per_trial": "auto",
-        "probe": {"start_steps": 4, "max_steps": 64, "minutes": 0.02, "references": ["full"]}}))
-    study = optuna.create_study(directions=["maximize", "minimize"], study_name="slow")
-    worker = _SlowAtChance(gold)
+    worker = _SlowAtChance(np.array([0] * 120 + [1] * 80))
     # the first rung takes 0.5 s, the next is estimated at 2.2 times that; 1.2 s of probe in all is allowed
-    with pytest.raises(NothingLearnable, match=r"up to 4 steps \(probe\.minutes reached: the next rung, 8 steps, "
-                       r"would have ended after about 1 minute\)"):
-        find_steps(study, spec, worker, ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'"),
-                   EvalTargets(LABELS, gold, num_labels=2))
+    study, message = _stopped_probe(tmp_path, worker, {"start_steps": 4, "max_steps": 64, "minutes": 0.02,
+                                                       "references": ["full"]}, seed=1)
+    assert "up to 4 steps (probe.minutes reached: the next rung, 8 steps, would have ended after about 1 minute)" \
+        in message
     assert worker.seen == [("full", 4, 1)]
     assert study.user_attrs[storage.PROBE]["reason"].startswith("probe.minutes reached: the next rung, 8 steps")
+
+class _TwoSlots(_SeedLuck):
+    """Two runs at a time, as two workers train them; records how many were in flight together."""
+
+    capacity = 2
+
+    def __init__(self, gold):
+        super().__init__(gold)
+        self.most_in_flight = 0
+
+    def submit(self, request) -> None:
+        super().submit(request)
+        self.most_in_flight = max(self.most_in_flight, len(self.done))
+
+
+def test_the_references_repeats_run_side_by_side(tmp_path):
+    """Both references cleared chance with seed 0 and neither does with seed 1: their repeats train together, as
+    the rung did, so the probe overruns its minutes by one run, not two; both are stored and both named."""
+    import numpy as np
+
+    worker = _TwoSlots(np.array([0] * 120 + [1] * 80))
+    study, message = _stopped_probe(tmp_path, worker, {"start_steps": 8, "max_steps": 8,
+                                                       "references": ["full", "lora-r16-all"]})
+    assert ("full cleared chance at 8 steps with seed 0 (1.0000) but not with seed 1 (0.6000); lora-r16-all cleared "
+            "chance at 8 steps with seed 0 (1.0000) but not") in message
+    assert sorted(worker.seen[2:]) == [("full", 8, 1), ("lora", 8, 1)] and worker.most_in_flight == 2
+    rung = study.user_attrs[storage.PROBE]["rungs"][0]
+    assert {name: r["again"]["above"] for name, r in rung["results"].items()} == {"full": False,
+                                                                                 "lora-r16-all": False}
