@@ -139,13 +139,19 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
             break
         elapsed = time.monotonic() - started
         next_cost = 2.2 * rung.seconds  # twice the steps, plus set-up
+        if probe.confirm:
+            # Should the next rung be chosen, its learning is trained again with another seed before the search
+            # starts (its references side by side, as the rung trains them, so no longer than the rung): the
+            # climb reserves that repeat, and the probe keeps to its minutes instead of overrunning by one repeat.
+            next_cost *= 2
         if steps * 2 > probe.max_steps or elapsed + next_cost > 60 * probe.minutes:
             if steps * 2 > probe.max_steps:
                 limit_reached = "probe.max_steps reached"
             else:  # what the time cap kept from running, so the message can say how far to raise it
                 minutes = math.ceil((elapsed + next_cost) / 60)
-                limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps, would have ended after "
-                                 f"about {minutes} minute{'' if minutes == 1 else 's'}")
+                repeat = " and its repeat with another seed" if probe.confirm else ""
+                limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps{repeat}, would have "
+                                 f"ended after about {minutes} minute{'' if minutes == 1 else 's'}")
             cleared = [s for s in best_of]
             if cleared:
                 chosen = max(cleared)
@@ -198,8 +204,8 @@ def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung
     again; each result goes into ``rung.results[name]["again"]``. Returns (probe runs so far, whether one did).
 
     As many repeats run side by side as the runner has slots (a rung already trains its references so): where the
-    best one does not repeat, the next one's repeat has run meanwhile, and the probe overruns its minutes by one
-    run's time, not by one per reference."""
+    best one does not repeat, the next one's repeat has run meanwhile, and one batch takes no longer than the rung
+    did (the time the ladder reserved for it)."""
     metric = spec.task_metric
     maximize = spec.task_metric_direction == "maximize"
     seed = spec.seed + 1

@@ -280,19 +280,26 @@ class _SlowAtChance(_SeedLuck):
         super().submit(request)
 
 
-def test_a_probe_stopped_by_its_time_cap_says_how_long_the_next_rung_needed(tmp_path):
+def test_a_probe_stopped_by_its_time_cap_says_how_long_the_next_rung_and_its_repeat_needed(tmp_path):
     """Nothing cleared chance and the time cap kept the next rung from starting: the message names that rung and
-    the minutes it would have needed, so the user knows how far to raise budget.probe.minutes."""
+    the minutes it would have needed, so the user knows how far to raise budget.probe.minutes. The cap reserves
+    the next rung's repeat with another seed: without the repeat (probe.confirm: false) the same minutes climb."""
     import numpy as np
 
+    # Each rung takes about 0.5 s and the next is estimated at 2.2 times the last: after the first, the next rung
+    # alone would end near 1.6 s, with its repeat near 2.7 s; 2.5 s of probe in all is allowed.
+    probe = {"start_steps": 4, "max_steps": 64, "minutes": 2.5 / 60, "references": ["full"]}
     worker = _SlowAtChance(np.array([0] * 120 + [1] * 80))
-    # the first rung takes 0.5 s, the next is estimated at 2.2 times that; 1.2 s of probe in all is allowed
-    study, message = _stopped_probe(tmp_path, worker, {"start_steps": 4, "max_steps": 64, "minutes": 0.02,
-                                                       "references": ["full"]}, seed=1)
-    assert "up to 4 steps (probe.minutes reached: the next rung, 8 steps, would have ended after about 1 minute)" \
-        in message
+    study, message = _stopped_probe(tmp_path, worker, probe, seed=1)
+    assert ("up to 4 steps (probe.minutes reached: the next rung, 8 steps and its repeat with another seed, would "
+            "have ended after about 1 minute)") in message
     assert worker.seen == [("full", 4, 1)]
     assert study.user_attrs[storage.PROBE]["reason"].startswith("probe.minutes reached: the next rung, 8 steps")
+
+    unconfirmed = _SlowAtChance(np.array([0] * 120 + [1] * 80))
+    _, message = _stopped_probe(tmp_path, unconfirmed, {**probe, "confirm": False}, seed=1)
+    assert ("full", 8, 1) in unconfirmed.seen and "the next rung, 8 steps, would" not in message
+
 
 class _TwoSlots(_SeedLuck):
     """Two runs at a time, as two workers train them; records how many were in flight together."""
