@@ -11,6 +11,12 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite runs on two pytest-xdist workers (pyproject.toml), so two processes' torch thread pools, and the
+# trials they start, share the machine's cores. OpenMP's threads spin while they wait for each other by default;
+# with more threads than cores a spinning thread holds the core its partner needs, and a step that takes
+# milliseconds took seconds (a notebook trial ran for minutes). Waiting threads sleep instead. Set before torch
+# loads, so it holds in this process and in every process the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 pytest_plugins = ["tests.postgres_server"]  # postgres_server, postgres_url, storage_url (SQLite and PostgreSQL)
 
@@ -22,6 +28,21 @@ DEMO_DATA = ROOT / "examples" / "data" / "sst2"
 # machine's cores as torch threads. tiny_spec's one CPU a trial is for two Ray trials side by side; with one trial
 # at a time it would leave a core idle (and set this process's torch threads to 1 for the tests that follow).
 ONE_AT_A_TIME = {"parallel": 1, "cpus_per_trial": 2}
+
+
+# The test files that take longest (about 25 s to 3 minutes each), longest first. The two workers take whole files
+# (--dist loadfile: a module's fixtures are built once); started first, the long ones leave short files for the end
+# instead of one worker finishing a long file while the other waits.
+LONGEST_FIRST = ("test_dashboard_browser.py", "test_service.py", "test_resume.py", "test_worker_methods.py",
+                 "test_notebook.py", "test_probe.py", "test_failures.py", "test_known_cost_sampler.py",
+                 "test_dashboard.py", "test_cluster.py", "test_dashboard_load.py", "test_early_stopping.py",
+                 "test_controllers.py", "test_methods_matrix.py", "test_search_e2e.py", "test_plugins.py",
+                 "test_warm_start.py", "test_nothing_learned.py")
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def pytest_collection_finish(session) -> None:
