@@ -4,6 +4,8 @@ rung board, through which trials running at the same time judge each other (in p
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 
@@ -114,6 +116,16 @@ def test_a_lost_ray_board_leaves_trials_judging_by_their_table(ray_cluster):
     board.post(1, 4, {"accuracy": 0.7, "trainable_params": 10.0})
     assert board.read(4) == {1: {"accuracy": 0.7, "trainable_params": 10.0}}
     ray_cluster.kill(board._actor)  # the board's actor dies for real
+    # ray.kill returns before the actor is gone (on a loaded machine a call made right after still reached it):
+    # wait until calls meet a dead actor.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ray_cluster.get(board._actor.read.remote(4), timeout=10)
+        except ray_cluster.exceptions.RayActorError:
+            break
+        assert time.monotonic() < deadline, "the killed board still answers"
+        time.sleep(0.1)
     board.post(2, 4, {"accuracy": 0.5, "trainable_params": 10.0})  # no error: the point is just not shared
     assert board.read(4) == {}
     plan = RungPlan((4,), {4: [{"accuracy": 0.9, "trainable_params": 1.0}]}, SIGNS, 2.0, board=board)
