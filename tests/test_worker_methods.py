@@ -48,7 +48,9 @@ def setup(tmp_path_factory):
     spec["data"]["eval_size"] = 64
     spec = load_spec(write_spec(tmp_path, spec))
     data = load_task_data(spec.data, spec.model, spec.seed)
-    return TrialWorker(spec.model.model_dump(), data, threads=2), spec, data, tmp_path
+    worker = TrialWorker(spec.model.model_dump(), data, threads=2)
+    worker.loaded = {name: p.detach().clone() for name, p in worker.base.named_parameters()}
+    return worker, spec, data, tmp_path
 
 
 @pytest.mark.parametrize("method,bits", CASES, ids=[f"{m}-{b}bit" for m, b in CASES])
@@ -59,6 +61,9 @@ def test_trial_measures_what_was_predicted_and_reloads(setup, method, bits):
     predicted = predict_cost(spec.model, data.num_labels, config)
     result = worker.run(TrialRequest(0, config, 0, 6, spec.training.model_dump(), str(tmp_path / f"{method}{bits}")))
     assert result.ok, result.fail_reason
+    # Trials that share the worker's frozen base (keeps_base_weights) leave it exactly as loaded, for the next.
+    changed = [n for n, p in worker.base.named_parameters() if p.requires_grad or not torch.equal(p, worker.loaded[n])]
+    assert not changed, f"{method} changed the worker's base: {changed[:3]}"
     measured = result.measurements
     assert measured["trainable_params"] == predicted["trainable_params"]
     if get_method(method).saved_size_known_before_training:
@@ -99,3 +104,20 @@ def test_a_measured_precision_leaves_the_trial_as_it_would_have_trained(setup, m
     assert set(measured.execution["precision_step_s"]) == {"fp32", "bf16"}
     assert measured.loss_curve == plain.loss_curve
     assert measured.measurements["accuracy"] == plain.measurements["accuracy"]
+
+
+def test_a_trial_shares_the_frozen_base_only_where_its_method_leaves_it_as_loaded(setup):
+    worker = setup[0]
+    loaded = dict(worker.base.named_parameters())
+
+    def shared(method: str, config: dict, bits: int = 16) -> set[str]:
+        model = worker._trial_base(get_method(method), config, bits)
+        return {name for name, p in model.named_parameters() if p is loaded[name]}
+
+    head = {name for name in loaded if name.startswith("classifier.")}
+    for method, config in [("lora", {"lora": {"r": 4}}), ("lora", {"lora": {"r": 4, "init": "eva"}}),
+                           ("ia3", {}), ("houlsby", {}), ("prefix", {})]:
+        assert shared(method, config) == set(loaded) - head, method  # the task head is re-drawn: always a copy
+    for method, config, bits in [("lora", {"lora": {"r": 4, "init": "pissa"}}, 16), ("partial", {}, 16),
+                                 ("bitfit", {}, 16), ("sparse", {}, 16), ("full", {}, 16), ("lora", {}, 8)]:
+        assert not shared(method, config, bits), (method, config, bits)

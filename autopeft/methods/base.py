@@ -61,6 +61,13 @@ class Method:
     # pruned ranks are dropped on save), so the adapter bytes predicted before training are a bound, not a value.
     saved_size_known_before_training: ClassVar[bool] = True
 
+    def keeps_base_weights(self, config: dict[str, Any]) -> bool:
+        """Whether building and training this configuration leaves every base weight as loaded (values and
+        ``requires_grad``): the method adds modules beside the base instead of changing it. A worker then lets the
+        trial share the frozen base's tensors instead of copying them (workers/worker.py, ``_trial_base``).
+        False unless a method says otherwise: a wrong True would let one trial change the next trial's base."""
+        return False
+
     def merge(self, model: nn.Module) -> nn.Module:
         """The loaded model with the adapter folded into plain base weights (only where ``mergeable``)."""
         raise ValueError(f"method {self.name!r} cannot be merged into the base weights")
@@ -122,6 +129,9 @@ class Method:
 class PeftBacked(Method):
     library = "peft"
 
+    def keeps_base_weights(self, config: dict[str, Any]) -> bool:
+        return True  # peft wraps the base's modules and trains new tensors beside them; the head is copied
+
     def merge(self, model: nn.Module) -> nn.Module:
         if not self.mergeable:
             return super().merge(model)
@@ -151,6 +161,9 @@ class PeftBacked(Method):
 
 class AdapterHubBacked(Method):
     library = "adapters"
+
+    def keeps_base_weights(self, config: dict[str, Any]) -> bool:
+        return True  # adapters, prefixes and gates are new modules; train_adapter only freezes what is frozen
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]):
         raise NotImplementedError

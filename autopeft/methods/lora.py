@@ -33,6 +33,7 @@ from autopeft.methods.registry import register
 INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
                    "pissa_niter_4": "pissa_niter_4", "eva": "eva", "corda": "corda"}
 DATA_AWARE = ("eva", "corda")
+KEEPS_BASE = ("default", "gaussian", "eva")  # the initialisations that leave the base weights as they are
 CORDA_METHODS = ("ipm", "kpm")  # instruction-previewed (task covariance first) or knowledge-preserving
 _INITIAL_ADAPTER = "initial"  # the folder, beside a CorDA model, of its adapter as built (for the conversion)
 _PEFT_EVA_NOTICE = r"lora with eva initialization used with low_cpu_mem_usage=False"
@@ -95,6 +96,10 @@ class Lora(PeftBacked):
 
     def calibrates(self, config: dict[str, Any]) -> bool:
         return config.get(self.name, {}).get("init") in DATA_AWARE
+
+    def keeps_base_weights(self, config: dict[str, Any]) -> bool:
+        # PiSSA, OLoRA and CorDA start from a residual: they subtract their initial update from the base weights.
+        return config.get(self.name, {}).get("init", "default") in KEEPS_BASE
 
     def calibrate(self, model: nn.Module, config: dict[str, Any], batches: list[dict[str, Any]]) -> None:
         if config.get(self.name, {}).get("init") == "eva":
