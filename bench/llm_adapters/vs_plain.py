@@ -90,6 +90,7 @@ class Budget:
     eval_records: int
     threads: int
     generate_batch: int
+    micro_batch: int = 0  # the Trainer's rows per forward (0: the whole batch); the rest by gradient accumulation
 
 
 def model_folder() -> str:
@@ -205,7 +206,9 @@ def run_plain(task: Task, budget: Budget, out: Path, precision: str) -> dict:
                                              lora_dropout=LORA["dropout"], target_modules=["q_proj", "v_proj"]))
     build_s = lap()
     args = TrainingArguments(output_dir=str(out), max_steps=budget.steps,
-                             per_device_train_batch_size=budget.batch_size, learning_rate=budget.learning_rate,
+                             per_device_train_batch_size=budget.micro_batch or budget.batch_size,
+                             gradient_accumulation_steps=budget.batch_size // (budget.micro_batch or budget.batch_size),
+                             learning_rate=budget.learning_rate,
                              lr_scheduler_type="linear", warmup_ratio=budget.warmup_ratio, weight_decay=0.0,
                              max_grad_norm=1.0, bf16=precision == "bf16", use_cpu=True, seed=budget.seed,
                              eval_strategy="no", save_strategy="no", report_to="none", logging_steps=10,
@@ -413,6 +416,9 @@ def main() -> None:
     parser.add_argument("--eval-records", nargs="+", default=["boolq=48", "multiarith=24"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--generate-batch", type=int, default=8, help="the plain side's generate batch size")
+    parser.add_argument("--micro-batch", type=int, default=0,
+                        help="the plain side's rows per forward, the rest by gradient accumulation, as LLM-Adapters' "
+                             "finetune.py (--batch_size 16 --micro_batch_size 4); 0: the whole batch")
     parser.add_argument("--out", type=Path, default=HERE / "vs_plain.json")
     args = parser.parse_args()
     import peft
@@ -424,7 +430,8 @@ def main() -> None:
                         "lora": LORA, "command": " ".join(sys.argv[1:])}
     for task_name in args.tasks:
         budget = Budget(args.steps, args.batch_size, args.learning_rate, 0.06, 0,
-                        eval_records_for(args.eval_records, task_name), args.threads, args.generate_batch)
+                        eval_records_for(args.eval_records, task_name), args.threads, args.generate_batch,
+                        args.micro_batch)
         runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
         for repeat in range(args.repeats):
             for name in CONTENDERS:
