@@ -215,20 +215,24 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     out = HERE / "results.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    # rows measured before each row named its processor ran on the one the file names
-    results = {r["task"]: {"cpu": previous.get("cpu"), **r} for r in previous.get("results", [])}
+    # rows measured before each row named its processor ran on the one the file names; a task keeps one row per
+    # processor kind (a run where bf16 is emulated, or oneDNN capped below it, adds its own row)
+    results = {(r["task"], r.get("cpu") or previous.get("cpu")): {"cpu": previous.get("cpu"), **r}
+               for r in previous.get("results", [])}
+    here = cpu_name()
     for task in args.tasks.split(","):
         if args.summarize_only:
-            kept = results[task]
-            results[task] = {**kept, **summarize(task, kept["search_minutes"], kept["probe_minutes"]),
-                             "cpu": kept.get("cpu")}
+            kept = results[(task, here)]
+            results[(task, here)] = {**kept, **summarize(task, kept["search_minutes"], kept["probe_minutes"]),
+                                     "cpu": kept.get("cpu")}
         else:
-            results[task] = measure(task, args.search_minutes, args.probe_minutes)
-        print(json.dumps(results[task], indent=1), flush=True)
-        ordered = [results[t] for t in TASKS if t in results]
-        cpu = cpu_name()
-        out.write_text(json.dumps({"cpu": cpu, "results": ordered}, indent=1))
-        (HERE / "table.md").write_text(table(ordered, cpu))
+            results[(task, here)] = measure(task, args.search_minutes, args.probe_minutes)
+        print(json.dumps(results[(task, here)], indent=1), flush=True)
+        tasks = list(TASKS)
+        ordered = sorted(results.values(), key=lambda r: (tasks.index(r["task"]) if r["task"] in tasks else len(tasks),
+                                                          "no native bf16" in (r.get("cpu") or "")))
+        out.write_text(json.dumps({"cpu": here, "results": ordered}, indent=1))
+        (HERE / "table.md").write_text(table(ordered, here))
 
 
 if __name__ == "__main__":
