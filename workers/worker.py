@@ -23,7 +23,7 @@ from autopeft.chance import eval_targets
 from autopeft.data import TaskData
 from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
-from autopeft.methods.base import Method, task_head_parameters
+from autopeft.methods.base import HEAD_NAMES, Method, task_head_parameters
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.plugins import Shipment, install
 from autopeft.predictions import decode
@@ -39,14 +39,12 @@ from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS, Evaluation
 from workers.training import enable_gradient_checkpointing, train
 
-_HEAD_NAMES = ("classifier", "score")
-
 
 def reset_task_head(model: torch.nn.Module, seed: int) -> None:
     """Re-draw the randomly initialised task head from the trial's seed, so a trial is reproducible whichever
     worker runs it (the head was drawn once, from an arbitrary state, when the worker loaded the model)."""
     torch.manual_seed(seed)
-    for name in _HEAD_NAMES:
+    for name in HEAD_NAMES:
         head = getattr(model, name, None)
         if head is not None:
             head.apply(model._init_weights)

@@ -37,7 +37,7 @@ class _SpuriousAdapterWarning(logging.Filter):
 
 logging.getLogger("adapters.model_mixin").addFilter(_SpuriousAdapterWarning())
 METHOD_FILE = "autopeft_method.json"  # which method and configuration made the folder (every backing writes it)
-_HEAD_NAMES = ("classifier", "score")
+HEAD_NAMES = ("classifier", "score")  # the task head modules a model class may have (trained by every method)
 
 
 def folder_bytes(directory: Path) -> int:
@@ -46,7 +46,7 @@ def folder_bytes(directory: Path) -> int:
 
 def task_head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The task head's parameters (trained by every method: a new task needs its own head)."""
-    return {name: p for name, p in model.named_parameters() if name.split(".")[0] in _HEAD_NAMES}
+    return {name: p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_NAMES}
 
 
 class Method:
