@@ -58,7 +58,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     it (``SearchController.__init__``)."""
 
     def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
-                 new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float = 0.8,
+                 new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float | None = 0.8,
                  rungs_as_data: bool = True, es_aware: bool = True, finish_stopped: bool = True):
         self.spec = spec
         self.n_startup = n_startup
@@ -322,8 +322,10 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         neighbours of the best observed (at most ``wanted`` of those).
 
         Counting a candidate on the meta device takes 5-50 ms, so at most ``counting_seconds`` go to it per
-        proposal: the pool grows over the proposals, not all at once (the proposal latency stays bounded)."""
-        deadline = time.perf_counter() + self.counting_seconds
+        proposal: the pool grows over the proposals, not all at once (the proposal latency stays bounded). With
+        ``counting_seconds=None`` (``repeatable: true``) there is no clock: every draft and ``wanted`` new points
+        are counted, so the pool, and the proposals, do not depend on the machine's speed or load."""
+        deadline = math.inf if self.counting_seconds is None else time.perf_counter() + self.counting_seconds
         while self._drafts and time.perf_counter() <= deadline:
             key = next(iter(self._drafts))
             self._count(key, *self._drafts.pop(key))

@@ -46,7 +46,9 @@ def _gp(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
 def _known_cost(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     # Models only the objectives unknown before training and scores candidates with their exact known costs
     # (autopeft/known_cost_sampler.py); the controller binds it to the space and the meta-device cost count.
-    return KnownCostSampler(spec, seed, n_startup=max(3, min(8, spec.budget.trials // 4)))
+    # repeatable: no clock on counting candidates, so how many a proposal sees is the same on any machine.
+    return KnownCostSampler(spec, seed, n_startup=max(3, min(8, spec.budget.trials // 4)),
+                            counting_seconds=None if spec.repeatable else 0.8)
 
 
 SAMPLERS: dict[str, Callable[[SearchSpec, int], optuna.samplers.BaseSampler]] = {

@@ -332,6 +332,10 @@ class SearchSpec(_Strict):
     storage: str = Field("sqlite:///autopeft.db", description="SQLAlchemy URL of the trial database.")
     output_dir: str = Field("runs", description="Where trials' adapters are written.")
     seed: int = 0
+    repeatable: bool = Field(
+        False, description="Propose the same configurations for the same seed on any machine: the known-cost "
+        "sampler then counts a fixed number of new candidates per proposal instead of as many as 0.8 s allow "
+        "(slower proposals on large spaces). With parallel workers the order results arrive in still varies.")
 
     @field_validator("objectives")
     @classmethod

@@ -56,21 +56,53 @@ class SmoothExecutor(AnsweringExecutor):
             "accuracy": accuracy, "trainable_params": params, "trainable_percent": 100 * params / 22_713_986})]
 
 
-def _search(tmp_path, trials: int, constraints: list | None = None, name: str = "known-cost", **budget):
+def _search(tmp_path, trials: int, constraints: list | None = None, name: str = "known-cost",
+            repeatable: bool = True, **budget):
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, search_space=RANKS, sampler="known-cost",
+        tmp_path, search_space=RANKS, sampler="known-cost", repeatable=repeatable,
         budget={"trials": trials, "steps_per_trial": budget.pop("steps", 1), **budget},
         constraints=constraints or [])))
     study = storage.create_search(storage.open_storage(spec.storage), name, spec, make_sampler(spec))
-    # The pool grows by count here, not by the clock: a proposal may spend 0.8 s counting candidates, and on a
-    # loaded machine (the suite's other worker training beside it) that admits fewer, so the proposals, and what
-    # these tests assert of them, would change from run to run. This space has 147 points; counting them all is
-    # quick.
-    study.sampler.counting_seconds = 60.0
+    # The pool grows by count here, not by the clock (repeatable: true): a proposal may otherwise spend 0.8 s
+    # counting candidates, and on a loaded machine (the suite's other worker training beside it) that admits
+    # fewer, so the proposals, and what these tests assert of them, would change from run to run.
     executor = SmoothExecutor(spec)
     controller = SearchController(study, spec, SearchSpace.from_dict(RANKS, 6, hidden_size=384), executor,
                                   train_size=320)
     return spec, study, executor, controller
+
+
+class _SlowClock:
+    """A machine so slow or loaded that every reading of the clock finds another second gone: counting one
+    candidate on the meta device takes longer than a proposal's whole 0.8 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _proposals(tmp_path, repeatable: bool, slow: bool, monkeypatch) -> list[str]:
+    tmp_path.mkdir()
+    with monkeypatch.context() as patch:
+        if slow:
+            patch.setattr("autopeft.known_cost_sampler.time.perf_counter", _SlowClock())
+        spec, study, executor, controller = _search(tmp_path, trials=7, repeatable=repeatable)
+        controller.run()
+    return [str(config) for config in executor.trained]
+
+
+def test_a_repeatable_search_proposes_the_same_on_a_fast_and_a_slow_machine(tmp_path, monkeypatch):
+    """repeatable: true takes the clock out of the proposals: a seeded search proposes the same configurations
+    whatever the machine's speed. Without it a slow machine counts fewer candidates and proposes otherwise."""
+    fast = _proposals(tmp_path / "fast", repeatable=True, slow=False, monkeypatch=monkeypatch)
+    slow = _proposals(tmp_path / "slow", repeatable=True, slow=True, monkeypatch=monkeypatch)
+    assert len(fast) == 7 and slow == fast
+    clocked_slow = _proposals(tmp_path / "clocked-slow", repeatable=False, slow=True, monkeypatch=monkeypatch)
+    assert clocked_slow[:3] == fast[:3]  # the random start-up never reads the clock ...
+    assert clocked_slow[3:] != fast[3:]  # ... the model's proposals did: nothing was counted in time
 
 
 def test_only_the_unknown_objective_is_modelled_and_the_known_cost_is_an_input(tmp_path):

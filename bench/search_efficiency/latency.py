@@ -1,6 +1,7 @@
 """Proposal latency: how long the controller takes to propose trial n, up to 200 trials, per sampler.
 
     .venv/bin/python bench/search_efficiency/latency.py [--trials 200] [--samplers known-cost tpe gp nsga2 random]
+        [--repeatable]
 
 The real controller, space (search_spaces/full.yaml on MiniLM's 6 layers: method x layers x size x bits x
 learning rate, continuous parts included) and a SQLite study file, with each trial answered at once by a smooth
@@ -66,9 +67,10 @@ class TimedController(SearchController):
             self.proposal_seconds.append(time.perf_counter() - start)
 
 
-def measure(sampler: str, trials: int, folder: Path) -> dict:
+def measure(sampler: str, trials: int, folder: Path, repeatable: bool = False) -> dict:
     raw = yaml.safe_load((ROOT / "examples" / "sst2.yaml").read_text())
     raw |= {"sampler": sampler, "search_space": "full", "budget": {"trials": trials, "steps_per_trial": 1},
+            "repeatable": repeatable,
             "storage": f"sqlite:///{folder / sampler}.db", "output_dir": str(folder / "runs")}
     for key in ("train", "eval"):
         raw["data"][key] = str(ROOT / "examples" / raw["data"][key])
@@ -90,12 +92,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--samplers", nargs="+", default=["known-cost", "tpe", "gp", "nsga2", "random"])
+    parser.add_argument("--repeatable", action="store_true",
+                        help="Measure with repeatable: true (results under 'SAMPLER, repeatable').")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="autopeft-latency-") as tmp:
         for sampler in args.samplers:
-            results[sampler] = measure(sampler, args.trials, Path(tmp))
-            print(sampler, json.dumps(results[sampler]), flush=True)
+            label = f"{sampler}, repeatable" if args.repeatable else sampler
+            results[label] = measure(sampler, args.trials, Path(tmp), args.repeatable)
+            print(label, json.dumps(results[label]), flush=True)
     out = HERE / "latency.json"
     saved = json.loads(out.read_text())["results"] if out.is_file() else {}  # other samplers' earlier figures
     out.write_text(json.dumps({"settings": vars(args), "results": {**saved, **results}}, indent=2))
