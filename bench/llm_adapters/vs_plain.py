@@ -2,6 +2,7 @@
 
     flock /tmp/autopeft-heavy.lock .venv/bin/python bench/llm_adapters/vs_plain.py [--tasks boolq multiarith]
         [--repeats 2] [--steps 40] [--batch-size 4] [--eval-records boolq=48 multiarith=24] [--threads 2]
+        [--micro-batch 4] [--contenders ours plain-bf16 plain-fp32]
 
 Why: a search is only worth its machinery if each trial costs less than the script it replaces (issue #14, 5(c):
 ours at least 2× faster per trial, same answer accuracy within noise). Both sides train the same configuration,
@@ -314,11 +315,16 @@ def padding(task: Task, budget: Budget) -> dict:
 
 
 def step_floor(task: Task, budget: Budget, repeats: int = 5) -> dict:
-    """One training step's forward and backward alone (bf16 autocast, LoRA r=8 q,v, a batch of the median training
-    example, fastest of ``repeats``): with logits at every position (what both sides compute), with logits only at
-    the scored response positions, and the forward alone; the floor under any training loop."""
+    """One training step's forward and backward alone (LoRA r=8 q,v, a batch of the median training example,
+    fastest of ``repeats``; bf16 autocast where the CPU has it natively, else fp32, as ``precision: auto``): with
+    logits at every position (what both sides compute), with logits only at the scored response positions, and
+    the forward alone; the floor under any training loop."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workers.precision import cpu_has_native_bf16
+
+    native = cpu_has_native_bf16()
 
     torch.set_num_threads(budget.threads)
     tokenizer = AutoTokenizer.from_pretrained(model_folder())
@@ -334,18 +340,18 @@ def step_floor(task: Task, budget: Budget, repeats: int = 5) -> dict:
     inner = model.get_base_model()
 
     def every_position() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native):
             loss = model(input_ids=ids, labels=labels).loss
         loss.float().backward()
 
     def response_only() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native):
             hidden = inner.model(input_ids=ids).last_hidden_state[:, first - 1:-1]
             logits = inner.lm_head(hidden).float()
         functional.cross_entropy(logits.flatten(0, 1), labels[:, first:].flatten()).backward()
 
     def forward_only() -> None:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=native):
             model(input_ids=ids, labels=labels)
 
     def fastest(step: Callable[[], None]) -> float:
@@ -356,7 +362,8 @@ def step_floor(task: Task, budget: Budget, repeats: int = 5) -> dict:
             times.append(time.perf_counter() - started)
         return min(times[1:])
 
-    return {"tokens": len(median["input_ids"]), "scored_tokens": int(scored.sum()),
+    return {"precision": "bf16" if native else "fp32", "tokens": len(median["input_ids"]),
+            "scored_tokens": int(scored.sum()),
             "forward_backward_s": fastest(every_position), "logits_on_response_only_s": fastest(response_only),
             "forward_only_s": fastest(forward_only)}
 
@@ -376,7 +383,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     best = {name: best_of(rs) for name, rs in runs.items()}
     ours = best["ours"]
     summary: dict = {"best": {name: {k: v for k, v in b.items() if k != "answers"} for name, b in best.items()}}
-    for name in CONTENDERS[1:]:
+    for name in [n for n in CONTENDERS[1:] if n in best]:
         plain = best[name]
         summary[f"{name} / ours"] = {
             "trial": plain["trial_s"] / ours["trial_s"], "whole": plain["whole_s"] / ours["whole_s"],
@@ -419,8 +426,12 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=0,
                         help="the plain side's rows per forward, the rest by gradient accumulation, as LLM-Adapters' "
                              "finetune.py (--batch_size 16 --micro_batch_size 4); 0: the whole batch")
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS,
+                        help="which to run (ours always runs): on a CPU without native bf16, plain-bf16 is "
+                             "emulated, many times slower, and not what a user there would run")
     parser.add_argument("--out", type=Path, default=HERE / "vs_plain.json")
     args = parser.parse_args()
+    contenders = ["ours", *(name for name in args.contenders if name != "ours")]
     import peft
     import transformers
 
@@ -432,9 +443,9 @@ def main() -> None:
         budget = Budget(args.steps, args.batch_size, args.learning_rate, 0.06, 0,
                         eval_records_for(args.eval_records, task_name), args.threads, args.generate_batch,
                         args.micro_batch)
-        runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+        runs: dict[str, list[dict]] = {name: [] for name in contenders}
         for repeat in range(args.repeats):
-            for name in CONTENDERS:
+            for name in contenders:
                 runs[name].append(run_child(name, task_name, budget))
                 shown = {k: runs[name][-1][k] for k in ("load_s", "train_s", "eval_s", "trial_s", "answer_accuracy")}
                 print(task_name, repeat, name, json.dumps(shown), flush=True)
