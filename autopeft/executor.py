@@ -139,7 +139,7 @@ class RayExecutor:
         # The plugins travel by value (cloudpickle) with each actor's arguments: functions and classes defined in
         # a notebook or a script's __main__ reach processes that never ran the register calls.
         self._actor_args = (spec.model.model_dump(), ray.put(data), workers.cpus_per_trial, workers.device,
-                            plugins_for(spec))
+                            plugins_for(spec), True)  # own_process: an actor is its process's one tenant
         self._board = RayRungBoard(ray)
         self._idle = [self._new_actor() for _ in range(self.capacity)]
         self._pending: dict = {}  # object ref -> (actor, request)

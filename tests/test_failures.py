@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -125,3 +126,27 @@ def test_bad_data_columns_fail_before_any_search_is_created(tmp_path):
     assert done.stderr.strip() == ("error: data.text_columns: column 'text' not in the train data; its columns are "
                                    "['sentence', 'label']")
     assert storage.search_names(storage.open_storage(spec["storage"])) == []
+
+
+def test_only_a_worker_alone_in_its_process_freezes_what_it_loaded(tmp_path):
+    """A Ray actor's worker (``own_process``) moves the loaded base and data out of the cyclic collector's reach,
+    so that the full collections run around each trial do not walk them; a worker sharing its process (an
+    in-process run) leaves the collector as it was, since a frozen cycle would outlive its last use there. In a
+    fresh process: this one's test set-up froze its imports already (conftest)."""
+    spec_file = write_spec(tmp_path, tiny_spec(tmp_path))
+    script = (
+        "import gc\n"
+        "from autopeft.data import load_task_data\n"
+        "from autopeft.spec import load_spec\n"
+        "from workers.worker import TrialWorker\n"
+        f"spec = load_spec({str(spec_file)!r})\n"
+        "data = load_task_data(spec.data, spec.model, spec.seed)\n"
+        "counts = [gc.get_freeze_count()]\n"
+        "TrialWorker(spec.model.model_dump(), data, threads=1)\n"
+        "counts.append(gc.get_freeze_count())\n"
+        "TrialWorker(spec.model.model_dump(), data, threads=1, own_process=True)\n"
+        "print(*counts, gc.get_freeze_count())\n")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root)
+    before, shared, alone = map(int, out.stdout.split()[-3:])
+    assert before == shared == 0 and alone > 10_000  # the model's modules and tensors, the data's arrays

@@ -34,6 +34,9 @@ TEMPLATE = 10
 class _Tokenizer:
     pad_token_id, eos_token_id = 0, 2
 
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:  # the evaluation reads answers as text
+        return " ".join(str(i) for i in ids)
+
 
 def _records() -> TokenizedSplit:
     """Eight prompt + response records (the fewest rows that share a template) of different lengths, prompts (a
@@ -128,3 +131,32 @@ def test_the_template_is_shared_under_bf16_autocast(base):
     with autocast("bf16", torch.device("cpu")):
         assert runner.head_sharing.allowed(model, records.input_ids[0], torch.device("cpu"))
     assert model.training  # the check leaves the model as it found it
+
+
+def test_the_evaluation_reuses_the_training_checks_cache_verdict(base, monkeypatch):
+    """Whether a model's layers read the key/value cache is checked once per trial model (three small forward
+    passes, 0.23 s on SmolLM2-135M): training asks first, the evaluation takes its answer. A fresh model is checked
+    again."""
+    import workers.generation
+    import workers.response_loss
+    import workers.tasks
+
+    calls = []
+    real = workers.generation.cache_is_faithful
+
+    def counted(model, *args):
+        calls.append(model)
+        return real(model, *args)
+
+    for module in (workers.generation, workers.response_loss, workers.tasks):  # wherever a caller finds it
+        monkeypatch.setattr(module, "cache_is_faithful", counted, raising=False)
+    records = _records()
+    runner = CausalLmRunner(TaskData(train=records, eval=records, label_names=[], task="causal-lm"), _Tokenizer(),
+                            torch.device("cpu"), max_new_tokens=4)
+    model = get_method("lora").build(copy.deepcopy(base), {**CONFIGS["lora"], "learning_rate": 1e-3}).train()
+    assert runner.head_sharing.allowed(model, records.input_ids[0], torch.device("cpu"))
+    evaluation = runner.evaluate(model.eval(), batch_size=8)
+    assert calls == [model] and evaluation.metrics["eval_loss"] > 0
+    other = get_method("lora").build(copy.deepcopy(base), {**CONFIGS["lora"], "learning_rate": 1e-3}).eval()
+    runner.evaluate(other, batch_size=8)
+    assert calls == [model, other]

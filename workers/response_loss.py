@@ -85,23 +85,29 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
 
 class HeadSharing:
     """Whether a model may share the template head (see the module's docstring), checked once per model: the
-    answer cannot change during a trial, and the check costs three small forward passes."""
+    answer cannot change during a trial, and the check costs three small forward passes. The cache check inside it
+    is kept too (``faithful``), for the evaluation to reuse: whether a model's layers read the key/value cache is a
+    property of their code, not of the weights training changes."""
 
     def __init__(self) -> None:
         self._checked: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+        self._faithful: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
     def allowed(self, model: nn.Module, sample: np.ndarray, device: torch.device) -> bool:
         if model not in self._checked:
-            self._checked[model] = self._check(model, sample, device)
+            self._checked[model] = (shares_prompt_cache(model)
+                                    and not getattr(transformers_model(model), "is_gradient_checkpointing", False)
+                                    and self.faithful(model, sample, device))
         return self._checked[model]
 
-    @staticmethod
-    def _check(model: nn.Module, sample: np.ndarray, device: torch.device) -> bool:
-        if not shares_prompt_cache(model) or getattr(transformers_model(model), "is_gradient_checkpointing", False):
-            return False
-        training = model.training
-        model.eval()  # dropout would make the cached step differ from the full pass for no fault of the cache
-        try:
-            return cache_is_faithful(model, sample, device)
-        finally:
-            model.train(training)
+    def faithful(self, model: nn.Module, sample: np.ndarray, device: torch.device) -> bool:
+        """``cache_is_faithful``, once per model, in eval mode (dropout would make the cached step differ from the
+        full pass for no fault of the cache)."""
+        if model not in self._faithful:
+            training = model.training
+            model.eval()
+            try:
+                self._faithful[model] = cache_is_faithful(model, sample, device)
+            finally:
+                model.train(training)
+        return self._faithful[model]

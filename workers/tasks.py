@@ -23,7 +23,6 @@ from autopeft.errors import TrialFailure
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
 from workers.generation import (
     answers_match,
-    cache_is_faithful,
     extract_answer,
     generate_answers,
     pad_rows,
@@ -137,7 +136,7 @@ class CausalLmRunner:
         split = self.data.eval
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
                     "max_rows": batch_size}
-        faithful = cache_is_faithful(model, split.prompts[0], self.device) if len(split) else True
+        faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
         if faithful and shares_prompt_cache(model):
             responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
             scored = score_and_generate(model, self.tokenizer, split.prompts, responses, split.answers, **settings)

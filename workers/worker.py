@@ -9,6 +9,7 @@ death of the process itself is left to the executor.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import socket
 import traceback
@@ -87,7 +88,9 @@ class Rungs:
 
 class TrialWorker:
     def __init__(self, model: dict, data: TaskData, threads: int, device: str = "cpu",
-                 plugins: Shipment | None = None):
+                 plugins: Shipment | None = None, own_process: bool = False):
+        """``own_process``: the worker is its process's one long-lived tenant (a Ray actor), so what is alive once
+        it is loaded may be moved out of the cyclic collector's reach (below)."""
         # First: the driver's run-time metrics and methods (a Ray worker process never ran its register calls).
         install(plugins)
         self.custom_metrics = plugins.measured if plugins is not None else ()
@@ -107,6 +110,13 @@ class TrialWorker:
         # (method, base bits, batch size, checkpointing) -> the precision measured faster there, and the seconds each
         # took (workers/precision.py)
         self.precision_timings: dict[tuple[str, int, int, bool], tuple[str, dict[str, float]]] = {}
+        if own_process:
+            # The base model, tokenizer and data live as long as the process. Moving them (and all else alive now)
+            # out of the cyclic collector's reach spares every trial's collections (release_freed_memory, run
+            # around each trial so that memory is measured from a clean floor) a walk over them: 0.17 s a
+            # collection on SmolLM2-135M. Reference counting still frees them; a cycle among them would outlive
+            # its last use, which is why a worker sharing its process (in-process runs, tests) does not do this.
+            gc.freeze()
 
     def run(self, request: TrialRequest) -> TrialResult:
         try:

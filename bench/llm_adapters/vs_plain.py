@@ -137,7 +137,8 @@ def run_ours(task: Task, budget: Budget, out: Path) -> dict:
     model = ModelSpec(name_or_path=model_folder(), task="causal-lm")
     data = load_task_data(DataSpec(train=str(task.train), eval=str(task.eval), max_length=task.max_length,
                                    eval_size=budget.eval_records), model, seed=budget.seed)
-    worker = TrialWorker(model.model_dump(), data, threads=budget.threads)
+    # own_process: this child process holds nothing else, as a search's Ray actor does
+    worker = TrialWorker(model.model_dump(), data, threads=budget.threads, own_process=True)
     loaded = time.perf_counter()
     config = {"method": "lora", "lora": {"r": LORA["r"], "alpha_over_r": LORA["alpha"] / LORA["r"],
                                          "dropout": LORA["dropout"], "target_modules": ["query", "value"]},
