@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -129,4 +130,15 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     except SystemExit as exc:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return code, captured.out, _without_ray_log_lines(captured.err)
+
+
+# Ray's log monitor thread prints its processes' messages to this process's stderr whenever they come, prefixed
+# "(raylet)" or "(SomeActor pid=N)", often coloured; a test shares its process with the session's Ray, so such a
+# line (e.g. the raylet's warning that the disk is 95% full) can land inside any command's captured stderr.
+_RAY_LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|[\w.]*\s*pid=\d+)")
+
+
+def _without_ray_log_lines(stderr: str) -> str:
+    """The command's own stderr, without the lines Ray's log monitor printed into it meanwhile."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not _RAY_LOG_LINE.match(line))
