@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autopeft.answer_options import AnswerOptions, answer_options
 from autopeft.errors import UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
 
@@ -77,6 +78,7 @@ class TaskData:
     # (header not counted), in evaluation order, so a recorded metric can be reproduced from an export. None: every
     # row, in file order.
     eval_rows: list[int] | None = None
+    answer_options: AnswerOptions | None = None  # causal-lm with answer_scoring: options (autopeft/answer_options.py)
 
     @property
     def f1_positive(self) -> int:
@@ -211,6 +213,9 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     """
     from autopeft.models import load_tokenizer
 
+    if data.answer_scoring != "generate" and model.task != "causal-lm":
+        raise UserError(f"data.answer_scoring: reads generated answers of a causal-lm task, and model.task is "
+                        f"{model.task!r}; remove answer_scoring")
     train, evaluation = read_splits(data)
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
     for frame, field in ((train, "train"), (evaluation, "eval")):
@@ -360,7 +365,7 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
     eos = tokenizer.eos_token_id
 
     def tokenize(frame: pd.DataFrame, with_prompts: bool) -> TokenizedSplit:
-        sequences, targets, prompts = [], [], []
+        sequences, targets, prompts, responses = [], [], [], []
         for row in frame.itertuples(index=False):
             record = row._asdict()
             prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
@@ -371,13 +376,23 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
             sequences.append(np.asarray(full, dtype=np.int32))
             targets.append(np.asarray(scored, dtype=np.int64))
             prompts.append(np.asarray(prompt[: data.max_length], dtype=np.int32))
+            responses.append(np.asarray(full[len(prompt):], dtype=np.int64))
+        tokenized_responses[with_prompts] = responses
         return TokenizedSplit(
             input_ids=sequences, token_type_ids=None, labels=None, token_labels=targets,
             prompts=prompts if with_prompts else None,
             answers=[str(a) for a in frame[data.answer_column]] if with_prompts else None,
         )
 
-    return TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[], task="causal-lm")
+    tokenized_responses: dict[bool, list[np.ndarray]] = {}
+    task_data = TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[],
+                         task="causal-lm")
+    if data.answer_scoring == "options":
+        task_data.answer_options = answer_options(
+            [str(a) for a in train[data.answer_column]], task_data.eval.answers,
+            [str(r) for r in evaluation[data.output_column]], tokenized_responses[True], tokenizer,
+            [_data_row(int(i), data, "eval") for i in evaluation.index])
+    return task_data
 
 
 def _texts(d: DataSpec) -> dict[str, str]:

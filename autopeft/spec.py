@@ -92,6 +92,11 @@ class DataSpec(_Strict):
     input_column: str = Field("input", description="causal-lm: the optional input field.")
     output_column: str = Field("output", description="causal-lm: the target response field.")
     answer_column: str = Field("answer", description="causal-lm: the gold answer the generated response must give.")
+    answer_scoring: Literal["generate", "options"] = Field(
+        "generate", description="causal-lm: how a response's answer is read. generate: greedy decoding, the answer "
+        "read from the text (LLM-Adapters' scoring). options: for a few one-word answers (true/false, answer1..., "
+        "option letters) that every gold response states after the same words, the option the model finds most "
+        "likely at the answer's place, from the pass that scores the gold response, with no decoding.")
     max_length: int = Field(128, ge=8, le=4096, description="Tokens kept per example.")
     train_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
     eval_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many evaluation rows.")

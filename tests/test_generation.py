@@ -91,7 +91,7 @@ def test_fast_generation_gives_the_plain_paths_answers(trained):
     assert runner.max_new_tokens == task_max_new_tokens([5]) == 16
     assert shares_prompt_cache(model) and common_prefix_length(split.prompts) > 20
     evaluation = runner.evaluate(model, batch_size=16)
-    losses, tokens = runner._loss(model, 16)
+    losses, tokens, _ = runner._loss(model, 16)
     assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5)
     assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(
         reference_answers(model, tokenizer, split.prompts, max_new_tokens=16, batch_size=2, **common), split.answers)]
@@ -128,7 +128,7 @@ def _evaluates_as_the_plain_uncached_path(adapted, tokenizer, runner, abs_loss: 
     uncached = generate_answers(adapted, tokenizer, split.prompts, split.answers, max_new_tokens=runner.max_new_tokens,
                                 pad_id=runner.pad_id, device=torch.device("cpu"), use_cache=False)
     assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(uncached, split.answers)]
-    losses, tokens = runner._loss(adapted, 16)
+    losses, tokens, _ = runner._loss(adapted, 16)
     assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=abs_loss)
     return losses, tokens
 
@@ -164,7 +164,7 @@ def test_adapterhub_decoders_evaluate_through_the_cache(trained, method, options
     adapted = _adapted(model, method, options)
     assert shares_prompt_cache(adapted) == (method != "prefix")
     losses, tokens = _evaluates_as_the_plain_uncached_path(adapted, tokenizer, runner, abs_loss=1e-4)
-    base_losses, _ = runner._loss(model, 16)
+    base_losses, _, _ = runner._loss(model, 16)
     assert abs(losses - base_losses) / tokens > 1e-3  # the adapter is in the loss
 
 

@@ -39,8 +39,9 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,20 +267,31 @@ class Scored:
     texts: list[str]
 
 
-@torch.inference_mode()
-def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray],
-                       golds: Sequence[str], *, max_new_tokens: int, pad_id: int, device: torch.device,
-                       token_budget: int = 8192, max_rows: int = 64) -> Scored:
-    """The loss of each gold response (token ids after its prompt) and the generated response of each prompt, from
-    one forward pass per batch over the prompts and gold responses (see the module's docstring)."""
-    eos_ids = _eos_ids(model, tokenizer)
+@dataclass
+class _ForcedBatch:
+    """One batch of prompts with their gold responses, teacher-forced: ``logits[:, p]`` predicts response token
+    ``p``; ``cache`` covers prompt and response, ``ids`` and ``mask`` the (left-padded) prompts."""
+
+    rows: np.ndarray
+    logits: torch.Tensor
+    loss_sum: float
+    tokens: int
+    cache: Any
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+
+def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
+                    new_tokens: int, pad_id: int, device: torch.device, token_budget: int,
+                    max_rows: int) -> Iterator[_ForcedBatch]:
+    """Batches by length (room left for ``new_tokens`` to be generated after the prompts), each one forward pass
+    over the prompts' shared template (computed once), the rest of each prompt left-padded after it and its gold
+    response right-padded after that, with logits only where the responses are predicted."""
     shared = common_prefix_length(prompts)
     head = torch.as_tensor(np.asarray(prompts[0][:shared], dtype=np.int64), device=device)[None]
     head_cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values if shared else None
     longest_response = max(len(r) for r in responses)
-    texts: list[str] = [""] * len(prompts)
-    loss_sum, tokens = 0.0, 0
-    for rows in length_batches([len(p) - shared for p in prompts], max(max_new_tokens, longest_response),
+    for rows in length_batches([len(p) - shared for p in prompts], max(new_tokens, longest_response),
                                token_budget, max_rows):
         count = len(rows)
         rest, rest_mask = pad_rows([prompts[i][shared:] for i in rows], pad_id, left=True)
@@ -296,21 +308,61 @@ def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray
             cache.batch_repeat_interleave(count)
         out = model(input_ids=torch.cat([rest, gold], dim=1).to(device), attention_mask=mask, position_ids=positions,
                     past_key_values=cache, use_cache=True, logits_to_keep=width + 1)
+        logits = out.logits[:, :width].float()
+        loss_sum = 0.0
         if width:
             targets = gold.masked_fill(gold_mask == 0, -100).to(device)
-            logits = out.logits[:, :width].float()
-            loss_sum += functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                 ignore_index=-100, reduction="sum").item()
-            tokens += int(gold_mask.sum())
+            loss_sum = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                ignore_index=-100, reduction="sum").item()
         prompt_width = shared + rest.shape[1]
-        cache = out.past_key_values
-        cache.crop(prompt_width - 1)  # generate computes the last prompt token again, then goes on
-        ids = torch.cat([head.expand(count, shared), rest.to(device)], dim=1)
-        answers = _generate(model, tokenizer, ids, mask[:, :prompt_width], [golds[i] for i in rows],
-                            max_new_tokens, pad_id, eos_ids, past_key_values=cache)
-        for i, text in zip(rows, answers):
+        yield _ForcedBatch(rows=rows, logits=logits, loss_sum=loss_sum, tokens=int(gold_mask.sum()),
+                           cache=out.past_key_values, ids=torch.cat([head.expand(count, shared), rest.to(device)], 1),
+                           mask=mask[:, :prompt_width])
+
+
+@torch.inference_mode()
+def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray],
+                       golds: Sequence[str], *, max_new_tokens: int, pad_id: int, device: torch.device,
+                       token_budget: int = 8192, max_rows: int = 64) -> Scored:
+    """The loss of each gold response (token ids after its prompt) and the generated response of each prompt, from
+    one forward pass per batch over the prompts and gold responses (see the module's docstring)."""
+    eos_ids = _eos_ids(model, tokenizer)
+    texts: list[str] = [""] * len(prompts)
+    loss_sum, tokens = 0.0, 0
+    for batch in _teacher_forced(model, prompts, responses, new_tokens=max_new_tokens, pad_id=pad_id, device=device,
+                                 token_budget=token_budget, max_rows=max_rows):
+        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
+        batch.cache.crop(batch.ids.shape[1] - 1)  # generate computes the last prompt token again, then goes on
+        answers = _generate(model, tokenizer, batch.ids, batch.mask, [golds[i] for i in batch.rows],
+                            max_new_tokens, pad_id, eos_ids, past_key_values=batch.cache)
+        for i, text in zip(batch.rows, answers):
             texts[i] = text
     return Scored(loss_sum, tokens, texts)
+
+
+@dataclass
+class Chosen:
+    """The gold responses' summed token loss, how many tokens it sums over, and each record's option (an index)."""
+
+    loss_sum: float
+    tokens: int
+    choices: np.ndarray
+
+
+@torch.inference_mode()
+def score_and_choose(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
+                     branch: int, option_ids: np.ndarray, pad_id: int, device: torch.device,
+                     token_budget: int = 8192, max_rows: int = 64) -> Chosen:
+    """The loss of each gold response and, read from the same forward pass, the option whose first token the model
+    finds most likely at response token ``branch`` (autopeft/answer_options.py): no decoding loop."""
+    choices = np.zeros(len(prompts), dtype=np.int64)
+    loss_sum, tokens = 0.0, 0
+    options = torch.as_tensor(option_ids, device=device)
+    for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
+                                 token_budget=token_budget, max_rows=max_rows):
+        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
+        choices[batch.rows] = batch.logits[:, branch, options].argmax(dim=-1).cpu().numpy()
+    return Chosen(loss_sum, tokens, choices)
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autopeft.answer_options import AnswerOptions
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
@@ -26,6 +27,7 @@ from workers.generation import (
     extract_answer,
     generate_answers,
     pad_rows,
+    score_and_choose,
     score_and_generate,
     shares_prompt_cache,
     task_max_new_tokens,
@@ -137,12 +139,15 @@ class CausalLmRunner:
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
                     "max_rows": batch_size}
         faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
+        options = self.data.answer_options
+        if options is not None:
+            return self._evaluate_options(model, batch_size, options, faithful and shares_prompt_cache(model))
         if faithful and shares_prompt_cache(model):
             responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
             scored = score_and_generate(model, self.tokenizer, split.prompts, responses, split.answers, **settings)
             losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
         else:
-            losses, tokens = self._loss(model, batch_size)
+            losses, tokens, _ = self._loss(model, batch_size)
             texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
                                      **settings)
         given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
@@ -150,17 +155,48 @@ class CausalLmRunner:
         return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
                           encode(ANSWERS, given))
 
-    def _loss(self, model: nn.Module, batch_size: int) -> tuple[float, int]:
-        """The gold responses' summed token loss (teacher-forced, length-sorted batches) and its token count."""
+    def _evaluate_options(self, model: nn.Module, batch_size: int, options: AnswerOptions,
+                          one_pass: bool) -> Evaluation:
+        """``answer_scoring: options``: each record's answer is the option most likely at the branch, read from the
+        teacher-forced pass that scores the gold response (one pass with the template shared where the model
+        allows it, else the plain pass)."""
+        split = self.data.eval
+        if one_pass:
+            responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
+            chosen = score_and_choose(model, split.prompts, responses, branch=options.branch,
+                                      option_ids=options.token_ids, pad_id=self.pad_id, device=self.device,
+                                      max_rows=batch_size)
+            losses, tokens, choices = chosen.loss_sum, chosen.tokens, chosen.choices
+        else:
+            losses, tokens, choices = self._loss(model, batch_size, options)
+        given = [options.names[c] for c in choices]
+        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
+        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
+                          encode(ANSWERS, given))
+
+    def _loss(self, model: nn.Module, batch_size: int,
+              options: AnswerOptions | None = None) -> tuple[float, int, np.ndarray]:
+        """The gold responses' summed token loss (teacher-forced, length-sorted batches), its token count and, with
+        ``options``, each record's most likely option at the branch (else an empty array)."""
         split = self.data.eval
         order = np.argsort(split.lengths, kind="stable")
         losses, tokens = 0.0, 0
+        choices = np.zeros(len(split) if options is not None else 0, dtype=np.int64)
         for start in range(0, len(order), batch_size):
-            batch = self._batch(split, order[start:start + batch_size])
+            rows = order[start:start + batch_size]
+            batch = self._batch(split, rows)
             scored = int((batch["labels"][:, 1:] != -100).sum())
-            losses += model(**batch).loss.item() * scored
+            out = model(**batch)
+            losses += out.loss.item() * scored
             tokens += scored
-        return losses, tokens
+            if options is not None:
+                # prompt tuning puts its virtual tokens in front: the input's own positions are the last ones
+                logits = out.logits[:, -batch["input_ids"].shape[1]:]
+                at = torch.as_tensor([len(split.prompts[i]) + options.branch - 1 for i in rows], device=self.device)
+                ahead = logits[torch.arange(len(rows), device=self.device), at]  # each row's prediction at the branch
+                option_ids = torch.as_tensor(options.token_ids, device=self.device)
+                choices[rows] = ahead[:, option_ids].argmax(dim=-1).cpu().numpy()
+        return losses, tokens, choices
 
 
 RUNNERS = {runner.name: runner for runner in (ClassificationRunner, RegressionRunner, CausalLmRunner)}
