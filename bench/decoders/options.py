@@ -11,9 +11,10 @@ and a LoRA r=8 on q,v trained ``--steps`` steps at batch 4 (lr 1e-3) on the set'
 
 Both paths are the worker's own evaluation (``CausalLmRunner.evaluate``, eval batch 128), timed as a whole, the
 faster of ``--repeats`` interleaved runs kept. ``answered``: the records whose generated response gives one of
-the options; the options path always gives one. Agreement is counted on all records and on the answered ones
-(where greedy decoding reproduces "the correct answer is" and then names an option, the two must agree: the
-option is read at the very token greedy decoding chooses there).
+the options; the options path always gives one. Agreement is counted on all records, on the answered ones, and
+on those whose greedy response begins with "the correct answer is" (``following_the_template``): there the two
+must agree, as the option is read at the very token greedy decoding chooses next (up to the rounding of batched
+arithmetic).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from evaluation import timed, train_lora
 from autopeft.data import load_task_data
 from autopeft.predictions import decode
 from autopeft.spec import DataSpec
+from workers.generation import generate_answers
 from workers.tasks import CausalLmRunner
 
 SHARED = ROOT.parent / "shared" / "data" / "llm-adapters" / "dataset"
 SETS = {"boolq": None, "piqa": "piqa", "siqa": "social_i_qa", "winogrande": "winogrande", "arc_easy": "ARC-Easy",
         "openbookqa": "openbookqa"}
 EVAL_BATCH = 128
+TEMPLATE = "the correct answer is "  # the words every response of the six sets states its answer after
 
 
 def _files(name: str, train: int, records: int, folder: Path) -> tuple[str, str, int | None]:
@@ -71,10 +74,18 @@ def measure(model, runners: dict[str, CausalLmRunner], repeats: int) -> dict:
         out[name] = {"seconds": round(min(times[name]), 2), "per_record_s": round(min(times[name]) / count, 4),
                      "answer_accuracy": round(metrics[name]["answer_accuracy"], 4),
                      "eval_loss": round(metrics[name]["eval_loss"], 5)}
+    generating = runners["generate"]
+    split = generating.data.eval
+    texts = generate_answers(model, generating.tokenizer, split.prompts, split.answers,
+                             max_new_tokens=generating.max_new_tokens, pad_id=generating.pad_id,
+                             device=torch.device("cpu"))
+    followed = [i for i, t in enumerate(texts) if t.strip().lower().startswith(TEMPLATE)]
     given = [a.strip().lower() for a in answers["generate"]]
     chosen = [a.strip().lower() for a in answers["options"]]
     answered = [i for i, a in enumerate(given) if a in options]
     out["answered_by_generation"] = len(answered)
+    out["following_the_template"] = len(followed)
+    out["agree_following"] = sum(given[i] == chosen[i] for i in followed)
     out["agree_all"] = sum(a == b for a, b in zip(given, chosen))
     out["agree_answered"] = sum(given[i] == chosen[i] for i in answered)
     out["options_accuracy_on_answered"] = round(float(np.mean([chosen[i] == golds[i] for i in answered])), 4) \
@@ -104,7 +115,7 @@ def main() -> None:
             train, evaluation, eval_size = _files(name, args.train, args.records, Path(scratch))
             runners = {}
             for scoring in ("generate", "options"):
-                data = load_task_data(DataSpec(train=train, eval=evaluation, max_length=256, eval_size=eval_size,
+                data = load_task_data(DataSpec(train=train, eval=evaluation, max_length=512, eval_size=eval_size,
                                                train_size=min(args.train, 400), answer_scoring=scoring),
                                       model_spec, seed=0)
                 runners[scoring] = CausalLmRunner(data, tokenizer, torch.device("cpu"))
