@@ -57,8 +57,10 @@ def _options(answers: Sequence[str]) -> list[str]:
 
 
 def _words_before(response: str, answer: str) -> str | None:
-    """The response up to the first place it states ``answer`` as a word of its own (any case), or None."""
-    found = re.search(rf"(?<![\w]){re.escape(answer.strip())}(?![\w])", response, flags=re.IGNORECASE)
+    """The response up to the first place it states ``answer`` as a word of its own, or None. As spelled first,
+    so that an option "A" is not found in the article "a"; in any case only where it is not found as spelled."""
+    word = rf"(?<![\w]){re.escape(answer.strip())}(?![\w])"
+    found = re.search(word, response) or re.search(word, response, flags=re.IGNORECASE)
     return None if found is None else response[:found.start()]
 
 

@@ -13,6 +13,7 @@ import torch
 from peft import PromptTuningConfig, get_peft_model
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from autopeft.answer_options import _words_before
 from autopeft.data import load_task_data
 from autopeft.errors import UserError
 from autopeft.predictions import decode
@@ -157,3 +158,12 @@ def test_data_that_does_not_fit_is_refused_naming_the_field_and_the_fix(decoder,
     with pytest.raises(UserError, match=r"data.answer_scoring: .*model.task is 'sequence-classification'"):
         load_task_data(DataSpec(train=train, eval=train, answer_scoring="options"),
                        ModelSpec(name_or_path=str(folder)), seed=0)
+
+
+@pytest.mark.parametrize("response,answer,before", [
+    ("a cat, so the correct answer is A", "A", "a cat, so the correct answer is "),  # not the article "a"
+    ("the correct answer is true", "True", "the correct answer is "),  # any case where the spelling is not found
+    ("the correct answer is answer12", "answer1", None),  # a word of its own only
+])
+def test_the_answer_is_found_as_a_word_of_its_own(response, answer, before):
+    assert _words_before(response, answer) == before
