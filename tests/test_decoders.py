@@ -78,6 +78,17 @@ def test_smollm2_answers_boolq_through_the_worker_evaluation():
     answers = decode(evaluation.predictions)
     assert sum(a.lower() in ("true", "false") for a in answers) >= 6  # the instruct model answers zero-shot
     assert 1.0 < evaluation.metrics["eval_loss"] < 6.0
+    # answer_scoring: options on the real tokenizer: the records' "the correct answer is" then " true" / " false"
+    by_options = load_task_data(DataSpec(train=str(boolq / "train.json"), eval=str(boolq / "test.json"),
+                                         max_length=160, train_size=8, eval_size=8, answer_scoring="options"),
+                                model_spec, seed=0)
+    options = by_options.answer_options
+    assert options.names == ["false", "true"] and tokenizer.decode(options.token_ids) == " false true"
+    assert tokenizer.decode(by_options.eval.token_labels[0][len(by_options.eval.prompts[0]):][:options.branch]) == (
+        "the correct answer is")
+    chosen = CausalLmRunner(by_options, tokenizer, torch.device("cpu")).evaluate(model, batch_size=8)
+    assert chosen.metrics["eval_loss"] == pytest.approx(evaluation.metrics["eval_loss"], abs=1e-4)
+    assert set(decode(chosen.predictions)) <= {"false", "true"}
 
 
 def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
