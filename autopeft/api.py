@@ -367,7 +367,8 @@ def search_summaries(storage: str | None = None) -> list[dict[str, Any]]:
     from autopeft.views import search_summary
 
     backend = store.open_storage(normalise_storage_url(storage or default_storage()), create=False)
-    return [search_summary(*store.load_search(backend, name)) for name in store.search_names(backend)]
+    return [search_summary(*store.load_search(backend, name))
+            for name in store.search_names(backend, stored_only=True)]
 
 
 def list_searches(storage: str | None = None) -> pd.DataFrame:

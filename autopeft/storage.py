@@ -123,14 +123,20 @@ def _use_wal(engine: sqlalchemy.engine.Engine) -> None:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
-def search_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return [s.study_name for s in storage.get_all_studies()]
+def search_names(storage: optuna.storages.BaseStorage, *, stored_only: bool = False) -> list[str]:
+    """Every search's name. ``stored_only``: only searches whose spec is stored. A search's study exists a moment
+    before its spec does (``create_search``: two writes), so a listing read while another process creates a search
+    leaves that one out instead of failing on it."""
+    return [s.study_name for s in storage.get_all_studies() if not stored_only or SPEC in s.user_attrs]
 
 
 def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, SearchSpec]:
     if name not in search_names(storage):
         raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
     study = optuna.load_study(study_name=name, storage=storage)
+    if SPEC not in study.user_attrs:
+        raise UserError(f"search {name!r} has no stored spec yet: another process is creating it (try again in a "
+                        f"moment), or its creation was interrupted before the spec was written")
     return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True)
 
 

@@ -44,6 +44,21 @@ def test_a_search_round_trips_with_its_attributes(tmp_path, storage_url):
         storage.create_search(again, "s1", spec, make_sampler(spec))
 
 
+def test_a_search_another_process_is_creating_is_left_out_of_the_list_and_named_when_asked_for(tmp_path):
+    from autopeft.api import search_summaries
+
+    url = normalise_storage_url(f"sqlite:///{tmp_path / 'x.db'}")
+    spec = _spec(tmp_path, url)
+    store = storage.open_storage(url)
+    storage.create_search(store, "made", spec, make_sampler(spec))
+    # create_search's first write without its second: the moment a listing can read between the two
+    optuna.create_study(study_name="being-made", storage=store, directions=["maximize", "minimize"])
+    assert [row["name"] for row in search_summaries(url)] == ["made"]
+    assert storage.search_names(store) == ["made", "being-made"]  # the name is taken all the same
+    with pytest.raises(UserError, match="search 'being-made' has no stored spec yet: another process is creating"):
+        storage.load_search(store, "being-made")
+
+
 def test_only_a_dead_controllers_trials_are_requeued(tmp_path, storage_url):
     spec = _spec(tmp_path, storage_url)
     study = storage.create_search(storage.open_storage(storage_url), "s2", spec, make_sampler(spec))
