@@ -143,17 +143,15 @@ class CausalLmRunner:
         if options is not None:
             return self._evaluate_options(model, batch_size, options, faithful and shares_prompt_cache(model))
         if faithful and shares_prompt_cache(model):
-            responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
-            scored = score_and_generate(model, self.tokenizer, split.prompts, responses, split.answers, **settings)
+            scored = score_and_generate(model, self.tokenizer, split.prompts, self._gold_responses(), split.answers,
+                                        **settings)
             losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
         else:
             losses, tokens, _ = self._loss(model, batch_size)
             texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
                                      **settings)
         given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
-        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
-        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
-                          encode(ANSWERS, given))
+        return self._scored(losses, tokens, given)
 
     def _evaluate_options(self, model: nn.Module, batch_size: int, options: AnswerOptions,
                           one_pass: bool) -> Evaluation:
@@ -162,16 +160,25 @@ class CausalLmRunner:
         allows it, else the plain pass)."""
         split = self.data.eval
         if one_pass:
-            responses = [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
-            chosen = score_and_choose(model, split.prompts, responses, branch=options.branch,
+            chosen = score_and_choose(model, split.prompts, self._gold_responses(), branch=options.branch,
                                       option_ids=options.token_ids, pad_id=self.pad_id, device=self.device,
                                       max_rows=batch_size)
             losses, tokens, choices = chosen.loss_sum, chosen.tokens, chosen.choices
         else:
             losses, tokens, choices = self._loss(model, batch_size, options)
         given = [options.names[c] for c in choices]
-        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, split.answers))
-        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(split)},
+        return self._scored(losses, tokens, given)
+
+    def _gold_responses(self) -> list[np.ndarray]:
+        """Each eval record's gold response tokens (what follows its prompt)."""
+        split = self.data.eval
+        return [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
+
+    def _scored(self, losses: float, tokens: int, given: list[str]) -> Evaluation:
+        """The evaluation from the summed response loss and the answer given for each eval record."""
+        golds = self.data.eval.answers
+        correct = sum(answers_match(answer, gold) for answer, gold in zip(given, golds))
+        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(golds)},
                           encode(ANSWERS, given))
 
     def _loss(self, model: nn.Module, batch_size: int,
@@ -182,6 +189,7 @@ class CausalLmRunner:
         order = np.argsort(split.lengths, kind="stable")
         losses, tokens = 0.0, 0
         choices = np.zeros(len(split) if options is not None else 0, dtype=np.int64)
+        option_ids = None if options is None else torch.as_tensor(options.token_ids, device=self.device)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             batch = self._batch(split, rows)
@@ -194,7 +202,6 @@ class CausalLmRunner:
                 logits = out.logits[:, -batch["input_ids"].shape[1]:]
                 at = torch.as_tensor([len(split.prompts[i]) + options.branch - 1 for i in rows], device=self.device)
                 ahead = logits[torch.arange(len(rows), device=self.device), at]  # each row's prediction at the branch
-                option_ids = torch.as_tensor(options.token_ids, device=self.device)
                 choices[rows] = ahead[:, option_ids].argmax(dim=-1).cpu().numpy()
         return losses, tokens, choices
 
