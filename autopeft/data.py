@@ -365,7 +365,7 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
     eos = tokenizer.eos_token_id
 
     def tokenize(frame: pd.DataFrame, with_prompts: bool) -> TokenizedSplit:
-        sequences, targets, prompts, responses = [], [], [], []
+        sequences, targets, prompts = [], [], []
         for row in frame.itertuples(index=False):
             record = row._asdict()
             prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
@@ -376,21 +376,20 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
             sequences.append(np.asarray(full, dtype=np.int32))
             targets.append(np.asarray(scored, dtype=np.int64))
             prompts.append(np.asarray(prompt[: data.max_length], dtype=np.int32))
-            responses.append(np.asarray(full[len(prompt):], dtype=np.int64))
-        tokenized_responses[with_prompts] = responses
         return TokenizedSplit(
             input_ids=sequences, token_type_ids=None, labels=None, token_labels=targets,
             prompts=prompts if with_prompts else None,
             answers=[str(a) for a in frame[data.answer_column]] if with_prompts else None,
         )
 
-    tokenized_responses: dict[bool, list[np.ndarray]] = {}
     task_data = TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[],
                          task="causal-lm")
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
             [str(a) for a in train[data.answer_column]], task_data.eval.answers,
-            [str(r) for r in evaluation[data.output_column]], tokenized_responses[True], tokenizer,
+            [str(r) for r in evaluation[data.output_column]],
+            [labels[len(prompt):] for labels, prompt in zip(task_data.eval.token_labels, task_data.eval.prompts)],
+            tokenizer,
             [_data_row(int(i), data, "eval") for i in evaluation.index])
     return task_data
 
