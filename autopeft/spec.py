@@ -214,8 +214,9 @@ class TrainingSpec(_Strict):
                                       "they then run without dropout. false: recompute them every step.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Forward passes under bf16 autocast (weights and optimizer stay fp32). auto: on a CPU, "
-        "bf16 where it computes it natively (AVX-512 BF16, AMX), else fp32; on a GPU with bf16, whichever one "
-        "timed training step of the trial's model ran faster (a small model can be slower in bf16 there).")
+        "bf16 where its flags name native bf16 (AVX-512 BF16, AMX) and a timed matrix product of the model's width "
+        "ran at least 1.25x faster in bf16 than in fp32, else fp32; on a GPU with bf16, whichever one timed "
+        "training step of the trial's model ran faster (a small model can be slower in bf16 there).")
     frozen_cache_mb: float = Field(2048, ge=0, description="Memory each worker may keep cached frozen-layer "
                                    "outputs in; beyond it the least recently used are dropped.")
     gradient_checkpointing: bool = Field(False, description="Recompute each layer's activations in the backward pass "

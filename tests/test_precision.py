@@ -15,7 +15,40 @@ def test_explicit_precisions_are_kept_and_auto_follows_the_processor():
     cpu = torch.device("cpu")
     assert precision.resolve("fp32", cpu) == "fp32"
     assert precision.resolve("bf16", cpu) == "bf16"
-    assert precision.resolve("auto", cpu) == ("bf16" if precision.cpu_has_native_bf16() else "fp32")
+    pays = precision.cpu_has_native_bf16() and precision.cpu_bf16_speedup(768, torch.get_num_threads()) >= \
+        precision.BF16_MIN_SPEEDUP
+    assert precision.resolve("auto", cpu) == ("bf16" if pays else "fp32")
+
+
+@pytest.mark.parametrize("speedup,expected", [(0.5, "fp32"), (1.1, "fp32"), (3.4, "bf16")])
+def test_auto_on_a_cpu_with_bf16_in_its_flags_takes_bf16_only_where_a_product_runs_clearly_faster(
+        monkeypatch, speedup, expected):
+    """AVX-512 BF16 without AMX was measured at half fp32's speed: the flags alone would have chosen bf16."""
+    widths = []
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda width, threads: widths.append(width) or speedup)
+    assert precision.resolve("auto", torch.device("cpu"), width=384) == expected
+    assert widths == [384]  # timed at the model's width
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve("auto", torch.device("cpu"), width=384) == "fp32" and widths == [384]  # not timed
+
+
+def test_the_bf16_speedup_is_a_measurement_made_once_per_width_and_thread_count():
+    threads = torch.get_num_threads()
+    first = precision.cpu_bf16_speedup(96, 1)
+    assert 0.0 < first < 100.0
+    assert precision.cpu_bf16_speedup(96, 1) == first  # cached: the trials of a worker pay for it once
+    assert torch.get_num_threads() == threads  # the caller's thread setting is put back
+
+
+def test_model_width_reads_the_config_of_each_architecture_family():
+    from types import SimpleNamespace
+
+    for name in ("hidden_size", "n_embd", "d_model"):
+        model = torch.nn.Linear(2, 2)
+        model.config = SimpleNamespace(**{name: 576})
+        assert precision.model_width(model) == 576
+    assert precision.model_width(torch.nn.Linear(2, 2)) == 768
 
 
 def test_auto_keeps_fp32_where_onednn_is_capped_below_native_bf16(monkeypatch):
@@ -43,7 +76,8 @@ def best(name):
             layer(inputs).sum().backward()
         times.append(time.perf_counter() - started)
     return min(times[1:])
-print(json.dumps({"auto": precision.resolve("auto", torch.device("cpu")), "fp32": best("fp32"), "bf16": best("bf16")}))
+print(json.dumps({"auto": precision.resolve("auto", torch.device("cpu")), "fp32": best("fp32"), "bf16": best("bf16"),
+                  "speedup": precision.cpu_bf16_speedup(512, 1)}))
 """
 
 
@@ -62,6 +96,7 @@ def test_under_a_cap_without_bf16_auto_picks_the_faster_precision():
     measured = json.loads(out.strip().splitlines()[-1])
     assert measured["auto"] == "fp32"
     assert measured["bf16"] > measured["fp32"], measured
+    assert measured["speedup"] < precision.BF16_MIN_SPEEDUP, measured  # the product timing sees it too
 
 
 def test_bf16_autocast_lowers_matmuls_and_leaves_weights_and_gradients_fp32():

@@ -92,7 +92,7 @@ def test_a_measured_precision_leaves_the_trial_as_it_would_have_trained(setup, m
     training = {**spec.training.model_dump(), "precision": "fp32"}
     plain = worker.run(TrialRequest(0, config, 0, 4, training, str(tmp_path / "plain")))
 
-    def measured_then_fp32(requested, device, measure=None):
+    def measured_then_fp32(requested, device, measure=None, width=768):
         measure()
         return "fp32"
 
@@ -104,6 +104,23 @@ def test_a_measured_precision_leaves_the_trial_as_it_would_have_trained(setup, m
     assert set(measured.execution["precision_step_s"]) == {"fp32", "bf16"}
     assert measured.loss_curve == plain.loss_curve
     assert measured.measurements["accuracy"] == plain.measurements["accuracy"]
+
+
+def test_auto_precision_on_a_cpu_follows_the_timed_product_and_records_it(setup):
+    """The flags alone chose bf16 on a processor where it ran at half fp32's speed (workers/precision.py)."""
+    from workers.precision import BF16_MIN_SPEEDUP, cpu_has_native_bf16
+
+    worker, spec, data, tmp_path = setup
+    config = {"method": "lora", "layers": [5], "learning_rate": 2e-3, "lora": {"r": 2}}
+    result = worker.run(TrialRequest(0, config, 0, 2, {**spec.training.model_dump(), "precision": "auto"},
+                                     str(tmp_path / "auto")))
+    assert result.ok, result.fail_reason
+    if not cpu_has_native_bf16():
+        assert result.execution["precision"] == "fp32" and "bf16_matmul_speedup" not in result.execution
+        return
+    speedup = result.execution["bf16_matmul_speedup"]
+    assert speedup > 0
+    assert result.execution["precision"] == ("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32")
 
 
 def test_a_trial_shares_the_frozen_base_only_where_its_method_leaves_it_as_loaded(setup):

@@ -8,6 +8,12 @@ early-stopping rungs run at this precision; the final evaluation, whose metric i
 so the exported adapter gives exactly the recorded metric under stock inference. Where bf16 is not native (an
 AVX2-only CPU emulates it, slowly) ``auto`` keeps fp32.
 
+The flags are not enough either. On an Intel Xeon that reports AVX-512 BF16 but no AMX, oneDNN's bf16 matrix
+products ran at half fp32's speed (0.46-0.60x at every shape from 256x384x384 to 4096x1024x1024, one and two
+threads) and a MiniLM LoRA step took 783 ms under autocast against 387 ms in fp32. So where the flags promise
+bf16, ``auto`` times one matrix product of the model's width in both precisions (``cpu_bf16_speedup``: about 0.1 s,
+once per process and width) and takes bf16 only where it is clearly faster (``BF16_MIN_SPEEDUP``).
+
 On a GPU native bf16 is not enough to be faster. Measured on an H200 (bench/README.md, decoders): a 135M decoder at
 batch 16 trained 1.8-4.7x *slower* under bf16 autocast than in fp32, because such a small model's step is the
 launch of a few thousand small kernels and autocast adds a cast before every matrix product; a large model whose
@@ -52,16 +58,63 @@ def cpu_has_native_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve(requested: str, device: torch.device, measure: Callable[[], str] | None = None) -> str:
-    """The precision a trial runs at. ``auto``: on a CPU, bf16 where it is native, else fp32; on a GPU with bf16,
-    what ``measure`` finds faster (bf16 when no measurement is offered), else fp32."""
+# How much faster a bf16 matrix product must be than an fp32 one for autocast to pay on a CPU: autocast adds a cast
+# before every product and leaves the element-wise work as it was. Measured speed-ups fall far on either side:
+# 0.46-0.60x on AVX-512 BF16 without AMX, about 3.4x with AMX (MiniLM-sized products).
+BF16_MIN_SPEEDUP = 1.25
+
+
+@cache
+def cpu_bf16_speedup(width: int = 768, threads: int | None = None) -> float:
+    """fp32 time over bf16 time of one ``(256 x width) @ (width x width)`` matrix product on this CPU, at
+    ``threads`` torch threads (the current setting when None), the best of five alternating rounds after one
+    untimed product each; ``width`` is capped at 1024 to bound the cost (about 0.1 s)."""
+    width = max(16, min(int(width), 1024))
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(256, width, generator=generator)
+        weight = torch.randn(width, width, generator=generator)
+        operands = {dtype: (inputs.to(dtype), weight.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+        best = dict.fromkeys(operands, float("inf"))
+        for a, b in operands.values():  # untimed: kernel selection, packing
+            torch.mm(a, b)
+        for _ in range(5):
+            for dtype, (a, b) in operands.items():
+                started = time.perf_counter()
+                torch.mm(a, b)
+                best[dtype] = min(best[dtype], time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(previous)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+def resolve(requested: str, device: torch.device, measure: Callable[[], str] | None = None,
+            width: int = 768) -> str:
+    """The precision a trial runs at. ``auto``: on a CPU, bf16 where it is native and a bf16 matrix product of the
+    model's ``width`` is measured clearly faster than fp32's, else fp32; on a GPU with bf16, what ``measure``
+    finds faster (bf16 when no measurement is offered), else fp32."""
     if requested != "auto":
         return requested
     if device.type == "cuda":
         if not torch.cuda.is_bf16_supported():
             return "fp32"
         return measure() if measure is not None else "bf16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    if not cpu_has_native_bf16():
+        return "fp32"
+    return "bf16" if cpu_bf16_speedup(width, torch.get_num_threads()) >= BF16_MIN_SPEEDUP else "fp32"
+
+
+def model_width(model: torch.nn.Module) -> int:
+    """The hidden size of a transformers model (768 where its config names none): the width ``resolve`` times."""
+    config = getattr(model, "config", None)
+    for name in ("hidden_size", "n_embd", "d_model", "dim"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 768
 
 
 def faster_precision(model: torch.nn.Module, step_loss: Callable[[str], torch.Tensor], device: torch.device,

@@ -34,7 +34,7 @@ from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from autopeft.user_metrics import measure
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
-from workers.precision import autocast, faster_precision
+from workers.precision import autocast, cpu_bf16_speedup, cpu_has_native_bf16, faster_precision, model_width
 from workers.precision import resolve as resolve_precision
 from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
 from workers.tasks import RUNNERS, Evaluation
@@ -165,7 +165,8 @@ class TrialWorker:
             total = sum(p.numel() for p in self.base.parameters())
             precision_key = self._precision_key(method.name, bits, training)
             precision = resolve_precision(training.get("precision", "auto"), self.device,
-                                          lambda: self._measured_precision(model, precision_key, memory))
+                                          lambda: self._measured_precision(model, precision_key, memory),
+                                          width=model_width(self.base))
             with Stopwatch() as train_clock:
                 prefix = self._frozen_prefix(model, (bits, precision), training)
                 rungs = None if request.rungs is None else Rungs(
@@ -238,11 +239,17 @@ class TrialWorker:
         return method, bits, int(training["batch_size"]), bool(training.get("gradient_checkpointing", False))
 
     def _precision_record(self, key: tuple, training: dict) -> dict:
-        """For the trial's record: the step times behind an ``auto`` choice, where one was measured."""
-        measured = self.precision_timings.get(key)
-        if measured is None or training.get("precision", "auto") != "auto":
+        """For the trial's record: the measurement behind an ``auto`` choice, where one was made (the step times
+        on a GPU; on a CPU with bf16 in its flags, how much faster a bf16 matrix product ran)."""
+        if training.get("precision", "auto") != "auto":
             return {}
-        return {"precision_step_s": {name: round(seconds, 4) for name, seconds in measured[1].items()}}
+        measured = self.precision_timings.get(key)
+        if measured is not None:
+            return {"precision_step_s": {name: round(seconds, 4) for name, seconds in measured[1].items()}}
+        if self.device.type == "cpu" and cpu_has_native_bf16():
+            speedup = cpu_bf16_speedup(model_width(self.base), torch.get_num_threads())  # cached: resolve timed it
+            return {"bf16_matmul_speedup": round(speedup, 2)}
+        return {}
 
     def _measured_precision(self, model: torch.nn.Module, key: tuple, memory: PeakMemory) -> str:
         """``precision: auto`` on a GPU: the precision one training step of this trial ran faster at, measured
