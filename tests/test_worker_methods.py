@@ -111,6 +111,7 @@ def test_auto_precision_on_a_cpu_follows_the_timed_product_and_records_it(setup)
     from workers.precision import BF16_MIN_SPEEDUP, cpu_has_native_bf16
 
     worker, spec, data, tmp_path = setup
+    worker.precision_timings.clear()  # a step timing made by another test would be recorded instead
     config = {"method": "lora", "layers": [5], "learning_rate": 2e-3, "lora": {"r": 2}}
     result = worker.run(TrialRequest(0, config, 0, 2, {**spec.training.model_dump(), "precision": "auto"},
                                      str(tmp_path / "auto")))

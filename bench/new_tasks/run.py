@@ -27,10 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from workers.precision import cpu_has_native_bf16  # noqa: E402
+from workers.precision import resolve as resolve_precision  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,12 +54,38 @@ def autopeft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def cpu_name() -> str:
-    """The processor's name and whether it computes bf16 natively (precision: auto trains in bf16 there)."""
+    """The processor's name, whether its flags name native bf16, and, where they do, the precision ``auto`` trains
+    MiniLM at there (it times a bf16 matrix product first: workers/precision.py)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
                 platform.processor() or "unknown")
-    native = cpu_has_native_bf16()  # what precision: auto reads, a oneDNN instruction-set cap included
-    return f"{name} ({'native bf16: AVX-512 BF16/AMX' if native else 'no native bf16'})"
+    if not cpu_has_native_bf16():  # what precision: auto reads, a oneDNN instruction-set cap included
+        return f"{name} (no native bf16)"
+    if " amx_bf16" in info:
+        return f"{name} (native bf16: AVX-512 BF16/AMX)"
+    chosen = resolve_precision("auto", torch.device("cpu"), width=384)
+    return f"{name} (native bf16: AVX-512 BF16, no AMX; auto trains in {chosen})"
+
+
+def paired_comparison(task: str, first: int, second: int) -> dict | None:
+    """Whether trial ``first`` scores better than trial ``second`` beyond the eval set's noise, and the other way
+    round: the paired bootstrap on the same eval examples that ``search show`` uses to mark a front point a cheaper
+    one matches (autopeft/chance.py). None where either trial has no stored predictions."""
+    from autopeft import storage
+    from autopeft.chance import significantly_better
+    from autopeft.predictions import EvalTargets, decode
+
+    study, spec = storage.load_search(storage.open_storage(f"sqlite:///{WORK / f'{task}.db'}", create=False), task)
+    targets = EvalTargets.from_json(study.user_attrs.get(storage.EVAL_TARGETS))
+    records = {r.number: r for r in storage.trial_records(study, spec)}
+    predicted = [records[n].predictions for n in (first, second)]
+    if targets is None or not all(predicted):
+        return None
+    a, b = (decode(p) for p in predicted)
+    metric, maximize = spec.task_metric, spec.task_metric_direction == "maximize"
+    return {"first": first, "second": second,
+            "first_better": significantly_better(metric, maximize, a, b, targets, seed=first),
+            "second_better": significantly_better(metric, maximize, b, a, targets, seed=second)}
 
 
 def spec_for_run(task: str, search_minutes: float, probe_minutes: float) -> Path:
@@ -153,6 +181,8 @@ def summarize(task: str, search_minutes: float, probe_minutes: float) -> dict:
             "trainable_params": proposed["values"]["trainable_params"], "method": proposed["config"].get("method"),
             "share_of_full_above_chance": proposed_share},
         "share_of_full_above_chance": share, "nothing_learned": chance.get("nothing_learned"),
+        # full fine-tuning against the front's best on the same eval examples: is a gap to it beyond noise?
+        "full_vs_front_best": None if not (best and full) else paired_comparison(task, full["number"], best["number"]),
         "searched_trials": sum(1 for t in trials if t["state"] == "COMPLETE" and not t.get("baseline")
                                and not t.get("probe")),
         "target_met": met, "search_minutes": search_minutes, "probe_minutes": probe_minutes,
@@ -176,6 +206,14 @@ def _sampler_best(best: dict | None) -> str:
             + ("" if share is None else f" ({share:.0%})"))
 
 
+def _paired_cell(paired: dict | None) -> str:
+    if paired is None:
+        return "–"
+    if paired["first_better"]:
+        return "yes"
+    return "no: the front's best is better" if paired["second_better"] else "no: within noise"
+
+
 def fmt(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -185,8 +223,9 @@ def table(results: list[dict], cpu: str) -> str:
     lines = [f"CPU: {'; '.join(f'{c} ({chr(97 + i)})' for i, c in enumerate(cpus))}; 2 workers × 1 core. Wall: the "
              "whole `search run` (probe included), against its caps (probe minutes + search minutes).", "",
              "| task | fidelity (steps) | probe | chance | full FT | best hand-picked | front best (bar) | "
-             "share of full above chance | the sampler's own best (share) | trials | wall | target |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "share of full above chance | full FT better beyond noise? | the sampler's own best (share) | trials | "
+             "wall | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         hand, best = r["best_hand_picked"], r["front_best"]
         cpu_mark = f" ({chr(97 + cpus.index(r.get('cpu', cpu)))})" if len(cpus) > 1 else ""
@@ -197,7 +236,7 @@ def table(results: list[dict], cpu: str) -> str:
             + ("–" if best is None else f"{best['accuracy']:.4f} @ {int(best['trainable_params']):,}"
                f"{_origin(best)} (bar {fmt(best['bar'])}{'' if best['above_chance'] else ', at chance'})") + " | "
             f"{'–' if r['share_of_full_above_chance'] is None else format(r['share_of_full_above_chance'], '.0%')} | "
-            f"{_sampler_best(r.get('sampler_best'))} | "
+            f"{_paired_cell(r.get('full_vs_front_best'))} | {_sampler_best(r.get('sampler_best'))} | "
             f"{r['searched_trials']} | {r['search_seconds'] / 60:.1f} min (caps {r['probe_minutes']:g} + "
             f"{r['search_minutes']:g}) | {'met' if r['target_met'] else 'missed'} |")
     return "\n".join(lines) + "\n"
