@@ -311,8 +311,7 @@ def chance_line(report: dict[str, Any]) -> str:
                        f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
     doubtful = report["not_above_chance"]
     if doubtful:
-        bars = ", ".join(f"{n} (needs {'>' if report['maximize'] else '<'} {tests[str(n)]['bar']:.4f})"
-                         for n in doubtful)
+        bars = ", ".join(_doubt(n, tests[str(n)], report) for n in doubtful)
         text += (f" Front points within noise of it after {report['trials']} trials: {bars}; they may be luck, "
                  "not learning: retrain them with `autopeft confirm` before trusting them.")
     elif tests:
@@ -322,6 +321,15 @@ def chance_line(report: dict[str, Any]) -> str:
         pairs = ", ".join(f"{n} by {q}" for n, q in matched.items())
         text += f" Matched within noise by a cheaper front point (paired bootstrap): {pairs}."
     return text
+
+
+def _doubt(number: int, test: dict[str, Any], report: dict[str, Any]) -> str:
+    """One doubtful front point for the chance line. A point that scores chance itself (a constant prediction,
+    whose permutation null has no spread, so its bar is chance exactly) is said to be so: "needs > 0.5092" beside
+    a chance of 0.5092 reads as a margin of zero."""
+    if test["value"] == report["chance"] == test["bar"]:
+        return f"{number} (scores chance itself)"
+    return f"{number} (needs {'>' if report['maximize'] else '<'} {test['bar']:.4f})"
 
 
 def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Confirmed trials") -> Table:

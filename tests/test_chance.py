@@ -70,3 +70,15 @@ def test_search_show_tests_every_front_point_against_its_permutation_null(small_
     text = " ".join(out.split())  # rich wraps long lines
     assert f"Chance: accuracy {chance['chance']:.4f}" in text
     assert ("within noise of" in text) == bool(chance["not_above_chance"])
+
+
+def test_the_chance_line_says_a_point_scores_chance_itself_instead_of_a_bar_equal_to_it():
+    from autopeft.views import chance_line
+
+    report = {"metric": "accuracy", "chance": 0.5092, "predicts": "always '1'", "examples": 872, "trials": 12,
+              "maximize": True, "nothing_learned": False, "not_above_chance": [5, 9], "matched_within_noise": {},
+              "tests": {"5": {"value": 0.5092, "bar": 0.5092, "above": False, "method": "permutation"},
+                        "9": {"value": 0.5115, "bar": 0.5136, "above": False, "method": "permutation"},
+                        "11": {"value": 0.7844, "bar": 0.5136, "above": True, "method": "permutation"}}}
+    line = chance_line(report)
+    assert "5 (scores chance itself), 9 (needs > 0.5136)" in line
