@@ -54,7 +54,7 @@ def test_search_show_tests_every_front_point_against_its_permutation_null(small_
     assert code == 0
     shown = json.loads(out)
     chance = shown["chance"]
-    assert chance["metric"] == "accuracy" and chance["examples"] == 160  # the tiny spec's eval subset
+    assert chance["metric"] == "accuracy" and chance["examples"] == 96  # the tiny spec's eval subset
     searched = [t for t in shown["trials"] if t["state"] == "COMPLETE" and not t.get("baseline")]
     assert chance["trials"] == len(searched)
     front = {t["number"]: t["values"]["accuracy"] for t in shown["trials"] if t.get("pareto")}
