@@ -12,7 +12,10 @@ time or memory when they are objectives — and scores each candidate with its e
 2. **The model** (autopeft/metric_model.py) is a Gaussian process per unknown objective over the configuration,
    with the log of each known cost as an input. Values early-stopped and completed trials reported at their rungs
    are observations too, with the fraction of the steps as an input, predicted at the full steps: a stopped trial
-   still teaches. Running trials are believed at the model's prediction, so parallel proposals differ.
+   still teaches. Running trials are believed at the model's prediction, so parallel proposals differ. A task
+   metric's model is centred on its chance level (the constant prediction's score, which the search stores before
+   its first trial): where the data say little, a configuration is expected to learn nothing, not to score the
+   average of what was trained.
 3. **The acquisition** (autopeft/acquisition.py) is the expected hypervolume improvement over the front. For one
    unknown objective and one known cost it is exact: expected improvements over the front's step at the
    candidate's own cost.
@@ -81,6 +84,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self._models: dict[str, MetricModel] = {}  # last fit per objective, to start the next fit from
         self._source_rows: list[tuple[Any, SourceTrial]] = []  # warm start: earlier searches' trials, as leaves
         self.transfers: dict[str, Transfer] = {}  # warm start: the last prior per objective, with its weight
+        self._chance: dict[str, float] | None = None  # the constant prediction's metrics, read from the study once
         names = spec.objective_names
         self._known = [i for i, name in enumerate(names) if name in KNOWN_BEFORE_TRAINING]
         self._unknown = [i for i, name in enumerate(names) if name not in KNOWN_BEFORE_TRAINING]
@@ -121,6 +125,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if self._space is None or trial.system_attrs.get("fixed_params"):
             return
+        if self._chance is None:  # stored by the search before its controller starts (autopeft/search.py)
+            self._chance = (study.user_attrs.get(storage.CHANCE) or {}).get("metrics", {})
         candidate = self.propose(study.get_trials(deepcopy=False), trial.number)
         if candidate is not None:
             self._chosen[trial._trial_id] = candidate
@@ -227,7 +233,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
             X = encoder.encode(rows)
             # Warm: the earlier searches' prediction is the prior, the model fits what it leaves unexplained.
             prior = self._transfer(i, encoder, X[:len(points)], y[:len(points)])
-            model = MetricModel(X, y - prior.at(X) if prior else y, self._models.get(names[i]))
+            model = MetricModel(X, y - prior.at(X) if prior else y, self._models.get(names[i]),
+                                center=None if prior else self._chance_gain(i))
             self._models[names[i]] = model
             model.believe(X_pending)
             mean, std = model.predict(X_cand)
@@ -422,6 +429,13 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         feasible = [i for i, (_, t) in enumerate(points)
                     if all(v <= 0 for v in t.user_attrs.get(storage.VIOLATIONS, []))]
         return gains[feasible] if feasible else np.zeros((0, gains.shape[1]))
+
+    def _chance_gain(self, objective: int) -> float | None:
+        """The objective's chance level as a gain, the centre of its model; None where the search stored none."""
+        name = self.spec.objective_names[objective]
+        if name not in (self._chance or {}):
+            return None
+        return float(-as_losses(np.array([[self._chance[name]]]), [name], [self._signs[objective]])[0, 0])
 
     def _reference(self, unknown: np.ndarray, known: np.ndarray) -> np.ndarray:
         """The reference point, unknown objectives first: a little below the worst observed value of each unknown

@@ -96,9 +96,10 @@ class Encoder:
 class MetricModel:
     """A Gaussian process of one measurement (as a gain: larger is better) over encoded configurations."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, cache: MetricModel | None = None):
+    def __init__(self, X: np.ndarray, y: np.ndarray, cache: MetricModel | None = None, center: float | None = None):
         self._data = (X.copy(), y.copy())  # what it was fitted on: a caller with the same data can keep this fit
-        self.mean = float(y.mean())
+        # The prediction where the data say nothing: the observed mean, or ``center`` (a task metric's chance level).
+        self.mean = float(y.mean()) if center is None else float(center)
         self.scale = float(y.std()) or 1.0
         standardised = (y - self.mean) / self.scale
         previous = cache._gpr if cache is not None and cache._gpr.inverse_squared_lengthscales.shape[0] == \

@@ -59,7 +59,7 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_killing_a_node_mid_trial_loses_no_completed_trial(tmp_path, cluster):
     ray_cluster, workers = cluster
-    spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 20}, workers={"parallel": 1})
+    spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 20}, workers={"parallel": 1})
     url = spec["storage"]
     command = [sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec)),
                "--name", "nodes", "--ray-address", ray_cluster.address]
@@ -85,7 +85,7 @@ def test_killing_a_node_mid_trial_loses_no_completed_trial(tmp_path, cluster):
     assert controller.returncode == 0, output[1][-3000:] if len(output) > 1 else "controller did not finish"
     after = _trials(url, "nodes")
     trained = [t for t in after if not t.user_attrs.get(storage.REJECTED)]  # proposals refused before training aside
-    assert [t.state for t in trained] == [TrialState.COMPLETE] * 3, \
+    assert [t.state for t in trained] == [TrialState.COMPLETE] * 2, \
         [(t.number, t.state, t.user_attrs.get(storage.FAIL_REASON)) for t in after]
     # The node's loss is not the trial's fault: the same trial ran again, in another worker process.
     assert not after[interrupted].user_attrs[storage.WORKER].endswith(f":{killed_pid}")

@@ -107,11 +107,14 @@ def test_a_repeatable_search_proposes_the_same_on_a_fast_and_a_slow_machine(tmp_
 
 def test_only_the_unknown_objective_is_modelled_and_the_known_cost_is_an_input(tmp_path):
     spec, study, executor, controller = _search(tmp_path, trials=10)
+    # As autopeft/search.py stores it before the controller starts: the constant prediction's metrics.
+    study.set_user_attr(storage.CHANCE, {"metrics": {"accuracy": 0.5}, "examples": 96, "predicts": "always '1'"})
     controller.run()
     sampler = study.sampler
     sampler.n_startup = 4
     assert isinstance(sampler, KnownCostSampler)
     assert set(sampler._models) == {"accuracy"}  # trainable_params is counted, never modelled
+    assert sampler._models["accuracy"].mean == 0.5  # where the data say nothing, the model expects chance
     assert sampler._known == [1] and sampler._unknown == [0]
     assert len(executor.trained) == 10 and len({str(c) for c in executor.trained}) == 10  # no repeats
 
@@ -364,3 +367,19 @@ def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
     assert draws.min() >= 1 and draws.max() <= 1000
     shares = [np.mean((draws >= low) & (draws < 10 * low)) for low in (1, 10, 100)]
     assert all(0.25 < share < 0.42 for share in shares), shares
+
+
+def test_where_the_data_say_little_the_metric_model_leans_to_chance():
+    """A task metric's model is centred on its chance level: a configuration unlike every one trained is expected
+    to learn nothing, not to score the average of what was trained."""
+    import numpy as np
+
+    from autopeft.metric_model import MetricModel
+
+    # Learners at one end of the first input, trials at chance at the other; the second input never varied.
+    X = np.array([[0.0, 0.0], [0.05, 0.0], [0.3, 0.0], [0.6, 0.0], [0.65, 0.0]])
+    y = np.array([0.8, 0.78, 0.66, 0.5, 0.52])
+    far = np.array([[0.3, 1.0]])  # along the input no trial varied
+    plain, centred = MetricModel(X, y), MetricModel(X, y, center=0.5)
+    assert plain.predict(far)[0][0] > centred.predict(far)[0][0] + 0.04  # measured: 0.656 against 0.591
+    assert centred.predict(X[:1])[0][0] == pytest.approx(0.8, abs=0.02)  # the data still speak where they are

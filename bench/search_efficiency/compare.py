@@ -30,14 +30,17 @@ DEFAULT_SAMPLER = SearchSpec.model_fields["sampler"].default
 
 REFERENCE = (0.5, 7.0)  # accuracy, log10 trainable parameters
 EARLY_STOPPING = [0.25, 0.5]
-CONTENDERS = {  # label -> (sampler, rungs)
-    "random": ("random", []),
-    "tpe": ("tpe", []),
-    "nsga2": ("nsga2", []),
-    "gp": ("gp", []),
-    "known-cost": ("known-cost", []),
-    "tpe+es": ("tpe", EARLY_STOPPING),
-    "known-cost+es": ("known-cost", EARLY_STOPPING),
+CONTENDERS = {  # label -> (sampler, rungs, whether the study holds the task's chance level, as a real search's does)
+    "random": ("random", [], True),
+    "tpe": ("tpe", [], True),
+    "nsga2": ("nsga2", [], True),
+    "gp": ("gp", [], True),
+    "known-cost": ("known-cost", [], True),
+    "tpe+es": ("tpe", EARLY_STOPPING, True),
+    "known-cost+es": ("known-cost", EARLY_STOPPING, True),
+    # What the chance level changes for the known-cost sampler: the same sampler in a study without it.
+    "known-cost, no chance level": ("known-cost", [], False),
+    "known-cost+es, no chance level": ("known-cost", EARLY_STOPPING, False),
 }
 CHECKPOINTS = (10, 20, 33, 50, 75, 100)
 
@@ -174,12 +177,13 @@ def main() -> None:
         steps = table_steps(table_rows)
         best_known = hypervolume([(r.accuracy, r.trainable_params) for r in table_rows.values()])
         runs: dict[str, list[dict]] = {}
-        for label, (sampler, rungs) in contenders.items():
+        for label, (sampler, rungs, chance) in contenders.items():
             runs[label] = []
             for seed in range(args.seeds):
                 start = time.perf_counter()
                 budget = args.gp_trials if sampler == "gp" and args.gp_trials else args.trials
-                trials = replay(task, sampler, seed, budget, rungs=rungs, steps=steps, table=table_rows)
+                trials = replay(task, sampler, seed, budget, rungs=rungs, steps=steps, table=table_rows,
+                                chance=chance)
                 by_trials, by_steps = curves(trials)
                 runs[label].append({"seed": seed, "by_trials": by_trials, "by_steps": by_steps,
                                     "seconds": time.perf_counter() - start,

@@ -9,6 +9,7 @@ study lives in memory. Early stopping is the worker's rule, applied to the recor
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 from collections import deque
@@ -150,17 +151,32 @@ class ReplayedTrial:
     steps: int
 
 
+@functools.cache
+def chance_of(task: str) -> dict:
+    """The task's chance level as a search stores it before its first trial (autopeft/search.py): the constant
+    prediction's metrics on the table's eval set, read and tokenised as the search reads it."""
+    from autopeft.chance import chance_level
+    from autopeft.data import load_task_data
+    from autopeft.spec import resolve_spec
+
+    spec = resolve_spec(replay_spec(task, "random", 0, 1, [], 1), ROOT, "replay")
+    return chance_level(load_task_data(spec.data, spec.model, spec.seed)).to_json()
+
+
 def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
            steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1,
-           warm_from: list | None = None) -> list[ReplayedTrial]:
+           warm_from: list | None = None, chance: bool = True) -> list[ReplayedTrial]:
     """One search, replayed; its trained trials in the order they finished (repeats answered from a twin spend
     no budget and are left out, as rejected proposals are). ``warm_from``: earlier searches' trials
-    (autopeft.warm_start.SourceTrial) to start from, as ``warm_start`` does."""
+    (autopeft.warm_start.SourceTrial) to start from, as ``warm_start`` does. ``chance``: store the task's chance
+    level in the study, as a real search does (False: the study without it, to measure what it changes)."""
     from build_table import load_space
 
     table = table or load_table(task)
     spec = replay_spec(task, sampler, seed, trials, rungs or [], steps)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    if chance:
+        study.set_user_attr(storage.CHANCE, chance_of(task))
     space = load_space(task)
     if warm_from:
         queue_first_proposals(study, spec, space, warm_from)
