@@ -157,10 +157,17 @@ def chance_of(task: str) -> dict:
     prediction's metrics on the table's eval set, read and tokenised as the search reads it."""
     from autopeft.chance import chance_level
     from autopeft.data import load_task_data
+    from autopeft.errors import UserError
     from autopeft.spec import resolve_spec
 
-    spec = resolve_spec(replay_spec(task, "random", 0, 1, [], 1), ROOT, "replay")
-    return chance_level(load_task_data(spec.data, spec.model, spec.seed)).to_json()
+    try:
+        spec = resolve_spec(replay_spec(task, "random", 0, 1, [], 1), ROOT, "replay")
+        data = load_task_data(spec.data, spec.model, spec.seed)
+    except UserError as error:
+        raise SystemExit(f"replaying the {task} table stores its chance level, read from the table's eval data, "
+                         f"which could not be read: {error} (the uncertainty table's files are made by "
+                         ".venv/bin/python bench/new_tasks/uncertainty_data.py)") from None
+    return chance_level(data).to_json()
 
 
 def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
