@@ -406,9 +406,8 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
                     continue
                 for step, point in trial.user_attrs[storage.RUNGS]:
                     if name in point:
-                        gain = -as_losses(np.array([[point[name]]]), [name], [self._signs[objective]])[0, 0]
                         rows.append(row + [(FIDELITY, min(step / self._steps, 1.0))])
-                        y.append(gain)
+                        y.append(self._objective_gains(objective, [point[name]])[0])
         return rows, np.array(y, dtype=float)
 
     def _transfer(self, objective: int, encoder: Encoder, X_full: np.ndarray, y_full: np.ndarray) -> Transfer | None:
@@ -418,7 +417,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         if len(rows) < MIN_PAIRS:
             return None
         X_source = encoder.encode([row + [(FIDELITY, 1.0)] for row, _ in rows])
-        y_source = -as_losses(np.array([[v] for _, v in rows], dtype=float), [name], [self._signs[objective]])[:, 0]
+        y_source = self._objective_gains(objective, [v for _, v in rows])
         previous = self.transfers.get(name)
         transfer = fit_transfer(X_source, y_source, X_full, y_full, previous.source if previous else None)
         self.transfers[name] = transfer
@@ -435,7 +434,12 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         name = self.spec.objective_names[objective]
         if name not in (self._chance or {}):
             return None
-        return float(-as_losses(np.array([[self._chance[name]]]), [name], [self._signs[objective]])[0, 0])
+        return float(self._objective_gains(objective, [self._chance[name]])[0])
+
+    def _objective_gains(self, objective: int, values: list[float]) -> np.ndarray:
+        """One objective's values as gains (larger is better), as ``_gains`` reads a whole row."""
+        name = self.spec.objective_names[objective]
+        return -as_losses(np.array(values, dtype=float).reshape(-1, 1), [name], [self._signs[objective]])[:, 0]
 
     def _reference(self, unknown: np.ndarray, known: np.ndarray) -> np.ndarray:
         """The reference point, unknown objectives first: a little below the worst observed value of each unknown
