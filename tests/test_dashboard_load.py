@@ -88,7 +88,7 @@ def synthetic_trial(number: int, rng: np.random.Generator, t0: dt.datetime, base
                                                                        {150: accuracy})})
 
 
-def write_search(store: optuna.storages.BaseStorage, name: str, spec, count: int, seed: int) -> None:
+def write_search(store: optuna.storages.RDBStorage, name: str, spec, count: int, seed: int) -> None:
     study = optuna.create_study(study_name=name, storage=store, directions=["maximize", "minimize"])
     study.set_user_attr(storage.SPEC, spec.to_stored())
     study.set_user_attr(storage.FINISHED, True)
