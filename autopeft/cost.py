@@ -17,6 +17,7 @@ import torch
 
 from autopeft.methods import get_method
 from autopeft.models import TASK_MODEL_CLASSES, load_model_config
+from autopeft.pooling import apply_pooling, resolve_pooling
 from autopeft.quantize import check_compatible
 from autopeft.spec import ConstraintSpec, ModelSpec
 
@@ -27,18 +28,19 @@ LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (th
 
 
 @lru_cache(maxsize=8)
-def _meta_base(config_json: str, task: str):
+def _meta_base(config_json: str, task: str, pooling: str = "cls"):
     from transformers import AutoConfig
 
     raw = json.loads(config_json)
     config = AutoConfig.for_model(raw.pop("model_type"), **raw)
     with torch.device("meta"):
-        return TASK_MODEL_CLASSES[task].from_config(config)
+        return apply_pooling(TASK_MODEL_CLASSES[task].from_config(config), pooling)
 
 
-def predict_cost_for(model_config: Any, task: str, config: dict[str, Any]) -> dict[str, float]:
-    """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors."""
-    base = _meta_base(model_config.to_json_string(use_diff=False), task)
+def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooling: str = "cls") -> dict[str, float]:
+    """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors (``pooling``:
+    the resolved pooling, which can take the base's pooler out of the count)."""
+    base = _meta_base(model_config.to_json_string(use_diff=False), task, pooling)
     method = get_method(config["method"])
     check_compatible(method.name, method.library, int(config.get("base_bits", 16)), config)
     with torch.device("meta"):
@@ -53,7 +55,8 @@ def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> d
     """:func:`predict_cost_for` on a model named by the spec (its configuration only is read)."""
     model_config = copy.deepcopy(load_model_config(model))
     model_config.num_labels = num_labels
-    return predict_cost_for(model_config, model.task, config)
+    pooling = resolve_pooling(model.pooling, model.name_or_path, model.task, model.revision)
+    return predict_cost_for(model_config, model.task, config, pooling)
 
 
 def known_violations(constraints: list[ConstraintSpec], predicted: dict[str, float]) -> list[float] | None:

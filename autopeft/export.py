@@ -27,6 +27,7 @@ from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES
 from autopeft.noise import NoiseReport, assess
 from autopeft.pareto import pareto_front
 from autopeft.pick import Pick, choose
+from autopeft.pooling import read_pooling
 from autopeft.spec import SearchSpec
 from autopeft.views import describe_config, format_value
 
@@ -46,9 +47,15 @@ _QUANTISED = """
 The adapter was trained on a {bits}-bit base: `autopeft.load_adapter(base, FOLDER)` quantises the base the same
 way before loading, so the outputs are the measured ones.
 """
+_MEAN_POOLED = """
+The head was trained reading the mean of the tokens (the pooling the base model declares; `model.pooling`), not
+the first token that `{model_class}` reads by default: `apply_pooling(base, "mean")` above makes it read the same,
+and `autopeft.load_adapter(base, FOLDER)` does it by itself (it reads `autopeft_pooling.json`).
+"""
+_POOLING_LINES = 'from autopeft.pooling import apply_pooling\n\nbase = apply_pooling(base, "mean")\n'
 _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
-(`{model_class}.from_pretrained("merged")`).
+(`{model_class}.from_pretrained("merged")`{pooled}).
 """
 _EVALUATED = """
 The measured values come from the evaluation data `{source}`{subset}.
@@ -95,6 +102,7 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             "labels": labels,
             **_positive_label(spec, labels),
             "max_length": spec.data.max_length,
+            "pooling": read_pooling(target),
             "configuration": record.config,
         }, sort_keys=False))
         (target / "metrics.json").write_text(json.dumps({
@@ -105,11 +113,15 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         bits = int(record.config.get("base_bits", 16))
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
-        extra += write_eval_rows(target, spec, eval_rows, recorded=storage.EVAL_ROWS in study.user_attrs)
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
+        if read_pooling(target) == "mean":
+            loading = _POOLING_LINES + loading
+            extra += _MEAN_POOLED.format(model_class=model_class)
+        extra += write_eval_rows(target, spec, eval_rows, recorded=storage.EVAL_ROWS in study.user_attrs)
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
-            extra += _MERGED.format(model_class=model_class)
+            extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
+                                    if read_pooling(target) == "mean" else "")
         head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
         (target / "README.md").write_text(_README.format(
             number=record.number, search=study.study_name, article=_article(method.name), method=method.name,

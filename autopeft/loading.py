@@ -2,8 +2,9 @@
 
 peft methods load with stock ``PeftModel.from_pretrained`` and AdapterHub methods with stock ``load_adapter``;
 this function does the same for them and also loads the methods no library has (BitFit, sparse fine-tuning).
-It reads ``autopeft_method.json`` to know the method, and quantises the base first when the adapter was trained
-on an 8- or 4-bit base, so the outputs are the ones the search measured.
+It reads ``autopeft_method.json`` to know the method, quantises the base first when the adapter was trained on an
+8- or 4-bit base, and makes the head read the mean of the tokens when it was trained so (``autopeft_pooling.json``:
+autopeft/pooling.py), so the outputs are the ones the search measured.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE
+from autopeft.pooling import apply_pooling, read_pooling
 from autopeft.quantize import quantize_base
 
 
@@ -30,6 +32,7 @@ def read_method(folder: str | Path) -> tuple[str, dict]:
 def load_adapter(base_model: nn.Module, folder: str | Path) -> nn.Module:
     """Put the adapter in ``folder`` on ``base_model`` (a freshly loaded base with the same head size)."""
     name, config = read_method(folder)
+    base_model = apply_pooling(base_model, read_pooling(folder))
     base_model = quantize_base(base_model, int(config.get("base_bits", 16)))
     return get_method(name).load(base_model, Path(folder))
 

@@ -14,6 +14,7 @@ from transformers import (
 )
 
 from autopeft.errors import UserError
+from autopeft.pooling import apply_pooling, resolve_pooling
 from autopeft.spec import ModelSpec
 
 TASK_MODEL_CLASSES: dict[str, Any] = {
@@ -61,6 +62,8 @@ def load_tokenizer(model: ModelSpec):
 
 def load_base_model(model: ModelSpec, label_names: Sequence[str]) -> PreTrainedModel:
     """The frozen base with its task's head (classification: sized for the labels; regression: one output),
-    re-initialised per trial; ``label_names`` is ignored by the tasks without labels."""
-    return _load("weights", TASK_MODEL_CLASSES[model.task].from_pretrained, model,
-                 **TASK_HEADS[model.task](label_names))
+    re-initialised per trial, reading the pooling ``model.pooling`` resolves to; ``label_names`` is ignored by the
+    tasks without labels."""
+    loaded = _load("weights", TASK_MODEL_CLASSES[model.task].from_pretrained, model,
+                   **TASK_HEADS[model.task](label_names))
+    return apply_pooling(loaded, resolve_pooling(model.pooling, model.name_or_path, model.task, model.revision))

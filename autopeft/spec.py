@@ -71,6 +71,18 @@ class ModelSpec(_Strict):
         "instruction/input/output/answer records, as in LLM-Adapters).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto", description="Classification and regression: what the head reads. cls: the first token, through the "
+        "model's own head (transformers' default). mean: the mean of the tokens, as sentence-transformers models "
+        "are trained to be read. auto: the pooling the model folder declares (sentence-transformers' modules.json), "
+        "else cls.")
+
+    @model_validator(mode="after")
+    def _pooling_needs_a_head(self) -> ModelSpec:
+        if self.task == "causal-lm" and self.pooling == "mean":
+            raise ValueError("pooling: mean applies to sequence-classification and sequence-regression; a causal-lm "
+                             "decoder has no pooling head (leave pooling unset)")
+        return self
 
 
 class DatasetRef(_Strict):

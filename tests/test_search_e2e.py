@@ -10,8 +10,6 @@ import sys
 import optuna
 import pytest
 import torch
-from peft import PeftModel
-from transformers import AutoModelForSequenceClassification
 
 from autopeft import storage
 from autopeft.data import load_task_data
@@ -78,8 +76,12 @@ def test_export_reloads_with_stock_peft_and_reproduces_the_metric(finished_searc
     data = load_task_data(stored_spec.data, stored_spec.model, stored_spec.seed)
     for folder in exported:
         recorded = json.loads((folder / "metrics.json").read_text())["measurements"]["accuracy"]
-        base = AutoModelForSequenceClassification.from_pretrained(spec.model.name_or_path, num_labels=2)
-        model = PeftModel.from_pretrained(base, str(folder))
+        # The README's own lines: stock transformers and peft, and the pooling the head was trained with.
+        code = (folder / "README.md").read_text().split("```python\n")[1].split("```")[0]
+        assert "PeftModel.from_pretrained" in code and 'apply_pooling(base, "mean")' in code
+        scope: dict = {}
+        exec(code.replace("path/to/this/folder", str(folder)), scope)
+        model = scope["model"]
         predictions = predict(model, data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
         reproduced = classification_metrics(predictions, data.eval.labels, 2)["accuracy"]
         assert abs(reproduced - recorded) <= 0.005, (folder, recorded, reproduced)

@@ -27,6 +27,7 @@ from autopeft.methods import get_method
 from autopeft.methods.base import HEAD_NAMES, Method, task_head_parameters
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.plugins import Shipment, install
+from autopeft.pooling import applied_pooling, write_pooling
 from autopeft.predictions import decode
 from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.scheduler import goes_on
@@ -103,6 +104,7 @@ class TrialWorker:
         self.model_spec = ModelSpec.model_validate(model)
         self.data = data
         self.base = load_base_model(self.model_spec, data.label_names)
+        self.pooling = applied_pooling(self.base)
         self.base.requires_grad_(False)
         self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
@@ -189,6 +191,7 @@ class TrialWorker:
         adapter_dir = Path(request.output_dir) / "adapter"
         adapter_dir.mkdir(parents=True, exist_ok=True)
         adapter_bytes = method.save(model, adapter_dir, request.config)
+        write_pooling(adapter_dir, self.pooling)  # load_adapter puts the same pooling on a stock base
         measurements = {
             **metrics,
             "trainable_params": float(trainable),
@@ -205,6 +208,7 @@ class TrialWorker:
                            rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
                            execution={"precision": precision, **self._precision_record(precision_key, training),
+                                      "pooling": self.pooling,
                                       "frozen_layers": prefix.cut if prefix else 0,
                                       "cached_examples_reused": prefix.reused if prefix else 0,
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
