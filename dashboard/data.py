@@ -280,11 +280,14 @@ def trial_columns(spec: SearchSpec) -> list[str]:
 
 
 def _execution(execution: dict[str, Any] | None) -> str:
-    """How the worker ran a trial, in words: "bf16 training, layers 0-3 cached (2,400 examples reused), rivals at
-    rungs: 5 at step 62, 3 at step 125" (the rivals are the other trials' points its early stopping judged by)."""
+    """How the worker ran a trial, in words: "bf16 training, head on the tokens' mean, layers 0-3 cached (2,400
+    examples reused), rivals at rungs: 5 at step 62, 3 at step 125" (the rivals are the other trials' points its
+    early stopping judged by)."""
     if not execution:
         return ""
     words = [f"{execution.get('precision', 'fp32')} training"]
+    if execution.get("pooling") == "mean":
+        words.append("head on the tokens' mean")
     if execution.get("frozen_layers"):
         words.append(f"layers 0-{execution['frozen_layers'] - 1} cached "
                      f"({execution.get('cached_examples_reused', 0):,} examples reused)")

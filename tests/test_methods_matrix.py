@@ -28,6 +28,7 @@ from transformers import (
 from autopeft.cost import predict_cost_for
 from autopeft.methods import available_methods, get_method
 from autopeft.models import load_base_model
+from autopeft.pooling import applied_pooling
 from autopeft.spec import ModelSpec, resolve_model_location
 from tests.conftest import ROOT
 
@@ -103,12 +104,12 @@ def test_method_on_architecture(bases, tmp_path, kind, method):
     if refusal:
         error, message = refusal
         with pytest.raises(error, match=message):
-            predict_cost_for(base.config, "sequence-classification", config)
+            predict_cost_for(base.config, "sequence-classification", config, applied_pooling(base))
         with pytest.raises(error, match=message):
             implementation.build(copy.deepcopy(base), config)
         return
 
-    predicted = predict_cost_for(base.config, "sequence-classification", config)
+    predicted = predict_cost_for(base.config, "sequence-classification", config, applied_pooling(base))
     model = copy.deepcopy(base)
     before = {id(p): p.detach().clone() for p in model.parameters()}
     model = implementation.build(model, config)
@@ -118,7 +119,8 @@ def test_method_on_architecture(bases, tmp_path, kind, method):
     torch.manual_seed(1)
     inputs = torch.randint(2, 100, (8, 12))
     labels = torch.tensor([0, 1] * 4)
-    learning_rate = 1e-4 if method == "full" else 5e-3  # every weight moving: a PEFT rate would diverge
+    # every weight (of a layer) moving: a PEFT rate would diverge
+    learning_rate = 1e-4 if method in ("full", "partial") else 5e-3
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate,
                                   weight_decay=0.0)
     model.eval()  # deterministic steps (no dropout): the loss on one fixed batch must fall

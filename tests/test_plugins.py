@@ -133,6 +133,7 @@ def test_the_plugin_method_exports_and_reloads_with_stock_peft(ray_search):
 
     from autopeft.data import load_task_data
     from autopeft.export import export_front
+    from autopeft.pooling import apply_pooling
     from workers.training import classification_metrics, predict
 
     tmp_path, study, stored = ray_search
@@ -141,6 +142,7 @@ def test_the_plugin_method_exports_and_reloads_with_stock_peft(ray_search):
     folder = exported[0]
     recorded = json.loads((folder / "metrics.json").read_text())["measurements"]["agreement"]
     base = AutoModelForSequenceClassification.from_pretrained(stored.model.name_or_path, num_labels=2)
+    base = apply_pooling(base, yaml.safe_load((folder / "config.yaml").read_text())["pooling"])  # as its README
     model = PeftModel.from_pretrained(base, str(folder))
     predictions = predict(model, data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
     assert classification_metrics(predictions, data.eval.labels, 2)["accuracy"] == pytest.approx(recorded, abs=0.01)

@@ -145,3 +145,10 @@ def test_a_frozen_minilm_learns_on_its_declared_pooling_not_on_the_cls_pooler(tm
     majority = float(max(np.mean(np.asarray(data.eval.labels) == k) for k in (0, 1)))
     assert accuracies["cls"] <= majority + 0.05, accuracies
     assert accuracies["auto"] >= majority + 0.12, accuracies
+
+
+def test_the_trial_page_says_what_the_head_read():
+    from dashboard.data import _execution
+
+    assert _execution({"precision": "fp32", "pooling": "mean"}) == "fp32 training, head on the tokens' mean"
+    assert _execution({"precision": "fp32", "pooling": "cls"}) == "fp32 training"
