@@ -5,9 +5,10 @@ For each task (the new_tasks specs as a user wrote them, plus the bundled SST-2 
 configuration of ``autopeft baselines`` (autopeft/baselines.py, ``STANDARD``) is trained twice by the real trial
 worker, once per pooling, with the same seed, steps, batches and evaluation rows: the [CLS] rows are the baseline
 measured in the same run. Reports accuracy against the majority label (chance) and its noise bar, trial time, and
-writes ``results.json`` beside this file (with the processor) and a Markdown table to stdout.
+writes ``results.json`` beside this file (with the processor; after each task) and a Markdown table to stdout.
 
     .venv/bin/python bench/pooling/run.py [--tasks sst2 qnli rte boolq] [--steps 200] [--configs ...]
+    .venv/bin/python bench/pooling/run.py --table-only      # the table of results.json
 """
 
 from __future__ import annotations
@@ -98,17 +99,21 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--table-only", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
+    if args.table_only:
+        print(table(json.loads(args.out.read_text())["rows"]))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for task in args.tasks:
+        for task in args.tasks:  # written after each task, so a stopped run keeps the tasks it finished
             rows += run_task(task, args.configs, args.steps, args.eval_size, args.train_size, args.threads,
                              Path(scratch))
-    args.out.write_text(json.dumps({
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"processor": _processor(), "native_bf16": cpu_has_native_bf16(),
-                    "python": platform.python_version()},
-        "rows": rows}, indent=2))
+            args.out.write_text(json.dumps({
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                "machine": {"processor": _processor(), "native_bf16": cpu_has_native_bf16(),
+                            "python": platform.python_version()},
+                "rows": rows}, indent=2))
     print(table(rows))
 
 
