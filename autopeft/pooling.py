@@ -5,8 +5,8 @@ pooler (a dense layer and tanh, frozen in a PEFT trial). A sentence-transformers
 GTE ...) was trained to be read as the mean of its tokens instead, and says so in its folder (``modules.json`` and
 its Pooling module's ``config.json``). Read through [CLS] and a pooler its pretraining never used, such a model
 gives a frozen head almost nothing to learn from: on the bundled MiniLM, 150 steps at batch 16 on SST-2 leave a
-classifier head alone, and LoRA r=1 in one layer, at chance (0.509) with the [CLS] pooler, and reach 0.728 and
-0.745 on the mean (bench/README.md, "pooling"). ``model.pooling: auto`` (the default) therefore uses the pooling
+classifier head alone, and LoRA r=1 in one layer, at chance (0.509) with the [CLS] pooler, and reach 0.719 and
+0.740 on the mean (bench/README.md, "pooling"). ``model.pooling: auto`` (the default) therefore uses the pooling
 the model declares, and the transformers head where it declares none.
 
 ``mean`` keeps the model's own head class, so every method, the frozen-layer cache and export work unchanged: a
