@@ -38,9 +38,9 @@ the configuration in `config.yaml`.
 
 ```python
 from transformers import {model_class}
-
+{imports}
 base = {model_class}.from_pretrained("{base}"{head})
-{loading}
+{pooling}{loading}
 ```
 {extra}"""
 _QUANTISED = """
@@ -52,7 +52,8 @@ The head was trained reading the mean of the tokens (the pooling the base model 
 the first token that `{model_class}` reads by default: `apply_pooling(base, "mean")` above makes it read the same,
 and `autopeft.load_adapter(base, FOLDER)` does it by itself (it reads `autopeft_pooling.json`).
 """
-_POOLING_LINES = 'from autopeft.pooling import apply_pooling\n\nbase = apply_pooling(base, "mean")\n'
+_POOLING_IMPORT = "from autopeft.pooling import apply_pooling\n"
+_POOLING_LINE = 'base = apply_pooling(base, "mean")  # the head reads the tokens\' mean, as it was trained\n'
 _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
 (`{model_class}.from_pretrained("merged")`{pooled}).
@@ -114,8 +115,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
-        if read_pooling(target) == "mean":
-            loading = _POOLING_LINES + loading
+        mean_pooled = read_pooling(target) == "mean"
+        if mean_pooled:
             extra += _MEAN_POOLED.format(model_class=model_class)
         extra += write_eval_rows(target, spec, eval_rows, recorded=storage.EVAL_ROWS in study.user_attrs)
         if merged and method.mergeable and bits >= 16:
@@ -127,6 +128,7 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             number=record.number, search=study.study_name, article=_article(method.name), method=method.name,
             base=spec.model.name_or_path, task=spec.model.task, model_class=model_class,
             head="".join(f", {k}={head[k]!r}" for k in _README_HEAD_ARGUMENTS if k in head),
+            imports=_POOLING_IMPORT if mean_pooled else "", pooling=_POOLING_LINE if mean_pooled else "",
             loading=loading.replace("FOLDER", '"path/to/this/folder"'), extra=extra))
         exported.append(target)
         rows.append({"trial": record.number, "folder": target.name,
