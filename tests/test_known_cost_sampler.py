@@ -383,3 +383,78 @@ def test_where_the_data_say_little_the_metric_model_leans_to_chance():
     plain, centred = MetricModel(X, y), MetricModel(X, y, center=0.5)
     assert plain.predict(far)[0][0] > centred.predict(far)[0][0] + 0.04  # measured: 0.656 against 0.591
     assert centred.predict(X[:1])[0][0] == pytest.approx(0.8, abs=0.02)  # the data still speak where they are
+
+
+STANDARD_SPACE = {"name": "standard",
+                  "parameters": {"method": {"type": "categorical", "choices": ["lora", "ia3", "bitfit", "prefix"]},
+                                 "lora.r": {"type": "categorical", "choices": [4, 8], "when": {"method": "lora"}},
+                                 "lora.target_modules": {"type": "subset", "choices": ["query", "key", "value"],
+                                                         "when": {"method": "lora"}},
+                                 "prefix.prefix_length": {"type": "categorical", "choices": [5, 20],
+                                                          "when": {"method": "prefix"}},
+                                 "layers": {"type": "layers", "form": "top", "starts": [0, 3]},
+                                 "learning_rate": {"type": "categorical", "choices": [0.001, 0.003]}}}
+# The standard configurations this space can draw (autopeft/standard.py): LoRA r=8 on query/value at 1e-3, IA3 at
+# 3e-3 and BitFit at 1e-3, each in every layer; its prefix lengths leave out the standard prefix of 10.
+DRAWABLE = {"lora-r8-qv", "ia3", "bitfit"}
+
+
+def _start_up(tmp_path, constraints: list | None = None, standard_first: bool = True, baselines: tuple = ()):
+    from autopeft.baselines import _as_trial
+
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space=STANDARD_SPACE, sampler="known-cost",
+                                                    budget={"trials": 24, "steps_per_trial": 1},
+                                                    constraints=constraints or [])))
+    study = storage.create_search(storage.open_storage(spec.storage), "standard", spec, make_sampler(spec))
+    for name in baselines:  # as `autopeft baselines` stores one: the standard configuration, no parameters
+        study.add_trial(_as_trial(spec, name, TrialResult(0, ok=True, measurements={
+            "accuracy": 0.7, "trainable_params": 1000.0, "trainable_percent": 0.01})))
+    study.sampler.standard_first = standard_first
+    executor = ConstantExecutor()
+    controller = SearchController(study, spec, SearchSpace.from_dict(STANDARD_SPACE, 6, hidden_size=384), executor,
+                                  train_size=320)
+    while len(executor.trained) < study.sampler.n_startup:
+        assert controller._start_one()
+        controller._record(executor.wait()[0])
+    return spec, executor.trained, study
+
+
+def _standard_names(configs: list[dict]) -> list[str]:
+    from autopeft.standard import STANDARD
+
+    def same(config: dict, standard: dict) -> bool:
+        return config["method"] == standard["method"] and config["learning_rate"] == standard["learning_rate"] \
+            and config["layers"] == list(range(6)) and all(config[standard["method"]].get(k) == v
+                                                          for k, v in standard.get(standard["method"], {}).items()
+                                                          if k != "alpha_over_r")
+    return [next((name for name, s in STANDARD.items() if same(c, s)), "") for c in configs]
+
+
+def test_the_start_up_tries_the_standard_configurations_first_cheapest_first(tmp_path):
+    """In a wide space at a low fidelity most random points sit at chance; the standard points, at rates known to
+    work, come first, cheapest first (the front's cheap end), and then the start-up draws at random."""
+    spec, trained, study = _start_up(tmp_path)
+    names = _standard_names(trained)
+    assert set(names[:3]) == DRAWABLE and "" not in names[:3]
+    counted = [predict_cost(spec.model, 2, config)["trainable_params"] for config in trained[:3]]
+    assert counted == sorted(counted)
+    assert all(name == "" for name in names[3:])  # each standard point once, then random draws
+    # each trial says why it was tried (`search show`, the dashboard's trial view)
+    records = storage.trial_records(study, spec)
+    assert [r.standard or "" for r in sorted(records, key=lambda r: r.number)] == names
+
+
+def test_a_standard_point_breaking_a_constraint_or_trained_as_a_baseline_is_not_proposed(tmp_path):
+    (tmp_path / "constraint").mkdir()
+    spec, trained, _ = _start_up(tmp_path / "constraint")
+    lora = next(c for c, n in zip(trained, _standard_names(trained)) if n == "lora-r8-qv")
+    percent = predict_cost(spec.model, 2, lora)["trainable_percent"]
+    (tmp_path / "tight").mkdir()
+    _, trained, _ = _start_up(tmp_path / "tight", constraints=[{"name": "trainable_percent", "max": percent * 0.9}])
+    assert set(_standard_names(trained)[:2]) == {"ia3", "bitfit"} and "lora-r8-qv" not in _standard_names(trained)
+    (tmp_path / "baseline").mkdir()
+    _, trained, _ = _start_up(tmp_path / "baseline", baselines=("ia3",))
+    assert set(_standard_names(trained)[:2]) == {"lora-r8-qv", "bitfit"} and "ia3" not in _standard_names(trained)
+    (tmp_path / "random").mkdir()
+    _, trained, _ = _start_up(tmp_path / "random", standard_first=False)
+    assert set(_standard_names(trained)[:3]) != DRAWABLE

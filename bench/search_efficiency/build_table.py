@@ -64,7 +64,8 @@ class Table(NamedTuple):
 TABLES = {"sst2": Table("sst2", "space.yaml", "cls"), "qnli": Table("qnli", "space.yaml", "cls"),
           "uncertainty": Table("uncertainty", "space.yaml", "cls"),
           "sst2_wide": Table("sst2", "space_wide.yaml", "cls"), "qnli_wide": Table("qnli", "space_wide.yaml", "cls"),
-          "sst2_mean": Table("sst2", "space.yaml", "mean"), "qnli_mean": Table("qnli", "space.yaml", "mean")}
+          "sst2_mean": Table("sst2", "space.yaml", "mean"), "qnli_mean": Table("qnli", "space.yaml", "mean"),
+          "uncertainty_mean": Table("uncertainty", "space.yaml", "mean")}
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0
 TRAINING = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,

@@ -172,16 +172,22 @@ def chance_of(task: str) -> dict:
 
 def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float] | None = None,
            steps: int = 250, table: dict[str, Row] | None = None, capacity: int = 1,
-           warm_from: list | None = None, chance: bool = True) -> list[ReplayedTrial]:
+           warm_from: list | None = None, chance: bool = True,
+           sampler_options: dict | None = None) -> list[ReplayedTrial]:
     """One search, replayed; its trained trials in the order they finished (repeats answered from a twin spend
     no budget and are left out, as rejected proposals are). ``warm_from``: earlier searches' trials
     (autopeft.warm_start.SourceTrial) to start from, as ``warm_start`` does. ``chance``: store the task's chance
-    level in the study, as a real search does (False: the study without it, to measure what it changes)."""
+    level in the study, as a real search does (False: the study without it, to measure what it changes).
+    ``sampler_options``: attributes of the sampler set to other values than its defaults (a variant to measure)."""
     from build_table import load_space
 
     table = table or load_table(task)
     spec = replay_spec(task, sampler, seed, trials, rungs or [], steps)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    for option, value in (sampler_options or {}).items():
+        if not hasattr(study.sampler, option):
+            raise SystemExit(f"the {sampler} sampler has no option {option!r}")
+        setattr(study.sampler, option, value)
     if chance:
         study.set_user_attr(storage.CHANCE, chance_of(task))
     space = load_space(task)
