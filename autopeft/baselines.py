@@ -1,11 +1,11 @@
 """Standard configurations trained into a search, so "did the search beat the usual choices?" is in the data.
 
-The points are the standard configurations (autopeft/standard.py: LoRA r=8 on query/value, a Pfeiffer adapter of
-size 64, a prefix of 10, IA3, BitFit, full fine-tuning as the reference), each in every layer at its usual rate.
-They run through the search's own workers at the search's fidelity and are added to its study as finished trials
-(``optuna.trial.create_trial``; no parameters, since most of them lie outside the search's space) marked
-``baseline``: they spend none of the search's budget, never enter its Pareto front, and the dashboard draws them
-as stars.
+The points are the ones papers and practitioners reach for first (LoRA r=8 on query/value, a Pfeiffer adapter of
+size 64, a prefix of 10, IA3, BitFit, full fine-tuning as the reference), with the learning rates of the methods
+benchmark (``bench/methods``), in every layer. They run through the search's own workers at the search's fidelity
+and are added to its study as finished trials (``optuna.trial.create_trial``; no parameters, since most of them lie
+outside the search's space) marked ``baseline``: they spend none of the search's budget, never enter its Pareto
+front, and the dashboard draws them as stars.
 
 The comparison asks of each baseline whether a front trial matches or dominates it: at least its task metric
 at no more trainable parameters.
@@ -28,10 +28,18 @@ from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
 from autopeft.retrain import Run, run_all
 from autopeft.spec import SearchSpec
-from autopeft.standard import STANDARD
 from autopeft.storage import TrialRecord
 from autopeft.trial import TrialResult
 
+STANDARD: dict[str, dict[str, Any]] = {
+    "lora-r8-qv": {"method": "lora", "lora": {"r": 8, "alpha_over_r": 2.0, "target_modules": ["query", "value"]},
+                   "learning_rate": 1e-3},
+    "pfeiffer-64": {"method": "pfeiffer", "pfeiffer": {"bottleneck": 64}, "learning_rate": 1e-3},
+    "prefix-10": {"method": "prefix", "prefix": {"prefix_length": 10}, "learning_rate": 3e-3},
+    "ia3": {"method": "ia3", "learning_rate": 3e-3},
+    "bitfit": {"method": "bitfit", "learning_rate": 1e-3},
+    "full": {"method": "full", "learning_rate": 5e-5},
+}
 COST = "trainable_params"
 
 

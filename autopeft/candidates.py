@@ -32,8 +32,6 @@ class Candidate:
     # Set when the point is an early-stopped trial's configuration proposed again, to be trained to the end without
     # rungs (the number of that trial): a slow starter the rungs cut, that the model now believes in.
     finishes: int | None = None
-    # Set when the point is a standard configuration proposed at start-up (autopeft/standard.py): its name.
-    standard: str | None = None
 
 
 class _DrawingTrial:

@@ -288,8 +288,6 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
             detail = f"retry of trial {record.retry_of}" + (f": {detail}" if detail else "")
         if record.finishes is not None:
             detail = f"finishes early-stopped trial {record.finishes}: {detail}"
-        if record.standard:
-            detail = f"standard {record.standard}: {detail}"
         if record.baseline:
             detail = f"baseline {record.baseline}: {detail}"
         if record.probe:

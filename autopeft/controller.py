@@ -179,10 +179,6 @@ class SearchController:
                             "loosen the space's min_size/min_on rules")
         if finishes is not None:
             trial.set_user_attr(storage.FINISHES, finishes)
-        standard = getattr(self.study.sampler, "standard", None)
-        name = standard(trial._trial_id, proposal.config) if callable(standard) else None
-        if name is not None:
-            trial.set_user_attr(storage.STANDARD_START, name)
         request = TrialRequest(
             number=trial.number,
             config=proposal.config,

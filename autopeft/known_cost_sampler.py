@@ -20,12 +20,7 @@ time or memory when they are objectives — and scores each candidate with its e
    unknown objective and one known cost it is exact: expected improvements over the front's step at the
    candidate's own cost.
 
-The first proposals (``n_startup``) are the start-up design: the standard configurations the space can draw
-(autopeft/standard.py: LoRA r=8 on query/value, IA3, BitFit, ... each in every layer at its usual rate), cheapest
-first, then random feasible candidates, each of a method not tried yet. A tool's default configuration is where
-SMAC starts too: in a wide space at a low fidelity most random points sit at chance (a QNLI search at 128 steps:
-21 of 24), while the standard points, at rates known to work, are the ones most likely to learn, and the model
-and the front's neighbours start from them. The sampler proposes in ``before_trial`` (it
+The first proposals (``n_startup``) are random feasible candidates. The sampler proposes in ``before_trial`` (it
 picks a whole point) and answers the space's define-by-run draws from it in ``sample_independent``; a draw it did
 not foresee (a trial queued with fixed parameters, a sampler used outside the controller) falls back to random.
 """
@@ -35,7 +30,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,7 +47,6 @@ from autopeft.pick import as_losses
 from autopeft.scheduler import goes_on, nondominated_ranks, rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
-from autopeft.standard import STANDARD
 from autopeft.transfer import MIN_PAIRS, Transfer, fit_transfer
 
 if TYPE_CHECKING:
@@ -69,8 +62,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, spec: SearchSpec, seed: int | None = None, *, n_startup: int = 8, draws: int = 128,
                  new_per_proposal: int = 32, neighbours: int = 16, counting_seconds: float | None = 0.8,
-                 rungs_as_data: bool = True, es_aware: bool = True, finish_stopped: bool = True,
-                 standard_first: bool = True):
+                 rungs_as_data: bool = True, es_aware: bool = True, finish_stopped: bool = True):
         self.spec = spec
         self.n_startup = n_startup
         self.draws = draws
@@ -80,7 +72,6 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self.rungs_as_data = rungs_as_data
         self.es_aware = es_aware
         self.finish_stopped = finish_stopped
-        self.standard_first = standard_first
         self._rng = np.random.default_rng(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._space: SearchSpace | None = None
@@ -89,9 +80,6 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self._pool: dict[str, Candidate] = {}
         self._refused: set[str] = set()  # invalid, unbuildable or infeasible: never a candidate
         self._drafts: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # drawn, not yet counted
-        # the standard points the space draws, cheapest first: (pool key, the key a baseline of it is stored under,
-        # its name)
-        self._standard: list[tuple[str, str, str]] | None = None
         self._chosen: dict[int, Candidate] = {}  # trial id -> the candidate proposed for it, until it is told
         self._models: dict[str, MetricModel] = {}  # last fit per objective, to start the next fit from
         self._source_rows: list[tuple[Any, SourceTrial]] = []  # warm start: earlier searches' trials, as leaves
@@ -173,8 +161,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         if at_random:
             tried = {t.user_attrs[storage.CONFIG].get("method") for t in others} | {c.config.get("method")
                                                                                    for c in running}
-            standard = self._next_standard(seen, self._reference_keys(trials))
-            return standard if standard is not None else self._random_feasible(seen, tried)
+            return self._random_feasible(seen, tried)
         # Late in a search the pool has grown over many proposals; a few new points a proposal are enough then.
         left = self.spec.budget.trials - sum(storage.counts_against_budget(t) for t in trials)
         self._grow(observed, wanted=max(8, 4 * left))
@@ -190,14 +177,6 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         (the controller asks, and sends the trial so), or None for a new configuration."""
         chosen = self._chosen.get(trial_id)
         return chosen.finishes if chosen is not None else None
-
-    def standard(self, trial_id: int, config: dict[str, Any]) -> str | None:
-        """The name of the standard configuration this trial trains (``config``: what the space drew for it), when
-        the start-up proposed one; the controller marks the trial with it, so a user sees why it was tried."""
-        chosen = self._chosen.get(trial_id)
-        if chosen is None or chosen.standard is None or config_key(chosen.config) != config_key(config):
-            return None
-        return chosen.standard
 
     def _finishable(self, trials: list[FrozenTrial], running: list[Candidate]) -> list[Candidate]:
         """Early-stopped configurations that no trial has finished, as candidates to train to the end.
@@ -311,33 +290,6 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         return survival
 
     # -- helpers ----------------------------------------------------------------------------------------------
-
-    def _next_standard(self, seen: set[str], references: set[str]) -> Candidate | None:
-        """The cheapest standard configuration of the space (autopeft/standard.py) that no trial has trained yet
-        (nor ``references``: the configurations of the study's baselines and probe runs, as they stored them), or
-        None. Each is counted once, as any candidate: one that breaks a constraint is never proposed."""
-        if not self.standard_first:
-            return None
-        if self._standard is None:
-            self._standard = []
-            for name, config in STANDARD.items():
-                params = self._space.params_for(config)
-                if params is None:  # a method or value this space does not draw
-                    continue
-                proposal = self._space.suggest(optuna.trial.FixedTrial(params))
-                key = config_key(proposal.config)
-                if proposal.rejection is None and key not in self._refused \
-                        and (key in self._pool or self._count(key, params, proposal.config)):
-                    self._standard.append((key, config_key(config), name))
-            self._standard.sort(key=lambda keys: self._pool[keys[0]].costs.get(_LEAVES_COST, math.inf))
-        return next((replace(self._pool[key], standard=name) for key, stored, name in self._standard
-                     if key not in seen and stored not in references), None)
-
-    @staticmethod
-    def _reference_keys(trials: list[FrozenTrial]) -> set[str]:
-        """The configurations of the study's baselines and probe runs, as they stored them."""
-        return {config_key(t.user_attrs[storage.CONFIG]) for t in trials
-                if storage.is_reference(t) and storage.CONFIG in t.user_attrs}
 
     def _random_feasible(self, seen: set[str], tried: set[str | None]) -> Candidate | None:
         """A random start-up proposal: drawing is cheap and counting is not, so the start-up phase draws its share

@@ -51,7 +51,6 @@ RUNGS = "rungs"  # early stopping: [[step, {objective: value}], ...] at each run
 STOPPED_AT = "stopped_at"  # the rung step where early stopping ended the trial (told as PRUNED)
 FINISHES = "finishes"  # an early-stopped trial's configuration trained again to the end, no rungs: that trial's number
 BASELINE = "baseline"  # a standard configuration trained for comparison: outside the budget and the front
-STANDARD_START = "standard"  # a start-up proposal that is a standard configuration (autopeft/standard.py): its name
 PROBE = "probe"  # on a trial: a learnability-probe run {"reference", "steps"} (autopeft/probe.py), outside both too;
 # with "seed" where it repeats its rung's run with another seed;
 # on the study: the probe's decision {"chosen", "reason", "seconds", "rungs"}
@@ -313,7 +312,6 @@ class TrialRecord:
     finishes: int | None = None  # the early-stopped trial whose configuration it trained to the end
     pareto: bool = False
     baseline: str | None = None  # the standard configuration's name (autopeft.baselines)
-    standard: str | None = None  # a search trial proposed as a standard configuration at start-up: its name
     rungs: list[list[Any]] = field(default_factory=list)
     stopped_at: int | None = None
     confirmation: dict[str, Any] | None = None
@@ -367,7 +365,6 @@ def trial_records(study: optuna.Study, spec: SearchSpec) -> list[TrialRecord]:
             duration_s=duration,
             retry_of=attrs.get(RETRY_OF),
             finishes=attrs.get(FINISHES),
-            standard=attrs.get(STANDARD_START),
             baseline=attrs.get(BASELINE) or None,
             rungs=attrs.get(RUNGS, []),
             stopped_at=attrs.get(STOPPED_AT),

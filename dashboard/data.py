@@ -37,7 +37,7 @@ BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
 # Attributes read for every trial; the loss curve is read only for the one trial being looked at.
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
                storage.REJECTED, storage.INTERRUPTED, storage.DUPLICATE, storage.RETRY_OF, storage.VIOLATIONS,
-               BASELINE, storage.PROBE, storage.WARM_START, storage.FINISHES, storage.STANDARD_START)
+               BASELINE, storage.PROBE, storage.WARM_START, storage.FINISHES)
 _STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
 _JOINED = storage.JOINED  # prefix of the study attributes of controllers that joined a running search
 _OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
@@ -276,7 +276,7 @@ def trial_columns(spec: SearchSpec) -> list[str]:
     return ["trial_id", "number", "state", "start", "complete", "duration_s", "method", "configuration", "layers",
             "n_layers", "modules", *_OPTION_COLUMNS.values(), "size", "learning_rate", *MEASUREMENTS,
             "feasible", "baseline", "probe", "fail_reason", "worker", "adapter_dir", "retry_of", "finishes",
-            "standard", "warm_start", "execution", "config"]
+            "warm_start", "execution", "config"]
 
 
 def _execution(execution: dict[str, Any] | None) -> str:
@@ -343,7 +343,6 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
         "fail_reason": attrs.get(storage.FAIL_REASON), "worker": attrs.get(storage.WORKER) or "",
         "adapter_dir": attrs.get(storage.ADAPTER_DIR), "retry_of": attrs.get(storage.RETRY_OF),
         "finishes": attrs.get(storage.FINISHES),
-        "standard": attrs.get(storage.STANDARD_START),
         "warm_start": _warm_origin(attrs.get(storage.WARM_START)),
         "execution": _execution(attrs.get(storage.EXECUTION)),
         "config": json.dumps(config, sort_keys=True),

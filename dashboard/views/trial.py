@@ -59,8 +59,6 @@ def render(ctx: Context) -> None:
     if pd.notna(row.get("finishes")):
         lines.append(f"- finishes early-stopped trial {int(row['finishes'])}: trained again to the end, without "
                      "rungs, because the rung that stopped it would keep it now")
-    if row.get("standard"):
-        lines.append(f"- start-up: the standard configuration {row['standard']}, tried before random points")
     if row.get("warm_start"):  # an earlier search's trial, or the probe run whose reference learned
         lines.append(f"- queued first: re-trains {row['warm_start']} on this task")
     st.markdown("\n".join(lines))
