@@ -356,6 +356,43 @@ def test_proposal_latency_on_the_full_space(tmp_path):
     assert sampler._models and max(seconds[-4:]) < 2.0, seconds[-4:]
 
 
+def test_the_pool_grows_by_neighbours_of_the_front_as_well_as_at_random(tmp_path):
+    """Each model-based proposal adds neighbours of the front's points (a few values changed) besides random
+    draws. Random draws rarely fail, so drawn first they used to fill every proposal's quota, and the
+    neighbourhood of the configurations that learn was never searched."""
+    space = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), 6, hidden_size=384)
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space="full", sampler="known-cost")))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    sampler = study.sampler
+    sampler.counting_seconds = None  # by count, not by the clock: the suite's other worker may load the machine
+
+    def predict(config):
+        try:
+            return predict_cost(spec.model, 2, config)
+        except (ValueError, TypeError, KeyError) as exc:
+            return str(exc)
+
+    sampler.bind(space, predict)
+    while not study.get_trials(states=[TrialState.COMPLETE]):
+        trial = study.ask()
+        proposal = space.suggest(trial)
+        costs = None if proposal.rejection else predict(proposal.config)
+        if isinstance(costs, dict) and len(trial.params) >= 8:  # a point with enough values to keep most of
+            study.tell(trial, [0.7, costs["trainable_params"]])
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+    observed = study.get_trials(states=[TrialState.COMPLETE])
+    base = observed[0].params
+    sampler._grow(observed, wanted=48)
+
+    def changed(params: dict) -> int:
+        return sum(params.get(name) != base.get(name) for name in set(params) | set(base))
+
+    near = [c for c in sampler._pool.values() if changed(c.params) <= 3]
+    assert len(near) >= sampler.neighbours // 2, [changed(c.params) for c in sampler._pool.values()]
+    assert len(sampler._pool) - len(near) >= sampler.new_per_proposal // 2  # and the random draws still come
+
+
 def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
     """A log-scaled rank from 1 to 1000: about a third of the draws in each decade, as Optuna's own sampler gives."""
     import numpy as np
