@@ -41,6 +41,7 @@ from scipy.special import ndtr
 from autopeft import storage
 from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
 from autopeft.candidates import Candidate, config_key, draw
+from autopeft.chance import ChanceLevel
 from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations
 from autopeft.metric_model import FIDELITY, Encoder, MetricModel, leaves
 from autopeft.pick import as_losses
@@ -85,6 +86,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         self._source_rows: list[tuple[Any, SourceTrial]] = []  # warm start: earlier searches' trials, as leaves
         self.transfers: dict[str, Transfer] = {}  # warm start: the last prior per objective, with its weight
         self._chance: dict[str, float] | None = None  # the constant prediction's metrics, read from the study once
+        self._chance_level: ChanceLevel | None = None  # the same with its eval examples: one trial's noise margin
         names = spec.objective_names
         self._known = [i for i, name in enumerate(names) if name in KNOWN_BEFORE_TRAINING]
         self._unknown = [i for i, name in enumerate(names) if name not in KNOWN_BEFORE_TRAINING]
@@ -126,7 +128,9 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         if self._space is None or trial.system_attrs.get("fixed_params"):
             return
         if self._chance is None:  # stored by the search before its controller starts (autopeft/search.py)
-            self._chance = (study.user_attrs.get(storage.CHANCE) or {}).get("metrics", {})
+            stored = study.user_attrs.get(storage.CHANCE) or {}
+            self._chance = stored.get("metrics", {})
+            self._chance_level = ChanceLevel.from_json(stored)
         candidate = self.propose(study.get_trials(deepcopy=False), trial.number)
         if candidate is not None:
             self._chosen[trial._trial_id] = candidate
@@ -340,7 +344,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         while self._drafts and time.perf_counter() - start <= budget:
             key = next(iter(self._drafts))
             self._count(key, *self._drafts.pop(key))
-        bases = [t.params for t in self._best(observed)]
+        bases = [t.params for t in self._best(self._learned(observed) or observed)]
         near = min(wanted, self.neighbours) if bases else 0
         added = self._add_drawn(near, 4 * near, start + budget / 2, bases)
         self._add_drawn(min(wanted, self.new_per_proposal + near) - added, self.draws, start + budget, [])
@@ -366,6 +370,21 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
             self._drafts.pop(key, None)
             added += self._count(key, params, config)
         return added
+
+    def _learned(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:
+        """The trials whose task metrics all clear the chance level by one trial's noise margin (the binomial
+        margin for accuracy; none is known for other metrics, so there strictly above chance). Neighbours are
+        drawn around the front of these: on a task most configurations do not learn at the search's fidelity, the
+        cheap end of the whole front is points at chance, and a neighbour of noise is noise (QNLI at 128 steps: the
+        first neighbours were of LoKr and VeRA points at chance, the later ones, of the LoRA that learned, learned
+        too). Empty where the search stored no chance level."""
+        names = self.spec.objective_names
+        checks = [(i, gain, (self._chance_level.margin(names[i], 1) or 0.0) if self._chance_level else 0.0)
+                  for i in self._unknown if (gain := self._chance_gain(i)) is not None]
+        if not checks:
+            return []
+        return [t for t in observed if all(self._objective_gains(i, [t.values[i]])[0] > gain + margin + 1e-12
+                                           for i, gain, margin in checks)]
 
     def _best(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:
         """The observed trials on the (unconstrained) front: the bases of the neighbours."""
