@@ -6,9 +6,10 @@ spend their model on them. This one models only the objectives that are unknown 
 time or memory when they are objectives — and scores each candidate with its exact known cost:
 
 1. **Candidates** are points of the space itself (autopeft/candidates.py: conditional parameters, per-method
-   variants and rules included), drawn at random and as neighbours of the current front, each counted once on the
-   meta device and kept in a pool. A candidate whose known costs break a constraint, or that cannot be built, never
-   enters the pool, so it is never proposed; nor is a configuration the search has already trained or is training.
+   variants and rules included), drawn at random and as neighbours of the front of the trials that cleared
+   chance, each counted once on the meta device and kept in a pool. A candidate whose known costs break a
+   constraint, or that cannot be built, never enters the pool, so it is never proposed; nor is a configuration the
+   search has already trained or is training.
 2. **The model** (autopeft/metric_model.py) is a Gaussian process per unknown objective over the configuration,
    with the log of each known cost as an input. Values early-stopped and completed trials reported at their rungs
    are observations too, with the fraction of the steps as an input, predicted at the full steps: a stopped trial
