@@ -312,6 +312,17 @@ def test_a_real_search_with_the_known_cost_sampler(tmp_path):
     assert len(complete) == 3 and len({str(t.user_attrs[storage.CONFIG]) for t in complete}) == 3
 
 
+def _counting(spec):
+    """The costs known before training, as the controller gives them to the sampler: counted on the meta device,
+    or why the configuration cannot be built."""
+    def predict(config):
+        try:
+            return predict_cost(spec.model, 2, config)
+        except (ValueError, TypeError, KeyError) as exc:
+            return str(exc)
+    return predict
+
+
 def test_proposal_latency_on_the_full_space(tmp_path):
     """Model-based proposals on search_spaces/full.yaml, each counting its new candidates on the meta device and
     refitting the model, take under the 2 s allowed (bench/search_efficiency/latency.py measures 200 trials)."""
@@ -323,11 +334,7 @@ def test_proposal_latency_on_the_full_space(tmp_path):
     sampler = study.sampler
     sampler.n_startup = 4
 
-    def predict(config):
-        try:
-            return predict_cost(spec.model, 2, config)
-        except (ValueError, TypeError, KeyError) as exc:
-            return str(exc)
+    predict = _counting(spec)
 
     sampler.bind(space, predict)
     seconds = []
@@ -369,11 +376,7 @@ def test_the_pool_grows_by_neighbours_of_what_learned_as_well_as_at_random(tmp_p
     sampler = study.sampler
     sampler.counting_seconds = None  # by count, not by the clock: the suite's other worker may load the machine
 
-    def predict(config):
-        try:
-            return predict_cost(spec.model, 2, config)
-        except (ValueError, TypeError, KeyError) as exc:
-            return str(exc)
+    predict = _counting(spec)
 
     sampler.bind(space, predict)
     drawn = []  # two buildable points of two methods, with enough values to keep most of, and different costs
