@@ -19,7 +19,8 @@ time or memory when they are objectives — and scores each candidate with its e
    average of what was trained.
 3. **The acquisition** (autopeft/acquisition.py) is the expected hypervolume improvement over the front. For one
    unknown objective and one known cost it is exact: expected improvements over the front's step at the
-   candidate's own cost.
+   candidate's own cost. A task metric's improvement is measured from its chance level plus one trial's noise
+   margin: a configuration at chance adds nothing to the front, however cheap.
 
 The first proposals (``n_startup``) are random feasible candidates. The sampler proposes in ``before_trial`` (it
 picks a whole point) and answers the space's define-by-run draws from it in ``sample_independent``; a draw it did
@@ -379,13 +380,11 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         cheap end of the whole front is points at chance, and a neighbour of noise is noise (QNLI at 128 steps: the
         first neighbours were of LoKr and VeRA points at chance, the later ones, of the LoRA that learned, learned
         too). Empty where the search stored no chance level."""
-        names = self.spec.objective_names
-        checks = [(i, gain, (self._chance_level.margin(names[i], 1) or 0.0) if self._chance_level else 0.0)
-                  for i in self._unknown if (gain := self._chance_gain(i)) is not None]
+        checks = [(i, bar) for i, bar in zip(self._unknown, self._chance_bars(), strict=True) if bar is not None]
         if not checks:
             return []
-        return [t for t in observed if all(self._objective_gains(i, [t.values[i]])[0] > gain + margin + 1e-12
-                                           for i, gain, margin in checks)]
+        return [t for t in observed if all(self._objective_gains(i, [t.values[i]])[0] > bar + 1e-12
+                                           for i, bar in checks)]
 
     def _best(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:
         """The observed trials on the (unconstrained) front: the bases of the neighbours."""
@@ -472,9 +471,33 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         return -as_losses(np.array(values, dtype=float).reshape(-1, 1), [name], [self._signs[objective]])[:, 0]
 
     def _reference(self, unknown: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """The reference point, unknown objectives first: a little below the worst observed value of each unknown
-        objective and the worst known cost among the candidates and observed trials."""
+        """The reference point, unknown objectives first: for a task metric with a stored chance level, that level
+        plus one trial's noise margin (``_learned``'s bar); otherwise a little below the worst observed value of
+        each unknown objective; and the worst known cost among the candidates and observed trials.
+
+        Why the chance bar: with the reference below the worst observed value, every candidate cheaper than the
+        front's cheapest point earned a sure improvement, its predicted score at chance minus the reference times
+        its width of cost, whether it could learn or not. On a task most configurations do not learn at the
+        search's fidelity, that sure part ranked tiny LoKr, VeRA and prompt points at chance above the
+        configurations that might learn. A point at chance is worth nothing, whatever it costs: measured from the
+        chance bar, only the chance of learning something earns improvement."""
         def below_worst(gains: np.ndarray) -> np.ndarray:
             low, high = gains.min(axis=0), gains.max(axis=0)
             return low - 0.1 * np.maximum(high - low, 1e-9)
-        return np.concatenate([below_worst(unknown), below_worst(known)])
+        metric = below_worst(unknown)
+        for column, bar in enumerate(self._chance_bars()):
+            if bar is not None:
+                metric[column] = bar
+        return np.concatenate([metric, below_worst(known)])
+
+    def _chance_bars(self) -> list[float | None]:
+        """Per unknown objective, in ``_unknown``'s order: its chance level as a gain plus one trial's noise margin
+        (the binomial margin for accuracy, none known for other metrics), or None where no chance level is
+        stored (time, memory; a study without one)."""
+        names = self.spec.objective_names
+        bars: list[float | None] = []
+        for i in self._unknown:
+            gain = self._chance_gain(i)
+            margin = (self._chance_level.margin(names[i], 1) or 0.0) if self._chance_level else 0.0
+            bars.append(None if gain is None else gain + margin)
+        return bars

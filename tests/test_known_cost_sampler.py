@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from autopeft import storage
 from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
+from autopeft.chance import ChanceLevel
 from autopeft.controller import SearchController
 from autopeft.cost import predict_cost
 from autopeft.known_cost_sampler import KnownCostSampler
@@ -291,7 +293,6 @@ def test_start_up_proposals_try_every_method_before_any_twice(tmp_path, seed):
 
 
 def test_exact_improvement_agrees_with_sampling():
-    import numpy as np
 
     rng = np.random.default_rng(0)
     front = np.array([[0.8, -5.0], [0.7, -4.0], [0.6, -3.5]])  # (accuracy, -log10 params)
@@ -407,9 +408,36 @@ def test_the_pool_grows_by_neighbours_of_what_learned_as_well_as_at_random(tmp_p
     assert len(pool) - len(near_learned) >= sampler.new_per_proposal // 2  # and the random draws still come
 
 
+def test_improvement_is_measured_from_the_chance_bar_so_a_cheap_point_at_chance_earns_nothing(tmp_path):
+    """The acquisition's reference for a task metric is its chance level plus one trial's margin. Measured from
+    below the worst observed value instead, a candidate cheaper than the front earned a sure improvement for its
+    predicted score at chance, so tiny configurations that cannot learn outranked ones that might."""
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, sampler="known-cost")))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    stored = {"metrics": {"accuracy": 0.5}, "examples": 400, "predicts": "always '1'"}
+    sampler = study.sampler
+    sampler._chance, sampler._chance_level = stored["metrics"], ChanceLevel.from_json(stored)  # as before_trial reads
+    observed = np.array([[0.45], [0.8]])  # the worst trial read below chance (noise), one learned
+    costs = -np.log10(np.array([[3_000.0], [300_000.0], [1e6]]))  # gains: fewer parameters is better
+    bar = 0.5 + sampler._chance_level.margin("accuracy", 1)
+    reference = sampler._reference(observed, costs)
+    assert reference[0] == pytest.approx(bar) and reference[1] < costs.min()
+
+    front = np.array([[0.8, -np.log10(300_000.0)]])
+    at_chance = (np.array([0.5]), np.array([0.005]), np.array([-np.log10(300.0)]))  # tiny and sure to learn nothing
+    might_learn = (np.array([0.6]), np.array([0.05]), np.array([-np.log10(30_000.0)]))  # 100 times its size
+    from_bar = [ehvi_one_predicted(*c, front, reference)[0] for c in (at_chance, might_learn)]
+    assert from_bar[0] < 1e-6 < from_bar[1]
+    below_worst = np.array([0.45 - 0.1 * 0.35, reference[1]])  # before: chance earned 0.085 a decade, for sure
+    old = [ehvi_one_predicted(*c, front, below_worst)[0] for c in (at_chance, might_learn)]
+    assert old[0] > old[1]
+
+    no_chance = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec)).sampler
+    assert no_chance._reference(observed, costs)[0] == pytest.approx(0.45 - 0.1 * 0.35)  # where none is stored
+
+
 def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
     """A log-scaled rank from 1 to 1000: about a third of the draws in each decade, as Optuna's own sampler gives."""
-    import numpy as np
 
     from autopeft.candidates import _DrawingTrial
 
@@ -423,7 +451,6 @@ def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
 def test_where_the_data_say_little_the_metric_model_leans_to_chance():
     """A task metric's model is centred on its chance level: a configuration unlike every one trained is expected
     to learn nothing, not to score the average of what was trained."""
-    import numpy as np
 
     from autopeft.metric_model import MetricModel
 

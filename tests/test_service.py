@@ -59,10 +59,16 @@ def service(tmp_path_factory):
     port = _free_port()
     storage = f"sqlite:///{tmp / 'service.db'}"
     log = open(tmp / "serve.log", "w")
+    # A home where Ray never ran, as on a fresh machine: no ~/.ray/auth_token, which `ray start` in token mode
+    # needs and, unlike ray.init, does not make.
+    home = tmp / "home"
+    home.mkdir()
+    environment = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     process = subprocess.Popen(
         [sys.executable, "-m", "autopeft.cli", "serve", "--storage", storage, "--root", str(tmp / "root"),
          "--port", str(port), "--cpus", "2", "--token", TOKEN],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp)
+        stdout=log, stderr=subprocess.STDOUT, env={**environment, "HF_HUB_OFFLINE": "1", "HOME": str(home)},
+        cwd=tmp)
     service = Service(f"http://127.0.0.1:{port}", storage, tmp / "root")
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
@@ -73,6 +79,7 @@ def service(tmp_path_factory):
                 break
         except OSError:
             time.sleep(1)
+    assert (home / ".ray" / "auth_token").is_file()  # the service made Ray's token where there was none
     yield service
     process.terminate()
     process.wait(timeout=90)

@@ -82,9 +82,11 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         raise UserError("the `ray` command is not installed; pip install 'ray[default]'")
     port, dashboard = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="autopeft-ray-", suffix=".log", delete=False)
-    # Token authentication on, as Ray sets it for the clusters ray.init starts; the head makes a token if there is
-    # none, and this process, the jobs' drivers and their workers (which inherit the variable) send it.
+    # Token authentication on, as Ray sets it for the clusters ray.init starts; this process, the jobs' drivers and
+    # their workers (which inherit the variable) send the token.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ["RAY_AUTH_MODE"] == "token":
+        _ensure_token(ray)
     # No drain on SIGTERM: the head goes when the service goes (Ray would otherwise wait for its node to drain, a
     # pause meant for serving replicas on a shared cluster).
     environment = {**os.environ, "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S), "RAY_USAGE_STATS_ENABLED": "0",
@@ -113,6 +115,21 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         if process.poll() is None:
             _stop_jobs(url)
         _end_session(process)
+
+
+def _ensure_token(ray: str) -> None:
+    """Make Ray's token where there is none. ``ray.init`` makes one for the cluster it starts, but ``ray start``
+    in token mode refuses to start without one ("no authentication token was found"), so on a machine where Ray
+    never ran the service's head would not start. ``ray get-auth-token --generate`` writes ``~/.ray/auth_token``,
+    where every later Ray process looks; a token given by environment is left as it is."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        return
+    made = subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, text=True)
+    if made.returncode != 0 or not (Path.home() / ".ray" / "auth_token").is_file():
+        raise UserError(f"could not make Ray's authentication token (ray get-auth-token --generate): "
+                        f"{(made.stderr or made.stdout).strip()[-500:]}; make one with that command, or set "
+                        f"RAY_AUTH_MODE=disabled for a private cluster")
 
 
 def _stop_jobs(url: str, timeout_s: float = STOP_GRACE_S + 15) -> None:
