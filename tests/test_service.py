@@ -4,6 +4,7 @@ its export downloads as a zip; bad specs get the command line's errors and start
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -176,17 +177,47 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     print(f"launch to first trial running: {first_trial_s:.1f} s")
 
 
+@contextlib.contextmanager
+def _a_later_ray_cluster():
+    """Another `ray start` cluster on the machine, started after the service's (a colleague's, a second service):
+    in the shared temp dir it rewrites /tmp/ray/ray_current_cluster, the address Ray hands job drivers there, and
+    it holds a token of its own, so a service job sent to it is refused."""
+    import secrets
+    import shutil
+
+    from autopeft.service.cluster import _end_session, free_port
+
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    environment = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    process = subprocess.Popen(
+        [ray, "start", "--head", f"--port={free_port()}", "--include-dashboard=false", "--num-cpus=1",
+         "--disable-usage-stats", "--block"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        current = Path("/tmp/ray/ray_current_cluster")
+        started = time.time()
+        while not (current.is_file() and current.stat().st_mtime >= started - 1):
+            assert process.poll() is None and time.monotonic() < deadline, "the other cluster did not start"
+            time.sleep(0.5)
+        yield
+    finally:
+        _end_session(process)
+
+
 def test_the_readme_demo_launches_in_the_services_places(service):
-    """The bundled demo from the service: its storage and output folder become the service's own; stopped at once."""
+    """The bundled demo from the service: its storage and output folder become the service's own; stopped at once.
+    Launched while another Ray cluster, started later, runs beside the service: the job still joins the service's."""
     status, job = service.call("POST", "/api/searches", {"example": "nope"})
     assert status == 400 and "sst2" in job["error"]
-    status, job = service.call("POST", "/api/searches", {"example": "sst2", "name": "demo"})
-    assert status == 201, job
+    with _a_later_ray_cluster():
+        status, job = service.call("POST", "/api/searches", {"example": "sst2", "name": "demo"})
+        assert status == 201, job
+        service.wait("demo", lambda s: s["search"] is not None and s["search"]["running"] >= 1)
     admitted = yaml.safe_load((service.root / "specs" / "demo.yaml").read_text())
     assert admitted["output_dir"] == str((service.root / "runs").resolve())
     assert admitted["data"]["train"] == str(ROOT / "examples" / "data" / "sst2" / "train.tsv")
     assert yaml.safe_load((ROOT / "examples" / "sst2.yaml").read_text())["storage"] != service.storage
-    service.wait("demo", lambda s: s["search"] is not None and s["search"]["running"] >= 1)
 
     # The job's process killed outright (no SIGTERM to catch): the job fails, the search reads as interrupted
     # (its controller is gone), and a resume job is accepted and recovers it.

@@ -97,9 +97,14 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
     own_ports = [f"--{option}={free_port()}" for option in (
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
         "ray-client-server-port")]
+    # A temp dir of its own. Ray hands each job's driver the address in TEMP_DIR/ray_current_cluster, a file every
+    # cluster started on the machine rewrites: in the shared /tmp/ray, a search started after the service (its
+    # private Ray) took the service's next jobs to that cluster (refused there for another token, or run there).
+    own_temp = tempfile.mkdtemp(prefix="autopeft-ray-")
     process = subprocess.Popen(
         [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-         "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", *own_ports, "--block"],
+         "--include-dashboard=true", f"--num-cpus={num_cpus}", "--disable-usage-stats", f"--temp-dir={own_temp}",
+         *own_ports, "--block"],
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     log.close()  # the head writes through its own copy of the descriptor; the file stays for the error messages
     url = f"http://127.0.0.1:{dashboard}"
@@ -115,6 +120,7 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         if process.poll() is None:
             _stop_jobs(url)
         _end_session(process)
+        shutil.rmtree(own_temp, ignore_errors=True)
 
 
 def _ensure_token(ray: str) -> None:
