@@ -50,11 +50,14 @@ def use_ray_token() -> None:
     Ray (2.60) turns token authentication on for a cluster whose head finds a token (``~/.ray/auth_token``,
     ``RAY_AUTH_TOKEN``), but its job client sends the token only when ``RAY_AUTH_MODE=token`` is set; ``ray.init``
     makes the same inference for the processes it starts. An explicit RAY_AUTH_MODE is left as it is."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
-            (Path.home() / ".ray" / "auth_token").is_file():
+    if "RAY_AUTH_MODE" not in os.environ and _token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _token_available() -> bool:
+    """Whether Ray finds a token: given by environment, or in ``~/.ray/auth_token``."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
 
 
 def wait_for_job_server(url: str, timeout_s: float = READY_TIMEOUT_S, alive=lambda: True) -> None:
@@ -98,8 +101,9 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
         "ray-client-server-port")]
     # A temp dir of its own. Ray hands each job's driver the address in TEMP_DIR/ray_current_cluster, a file every
-    # cluster started on the machine rewrites: in the shared /tmp/ray, a search started after the service (its
-    # private Ray) took the service's next jobs to that cluster (refused there for another token, or run there).
+    # `ray start` on the machine rewrites: in the shared /tmp/ray, a cluster started after the service's (a second
+    # service, a dashboard that launches searches, a colleague's) took the service's next jobs (refused there for
+    # another token, or run there).
     own_temp = tempfile.mkdtemp(prefix="autopeft-ray-")
     process = subprocess.Popen(
         [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
@@ -128,11 +132,10 @@ def _ensure_token(ray: str) -> None:
     in token mode refuses to start without one ("no authentication token was found"), so on a machine where Ray
     never ran the service's head would not start. ``ray get-auth-token --generate`` writes ``~/.ray/auth_token``,
     where every later Ray process looks; a token given by environment is left as it is."""
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
-            (Path.home() / ".ray" / "auth_token").is_file():
+    if _token_available():
         return
     made = subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, text=True)
-    if made.returncode != 0 or not (Path.home() / ".ray" / "auth_token").is_file():
+    if made.returncode != 0 or not _token_available():
         raise UserError(f"could not make Ray's authentication token (ray get-auth-token --generate): "
                         f"{(made.stderr or made.stdout).strip()[-500:]}; make one with that command, or set "
                         f"RAY_AUTH_MODE=disabled for a private cluster")
