@@ -512,16 +512,23 @@ class Search:
         self.refresh()
         return [row for row in compare(self.records, self.spec, self.noise) if row["baseline"] in names]
 
-    def confirm(self, trials: Sequence[int] = (), *, picks: Sequence[str] = (), seeds: int = 3,
-                steps: int | None = None, executor: str = "ray", on_result: Callable | None = None,
+    def confirm(self, trials: Sequence[int] = (), *, picks: Sequence[str] = (), near_chance: bool = False,
+                seeds: int = 3, steps: int | None = None, executor: str = "ray", on_result: Callable | None = None,
                 on_start: Callable[[list[TrialRecord]], None] | None = None) -> dict[int, dict[str, Any]]:
         """Retrain chosen trials (default: the whole front) with new seeds; store and return mean ± std per trial.
-        ``on_start`` hears which trials were chosen, ``on_result`` each run as it finishes."""
-        from autopeft.confirm import confirm_trials, select
+        ``near_chance``: the front points just above chance, as a search retrains them at its end. ``on_start``
+        hears which trials were chosen, ``on_result`` each run as it finishes."""
+        from autopeft.confirm import confirm_trials, near_chance_points, select
 
-        if trials and picks:
-            raise UserError("trials and picks: give one or the other")
-        if trials:
+        if sum(map(bool, (trials, picks, near_chance))) > 1:
+            raise UserError("trials, picks and near_chance: give one of them")
+        if near_chance:
+            noise = self.noise
+            chosen = select(self.records, [] if noise is None else near_chance_points(noise))
+            if not chosen:
+                raise UserError(f"near_chance: no front point of search {self.name!r} is within one standard "
+                                "deviation of noise above its chance bar, untested by new seeds")
+        elif trials:
             chosen = select(self.records, list(trials))
         elif picks:
             # As pick chooses, except that a point within noise of chance may be confirmed: more seeds are how to

@@ -12,6 +12,13 @@ fidelity the "front" is then the luckiest draws of noise, and it looks just like
   and the null's mean by z null standard deviations, with z the one-sided 5% quantile corrected for the number of
   completed trials (Bonferroni: the front is a maximum over all of them).
 
+A point that clears its bar by less than one standard deviation of that noise is as likely a false alarm as not
+(RTE: a front point 1 point above its bar, retrained with three new seeds, averaged 0.522 against chance 0.527).
+Such a point can be retrained with new seeds (autopeft/confirm.py, after every search by default:
+``budget.confirm_near_chance``); it then counts as above chance only if the mean of the new seeds clears the bar of
+one trial: the new seeds were not selected from many, so the correction for the number of trials no longer applies,
+and the search's own seed, which was (the winner's curse), is left out of the mean.
+
 Two front points are compared with a paired bootstrap on the same examples: a point that a cheaper front point
 matches within noise (not better at the one-sided 5% level) is marked, and ``--pick`` and the knee skip it.
 Trials stored without predictions fall back to the binomial margin of accuracy (the only metric with one).
@@ -36,6 +43,7 @@ FALSE_ALARM = 0.05  # chance that a search of pure noise shows a point "above ch
 NULL_ROUNDS = 256  # permutations per trial: the null's mean and spread, not its far tail, are estimated
 BOOTSTRAP_ROUNDS = 400  # resamples per paired comparison of two front points
 PAIRED_ALPHA = 0.05  # one-sided level at which a costlier point counts as better than a cheaper one
+NEAR_BAR = 1.0  # standard deviations of noise above its bar within which a one-seed point is retrained
 _TOLERANCE = 1e-9  # a value equal to its bar (the constant prediction itself) is not above it
 
 
@@ -129,10 +137,20 @@ class ChanceTest:
     value: float
     bar: float
     above: bool
-    method: str  # "permutation" (from the trial's predictions) or "binomial" (accuracy without predictions)
+    # "permutation" (from the trial's predictions), "binomial" (accuracy without predictions) or "confirmed" (the
+    # mean of new seeds, ``value``, against one trial's bar)
+    method: str
+    noise: float = 0.0  # one standard deviation of the metric under chance (the null's, or the binomial one)
+    seeds: int = 1  # the runs ``value`` is the mean of
+
+    @property
+    def near_bar(self) -> bool:
+        """Above the bar by less than one standard deviation of noise, on the search's one seed: as likely a false
+        alarm as not, so worth new seeds before it is trusted."""
+        return self.above and self.method != "confirmed" and abs(self.value - self.bar) < NEAR_BAR * self.noise
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "near_bar": self.near_bar}
 
 
 def _aligned(predicted: np.ndarray | list[str], targets: EvalTargets) -> tuple[np.ndarray, np.ndarray]:
@@ -152,15 +170,16 @@ def permutation_test(metric: str, maximize: bool, value: float, predicted: np.nd
     null = _permutation_null(metric, predicted, targets, seed)
     if null is None:
         return None
-    spread = bonferroni_z(trials) * float(null.std())
+    noise = float(null.std())
+    spread = bonferroni_z(trials) * noise
     constant = None if level is None else level.metrics.get(metric)
     if maximize:
         bar = float(null.mean()) + spread
         bar = bar if constant is None else max(bar, constant)
-        return ChanceTest(value, bar, value > bar + _TOLERANCE, "permutation")
+        return ChanceTest(value, bar, value > bar + _TOLERANCE, "permutation", noise)
     bar = float(null.mean()) - spread
     bar = bar if constant is None else min(bar, constant)
-    return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation")
+    return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation", noise)
 
 
 def can_resample(metric: str, targets: EvalTargets) -> bool:
@@ -191,7 +210,8 @@ def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest |
     if margin is None:
         return None
     bar = level.metrics["accuracy"] + margin
-    return ChanceTest(value, bar, value >= bar, "binomial")
+    return ChanceTest(value, bar, value >= bar, "binomial", margin / bonferroni_z(trials))
+
 
 
 def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[str],

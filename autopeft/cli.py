@@ -355,32 +355,39 @@ def _trial_numbers(text: str | None) -> list[int]:
 @click.option("--trials", "trial_list", default=None, metavar="N,N", help="Trials to confirm (any completed trial).")
 @click.option("--pick", "picks", multiple=True, metavar="PICK",
               help="Front points to confirm: knee | max:METRIC | min:METRIC | budget:METRIC<=X (repeatable). "
-                   "Without --trials or --pick: the whole Pareto front.")
+                   "Without --trials, --pick or --near-chance: the whole Pareto front.")
+@click.option("--near-chance", is_flag=True, help="The front points that clear chance by less than one standard "
+              "deviation of noise on one seed (as a search retrains them at its end; budget.confirm_near_chance).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="New seeds per trial.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps per run [default: the search's steps per trial].")
 @storage_option
 @click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
-def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], seeds: int, steps: int | None,
-            storage: str | None, executor: str) -> None:
-    """Retrain chosen trials of NAME with new seeds; store per-seed values and mean ± std on each trial."""
+def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], near_chance: bool, seeds: int,
+            steps: int | None, storage: str | None, executor: str) -> None:
+    """Retrain chosen trials of NAME with new seeds; store per-seed values and mean ± std on each trial, and say
+    where the front stands against chance now (a point retrained at the search's steps is judged by its new
+    seeds)."""
     from autopeft.api import load_search
-    from autopeft.views import confirmation_table
+    from autopeft.views import chance_line, confirmation_table
 
     found = load_search(name, storage=storage)
     spec = found.spec
-    if trial_list and picks:
-        raise UserError("--trials and --pick: give one or the other")
+    if sum(map(bool, (trial_list, picks, near_chance))) > 1:
+        raise UserError("--trials, --pick and --near-chance: give one of them")
 
     def report(run, result) -> None:
         outcome = (f"{spec.task_metric} {result.measurements[spec.task_metric]:.4f}" if result.ok
                    else f"failed: {result.fail_reason}")
         console.print(f"{Path(run.output_dir).parent.name} seed {run.seed}: {outcome}")
 
-    found.confirm(_trial_numbers(trial_list), picks=picks, seeds=seeds, steps=steps, executor=executor,
-                  on_result=report, on_start=lambda chosen: console.print(
+    found.confirm(_trial_numbers(trial_list), picks=picks, near_chance=near_chance, seeds=seeds, steps=steps,
+                  executor=executor, on_result=report, on_start=lambda chosen: console.print(
                       f"confirming trials {', '.join(str(r.number) for r in chosen)} with {seeds} seeds each"))
     console.print(confirmation_table(found.records, spec))
+    noise = found.noise
+    if noise is not None:
+        console.print(chance_line(noise.to_json()))
 
 
 @main.command("baselines")

@@ -9,7 +9,7 @@ values on the study, the predictions on each trial) and applies them to the fron
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -37,6 +37,9 @@ class NoiseReport:
     front: list[int]  # the front's trial numbers, in front order
     tests: dict[int, ChanceTest] = field(default_factory=dict)  # front points and baselines that could be tested
     matched_by: dict[int, int] = field(default_factory=dict)  # front point -> the cheaper front point matching it
+    # Front points retrained with new seeds at the search's fidelity: the search's own one-seed test, replaced in
+    # ``tests`` by the new seeds' verdict (method "confirmed")
+    single_seed: dict[int, ChanceTest] = field(default_factory=dict)
 
     @property
     def at_chance(self) -> list[int]:
@@ -51,6 +54,12 @@ class NoiseReport:
     def is_at_chance(self, number: int) -> bool:
         return number in self.tests and not self.tests[number].above
 
+    @property
+    def near_bar(self) -> list[int]:
+        """Front points above chance by less than one standard deviation of noise on one seed, not yet retrained:
+        as likely false alarms as not (autopeft/chance.py)."""
+        return [n for n in self.front if n in self.tests and self.tests[n].near_bar]
+
     def to_json(self) -> dict[str, Any]:
         level = self.level
         return {
@@ -63,6 +72,8 @@ class NoiseReport:
             "tests": {str(n): t.to_json() for n, t in self.tests.items()},
             "not_above_chance": self.at_chance,
             "nothing_learned": self.nothing_learned,
+            "near_bar": self.near_bar,
+            "confirmed": {str(n): self.tests[n].to_json() for n in self.single_seed},
             "matched_within_noise": {str(n): q for n, q in self.matched_by.items()},
         }
 
@@ -90,19 +101,41 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
         value = record.measurements.get(metric)
         if value is None:
             continue
-        predicted = _predictions(record)
-        if predicted is not None and targets is not None and len(predicted) == len(targets):
-            test = permutation_test(metric, maximize, float(value), predicted, targets, level, trials,
-                                    seed=record.number)
-            if test is not None:  # None: a user's metric whose function this process lacks (untested)
-                report.tests[record.number] = test
-        elif maximize:
-            test = binomial_test(float(value), level, trials)
-            if test is not None:
-                report.tests[record.number] = test
+        test = _test(record, float(value), metric, maximize, level, targets, trials)
+        if test is None:  # a user's metric whose function this process lacks (untested)
+            continue
+        report.tests[record.number] = test
+        again = _retrained(record, metric)
+        if again is not None and record.number in report.front:
+            mean, seeds = again
+            one_trial = _test(record, mean, metric, maximize, level, targets, 1)
+            if one_trial is not None:
+                report.single_seed[record.number] = test
+                report.tests[record.number] = replace(one_trial, method="confirmed", seeds=seeds)
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
     return report
+
+
+def _test(record: TrialRecord, value: float, metric: str, maximize: bool, level: ChanceLevel,
+          targets: EvalTargets | None, trials: int) -> ChanceTest | None:
+    """``value`` against chance for this record, with the noise of its own predictions where they are stored
+    (the binomial margin of accuracy otherwise), corrected for ``trials``."""
+    predicted = _predictions(record)
+    if predicted is not None and targets is not None and len(predicted) == len(targets):
+        return permutation_test(metric, maximize, value, predicted, targets, level, trials, seed=record.number)
+    return binomial_test(value, level, trials) if maximize else None
+
+
+def _retrained(record: TrialRecord, metric: str) -> tuple[float, int] | None:
+    """(the mean of ``metric`` over the new seeds, how many) where the point was retrained at the search's own
+    fidelity (``autopeft confirm`` without --steps, or after the search); a retraining at other steps answers
+    another question and leaves the verdict to the search's seed."""
+    confirmation = record.confirmation or {}
+    mean = (confirmation.get("mean") or {}).get(metric)
+    if not confirmation.get("at_search_fidelity") or mean is None or not confirmation.get("succeeded"):
+        return None
+    return float(mean), int(confirmation["succeeded"])
 
 
 def _costs(record: TrialRecord, spec: SearchSpec, metric: str) -> list[float]:

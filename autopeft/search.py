@@ -17,7 +17,8 @@ import optuna
 from autopeft import storage
 from autopeft.architectures import num_layers
 from autopeft.chance import chance_level, eval_targets
-from autopeft.controller import Progress, SearchController
+from autopeft.confirm import confirm_near_chance
+from autopeft.controller import Progress, SearchController, steps_per_trial
 from autopeft.data import TaskData, check_metrics_fit, load_task_data
 from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
@@ -161,6 +162,10 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
             spec = _probe_steps(study, spec, space, runner, level, targets, on_progress)
         SearchController(study, spec, space, runner, len(data.train), on_progress,
                          num_labels=data.num_labels).run()
+        if not join:  # the controller that started the search closes it; a joined one only adds workers
+            spent = sum(storage.counts_against_budget(t) for t in study.get_trials(deepcopy=False))
+            confirm_near_chance(study, spec, runner, steps_per_trial(spec, len(data.train)),
+                                _sayer(spec, runner, on_progress, spent))
     except BaseException:
         # Ctrl-C or a crash: close what this controller had in flight so that resume re-proposes it.
         storage.requeue_interrupted(study, "interrupted: the search was stopped while it ran",
@@ -176,10 +181,7 @@ def _probe_steps(study: optuna.Study, spec: SearchSpec, space: SearchSpace, runn
                  on_progress: ProgressCallback | None) -> SearchSpec:
     """Find the fidelity with the learnability probe and store the spec with it, so that a resume, the baselines
     and confirmations all train at the steps the probe chose."""
-    def say(message: str) -> None:
-        if on_progress is not None:
-            on_progress(Progress(0, spec.budget.trials, runner.running(), None, message))
-
+    say = _sayer(spec, runner, on_progress)
     outcome = find_steps(study, spec, runner, level, targets, say)
     spec = spec.model_copy(deep=True)
     spec.budget.steps_per_trial = outcome.chosen
@@ -190,6 +192,16 @@ def _probe_steps(study: optuna.Study, spec: SearchSpec, space: SearchSpace, runn
         say(f"the search starts from what the probe found learns: {', '.join(queued)} queued as its first "
             f"trial{'s' if len(queued) > 1 else ''}")
     return spec
+
+
+def _sayer(spec: SearchSpec, runner, on_progress: ProgressCallback | None,
+           finished: int = 0) -> Callable[[str], None]:
+    """A message to the search's observer outside the trial loop (the probe before it, confirmations after, with
+    the ``finished`` trials that counted against the budget)."""
+    def say(message: str) -> None:
+        if on_progress is not None:
+            on_progress(Progress(finished, spec.budget.trials, runner.running(), None, message))
+    return say
 
 
 def _restore(handler) -> None:

@@ -267,6 +267,10 @@ class BudgetSpec(_Strict):
         None, description="Optimizer steps per trial, or auto: found before the search by a learnability probe "
         "(budget.probe), which stops the search if nothing learns the task above chance.")
     probe: ProbeSpec = Field(default_factory=ProbeSpec, description="The probe that steps_per_trial: auto runs.")
+    confirm_near_chance: int = Field(
+        2, ge=0, le=10, description="After the search, retrain each front point that clears chance by less than one "
+        "standard deviation of noise with this many new seeds (0: never); it then counts as above chance only if "
+        "their mean clears one trial's bar. Up to 4 points, outside the budget and the wall clock.")
     epochs_per_trial: float | None = Field(None, gt=0, description="Or epochs per trial.")
     wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
     rungs: list[float] = Field(default_factory=list, description="Early stopping: fractions of a trial's steps "

@@ -234,10 +234,12 @@ def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pare
 def noise_note(noise: NoiseReport, number: int) -> str:
     """One front point against the noise, in a few words."""
     notes = []
+    test = noise.tests.get(number)
+    seeds = f" ({test.seeds} new seeds)" if test is not None and test.method == "confirmed" else ""
     if noise.is_at_chance(number):
-        notes.append("at chance")
-    elif number in noise.tests:
-        notes.append("above chance")
+        notes.append(f"at chance{seeds}")
+    elif test is not None:
+        notes.append(f"above chance{seeds}" + (", just: confirm it" if test.near_bar else ""))
     if number in noise.matched_by:
         notes.append(f"≈ trial {noise.matched_by[number]} (cheaper)")
     return ", ".join(notes) or "untested"
@@ -312,10 +314,13 @@ def chance_line(report: dict[str, Any]) -> str:
     doubtful = report["not_above_chance"]
     if doubtful:
         bars = ", ".join(_doubt(n, tests[str(n)], report) for n in doubtful)
-        text += (f" Front points within noise of it after {report['trials']} trials: {bars}; they may be luck, "
-                 "not learning: retrain them with `autopeft confirm` before trusting them.")
-    elif tests:
+        retrain = "" if all(tests[str(n)]["method"] == "confirmed" for n in doubtful) else (
+            "; they may be luck, not learning: retrain them with `autopeft confirm` before trusting them")
+        text += f" Front points within noise of it after {report['trials']} trials: {bars}{retrain}."
+    elif tests and not report.get("near_bar"):
         text += f" Every tested front point is clearly above it ({report['trials']} trials)."
+    for sentence in (retrained_sentence(report), near_bar_sentence(report)):
+        text += f" {sentence}" if sentence else ""
     matched = report["matched_within_noise"]
     if matched:
         pairs = ", ".join(f"{n} by {q}" for n, q in matched.items())
@@ -329,7 +334,34 @@ def _doubt(number: int, test: dict[str, Any], report: dict[str, Any]) -> str:
     a chance of 0.5092 reads as a margin of zero."""
     if test["value"] == report["chance"] == test["bar"]:
         return f"{number} (scores chance itself)"
-    return f"{number} (needs {'>' if report['maximize'] else '<'} {test['bar']:.4f})"
+    needs = f"needs {'>' if report['maximize'] else '<'} {test['bar']:.4f}"
+    if test["method"] == "confirmed":
+        return f"{number} (retrained: {test['value']:.4f} over {test['seeds']} new seeds, {needs})"
+    return f"{number} ({needs})"
+
+
+def retrained_sentence(report: dict[str, Any]) -> str | None:
+    """The front points whose verdict comes from new seeds and that held above chance, in one sentence (those
+    that did not are among the points within noise)."""
+    held = [(n, t) for n, t in report.get("confirmed", {}).items() if t["above"]]
+    if not held:
+        return None
+    return ("Retrained with new seeds and still above chance (their mean against one trial's bar): "
+            + ", ".join(f"{n} ({t['value']:.4f} over {t['seeds']} seeds)" for n, t in held) + ".")
+
+
+def near_bar_sentence(report: dict[str, Any]) -> str | None:
+    """The front points that clear chance on one seed by less than one standard deviation of noise, with the
+    command that settles them; None when there are none."""
+    near = report.get("near_bar") or []
+    if not near:
+        return None
+    tests = report["tests"]
+    points = ", ".join(f"{n} ({tests[str(n)]['value']:.4f}, bar {tests[str(n)]['bar']:.4f})" for n in near)
+    return (f"Above chance by less than one standard deviation of noise, on one seed: {points}; as likely a "
+            f"false alarm as not: `autopeft confirm SEARCH --trials "
+            f"{','.join(map(str, near))}` retrains {'them' if len(near) > 1 else 'it'} (automatic after a search "
+            "unless budget.confirm_near_chance is 0).")
 
 
 def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Confirmed trials") -> Table:

@@ -244,12 +244,12 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
 
 def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) -> dict[str, Any] | None:
     """The search's front against chance (autopeft/noise.py), as ``autopeft search show`` reports it; None for a
-    search stored without a chance level. Reads the study's chance level and gold values and the stored
-    predictions of the trials that can be on the front or are baselines."""
+    search stored without a chance level. Reads the study's chance level, gold values and confirmations and the
+    stored predictions of the trials that can be on the front or are baselines."""
     study_attrs = {key: _json(value) for key, value in _query(
         url, "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-             "WHERE s.study_name = :name AND a.key IN (:chance, :targets)",
-        name=name, chance=storage.CHANCE, targets=storage.EVAL_TARGETS)}
+             "WHERE s.study_name = :name AND (a.key IN (:chance, :targets) OR a.key LIKE :confirmed)",
+        name=name, chance=storage.CHANCE, targets=storage.EVAL_TARGETS, confirmed=f"{storage.CONFIRMATION}%")}
     if storage.CHANCE not in study_attrs:
         return None
     complete = trials[trials["state"] == "COMPLETE"]
@@ -265,7 +265,8 @@ def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) ->
                            fail_reason=None, adapter_dir=row.adapter_dir, feasible=bool(row.feasible),
                            baseline="baseline" if row.baseline else None,
                            probe={"steps": 0} if row.probe else None,
-                           predictions=predictions.get(int(row.trial_id)))
+                           predictions=predictions.get(int(row.trial_id)),
+                           confirmation=study_attrs.get(f"{storage.CONFIRMATION}{int(row.number)}"))
                for row in complete.itertuples(index=False)
                if all(pd.notna(getattr(row, n)) for n in spec.objective_names)]
     report = assess(study_attrs, records, spec)

@@ -51,4 +51,49 @@ def test_bad_trial_lists_are_one_line_errors(small_search, capsys):
         code, _, err = cli(capsys, "confirm", name, "--trials", trials, "--storage", url)
         assert code == 2 and err.startswith("error: --trials") and words in err and err.count("\n") == 1
     code, _, err = cli(capsys, "confirm", name, "--trials", str(front[0].number), "--pick", "knee", "--storage", url)
-    assert code == 2 and "one or the other" in err
+    assert code == 2 and "give one of them" in err
+    code, _, err = cli(capsys, "confirm", name, "--near-chance", "--storage", url)  # its front point is below the bar
+    assert code == 2 and err.startswith("error: near_chance: no front point") and err.count("\n") == 1
+
+
+def test_a_front_point_near_its_bar_is_retrained_after_the_search_and_judged_by_the_new_seeds(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """The search's last step, for real: every front point that cleared chance within ``NEAR_BAR`` standard
+    deviations of noise (widened here, so that a point that learns in a few seconds counts) is trained again with
+    ``budget.confirm_near_chance`` new seeds on the search's own workers, and its verdict comes from their mean."""
+    from autopeft import chance
+    from autopeft.noise import assess
+    from autopeft.search import start_search
+    from autopeft.spec import load_spec
+    from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
+
+    monkeypatch.setattr(chance, "NEAR_BAR", 1e6)
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, budget={"trials": 2, "steps_per_trial": 40, "confirm_near_chance": 2}, constraints=[],
+        workers=ONE_AT_A_TIME)))
+    said: list[str] = []
+    name = start_search(spec, name="near", executor="local", on_progress=lambda event: said.append(event.message))
+    study, spec = storage.load_search(storage.open_storage(spec.storage), name)
+    records = storage.trial_records(study, spec)
+    report = assess(study, records, spec)
+    retrained = [r for r in records if r.confirmation]
+    assert retrained, f"no front point cleared chance in this search: {report.to_json()}"
+    assert {r.number for r in retrained} == set(report.single_seed) <= set(report.front)
+    assert any("retrained with 2 new seeds" in m for m in said)
+    for record in retrained:
+        confirmation = record.confirmation
+        assert confirmation["at_search_fidelity"] and confirmation["succeeded"] == 2
+        assert confirmation["steps"] == 40 and spec.seed + record.number not in confirmation["seeds"]
+        test = report.tests[record.number]
+        assert test.method == "confirmed" and test.value == pytest.approx(confirmation["mean"]["accuracy"])
+        assert report.single_seed[record.number].near_bar  # what sent it back, on the search's own seed
+    assert not report.near_bar  # nothing left to retrain
+
+    from dashboard import data as dashboard_data  # the dashboard reads the same verdicts from SQL alone
+
+    frame, _ = dashboard_data.load_trials(spec.storage, name)
+    shown_there = dashboard_data.noise_report(spec.storage, name, frame, spec)
+    assert shown_there["confirmed"] == report.to_json()["confirmed"]
+
+    code, shown, _ = cli(capsys, "search", "show", name, "--storage", spec.storage)
+    assert code == 0 and "new seeds" in shown

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autopeft.chance import ChanceLevel, binomial_test, permutation_test, significantly_better
+from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, permutation_test, significantly_better
 from autopeft.predictions import ANSWERS, LABELS, VALUES, EvalTargets, decode, encode
 from autopeft.resampled_metrics import answer_ids, classification_rows, metric_rows, regression_rows
 from workers.tasks import answers_match
@@ -167,3 +167,58 @@ def test_matching_is_not_chained_through_a_point_that_was_itself_matched():
                                    feasible=True, values={"accuracy": share, "trainable_params": params},
                                    measurements={"accuracy": share}, predictions=encode(LABELS, predicted)))
     assert _matched_by_cheaper(records, spec, "accuracy", True, targets) == {1: 0}
+
+
+def test_a_point_just_above_its_bar_is_near_it_and_a_clear_one_is_not():
+    gold, level, targets = _classification(n=400, share=0.5)
+    learned = np.where(RNG.random(len(gold)) < 0.85, gold, 1 - gold)
+    test = permutation_test("accuracy", True, float((learned == gold).mean()), learned, targets, level, trials=20)
+    assert 0.018 < test.noise < 0.032  # accuracy's null spread on 400 balanced examples: 0.5 / sqrt(400) = 0.025
+    assert test.above and not test.near_bar
+    just = ChanceTest(test.bar + 0.5 * test.noise, test.bar, True, "permutation", test.noise)
+    assert just.near_bar and just.to_json()["near_bar"]
+    assert not ChanceTest(just.value, just.bar, True, "confirmed", test.noise, seeds=2).near_bar
+
+
+def _retrained_search(confirmation: dict | None):
+    """One front point 6 points above a 50% chance level on 400 examples, retrained as ``confirmation`` says:
+    the noise report's attributes, records and spec."""
+    from autopeft import storage
+    from autopeft.spec import parse_spec
+    from autopeft.storage import TrialRecord
+    from tests.conftest import tiny_spec
+
+    gold = np.random.default_rng(2).permutation(np.repeat([0, 1], 200))
+    level = ChanceLevel(classification_metrics(np.zeros(400, dtype=np.int64), gold, 2), 400, "always '0'")
+    targets = EvalTargets(LABELS, gold, num_labels=2, positive=1)
+    predicted = gold.copy()
+    predicted[np.random.default_rng(3).permutation(400)[:176]] ^= 1  # right on 224 of 400: 0.56
+    record = TrialRecord(number=0, state="COMPLETE", config={}, fail_reason=None, adapter_dir=None, feasible=True,
+                         values={"accuracy": 0.56, "trainable_params": 1e4}, measurements={"accuracy": 0.56},
+                         predictions=encode(LABELS, predicted), confirmation=confirmation)
+    attrs = {storage.CHANCE: level.to_json(), storage.EVAL_TARGETS: targets.to_json()}
+    return attrs, [record], parse_spec(tiny_spec(__import__("pathlib").Path("/tmp")))
+
+
+@pytest.mark.parametrize(("mean", "above"), [(0.50, False), (0.60, True)])
+def test_a_retrained_point_is_judged_by_its_new_seeds_mean_against_one_trials_bar(mean, above):
+    from autopeft.noise import assess
+
+    searched = assess(*_retrained_search(None))
+    # one trial: the bar is about 0.5 + 1.6 sd = 0.54, so 0.56 clears it by less than one sd (0.025)
+    assert searched.tests[0].method == "permutation" and searched.tests[0].above and searched.near_bar == [0]
+    confirmation = {"at_search_fidelity": True, "succeeded": 3, "mean": {"accuracy": mean}}
+    report = assess(*_retrained_search(confirmation))
+    test = report.tests[0]
+    assert test.method == "confirmed" and test.seeds == 3 and test.value == mean and test.above is above
+    assert report.single_seed[0] == searched.tests[0]  # the search's own verdict is kept beside it
+    assert report.is_at_chance(0) is not above and report.nothing_learned is not above and not report.near_bar
+    assert report.to_json()["confirmed"]["0"]["value"] == mean
+
+
+def test_a_retraining_at_other_steps_leaves_the_verdict_to_the_search():
+    from autopeft.noise import assess
+
+    confirmation = {"at_search_fidelity": False, "steps": 999, "succeeded": 3, "mean": {"accuracy": 0.40}}
+    report = assess(*_retrained_search(confirmation))
+    assert report.tests[0].method == "permutation" and report.tests[0].above and not report.single_seed

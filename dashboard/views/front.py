@@ -8,6 +8,7 @@ import streamlit as st
 from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
+from autopeft.views import near_bar_sentence, retrained_sentence
 from dashboard import analysis, cache, figures, navigation
 from dashboard.views import Context
 
@@ -40,9 +41,16 @@ def say_noise(report: dict | None) -> None:
                  f"chance ({report['metric']} {report['chance']:.4f}, {report['predicts']}) after "
                  f"{report['trials']} trials: this front is noise, not a result. Try {ADVICE}.")
     elif report["not_above_chance"]:
+        doubtful = report["not_above_chance"]
+        retrained = [n for n in doubtful if report["tests"][str(n)]["method"] == "confirmed"]
+        advice = (" They may be luck, not learning; confirm them with more seeds (`autopeft confirm`) before "
+                  "trusting them." if len(retrained) < len(doubtful) else "")
+        again = f" Retrained with new seeds and at chance: {', '.join(map(str, retrained))}." if retrained else ""
         st.warning(f"Front points within noise of chance ({report['metric']} {report['chance']:.4f}): trials "
-                   f"{', '.join(map(str, report['not_above_chance']))}. They may be luck, not learning; confirm "
-                   "them with more seeds (`autopeft confirm`) before trusting them.")
+                   f"{', '.join(map(str, doubtful))}.{advice}{again}")
+    for sentence in (retrained_sentence(report), near_bar_sentence(report)):
+        if sentence:
+            st.info(sentence)
     matched = report["matched_within_noise"]
     if matched:
         st.caption("Matched within noise by a cheaper front point (paired bootstrap): "
