@@ -5,7 +5,7 @@ configuration on the front (AutoPEFT retrains its front with 5 seeds for this re
 same configuration, on the same workers and data, with new seeds, and stores the outcome for the original trial
 (``storage.set_confirmation``; read back as ``TrialRecord.confirmation``), so the views show the measured spread
 beside the single-seed value. A confirmation at the search's own fidelity also decides whether the point is above
-chance (autopeft/noise.py): the mean of the new seeds against one trial's bar.
+chance (autopeft/noise.py): the mean of the new seeds against chance (``chance.seeds_test``).
 
 After a search, the front points that cleared chance by less than one standard deviation of noise are confirmed
 automatically (``budget.confirm_near_chance`` seeds each; :func:`confirm_near_chance`), so a false alarm is not

@@ -9,13 +9,21 @@ values on the study, the predictions on each trial) and applies them to the fron
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
 from autopeft import storage
-from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, can_resample, permutation_test, significantly_better
+from autopeft.chance import (
+    ChanceLevel,
+    ChanceTest,
+    binomial_test,
+    can_resample,
+    permutation_test,
+    seeds_test,
+    significantly_better,
+)
 from autopeft.pareto import pareto_front
 from autopeft.predictions import EvalTargets, decode
 from autopeft.spec import SearchSpec
@@ -105,13 +113,13 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
         if test is None:  # a user's metric whose function this process lacks (untested)
             continue
         report.tests[record.number] = test
-        again = _retrained(record, metric)
-        if again is not None and record.number in report.front:
-            mean, seeds = again
-            one_trial = _test(record, mean, metric, maximize, level, targets, 1)
-            if one_trial is not None:
+        values = _retrained(record, metric)
+        if values and record.number in report.front:
+            confirmed = seeds_test(metric, maximize, values, _predictions(record), targets, level,
+                                   seed=record.number)
+            if confirmed is not None:
                 report.single_seed[record.number] = test
-                report.tests[record.number] = replace(one_trial, method="confirmed", seeds=seeds)
+                report.tests[record.number] = confirmed
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
     return report
@@ -127,15 +135,15 @@ def _test(record: TrialRecord, value: float, metric: str, maximize: bool, level:
     return binomial_test(value, level, trials) if maximize else None
 
 
-def _retrained(record: TrialRecord, metric: str) -> tuple[float, int] | None:
-    """(the mean of ``metric`` over the new seeds, how many) where the point was retrained at the search's own
-    fidelity (``autopeft confirm`` without --steps, or after the search); a retraining at other steps answers
-    another question and leaves the verdict to the search's seed."""
+def _retrained(record: TrialRecord, metric: str) -> list[float]:
+    """The metric of each new seed where the point was retrained at the search's own fidelity (``autopeft
+    confirm`` without --steps, or after the search); a retraining at other steps answers another question and
+    leaves the verdict to the search's seed."""
     confirmation = record.confirmation or {}
-    mean = (confirmation.get("mean") or {}).get(metric)
-    if not confirmation.get("at_search_fidelity") or mean is None or not confirmation.get("succeeded"):
-        return None
-    return float(mean), int(confirmation["succeeded"])
+    if not confirmation.get("at_search_fidelity"):
+        return []
+    return [float(run["measurements"][metric]) for run in confirmation.get("runs", [])
+            if run.get("ok") and metric in (run.get("measurements") or {})]
 
 
 def _costs(record: TrialRecord, spec: SearchSpec, metric: str) -> list[float]:

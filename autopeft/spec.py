@@ -270,7 +270,7 @@ class BudgetSpec(_Strict):
     confirm_near_chance: int = Field(
         2, ge=0, le=10, description="After the search, retrain each front point that clears chance by less than one "
         "standard deviation of noise with this many new seeds (0: never); it then counts as above chance only if "
-        "their mean clears one trial's bar. Up to 4 points, outside the budget and the wall clock.")
+        "their mean beats chance by a 5% margin of that mean. Up to 4 points, outside the budget and the wall clock.")
     epochs_per_trial: float | None = Field(None, gt=0, description="Or epochs per trial.")
     wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
     rungs: list[float] = Field(default_factory=list, description="Early stopping: fractions of a trial's steps "

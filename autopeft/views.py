@@ -346,7 +346,7 @@ def retrained_sentence(report: dict[str, Any]) -> str | None:
     held = [(n, t) for n, t in report.get("confirmed", {}).items() if t["above"]]
     if not held:
         return None
-    return ("Retrained with new seeds and still above chance (their mean against one trial's bar): "
+    return ("Retrained with new seeds and still above chance (their mean, by a 5% margin of a mean): "
             + ", ".join(f"{n} ({t['value']:.4f} over {t['seeds']} seeds)" for n, t in held) + ".")
 
 

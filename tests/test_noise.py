@@ -200,25 +200,34 @@ def _retrained_search(confirmation: dict | None):
     return attrs, [record], parse_spec(tiny_spec(__import__("pathlib").Path("/tmp")))
 
 
-@pytest.mark.parametrize(("mean", "above"), [(0.50, False), (0.60, True)])
-def test_a_retrained_point_is_judged_by_its_new_seeds_mean_against_one_trials_bar(mean, above):
+def _confirmation(values: list[float], at_search_fidelity: bool = True) -> dict:
+    runs = [{"ok": True, "measurements": {"accuracy": v}} for v in values]
+    return {"at_search_fidelity": at_search_fidelity, "succeeded": len(values), "runs": runs,
+            "mean": {"accuracy": float(np.mean(values))}}
+
+
+@pytest.mark.parametrize(("values", "above"), [([0.50, 0.52], False), ([0.60, 0.61], True),
+                                               ([0.52, 0.60], False)])
+def test_a_retrained_point_is_judged_by_its_new_seeds_mean_against_chance(values, above):
+    """Chance 0.5 and a null spread of 0.025 on 400 examples: two seeds at 0.60 and 0.61 clear 0.5 + 1.645 *
+    0.025 / sqrt(2) = 0.529; two seeds at 0.52 and 0.60 have a mean of 0.56 but a spread of 0.057, so their
+    margin is 1.645 * 0.057 / sqrt(2) = 0.066 and they do not."""
     from autopeft.noise import assess
 
     searched = assess(*_retrained_search(None))
     # one trial: the bar is about 0.5 + 1.6 sd = 0.54, so 0.56 clears it by less than one sd (0.025)
     assert searched.tests[0].method == "permutation" and searched.tests[0].above and searched.near_bar == [0]
-    confirmation = {"at_search_fidelity": True, "succeeded": 3, "mean": {"accuracy": mean}}
-    report = assess(*_retrained_search(confirmation))
+    report = assess(*_retrained_search(_confirmation(values)))
     test = report.tests[0]
-    assert test.method == "confirmed" and test.seeds == 3 and test.value == mean and test.above is above
+    assert test.method == "confirmed" and test.seeds == 2 and test.value == pytest.approx(np.mean(values))
+    assert test.above is above and test.noise >= searched.tests[0].noise
     assert report.single_seed[0] == searched.tests[0]  # the search's own verdict is kept beside it
     assert report.is_at_chance(0) is not above and report.nothing_learned is not above and not report.near_bar
-    assert report.to_json()["confirmed"]["0"]["value"] == mean
+    assert report.to_json()["confirmed"]["0"]["value"] == pytest.approx(np.mean(values))
 
 
 def test_a_retraining_at_other_steps_leaves_the_verdict_to_the_search():
     from autopeft.noise import assess
 
-    confirmation = {"at_search_fidelity": False, "steps": 999, "succeeded": 3, "mean": {"accuracy": 0.40}}
-    report = assess(*_retrained_search(confirmation))
+    report = assess(*_retrained_search(_confirmation([0.40, 0.41], at_search_fidelity=False)))
     assert report.tests[0].method == "permutation" and report.tests[0].above and not report.single_seed
