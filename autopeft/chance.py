@@ -144,6 +144,9 @@ class ChanceTest:
     # the larger of that and the seeds' own spread)
     noise: float = 0.0
     seeds: int = 1  # the runs ``value`` is the mean of
+    # where chance sits before any margin: the null's mean or the constant prediction's score, whichever is on the
+    # far side for this metric (the constant's score alone for the binomial test)
+    centre: float = 0.0
 
     @property
     def near_bar(self) -> bool:
@@ -172,49 +175,34 @@ def permutation_test(metric: str, maximize: bool, value: float, predicted: np.nd
     null = _permutation_null(metric, predicted, targets, seed)
     if null is None:
         return None
-    noise = float(null.std())
+    noise, mean = float(null.std()), float(null.mean())
     spread = bonferroni_z(trials) * noise
     constant = None if level is None else level.metrics.get(metric)
     if maximize:
-        bar = float(null.mean()) + spread
+        bar = mean + spread
         bar = bar if constant is None else max(bar, constant)
-        return ChanceTest(value, bar, value > bar + _TOLERANCE, "permutation", noise)
-    bar = float(null.mean()) - spread
+        centre = mean if constant is None else max(mean, constant)
+        return ChanceTest(value, bar, value > bar + _TOLERANCE, "permutation", noise, centre=centre)
+    bar = mean - spread
     bar = bar if constant is None else min(bar, constant)
-    return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation", noise)
+    centre = mean if constant is None else min(mean, constant)
+    return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation", noise, centre=centre)
 
 
-def seeds_test(metric: str, maximize: bool, values: list[float], predicted: np.ndarray | list[str] | None,
-               targets: EvalTargets | None, level: ChanceLevel, seed: int = 0) -> ChanceTest | None:
-    """A retrained point's new seeds against chance: their mean must beat the chance level (the constant
-    prediction's score, or the point's permutation null's mean where that is further from chance's side) by a
-    one-sided 5% z margin of a mean of ``len(values)`` runs, uncorrected (the new seeds were not selected from many).
+def seeds_test(searched: ChanceTest, values: list[float], maximize: bool) -> ChanceTest:
+    """A retrained point's new seeds against chance: their mean must beat where chance sits (``searched.centre``,
+    from the point's own search test) by a one-sided 5% z margin of a mean of ``len(values)`` runs, uncorrected (the
+    new seeds were not selected from many).
 
-    The spread of one run is the larger of the seeds' own and the point's permutation null's: the null holds the
-    eval set's noise only, while a configuration at chance also moves from seed to seed (RTE: 0.527, 0.574, 0.466
-    against a null spread of 0.03), and two or three seeds estimate their own spread poorly. None where no spread
-    can be had (a user's metric this process cannot resample and no binomial fallback)."""
-    constant = level.metrics.get(metric)
-    spread = None
-    anchor = constant
-    if predicted is not None and targets is not None and len(predicted) == len(targets):
-        null = _permutation_null(metric, predicted, targets, seed)
-        if null is not None:
-            spread = float(null.std())
-            centre = float(null.mean())
-            anchor = centre if constant is None else (max if maximize else min)(centre, constant)
-    if spread is None and maximize and metric == "accuracy" and constant is not None and level.examples:
-        spread = float(np.sqrt(constant * (1 - constant) / level.examples))
-    if spread is None or anchor is None or not values:
-        return None
+    The spread of one run is the larger of the seeds' own and the search test's noise: that noise holds the eval
+    set's only, while a configuration at chance also moves from seed to seed (RTE: 0.527, 0.574, 0.466 against a
+    null spread of 0.03), and two or three seeds estimate their own spread poorly."""
     mean = float(np.mean(values))
-    per_run = max(spread, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+    per_run = max(searched.noise, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
     margin = bonferroni_z(1) * per_run / float(np.sqrt(len(values)))
-    if maximize:
-        bar = anchor + margin
-        return ChanceTest(mean, bar, mean > bar + _TOLERANCE, "confirmed", per_run, len(values))
-    bar = anchor - margin
-    return ChanceTest(mean, bar, mean < bar - _TOLERANCE, "confirmed", per_run, len(values))
+    bar = searched.centre + margin if maximize else searched.centre - margin
+    above = mean > bar + _TOLERANCE if maximize else mean < bar - _TOLERANCE
+    return ChanceTest(mean, bar, above, "confirmed", per_run, len(values), searched.centre)
 
 
 def can_resample(metric: str, targets: EvalTargets) -> bool:
@@ -245,8 +233,8 @@ def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest |
     if margin is None:
         return None
     bar = level.metrics["accuracy"] + margin
-    return ChanceTest(value, bar, value >= bar, "binomial", margin / bonferroni_z(trials))
-
+    return ChanceTest(value, bar, value >= bar, "binomial", margin / bonferroni_z(trials),
+                      centre=level.metrics["accuracy"])
 
 
 def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[str],

@@ -93,8 +93,10 @@ def confirm_near_chance(study: optuna.Study, spec: SearchSpec, runner: Executor,
     (the best :data:`MOST_CONFIRMED_AFTER_SEARCH`) with ``budget.confirm_near_chance`` new seeds each, on the
     search's own workers. Returns the trial numbers retrained."""
     seeds = spec.budget.confirm_near_chance
+    if not seeds:
+        return []
     records = storage.trial_records(study, spec)
-    report = assess(study, records, spec) if seeds else None
+    report = assess(study, records, spec)
     if report is None or not report.near_bar:
         return []
     by_number = {r.number: r for r in records}

@@ -115,11 +115,8 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
         report.tests[record.number] = test
         values = _retrained(record, metric)
         if values and record.number in report.front:
-            confirmed = seeds_test(metric, maximize, values, _predictions(record), targets, level,
-                                   seed=record.number)
-            if confirmed is not None:
-                report.single_seed[record.number] = test
-                report.tests[record.number] = confirmed
+            report.single_seed[record.number] = test
+            report.tests[record.number] = seeds_test(test, values, maximize)
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
     return report
