@@ -56,6 +56,19 @@ def _options(answers: Sequence[str]) -> list[str]:
     return names
 
 
+def answer_words(answers: Sequence[str]) -> list[str] | None:
+    """The task's closed set of answers, for reading a generated response (workers/generation.py): every distinct
+    gold answer of both splits, where there are 2 to ``MAX_OPTIONS`` of them and none is a number; else None.
+
+    Why: a user's own classification task answers in words ("the sentiment is negative"); reading the response's
+    first word, as LLM-Adapters does for an answer of no known form, reads "the" and scores every trial 0. With
+    the set known, the answer is the first of its words the response states, as true/false is read."""
+    names = sorted({a.strip() for a in answers})
+    if not 2 <= len(names) <= MAX_OPTIONS or any(not n or "\n" in n or _NUMBER.fullmatch(n) for n in names):
+        return None
+    return names
+
+
 def _words_before(response: str, answer: str) -> str | None:
     """The response up to the first place it states ``answer`` as a word of its own, or None. As spelled first,
     so that an option "A" is not found in the article "a"; in any case only where it is not found as spelled."""

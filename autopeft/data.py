@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autopeft.answer_options import AnswerOptions, answer_options
+from autopeft.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.errors import UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
 
@@ -79,6 +79,8 @@ class TaskData:
     # row, in file order.
     eval_rows: list[int] | None = None
     answer_options: AnswerOptions | None = None  # causal-lm with answer_scoring: options (autopeft/answer_options.py)
+    # causal-lm: the closed set of gold answers a generated response is read among (answer_words), or None
+    answer_words: list[str] | None = None
 
     @property
     def f1_positive(self) -> int:
@@ -384,6 +386,7 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
 
     task_data = TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[],
                          task="causal-lm")
+    task_data.answer_words = answer_words([*(str(a) for a in train[data.answer_column]), *task_data.eval.answers])
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
             [str(a) for a in train[data.answer_column]], task_data.eval.answers,

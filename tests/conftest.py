@@ -92,6 +92,30 @@ def service_spec_text(**budget) -> str:
     return yaml.safe_dump(spec)
 
 
+def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool = True) -> None:
+    """A 2-layer LLaMA (hidden size 64) with a word-level tokenizer trained on the instruction records' text, saved
+    as a model folder. Without an end-of-sequence token a trained model goes on past its response, as a weakly
+    trained one does."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from autopeft.data import instruction_prompt
+
+    texts = [instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
+    special = {"pad_token": "[PAD]", "unk_token": "[UNK]", **({"eos_token": "</s>"} if end_of_sequence else {})}
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000,  # ids in this order: 0, 1, 2
+                                                                   special_tokens=list(special.values())))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
+                                 eos_token_id=fast.eos_token_id, bos_token_id=None)).save_pretrained(folder)
+
+
 def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(spec))

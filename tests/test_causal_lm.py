@@ -12,33 +12,20 @@ import optuna
 import pytest
 import torch
 from peft import PeftModel
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from autopeft import storage
-from autopeft.data import instruction_prompt, load_task_data
+from autopeft.data import load_task_data
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.search import start_search
 from autopeft.spec import load_spec
-from tests.conftest import ROOT, tiny_spec, write_spec
+from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
 from workers.tasks import CausalLmRunner, answers_match, extract_answer
 
 BOOLQ = ROOT.parent / "shared" / "data" / "llm-adapters" / "dataset" / "boolq"
 
 
 def _tiny_decoder(folder: Path) -> None:
-    records = json.loads((BOOLQ / "train.json").read_text())[:400]
-    texts = [instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000,
-                                                                   special_tokens=["[PAD]", "[UNK]", "</s>"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
-                                 eos_token_id=fast.eos_token_id, bos_token_id=None)).save_pretrained(folder)
+    save_tiny_decoder(folder, json.loads((BOOLQ / "train.json").read_text())[:400])
 
 
 @pytest.mark.skipif(not BOOLQ.is_dir(), reason="needs ../shared/data/llm-adapters")

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, PromptTuningConfig, get_peft_model
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from autopeft.data import instruction_prompt, load_task_data
+from autopeft.data import load_task_data
 from autopeft.predictions import decode
 from autopeft.spec import DataSpec, ModelSpec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, save_tiny_decoder
 from workers.generation import (
     answer_given,
     common_prefix_length,
@@ -35,19 +34,8 @@ BOOLQ = ROOT / "examples" / "data" / "boolq"
 
 
 def tiny_decoder(folder: Path, records: list[dict]) -> None:
-    """A 2-layer LLaMA with a word-level tokenizer trained on the records' text, saved as a model folder. It has
-    no end-of-sequence token, so a trained model goes on past its response, as a weakly trained one does."""
-    texts = [instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000,
-                                                                   special_tokens=["[PAD]", "[UNK]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]")
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
-                                 eos_token_id=None, bos_token_id=None)).save_pretrained(folder)
+    """The tiny decoder of tests/conftest.py without an end-of-sequence token."""
+    save_tiny_decoder(folder, records, end_of_sequence=False)
 
 
 @pytest.fixture(scope="module")

@@ -136,8 +136,9 @@ class CausalLmRunner:
         is accepted and not used)."""
         model.eval()
         split = self.data.eval
+        words = tuple(self.data.answer_words or ())
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
-                    "max_rows": batch_size}
+                    "max_rows": batch_size, "words": words}
         faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
         options = self.data.answer_options
         if options is not None:
@@ -150,7 +151,7 @@ class CausalLmRunner:
             losses, tokens, _ = self._loss(model, batch_size)
             texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
                                      **settings)
-        given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
+        given = [extract_answer(text, gold, words) for text, gold in zip(texts, split.answers)]
         return self._scored(losses, tokens, given)
 
     def _evaluate_options(self, model: nn.Module, batch_size: int, options: AnswerOptions,
