@@ -95,6 +95,32 @@ def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
     assert np.isfinite(evaluation.metrics["eval_loss"]) and len(decode(evaluation.predictions)) == len(runner.data.eval)
 
 
+def test_the_two_pass_loss_holds_no_more_logits_than_its_budget(trained, monkeypatch):
+    """The teacher-forced pass of a method with tokens of its own makes logits over the whole vocabulary at every
+    position; its batches are cut so that they stay within LOGITS_BUDGET_BYTES, with the same loss and answers."""
+    import workers.tasks
+
+    model, _, runner = trained
+    prompt_tuned = get_peft_model(copy.deepcopy(model), PromptTuningConfig(task_type="CAUSAL_LM",
+                                                                           num_virtual_tokens=4)).eval()
+    widest: list[int] = []  # the logits each forward pass of the loss made, in bytes
+
+    def record(module, inputs, output):
+        if output.logits.shape[1] > 1:  # the loss pass, not a decoding step
+            widest.append(output.logits.numel() * 4)
+
+    hook = prompt_tuned.get_base_model().register_forward_hook(record)
+    unbounded = runner.evaluate(prompt_tuned, batch_size=48)
+    unbounded_widest, widest[:] = max(widest), []
+    budget = unbounded_widest // 6
+    monkeypatch.setattr(workers.tasks, "LOGITS_BUDGET_BYTES", budget)
+    bounded = runner.evaluate(prompt_tuned, batch_size=48)
+    hook.remove()
+    assert len(widest) > 1 and max(widest) <= budget * 1.1  # the 4 virtual tokens are not in the lengths (~80)
+    assert abs(bounded.metrics["eval_loss"] - unbounded.metrics["eval_loss"]) < 1e-5
+    assert decode(bounded.predictions) == decode(unbounded.predictions)
+
+
 def _adapted(model, method: str, options: dict):
     """An AdapterHub method on a copy of ``model``, its parameters moved (a trained adapter, not the identity a
     bottleneck starts as)."""

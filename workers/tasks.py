@@ -26,6 +26,7 @@ from workers.generation import (
     answers_match,
     extract_answer,
     generate_answers,
+    length_batches,
     pad_rows,
     score_and_choose,
     score_and_generate,
@@ -90,6 +91,10 @@ class RegressionRunner(_TextRunner):
         if not np.isfinite(predictions).all():
             raise TrialFailure("the model's predictions are not finite numbers; lower the learning rate")
         return Evaluation(regression_metrics(predictions, self.data.eval.labels), encode(VALUES, predictions))
+
+
+# The most fp32 logits one teacher-forced evaluation pass may hold (a logits-bound batch; see CausalLmRunner._loss)
+LOGITS_BUDGET_BYTES = 256 * 2**20
 
 
 class CausalLmRunner:
@@ -187,12 +192,16 @@ class CausalLmRunner:
         """The gold responses' summed token loss (teacher-forced, length-sorted batches), its token count and, with
         ``options``, each record's most likely option at the branch (else an empty array)."""
         split = self.data.eval
-        order = np.argsort(split.lengths, kind="stable")
         losses, tokens = 0.0, 0
         choices = np.zeros(len(split) if options is not None else 0, dtype=np.int64)
         option_ids = None if options is None else torch.as_tensor(options.token_ids, device=self.device)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        # This pass has the model compute logits over the whole vocabulary at every position (a method that puts
+        # tokens of its own in front cannot keep only the response's), so rows are also bounded by the logits they
+        # make: at eval_batch_size alone, 96 SmolLM2 records made 1.5 GB of logits, and the trial's measured peak
+        # memory was the evaluation's, not the configuration's training.
+        vocabulary = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
+        token_budget = max(1, LOGITS_BUDGET_BYTES // (4 * vocabulary)) if vocabulary else 1 << 30
+        for rows in length_batches(split.lengths, 0, token_budget, batch_size):
             batch = self._batch(split, rows)
             scored = int((batch["labels"][:, 1:] != -100).sum())
             out = model(**batch)
