@@ -61,6 +61,10 @@ class _TextRunner:
         batch["labels"] = self.labels[indices].to(self.device)
         return batch
 
+    def check_before_lowering(self, model: nn.Module, batch: dict[str, torch.Tensor], *,
+                              whole_model: bool = True) -> None:
+        """Nothing here compares fp32 passes during training (see CausalLmRunner)."""
+
     def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
                    whole_model: bool = True) -> torch.Tensor:
         """The batch's training loss: the head's own (cross-entropy, or MSE for one output)."""
@@ -125,15 +129,23 @@ class CausalLmRunner:
     def train_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         return self._batch(self.data.train, indices)
 
+    def _shares_head(self, model: nn.Module, batch: dict[str, torch.Tensor], whole_model: bool) -> bool:
+        # the check (three small forward passes) only where sharing could apply: not at the usual batch of 4
+        return (whole_model and len(batch["input_ids"]) >= MIN_SHARED_ROWS
+                and self.head_sharing.allowed(model, self.data.train.input_ids[0], self.device))
+
+    def check_before_lowering(self, model: nn.Module, batch: dict[str, torch.Tensor], *,
+                              whole_model: bool = True) -> None:
+        """Whether the model may share the template head is checked by comparing fp32 passes, which cannot run
+        while its frozen weights are lowered (workers/lowered_weights.py): checked here, before, once per model."""
+        self._shares_head(model, batch, whole_model)
+
     def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
                    whole_model: bool = True) -> torch.Tensor:
         """The mean token loss of the batch's responses, without the logits the loss never reads and with the
         template every row begins with computed once where the model allows it (workers/response_loss.py);
         ``whole_model`` false: ``forward`` starts at a later layer, so the head is not shared."""
-        # the check (three small forward passes) only where sharing could apply: not at the usual batch of 4
-        share = (whole_model and len(batch["input_ids"]) >= MIN_SHARED_ROWS
-                 and self.head_sharing.allowed(model, self.data.train.input_ids[0], self.device))
-        return response_loss(model, forward, batch, share_head=share)
+        return response_loss(model, forward, batch, share_head=self._shares_head(model, batch, whole_model))
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:

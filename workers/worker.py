@@ -34,6 +34,7 @@ from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
 from autopeft.user_metrics import measure
+from workers.lowered_weights import LoweredWeights
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
 from workers.precision import autocast, cpu_bf16_speedup, cpu_has_native_bf16, faster_precision, model_width
 from workers.precision import resolve as resolve_precision
@@ -112,6 +113,7 @@ class TrialWorker:
         # (method, base bits, batch size, checkpointing) -> the precision measured faster there, and the seconds each
         # took (workers/precision.py)
         self.precision_timings: dict[tuple[str, int, int, bool], tuple[str, dict[str, float]]] = {}
+        self.lowered = LoweredWeights()  # frozen linear weights in the training's autocast dtype, made once
         if own_process:
             # The base model, tokenizer and data live as long as the process. Moving them (and all else alive now)
             # out of the cyclic collector's reach spares every trial's collections (release_freed_memory, run
@@ -289,7 +291,10 @@ class TrialWorker:
             def forward(rows: dict, **options):
                 return model(**rows, **options) if prefix is None else prefix.forward("train", indices, rows, **options)
 
-            with autocast(precision, self.device):  # the forward only: backward follows the forward's dtypes
+            self.runner.check_before_lowering(model, batch, whole_model=prefix is None)
+            # the forward only: backward follows the forward's dtypes; the frozen linear weights are lowered once
+            # rather than cast at every forward (workers/lowered_weights.py)
+            with autocast(precision, self.device), self.lowered.during(model, precision):
                 return self.runner.train_loss(model, forward, batch, whole_model=prefix is None).float()
         return loss_of
 
