@@ -386,10 +386,11 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
 
     task_data = TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[],
                          task="causal-lm")
-    task_data.answer_words = answer_words([*(str(a) for a in train[data.answer_column]), *task_data.eval.answers])
+    train_answers = [str(a) for a in train[data.answer_column]]
+    task_data.answer_words = answer_words([*train_answers, *task_data.eval.answers])
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
-            [str(a) for a in train[data.answer_column]], task_data.eval.answers,
+            train_answers, task_data.eval.answers,
             [str(r) for r in evaluation[data.output_column]],
             [labels[len(prompt):] for labels, prompt in zip(task_data.eval.token_labels, task_data.eval.prompts)],
             tokenizer,

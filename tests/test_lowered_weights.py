@@ -66,16 +66,18 @@ def test_lowered_weights_train_as_autocasts_casts_and_leave_the_fp32_parameters(
         assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in frozen)
 
 
-def test_the_worker_trains_a_decoder_the_same_with_its_frozen_weights_lowered(decoder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_the_worker_trains_a_decoder_the_same_with_its_frozen_weights_lowered(decoder, tmp_path, monkeypatch,
+                                                                               method):
     """bf16 training at 8 rows, where the template-sharing check runs its fp32 passes: lowered or not, the same
-    loss curve and answers, and the saved adapter the same."""
+    loss curve and answers. DoRA reads its base weight for a norm outside the product: that layer stays fp32."""
     spec = load_spec(write_spec(tmp_path, tiny_spec(
         tmp_path, model={"name_or_path": str(decoder), "task": "causal-lm"},
         data={"train": str(BOOLQ / "train.json"), "eval": str(BOOLQ / "test.json"), "max_length": 96,
               "train_size": 64, "eval_size": 8},
         objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
     worker = TrialWorker(spec.model.model_dump(), load_task_data(spec.data, spec.model, spec.seed), threads=2)
-    config = {"method": "lora", "learning_rate": 3e-3, "lora": {"r": 4, "target_modules": ["query", "value"]}}
+    config = {"method": method, "learning_rate": 3e-3, method: {"r": 4, "target_modules": ["query", "value"]}}
     training = {**spec.training.model_dump(), "batch_size": 8, "precision": "bf16"}
     lowered = worker.run(TrialRequest(0, config, 0, 4, training, str(tmp_path / "lowered")))
     monkeypatch.setattr(worker.lowered, "during", lambda model, precision: contextlib.nullcontext())

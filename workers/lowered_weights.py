@@ -10,7 +10,8 @@ autocast's cast does, so each product gets the same operands.
 The copies are swapped in for the training forward alone (``LoweredWeights.during``): the backward reads what the
 forward saved, and everything outside the forward — the final evaluation in fp32, a rung's evaluation, the checks
 that compare fp32 passes — sees the original fp32 parameters, which are never changed. The copies are kept while
-their fp32 parameter lives (a weak mapping): the base a worker shares between trials is lowered once per worker,
+their fp32 parameter lives (a weak mapping); a layer whose weight a method also reads outside the product
+(DoRA's weight norm) is left as it is: the base a worker shares between trials is lowered once per worker,
 a trial's own copy of the base once per trial. That memory (half the frozen linear weights) is in the trial's
 measured peak.
 """
@@ -27,6 +28,14 @@ from torch import nn
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 
 
+def _weights_read_elsewhere(model: nn.Module) -> set[nn.Module]:
+    """Linear layers whose weight a method reads outside their own product, where autocast would leave it fp32:
+    DoRA's magnitude normalises by the norm of the base weight plus its low-rank update (peft computes it in the
+    weight's dtype), so a lowered weight would change the training."""
+    return {module.get_base_layer() for module in model.modules()
+            if any(getattr(module, "use_dora", {}).values()) and hasattr(module, "get_base_layer")}
+
+
 class LoweredWeights:
     """The lowered copies of frozen linear parameters, kept per fp32 parameter; one per worker."""
 
@@ -39,8 +48,9 @@ class LoweredWeights:
 
     def _frozen_linear_slots(self, model: nn.Module) -> list[tuple[nn.Module, str]]:
         if model not in self._slots:
+            reread = _weights_read_elsewhere(model)
             self._slots[model] = [
-                (module, name) for module in model.modules() if isinstance(module, nn.Linear)
+                (module, name) for module in model.modules() if isinstance(module, nn.Linear) and module not in reread
                 for name in ("weight", "bias")
                 if (p := module._parameters.get(name)) is not None and not p.requires_grad and p.dtype == torch.float32]
         return self._slots[model]
