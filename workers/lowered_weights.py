@@ -33,7 +33,12 @@ def _weights_read_elsewhere(model: nn.Module) -> set[nn.Module]:
     DoRA's magnitude normalises by the norm of the base weight plus its low-rank update (peft computes it in the
     weight's dtype), so a lowered weight would change the training."""
     return {module.get_base_layer() for module in model.modules()
-            if any(getattr(module, "use_dora", {}).values()) and hasattr(module, "get_base_layer")}
+            if hasattr(module, "get_base_layer") and _uses_dora(getattr(module, "use_dora", False))}
+
+
+def _uses_dora(flag: object) -> bool:
+    """peft keeps ``use_dora`` per adapter name (a dict); another library's layer may keep one flag."""
+    return any(flag.values()) if isinstance(flag, dict) else bool(flag)
 
 
 class LoweredWeights:
