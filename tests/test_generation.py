@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, PromptTuningConfig, get_peft_model
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from autopeft.data import load_task_data
 from autopeft.predictions import decode
@@ -93,6 +93,30 @@ def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
     assert shares_prompt_cache(get_peft_model(copy.deepcopy(model), LoraConfig(target_modules=["q_proj"])))
     evaluation = runner.evaluate(prompt_tuned, batch_size=16)
     assert np.isfinite(evaluation.metrics["eval_loss"]) and len(decode(evaluation.predictions)) == len(runner.data.eval)
+
+
+def test_prompt_tunings_answers_do_not_depend_on_the_batch(trained):
+    """peft's own ``generate`` drops position ids for prompt tuning, so a left-padded row read its tokens at shifted
+    positions; on GPT-2 (learned absolute positions) batched answers then differed from each prompt's own in 47 of
+    48 rows. The worker's batched answers are each prompt's answer alone, unpadded, through peft."""
+    _, tokenizer, runner = trained
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                                      initializer_range=0.2, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+                                      eos_token_id=None))
+    prompt_tuned = get_peft_model(gpt2, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    split = runner.data.eval
+    assert len({len(p) for p in split.prompts}) > 1  # so a batch pads some rows
+    batched = generate_answers(prompt_tuned, tokenizer, split.prompts, split.answers, max_new_tokens=8,
+                               pad_id=runner.pad_id, device=torch.device("cpu"), max_rows=48)
+    alone = []
+    for prompt in split.prompts:
+        ids = torch.as_tensor(np.asarray(prompt, dtype=np.int64))[None]
+        with torch.inference_mode():
+            out = prompt_tuned.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                        do_sample=False, pad_token_id=runner.pad_id)
+        alone.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    assert batched == alone
 
 
 def test_the_two_pass_loss_holds_no_more_logits_than_its_budget(trained, monkeypatch):

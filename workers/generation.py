@@ -6,9 +6,10 @@ answer is read among the task's closed set of answers where it has one (``words`
 autopeft/answer_options.py ``answer_words``), as the first of them the response states (``positive`` in "the
 sentiment is positive"); an open-ended one is the response's first word.
 
-Decoding (``generate_answers``) is greedy and KV-cached, through the model's own ``generate`` (so peft's prompt
-methods and AdapterHub's prefixes generate as their libraries do), with three savings over one fixed-length
-``generate`` per small batch:
+Decoding (``generate_answers``) is greedy and KV-cached, through the model's own ``generate`` (so peft's prefix
+tuning and AdapterHub's prefixes generate as their libraries do; peft's prompt tuning and P-tuning through the base
+model's, their virtual tokens put in front as embeddings, since peft's drops the position ids a left-padded row
+needs: ``_virtual_tokens_in_front``), with three savings over one fixed-length ``generate`` per small batch:
 
 - prompts are sorted by length and left-padded in batches sized by tokens (``token_budget`` prompt and new tokens
   per batch, at most ``max_rows`` rows), so little is padded and the batch is as wide as memory allows;
@@ -185,14 +186,42 @@ def length_batches(lengths: Sequence[int], max_new_tokens: int, token_budget: in
     return batches
 
 
+# peft's prompt methods whose virtual tokens are embeddings in front of the input (not a cache, as prefix tuning's)
+_VIRTUAL_TOKEN_METHODS = frozenset({"PROMPT_TUNING", "P_TUNING"})
+
+
+def _virtual_tokens_in_front(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Any] | None:
+    """For peft's prompt tuning and P-tuning: the base model's ``generate`` inputs with the virtual tokens put in
+    front of each left-padded prompt as embeddings, and the mask widened to them (None for other models).
+
+    peft's own ``generate`` drops position ids for these methods, so the model counts positions from the first
+    column and a left-padded row reads its tokens shifted by its padding: on a 2-layer GPT-2 (learned absolute
+    positions) the next token's scores moved by up to 0.65, on LLaMA (rotary, where only the distance to the
+    virtual tokens shifts) by 5e-3, so a row's answer could depend on the batch it fell into. Given embeddings and
+    a mask, ``generate`` counts positions over unmasked columns: the virtual tokens 0 … n-1, the prompt's tokens
+    n on, as in training (right-padded there, so unshifted)."""
+    config = getattr(model, "active_peft_config", None)
+    if str(getattr(getattr(config, "peft_type", None), "value", "")) not in _VIRTUAL_TOKEN_METHODS:
+        return None
+    embeds = model.word_embeddings(ids)
+    virtual = model.get_prompt(batch_size=ids.shape[0]).to(embeds.dtype)
+    ones = torch.ones(ids.shape[0], virtual.shape[1], dtype=mask.dtype, device=mask.device)
+    return {"inputs_embeds": torch.cat([virtual, embeds], dim=1), "attention_mask": torch.cat([ones, mask], dim=1)}
+
+
 def _generate(model: nn.Module, tokenizer, ids: torch.Tensor, mask: torch.Tensor, golds: Sequence[str],
               max_new_tokens: int, pad_id: int, eos_ids: set[int], words: Sequence[str] = (), **cached) -> list[str]:
     """One batch of left-padded prompts (on the model's device) -> each response, cut where its answer was given."""
-    stop = _AnswerGiven(tokenizer, golds, ids.shape[1], eos_ids, words)
-    generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                               pad_token_id=pad_id, eos_token_id=sorted(eos_ids) or None,
-                               stopping_criteria=StoppingCriteriaList([stop]), **cached)
-    new = generated[:, ids.shape[1]:]
+    embedded = _virtual_tokens_in_front(model, ids, mask)
+    # from embeddings, ``generate`` returns the new tokens alone
+    prompt_width = 0 if embedded is not None else ids.shape[1]
+    stop = _AnswerGiven(tokenizer, golds, prompt_width, eos_ids, words)
+    inputs = embedded if embedded is not None else {"input_ids": ids, "attention_mask": mask}
+    generator = model.get_base_model() if embedded is not None else model
+    generated = generator.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                                   eos_token_id=sorted(eos_ids) or None,
+                                   stopping_criteria=StoppingCriteriaList([stop]), **cached)
+    new = generated[:, prompt_width:]
     return [tokenizer.decode(new[j, :length if length is not None else new.shape[1]], skip_special_tokens=True)
             for j, length in enumerate(stop.lengths)]
 

@@ -40,8 +40,11 @@ def autopeft(*args: str) -> str:
     return done.stdout
 
 
-def search_name(task: str, rerun: bool = False) -> str:
-    return f"live-{task.replace('_', '-')}" + ("-rerun" if rerun else "")
+def search_name(task: str, rerun: int = 0) -> str:
+    """The search's name in the study: the first run ``live-TASK``, the first rerun ``live-TASK-rerun``, later
+    reruns ``live-TASK-rerunK`` (K = 2, 3, ...), so a rerun never resumes the run it replaces."""
+    suffix = "" if not rerun else "-rerun" if rerun == 1 else f"-rerun{rerun}"
+    return f"live-{task.replace('_', '-')}" + suffix
 
 
 def show(name: str) -> dict:
@@ -49,7 +52,7 @@ def show(name: str) -> dict:
     return json.loads(autopeft("search", "show", name, "--storage", STORAGE, "--json"))
 
 
-def run_task(task: str, rerun: bool = False) -> dict:
+def run_task(task: str, rerun: int = 0) -> dict:
     name = search_name(task, rerun)
     Path("/tmp/live-baselines").mkdir(exist_ok=True)
     started = time.monotonic()
@@ -63,7 +66,7 @@ def run_task(task: str, rerun: bool = False) -> dict:
             "comparison": comparison, "search": shown}
 
 
-def extend_task(task: str, trials: int, rerun: bool = False) -> dict:
+def extend_task(task: str, trials: int, rerun: int = 0) -> dict:
     """Raise the task's search to ``trials`` (``autopeft search resume --trials``), then compare again (the
     baselines are in the study already, so none is retrained)."""
     name = search_name(task, rerun)
@@ -76,7 +79,7 @@ def extend_task(task: str, trials: int, rerun: bool = False) -> dict:
             "search": shown}
 
 
-def confirm_task(task: str, trials: list[int], rerun: bool = False) -> dict:
+def confirm_task(task: str, trials: list[int], rerun: int = 0) -> dict:
     """Mean ± std over 3 new seeds of each named trial, beside its searched value."""
     name = search_name(task, rerun)
     shown = {t["number"]: t for t in show(name)["trials"]}
@@ -134,29 +137,31 @@ def main() -> None:
     parser.add_argument("--more-trials", type=int, default=None, metavar="N",
                         help="raise each measured task's search to N trials and compare again")
     parser.add_argument("--rerun", action="store_true",
-                        help="search each named task again from nothing (a new search name); the run it replaces "
-                             "is kept in results.json as the task's 'previous'")
+                        help="search each named task again from nothing (a new search name each time); the run it "
+                             "replaces is kept in results.json as the task's 'previous'")
     parser.add_argument("--confirm", default=None, metavar="N,N",
                         help="retrain these trials of each task with 3 new seeds and record mean ± std")
     args = parser.parse_args()
     results_file = HERE / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for task in args.tasks:
-        if task in results and args.rerun and not results[task].get("rerun"):
+        reruns = int(results.get(task, {}).get("rerun", 0))  # older files hold true for one rerun
+        if task in results and args.rerun:
             previous = {key: value for key, value in results[task].items() if key != "previous"}
             results[task] = {"previous": previous}
+            reruns += 1
         if task in results and "comparison" not in results[task]:
-            results[task] = {**run_task(task, rerun=args.rerun), "previous": results[task].get("previous"),
-                             "rerun": args.rerun}
+            results[task] = {**run_task(task, rerun=reruns), "previous": results[task].get("previous"),
+                             "rerun": reruns}
             results_file.write_text(json.dumps(results, indent=1))
         if task in results and args.confirm:
             results[task]["confirmation"] = confirm_task(task, [int(n) for n in args.confirm.split(",")],
-                                                         results[task].get("rerun", False))
+                                                         reruns)
             results_file.write_text(json.dumps(results, indent=1))
             continue
         if task in results:
             if args.more_trials and results[task].get("extended", {}).get("trials") != args.more_trials:
-                results[task]["extended"] = extend_task(task, args.more_trials, results[task].get("rerun", False))
+                results[task]["extended"] = extend_task(task, args.more_trials, reruns)
             else:
                 continue
         else:
