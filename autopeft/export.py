@@ -58,6 +58,12 @@ _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
 (`{model_class}.from_pretrained("merged")`{pooled}).
 """
+_BATCHED_PROMPT_GENERATION = """
+Generating in batches: peft's `generate` ignores position ids for prompt tuning, so a left-padded prompt is read at
+positions shifted by its padding, and its answer can differ from the one recorded. The recorded answers were
+generated with the virtual tokens in front of each prompt and positions counted over its own tokens; with stock
+peft, generate one prompt at a time (no padding) to get the same answers.
+"""
 _EVALUATED = """
 The measured values come from the evaluation data `{source}`{subset}.
 """
@@ -114,6 +120,7 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         bits = int(record.config.get("base_bits", 16))
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
+        extra += generation_note(spec.model.task, method.name)
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
         mean_pooled = read_pooling(target) == "mean"
         if mean_pooled:
@@ -136,6 +143,12 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
                      "configuration": describe_config(record.config)})
     _write_summary(out_dir, rows, spec)
     return exported
+
+
+def generation_note(task: str, method: str) -> str:
+    """What a user generating with the exported adapter in stock peft must know to get the recorded answers: only
+    prompt tuning on a decoder needs a word (workers/generation.py, ``_virtual_tokens_in_front``)."""
+    return _BATCHED_PROMPT_GENERATION if task == "causal-lm" and method == "prompt" else ""
 
 
 def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:

@@ -117,6 +117,11 @@ def test_prompt_tunings_answers_do_not_depend_on_the_batch(trained):
                                         do_sample=False, pad_token_id=runner.pad_id)
         alone.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
     assert batched == alone
+    # what an exported prompt-tuned decoder's README tells a user of stock peft, and only there
+    from autopeft.export import generation_note
+
+    assert "one prompt at a time" in generation_note("causal-lm", "prompt")
+    assert not generation_note("causal-lm", "lora") and not generation_note("sequence-classification", "prompt")
 
 
 def test_the_two_pass_loss_holds_no_more_logits_than_its_budget(trained, monkeypatch):
