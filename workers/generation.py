@@ -213,11 +213,11 @@ def _generate(model: nn.Module, tokenizer, ids: torch.Tensor, mask: torch.Tensor
               max_new_tokens: int, pad_id: int, eos_ids: set[int], words: Sequence[str] = (), **cached) -> list[str]:
     """One batch of left-padded prompts (on the model's device) -> each response, cut where its answer was given."""
     embedded = _virtual_tokens_in_front(model, ids, mask)
-    # from embeddings, ``generate`` returns the new tokens alone
-    prompt_width = 0 if embedded is not None else ids.shape[1]
+    if embedded is None:
+        generator, inputs, prompt_width = model, {"input_ids": ids, "attention_mask": mask}, ids.shape[1]
+    else:  # from embeddings, ``generate`` returns the new tokens alone
+        generator, inputs, prompt_width = model.get_base_model(), embedded, 0
     stop = _AnswerGiven(tokenizer, golds, prompt_width, eos_ids, words)
-    inputs = embedded if embedded is not None else {"input_ids": ids, "attention_mask": mask}
-    generator = model.get_base_model() if embedded is not None else model
     generated = generator.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
                                    eos_token_id=sorted(eos_ids) or None,
                                    stopping_criteria=StoppingCriteriaList([stop]), **cached)
