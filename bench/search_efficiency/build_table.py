@@ -65,7 +65,8 @@ TABLES = {"sst2": Table("sst2", "space.yaml", "cls"), "qnli": Table("qnli", "spa
           "uncertainty": Table("uncertainty", "space.yaml", "cls"),
           "sst2_wide": Table("sst2", "space_wide.yaml", "cls"), "qnli_wide": Table("qnli", "space_wide.yaml", "cls"),
           "sst2_mean": Table("sst2", "space.yaml", "mean"), "qnli_mean": Table("qnli", "space.yaml", "mean"),
-          "uncertainty_mean": Table("uncertainty", "space.yaml", "mean")}
+          "uncertainty_mean": Table("uncertainty", "space.yaml", "mean"),
+          "sst2_wide_mean": Table("sst2", "space_wide.yaml", "mean")}
 RUNG_FRACTIONS = (0.25, 0.5)
 SEED = 0
 TRAINING = {"batch_size": 16, "eval_batch_size": 128, "warmup_ratio": 0.06, "weight_decay": 0.0,
@@ -109,10 +110,11 @@ def size_of(config: dict) -> int | None:
 
 
 _worker = None
+_precision = "auto"
 
 
-def _start_worker(task: str) -> None:
-    global _worker
+def _start_worker(task: str, precision: str) -> None:
+    global _worker, _precision
     from autopeft.data import load_task_data
     from workers.worker import TrialWorker
 
@@ -120,6 +122,7 @@ def _start_worker(task: str) -> None:
                       pooling=TABLES[task].head)
     data = load_task_data(DataSpec(**TASKS[TABLES[task].task]), model, seed=SEED)
     _worker = TrialWorker(model.model_dump(), data, threads=1)
+    _precision = precision
 
 
 def _train(config: dict, steps: int) -> dict:
@@ -129,7 +132,8 @@ def _train(config: dict, steps: int) -> dict:
     plan = RungPlan(rung_at, {}, {"accuracy": 1.0, "trainable_params": -1.0}, 3.0)  # no rivals: every trial goes on
     out = Path(tempfile.mkdtemp(prefix="autopeft-table-"))
     try:
-        result = _worker.run(TrialRequest(0, config, SEED, steps, TRAINING, str(out), rungs=plan))
+        training = TRAINING | {"precision": _precision}
+        result = _worker.run(TrialRequest(0, config, SEED, steps, training, str(out), rungs=plan))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     row = {"key": config_key(config), "method": config["method"], "layers_from": min(config["layers"]),
@@ -171,6 +175,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--limit", type=int, default=None, help="train at most this many new rows")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="the training precision; a wider table's new rows must match the rows it inherits "
+                             "(`auto` trains in fp32 on a processor without native bf16, in bf16 on one with AMX)")
     args = parser.parse_args()
     table = HERE / f"table_{args.task}.csv"
     if TABLES[args.task].task == "uncertainty":  # its files are made from the package registry, not committed
@@ -192,7 +199,7 @@ def main() -> None:
     new_file = not table.is_file()
     start = time.perf_counter()
     with table.open("a", newline="") as handle, ProcessPoolExecutor(
-            args.workers, initializer=_start_worker, initargs=(args.task,)) as pool:
+            args.workers, initializer=_start_worker, initargs=(args.task, args.precision)) as pool:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         if new_file:
             writer.writeheader()
