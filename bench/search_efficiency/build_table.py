@@ -3,6 +3,7 @@
     .venv/bin/python bench/search_efficiency/build_table.py --task sst2 [--workers 2] [--steps 250]
     .venv/bin/python bench/search_efficiency/build_table.py --task qnli
     .venv/bin/python bench/search_efficiency/build_table.py --task sst2_wide     # space_wide.yaml, 360 points
+    .venv/bin/python bench/search_efficiency/build_table.py --task sst2_wide_mean --precision fp32  # mean head
 
 Each configuration goes through the real trial worker (MiniLM-L6, batch 16, one thread per worker process, the
 worker's default speed-ups) for ``--steps`` steps, evaluated on the dev set at 25% and 50% of the steps (the
@@ -11,7 +12,8 @@ so an interrupted build resumes where it stopped. SST-2: the bundled 4,000-sente
 872-sentence dev set (max length 64, as the demo), 250 steps; QNLI: ../shared/data/qnli (4,463 training pairs, a
 seeded 500 of its 1,000 dev pairs, max length 128), built with ``--steps 150`` to fit the same working time.
 A ``_wide`` table is the same task over ``space_wide.yaml``; it starts from the rows of the task's own table that
-lie in the wider space (same data, seed, steps and worker: the same trial), so only the new points are trained.
+lie in the wider space (same data, seed, steps and worker: the same trial), so only the new points are trained;
+``--precision`` makes the new rows train as the inherited ones did (``auto`` picks by processor).
 """
 
 from __future__ import annotations
