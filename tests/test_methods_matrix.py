@@ -47,8 +47,8 @@ OPTIONS = {
     "vera": {"vera": {"r": 16}},
     "prompt": {"prompt": {"num_virtual_tokens": 4}},
 }
-# Every weight (of a layer) moving: a PEFT rate would diverge. UniPELT's sigmoid gates saturate at 5e-3 on one
-# repeated batch (measured: 6 of 30 initialisations sat at ln 2 after step 2; 0 of 30 at 1e-3).
+# Full and partial fine-tuning move every weight (of a layer): a PEFT rate would diverge. UniPELT's sigmoid gates
+# saturate at 5e-3 on one repeated batch (measured: 6 of 30 initialisations sat at ln 2 after step 2; 0 of 30 at 1e-3).
 LEARNING_RATES = {"full": 1e-4, "partial": 1e-4, "unipelt": 1e-3}
 ADAPTERHUB_UNSUPPORTED = {"opt", "bloom"}  # AdapterHub `adapters` 1.3 has no OPT or BLOOM support
 

@@ -112,11 +112,10 @@ def size_of(config: dict) -> int | None:
 
 
 _worker = None
-_precision = "auto"
 
 
-def _start_worker(task: str, precision: str) -> None:
-    global _worker, _precision
+def _start_worker(task: str) -> None:
+    global _worker
     from autopeft.data import load_task_data
     from workers.worker import TrialWorker
 
@@ -124,17 +123,16 @@ def _start_worker(task: str, precision: str) -> None:
                       pooling=TABLES[task].head)
     data = load_task_data(DataSpec(**TASKS[TABLES[task].task]), model, seed=SEED)
     _worker = TrialWorker(model.model_dump(), data, threads=1)
-    _precision = precision
 
 
-def _train(config: dict, steps: int) -> dict:
+def _train(config: dict, steps: int, precision: str) -> dict:
     from autopeft.trial import RungPlan, TrialRequest
 
     rung_at = tuple(rung_steps(RUNG_FRACTIONS, steps))
     plan = RungPlan(rung_at, {}, {"accuracy": 1.0, "trainable_params": -1.0}, 3.0)  # no rivals: every trial goes on
     out = Path(tempfile.mkdtemp(prefix="autopeft-table-"))
     try:
-        training = TRAINING | {"precision": _precision}
+        training = TRAINING | {"precision": precision}
         result = _worker.run(TrialRequest(0, config, SEED, steps, training, str(out), rungs=plan))
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -201,11 +199,11 @@ def main() -> None:
     new_file = not table.is_file()
     start = time.perf_counter()
     with table.open("a", newline="") as handle, ProcessPoolExecutor(
-            args.workers, initializer=_start_worker, initargs=(args.task, args.precision)) as pool:
+            args.workers, initializer=_start_worker, initargs=(args.task,)) as pool:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         if new_file:
             writer.writeheader()
-        futures = [pool.submit(_train, config, args.steps) for config in todo]
+        futures = [pool.submit(_train, config, args.steps, args.precision) for config in todo]
         for count, future in enumerate(as_completed(futures), 1):
             row = future.result()
             writer.writerow(row)
