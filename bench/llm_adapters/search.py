@@ -2,6 +2,9 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_adapters/search.py [--tasks boolq multiarith sst2] [--trials 12]
         [--steps 40] [--minutes 25]
+    HF_HUB_OFFLINE=1 python bench/llm_adapters/search.py --tasks multiarith --device cuda --parallel 4 \
+        --gpus-per-trial 0.25 --cpus-per-trial 4 --batch-size 16 --steps 300 --data PATH/TO/LLM-Adapters \
+        --train-records 3000 --eval-records 109 --trials 24 --minutes 60   # the GPU table's budget (run.py)
 
 For each task, the bundled decoder example (examples/boolq-smollm2.yaml, examples/math-smollm2.yaml; ``sst2``: a
 user's own task, SST-2 written as LLM-Adapters' records that answer in words, on the BoolQ example's settings) as
@@ -11,6 +14,10 @@ default sampler, a wall-clock cap. Then ``autopeft baselines`` trains the hand-p
 q,v, Pfeiffer 64, prefix 10, IA3, BitFit, full fine-tuning) into the same search at the same fidelity and says,
 by its rule, whether the front holds for each a point with at least its answer accuracy at no more trainable
 parameters; a "match" made by points at chance does not count (the search's noise model says which are).
+
+The budget and the workers are options, so that the same comparison runs where a task becomes learnable: on a
+GPU at the budget of bench/llm_adapters/run.py's GPU table (``--data``: training records drawn from LLM-Adapters'
+whole training sets, BoolQ evaluated on its test set; MultiArith stays the bundled held-out problems).
 
 Everything runs through the command line a user has (``autopeft search run``, ``baselines --json``,
 ``search show --json``), on real Ray and a SQLite file under ``--work-dir``. Writes search.json beside this file;
@@ -40,6 +47,10 @@ AUTOPEFT = Path(sys.executable).with_name("autopeft")
 TASKS = {"boolq": ("boolq-smollm2.yaml", 48), "multiarith": ("math-smollm2.yaml", 16),
          "sst2": ("boolq-smollm2.yaml", 96)}
 SST2_TRAIN_RECORDS = 400
+# task -> (training file, evaluation file or None to keep the example's) inside a copy of LLM-Adapters' data
+# (--data); MultiArith keeps the bundled held-out problems, the only ones its math training set does not contain
+LLM_ADAPTERS_FILES = {"boolq": ("dataset/boolq/train.json", "dataset/boolq/test.json"),
+                      "multiarith": ("ft-training_set/math_data.json", None)}
 
 
 def sst2_records(work: Path) -> dict[str, str]:
@@ -74,7 +85,17 @@ def spec_for(task: str, args: argparse.Namespace, work: Path) -> Path:
         spec["data"][split] = str((EXAMPLES / spec["data"][split]).resolve())
     if task == "sst2":
         spec["data"].update(sst2_records(work), max_length=128)
-    spec["data"]["eval_size"] = eval_size
+    if args.data is not None and task in LLM_ADAPTERS_FILES:
+        train, evaluation = LLM_ADAPTERS_FILES[task]
+        spec["data"]["train"] = str((args.data / train).resolve())
+        if evaluation is not None:
+            spec["data"]["eval"] = str((args.data / evaluation).resolve())
+    if args.train_records is not None:
+        spec["data"]["train_size"] = args.train_records
+    spec["data"]["eval_size"] = args.eval_records or eval_size
+    spec["training"] = {**spec.get("training", {}), "batch_size": args.batch_size}
+    spec["workers"] = {"parallel": args.parallel, "cpus_per_trial": args.cpus_per_trial, "device": args.device,
+                       "gpus_per_trial": args.gpus_per_trial}
     spec["budget"] = {"trials": args.trials, "steps_per_trial": args.steps, "wall_clock_minutes": args.minutes}
     spec["storage"] = f"sqlite:///{work / 'search.db'}"
     spec["output_dir"] = str(work / "runs")
@@ -113,6 +134,17 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--minutes", type=float, default=25)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--train-records", type=int, default=None, help="training records drawn (default: the "
+                        "example's whole training file)")
+    parser.add_argument("--eval-records", type=int, default=None,
+                        help="evaluation records drawn (default: boolq 48, multiarith 16, sst2 96)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a copy of LLM-Adapters' data (dataset/, ft-training_set/): train on its whole sets")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--parallel", type=int, default=2, help="trials at once")
+    parser.add_argument("--cpus-per-trial", type=int, default=1)
+    parser.add_argument("--gpus-per-trial", type=float, default=None, help="fractions share a GPU")
     parser.add_argument("--work-dir", default="/tmp/bench-llm-search")
     parser.add_argument("--out", type=Path, default=HERE / "search.json")
     args = parser.parse_args()
