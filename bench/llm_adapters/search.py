@@ -94,8 +94,8 @@ def spec_for(task: str, args: argparse.Namespace, work: Path) -> Path:
         spec["data"]["train_size"] = args.train_records
     spec["data"]["eval_size"] = args.eval_records or eval_size
     spec["training"] = {**spec.get("training", {}), "batch_size": args.batch_size}
-    spec["workers"] = {"parallel": args.parallel, "cpus_per_trial": args.cpus_per_trial, "device": args.device,
-                       "gpus_per_trial": args.gpus_per_trial}
+    spec["workers"] = {**spec.get("workers", {}), "parallel": args.parallel, "cpus_per_trial": args.cpus_per_trial,
+                       "device": args.device, "gpus_per_trial": args.gpus_per_trial}
     spec["budget"] = {"trials": args.trials, "steps_per_trial": args.steps, "wall_clock_minutes": args.minutes}
     spec["storage"] = f"sqlite:///{work / 'search.db'}"
     spec["output_dir"] = str(work / "runs")
