@@ -147,8 +147,7 @@ def main() -> None:
     for task in args.tasks:
         reruns = int(results.get(task, {}).get("rerun", 0))  # older files hold true for one rerun
         if task in results and args.rerun:
-            previous = {key: value for key, value in results[task].items() if key != "previous"}
-            results[task] = {"previous": previous}
+            results[task] = {"previous": results[task]}  # the runs before it stay, as a chain of previous
             reruns += 1
         if task in results and "comparison" not in results[task]:
             results[task] = {**run_task(task, rerun=reruns), "previous": results[task].get("previous"),
