@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / "examples" / "data"
 
 import torch  # noqa: E402
+from whole_sets import whole_set_files  # noqa: E402  (beside this file)
 
 from autopeft.cost import predict_cost  # noqa: E402
 from autopeft.data import load_task_data  # noqa: E402
@@ -123,10 +124,8 @@ def budget_of(args: argparse.Namespace, task: str) -> dict:
 def task_files(task: str, args: argparse.Namespace) -> tuple[Path, Path, int]:
     """Training file, evaluation file and max length: the bundled slices, or LLM-Adapters' own sets (--data)."""
     _, train, evaluation, max_length = TASKS[task]
-    if args.data is not None and task == "boolq":
-        return args.data / "dataset" / "boolq" / "train.json", args.data / "dataset" / "boolq" / "test.json", max_length
-    if args.data is not None and task == "multiarith":
-        return args.data / "ft-training_set" / "math_data.json", evaluation, max_length
+    if args.data is not None:
+        train, evaluation = whole_set_files(args.data, task, train, evaluation)
     return train, evaluation, max_length
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import yaml
+from whole_sets import whole_set_files  # beside this file
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -47,10 +48,6 @@ AUTOPEFT = Path(sys.executable).with_name("autopeft")
 TASKS = {"boolq": ("boolq-smollm2.yaml", 48), "multiarith": ("math-smollm2.yaml", 16),
          "sst2": ("boolq-smollm2.yaml", 96)}
 SST2_TRAIN_RECORDS = 400
-# task -> (training file, evaluation file or None to keep the example's) inside a copy of LLM-Adapters' data
-# (--data); MultiArith keeps the bundled held-out problems, the only ones its math training set does not contain
-LLM_ADAPTERS_FILES = {"boolq": ("dataset/boolq/train.json", "dataset/boolq/test.json"),
-                      "multiarith": ("ft-training_set/math_data.json", None)}
 
 
 def sst2_records(work: Path) -> dict[str, str]:
@@ -85,11 +82,9 @@ def spec_for(task: str, args: argparse.Namespace, work: Path) -> Path:
         spec["data"][split] = str((EXAMPLES / spec["data"][split]).resolve())
     if task == "sst2":
         spec["data"].update(sst2_records(work), max_length=128)
-    if args.data is not None and task in LLM_ADAPTERS_FILES:
-        train, evaluation = LLM_ADAPTERS_FILES[task]
-        spec["data"]["train"] = str((args.data / train).resolve())
-        if evaluation is not None:
-            spec["data"]["eval"] = str((args.data / evaluation).resolve())
+    if args.data is not None:
+        files = whole_set_files(args.data, task, Path(spec["data"]["train"]), Path(spec["data"]["eval"]))
+        spec["data"]["train"], spec["data"]["eval"] = (str(path.resolve()) for path in files)
     if args.train_records is not None:
         spec["data"]["train_size"] = args.train_records
     spec["data"]["eval_size"] = args.eval_records or eval_size
