@@ -238,10 +238,12 @@ def binomial_test(value: float, level: ChanceLevel, trials: int) -> ChanceTest |
 
 
 def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[str],
-                         second: np.ndarray | list[str], targets: EvalTargets, seed: int = 0) -> bool:
+                         second: np.ndarray | list[str], targets: EvalTargets, seed: int = 0,
+                         alpha: float = PAIRED_ALPHA) -> bool:
     """Whether ``first``'s predictions score better than ``second``'s on ``metric`` beyond the noise of the eval
-    set: a paired bootstrap (the same resampled examples for both), one-sided at PAIRED_ALPHA. A user's metric
-    that fails on a resample cannot show the two equal, so ``first`` is then taken as better (kept)."""
+    set: a paired bootstrap (the same resampled examples for both), one-sided at ``alpha`` (PAIRED_ALPHA, or less
+    where the caller makes several comparisons). A user's metric that fails on a resample cannot show the two
+    equal, so ``first`` is then taken as better (kept)."""
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(targets), size=(BOOTSTRAP_ROUNDS, len(targets)))
     if is_custom(metric):
@@ -256,4 +258,4 @@ def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[s
         score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive)[metric]
                  for p in (a, b)]
     gain = (score[0] - score[1]) * (1.0 if maximize else -1.0)
-    return float(np.quantile(gain, PAIRED_ALPHA)) > 0.0
+    return float(np.quantile(gain, alpha)) > 0.0

@@ -242,8 +242,8 @@ class ProbeSpec(_Strict):
     start_steps: int = Field(32, ge=1, description="The first rung of the doubling ladder of steps.")
     max_steps: int = Field(4096, ge=1, description="No rung beyond this many steps.")
     minutes: float = Field(10.0, gt=0, description="Start no rung that would end after this long.")
-    min_gain: float = Field(0.05, ge=0, description="A doubling of the steps pays when the best reference gains "
-                            "at least this share of its distance above chance, beyond noise.")
+    min_gain: float = Field(0.05, ge=0, description="A doubling of the steps pays when some reference gains "
+                            "on itself at least this share of its distance above chance, beyond noise.")
     references: list[Literal["full", "lora-r16-all"]] = Field(
         default_factory=list, description="The reference configurations trained at each rung [default: both: full "
         "fine-tuning at 5e-5 and LoRA r=16 on every module at 1e-3].")

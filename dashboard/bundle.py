@@ -14,12 +14,15 @@ from pathlib import Path
 import optuna
 
 from autopeft import storage
-from autopeft.export import export_front, zip_tree
 from dashboard.data import read_only_url
 
 
 def export_zip(url: str, name: str, picked: list[int] | None = None) -> bytes:
     """Zip of `autopeft export NAME`; with ``picked``, only those front trials' folders and summary rows."""
+    # Imported here, not with the module: the exporter brings torch, transformers and peft (about 8 s of CPU on
+    # a slow processor), which every other view of the dashboard does without; it starts that much sooner.
+    from autopeft.export import export_front, zip_tree
+
     store = optuna.storages.RDBStorage(read_only_url(url), skip_compatibility_check=True, skip_table_creation=True)
     study, spec = storage.load_search(store, name)
     with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:

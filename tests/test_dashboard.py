@@ -248,3 +248,14 @@ def test_pick_by_hand_exports_only_the_picked_front_trials(watched):
     assert not app.exception
     assert sorted(app.dataframe[0].value["number"]) == front
     assert "Download export" in app.get("download_button")[0].proto.label
+
+
+def test_the_dashboard_loads_without_the_training_libraries():
+    """Its views read the database; only the export download needs torch, transformers and peft, and imports them
+    when asked, so the dashboard starts without their seconds of import."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, dashboard.app, dashboard.views.pick; "
+         "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"

@@ -329,3 +329,50 @@ def test_the_references_repeats_run_side_by_side(tmp_path):
     rung = study.user_attrs[storage.PROBE]["rungs"][0]
     assert {name: r["again"]["above"] for name, r in rung["results"].items()} == {"full": False,
                                                                                  "lora-r16-all": False}
+
+
+class _FastAndSlowLearner(_SeedLuck):
+    """LoRA learns the task outright from 8 steps; full fine-tuning gets only half of the minority class right at 8
+    steps and all of it from 16 on, whatever the seed: a fast learner that has levelled off beside a slow one still
+    climbing."""
+
+    def submit(self, request) -> None:
+        import numpy as np
+
+        from autopeft.predictions import LABELS, encode
+        from autopeft.trial import TrialResult
+
+        self.seen.append((request.config["method"], request.steps, request.seed))
+        predicted = np.zeros_like(self.gold)
+        if request.steps >= 8 and (request.config["method"] == "lora" or request.steps >= 16):
+            predicted = self.gold.copy()
+        elif request.steps >= 8:  # full fine-tuning at 8 steps: the first half of the minority class
+            minority = np.flatnonzero(self.gold == 1)
+            predicted[minority[: len(minority) // 2]] = 1
+        self.done.append(TrialResult(number=request.number, ok=True, predictions=encode(LABELS, predicted),
+                                     measurements={"accuracy": float((predicted == self.gold).mean()),
+                                                   "trainable_params": 1000.0}))
+
+
+def test_a_doubling_pays_while_any_reference_still_gains(tmp_path):
+    """LoRA reads the same at 8 and 16 steps, full fine-tuning rises from 0.8 to 1.0: each reference is compared
+    with itself a rung before, so the ladder climbs past 8 and stops where neither gains (32 did not pay)."""
+    import numpy as np
+    import optuna
+
+    from autopeft.chance import ChanceLevel
+    from autopeft.predictions import LABELS, EvalTargets
+    from autopeft.probe import find_steps
+
+    gold = np.array([0] * 120 + [1] * 80)
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
+        "trials": 4, "steps_per_trial": "auto",
+        "probe": {"start_steps": 4, "max_steps": 64, "references": ["full", "lora-r16-all"]}}))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    worker = _FastAndSlowLearner(gold)
+    outcome = find_steps(study, spec, worker, ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'"),
+                         EvalTargets(LABELS, gold, num_labels=2))
+    rungs = {r.steps: {name: res["accuracy"] for name, res in r.results.items()} for r in outcome.rungs}
+    assert rungs[8] == {"full": 0.8, "lora-r16-all": 1.0} and rungs[16] == {"full": 1.0, "lora-r16-all": 1.0}
+    assert outcome.chosen == 16 and sorted(rungs) == [4, 8, 16, 32]
+    assert outcome.reason == "doubling to 32 steps did not pay beyond noise for any reference"
