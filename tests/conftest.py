@@ -12,11 +12,11 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The suite runs on two pytest-xdist workers (pyproject.toml), so two processes' torch thread pools, and the
-# trials they start, share the machine's cores. OpenMP's threads spin while they wait for each other by default;
-# with more threads than cores a spinning thread holds the core its partner needs, and a step that takes
-# milliseconds took seconds (a notebook trial ran for minutes). Waiting threads sleep instead. Set before torch
-# loads, so it holds in this process and in every process the tests start.
+# The suite runs on three pytest-xdist workers on two cores (pyproject.toml; docs/decisions.md says why), so
+# several processes' torch thread pools, and the trials they start, share the machine's cores. OpenMP's threads
+# spin while they wait for each other by default; with more threads than cores a spinning thread holds the core
+# its partner needs, and a step that takes milliseconds took seconds (a notebook trial ran for minutes). Waiting
+# threads sleep instead. Set before torch loads, so it holds in this process and in every process the tests start.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 pytest_plugins = ["tests.postgres_server"]  # postgres_server, postgres_url, storage_url (SQLite and PostgreSQL)
@@ -31,7 +31,7 @@ DEMO_DATA = ROOT / "examples" / "data" / "sst2"
 ONE_AT_A_TIME = {"parallel": 1, "cpus_per_trial": 2}
 
 
-# The test files that take longest (about 25 s to 3 minutes each), longest first. The two workers take whole files
+# The test files that take longest (about 25 s to 3 minutes each), longest first. The workers take whole files
 # (--dist loadfile: a module's fixtures are built once); started first, the long ones leave short files for the end
 # instead of one worker finishing a long file while the other waits.
 LONGEST_FIRST = ("test_dashboard_browser.py", "test_service.py", "test_resume.py", "test_worker_methods.py",

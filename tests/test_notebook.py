@@ -24,12 +24,16 @@ def test_the_notebook_executes(tmp_path):
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
     shutil.copytree(ROOT / "examples" / "data", tmp_path / "data")
     notebook = nbformat.read(tmp_path / NOTEBOOK.name, as_version=4)
+    # Two of the notebook's four trials: every cell still runs (the search, its table and plot, the knee's export
+    # and its reload), and the test does not pay for two more trainings that no cell depends on.
+    [spec_cell] = [cell for cell in notebook.cells if '"trials": 4' in cell.source]
+    spec_cell.source = spec_cell.source.replace('"trials": 4', '"trials": 2')
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = {i: cell.outputs for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                      for cell in outputs.values() for o in cell)
-    assert "Search('notebook" in text and "finished, 4/4 trials" in text
+    assert "Search('notebook" in text and "finished, 2/2 trials" in text
     assert "nothing learned: False" in text  # the notebook's settings learn the task above chance
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for cell in outputs.values() for o in cell)
     assert (tmp_path / "exported" / "summary.md").is_file()
