@@ -201,6 +201,35 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", str(state))
 
 
+def revision(url: str, name: str) -> tuple:
+    """A fingerprint of everything the views show of one search, read in one cheap query: it changes whenever a
+    trial is added or changes state, reports a rung, gains a value or an attribute, or the search's own
+    attributes change.
+
+    Why: a live view redraws every few seconds, and rebuilding its tables, noise tests and figures cost about a
+    CPU-second each time on a 2-core machine, a third of a core taken from the search being watched while nothing
+    had changed. Caches keyed by this fingerprint rebuild only when the database did change. Lengths as well as
+    counts, because an attribute written again in place keeps its row."""
+    rows = _query(url, """
+        SELECT s.study_id,
+               (SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id),
+               (SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id AND t.state = 'RUNNING'),
+               (SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id AND t.state = 'WAITING'),
+               (SELECT MAX(t.datetime_complete) FROM trials t WHERE t.study_id = s.study_id),
+               (SELECT MAX(t.datetime_start) FROM trials t WHERE t.study_id = s.study_id),
+               (SELECT COUNT(*) FROM trial_values v JOIN trials t ON t.trial_id = v.trial_id
+                 WHERE t.study_id = s.study_id),
+               (SELECT COUNT(*) FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id
+                 WHERE t.study_id = s.study_id),
+               (SELECT COUNT(*) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id
+                 WHERE t.study_id = s.study_id),
+               (SELECT SUM(LENGTH(a.value_json)) FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id
+                 WHERE t.study_id = s.study_id),
+               (SELECT SUM(LENGTH(a.value_json)) FROM study_user_attributes a WHERE a.study_id = s.study_id)
+        FROM studies s WHERE s.study_name = :name""", name=name)
+    return tuple(str(value) for value in rows[0]) if rows else ()
+
+
 def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
     """All trials of one search, one row each: state, timing, configuration summary, every measurement."""
     found = _query(url, "SELECT study_id FROM studies WHERE study_name = :name", name=name)

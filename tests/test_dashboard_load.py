@@ -187,8 +187,7 @@ def test_every_view_renders_2000_trials_quickly(big_database, record_property):
         app = AppTest.from_file(APP, default_timeout=120)
         app.session_state["view"] = view
         app.session_state["search"] = "mixed-2000"
-        cache.trials.clear()
-        cache.searches.clear()
+        cache.clear()
         started = time.perf_counter()
         app.run()  # cold: empty cache, so the SQL reads are included
         cold = time.perf_counter() - started
@@ -212,8 +211,7 @@ def test_every_view_renders_2000_trials_quickly(big_database, record_property):
 def test_cold_pareto_page_with_2000_trials(big_database, record_property):
     """What a user waits for when opening the dashboard on a 2,000-trial search: reads plus the first render."""
     url, _ = big_database
-    cache.trials.clear()
-    cache.searches.clear()
+    cache.clear()
     app = AppTest.from_file(APP, default_timeout=120)
     app.session_state["search"] = "mixed-2000"
     started = time.perf_counter()

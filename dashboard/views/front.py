@@ -9,7 +9,7 @@ from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
 from autopeft.views import near_bar_sentence, retrained_sentence
-from dashboard import analysis, cache, figures, navigation
+from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 
 
@@ -72,7 +72,7 @@ def render(ctx: Context) -> None:
         return
     chance = cache.chance_metrics(ctx.url, ctx.search)
     say_noise(cache.noise_report(ctx.url, ctx.search))
-    event = st.plotly_chart(figures.pareto(trials, spec, x, y, chance=chance), key="pareto_chart",
+    event = st.plotly_chart(cache.pareto(ctx.url, ctx.search, x, y), key="pareto_chart",
                             on_select="rerun", selection_mode="points", width="stretch")
     st.caption("Front points are large and outlined, dominated points faded, infeasible ones red crosses, pruned "
                "ones open diamonds, baselines stars, the learnability probe's runs open triangles. Parameter counts "
