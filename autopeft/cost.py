@@ -37,6 +37,50 @@ def _meta_base(config_json: str, task: str, pooling: str = "cls"):
         return apply_pooling(TASK_MODEL_CLASSES[task].from_config(config), pooling)
 
 
+def fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a meta-device model that one build may change freely: every module, parameter, model configuration
+    and module-level container is new, the (shape-only) tensors are shared, tied parameters stay tied.
+
+    Why not ``copy.deepcopy``: it reduces every attribute of every module through pickle's protocol, 50 ms of the
+    80 ms a MiniLM prediction took; the known-cost sampler counts hundreds of candidates a search, within a time
+    budget per proposal. This copy takes a few milliseconds. ``tests/test_known_costs.py`` holds every method's
+    prediction on it to the prediction on a deep copy, in an order where a leak from one build would show."""
+    from transformers import PretrainedConfig
+
+    copies: dict[int, Any] = {}  # id of an original -> its copy: what is shared stays shared
+
+    def parameter(original: torch.nn.Parameter | None) -> torch.nn.Parameter | None:
+        if original is None:
+            return None
+        if id(original) not in copies:
+            copies[id(original)] = (torch.nn.Parameter(original.detach(), requires_grad=original.requires_grad)
+                                    if type(original) is torch.nn.Parameter else copy.deepcopy(original))
+        return copies[id(original)]
+
+    def value(original: Any) -> Any:
+        if isinstance(original, PretrainedConfig):
+            if id(original) not in copies:
+                copies[id(original)] = copy.deepcopy(original)
+            return copies[id(original)]
+        # The containers' own copy methods: copy.copy goes through pickle's protocol for an OrderedDict (a module
+        # holds a dozen, its hooks).
+        return original.copy() if isinstance(original, (dict, list, set)) else original
+
+    def module(original: torch.nn.Module) -> torch.nn.Module:
+        if id(original) in copies:
+            return copies[id(original)]
+        made = original.__class__.__new__(original.__class__)
+        copies[id(original)] = made
+        attributes = {name: value(v) for name, v in original.__dict__.items()}
+        attributes["_parameters"] = {name: parameter(p) for name, p in original._parameters.items()}
+        attributes["_modules"] = {name: None if child is None else module(child)
+                                  for name, child in original._modules.items()}
+        made.__dict__ = attributes  # not through Module.__setattr__, which sorts every value it is given
+        return made
+
+    return module(model)
+
+
 def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooling: str = "cls") -> dict[str, float]:
     """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors (``pooling``:
     the resolved pooling, which can take the base's pooler out of the count)."""
@@ -44,7 +88,7 @@ def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooli
     method = get_method(config["method"])
     check_compatible(method.name, method.library, int(config.get("base_bits", 16)), config)
     with torch.device("meta"):
-        built = method.build(copy.deepcopy(base), config)
+        built = method.build(fresh_copy(base), config)
     trainable, _ = method.count(built)
     total = sum(p.numel() for p in base.parameters())
     return {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total,

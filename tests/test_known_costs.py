@@ -8,6 +8,9 @@ on a real SQLite study with the real TPE sampler, not training.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from optuna.trial import TrialState
 
 from autopeft import storage
@@ -72,3 +75,35 @@ def test_constraints_on_measured_values_are_left_to_the_trial(tmp_path):
     SearchController(study, spec, SearchSpace.from_dict(SPACE, 6, hidden_size=384), executor, train_size=320).run()
     assert len(executor.trained) == 3
     assert not any(t.user_attrs.get(storage.INFEASIBLE) for t in study.get_trials())
+
+
+def test_every_method_is_counted_on_a_fresh_copy_as_on_a_deep_copy_and_the_cached_base_is_untouched():
+    """predict_cost builds each configuration on a fast copy of one cached meta-device base (cost.fresh_copy).
+    Every method, twice through in an order where one build's leak (a parameter left frozen or trainable, a
+    module swapped, a configuration changed) would change a later count, predicts what a build on a deep copy
+    counts, and the cached base ends as it began."""
+    import copy
+
+    import torch
+
+    from autopeft.cost import _meta_base, fresh_copy, predict_cost_for
+    from autopeft.methods import available_methods, get_method
+    from autopeft.models import load_model_config
+    from tests.test_methods_matrix import OPTIONS
+
+    probe = load_spec(write_spec(Path(tempfile.mkdtemp()), tiny_spec(Path("."))))
+    model_config = copy.deepcopy(load_model_config(probe.model))
+    model_config.num_labels = 2
+    task = "sequence-classification"
+    base = _meta_base(model_config.to_json_string(use_diff=False), task, "cls")
+    modules = [name for name, _ in base.named_modules()]
+    parameters = {name: p.requires_grad for name, p in base.named_parameters()}
+    configs = [{"method": m, "layers": [1, 4], **OPTIONS.get(m, {})} for m in available_methods()]
+    for config in configs + configs[::-1]:
+        method = get_method(config["method"])
+        with torch.device("meta"):  # as predict_cost_for builds
+            on_deep_copy = method.count(method.build(copy.deepcopy(base), config))[0]
+        assert predict_cost_for(model_config, task, config)["trainable_params"] == on_deep_copy, config["method"]
+    assert [name for name, _ in base.named_modules()] == modules
+    assert {name: p.requires_grad for name, p in base.named_parameters()} == parameters
+    assert fresh_copy(base) is not base and fresh_copy(base).config is not base.config
