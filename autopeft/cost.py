@@ -82,18 +82,41 @@ def fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
     return module(model)
 
 
+# Counts already made in this process: (model configuration, task, pooling, configuration) -> (the method object
+# that built it, its costs). The sampler counts a candidate when it draws it, the controller counts the proposal
+# again before it trains, and a notebook's second search (or a test's) draws the same candidates again: each count
+# is a peft build of 30-100 ms. A method registered again under its name (a notebook cell rerun) is a new object,
+# so its configurations are counted afresh.
+_COUNTED: dict[tuple[str, str, str, str], tuple[Any, dict[str, float]]] = {}
+_COUNTED_MAX = 4096
+
+
+def forget_counts() -> None:
+    """Empty the memo of counts (tests that must build every time)."""
+    _COUNTED.clear()
+
+
 def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooling: str = "cls") -> dict[str, float]:
     """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors (``pooling``:
     the resolved pooling, which can take the base's pooler out of the count)."""
-    base = _meta_base(model_config.to_json_string(use_diff=False), task, pooling)
+    model_json = model_config.to_json_string(use_diff=False)
     method = get_method(config["method"])
+    key = (model_json, task, pooling, json.dumps(config, sort_keys=True, default=repr))
+    counted = _COUNTED.get(key)
+    if counted is not None and counted[0] is method:
+        return dict(counted[1])
+    base = _meta_base(model_json, task, pooling)
     check_compatible(method.name, method.library, int(config.get("base_bits", 16)), config)
     with torch.device("meta"):
         built = method.build(fresh_copy(base), config)
     trainable, _ = method.count(built)
     total = sum(p.numel() for p in base.parameters())
-    return {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total,
-            "adapter_tensor_bytes": float(method.saved_bytes(built, config))}
+    costs = {"trainable_params": float(trainable), "trainable_percent": 100.0 * trainable / total,
+             "adapter_tensor_bytes": float(method.saved_bytes(built, config))}
+    if len(_COUNTED) >= _COUNTED_MAX:
+        _COUNTED.pop(next(iter(_COUNTED)))  # the oldest
+    _COUNTED[key] = (method, costs)
+    return dict(costs)
 
 
 def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> dict[str, float]:

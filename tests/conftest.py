@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,39 @@ LONGEST_FIRST = ("test_dashboard_browser.py", "test_service.py", "test_resume.py
                  "test_warm_start.py", "test_nothing_learned.py")
 
 
+# Files that share a session fixture run on one worker, one after another: each worker would otherwise build the
+# fixture again. The Ray group shares one local Ray cluster, shut down as the worker leaves the group (an idle
+# cluster's processes poll: measured, about 4 CPU-seconds a minute, which three workers' clusters spent for the
+# whole run); the small-search group shares one finished search (about 20 CPU-seconds to build).
+SHARED_FIXTURE_GROUPS = {
+    "ray-cluster": ("test_failures.py", "test_search_e2e.py", "test_plugins.py", "test_early_stopping.py",
+                    "test_ray_errors.py"),
+    "small-search": ("test_baselines.py", "test_warm_start.py", "test_confirm.py", "test_pick.py",
+                     "test_chance.py"),
+}
+GROUP_OF_FILE = {name: group for group, names in SHARED_FIXTURE_GROUPS.items() for name in names}
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    # A group's files follow its first one, so the group is one unit of work in the order above.
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(GROUP_OF_FILE.get(item.path.name, str(item.path)), i)
+    items.sort(key=lambda item: first[GROUP_OF_FILE.get(item.path.name, str(item.path))])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Whole files to a worker (``--dist loadfile``), with each of ``SHARED_FIXTURE_GROUPS`` as one unit."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return GROUP_OF_FILE.get(Path(path).name, path)
+
+    return GroupedFileScheduling(config, log)
 
 
 def pytest_collection_finish(session) -> None:
@@ -122,15 +153,28 @@ def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # module: the module fixtures that train on Ray ask for it too
 def ray_cluster():
-    """One local Ray cluster for every test that needs it (starting one costs seconds)."""
+    """One local Ray cluster for the tests of the Ray group (starting one costs seconds), started by the first that
+    asks and shut down as the worker leaves the group (``pytest_runtest_teardown``)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
-             logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024,
+                 logging_level="WARNING")
+    return ray
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the test's own teardown (its module's fixtures included): the last test of the Ray group on this
+    worker shuts the group's cluster down, so that it does not poll for the rest of the run."""
+    result = yield
+    leaving = GROUP_OF_FILE.get(item.path.name) == "ray-cluster" and (
+        nextitem is None or GROUP_OF_FILE.get(nextitem.path.name) != "ray-cluster")
+    if leaving and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,7 @@ def _kill_a_busy_trial_worker(stop: threading.Event) -> None:
 
 
 def test_a_killed_worker_process_fails_its_trial_and_is_replaced(tmp_path, ray_cluster):
-    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 40},
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 16},
                                                     workers=ONE_AT_A_TIME)))
     stop = threading.Event()
     killer = threading.Thread(target=_kill_a_busy_trial_worker, args=(stop,), daemon=True)

@@ -329,6 +329,9 @@ def test_proposal_latency_on_the_full_space(tmp_path):
     refitting the model, take under the 2 s allowed (bench/search_efficiency/latency.py measures 200 trials)."""
     import torch
 
+    from autopeft.cost import forget_counts
+
+    forget_counts()  # every candidate counted here, none served from what earlier tests in this process counted
     space = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), 6, hidden_size=384)
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space="full", sampler="known-cost")))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))

@@ -86,7 +86,7 @@ def test_every_method_is_counted_on_a_fresh_copy_as_on_a_deep_copy_and_the_cache
 
     import torch
 
-    from autopeft.cost import _meta_base, fresh_copy, predict_cost_for
+    from autopeft.cost import _meta_base, forget_counts, fresh_copy, predict_cost_for
     from autopeft.methods import available_methods, get_method
     from autopeft.models import load_model_config
     from tests.test_methods_matrix import OPTIONS
@@ -103,7 +103,45 @@ def test_every_method_is_counted_on_a_fresh_copy_as_on_a_deep_copy_and_the_cache
         method = get_method(config["method"])
         with torch.device("meta"):  # as predict_cost_for builds
             on_deep_copy = method.count(method.build(copy.deepcopy(base), config))[0]
+        forget_counts()  # built every time: the second pass is the one a leak would change
         assert predict_cost_for(model_config, task, config)["trainable_params"] == on_deep_copy, config["method"]
     assert [name for name, _ in base.named_modules()] == modules
     assert {name: p.requires_grad for name, p in base.named_parameters()} == parameters
     assert fresh_copy(base) is not base and fresh_copy(base).config is not base.config
+
+
+def test_a_configuration_is_built_once_and_a_method_registered_again_is_counted_afresh(monkeypatch):
+    """The memo of counts: the controller's count of a proposal the sampler already counted builds nothing, the
+    costs handed out are copies, and a method registered again under its name (a rerun notebook cell) is built
+    again, not served the old object's counts."""
+    import copy
+
+    from autopeft import cost
+    from autopeft.methods import get_method, registry
+    from autopeft.models import load_model_config
+
+    probe = load_spec(write_spec(Path(tempfile.mkdtemp()), tiny_spec(Path("."))))
+    model_config = copy.deepcopy(load_model_config(probe.model))
+    model_config.num_labels = 2
+    builds = []
+    real_copy = cost.fresh_copy
+    monkeypatch.setattr(cost, "fresh_copy", lambda base: builds.append(1) or real_copy(base))
+    config = {"method": "lora", "lora": {"r": 8, "target_modules": ["query", "value"]}, "layers": [0, 5],
+              "learning_rate": 1e-3}
+    cost.forget_counts()
+    first = cost.predict_cost_for(model_config, "sequence-classification", config)
+    first["trainable_params"] = -1.0  # the caller's copy
+    again = cost.predict_cost_for(model_config, "sequence-classification", dict(reversed(config.items())))
+    assert len(builds) == 1 and again["trainable_params"] > 0
+    other = copy.deepcopy(model_config)
+    other.num_labels = 3  # another head: another count
+    assert cost.predict_cost_for(other, "sequence-classification", config)["trainable_params"] != again[
+        "trainable_params"] and len(builds) == 2
+
+    lora = get_method("lora")
+    try:
+        registry.register(type(lora))  # the same name, a new object
+        assert cost.predict_cost_for(model_config, "sequence-classification", config) == again
+        assert len(builds) == 3
+    finally:
+        registry._METHODS["lora"] = lora

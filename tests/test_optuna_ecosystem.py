@@ -39,11 +39,12 @@ TRAINED_ATTRS = {storage.CONFIG, storage.MEASUREMENTS, storage.LOSS_CURVE, stora
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory):
-    """One finished search (4 LoRA trials of 10 steps; with trainable_percent <= 0.3 some proposals of this seed are
-    rejected before training) plus the BitFit baseline: (storage URL, study as Optuna loads it, spec)."""
+    """One finished search (4 LoRA trials of 4 steps: the tests read what Optuna stores, not what they learn; with
+    trainable_percent <= 0.3 some proposals of this seed are rejected before training) plus the BitFit baseline:
+    (storage URL, study as Optuna loads it, spec)."""
     tmp_path = tmp_path_factory.mktemp("optuna-ecosystem")
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, budget={"trials": 4, "steps_per_trial": 10},
+        tmp_path, budget={"trials": 4, "steps_per_trial": 4},
         # TPE proposes some configurations over the constraint, rejected before training: records Optuna's tools
         # must read too. The default sampler never proposes them.
         sampler="tpe", constraints=[{"name": "trainable_percent", "max": 0.3}], workers=ONE_AT_A_TIME)))

@@ -36,7 +36,7 @@ def test_a_warm_search_trains_the_source_front_first_from_another_database(small
     front = _source_front(source_url, source_name)
     trials = 3 * len(front) + 1  # a third of the budget goes to the source's front
     spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, budget={"trials": trials, "steps_per_trial": 10}, constraints=[], storage=postgres_url,
+        tmp_path, budget={"trials": trials, "steps_per_trial": 4}, constraints=[], storage=postgres_url,
         warm_start=[f"{source_name}@{source_url}"], workers=ONE_AT_A_TIME)))
     name = start_search(spec, name="warm", executor="local")
 
