@@ -19,6 +19,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # its partner needs, and a step that takes milliseconds took seconds (a notebook trial ran for minutes). Waiting
 # threads sleep instead. Set before torch loads, so it holds in this process and in every process the tests start.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Ray starts its worker processes at nice 15 (its `worker_niceness`): beside the suite's own workers, which train
+# at nice 0, a trial actor got a sliver of a core (a killed-worker test of 36 s alone took 315 s in the suite), so
+# the Ray tests, all on one worker (SHARED_FIXTURE_GROUPS), waited for the end of the run to get a core. At nice 0
+# they take their share while the suite is busy. Set before any Ray cluster starts, here and in the processes the
+# tests start.
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 pytest_plugins = ["tests.postgres_server"]  # postgres_server, postgres_url, storage_url (SQLite and PostgreSQL)
 
@@ -34,9 +40,10 @@ ONE_AT_A_TIME = {"parallel": 1, "cpus_per_trial": 2}
 
 # The test files that take longest (about 25 s to 3 minutes each), longest first. The workers take whole files
 # (--dist loadfile: a module's fixtures are built once); started first, the long ones leave short files for the end
-# instead of one worker finishing a long file while the other waits.
-LONGEST_FIRST = ("test_dashboard_browser.py", "test_service.py", "test_resume.py", "test_worker_methods.py",
-                 "test_notebook.py", "test_probe.py", "test_failures.py", "test_known_cost_sampler.py",
+# instead of one worker finishing a long file while the other waits. test_failures.py heads the Ray group
+# (SHARED_FIXTURE_GROUPS), the longest unit of all: about 18 minutes of one worker in the suite.
+LONGEST_FIRST = ("test_failures.py", "test_dashboard_browser.py", "test_service.py", "test_resume.py",
+                 "test_worker_methods.py", "test_notebook.py", "test_probe.py", "test_known_cost_sampler.py",
                  "test_dashboard.py", "test_cluster.py", "test_dashboard_load.py", "test_early_stopping.py",
                  "test_controllers.py", "test_methods_matrix.py", "test_search_e2e.py", "test_plugins.py",
                  "test_warm_start.py", "test_nothing_learned.py")
