@@ -41,7 +41,7 @@ ONE_AT_A_TIME = {"parallel": 1, "cpus_per_trial": 2}
 # The test files that take longest (about 25 s to 3 minutes each), longest first. The workers take whole files
 # (--dist loadfile: a module's fixtures are built once); started first, the long ones leave short files for the end
 # instead of one worker finishing a long file while the other waits. test_failures.py heads the Ray group
-# (SHARED_FIXTURE_GROUPS), the longest unit of all: about 18 minutes of one worker in the suite.
+# (SHARED_FIXTURE_GROUPS), the longest unit of all.
 LONGEST_FIRST = ("test_failures.py", "test_dashboard_browser.py", "test_service.py", "test_resume.py",
                  "test_worker_methods.py", "test_notebook.py", "test_probe.py", "test_known_cost_sampler.py",
                  "test_dashboard.py", "test_cluster.py", "test_dashboard_load.py", "test_early_stopping.py",
@@ -52,7 +52,7 @@ LONGEST_FIRST = ("test_failures.py", "test_dashboard_browser.py", "test_service.
 # Files that share a session fixture run on one worker, one after another: each worker would otherwise build the
 # fixture again. The Ray group shares one local Ray cluster, shut down as the worker leaves the group (an idle
 # cluster's processes poll: measured, about 4 CPU-seconds a minute, which three workers' clusters spent for the
-# whole run); the small-search group shares one finished search (about 20 CPU-seconds to build).
+# whole run); the small-search group shares one finished search (about 35 CPU-seconds to build here).
 SHARED_FIXTURE_GROUPS = {
     "ray-cluster": ("test_failures.py", "test_search_e2e.py", "test_plugins.py", "test_early_stopping.py",
                     "test_ray_errors.py"),
@@ -62,18 +62,26 @@ SHARED_FIXTURE_GROUPS = {
 GROUP_OF_FILE = {name: group for group, names in SHARED_FIXTURE_GROUPS.items() for name in names}
 
 
+def _unit_of(item) -> str:
+    """The unit of work an item belongs to: its file's group, or its file."""
+    return GROUP_OF_FILE.get(item.path.name, str(item.path))
+
+
 def pytest_collection_modifyitems(session, config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
     # A group's files follow its first one, so the group is one unit of work in the order above.
-    first = {}
+    first: dict[str, int] = {}
     for i, item in enumerate(items):
-        first.setdefault(GROUP_OF_FILE.get(item.path.name, str(item.path)), i)
-    items.sort(key=lambda item: first[GROUP_OF_FILE.get(item.path.name, str(item.path))])
+        first.setdefault(_unit_of(item), i)
+    items.sort(key=lambda item: first[_unit_of(item)])
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Whole files to a worker (``--dist loadfile``), with each of ``SHARED_FIXTURE_GROUPS`` as one unit."""
+    """Whole files to a worker (``--dist loadfile``, the default in pyproject.toml), with each of
+    ``SHARED_FIXTURE_GROUPS`` as one unit; another ``--dist`` given on the command line is xdist's own."""
+    if config.getoption("dist") != "loadfile":
+        return None
     from xdist.scheduler import LoadFileScheduling
 
     class GroupedFileScheduling(LoadFileScheduling):
@@ -174,11 +182,11 @@ def ray_cluster():
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """After the test's own teardown (its module's fixtures included): the last test of the Ray group on this
-    worker shuts the group's cluster down, so that it does not poll for the rest of the run."""
+    """After the test's own teardown (its module's fixtures included): the last test of a unit of work (the Ray
+    group, or a file) shuts down the ``ray_cluster`` its tests started, so that it does not poll for the rest of
+    the run. (Searches that start their own cluster have shut it down themselves.)"""
     result = yield
-    leaving = GROUP_OF_FILE.get(item.path.name) == "ray-cluster" and (
-        nextitem is None or GROUP_OF_FILE.get(nextitem.path.name) != "ray-cluster")
+    leaving = nextitem is None or _unit_of(nextitem) != _unit_of(item)
     if leaving and "ray" in sys.modules and sys.modules["ray"].is_initialized():
         sys.modules["ray"].shutdown()
     return result
