@@ -20,7 +20,7 @@ from autopeft.data import load_task_data
 from autopeft.search import start_search
 from autopeft.spec import load_spec
 from autopeft.trial import TrialRequest
-from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from workers.worker import TrialWorker
 
 SANE_OR_EXPLODING = {
@@ -117,14 +117,13 @@ def test_a_killed_worker_process_fails_its_trial_and_is_replaced(tmp_path, ray_c
     assert failed.user_attrs[storage.FAIL_REASON].startswith("worker process died")
 
 
-def test_bad_data_columns_fail_before_any_search_is_created(tmp_path):
+def test_bad_data_columns_fail_before_any_search_is_created(tmp_path, capsys):
     spec = tiny_spec(tmp_path)
     spec["data"]["text_columns"] = ["text"]
-    done = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "run", str(write_spec(tmp_path, spec))],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("error: data.text_columns: column 'text' not in the train data; its columns are "
-                                   "['sentence', 'label']")
+    code, _, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)))
+    assert code == 2
+    assert err.strip() == ("error: data.text_columns: column 'text' not in the train data; its columns are "
+                           "['sentence', 'label']")
     assert storage.search_names(storage.open_storage(spec["storage"])) == []
 
 

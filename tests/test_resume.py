@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autopeft import storage
-from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -22,7 +22,7 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, storage_url):
+def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, storage_url, capsys):
     spec = tiny_spec(tmp_path, budget={"trials": 3, "steps_per_trial": 25}, workers=ONE_AT_A_TIME,
                      storage=storage_url)  # on a SQLite file and on a PostgreSQL database
     spec_file = write_spec(tmp_path, spec)
@@ -55,9 +55,9 @@ def test_resume_after_kill_completes_the_budget_without_duplicates(tmp_path, sto
     finished_before = [t.number for t in before if t.state == TrialState.COMPLETE]
     assert before[-1].state == TrialState.RUNNING
 
-    resumed = subprocess.run([*command, "search", "resume", "killed", "--storage", url, "--executor", "local"],
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The one command, run in this process: a process of its own would only add the seconds of its imports.
+    code, _, err = run_cli(capsys, "search", "resume", "killed", "--storage", url, "--executor", "local")
+    assert code == 0, err[-2000:]
 
     after = _trials(url, "killed")
     complete = [t for t in after if t.state == TrialState.COMPLETE]
@@ -106,7 +106,7 @@ def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
     assert not alive, [p.info if hasattr(p, "info") else p.pid for p in alive]
 
 
-def test_resume_with_more_trials_continues_a_finished_search(tmp_path):
+def test_resume_with_more_trials_continues_a_finished_search(tmp_path, capsys):
     """`search resume NAME --trials N` raises the budget of a finished search: only the extra trials train, and a
     budget below what was spent is refused naming the option, with nothing changed."""
     from autopeft.search import resume_search, start_search
@@ -120,9 +120,9 @@ def test_resume_with_more_trials_continues_a_finished_search(tmp_path):
     first = [t.number for t in study.get_trials() if storage.counts_against_budget(t)]
     assert len(first) == 2 and study.user_attrs[storage.FINISHED] is True
 
-    refused = subprocess.run([sys.executable, "-m", "autopeft.cli", "search", "resume", "grown", "--trials", "1",
-                              "--storage", url, "--executor", "local"], capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and "--trials: 1 is below the 2 trials" in refused.stderr
+    code, _, err = run_cli(capsys, "search", "resume", "grown", "--trials", "1", "--storage", url,
+                           "--executor", "local")
+    assert code == 2 and "--trials: 1 is below the 2 trials" in err
     study, stored = storage.load_search(storage.open_storage(url), "grown")
     assert stored.budget.trials == 2 and study.user_attrs[storage.FINISHED] is True
 
