@@ -28,12 +28,17 @@ PLOT = ".js-plotly-plot .scatterlayer .trace"
 
 
 @contextmanager
-def open_page(width: int = 1440, height: int = 1000) -> Iterator[Page]:
-    """A page in a fresh headless Chromium profile; closed and deleted afterwards."""
+def open_page(width: int = 1440, height: int = 1000, wait_s: float = 90) -> Iterator[Page]:
+    """A page in a fresh headless Chromium profile; closed and deleted afterwards.
+
+    Every wait the page does not time itself (a click, an element's state) lasts up to ``wait_s``, not Playwright's
+    30 s: on two busy cores the browser has drawn an element more than 30 s after the script run that sent it.
+    """
     with tempfile.TemporaryDirectory(prefix="autopeft-chromium-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
             viewport={"width": width, "height": height}, device_scale_factor=1)
+        context.set_default_timeout(wait_s * 1000)
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
