@@ -78,7 +78,8 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
                     on_result: Callable[[Run, TrialResult], None] | None = None,
                     on_refused: Callable[[str, str], None] | None = None) -> list[str]:
     """Train the named baselines not yet in the study and add them as baseline trials; returns those trained.
-    One that cannot be built on the model is not trained: ``on_refused`` hears its name and why."""
+    One that cannot be built on the model is not trained: ``on_refused`` hears its name and why. Each is stored
+    as soon as it finishes, so the dashboard shows it then and an interrupted command keeps those it trained."""
     todo = [name for name in names if name not in trained_baselines(study)]
     for name, reason in refusals(study, spec, todo).items():
         todo.remove(name)
@@ -86,9 +87,14 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
             on_refused(name, reason)
     root = Path(spec.output_dir) / study.study_name
     runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
-    results = run_all(spec, runs, executor=executor, on_result=on_result) if runs else []
-    for name, result in zip(todo, results):
-        study.add_trial(_as_trial(spec, name, result))
+
+    def store(run: Run, result: TrialResult) -> None:
+        study.add_trial(_as_trial(spec, todo[runs.index(run)], result))
+        if on_result is not None:
+            on_result(run, result)
+
+    if runs:
+        run_all(spec, runs, executor=executor, on_result=store)
     return todo
 
 

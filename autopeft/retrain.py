@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from autopeft.controller import steps_per_trial
 from autopeft.data import TaskData, load_task_data
 from autopeft.executor import EXECUTORS, Executor
 from autopeft.spec import SearchSpec
+from autopeft.storage import FINISHED_AT, STARTED_AT
 from autopeft.trial import TrialRequest, TrialResult
 
 
@@ -49,17 +51,23 @@ def run_on(runner: Executor, spec: SearchSpec, runs: Sequence[Run], default_step
     """Train every run on ``runner``, as many at a time as it has slots; results in the order of ``runs``.
 
     Requests are numbered by their position in ``runs`` (the worker echoes the number back), not by a trial of
-    the study: several runs may share one trial.
+    the study: several runs may share one trial. Each result's ``execution`` gets the run's ``started_at`` and
+    ``finished_at`` (when it went to a free slot and when its result came back, the clock Optuna's own trials
+    keep), so a run stored as a trial afterwards keeps its real times (``storage.finished_trial``).
     """
     results: list[TrialResult | None] = [None] * len(runs)
+    started: dict[int, datetime] = {}
     waiting = list(enumerate(runs))
     while waiting or runner.running():
         while waiting and runner.running() < runner.capacity:
             index, run = waiting.pop(0)
+            started[index] = datetime.now()
             runner.submit(TrialRequest(number=index, config=run.config, seed=run.seed,
                                        steps=run.steps or default_steps, training=spec.training.model_dump(),
                                        output_dir=run.output_dir))
         for result in runner.wait():
+            result.execution |= {STARTED_AT: started[result.number].isoformat(),
+                                 FINISHED_AT: datetime.now().isoformat()}
             results[result.number] = result
             if on_result is not None:
                 on_result(runs[result.number], result)

@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Container
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -61,6 +62,7 @@ CONFIRMATION = "confirmation."
 SPEC = "spec"
 CONTROLLER = "controller"
 FINISHED = "finished"
+STARTED_AT, FINISHED_AT = "started_at", "finished_at"  # a run's times in its result's ``execution`` (retrain.py)
 WALL_CLOCK = "wall_clock"  # the wall-clock limit stopped the search before its budget: {"minutes", "spent"}
 LABELS = "labels"  # label names in head order, needed to rebuild the base for an exported adapter
 CHANCE = "chance"  # the task metrics of the constant prediction on the eval set (autopeft/chance.py)
@@ -239,18 +241,33 @@ def is_reference(trial: FrozenTrial) -> bool:
 
 def finished_trial(spec: SearchSpec, config: dict[str, Any], result: Any, marks: dict[str, Any]) -> FrozenTrial:
     """A run made outside the search loop (a baseline, a probe run) as a finished trial to add to the study, with
-    ``marks`` (e.g. ``{BASELINE: name}``) among its attributes; a failed run is stored failed with its reason."""
+    ``marks`` (e.g. ``{BASELINE: name}``) among its attributes; a failed run is stored failed with its reason.
+
+    It keeps the times the run ran (``started_at`` / ``finished_at`` in its ``execution``, autopeft/retrain.py):
+    Optuna would date a trial made afterwards at the moment it is stored, and the dashboard's timeline would draw
+    every baseline as an instant at the end."""
     attrs: dict[str, Any] = {**marks, CONFIG: config, WORKER: result.worker}
     if not result.ok:
-        return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={**attrs, FAIL_REASON: result.fail_reason})
+        trial = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={**attrs, FAIL_REASON: result.fail_reason})
+        return _dated(trial, result.execution)
     measured = result.measurements
     violations = [c.violation(measured[c.name]) for c in spec.constraints]
     attrs |= {MEASUREMENTS: measured, LOSS_CURVE: [list(p) for p in result.loss_curve],
               ADAPTER_DIR: result.adapter_dir, VIOLATIONS: violations}
     if result.predictions:
         attrs[PREDICTIONS] = result.predictions
-    return optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
-                                     constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
+    trial = optuna.trial.create_trial(values=[measured[n] for n in spec.objective_names], user_attrs=attrs,
+                                      constraints={c.name: v for c, v in zip(spec.constraints, violations)} or None)
+    return _dated(trial, result.execution)
+
+
+def _dated(trial: FrozenTrial, execution: dict[str, Any]) -> FrozenTrial:
+    """``trial`` with the start and end its run recorded, where it recorded them."""
+    started, finished = execution.get(STARTED_AT), execution.get(FINISHED_AT)
+    if started and finished:
+        trial.datetime_start = datetime.fromisoformat(started)
+        trial.datetime_complete = datetime.fromisoformat(finished)
+    return trial
 
 
 def budget_spent(trials: list[FrozenTrial]) -> int:

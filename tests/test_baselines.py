@@ -34,6 +34,14 @@ def test_baselines_are_trained_marked_and_compared(small_search, capsys):
         assert record.values["trainable_params"] == record.measurements["trainable_params"]
         assert 0.0 <= record.values["accuracy"] <= 1.0 and record.adapter_dir
         assert record.loss_curve[-1][0] == spec.budget.steps_per_trial  # the search's fidelity
+    # Each dated when it ran, not when it was stored: one after another on the local executor, each lasting at
+    # least its measured training and evaluation (the dashboard's timeline draws these bars).
+    ran = sorted((t for t in study.get_trials() if t.user_attrs.get(storage.BASELINE)), key=lambda t: t.number)
+    for trial, after in zip(ran, ran[1:]):
+        assert trial.datetime_complete <= after.datetime_start, (trial.number, after.number)
+    for trial in ran:
+        measured = trial.user_attrs[storage.MEASUREMENTS]
+        assert trial.duration.total_seconds() >= measured["train_time_s"] + measured["eval_time_s"], trial.number
 
     # Not part of the search: the budget, the front and the summary are what they were.
     assert sum(storage.counts_against_budget(t) for t in study.get_trials()) == spec.budget.trials
