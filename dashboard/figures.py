@@ -14,7 +14,11 @@ from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
 from dashboard import analysis
 
-PALETTE = [c for c in qualitative.D3 if c.upper() != "#D62728"]  # red is kept for infeasible points and failures
+# Red is kept for infeasible points and failures, near-black for baselines. D3's nine others, then fourteen of Dark24's
+# that differ from them: a search over every built-in method (twenty) draws each in its own colour.
+PALETTE = [c for c in qualitative.D3 if c.upper() != "#D62728"] + [
+    "#DA16FF", "#B68100", "#750D86", "#511CFB", "#00A08B", "#6C7C32", "#778AAE", "#862A16", "#620042", "#1616A7",
+    "#6C4516", "#0D2A63", "#A777F1", "#B2828D"]
 FAINT = "rgba(120,120,120,0.55)"
 LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}}

@@ -265,3 +265,15 @@ def test_the_dashboard_loads_without_the_training_libraries():
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[]"
+
+
+def test_every_built_in_method_has_its_own_colour():
+    """A search over the whole registry draws each method distinctly: no two share a colour, and none takes the
+    red of infeasible points and failures (the palette once had nine colours, so a full-space search repeated
+    them)."""
+    from autopeft.methods.registry import available_methods
+
+    methods = available_methods()
+    colours = figures.method_colours(methods)
+    assert len(methods) >= 20 and len(set(colours.values())) == len(methods)
+    assert "#D62728" not in {c.upper() for c in colours.values()}
