@@ -238,7 +238,9 @@ def search_list(storage: str | None, as_json: bool) -> None:
         console.print("no searches yet; start one with: autopeft search run SPEC")
         return
     table = Table(title="Searches")
-    for column in ("name", "state", "trials", "failed", "best", "front vs chance", "elapsed"):
+    # The name is what every other command takes: whole on one line, the other columns wrap to make room.
+    table.add_column("name", no_wrap=True)
+    for column in ("state", "trials", "failed", "best", "front vs chance", "elapsed"):
         table.add_column(column)
     for summary in summaries:
         # Each search names its own metric: searches in one database may optimise different ones.

@@ -127,3 +127,20 @@ def test_search_list_names_each_searchs_own_metric(tmp_path, capsys, monkeypatch
     assert "accuracy 0.8165" in rows["acc"] and "matthews" not in rows["acc"]
     assert "matthews 0.0120" in rows["mcc"] and "accuracy" not in rows["mcc"]
     assert "best accuracy" not in out  # no header claims one metric for every search
+
+
+def test_search_list_shows_whole_names_on_a_narrow_terminal(tmp_path, capsys, monkeypatch):
+    """The name is what `search show` and `export` take: at 80 columns a default name (spec name and start time)
+    is shown whole, not cut to "sst2-full…"."""
+    from autopeft import cli
+
+    monkeypatch.setattr(cli.console, "width", 80)
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    spec = parse_spec(tiny_spec(tmp_path, storage=url, search_space={"name": "s", "parameters": {}}))
+    name = "sst2-full-20261205-095646"
+    study = storage.create_search(storage.open_storage(url), name, spec, make_sampler(spec))
+    trial = study.ask()
+    trial.set_user_attr(storage.MEASUREMENTS, {"accuracy": 0.8, "trainable_params": 10.0})
+    study.tell(trial, [0.8, 10.0])
+    code, out, _ = run_cli(capsys, "search", "list", "--storage", url)
+    assert code == 0 and name in out, out
