@@ -89,7 +89,7 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
     runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
 
     def store(run: Run, result: TrialResult) -> None:
-        study.add_trial(_as_trial(spec, todo[runs.index(run)], result))
+        study.add_trial(_as_trial(spec, todo[result.number], result))  # numbered by position in runs
         if on_result is not None:
             on_result(run, result)
 

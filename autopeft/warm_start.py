@@ -82,26 +82,29 @@ def first_proposals(sources: list[SourceTrial], space: SearchSpace, limit: int,
                     seed: int = 0) -> list[tuple[dict[str, Any], SourceTrial]]:
     """The sources' front points as parameters of ``space`` (at most ``limit``, best first, taking the sources in
     turn, one configuration once), each with the source trial it came from."""
-    rng = np.random.default_rng(seed)
     by_search: dict[str, list[SourceTrial]] = {}
     for trial in sorted((t for t in sources if t.on_front), key=lambda t: -t.first_value):
         by_search.setdefault(f"{trial.storage}/{trial.search}", []).append(trial)
     queues = list(by_search.values())
+    in_turn = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return in_space(in_turn, space, limit, seed)
+
+
+def in_space(queue: list[SourceTrial], space: SearchSpace, limit: int,
+             seed: int = 0) -> list[tuple[dict[str, Any], SourceTrial]]:
+    """``queue``'s trials as parameters of ``space``, in order, each configuration once, at most ``limit``: a
+    parameter the space has and allows is kept, one it lacks is drawn."""
+    rng = np.random.default_rng(seed)
     chosen: list[tuple[dict[str, Any], SourceTrial]] = []
     seen: set[str] = set()
-    while queues and len(chosen) < limit:
-        for queue in list(queues):
-            if not queue:
-                queues.remove(queue)
-                continue
-            source = queue.pop(0)
-            params, config, rejection = draw(space, rng, source.params, keep=1.0)
-            key = config_key(config)
-            if rejection is None and key not in seen:
-                seen.add(key)
-                chosen.append((params, source))
-            if len(chosen) >= limit:
-                break
+    for source in queue:
+        if len(chosen) >= limit:
+            break
+        params, config, rejection = draw(space, rng, source.params, keep=1.0)
+        key = config_key(config)
+        if rejection is None and key not in seen:
+            seen.add(key)
+            chosen.append((params, source))
     return chosen
 
 

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -33,28 +31,14 @@ from replay import load_table, replay, table_steps  # noqa: E402
 from warm import SHARE, source_trials  # noqa: E402
 
 import autopeft.warm_start as warm_start  # noqa: E402
-from autopeft.candidates import config_key, draw  # noqa: E402
 from autopeft.space import SearchSpace  # noqa: E402
-from autopeft.warm_start import SourceTrial  # noqa: E402
+from autopeft.warm_start import SourceTrial, in_space  # noqa: E402
 
 PAIRS = [("qnli_mean", "sst2_mean"), ("sst2_mean", "qnli_mean"), ("qnli_mean", "uncertainty_mean"),
          ("uncertainty_mean", "qnli_mean"), ("sst2_mean", "uncertainty_mean"), ("uncertainty_mean", "sst2_mean"),
          ("sst2_wide_mean", "qnli_mean"), ("qnli_mean", "sst2_wide_mean")]
 Proposals = list[tuple[dict[str, Any], SourceTrial]]
 SHIPPED = warm_start.first_proposals
-
-
-def _in_space(queue: list[SourceTrial], space: SearchSpace, limit: int, seed: int) -> Proposals:
-    """``queue``'s trials as parameters of ``space``, in order, each configuration once, at most ``limit``."""
-    rng = np.random.default_rng(seed)
-    chosen: Proposals = []
-    seen: set[str] = set()
-    for source in queue:
-        params, config, rejection = draw(space, rng, source.params, keep=1.0)
-        if rejection is None and config_key(config) not in seen and len(chosen) < limit:
-            seen.add(config_key(config))
-            chosen.append((params, source))
-    return chosen
 
 
 def _best_per_method(sources: list[SourceTrial]) -> dict[str, SourceTrial]:
@@ -68,7 +52,7 @@ def front_then_method_best(sources: list[SourceTrial], space: SearchSpace, limit
     front = sorted((t for t in sources if t.on_front), key=lambda t: -t.first_value)
     covered = {t.config.get("method") for t in front}
     others = [t for method, t in _best_per_method(sources).items() if method not in covered]
-    return _in_space(front + sorted(others, key=lambda t: -t.first_value), space, limit, seed)
+    return in_space(front + sorted(others, key=lambda t: -t.first_value), space, limit, seed)
 
 
 def interleaved(sources: list[SourceTrial], space: SearchSpace, limit: int, seed: int = 0) -> Proposals:
@@ -79,7 +63,7 @@ def interleaved(sources: list[SourceTrial], space: SearchSpace, limit: int, seed
             first.append(trial)
     covered = {t.config.get("method") for t in first}
     others = sorted((t for m, t in _best_per_method(sources).items() if m not in covered), key=lambda t: -t.first_value)
-    return _in_space(first + others + [t for t in front if t not in first], space, limit, seed)
+    return in_space(first + others + [t for t in front if t not in first], space, limit, seed)
 
 
 VARIANTS: dict[str, Callable[..., Proposals]] = {
