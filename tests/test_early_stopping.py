@@ -103,8 +103,9 @@ def test_concurrent_ray_trials_see_each_others_rungs(tmp_path, ray_cluster):
     judged = {r.number: r.execution["rung_rivals"] for r in records if r.rungs}
     assert sorted(judged) == [0, 1, 2, 3]
     # Trials 0 and 1 started together with an empty table. Each posts before it reads, so whichever decided
-    # second saw the other: without the board both would have judged alone.
-    assert max(judged[0]["4"], judged[1]["4"]) == 1, judged
+    # second saw the other: without the board both would have judged alone. (A trial slow to start can also see
+    # trial 2, which starts when the other finishes: seen in CI as {0: 2, 1: 0}.)
+    assert max(judged[0]["4"], judged[1]["4"]) >= 1, judged
     # Never more rivals than other trials, however the points arrived (none counted from both table and board).
     assert all(rivals["4"] <= len(judged) - 1 for rivals in judged.values()), judged
     shown = _execution(records[3].execution)  # the trial page says what each decision was judged by
