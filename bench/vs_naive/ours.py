@@ -7,7 +7,8 @@ constraint, two one-CPU trials at a time, the worker's default speed-ups) except
 ``budget.steps_per_trial`` = the naive search's steps, ``budget.wall_clock_minutes`` = the limit, a trial budget
 too large to be reached first, and storage and adapters under the work folder in /tmp. ``--rungs`` turns early
 stopping on (``budget.rungs``; off in the demo, so off by default here); ``--drop-constraints`` removes the 1%
-constraint. Data paths are made absolute, so the derived spec can live anywhere.
+constraint; ``--space`` searches another of search_spaces/ (``full``: every method, not only LoRA) instead of the
+demo's. Data paths are made absolute, so the derived spec can live anywhere.
 
 Trials are read back from the study: completed trials that are neither duplicates (a repeated proposal, told its
 twin's values, not trained) nor baselines, with their measurements, configuration and ``datetime_complete``.
@@ -35,8 +36,10 @@ LARGE_BUDGET = 100_000
 
 
 def derived_spec(workdir: Path, seconds: float, steps: int, rungs: list[float] | None = None,
-                 drop_constraints: bool = False) -> dict:
+                 drop_constraints: bool = False, space: str | None = None) -> dict:
     spec = yaml.safe_load(DEMO_SPEC.read_text())
+    if space:
+        spec["search_space"] = space
     for field in ("train", "eval"):
         spec["data"][field] = str((DEMO_SPEC.parent / spec["data"][field]).resolve())
     spec["budget"] = {**spec["budget"], "trials": LARGE_BUDGET, "steps_per_trial": steps,
@@ -78,9 +81,9 @@ def read_trials(storage_url: str, name: str) -> list[dict]:
 
 
 def search(seconds: float, steps: int, workdir: Path, name: str = "vs-naive-ours", rungs: list[float] | None = None,
-           drop_constraints: bool = False, log: Path | None = None) -> dict:
+           drop_constraints: bool = False, log: Path | None = None, space: str | None = None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = derived_spec(workdir, seconds, steps, rungs, drop_constraints)
+    spec = derived_spec(workdir, seconds, steps, rungs, drop_constraints, space)
     spec_file = workdir / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     (workdir / "ours.db").unlink(missing_ok=True)
@@ -98,11 +101,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=250, help="budget.steps_per_trial")
     parser.add_argument("--rungs", type=float, nargs="*", default=None, help="budget.rungs (default: none)")
     parser.add_argument("--drop-constraints", action="store_true")
+    parser.add_argument("--space", default=None, help="a space of search_spaces/ instead of the demo's (lora)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/vs-naive/ours"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     started = time.time()
-    result = search(args.seconds, args.steps, args.workdir, rungs=args.rungs, drop_constraints=args.drop_constraints)
+    result = search(args.seconds, args.steps, args.workdir, rungs=args.rungs, drop_constraints=args.drop_constraints,
+                    space=args.space)
     args.out.write_text(json.dumps({"started_at": started, **result}, indent=1))
     print(f"ours: {sum(t['state'] == 'COMPLETE' for t in result['trials'])} trials completed", flush=True)
 

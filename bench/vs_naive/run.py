@@ -3,6 +3,7 @@
     .venv/bin/python bench/vs_naive/run.py                     # naive 1,000 s, then ours 500 s, 250 steps a trial
     .venv/bin/python bench/vs_naive/run.py --quick             # validation: 90 s each, 10 steps a trial
     .venv/bin/python bench/vs_naive/run.py --analyse-only      # recompute the table from the last run's trials
+    .venv/bin/python bench/vs_naive/run.py --space full        # ours in every method's space, naive in LoRA's
 
 - naive (naive.py): Ray Tune ``Tuner`` + ``OptunaSearch`` (TPE, accuracy max / trainable params min), each trial a
   plain ``transformers.Trainer`` + ``peft`` LoRA run; two one-CPU trials at a time; ``time_budget_s`` = its limit.
@@ -56,9 +57,10 @@ def run_naive(seconds: float, steps: int, seed: int, workdir: Path) -> dict:
     return {"launched_at": launched, "ended_at": ended, "command": command, **json.loads(out.read_text())}
 
 
-def run_ours(seconds: float, steps: int, workdir: Path, rungs: list[float] | None, drop_constraints: bool) -> dict:
+def run_ours(seconds: float, steps: int, workdir: Path, rungs: list[float] | None, drop_constraints: bool,
+             space: str | None = None) -> dict:
     launched = time.time()
-    result = ours.search(seconds, steps, workdir, rungs=rungs, drop_constraints=drop_constraints)
+    result = ours.search(seconds, steps, workdir, rungs=rungs, drop_constraints=drop_constraints, space=space)
     return {"launched_at": launched, "ended_at": time.time(), **result}
 
 
@@ -148,6 +150,8 @@ def main() -> None:
                         help="early stopping for ours (budget.rungs); default: none, as in the demo spec")
     parser.add_argument("--drop-constraints", action="store_true",
                         help="remove the demo spec's 1%% trainable-parameter constraint from ours")
+    parser.add_argument("--space", default=None,
+                        help="ours searches this space of search_spaces/ (e.g. full) instead of the demo's lora")
     parser.add_argument("--order", choices=["naive-first", "ours-first"], default="naive-first")
     parser.add_argument("--quick", action="store_true", help="validation: 90 s each, 10 steps, checkpoints 15 s")
     parser.add_argument("--workdir", type=Path, default=None, help="[default: /tmp/vs-naive or /tmp/vs-naive-quick]")
@@ -174,7 +178,7 @@ def main() -> None:
                 raw[name] = run_naive(args.naive_seconds, args.steps, args.seed, workdir / "naive")
             else:
                 raw[name] = run_ours(args.ours_seconds, args.steps, workdir / "ours", args.rungs,
-                                     args.drop_constraints)
+                                     args.drop_constraints, args.space)
             print(f"{name}: {time.perf_counter() - start:.0f} s, "
                   f"{sum(t['state'] == 'COMPLETE' for t in raw[name]['trials'])} completed trials", flush=True)
             raw_file.write_text(json.dumps(raw))
