@@ -138,7 +138,8 @@ def _distinct(front: list[TrialRecord], noise: NoiseReport, include_chance: bool
     kept = front if include_chance else [r for r in front if not noise.is_at_chance(r.number)]
     if not kept:
         raise UserError("every point of the front is within noise of chance: the search learned nothing to pick; "
-                        "`autopeft search show` says what to try, or pass --include-chance to pick anyway")
+                        "`autopeft search show` says what to try, or pass --include-chance (include_chance=True from "
+                        "Python) to pick anyway")
     numbers = {r.number for r in kept}
     # A point matched by a cheaper one stays only when that cheaper one was itself left out (at chance); the
     # cheaper ones that match are never matched themselves (noise._matched_by_cheaper).

@@ -88,6 +88,13 @@ def test_export_warns_and_pick_refuses_a_front_at_chance(shuffled, capsys):
     code, out, _ = run_cli(capsys, "export", NAME, "--storage", url, "--out", str(tmp_path / "knee"), "--pick", "knee",
                            "--include-chance")
     assert code == 0 and len(list((tmp_path / "knee").glob("trial-*"))) == 1
+    # From Python the refusal names the keyword that lets such points in, and that keyword does.
+    import autopeft
+
+    search = autopeft.load_search(NAME, storage=url)
+    with pytest.raises(autopeft.UserError, match=r"include_chance=True"):
+        search.pick("knee")
+    assert len(search.pick("knee", include_chance=True)) == 1
 
 
 def test_baselines_at_chance_are_not_matches(shuffled, capsys):
