@@ -31,6 +31,15 @@ _LLAMA_LIKE = {
     "ffn_down": "mlp.down_proj",
 }
 
+_FUSED_QKV_BLOOM_LIKE = {  # one fused query_key_value, as in GPT-2: choosing any of the three adapts all three
+    "query": "self_attention.query_key_value",
+    "key": "self_attention.query_key_value",
+    "value": "self_attention.query_key_value",
+    "attention_output": "self_attention.dense",
+    "ffn_up": "mlp.dense_h_to_4h",
+    "ffn_down": "mlp.dense_4h_to_h",
+}
+
 ROLE_MODULES: dict[str, dict[str, str]] = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
@@ -39,6 +48,10 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE,
+    "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
     "gpt2": {  # query, key and value are one fused Conv1D: choosing any of them adapts all three
         "query": "attn.c_attn",
         "key": "attn.c_attn",
@@ -47,11 +60,13 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
         "ffn_up": "mlp.c_fc",
         "ffn_down": "mlp.c_proj",
     },
-    "bloom": {  # fused query_key_value, as in GPT-2
-        "query": "self_attention.query_key_value",
-        "key": "self_attention.query_key_value",
-        "value": "self_attention.query_key_value",
-        "attention_output": "self_attention.dense",
+    "bloom": _FUSED_QKV_BLOOM_LIKE,
+    "falcon": _FUSED_QKV_BLOOM_LIKE,
+    "gpt_neox": {  # Pythia, GPT-NeoX: fused query_key_value as in BLOOM, under `attention`
+        "query": "attention.query_key_value",
+        "key": "attention.query_key_value",
+        "value": "attention.query_key_value",
+        "attention_output": "attention.dense",
         "ffn_up": "mlp.dense_h_to_4h",
         "ffn_down": "mlp.dense_4h_to_h",
     },
@@ -71,11 +86,91 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
         "ffn_up": "fc1",
         "ffn_down": "fc2",
     },
+    "phi": {
+        "query": "self_attn.q_proj",
+        "key": "self_attn.k_proj",
+        "value": "self_attn.v_proj",
+        "attention_output": "self_attn.dense",
+        "ffn_up": "mlp.fc1",
+        "ffn_down": "mlp.fc2",
+    },
+    "phi3": {  # fused qkv_proj, and gate and up fused into gate_up_proj
+        "query": "self_attn.qkv_proj",
+        "key": "self_attn.qkv_proj",
+        "value": "self_attn.qkv_proj",
+        "attention_output": "self_attn.o_proj",
+        "ffn_up": "mlp.gate_up_proj",
+        "ffn_down": "mlp.down_proj",
+    },
+    "distilbert": {
+        "query": "attention.q_lin",
+        "key": "attention.k_lin",
+        "value": "attention.v_lin",
+        "attention_output": "attention.out_lin",
+        "ffn_up": "ffn.lin1",
+        "ffn_down": "ffn.lin2",
+    },
+    "mpnet": {  # all-mpnet-base-v2 and the other MPNet sentence encoders
+        "query": "attention.attn.q",
+        "key": "attention.attn.k",
+        "value": "attention.attn.v",
+        "attention_output": "attention.attn.o",
+        "ffn_up": "intermediate.dense",
+        "ffn_down": "output.dense",
+    },
+    "deberta-v2": {
+        "query": "attention.self.query_proj",
+        "key": "attention.self.key_proj",
+        "value": "attention.self.value_proj",
+        "attention_output": "attention.output.dense",
+        "ffn_up": "intermediate.dense",
+        "ffn_down": "output.dense",
+    },
+    "modernbert": {  # fused Wqkv
+        "query": "attn.Wqkv",
+        "key": "attn.Wqkv",
+        "value": "attn.Wqkv",
+        "attention_output": "attn.Wo",
+        "ffn_up": "mlp.Wi",
+        "ffn_down": "mlp.Wo",
+    },
 }
 
 
 def supported_model_types() -> str:
     return ", ".join(sorted(ROLE_MODULES))
+
+
+def role_modules(model: nn.Module) -> dict[str, str]:
+    """The model's role-to-module map: its own type's, or for a type without one, the first known map whose every
+    module is a linear layer in the model's first transformer block, else each role's first known name there.
+
+    Most new decoders name their blocks as LLaMA does (SmolLM3, OLMo, Granite, StableLM ...) and most encoders as
+    BERT does, so a model whose type this module has never heard of still gets LoRA, IA3 and the rest, placed on the
+    modules its layout says they are; a layout no map fits is refused with the block's own module names."""
+    model_type = model.config.model_type
+    if model_type in ROLE_MODULES:
+        return ROLE_MODULES[model_type]
+    count = num_layers(model.config)
+    block = f"{layer_container(model, count)}.0."
+    linear = {name.removeprefix(block) for name, module in model.named_modules()
+              if name.startswith(block) and _is_linear(module)}
+    for mapping in ROLE_MODULES.values():
+        if set(mapping.values()) <= linear:
+            return mapping
+    # No one layout fits: role by role, the first known name that the block has (StarCoder2 names its attention
+    # as LLaMA does and its FFN as GPT-2 does).
+    by_role = {role: next((m[role] for m in ROLE_MODULES.values() if m[role] in linear), None) for role in ROLES}
+    if all(by_role.values()):
+        return by_role  # type: ignore[return-value]
+    raise UserError(f"model type {model_type!r}: no known module layout fits its blocks (linear modules in a "
+                    f"block: {', '.join(sorted(linear)) or 'none'}); known types: {supported_model_types()}. Use a "
+                    "method that needs no module roles (prefix, prompt, bitfit, ln_tuning, partial, full)")
+
+
+def _is_linear(module: nn.Module) -> bool:
+    """A weight-carrying projection: torch's Linear, or GPT-2-style Conv1D (a Linear with its weight transposed)."""
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
 def num_layers(model_config) -> int:
@@ -90,15 +185,14 @@ def layer_container(model: nn.Module, count: int) -> str:
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == count:
             return name
-    raise UserError(f"no list of {count} transformer layers found in {type(model).__name__}")
+    raise UserError(f"no list of {count} transformer layers found in {type(model).__name__} (a model that shares "
+                    "one block across its depth, as ALBERT does, has no layers to place a method on); use prompt "
+                    "tuning or full fine-tuning")
 
 
 def resolve_targets(model: nn.Module, roles: list[str], layers: list[int]) -> list[str]:
     """Full module names for each (layer, role); errors name the role or layer that does not exist."""
-    model_type = model.config.model_type
-    if model_type not in ROLE_MODULES:
-        raise UserError(f"model type {model_type!r} has no module map; supported: {supported_model_types()}")
-    mapping = ROLE_MODULES[model_type]
+    mapping = role_modules(model)
     unknown = [r for r in roles if r not in mapping]
     if unknown:
         raise UserError(f"unknown module role(s) {unknown}; use: {', '.join(mapping)}")

@@ -82,6 +82,18 @@ class TaskData:
     # causal-lm: the closed set of gold answers a generated response is read among (answer_words), or None
     answer_words: list[str] | None = None
 
+    def for_model(self, model) -> TaskData:
+        """The data as ``model`` reads it: without token type ids where its forward takes none. A tokenizer from
+        another family (a BERT vocabulary beside a DistilBERT body) makes them, and DistilBERT's forward refuses
+        the argument."""
+        import dataclasses
+        import inspect
+
+        if "token_type_ids" in inspect.signature(model.forward).parameters:
+            return self
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, token_type_ids=None),
+                                   eval=dataclasses.replace(self.eval, token_type_ids=None))
+
     @property
     def f1_positive(self) -> int:
         """The head index ``f1`` scores: the positive class, or head 1 where none was decided."""

@@ -96,10 +96,11 @@ MODEL_CASES: list[Case] = [
     ("model-without-tokenizer", lambda s, t: _set(s, "model.name_or_path", _model_folder(
         t, json.loads((_minilm_path() / "config.json").read_text()), tokenizer=False)),
      "model.name_or_path", "tokenizer"),
-    # An architecture the LoRA space cannot be placed on: DistilBERT has no module map.
+    # An architecture the LoRA space cannot be placed on: ALBERT shares one block across its depth, so there are
+    # no per-layer modules to place an adapter on.
     ("method-architecture-mismatch", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, {
-        "model_type": "distilbert", "dim": 64, "hidden_dim": 128, "n_layers": 2, "n_heads": 2,
-        "vocab_size": 30522})), "search_space", "distilbert"),
+        "model_type": "albert", "hidden_size": 64, "embedding_size": 32, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 30522})), "search_space", "Albert"),
 ]
 
 

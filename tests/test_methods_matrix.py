@@ -124,17 +124,8 @@ def test_method_on_architecture(bases, tmp_path, kind, method):
     torch.manual_seed(1)
     inputs = torch.randint(2, 100, (8, 12))
     labels = torch.tensor([0, 1] * 4)
-    learning_rate = LEARNING_RATES.get(method, 5e-3)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate,
-                                  weight_decay=0.0)
     model.eval()  # deterministic steps (no dropout): the loss on one fixed batch must fall
-    losses = []
-    for _ in range(12):
-        loss = model(input_ids=inputs, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = train_on_one_batch(model, inputs, labels, LEARNING_RATES.get(method, 5e-3))
     # Below the start in the second half: at these rates a step may overshoot, and which one does depends on the
     # threads' summation order (the session's other tests change torch's thread count).
     assert min(losses[len(losses) // 2:]) < losses[0], losses
@@ -159,6 +150,21 @@ def test_method_on_architecture(bases, tmp_path, kind, method):
     reloaded.eval()
     with torch.no_grad():
         assert torch.equal(reloaded(input_ids=inputs).logits, expected)
+
+
+def train_on_one_batch(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, learning_rate: float,
+                       steps: int = 12) -> list[float]:
+    """AdamW without weight decay on one fixed batch; the loss at each step."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate,
+                                  weight_decay=0.0)
+    losses = []
+    for _ in range(steps):
+        loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
 
 
 def _owner(model: torch.nn.Module, parameter: torch.nn.Parameter) -> torch.nn.Module | None:

