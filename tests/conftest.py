@@ -138,10 +138,11 @@ def service_spec_text(**budget) -> str:
     return yaml.safe_dump(spec)
 
 
-def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool = True) -> None:
+def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool = True,
+                      model_class: tuple | None = None) -> None:
     """A 2-layer LLaMA (hidden size 64) with a word-level tokenizer trained on the instruction records' text, saved
     as a model folder. Without an end-of-sequence token a trained model goes on past its response, as a weakly
-    trained one does."""
+    trained one does. ``model_class``: (model class, config class, extra config fields) of another decoder."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -157,9 +158,10 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
-                                 eos_token_id=fast.eos_token_id, bos_token_id=None)).save_pretrained(folder)
+    model, config, extra = model_class or (LlamaForCausalLM, LlamaConfig, {})
+    model(config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
+                 eos_token_id=fast.eos_token_id, bos_token_id=None, **extra)).save_pretrained(folder)
 
 
 def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:

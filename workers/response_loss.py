@@ -53,10 +53,13 @@ def shared_head_length(batch: dict[str, torch.Tensor], limit: int) -> int:
 
 
 def _after_shared_head(model: nn.Module, batch: dict[str, torch.Tensor], head: int, kept: int):
-    """The model's output on the batch, its first ``head`` tokens (the same in every row) computed once."""
+    """The model's output on the batch, its first ``head`` tokens (the same in every row) computed once; None
+    where the model makes no cache while training (Gemma 2 builds its cache only in eval mode)."""
     ids = batch["input_ids"]
     rows = ids.shape[0]
     cache = model(input_ids=ids[:1, :head], use_cache=True, logits_to_keep=1).past_key_values
+    if cache is None:
+        return None
     cache.batch_repeat_interleave(rows)
     positions = torch.arange(head, ids.shape[1], device=ids.device).expand(rows, -1)
     return model(input_ids=ids[:, head:], attention_mask=batch["attention_mask"], position_ids=positions,
@@ -74,9 +77,8 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
     first = max(int(scored[0]), 1)  # the first token is never predicted
     kept = labels.shape[1] - first + 1
     head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] >= MIN_SHARED_ROWS else 0
-    if head >= MIN_SHARED_HEAD:
-        output = _after_shared_head(model, batch, head, kept)
-    else:
+    output = _after_shared_head(model, batch, head, kept) if head >= MIN_SHARED_HEAD else None
+    if output is None:
         output = forward({k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=kept)
     logits = output.logits[:, -kept:-1].float()
     return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1),
