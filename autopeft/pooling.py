@@ -12,9 +12,9 @@ the model declares, and the transformers head where it declares none.
 ``mean`` keeps the model's own head class, so every method, the frozen-layer cache and export work unchanged: a
 hook on the encoder writes the masked mean of the last hidden states into the first token's place, and a BERT-type
 pooler is replaced by one that passes that first token through (no weights: the frozen pooler is what hid the
-sentence). Heads that read the first token through trained layers of their own (RoBERTa, XLM-R, MPNet, ELECTRA)
-then read the mean. Padding never enters the mean: the mask the model is called with is kept for it (its last
-columns where a prefix method lengthened it).
+sentence). Heads that read the first token through trained layers of their own (RoBERTa, XLM-R, MPNet, ELECTRA,
+DistilBERT) then read the mean. Padding never enters the mean: the mask the model is called with is kept for it
+(its last columns where a prefix method lengthened it).
 """
 
 from __future__ import annotations
@@ -81,10 +81,13 @@ def apply_pooling(model: nn.Module, pooling: str) -> nn.Module:
     if pooling != "mean":
         raise UserError(f"model.pooling: {pooling!r} is not one of {', '.join(_CHOICES)}")
     encoder_model = getattr(model, "base_model", model)
-    stack = getattr(encoder_model, "encoder", None)
-    if not isinstance(stack, nn.Module):
+    # The module that runs the blocks: `encoder` in BERT-type models, `transformer` in DistilBERT (whose sentence
+    # encoders, msmarco-distilbert and the like, declare mean pooling too)
+    stack = next((getattr(encoder_model, name) for name in ("encoder", "transformer")
+                  if isinstance(getattr(encoder_model, name, None), nn.Module)), None)
+    if stack is None:
         kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-        raise UserError(f"model.pooling: mean is not supported for {kind!r} models (no `encoder` block stack to "
+        raise UserError(f"model.pooling: mean is not supported for {kind!r} models (no encoder block stack to "
                         "read the tokens from); set model.pooling: cls")
     pooling_module = MeanPooling()
     if isinstance(getattr(encoder_model, "pooler", None), nn.Module) and hasattr(encoder_model.pooler, "dense"):

@@ -17,6 +17,8 @@ from transformers import (
     BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -108,10 +110,27 @@ def test_heads_that_read_the_first_token_through_their_own_layers_read_the_mean(
     assert torch.allclose(short[0], padded[0], atol=1e-5)
 
 
+def test_distilbert_reads_the_mean_of_its_tokens_through_its_own_head():
+    """DistilBERT runs its blocks in `transformer`, not `encoder`; its sentence encoders declare mean pooling."""
+    torch.manual_seed(0)
+    plain = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2,
+                                                                 hidden_dim=64)).eval()
+    model = apply_pooling(copy.deepcopy(plain), "mean")
+    ids = torch.tensor([[1, 5, 6, 7, 2, 0, 0], [1, 5, 6, 7, 8, 9, 2]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        tokens = plain.distilbert(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = model.distilbert(input_ids=ids, attention_mask=mask).last_hidden_state
+        short = model(input_ids=ids[:1, :5], attention_mask=mask[:1, :5]).logits
+        padded = model(input_ids=ids, attention_mask=mask).logits
+    expected = (tokens * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+    assert torch.allclose(hidden[:, 0], expected, atol=1e-6)  # the first token's place holds the mean
+    assert torch.allclose(short[0], padded[0], atol=1e-5)  # padding is left out of it
+
+
 def test_a_model_without_an_encoder_stack_is_refused_with_the_field():
-    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2,
-                                                                 hidden_dim=64))
-    with pytest.raises(UserError, match=r"model\.pooling: mean is not supported for 'distilbert'.*cls"):
+    model = GPT2ForSequenceClassification(GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2))
+    with pytest.raises(UserError, match=r"model\.pooling: mean is not supported for 'gpt2'.*cls"):
         apply_pooling(model, "mean")
     assert apply_pooling(model, "cls") is model
 
