@@ -137,6 +137,16 @@ ROLE_MODULES: dict[str, dict[str, str]] = {
 }
 
 
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether the model is a language model (a causal LM's class), not a classifier. Not by the class name's ending:
+    GPT-2's, GPT-J's and others' are ``...LMHeadModel``; transformers' own table of causal-LM classes decides, and
+    the name's ending for classes outside it (remote code)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    name = type(model).__name__
+    return name.endswith("ForCausalLM") or name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
 def supported_model_types() -> str:
     return ", ".join(sorted(ROLE_MODULES))
 

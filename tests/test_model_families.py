@@ -136,9 +136,19 @@ def test_a_head_the_checkpoint_lacks_trains_and_is_saved(family, head, tmp_path)
 
 
 def test_a_causal_lm_has_no_head_to_train():
-    model = hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128,
+    """Its LM head is the pretrained output layer (tied to the embeddings in GPT-2), whatever the class is named:
+    GPT-2's is ``GPT2LMHeadModel``, and re-drawing its "head" per trial would have erased the embeddings."""
+    from peft import TaskType
+
+    from autopeft.methods.placement import peft_task_type
+
+    llama = hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128,
                                                num_hidden_layers=2, num_attention_heads=4))
-    assert task_head_names(model) == ()
+    gpt2 = hf.GPT2LMHeadModel(hf.GPT2Config(vocab_size=128, n_embd=32, n_layer=1, n_head=2))
+    for model in (llama, gpt2):
+        assert task_head_names(model) == () and peft_task_type(model) == TaskType.CAUSAL_LM
+    gpt2_classifier = hf.GPT2ForSequenceClassification(hf.GPT2Config(vocab_size=128, n_embd=32, n_layer=1, n_head=2))
+    assert task_head_names(gpt2_classifier) == ("score",) and peft_task_type(gpt2_classifier) == TaskType.SEQ_CLS
 
 
 @pytest.mark.parametrize("family", ["distilbert", "deberta-v2"])
@@ -223,11 +233,12 @@ def test_a_user_checkpoint_trains_in_the_worker_and_reloads_from_a_fresh_load(fa
         assert logits.argmax(-1).tolist() == decode(result.predictions).tolist(), config["method"]
 
 
-@pytest.mark.parametrize("family", ["gemma2", "qwen3"])
+@pytest.mark.parametrize("family", ["gemma2", "qwen3", "gpt2"])
 def test_a_decoder_family_instruction_tunes_and_reloads(family, tmp_path):
     """causal-lm through the real worker on the bundled BoolQ slice, batches of 8 rows (where the shared template
     head is computed once): Gemma 2 makes no key/value cache while training, so the loss is taken whole there
-    (it failed with an AttributeError); the reloaded adapter gives the recorded loss and answers back."""
+    (it failed with an AttributeError); GPT-2's class is ``GPT2LMHeadModel``, a language model all the same. The
+    reloaded adapter gives the recorded loss and answers back."""
     import json
 
     from autopeft import load_adapter
@@ -241,7 +252,8 @@ def test_a_decoder_family_instruction_tunes_and_reloads(family, tmp_path):
 
     boolq = ROOT / "examples" / "data" / "boolq"
     classes = {"gemma2": (hf.Gemma2ForCausalLM, hf.Gemma2Config, {"head_dim": 16}),
-               "qwen3": (hf.Qwen3ForCausalLM, hf.Qwen3Config, {"head_dim": 16})}
+               "qwen3": (hf.Qwen3ForCausalLM, hf.Qwen3Config, {"head_dim": 16}),
+               "gpt2": (hf.GPT2LMHeadModel, hf.GPT2Config, {})}
     save_tiny_decoder(tmp_path / "decoder", json.loads((boolq / "train.json").read_text())[:200],
                       model_class=classes[family])
     spec = tiny_spec(tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},

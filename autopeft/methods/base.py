@@ -52,7 +52,9 @@ def task_head_names(model: nn.Module) -> tuple[str, ...]:
     random. Left frozen, such a layer would stay at a random draw that the adapter does not save, and a reloaded
     adapter would predict differently from its trial. A causal LM has no head of its own to train (its LM head is
     the pretrained output layer)."""
-    if type(model).__name__.endswith("ForCausalLM"):
+    from autopeft.architectures import is_causal_lm
+
+    if is_causal_lm(model):
         return ()
     body = getattr(model, "base_model_prefix", "")
     children = dict(model.named_children())

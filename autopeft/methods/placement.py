@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from autopeft.architectures import layer_container, num_layers
+from autopeft.architectures import is_causal_lm, layer_container, num_layers
 
 
 def chosen_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:
@@ -39,7 +39,7 @@ def peft_task_type(model: nn.Module) -> str:
     """peft's task type for the model's head: it decides what peft trains besides the adapter (the classifier)."""
     from peft import TaskType
 
-    return TaskType.CAUSAL_LM if type(model).__name__.endswith("ForCausalLM") else TaskType.SEQ_CLS
+    return TaskType.CAUSAL_LM if is_causal_lm(model) else TaskType.SEQ_CLS
 
 
 def peft_task_fields(model: nn.Module) -> dict[str, Any]:
