@@ -51,7 +51,7 @@ def _tiny(family: str) -> nn.Module:
     return FAMILIES[family]().eval()
 
 
-def _draw_outside_the_body(model: nn.Module) -> None:
+def draw_outside_the_body(model: nn.Module) -> None:
     """What a fresh load does to every layer a bare checkpoint lacks: draws it anew (here from another seed)."""
     torch.manual_seed(123)
     with torch.no_grad():
@@ -73,7 +73,7 @@ def _train_save_reload(base: nn.Module, config: dict, tmp_path) -> tuple[list[fl
         trained = model(input_ids=inputs).logits
     method.save(model, tmp_path / "adapter", config)
     fresh = copy.deepcopy(base)
-    _draw_outside_the_body(fresh)
+    draw_outside_the_body(fresh)
     reloaded = method.load(fresh, tmp_path / "adapter").eval()
     with torch.no_grad():
         return losses, trained, reloaded(input_ids=inputs).logits
