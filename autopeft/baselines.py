@@ -68,7 +68,8 @@ def refusals(study: optuna.Study, spec: SearchSpec, names: Sequence[str]) -> dic
     refused = {}
     for name in names:
         try:
-            predict_cost_for(model_config, spec.model.task, STANDARD[name])
+            predict_cost_for(model_config, spec.model.task, STANDARD[name],
+                             trust_remote_code=spec.model.trust_remote_code)
         except (UserError, ValueError, TypeError, KeyError) as exc:
             refused[name] = str(exc) or type(exc).__name__
     return refused

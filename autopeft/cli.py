@@ -610,8 +610,11 @@ def space() -> None:
 @click.option("--labels", default=2, show_default=True,
               help="Number of labels of the classification head (sequence-regression: always 1).")
 @click.option("--samples", default=200, show_default=True, help="Random configurations built to measure ranges.")
+@click.option("--trust-remote-code", is_flag=True,
+              help="Run the model's own code (config.json's auto_map), as model.trust_remote_code in a spec.")
 @click.option("--json", "as_json", is_flag=True)
-def space_describe(space_file: str, model_name: str, task: str, labels: int, samples: int, as_json: bool) -> None:
+def space_describe(space_file: str, model_name: str, task: str, labels: int, samples: int, trust_remote_code: bool,
+                   as_json: bool) -> None:
     """Print a space's parameters, size and trainable-parameter range on a model (built, not estimated)."""
     import yaml
 
@@ -626,7 +629,8 @@ def space_describe(space_file: str, model_name: str, task: str, labels: int, sam
     location, problem = resolve_model_location(model_name, Path.cwd())
     if problem:
         raise UserError(f"--model: {problem}")
-    report = describe_space(yaml.safe_load(path.read_text()), ModelSpec(name_or_path=location, task=task),
+    model = ModelSpec(name_or_path=location, task=task, trust_remote_code=trust_remote_code)
+    report = describe_space(yaml.safe_load(path.read_text()), model,
                             num_labels=num_labels(task, [str(i) for i in range(labels)]), samples=samples)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))

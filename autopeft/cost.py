@@ -28,13 +28,18 @@ LOWER_BOUNDS_ONLY = {"adapter_bytes"}  # the prediction bounds it from below (th
 
 
 @lru_cache(maxsize=8)
-def _meta_base(config_json: str, task: str, pooling: str = "cls"):
+def _meta_base(config_json: str, task: str, pooling: str = "cls", config_class: type | None = None,
+               trust_remote_code: bool = False):
+    """The base model on the meta device (shapes only), from its configuration. ``config_class``: the class of a
+    configuration transformers does not register (a model's own code, ``trust_remote_code``)."""
     from transformers import AutoConfig
 
     raw = json.loads(config_json)
-    config = AutoConfig.for_model(raw.pop("model_type"), **raw)
+    model_type = raw.pop("model_type")
+    config = config_class(**raw) if config_class is not None else AutoConfig.for_model(model_type, **raw)
     with torch.device("meta"):
-        return apply_pooling(TASK_MODEL_CLASSES[task].from_config(config), pooling)
+        return apply_pooling(TASK_MODEL_CLASSES[task].from_config(config, trust_remote_code=trust_remote_code),
+                             pooling)
 
 
 def fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -96,16 +101,19 @@ def forget_counts() -> None:
     _COUNTED.clear()
 
 
-def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooling: str = "cls") -> dict[str, float]:
+def predict_cost_for(model_config: Any, task: str, config: dict[str, Any], pooling: str = "cls",
+                     trust_remote_code: bool = False) -> dict[str, float]:
     """Trainable parameters, their share of the base, and the bytes of the saved adapter tensors (``pooling``:
-    the resolved pooling, which can take the base's pooler out of the count)."""
+    the resolved pooling, which can take the base's pooler out of the count; ``trust_remote_code``: the model's
+    own code builds it, as ``model.trust_remote_code`` allowed when it was loaded)."""
     model_json = model_config.to_json_string(use_diff=False)
     method = get_method(config["method"])
     key = (model_json, task, pooling, json.dumps(config, sort_keys=True, default=repr))
     counted = _COUNTED.get(key)
     if counted is not None and counted[0] is method:
         return dict(counted[1])
-    base = _meta_base(model_json, task, pooling)
+    base = _meta_base(model_json, task, pooling, type(model_config) if trust_remote_code else None,
+                      trust_remote_code)
     check_compatible(method.name, method.library, int(config.get("base_bits", 16)), config)
     with torch.device("meta"):
         built = method.build(fresh_copy(base), config)
@@ -124,7 +132,7 @@ def predict_cost(model: ModelSpec, num_labels: int, config: dict[str, Any]) -> d
     model_config = copy.deepcopy(load_model_config(model))
     model_config.num_labels = num_labels
     pooling = resolve_pooling(model.pooling, model.name_or_path, model.task, model.revision)
-    return predict_cost_for(model_config, model.task, config, pooling)
+    return predict_cost_for(model_config, model.task, config, pooling, model.trust_remote_code)
 
 
 def known_violations(constraints: list[ConstraintSpec], predicted: dict[str, float]) -> list[float] | None:

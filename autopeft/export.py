@@ -134,7 +134,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         (target / "README.md").write_text(_README.format(
             number=record.number, search=study.study_name, article=_article(method.name), method=method.name,
             base=spec.model.name_or_path, task=spec.model.task, model_class=model_class,
-            head="".join(f", {k}={head[k]!r}" for k in _README_HEAD_ARGUMENTS if k in head),
+            head="".join(f", {k}={head[k]!r}" for k in _README_HEAD_ARGUMENTS if k in head)
+            + (", trust_remote_code=True" if spec.model.trust_remote_code else ""),
             imports=_POOLING_IMPORT if mean_pooled else "", pooling=_POOLING_LINE if mean_pooled else "",
             loading=loading.replace("FOLDER", '"path/to/this/folder"'), extra=extra))
         exported.append(target)

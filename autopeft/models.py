@@ -46,9 +46,14 @@ def num_labels(task: str, label_names: Sequence[str]) -> int:
 
 def _load(what: str, loader, model: ModelSpec, **kwargs):
     try:
-        return loader(model.name_or_path, revision=model.revision, **kwargs)
+        return loader(model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code,
+                      **kwargs)
     except (OSError, ValueError, TypeError) as exc:  # missing or broken files surface as any of these
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc) and not model.trust_remote_code:
+            raise UserError(f"model.trust_remote_code: {model.name_or_path!r} ships its own model code "
+                            "(config.json's auto_map) that transformers does not include; set "
+                            "model.trust_remote_code: true if you trust that code") from None
         raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {reason}") from None
 
 

@@ -75,6 +75,10 @@ class ModelSpec(_Strict):
         "instruction/input/output/answer records, as in LLM-Adapters).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
+    trust_remote_code: bool = Field(
+        False, description="Run the Python code the model folder or hub repository ships (its config.json's "
+        "auto_map), for architectures transformers does not include (nomic-bert, Jina, gte-v1.5 ...). Only for a "
+        "model whose code you trust: it runs in every worker.")
     pooling: Literal["auto", "cls", "mean"] = Field(
         "auto", description="Classification and regression: what the head reads. cls: the first token, through the "
         "model's own head (transformers' default). mean: the mean of the tokens, as sentence-transformers models "

