@@ -158,10 +158,12 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    model, config, extra = model_class or (LlamaForCausalLM, LlamaConfig, {})
+    # GPT-2, BLOOM and the like read these LLaMA names through their configs' attribute maps; grouped-query
+    # attention only where the family has it (a stray num_key_value_heads misleads AdapterHub's prefix on GPT-2)
+    model, config, extra = model_class or (LlamaForCausalLM, LlamaConfig, {"num_key_value_heads": 2})
     model(config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=fast.pad_token_id,
-                 eos_token_id=fast.eos_token_id, bos_token_id=None, **extra)).save_pretrained(folder)
+                 num_attention_heads=4, pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id,
+                 bos_token_id=None, **extra)).save_pretrained(folder)
 
 
 def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:

@@ -165,8 +165,8 @@ def test_prompt_tuning_reads_the_token_width_from_the_model(family, tmp_path):
 
 def test_adapterhub_refusals_name_the_method_and_the_model_type():
     """Refused before training: a configuration AdapterHub has for no model of the type (Qwen2's prefix tuning),
-    and a type whose AdapterHub support adds base weights no checkpoint holds (ModernBERT's Wqkv bias, left
-    uninitialised: each build would start from another base)."""
+    a type whose AdapterHub support adds base weights no checkpoint holds (ModernBERT's Wqkv bias, left
+    uninitialised: each build would start from another base), and Phi's parallel adapter."""
     torch.manual_seed(0)
     qwen2 = hf.Qwen2ForSequenceClassification(hf.Qwen2Config(**SIZES, num_key_value_heads=2))
     with pytest.raises(ValueError, match=r"method 'prefix' \(AdapterHub\) is not available on model type 'qwen2'"):
@@ -175,6 +175,11 @@ def test_adapterhub_refusals_name_the_method_and_the_model_type():
     modernbert = hf.ModernBertForSequenceClassification(hf.ModernBertConfig(**SIZES))
     with pytest.raises(ValueError, match=r"'houlsby' \(AdapterHub\) on model type 'modernbert' adds base weights"):
         get_method("houlsby").build(modernbert, {"method": "houlsby", "layers": [1]})
+    # Accepted by adapters, yet every forward fails: Phi's attention and FFN read one input side by side.
+    phi = hf.PhiForSequenceClassification(hf.PhiConfig(**SIZES))
+    with pytest.raises(ValueError, match=r"'parallel' \(AdapterHub\) is not available on model type 'phi': Phi"):
+        predict_cost_for(phi.config, "sequence-classification", {"method": "parallel", "layers": [1]},
+                         applied_pooling(phi))
 
 
 def _save_tiny_encoder(folder, family: str) -> None:
@@ -251,8 +256,8 @@ def test_a_decoder_family_instruction_tunes_and_reloads(family, tmp_path):
     from workers.worker import TrialWorker
 
     boolq = ROOT / "examples" / "data" / "boolq"
-    classes = {"gemma2": (hf.Gemma2ForCausalLM, hf.Gemma2Config, {"head_dim": 16}),
-               "qwen3": (hf.Qwen3ForCausalLM, hf.Qwen3Config, {"head_dim": 16}),
+    classes = {"gemma2": (hf.Gemma2ForCausalLM, hf.Gemma2Config, {"head_dim": 16, "num_key_value_heads": 2}),
+               "qwen3": (hf.Qwen3ForCausalLM, hf.Qwen3Config, {"head_dim": 16, "num_key_value_heads": 2}),
                "gpt2": (hf.GPT2LMHeadModel, hf.GPT2Config, {})}
     save_tiny_decoder(tmp_path / "decoder", json.loads((boolq / "train.json").read_text())[:200],
                       model_class=classes[family])

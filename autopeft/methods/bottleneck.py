@@ -18,6 +18,12 @@ from autopeft.methods.base import AdapterHubBacked
 from autopeft.methods.placement import bottleneck_reduction, left_out_layers
 from autopeft.methods.registry import register
 
+# Types where adapters 1.3 accepts a parallel adapter that its forward then cannot run (bench/model_families)
+_NO_PARALLEL_ADAPTER = {
+    "phi": "Phi runs attention and the FFN side by side from one input, which the adapter's hook does not receive "
+           "(every forward fails)",
+}
+
 
 def _common(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     return {"reduction_factor": bottleneck_reduction(model, int(options.get("bottleneck", 64))),
@@ -49,5 +55,9 @@ class Parallel(AdapterHubBacked):
     help = "an adapter beside the FFN, added with a scaling; options bottleneck, non_linearity, scaling"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ParBnConfig:
+        if model.config.model_type in _NO_PARALLEL_ADAPTER:
+            raise ValueError(f"method 'parallel' (AdapterHub) is not available on model type "
+                             f"{model.config.model_type!r}: {_NO_PARALLEL_ADAPTER[model.config.model_type]}; use "
+                             "houlsby, pfeiffer or a peft method such as lora")
         options = config.get(self.name, {})
         return ParBnConfig(scaling=float(options.get("scaling", 4.0)), **_common(model, config, options))
