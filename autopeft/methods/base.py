@@ -193,15 +193,14 @@ class AdapterHubBacked(Method):
         import adapters
 
         adapter_config = self.adapter_config(model, config)
-        unsupported = (f"method {self.name!r} (AdapterHub) does not support model type "
-                       f"{model.config.model_type!r}; use a peft method such as lora or ia3")
         loaded = {name for name, _ in model.named_parameters()}
         try:
             adapters.init(model)
         except ValueError as exc:
             if "not pre-supported" not in str(exc):
                 raise
-            raise ValueError(unsupported) from None
+            raise ValueError(f"method {self.name!r} (AdapterHub) does not support model type "
+                             f"{model.config.model_type!r}; use a peft method such as lora or ia3") from None
         added = sorted({name for name, _ in model.named_parameters()} - loaded)
         if added:
             # adapters 1.3 wraps some models' fused projections (ModernBERT's Wqkv) with a bias the checkpoint
