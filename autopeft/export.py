@@ -23,7 +23,7 @@ from autopeft.data import CLASSIFICATION, data_source, positive_index
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE, Method
-from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES
+from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES, head_padding_id, load_model_config
 from autopeft.noise import NoiseReport, assess
 from autopeft.pareto import pareto_front
 from autopeft.pick import Pick, choose
@@ -73,7 +73,7 @@ _UNLISTED_SUBSET = (": a subset of {count} rows that `data.eval_size` drew with 
                     "record")
 EVAL_ROWS_FILE = "eval_rows.json"
 # The task head's arguments the README's loading lines pass (the label names are in config.yaml).
-_README_HEAD_ARGUMENTS = ("num_labels", "problem_type")
+_README_HEAD_ARGUMENTS = ("num_labels", "problem_type", "pad_token_id")
 _UNKNOWN_LABELS = ["0", "1"]  # a search stored without its label names: the common two-label head
 
 
@@ -131,6 +131,9 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
                                     if read_pooling(target) == "mean" else "")
         head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
+        padding = head_padding_id(spec.model, load_model_config(spec.model))
+        if padding is not None:  # a decoder without a pad token, as the trials' base was told
+            head["pad_token_id"] = padding
         (target / "README.md").write_text(_README.format(
             number=record.number, search=study.study_name, article=_article(method.name), method=method.name,
             base=spec.model.name_or_path, task=spec.model.task, model_class=model_class,

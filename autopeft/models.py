@@ -65,10 +65,33 @@ def load_tokenizer(model: ModelSpec):
     return _load("tokenizer", AutoTokenizer.from_pretrained, model)
 
 
+def padding_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token, else 0.
+
+    GPT-2, Llama 3 and many decoders define no pad token. Their classification heads read the last token that is
+    not padding, which needs the padding id in the model's config; the end-of-sequence token is the usual stand-in
+    (a text to classify does not end with one, so the last real token is still the one read)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def head_padding_id(model: ModelSpec, model_config) -> int | None:
+    """The padding id a classification or regression head must be told (``pad_token_id``), where its configuration
+    has none; None where it has one, or for a causal LM (whose loss and generation mask padding themselves)."""
+    if model.task == "causal-lm" or getattr(model_config, "pad_token_id", None) is not None:
+        return None
+    return padding_id(load_tokenizer(model))
+
+
 def load_base_model(model: ModelSpec, label_names: Sequence[str]) -> PreTrainedModel:
     """The frozen base with its task's head (classification: sized for the labels; regression: one output),
     re-initialised per trial, reading the pooling ``model.pooling`` resolves to; ``label_names`` is ignored by the
     tasks without labels."""
     loaded = _load("weights", TASK_MODEL_CLASSES[model.task].from_pretrained, model,
                    **TASK_HEADS[model.task](label_names))
+    padding = head_padding_id(model, loaded.config)
+    if padding is not None:
+        loaded.config.pad_token_id = padding
     return apply_pooling(loaded, resolve_pooling(model.pooling, model.name_or_path, model.task, model.revision))

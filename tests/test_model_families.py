@@ -355,3 +355,36 @@ def test_a_model_with_its_own_code_runs_when_trusted_and_is_refused_until_then(t
     code, out, _ = run_cli(capsys, "space", "describe", "lora", "--model", str(folder), "--trust-remote-code",
                            "--samples", "8", "--json")
     assert code == 0 and json.loads(out)["layers"] == 2
+
+
+def test_a_decoder_without_a_pad_token_classifies_and_exports_its_padding(tmp_path):
+    """GPT-2, Llama 3 and many decoders define no pad token, and their classification heads then refuse any batch
+    of more than one row ("Cannot handle batch sizes > 1 if no padding token is defined"): every trial failed.
+    Batches are now padded with the end-of-sequence token, the head is told so, and the export's loading line
+    passes the same ``pad_token_id``."""
+    import pandas as pd
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    import autopeft
+    from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, tiny_spec
+
+    folder = tmp_path / "no_pad"
+    texts = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t", quoting=3)["sentence"].tolist()[:2000]
+    words = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000, special_tokens=["[UNK]", "</s>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]", eos_token="</s>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    hf.LlamaModel(hf.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, bos_token_id=None,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=None)).save_pretrained(folder)
+    assert tokenizer.pad_token_id is None
+    spec = tiny_spec(tmp_path, model={"name_or_path": str(folder)}, constraints=[], workers=ONE_AT_A_TIME,
+                     budget={"trials": 2, "steps_per_trial": 4})
+    spec["data"].update(train_size=64, eval_size=48)
+    search = autopeft.run_search(spec, name="no-pad", executor="local", progress=False)
+    assert (search.trials_dataframe()["state"] == "COMPLETE").all()
+    exported = search.export(tmp_path / "out", include_chance=True)
+    assert f"pad_token_id={tokenizer.eos_token_id}" in (exported[0] / "README.md").read_text()

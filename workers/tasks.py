@@ -21,6 +21,7 @@ from torch import nn
 from autopeft.answer_options import AnswerOptions
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
+from autopeft.models import padding_id
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
 from workers.generation import (
     answers_match,
@@ -52,7 +53,7 @@ class _TextRunner:
 
     def __init__(self, data: TaskData, tokenizer, device: torch.device):
         self.data = data
-        self.pad_id = tokenizer.pad_token_id or 0
+        self.pad_id = padding_id(tokenizer)  # the id the base's head was told (autopeft.models.load_base_model)
         self.device = device
         self.labels = torch.tensor(data.train.labels)  # a copy: arrays from the object store are read-only
 
