@@ -48,5 +48,9 @@ def peft_task_fields(model: nn.Module) -> dict[str, Any]:
     named here, or they would stay at their random start and be missing from the saved adapter)."""
     from autopeft.methods.base import HEAD_NAMES, task_head_names
 
-    others = [name for name in task_head_names(model) if name not in HEAD_NAMES]
+    # Named down to the modules that hold the weights (DeBERTa's `pooler.dense`, not `pooler`): peft's merge
+    # (IA3's among them) takes the weight of each module it saved, and DeBERTa's ContextPooler has none of its own.
+    others = [f"{name}.{inner}" if inner else name for name in task_head_names(model) if name not in HEAD_NAMES
+              for inner, module in getattr(model, name).named_modules()
+              if any(True for _ in module.parameters(recurse=False))]
     return {"task_type": peft_task_type(model), "modules_to_save": others or None}
