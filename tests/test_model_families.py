@@ -3,8 +3,10 @@ heads that a checkpoint does not hold are trained and saved with the adapter, an
 family is refused before training with the reason.
 
 Tiny models built from configurations (GPT-NeoX, Qwen3, Gemma 2, Phi-3, Falcon, DistilBERT, DeBERTa-v2, MPNet, and
-StableLM and StarCoder2, whose layouts are inferred); the real-worker check saves tiny DistilBERT and DeBERTa-v2
-folders and searches the bundled SST-2 sample with them.
+StableLM and StarCoder2, whose layouts are inferred). Through the real worker, saved as model folders: body-only
+DistilBERT and DeBERTa-v2 on the bundled SST-2 sample, Gemma 2, Qwen3 and GPT-2 instruction-tuned on the bundled
+BoolQ slice, a decoder without a pad token as a classifier, and a model that ships its own code
+(``model.trust_remote_code``). bench/model_families runs every method on 27 families.
 """
 
 from __future__ import annotations
