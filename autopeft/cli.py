@@ -656,6 +656,12 @@ def space_describe(space_file: str, model_name: str, task: str, labels: int, sam
         console.print(f"trainable share of the model: {low:.3f}% to {high:.3f}%")
     for reason, count in report["rejected"].items():
         console.print(f"rejected {count}×: {reason}")
+    placed = report["module_roles"]
+    if placed["roles"] is None:
+        console.print(f"module roles: none can be placed: {placed['source']}")
+    else:
+        console.print("module roles (" + placed["source"] + "): "
+                      + ", ".join(f"{role} → {module}" for role, module in placed["roles"].items()))
 
 
 def entry_point(args: list[str] | None = None) -> None:

@@ -152,6 +152,23 @@ def known_violations(constraints: list[ConstraintSpec], predicted: dict[str, flo
     return violations if any(v > 0 for v in violations) else None
 
 
+def module_roles(model: ModelSpec, model_config: Any) -> dict[str, Any]:
+    """Where the space's module roles land on this model (built on the meta device), and whether the map is its
+    type's own or inferred from its first block's module names; or why no roles can be placed."""
+    from autopeft.architectures import ROLE_MODULES, role_modules
+    from autopeft.errors import UserError
+
+    base = _meta_base(model_config.to_json_string(use_diff=False), model.task, "cls",
+                      type(model_config) if model.trust_remote_code else None, model.trust_remote_code)
+    try:
+        roles = role_modules(base)
+    except UserError as exc:
+        return {"roles": None, "source": str(exc)}
+    own = model_config.model_type in ROLE_MODULES
+    return {"roles": roles, "source": "the model type's own map" if own else
+            f"inferred from its first block (no map for model type {model_config.model_type!r})"}
+
+
 def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, samples: int = 200,
                    seed: int = 0) -> dict[str, Any]:
     """What a space contains on a model: its parameters, its size, and the trainable-parameter range.
@@ -201,4 +218,5 @@ def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, sam
         "trainable_percent": (min(percents), max(percents)) if percents else None,
         "adapter_tensor_bytes": (min(adapter_bytes), max(adapter_bytes)) if adapter_bytes else None,
         "rejected": rejected,
+        "module_roles": module_roles(model, model_config),
     }

@@ -361,7 +361,12 @@ def test_a_model_with_its_own_code_runs_when_trusted_and_is_refused_until_then(t
     assert exported and "trust_remote_code=True" in (exported[0] / "README.md").read_text()
     code, out, _ = run_cli(capsys, "space", "describe", "lora", "--model", str(folder), "--trust-remote-code",
                            "--samples", "8", "--json")
-    assert code == 0 and json.loads(out)["layers"] == 2
+    described = json.loads(out)
+    assert code == 0 and described["layers"] == 2
+    # the roles land where BERT's map puts them, found from the block of a type nothing maps
+    assert described["module_roles"]["roles"]["ffn_down"] == "output.dense"
+    assert "inferred from its first block (no map for model type 'tiny-encoder')" in \
+        described["module_roles"]["source"]
 
 
 def test_a_decoder_without_a_pad_token_classifies_and_exports_its_padding(tmp_path):
