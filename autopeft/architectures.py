@@ -8,6 +8,8 @@ the tail of its attention output: only full names are unambiguous).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from torch import nn
 
 from autopeft.errors import UserError
@@ -141,10 +143,16 @@ def is_causal_lm(model: nn.Module) -> bool:
     """Whether the model is a language model (a causal LM's class), not a classifier. Not by the class name's ending:
     GPT-2's, GPT-J's and others' are ``...LMHeadModel``; transformers' own table of causal-LM classes decides, and
     the name's ending for classes outside it (remote code)."""
+    name = type(model).__name__
+    return name.endswith("ForCausalLM") or name in _causal_lm_class_names()
+
+
+@lru_cache(maxsize=1)
+def _causal_lm_class_names() -> frozenset[str]:
+    """Built once: every build asks (the head lookup), the sampler's meta-device counts among them."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    name = type(model).__name__
-    return name.endswith("ForCausalLM") or name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    return frozenset(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
 
 
 def supported_model_types() -> str:

@@ -93,6 +93,7 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     eval_rows = study.user_attrs.get(storage.EVAL_ROWS)
     exported = []
     rows = []
+    padding = head_padding_id(spec.model, load_model_config(spec.model))
     for record in front:
         source = Path(record.adapter_dir or "")
         if not (source / METHOD_FILE).is_file() and not (source / "adapter_config.json").is_file():
@@ -131,7 +132,6 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
                                     if read_pooling(target) == "mean" else "")
         head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
-        padding = head_padding_id(spec.model, load_model_config(spec.model))
         if padding is not None:  # a decoder without a pad token, as the trials' base was told
             head["pad_token_id"] = padding
         (target / "README.md").write_text(_README.format(
