@@ -22,12 +22,13 @@ import contextlib
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from autopeft.errors import SpecError, UserError
+from autopeft.errors import AtChanceWarning, SpecError, UserError
 from autopeft.spec import SearchSpec, WarmStartSource, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
 
 if TYPE_CHECKING:
@@ -493,12 +494,17 @@ class Search:
         """Write the front (or the picked points, as :meth:`pick` reads them) as adapter folders their library
         loads, with summary.md/.csv; returns the folders written. ``merged`` also writes the base with the adapter
         folded in, where the method allows it. (``flag``: the option named in errors about a pick.)"""
-        from autopeft.export import export_front
+        from autopeft.export import at_chance_message, export_front
         from autopeft.pick import parse_pick
 
         chosen = [parse_pick(p, self.spec, flag=flag) for p in ([picks] if isinstance(picks, str) else picks)]
-        return export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
-                            include_chance=include_chance)
+        exported = export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
+                                include_chance=include_chance)
+        message = at_chance_message(self.noise, [int(p.name.removeprefix("trial-")) for p in exported],
+                                    self.spec.task_metric)
+        if message:
+            warnings.warn(message, AtChanceWarning, stacklevel=2)
+        return exported
 
     def baselines(self, only: Sequence[str] = (), *, executor: str = "ray", on_result: Callable | None = None,
                   on_refused: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:

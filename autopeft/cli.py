@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -327,20 +328,19 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tu
            include_chance: bool) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft.api import load_search
+    from autopeft.errors import AtChanceWarning
+    from autopeft.export import at_chance_message
 
     found = load_search(name, storage=storage)
     spec = found.spec
-    exported = found.export(out_dir, picks=picks, merged=merged, include_chance=include_chance, flag="--pick")
+    with warnings.catch_warnings():  # the API's warning of points at chance: printed below instead
+        warnings.simplefilter("ignore", AtChanceWarning)
+        exported = found.export(out_dir, picks=picks, merged=merged, include_chance=include_chance, flag="--pick")
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
-    noise = found.noise
     numbers = [int(path.name.removeprefix("trial-")) for path in exported]
-    doubtful = [n for n in numbers if noise is not None and noise.is_at_chance(n)]
-    if doubtful:
-        console.print(f"[bold yellow]warning:[/] trial{'s' if len(doubtful) > 1 else ''} "
-                      f"{', '.join(map(str, doubtful))} {'are' if len(doubtful) > 1 else 'is'} within noise of "
-                      f"chance ({spec.task_metric}): exported as found, not as a result"
-                      + (f"; the search learned nothing above chance: try {ADVICE}" if noise.nothing_learned
-                         else ""))
+    warning = at_chance_message(found.noise, numbers, spec.task_metric)
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _trial_numbers(text: str | None) -> list[int]:

@@ -28,3 +28,7 @@ class SpecError(UserError):
 
 class TrialFailure(Exception):
     """A trial could not finish (NaN loss, out of memory, bad configuration); recorded, and the search goes on."""
+
+
+class AtChanceWarning(UserWarning):
+    """Exported points within noise of chance: exported as found, not as a result (``Search.export``)."""

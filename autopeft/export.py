@@ -24,7 +24,7 @@ from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE, Method
 from autopeft.models import TASK_HEADS, TASK_MODEL_CLASSES, head_padding_id, load_model_config
-from autopeft.noise import NoiseReport, assess
+from autopeft.noise import ADVICE, NoiseReport, assess
 from autopeft.pareto import pareto_front
 from autopeft.pick import Pick, choose
 from autopeft.pooling import read_pooling
@@ -127,6 +127,9 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         if mean_pooled:
             extra += _MEAN_POOLED.format(model_class=model_class)
         extra += write_eval_rows(target, spec, eval_rows, recorded=storage.EVAL_ROWS in study.user_attrs)
+        if noise is not None and noise.is_at_chance(record.number):
+            extra += (f"\n**Within noise of chance** ({spec.task_metric}): this adapter was exported as found, not "
+                      "as a result; its metrics.json holds the test.\n")
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
@@ -145,7 +148,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         rows.append({"trial": record.number, "folder": target.name,
                      **{n: record.values[n] for n in spec.objective_names},
                      "configuration": describe_config(record.config)})
-    _write_summary(out_dir, rows, spec)
+    warning = at_chance_message(noise, [row["trial"] for row in rows], spec.task_metric)
+    _write_summary(out_dir, rows, spec, warning)
     return exported
 
 
@@ -153,6 +157,17 @@ def generation_note(task: str, method: str) -> str:
     """What a user generating with the exported adapter in stock peft must know to get the recorded answers: only
     prompt tuning on a decoder needs a word (workers/generation.py, ``_virtual_tokens_in_front``)."""
     return _BATCHED_PROMPT_GENERATION if task == "causal-lm" and method == "prompt" else ""
+
+
+def at_chance_message(noise: NoiseReport | None, numbers: Sequence[int], metric: str) -> str | None:
+    """What to say of exported points within noise of chance (None when there are none): the command line prints
+    it, the Python API warns it, and summary.md and each such folder's README carry it with the adapters."""
+    doubtful = [n for n in numbers if noise is not None and noise.is_at_chance(n)]
+    if not doubtful:
+        return None
+    return (f"trial{'s' if len(doubtful) > 1 else ''} {', '.join(map(str, doubtful))} "
+            f"{'are' if len(doubtful) > 1 else 'is'} within noise of chance ({metric}): exported as found, not as a "
+            "result" + (f"; the search learned nothing above chance: try {ADVICE}" if noise.nothing_learned else ""))
 
 
 def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:
@@ -199,7 +214,7 @@ def _write_merged(spec: SearchSpec, labels: list[str], target: Path) -> None:
     load_tokenizer(spec.model).save_pretrained(str(target / "merged"))
 
 
-def _write_summary(out_dir: Path, rows: list[dict], spec: SearchSpec) -> None:
+def _write_summary(out_dir: Path, rows: list[dict], spec: SearchSpec, warning: str | None = None) -> None:
     with open(out_dir / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -209,7 +224,7 @@ def _write_summary(out_dir: Path, rows: list[dict], spec: SearchSpec) -> None:
     for row in rows:
         cells = [format_value(k, v) if k in spec.objective_names else str(v) for k, v in row.items()]
         lines.append("| " + " | ".join(cells) + " |")
-    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n" + (f"\n**Warning:** {warning}.\n" if warning else ""))
 
 
 def zip_tree(folder: Path) -> bytes:

@@ -82,6 +82,9 @@ def test_export_warns_and_pick_refuses_a_front_at_chance(shuffled, capsys):
     assert code == 0 and "within noise of chance" in _words(out) and "learned nothing" in _words(out)
     metrics = json.loads(next((tmp_path / "all").glob("trial-*/metrics.json")).read_text())
     assert metrics["noise"]["above"] is False
+    # The files that travel with the adapters say it too, not only the console.
+    assert "within noise of chance" in (tmp_path / "all" / "summary.md").read_text()
+    assert "Within noise of chance" in next((tmp_path / "all").glob("trial-*/README.md")).read_text()
     code, _, err = run_cli(capsys, "export", NAME, "--storage", url, "--out", str(tmp_path / "knee"), "--pick", "knee")
     assert code == 2 and "within noise of chance" in err and "--include-chance" in err
     assert not (tmp_path / "knee").exists()
@@ -92,6 +95,8 @@ def test_export_warns_and_pick_refuses_a_front_at_chance(shuffled, capsys):
     import autopeft
 
     search = autopeft.load_search(NAME, storage=url)
+    with pytest.warns(autopeft.errors.AtChanceWarning, match="within noise of chance.*learned nothing"):
+        search.export(tmp_path / "from-python")  # the whole front, as found: warned, not silent
     with pytest.raises(autopeft.UserError, match=r"include_chance=True"):
         search.pick("knee")
     assert len(search.pick("knee", include_chance=True)) == 1
