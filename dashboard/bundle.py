@@ -47,6 +47,8 @@ def _keep_only(out: Path, picked: set[int]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = (out / "summary.md").read_text().splitlines()
+    # The table's rows only: the warning under it names the points at chance of the whole front, and each picked
+    # folder's README still says it of its own point.
+    lines = [line for line in (out / "summary.md").read_text().splitlines() if line.startswith("|")]
     kept = lines[:2] + [line for line in lines[2:] if int(line.split("|")[1]) in picked]
     (out / "summary.md").write_text("\n".join(kept) + "\n")
