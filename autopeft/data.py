@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.answer_options import AnswerOptions, answer_options, answer_words
+from autopeft.answer_reading import responses_state_answers
 from autopeft.errors import UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
 
@@ -81,6 +82,9 @@ class TaskData:
     answer_options: AnswerOptions | None = None  # causal-lm with answer_scoring: options (autopeft/answer_options.py)
     # causal-lm: the closed set of gold answers a generated response is read among (answer_words), or None
     answer_words: list[str] | None = None
+    # causal-lm: whether the gold responses state their answer ("the answer is (D)" after a rationale), so that a
+    # response's statement is read before any earlier form of an answer (workers/generation.py, AnswerReading)
+    answers_stated: bool = False
 
     def for_model(self, model) -> TaskData:
         """The data as ``model`` reads it: without token type ids where its forward takes none. A tokenizer from
@@ -400,6 +404,7 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
                          task="causal-lm")
     train_answers = [str(a) for a in train[data.answer_column]]
     task_data.answer_words = answer_words([*train_answers, *task_data.eval.answers])
+    task_data.answers_stated = responses_state_answers([str(r) for r in train[data.output_column]], train_answers)
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
             train_answers, task_data.eval.answers,

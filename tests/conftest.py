@@ -166,6 +166,42 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
                  bos_token_id=None, **extra)).save_pretrained(folder)
 
 
+def learn_decoder_task(tmp_path: Path, train: list[dict], evaluation: list[dict], steps: int = 160):
+    """A tiny LLaMA (``save_tiny_decoder``) trained for real on instruction records with a plain loop on the
+    runner's own batches: returns the task's data, the trained model and its ``CausalLmRunner``, whose evaluation
+    (generation, each row's stop, the answer read) is then the subject."""
+    import json
+
+    import numpy as np
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from autopeft.data import load_task_data
+    from autopeft.models import load_tokenizer
+    from autopeft.spec import load_spec
+    from workers.tasks import CausalLmRunner
+
+    for name, records in (("train.json", train), ("eval.json", evaluation)):
+        (tmp_path / name).write_text(json.dumps(records))
+    save_tiny_decoder(tmp_path / "decoder", train + evaluation)
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
+        data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"), "max_length": 64},
+        objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    model = LlamaForCausalLM.from_pretrained(tmp_path / "decoder")
+    runner = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    order = np.random.default_rng(0).permutation(len(data.train))
+    model.train()
+    for step in range(steps):
+        batch = runner.train_batch(order[(step * 16) % len(order):][:16])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return data, model, runner
+
+
 def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(spec))

@@ -7,22 +7,14 @@ batches); the runner's evaluation (generation, the answer read, the stopping of 
 
 from __future__ import annotations
 
-import json
 import random
 
-import numpy as np
 import pytest
-import torch
-from transformers import LlamaForCausalLM
 
 from autopeft.answer_options import answer_words
-from autopeft.data import load_task_data
-from autopeft.models import load_tokenizer
 from autopeft.predictions import decode
-from autopeft.spec import load_spec
-from tests.conftest import save_tiny_decoder, tiny_spec, write_spec
+from tests.conftest import learn_decoder_task
 from workers.generation import extract_answer
-from workers.tasks import CausalLmRunner
 
 FILLER = "the a film plot actors music story was really quite very and it".split()
 
@@ -53,27 +45,8 @@ def test_the_closed_set_of_answers():
 
 
 def test_a_decoder_task_answering_in_words_is_scored_by_its_answers(tmp_path):
-    train, evaluation = _records(256, seed=0), _records(32, seed=1)
-    for name, records in (("train.json", train), ("eval.json", evaluation)):
-        (tmp_path / name).write_text(json.dumps(records))
-    save_tiny_decoder(tmp_path / "decoder", train + evaluation)
-    spec = load_spec(write_spec(tmp_path, tiny_spec(
-        tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
-        data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"), "max_length": 64},
-        objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
-    data = load_task_data(spec.data, spec.model, spec.seed)
+    data, model, runner = learn_decoder_task(tmp_path, _records(256, seed=0), _records(32, seed=1))
     assert data.answer_words == ["negative", "positive"]
-
-    model = LlamaForCausalLM.from_pretrained(tmp_path / "decoder")
-    runner = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu"))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    order = np.random.default_rng(0).permutation(len(data.train))
-    model.train()
-    for step in range(160):
-        batch = runner.train_batch(order[(step * 16) % len(order):][:16])
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
 
     evaluation_result = runner.evaluate(model, 16)
     given = decode(evaluation_result.predictions)

@@ -21,7 +21,6 @@ from tests.conftest import ROOT, save_tiny_decoder
 from workers.generation import (
     answer_given,
     common_prefix_length,
-    extract_answer,
     generate_answers,
     length_batches,
     reference_answers,
@@ -65,10 +64,12 @@ def test_fast_generation_gives_the_plain_paths_answers(trained):
     split = runner.data.eval
     common = {"pad_id": runner.pad_id, "device": torch.device("cpu")}
     plain = reference_answers(model, tokenizer, split.prompts, max_new_tokens=24, batch_size=2, **common)
+    reading = runner.reading  # BoolQ's responses state their answer: "the correct answer is true"
+    assert reading.stated
     fast = generate_answers(model, tokenizer, split.prompts, split.answers, max_new_tokens=24, token_budget=2048,
-                            **common)
-    plain_answers = [extract_answer(t, g) for t, g in zip(plain, split.answers)]
-    assert [extract_answer(t, g) for t, g in zip(fast, split.answers)] == plain_answers
+                            reading=reading, **common)
+    plain_answers = [reading.read(t, g) for t, g in zip(plain, split.answers)]
+    assert [reading.read(t, g) for t, g in zip(fast, split.answers)] == plain_answers
     assert sum(a in ("true", "false") for a in plain_answers) >= len(split) // 2  # the model does answer
     # Each fast response is the plain one cut where its answer was given: shorter for most rows.
     assert all(p.startswith(f) for f, p in zip(fast, plain))
@@ -81,7 +82,7 @@ def test_fast_generation_gives_the_plain_paths_answers(trained):
     evaluation = runner.evaluate(model, batch_size=16)
     losses, tokens, _ = runner._loss(model, 16)
     assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5)
-    assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(
+    assert decode(evaluation.predictions) == [reading.read(t, g) for t, g in zip(
         reference_answers(model, tokenizer, split.prompts, max_new_tokens=16, batch_size=2, **common), split.answers)]
 
 
@@ -169,8 +170,9 @@ def _evaluates_as_the_plain_uncached_path(adapted, tokenizer, runner, abs_loss: 
     split = runner.data.eval
     evaluation = runner.evaluate(adapted, batch_size=16)
     uncached = generate_answers(adapted, tokenizer, split.prompts, split.answers, max_new_tokens=runner.max_new_tokens,
-                                pad_id=runner.pad_id, device=torch.device("cpu"), use_cache=False)
-    assert decode(evaluation.predictions) == [extract_answer(t, g) for t, g in zip(uncached, split.answers)]
+                                pad_id=runner.pad_id, device=torch.device("cpu"), use_cache=False,
+                                reading=runner.reading)
+    assert decode(evaluation.predictions) == [runner.reading.read(t, g) for t, g in zip(uncached, split.answers)]
     losses, tokens, _ = runner._loss(adapted, 16)
     assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=abs_loss)
     return losses, tokens
@@ -219,7 +221,9 @@ def test_adapterhub_decoders_evaluate_through_the_cache(trained, method, options
     ("\nA: 3 + 4 = 7. The answer is 7", "7", False),
     ("\nA: 3 + 4 = 7. The answer is 7.", "7", False),  # may still become 7.5
     ("\nA: 3 + 4 = 7. The answer is 7.\n", "7", True),
-    ("\nA: 3 + 4 = 7. The answer is $1,250 in all", "1250", True),
+    ("\nA: 3 + 4 = 7. The answer is $1,250.\n", "1250", True),
+    ("\nA: 3 + 4 = 7. The answer is 4 blue boxes and 3", "3", False),  # the sentence goes on to name others
+    ("\nA: 3 + 4 = 7. The answer is 7\n", "7", True),
     ("\nA: 3 + 4 = 7 apples", "7", False),
     ("\nA: 3 + 4 = 7 apples.\n\n### Instruction", "7", True),
 ])

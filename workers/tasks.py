@@ -23,9 +23,10 @@ from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.models import padding_id
 from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
-from workers.generation import (
+from workers.generation import (  # extract_answer: re-exported for the task's own metrics
+    AnswerReading,
     answers_match,
-    extract_answer,
+    extract_answer,  # noqa: F401
     generate_answers,
     length_batches,
     pad_rows,
@@ -148,15 +149,20 @@ class CausalLmRunner:
         ``whole_model`` false: ``forward`` starts at a later layer, so the head is not shared."""
         return response_loss(model, forward, batch, share_head=self._shares_head(model, batch, whole_model))
 
+    @property
+    def reading(self) -> AnswerReading:
+        """How this task's responses give their answer (its closed set of words, whether its responses state it)."""
+        return AnswerReading(tuple(self.data.answer_words or ()), self.data.answers_stated)
+
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         """Generation re-enters the layers with a key/value cache, so it always runs the whole model (``prefix``
         is accepted and not used)."""
         model.eval()
         split = self.data.eval
-        words = tuple(self.data.answer_words or ())
+        reading = self.reading
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
-                    "max_rows": batch_size, "words": words}
+                    "max_rows": batch_size, "reading": reading}
         faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
         options = self.data.answer_options
         if options is not None:
@@ -169,7 +175,7 @@ class CausalLmRunner:
             losses, tokens, _ = self._loss(model, batch_size)
             texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
                                      **settings)
-        given = [extract_answer(text, gold, words) for text, gold in zip(texts, split.answers)]
+        given = [reading.read(text, gold) for text, gold in zip(texts, split.answers)]
         return self._scored(losses, tokens, given)
 
     def _evaluate_options(self, model: nn.Module, batch_size: int, options: AnswerOptions,

@@ -15,8 +15,8 @@ it is (zero-shot), and a LoRA r=8 on q,v trained 6 steps at batch 4 on the task'
 - ``fast_same_length``: the same held to the plain path's 32 new tokens, so the answers of the two can be
   compared one by one (first-found answers must be equal by construction).
 
-Each is timed as a whole (loss and answers); answers are read with ``extract_answer`` and scored with
-``answers_match``.
+Each is timed as a whole (loss and answers); answers are read by the task's rules (``CausalLmRunner.reading``)
+and scored with ``answers_match``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from autopeft.spec import DataSpec
 from workers.generation import (
     answers_match,
     common_prefix_length,
-    extract_answer,
     reference_answers,
     shares_prompt_cache,
 )
@@ -96,7 +95,7 @@ def measure(model, runner: CausalLmRunner, tokenizer, repeats: int) -> dict:
             times[name].append(seconds)
     for name, (loss, given) in results.items():
         seconds = min(times[name])
-        answers[name] = given if name != "plain" else [extract_answer(t, g) for t, g in zip(given, golds)]
+        answers[name] = given if name != "plain" else [runner.reading.read(t, g) for t, g in zip(given, golds)]
         out[name] = {"seconds": round(seconds, 2), "per_record_s": round(seconds / len(golds), 3),
                      "eval_loss": round(loss, 5), "answer_accuracy": round(float(np.mean(
                          [answers_match(a, g) for a, g in zip(answers[name], golds)])), 4)}

@@ -78,7 +78,7 @@ def measure(model, runners: dict[str, CausalLmRunner], repeats: int) -> dict:
     split = generating.data.eval
     texts = generate_answers(model, generating.tokenizer, split.prompts, split.answers,
                              max_new_tokens=generating.max_new_tokens, pad_id=generating.pad_id,
-                             device=torch.device("cpu"))
+                             device=torch.device("cpu"), reading=generating.reading)
     followed = [i for i, t in enumerate(texts) if t.strip().lower().startswith(TEMPLATE)]
     given = [a.strip().lower() for a in answers["generate"]]
     chosen = [a.strip().lower() for a in answers["options"]]

@@ -239,7 +239,7 @@ def post_checks(results: dict, model: ModelSpec, args: argparse.Namespace) -> No
       and every cached decoding step sees only its own token: the worker's answers for these rows are not the
       model's. Without the cache each step recomputes the whole sequence, so the answers are the model's."""
     from autopeft import load_adapter
-    from workers.generation import answers_match, extract_answer, generate_answers
+    from workers.generation import answers_match, generate_answers
 
     for task in args.tasks:
         rows = [r for k, r in results.items() if k != "_meta" and r.get("task") == task and r.get("ok")
@@ -267,8 +267,8 @@ def post_checks(results: dict, model: ModelSpec, args: argparse.Namespace) -> No
                 with torch.inference_mode():
                     texts = generate_answers(loaded, runner.tokenizer, split.prompts, split.answers,
                                              max_new_tokens=runner.max_new_tokens, pad_id=runner.pad_id,
-                                             device=runner.device, max_rows=128)
-                given = [extract_answer(text, gold) for text, gold in zip(texts, split.answers)]
+                                             device=runner.device, max_rows=128, reading=runner.reading)
+                given = [runner.reading.read(text, gold) for text, gold in zip(texts, split.answers)]
                 row["uncached"] = {"answer_accuracy": sum(map(answers_match, given, split.answers)) / len(given),
                                    "answers_given": answer_counts(given), "seconds": time.perf_counter() - started,
                                    "example_response": texts[0]}

@@ -25,18 +25,17 @@ LoRA r=8 (alpha 16, no dropout) on q_proj and v_proj of every layer of SmolLM2-1
   file order, LLM-Adapters' new-token limit: 32 for BoolQ, 256 for math) in fp32. ``bf16=True`` gives the Trainer
   the worker's bf16 autocast (like for like); fp32 is what the script gets out of the box.
 
-Both sides read the same prompt text: ``autopeft.data.instruction_prompt`` (LLM-Adapters' Alpaca template) over
-the same records (all training records; the evaluation records are the seeded draw the worker's ``eval_size``
-makes), and both score answers with ``workers.generation.extract_answer`` / ``answers_match``. Each contender runs
-in a fresh process, interleaved (ours, plain-bf16, plain-fp32, then again), and the faster of the repeats is kept
-(other work on a shared machine only adds time). Per run: load (tokenizer, model, data tokenised), then the trial
-with the model loaded: build, train, evaluate, save, each timed; the headline ratio is plain / ours on the trial
-with the model loaded (a worker loads once per search; a plain script per run: ``whole`` adds the load; each
-side's own imports are timed apart). Checked per task: both sides' training token ids and labels are identical,
-and the worker evaluated the same rows. Where the time goes, also per task: the padded tokens each side's training
-batches hold (``padding``), and one training step's bare forward and backward (``step_floor``). Writes
-vs_plain.json beside this file.
-"""
+Both sides read the same prompt text: ``autopeft.data.instruction_prompt`` (LLM-Adapters' Alpaca template) over the
+same records (all training records; the evaluation records are the seeded draw the worker's ``eval_size`` makes),
+and both score answers by the task's reading (``workers.generation.AnswerReading``) and ``answers_match``. Each
+contender runs in a fresh process, interleaved (ours, plain-bf16, plain-fp32, then again), and the faster of the
+repeats is kept (other work on a shared machine only adds time). Per run: load (tokenizer, model, data tokenised),
+then the trial with the model loaded: build, train, evaluate, save, each timed; the headline ratio is plain / ours
+on the trial with the model loaded (a worker loads once per search; a plain script per run: ``whole`` adds the
+load; each side's own imports are timed apart). Checked per task: both sides' training token ids and labels are
+identical, and the worker evaluated the same rows. Where the time goes, also per task: the padded tokens each
+side's training batches hold (``padding``), and one training step's bare forward and backward (``step_floor``).
+Writes vs_plain.json beside this file. """
 
 from __future__ import annotations
 
@@ -64,8 +63,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
+from autopeft.answer_options import answer_words  # noqa: E402
 from autopeft.data import instruction_prompt  # noqa: E402
-from workers.generation import answers_match, extract_answer  # noqa: E402
+from workers.generation import AnswerReading, answers_match, responses_state_answers  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,12 @@ def prompt_of(record: dict) -> str:
     return instruction_prompt(str(record["instruction"]), str(record.get("input", "") or ""))
 
 
-def score(texts: list[str], golds: list[str]) -> tuple[list[str], float]:
-    given = [extract_answer(text, gold) for text, gold in zip(texts, golds)]
+def score(texts: list[str], golds: list[str], train_records: list[dict]) -> tuple[list[str], float]:
+    """Answers read as the worker reads the task's (its closed set of words, whether its responses state them)."""
+    train_answers = [str(r["answer"]) for r in train_records]
+    reading = AnswerReading(tuple(answer_words([*train_answers, *golds]) or ()),
+                            responses_state_answers([str(r["output"]) for r in train_records], train_answers))
+    given = [reading.read(text, gold) for text, gold in zip(texts, golds)]
     return given, sum(map(answers_match, given, golds)) / len(golds)
 
 
@@ -228,7 +232,7 @@ def run_plain(task: Task, budget: Budget, out: Path, precision: str) -> dict:
     train_s = lap()
     texts = plain_generate(model, tokenizer, [prompt_of(r) for r in eval_records], budget.generate_batch,
                            task.plain_new_tokens)
-    answers, accuracy = score(texts, [str(r["answer"]) for r in eval_records])
+    answers, accuracy = score(texts, [str(r["answer"]) for r in eval_records], train_records)
     eval_s = lap()
     model.save_pretrained(out / "adapter")
     save_s = lap()
