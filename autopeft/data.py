@@ -236,6 +236,8 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
                         f"{model.task!r}; remove answer_scoring")
     train, evaluation = read_splits(data)
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
+    if model.task == "causal-lm" and _without_answers(data, train, evaluation):
+        del columns[data.answer_column]
     for frame, field in ((train, "train"), (evaluation, "eval")):
         _check_columns(frame, columns, field, data)
         _check_filled(frame, filled, field, data)
@@ -256,13 +258,40 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     return task_data
 
 
+def _without_answers(data: DataSpec, train: pd.DataFrame, evaluation: pd.DataFrame) -> bool:
+    """Instruction records without gold answers (plain instruction tuning: instruction, input, output): the
+    default answer column is in neither split and nothing asks for one. Such a task is scored by ``eval_loss``,
+    and its evaluation generates nothing. A column of another name, or answers in one split only, are still
+    required, so a misspelt column is refused rather than taken for no answers; an objective that reads answers
+    is refused by ``check_metrics_fit``, naming the column."""
+    default = type(data).model_fields["answer_column"].default
+    return (data.answer_column == default and data.answer_scoring == "generate"
+            and default not in train.columns and default not in evaluation.columns)
+
+
+def _metrics(spec: SearchSpec):
+    """Each objective and constraint with the spec field that names it."""
+    for i, objective in enumerate([*spec.objectives, *spec.constraints]):
+        yield (f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]",
+               objective)
+
+
 def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
     """Refuse objectives and constraints the data cannot report, before a search is created: ``f1`` (the
-    positive class's F1) exists for two labels only."""
+    positive class's F1) exists for two labels only; instruction records without gold answers report
+    ``eval_loss`` and costs, no answer metric."""
+    from autopeft.objectives import MEASUREMENTS
+
+    if data.task == "causal-lm" and data.eval.answers is None:
+        for field, objective in _metrics(spec):
+            if MEASUREMENTS[objective.name].is_task_metric:
+                raise UserError(
+                    f"{field}.name: {objective.name!r} reads each record's gold answer, and the records have no "
+                    f"{spec.data.answer_column!r} column (data.answer_column); add the answers, or search on "
+                    f"eval_loss (the gold responses' token loss)")
     if data.task != CLASSIFICATION or len(data.label_names) == 2:
         return
-    for i, objective in enumerate([*spec.objectives, *spec.constraints]):
-        field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"
+    for field, objective in _metrics(spec):
         if objective.name == "f1":
             raise UserError(f"{field}.name: 'f1' is the F1 of the positive class, measured for two labels only, "
                             f"and the data has {len(data.label_names)} labels {data.label_names[:10]}; use "
@@ -397,11 +426,14 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
         return TokenizedSplit(
             input_ids=sequences, token_type_ids=None, labels=None, token_labels=targets,
             prompts=prompts if with_prompts else None,
-            answers=[str(a) for a in frame[data.answer_column]] if with_prompts else None,
+            answers=([str(a) for a in frame[data.answer_column]]
+                     if with_prompts and data.answer_column in frame.columns else None),
         )
 
     task_data = TaskData(train=tokenize(train, False), eval=tokenize(evaluation, True), label_names=[],
                          task="causal-lm")
+    if task_data.eval.answers is None:  # instruction tuning without gold answers: scored by eval_loss alone
+        return task_data
     train_answers = [str(a) for a in train[data.answer_column]]
     task_data.answer_words = answer_words([*train_answers, *task_data.eval.answers])
     task_data.answers_stated = responses_state_answers([str(r) for r in train[data.output_column]], train_answers)

@@ -381,10 +381,12 @@ class SearchSpec(_Strict):
 
     @property
     def task_metric(self) -> str:
-        """The metric shown as 'best' in listings: the first task metric among the objectives (else the task's
-        first metric)."""
+        """The metric shown as 'best' in listings: the first task metric among the objectives, else the first
+        objective the task itself reports (``eval_loss``: instruction records without gold answers report no
+        other), else the task's first metric."""
+        own = TASK_METRICS[self.model.task]
         return next((o.name for o in self.objectives if MEASUREMENTS[o.name].is_task_metric),
-                    TASK_METRICS[self.model.task][0])
+                    next((o.name for o in self.objectives if o.name in own), own[0]))
 
     @property
     def task_metric_direction(self) -> Direction:

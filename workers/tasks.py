@@ -164,6 +164,9 @@ class CausalLmRunner:
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
                     "max_rows": batch_size, "reading": reading}
         faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
+        if split.answers is None:  # records without gold answers: nothing to generate, the loss is the score
+            losses, tokens, _ = self._loss(model, batch_size)
+            return Evaluation({"eval_loss": losses / max(tokens, 1)})
         options = self.data.answer_options
         if options is not None:
             return self._evaluate_options(model, batch_size, options, faithful and shares_prompt_cache(model))

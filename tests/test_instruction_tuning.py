@@ -1,0 +1,95 @@
+"""Instruction tuning on records without gold answers (instruction, input, output: the Alpaca form most instruction
+data comes in): searched on the gold responses' token loss, with no generation, and refused with the fix where an
+objective needs answers the records do not have.
+
+A tiny LLaMA built from a configuration, the bundled BoolQ records with their answer field removed, a real search
+through the Python API on the local executor, the exported adapter reloaded with stock peft."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+import autopeft
+from autopeft.data import check_metrics_fit, load_task_data
+from autopeft.errors import UserError
+from autopeft.models import load_base_model, load_tokenizer
+from autopeft.spec import load_spec
+from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
+from workers.tasks import CausalLmRunner
+
+BOOLQ = ROOT / "examples" / "data" / "boolq" / "train.json"
+
+
+@pytest.fixture(scope="module")
+def unanswered(tmp_path_factory):
+    """Instruction records without an answer field (train and eval files) and a tiny decoder for their text."""
+    folder = tmp_path_factory.mktemp("unanswered")
+    records = json.loads(BOOLQ.read_text())[:120]
+    for record in records:
+        del record["answer"]
+    (folder / "train.json").write_text(json.dumps(records[:96]))
+    (folder / "eval.json").write_text(json.dumps(records[96:]))
+    save_tiny_decoder(folder / "decoder", records)
+    return folder
+
+
+def _spec(folder, objective: str = "eval_loss", **data) -> dict:
+    return tiny_spec(folder, model={"name_or_path": str(folder / "decoder"), "task": "causal-lm"},
+                     data={"train": str(folder / "train.json"), "eval": str(folder / "eval.json"), "max_length": 160,
+                           **data},
+                     objectives=[{"name": objective}, {"name": "trainable_params"}], constraints=[],
+                     search_space="lora", training={"batch_size": 8, "eval_batch_size": 8},
+                     budget={"trials": 2, "steps_per_trial": 6}, workers={"parallel": 1, "cpus_per_trial": 2})
+
+
+def test_records_without_answers_are_scored_by_their_loss_without_generating(unanswered):
+    spec = load_spec(write_spec(unanswered, _spec(unanswered)))
+    assert spec.task_metric == "eval_loss" and spec.task_metric_direction == "minimize"
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    assert data.eval.answers is None and data.answer_words is None
+    check_metrics_fit(spec, data)
+    model = load_base_model(spec.model, [])
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("an evaluation without gold answers generated")
+
+    model.generate = no_generation
+    runner = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu"))
+    evaluation = runner.evaluate(model, 8)
+    assert set(evaluation.metrics) == {"eval_loss"}
+    losses, tokens, _ = runner._loss(model, 8)
+    assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens) and tokens > 0
+
+
+def test_a_search_on_the_loss_runs_exports_and_reloads(unanswered, tmp_path):
+    search = autopeft.run_search(_spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}",
+                                                      "output_dir": str(tmp_path / "runs")},
+                                 name="alpaca-form", executor="local", progress=False)
+    trials = search.trials_dataframe()
+    assert (trials["state"] == "COMPLETE").all() and len(trials) == 2
+    assert trials["eval_loss"].gt(0).all() and "answer_accuracy" not in trials.columns
+    assert search.chance is None  # a loss has no constant-prediction level to clear
+    best = search.pick("min:eval_loss")[0]
+    folder = search.export(tmp_path / "out", picks="min:eval_loss")[0]
+    spec = search.spec
+    model = PeftModel.from_pretrained(load_base_model(spec.model, []), folder)
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    reloaded = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu")).evaluate(model, 8)
+    assert reloaded.metrics["eval_loss"] == pytest.approx(trials.loc[best.number, "eval_loss"], abs=1e-4)
+
+
+def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswered, tmp_path):
+    spec = _spec(unanswered, objective="answer_accuracy") | {"storage": f"sqlite:///{tmp_path / 't.db'}"}
+    with pytest.raises(UserError, match=r"objectives\[0\]\.name: 'answer_accuracy' reads each record's gold answer, "
+                                        r"and the records have no 'answer' column \(data\.answer_column\); add the "
+                                        r"answers, or search on eval_loss"):
+        autopeft.run_search(spec, name="needs-answers", executor="local", progress=False)
+    assert not (tmp_path / "t.db").exists()  # refused before a search was created
+    # a column named in the spec that the records lack is a mistake, not records without answers
+    with pytest.raises(UserError, match=r"data\.answer_column: column 'gold' not in the train data"):
+        loaded = load_spec(write_spec(tmp_path, _spec(unanswered, answer_column="gold")))
+        load_task_data(loaded.data, loaded.model, loaded.seed)
