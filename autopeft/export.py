@@ -64,6 +64,26 @@ positions shifted by its padding, and its answer can differ from the one recorde
 generated with the virtual tokens in front of each prompt and positions counted over its own tokens; with stock
 peft, generate one prompt at a time (no padding) to get the same answers.
 """
+_PROMPTED = """
+The adapter was trained and evaluated on LLM-Adapters' prompt (the Alpaca template) around each record's
+instruction and input, its response after it; prompt it the same way, and generate greedily as the search did
+(where the records have answers, each was read from such a response: `autopeft/answer_reading.py`):
+
+```python
+from transformers import AutoTokenizer
+
+PROMPT = {prompt!r}
+PROMPT_WITH_INPUT = {prompt_with_input!r}
+
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+instruction, extra_input = "Your instruction", ""  # a record's instruction and (optional) input
+text = (PROMPT_WITH_INPUT.format(instruction=instruction, input=extra_input) if extra_input.strip()
+        else PROMPT.format(instruction=instruction))
+ids = tokenizer(text, return_tensors="pt", return_token_type_ids=False)
+output = model.generate(**ids, max_new_tokens=128, do_sample=False)
+response = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+```
+"""
 _EVALUATED = """
 The measured values come from the evaluation data `{source}`{subset}.
 """
@@ -122,6 +142,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         loading = method.loading_code(target) if bits >= 16 else Method.loading_code(method, target)
         extra = _QUANTISED.format(bits=bits) if bits < 16 else ""
         extra += generation_note(spec.model.task, method.name)
+        if spec.model.task == "causal-lm":
+            extra += prompting_note(spec)
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
         mean_pooled = read_pooling(target) == "mean"
         if mean_pooled:
@@ -151,6 +173,15 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     warning = at_chance_message(noise, [row["trial"] for row in rows], spec.task_metric)
     _write_summary(out_dir, rows, spec, warning)
     return exported
+
+
+def prompting_note(spec: SearchSpec) -> str:
+    """A decoder's adapter answers as measured only when prompted as it was trained: the README gives the template
+    and the greedy generation, runnable after its loading lines."""
+    from autopeft.data import PROMPT, PROMPT_WITH_INPUT
+
+    return _PROMPTED.format(prompt=PROMPT, prompt_with_input=PROMPT_WITH_INPUT, base=spec.model.name_or_path,
+                            remote=", trust_remote_code=True" if spec.model.trust_remote_code else "")
 
 
 def generation_note(task: str, method: str) -> str:

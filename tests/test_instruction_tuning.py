@@ -19,6 +19,7 @@ from autopeft.errors import UserError
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.spec import load_spec
 from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
+from workers.generation import reference_answers
 from workers.tasks import CausalLmRunner
 
 BOOLQ = ROOT / "examples" / "data" / "boolq" / "train.json"
@@ -78,8 +79,23 @@ def test_a_search_on_the_loss_runs_exports_and_reloads(unanswered, tmp_path):
     spec = search.spec
     model = PeftModel.from_pretrained(load_base_model(spec.model, []), folder)
     data = load_task_data(spec.data, spec.model, spec.seed)
-    reloaded = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu")).evaluate(model, 8)
+    runner = CausalLmRunner(data, load_tokenizer(spec.model), torch.device("cpu"))
+    reloaded = runner.evaluate(model, 8)
     assert reloaded.metrics["eval_loss"] == pytest.approx(trials.loc[best.number, "eval_loss"], abs=1e-4)
+
+    # The README's lines load the adapter and prompt it as the trials were prompted: the same prompt tokens, so
+    # the same greedy response as the worker's plain generation path gives for that record.
+    blocks = (folder / "README.md").read_text().split("```python\n")
+    assert "PROMPT_WITH_INPUT" in blocks[2]
+    record = json.loads((unanswered / "eval.json").read_text())[0]
+    scope: dict = {}
+    exec(blocks[1].split("```")[0].replace("path/to/this/folder", str(folder)), scope)
+    exec(blocks[2].split("```")[0].replace('"Your instruction", ""', f"{record['instruction']!r}, "
+                                                                    f"{record['input']!r}"), scope)
+    assert scope["ids"]["input_ids"][0].tolist() == data.eval.prompts[0].tolist()
+    plain = reference_answers(scope["model"], runner.tokenizer, data.eval.prompts[:1], max_new_tokens=128,
+                              pad_id=runner.pad_id, device=torch.device("cpu"), batch_size=1)
+    assert scope["response"] == plain[0]
 
 
 def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswered, tmp_path):
