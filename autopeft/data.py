@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from autopeft.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.answer_reading import responses_state_answers
+from autopeft.chat_records import chat_turn, check_template, conversation
 from autopeft.errors import UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
 
@@ -173,9 +175,18 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
     for column, spec_field in columns.items():
         if column not in frame.columns:
             raise UserError(f"data.{spec_field}: column {column!r} not in the {field} data; its columns are "
-                            f"{list(frame.columns)}{_header_hint(list(frame.columns), column, field, data)}")
+                            f"{list(frame.columns)}{_header_hint(list(frame.columns), column, field, data)}"
+                            f"{_chat_hint(list(frame.columns), spec_field, data)}")
     if frame.empty:
         raise UserError(f"data.{field}: no rows")
+
+
+def _chat_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
+    """Chat records met where instruction records were expected: the field that reads them."""
+    chat = next((c for c in columns if c in ("messages", "conversations", "conversation")), None)
+    if chat is None or data.messages_column or spec_field not in ("instruction_column", "output_column"):
+        return ""
+    return f"; the {chat!r} column looks like chat records: set data.messages_column: {chat}"
 
 
 def _header_hint(columns: list[str], missing: str, field: str, data: DataSpec) -> str:
@@ -408,17 +419,36 @@ def instruction_prompt(instruction: str, extra_input: str) -> str:
     return PROMPT.format(instruction=instruction)
 
 
+def _responses(frame: pd.DataFrame, data: DataSpec) -> list[str]:
+    """Each record's gold response as text: its output field, or its conversation's last reply."""
+    if data.messages_column:
+        return [str(conversation(m, "")[-1]["content"]) for m in frame[data.messages_column]]
+    return [str(r) for r in frame[data.output_column]]
+
+
 def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     eos = tokenizer.eos_token_id
+    if data.messages_column:
+        check_template(tokenizer, str(getattr(tokenizer, "name_or_path", "")))
+
+    def turn(record: dict[str, Any], where: str) -> tuple[list[int], list[int]]:
+        """A record's prompt and response token ids: an instruction record in LLM-Adapters' prompt, its response
+        and the end of sequence; a chat record in the model's chat template (autopeft/chat_records.py)."""
+        if data.messages_column:
+            return chat_turn(tokenizer, conversation(record[data.messages_column], where))
+        extra_input = record.get(data.input_column)
+        missing = extra_input is None or (isinstance(extra_input, float) and math.isnan(extra_input))
+        prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
+                                              "" if missing else str(extra_input)))["input_ids"]
+        response = tokenizer(str(record[data.output_column]), add_special_tokens=False)["input_ids"]
+        return prompt, response + ([eos] if eos is not None else [])
 
     def tokenize(frame: pd.DataFrame, with_prompts: bool) -> TokenizedSplit:
         sequences, targets, prompts = [], [], []
-        for row in frame.itertuples(index=False):
-            record = row._asdict()
-            prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
-                                                  str(record.get(data.input_column, "") or "")))["input_ids"]
-            response = tokenizer(str(record[data.output_column]), add_special_tokens=False)["input_ids"]
-            full = (prompt + response + ([eos] if eos is not None else []))[: data.max_length]
+        field = "eval" if with_prompts else "train"
+        for position, row in zip(frame.index, frame.to_dict("records")):
+            prompt, response = turn(row, _data_row(int(position), data, field))
+            full = (prompt + response)[: data.max_length]
             scored = [-100] * min(len(prompt), len(full)) + full[len(prompt):]
             sequences.append(np.asarray(full, dtype=np.int32))
             targets.append(np.asarray(scored, dtype=np.int64))
@@ -436,11 +466,11 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
         return task_data
     train_answers = [str(a) for a in train[data.answer_column]]
     task_data.answer_words = answer_words([*train_answers, *task_data.eval.answers])
-    task_data.answers_stated = responses_state_answers([str(r) for r in train[data.output_column]], train_answers)
+    task_data.answers_stated = responses_state_answers(_responses(train, data), train_answers)
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
             train_answers, task_data.eval.answers,
-            [str(r) for r in evaluation[data.output_column]],
+            _responses(evaluation, data),
             [labels[len(prompt):] for labels, prompt in zip(task_data.eval.token_labels, task_data.eval.prompts)],
             tokenizer,
             [_data_row(int(i), data, "eval") for i in evaluation.index])
@@ -458,8 +488,9 @@ def _text_columns(d: DataSpec) -> dict[str, str]:
 _TASK_COLUMNS = {
     "sequence-classification": _text_columns,
     "sequence-regression": _text_columns,
-    "causal-lm": lambda d: {d.instruction_column: "instruction_column", d.output_column: "output_column",
-                            d.answer_column: "answer_column"},
+    "causal-lm": lambda d: ({d.messages_column: "messages_column"} if d.messages_column else
+                            {d.instruction_column: "instruction_column", d.output_column: "output_column"})
+    | {d.answer_column: "answer_column"},
 }
 # The cells that must not be empty, checked in every row. A regression target is checked as a number
 # (_targets); causal-lm's input field is optional, and its other fields are free text.

@@ -84,6 +84,20 @@ output = model.generate(**ids, max_new_tokens=128, do_sample=False)
 response = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 ```
 """
+_CHAT_PROMPTED = """
+The adapter was trained and evaluated on conversations rendered with the model's chat template, on each one's
+last reply; prompt it the same way, and generate greedily as the search did:
+
+```python
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+messages = [{{"role": "user", "content": "Your message"}}]  # the conversation before the reply, as the records hold it
+ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+output = model.generate(ids, attention_mask=ids.new_ones(ids.shape), max_new_tokens=128, do_sample=False)
+response = tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+```
+"""
 _EVALUATED = """
 The measured values come from the evaluation data `{source}`{subset}.
 """
@@ -180,8 +194,11 @@ def prompting_note(spec: SearchSpec) -> str:
     and the greedy generation, runnable after its loading lines."""
     from autopeft.data import PROMPT, PROMPT_WITH_INPUT
 
+    remote = ", trust_remote_code=True" if spec.model.trust_remote_code else ""
+    if spec.data.messages_column:
+        return _CHAT_PROMPTED.format(base=spec.model.name_or_path, remote=remote)
     return _PROMPTED.format(prompt=PROMPT, prompt_with_input=PROMPT_WITH_INPUT, base=spec.model.name_or_path,
-                            remote=", trust_remote_code=True" if spec.model.trust_remote_code else "")
+                            remote=remote)
 
 
 def generation_note(task: str, method: str) -> str:

@@ -108,6 +108,10 @@ class DataSpec(_Strict):
                                            "for pairs.", min_length=1, max_length=2)
     label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
                               "target.")
+    messages_column: str | None = Field(
+        None, description="causal-lm: a column of conversations, as chat data is written (each a list of {role, "
+        "content} messages, the last the assistant's reply), rendered with the model's chat template and trained on "
+        "the last reply; instead of the instruction, input and output fields.")
     instruction_column: str = Field("instruction", description="causal-lm: the instruction field.")
     input_column: str = Field("input", description="causal-lm: the optional input field.")
     output_column: str = Field("output", description="causal-lm: the target response field.")

@@ -138,24 +138,51 @@ def service_spec_text(**budget) -> str:
     return yaml.safe_dump(spec)
 
 
+REVIEW_FILLER = "the a film plot actors music story was really quite very and it".split()
+
+
+def cue_reviews(count: int, seed: int) -> list[tuple[str, str]]:
+    """(review, sentiment) pairs whose sentiment is the one cue word a review holds ("great" or "awful" among
+    filler words): a decoder task a tiny model learns in a few hundred steps."""
+    import random
+
+    rng = random.Random(seed)
+    reviews = []
+    for _ in range(count):
+        answer = rng.choice(["positive", "negative"])
+        words = rng.sample(REVIEW_FILLER, 5)
+        words.insert(rng.randrange(6), "great" if answer == "positive" else "awful")
+        reviews.append((" ".join(words), answer))
+    return reviews
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
 def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool = True,
-                      model_class: tuple | None = None) -> None:
+                      model_class: tuple | None = None, chat_template: str | None = None) -> None:
     """A 2-layer LLaMA (hidden size 64) with a word-level tokenizer trained on the instruction records' text, saved
     as a model folder. Without an end-of-sequence token a trained model goes on past its response, as a weakly
-    trained one does. ``model_class``: (model class, config class, extra config fields) of another decoder."""
+    trained one does. ``model_class``: (model class, config class, extra config fields) of another decoder.
+    ``chat_template``: the tokenizer's (e.g. ``CHATML``), for chat records (``messages``), its end of turn
+    ``<|im_end|>`` the end-of-sequence token, as in SmolLM2's."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from autopeft.data import instruction_prompt
 
-    texts = [instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
-    special = {"pad_token": "[PAD]", "unk_token": "[UNK]", **({"eos_token": "</s>"} if end_of_sequence else {})}
+    texts = [" ".join(f"<|im_start|> {m['role']} {m['content']}" for m in r["messages"]) if "messages" in r
+             else instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
+    end = "<|im_end|>" if chat_template else "</s>"
+    special = {"pad_token": "[PAD]", "unk_token": "[UNK]", **({"eos_token": end} if end_of_sequence else {})}
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=3000,  # ids in this order: 0, 1, 2
                                                                    special_tokens=list(special.values())))
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
+    fast.chat_template = chat_template
     fast.save_pretrained(folder)
     torch.manual_seed(0)
     # GPT-2, BLOOM and the like read these LLaMA names through their configs' attribute maps; grouped-query
@@ -166,7 +193,8 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
                  bos_token_id=None, **extra)).save_pretrained(folder)
 
 
-def learn_decoder_task(tmp_path: Path, train: list[dict], evaluation: list[dict], steps: int = 160):
+def learn_decoder_task(tmp_path: Path, train: list[dict], evaluation: list[dict], steps: int = 160,
+                       chat_template: str | None = None, **data):
     """A tiny LLaMA (``save_tiny_decoder``) trained for real on instruction records with a plain loop on the
     runner's own batches: returns the task's data, the trained model and its ``CausalLmRunner``, whose evaluation
     (generation, each row's stop, the answer read) is then the subject."""
@@ -183,10 +211,11 @@ def learn_decoder_task(tmp_path: Path, train: list[dict], evaluation: list[dict]
 
     for name, records in (("train.json", train), ("eval.json", evaluation)):
         (tmp_path / name).write_text(json.dumps(records))
-    save_tiny_decoder(tmp_path / "decoder", train + evaluation)
+    save_tiny_decoder(tmp_path / "decoder", train + evaluation, chat_template=chat_template)
     spec = load_spec(write_spec(tmp_path, tiny_spec(
         tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
-        data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"), "max_length": 64},
+        data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"), "max_length": 64,
+              **data},
         objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
     data = load_task_data(spec.data, spec.model, spec.seed)
     model = LlamaForCausalLM.from_pretrained(tmp_path / "decoder")

@@ -7,29 +7,18 @@ batches); the runner's evaluation (generation, the answer read, the stopping of 
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from autopeft.answer_options import answer_words
 from autopeft.predictions import decode
-from tests.conftest import learn_decoder_task
+from tests.conftest import cue_reviews, learn_decoder_task
 from workers.generation import extract_answer
-
-FILLER = "the a film plot actors music story was really quite very and it".split()
 
 
 def _records(count: int, seed: int) -> list[dict[str, str]]:
     """Reviews whose sentiment is the one cue word they hold; the response states it after fixed words."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(count):
-        answer = rng.choice(["positive", "negative"])
-        words = rng.sample(FILLER, 5)
-        words.insert(rng.randrange(6), "great" if answer == "positive" else "awful")
-        records.append({"instruction": f"Review: {' '.join(words)}\n\nAnswer format: positive/negative",
-                        "input": "", "output": f"the sentiment is {answer}", "answer": answer})
-    return records
+    return [{"instruction": f"Review: {review}\n\nAnswer format: positive/negative", "input": "",
+             "output": f"the sentiment is {answer}", "answer": answer} for review, answer in cue_reviews(count, seed)]
 
 
 def test_the_closed_set_of_answers():

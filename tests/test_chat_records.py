@@ -1,0 +1,121 @@
+"""Chat records (``data.messages_column``): conversations rendered with the model's chat template, trained on the
+last reply, scored as any decoder task, exported with the lines that prompt the adapter the same way; records that
+do not fit are refused naming the row and the fix (autopeft/chat_records.py).
+
+A tiny LLaMA built from a configuration, its tokenizer given a ChatML template (SmolLM2's form), learns the
+records for real (tests/conftest.py ``learn_decoder_task``)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+from peft import PeftModel
+
+import autopeft
+from autopeft.data import load_task_data
+from autopeft.errors import AtChanceWarning, UserError
+from autopeft.models import load_base_model
+from autopeft.predictions import decode
+from autopeft.spec import load_spec
+from tests.conftest import CHATML, cue_reviews, learn_decoder_task, save_tiny_decoder, tiny_spec, write_spec
+from workers.generation import reference_answers
+
+
+def _records(count: int, seed: int) -> list[dict]:
+    """Reviews whose sentiment is the one cue word they hold, as a system message, the user's question and the
+    assistant's reply."""
+    return [{"messages": [{"role": "system", "content": "You rate reviews ."},
+                          {"role": "user", "content": f"Review : {review} . Positive or negative ?"},
+                          {"role": "assistant", "content": f"the sentiment is {answer}"}], "answer": answer}
+            for review, answer in cue_reviews(count, seed)]
+
+
+def test_chat_records_train_on_the_last_reply_in_the_models_template(tmp_path):
+    evaluation = _records(32, seed=1)
+    data, model, runner = learn_decoder_task(tmp_path, _records(256, seed=0), evaluation, chat_template=CHATML,
+                                             messages_column="messages")
+    tokenizer = runner.tokenizer
+    prompt = tokenizer.decode(data.eval.prompts[0])
+    # the prompt is the conversation before the reply in the template, ending with the generation prompt
+    assert prompt.startswith("<| im_start |> system") and prompt.endswith("<| im_start |> assistant"), prompt
+    scored = data.eval.token_labels[0][data.eval.token_labels[0] != -100]
+    assert tokenizer.decode(scored) == f"the sentiment is {evaluation[0]['answer']} <|im_end|>"  # reply, end of turn
+    assert scored[-1] == tokenizer.eos_token_id
+    assert data.answer_words == ["negative", "positive"]
+
+    result = runner.evaluate(model, 16)
+    assert result.metrics["answer_accuracy"] >= 0.9, decode(result.predictions)
+
+
+def test_a_chat_search_exports_lines_that_prompt_as_it_was_trained(tmp_path):
+    records = _records(120, seed=2)
+    (tmp_path / "train.json").write_text(json.dumps(records[:96]))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[96:]))
+    save_tiny_decoder(tmp_path / "decoder", records, chat_template=CHATML)
+    spec = tiny_spec(tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
+                     data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.jsonl"),
+                           "messages_column": "messages", "max_length": 64},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[],
+                     search_space="lora", budget={"trials": 1, "steps_per_trial": 6},
+                     workers={"parallel": 1, "cpus_per_trial": 2})
+    search = autopeft.run_search(spec, name="chat", executor="local", progress=False)
+    assert (search.trials_dataframe()["state"] == "COMPLETE").all()
+    with warnings.catch_warnings():  # six steps may learn nothing; the README's lines are the subject here
+        warnings.simplefilter("ignore", AtChanceWarning)
+        folder = search.export(tmp_path / "out", include_chance=True)[0]
+    blocks = (folder / "README.md").read_text().split("```python\n")
+    assert "apply_chat_template" in blocks[2]
+    scope: dict = {}
+    exec(blocks[1].split("```")[0].replace("path/to/this/folder", str(folder)), scope)
+    conversation = json.dumps(records[96]["messages"][:-1])
+    exec(blocks[2].split("```")[0].replace('[{"role": "user", "content": "Your message"}]', conversation), scope)
+    data = load_task_data(search.spec.data, search.spec.model, search.spec.seed)
+    assert scope["ids"][0].tolist() == data.eval.prompts[0].tolist()
+    assert isinstance(scope["model"], PeftModel)
+    plain = reference_answers(scope["model"], scope["tokenizer"], data.eval.prompts[:1], max_new_tokens=128,
+                              pad_id=scope["tokenizer"].pad_token_id, device=load_base_model(
+                                  search.spec.model, []).device, batch_size=1)
+    assert scope["response"] == plain[0]
+
+
+@pytest.mark.parametrize("messages,message", [
+    ([{"role": "user", "content": "hi"}], r"ends with a 'user' message; write each record's messages as a list"),
+    ([], r"has no messages"),
+    ([{"role": "user", "text": "hi"}, {"role": "assistant", "content": "yes"}],
+     r"has a message .* that is not \{role, content\} text"),
+])
+def test_records_that_are_no_conversation_are_refused_naming_the_row(tmp_path, messages, message):
+    records = _records(8, seed=3)
+    records[4]["messages"] = messages
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    (tmp_path / "eval.json").write_text(json.dumps(records[:4]))
+    save_tiny_decoder(tmp_path / "decoder", records[:4], chat_template=CHATML)
+    spec = load_spec(write_spec(tmp_path, tiny_spec(
+        tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
+        data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"),
+              "messages_column": "messages"},
+        objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
+    with pytest.raises(UserError, match=rf"data\.messages_column: data row 5 of .*train\.json {message}"):
+        load_task_data(spec.data, spec.model, spec.seed)
+
+
+def test_a_tokenizer_without_a_template_and_chat_records_read_as_instructions_are_refused(tmp_path):
+    records = _records(8, seed=4)
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    (tmp_path / "eval.json").write_text(json.dumps(records))
+    save_tiny_decoder(tmp_path / "decoder", records)  # no chat template
+    base = tiny_spec(tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
+                     data={"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"),
+                           "messages_column": "messages"},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])
+    spec = load_spec(write_spec(tmp_path, base))
+    with pytest.raises(UserError, match=r"data\.messages_column: the tokenizer of .* has no chat template"):
+        load_task_data(spec.data, spec.model, spec.seed)
+    base["data"].pop("messages_column")
+    spec = load_spec(write_spec(tmp_path, base))
+    with pytest.raises(UserError, match=r"data\.instruction_column: column 'instruction' not in the train data; "
+                                        r"its columns are \['messages', 'answer'\]; the 'messages' column looks "
+                                        r"like chat records: set data\.messages_column: messages"):
+        load_task_data(spec.data, spec.model, spec.seed)
