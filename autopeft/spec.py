@@ -485,6 +485,9 @@ def _task_problems(spec: SearchSpec) -> list[str]:
     task = spec.model.task
     problems = [f"data.{field}: required field is missing" for field in _TASK_DATA_FIELDS[task]
                 if not getattr(spec.data, field)]
+    if spec.data.messages_column and task != "causal-lm":
+        problems.append(f"data.messages_column: chat records are read for model.task causal-lm, and the task is "
+                        f"{task!r}; remove messages_column, or set model.task: causal-lm")
     other_tasks_metrics = {m for t, ms in TASK_METRICS.items() if t != task for m in ms} - set(TASK_METRICS[task])
     for i, objective in enumerate([*spec.objectives, *spec.constraints]):
         field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 from peft import PeftModel
@@ -119,3 +120,13 @@ def test_a_tokenizer_without_a_template_and_chat_records_read_as_instructions_ar
                                         r"its columns are \['messages', 'answer'\]; the 'messages' column looks "
                                         r"like chat records: set data\.messages_column: messages"):
         load_task_data(spec.data, spec.model, spec.seed)
+
+
+def test_chat_records_on_a_classification_task_are_refused():
+    from autopeft.errors import SpecError
+    from autopeft.spec import parse_spec
+
+    spec = tiny_spec(Path("."))
+    spec["data"]["messages_column"] = "messages"
+    with pytest.raises(SpecError, match=r"data\.messages_column: chat records are read for model\.task causal-lm"):
+        parse_spec(spec)
