@@ -68,6 +68,10 @@ def test_smollm2_answers_boolq_through_the_worker_evaluation():
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|im_end|>")
     assert tokenizer("the answer is")["input_ids"] == [1195, 2988, 314]  # no start token added
+    # the GGUF's own chat template comes with the tokenizer, for a user who prompts it as the chat model it is
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Is it so?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert chat.endswith("<|im_start|>user\nIs it so?<|im_end|>\n<|im_start|>assistant\n"), chat
     boolq = ROOT / "examples" / "data" / "boolq"
     model_spec = ModelSpec(name_or_path=folder, task="causal-lm")
     data = load_task_data(DataSpec(train=str(boolq / "train.json"), eval=str(boolq / "test.json"), max_length=160,

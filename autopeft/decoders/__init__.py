@@ -25,6 +25,9 @@ from pathlib import Path
 from autopeft.errors import UserError, install_without_dependencies
 
 SOURCE_FILE = "source.json"
+# What a conversion writes besides the weights; a folder made by an earlier conversion is made again. 2: the chat
+# template the GGUF metadata carries is kept with the tokenizer (transformers' GGUF reader leaves it out).
+CONVERSION = 2
 
 
 def cache_dir() -> Path:
@@ -58,7 +61,7 @@ class GgufDecoder:
     def source(self) -> dict[str, object]:
         gguf = self.package_folder() / self.gguf_file
         return {"distribution": self.distribution, "version": importlib.metadata.version(self.distribution),
-                "gguf_file": self.gguf_file, "gguf_bytes": gguf.stat().st_size}
+                "gguf_file": self.gguf_file, "gguf_bytes": gguf.stat().st_size, "conversion": CONVERSION}
 
     def convert(self, target: Path) -> None:
         """Write the model folder (weights, configuration, tokenizer) into ``target``."""
@@ -68,6 +71,8 @@ class GgufDecoder:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=self.gguf_file)
         for key, value in self.tokenizer_settings.items():
             setattr(tokenizer, key, value)
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = gguf_chat_template(folder / self.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=self.gguf_file)
         model.config.eos_token_id = model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -100,6 +105,15 @@ class GgufDecoder:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return final
+
+
+def gguf_chat_template(path: Path) -> str | None:
+    """The chat template in a GGUF file's metadata (``tokenizer.chat_template``), or None: an instruct model's
+    own conversation format, which ``tokenizer.apply_chat_template`` needs."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields.get("tokenizer.chat_template")
+    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
 
 
 def _made_from(folder: Path) -> dict[str, object] | None:
