@@ -312,6 +312,20 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
 
 
 @torch.inference_mode()
+def score_responses(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
+                    pad_id: int, device: torch.device, token_budget: int = 8192,
+                    max_rows: int = 64) -> tuple[float, int]:
+    """The gold responses' summed token loss and its token count, from the one-pass batches of
+    ``score_and_generate`` (the template computed once, logits only where a response token is predicted), with
+    nothing generated: the evaluation of records without gold answers."""
+    loss_sum, tokens = 0.0, 0
+    for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
+                                 token_budget=token_budget, max_rows=max_rows):
+        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
+    return loss_sum, tokens
+
+
+@torch.inference_mode()
 def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray],
                        golds: Sequence[str], *, max_new_tokens: int, pad_id: int, device: torch.device,
                        token_budget: int = 8192, max_rows: int = 64,

@@ -32,6 +32,7 @@ from workers.generation import (  # extract_answer: re-exported for the task's o
     pad_rows,
     score_and_choose,
     score_and_generate,
+    score_responses,
     shares_prompt_cache,
     task_max_new_tokens,
 )
@@ -164,13 +165,18 @@ class CausalLmRunner:
         settings = {"max_new_tokens": self.max_new_tokens, "pad_id": self.pad_id, "device": self.device,
                     "max_rows": batch_size, "reading": reading}
         faithful = self.head_sharing.faithful(model, split.prompts[0], self.device) if len(split) else True
+        one_pass = faithful and shares_prompt_cache(model)
         if split.answers is None:  # records without gold answers: nothing to generate, the loss is the score
-            losses, tokens, _ = self._loss(model, batch_size)
+            if one_pass:
+                losses, tokens = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
+                                                 device=self.device, max_rows=batch_size)
+            else:
+                losses, tokens, _ = self._loss(model, batch_size)
             return Evaluation({"eval_loss": losses / max(tokens, 1)})
         options = self.data.answer_options
         if options is not None:
-            return self._evaluate_options(model, batch_size, options, faithful and shares_prompt_cache(model))
-        if faithful and shares_prompt_cache(model):
+            return self._evaluate_options(model, batch_size, options, one_pass)
+        if one_pass:
             scored = score_and_generate(model, self.tokenizer, split.prompts, self._gold_responses(), split.answers,
                                         **settings)
             losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
