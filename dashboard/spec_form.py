@@ -29,6 +29,7 @@ class SpecForm:
     eval_split: str = "validation"
     text_columns: list[str] = field(default_factory=lambda: ["sentence"])
     label_column: str = "label"
+    messages_column: str | None = None  # causal-lm: chat records' column (else instruction / input / output)
     metric: str = "accuracy"
     costs: list[str] = field(default_factory=lambda: ["trainable_params"])
     max_trainable_percent: float | None = 1.0
@@ -48,6 +49,8 @@ def spec_from_form(form: SpecForm) -> str:
         data = {"train": form.train_file, "eval": form.eval_file}
     if form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
+    elif form.messages_column:
+        data["messages_column"] = form.messages_column
     spec: dict[str, Any] = {
         "name": form.name,
         "model": {"name_or_path": form.model, "task": form.task},

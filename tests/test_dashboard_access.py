@@ -111,4 +111,5 @@ def test_the_short_form_shows_its_fields_and_follows_the_task(monkeypatch, tmp_p
     app.selectbox(key="form_task").set_value("causal-lm").run()
     assert app.selectbox(key="form_metric").options == ["answer_accuracy", "eval_loss"]
     assert "form_columns" not in [t.key for t in app.text_input]  # causal-lm records name their own fields
+    assert "form_messages" in [t.key for t in app.text_input]  # chat records: their messages column
     assert [b.label for b in app.button] == ["Launch"]

@@ -39,6 +39,10 @@ def test_a_dataset_a_regression_task_and_no_limit():
     assert spec.constraints == [] and spec.model.task == "sequence-regression"
     assert parse_spec(yaml.safe_load(spec_from_form(SpecForm(name="b", task="causal-lm", train_file="t.jsonl",
                                                              eval_file="e.jsonl", metric="answer_accuracy"))))
+    chat = parse_spec(yaml.safe_load(spec_from_form(SpecForm(name="c", task="causal-lm", train_file="t.jsonl",
+                                                             eval_file="e.jsonl", messages_column="messages",
+                                                             metric="eval_loss"))))
+    assert chat.data.messages_column == "messages" and chat.task_metric == "eval_loss"
 
 
 def test_an_upload_named_with_a_path_is_refused(tmp_path):

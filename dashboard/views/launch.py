@@ -105,11 +105,14 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     else:
         train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
         evaluation = st.file_uploader("evaluation file", key="form_eval")
-    columns, label = "sentence", "label"
+    columns, label, messages = "sentence", "label", ""
     if task != "causal-lm":
         columns = st.text_input("text column(s), comma-separated (two for pairs)", value="sentence",
                                 key="form_columns")
         label = st.text_input("label column", value="label", key="form_label")
+    else:
+        messages = st.text_input("chat records: their messages column (empty: instruction / input / output "
+                                 "records)", value="", placeholder="messages", key="form_messages")
     metric = st.selectbox("task metric", TASK_METRICS[task], key="form_metric")
     costs = st.multiselect("costs to minimise", ["trainable_params", "peak_memory_mb", "train_time_s",
                                                  "adapter_bytes"], default=["trainable_params"], key="form_costs")
@@ -126,6 +129,7 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     form = SpecForm(name="", model=model, task=task, train_file=train.name if train else None,
                     eval_file=evaluation.name if evaluation else None, dataset=dataset or None,
                     dataset_config=config or None, text_columns=[c.strip() for c in columns.split(",") if c.strip()],
-                    label_column=label, metric=metric, costs=list(costs), max_trainable_percent=limit or None,
+                    label_column=label, messages_column=messages.strip() or None, metric=metric, costs=list(costs),
+                    max_trainable_percent=limit or None,
                     space=space, trials=int(trials), steps_per_trial=int(steps) or "auto", parallel=int(parallel))
     return form, uploads
