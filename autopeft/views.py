@@ -21,7 +21,8 @@ def format_value(name: str, value: float | None) -> str:
     if value is None:
         return "-"
     unit = MEASUREMENTS[name].unit if name in MEASUREMENTS else ""
-    if unit in ("fraction", "coefficient", "squared target units"):
+    # task metrics to four places: two trials' losses or accuracies often differ only in the third
+    if unit in ("fraction", "coefficient", "squared target units", "nats"):
         return f"{value:.4f}"
     if unit in ("parameters", "bytes"):
         return f"{int(value):,}"

@@ -144,3 +144,11 @@ def test_search_list_shows_whole_names_on_a_narrow_terminal(tmp_path, capsys, mo
     study.tell(trial, [0.8, 10.0])
     code, out, _ = run_cli(capsys, "search", "list", "--storage", url)
     assert code == 0 and name in out, out
+
+
+def test_task_metrics_are_shown_to_four_places_and_counts_whole():
+    from autopeft.views import format_value
+
+    assert format_value("eval_loss", 1.24219) == "1.2422"  # two losses often differ only in the third place
+    assert format_value("accuracy", 0.8062) == "0.8062" and format_value("mse", 0.51234) == "0.5123"
+    assert format_value("trainable_params", 37634.0) == "37,634" and format_value("peak_memory_mb", 991.4) == "991.40"
