@@ -419,35 +419,34 @@ def instruction_prompt(instruction: str, extra_input: str) -> str:
     return PROMPT.format(instruction=instruction)
 
 
-def _responses(frame: pd.DataFrame, data: DataSpec) -> list[str]:
-    """Each record's gold response as text: its output field, or its conversation's last reply."""
-    if data.messages_column:
-        return [str(conversation(m, "")[-1]["content"]) for m in frame[data.messages_column]]
-    return [str(r) for r in frame[data.output_column]]
-
-
 def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     eos = tokenizer.eos_token_id
     if data.messages_column:
         check_template(tokenizer, str(getattr(tokenizer, "name_or_path", "")))
 
-    def turn(record: dict[str, Any], where: str) -> tuple[list[int], list[int]]:
-        """A record's prompt and response token ids: an instruction record in LLM-Adapters' prompt, its response
-        and the end of sequence; a chat record in the model's chat template (autopeft/chat_records.py)."""
+    def turn(record: dict[str, Any], where: str) -> tuple[list[int], list[int], str]:
+        """A record's prompt and response token ids, and its response as text: an instruction record in
+        LLM-Adapters' prompt, its response and the end of sequence; a chat record in the model's chat template
+        (autopeft/chat_records.py), its last reply."""
         if data.messages_column:
-            return chat_turn(tokenizer, conversation(record[data.messages_column], where))
+            messages = conversation(record[data.messages_column], where)
+            return *chat_turn(tokenizer, messages), messages[-1]["content"]
         extra_input = record.get(data.input_column)
         missing = extra_input is None or (isinstance(extra_input, float) and math.isnan(extra_input))
         prompt = tokenizer(instruction_prompt(str(record[data.instruction_column]),
                                               "" if missing else str(extra_input)))["input_ids"]
-        response = tokenizer(str(record[data.output_column]), add_special_tokens=False)["input_ids"]
-        return prompt, response + ([eos] if eos is not None else [])
+        text = str(record[data.output_column])
+        response = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return prompt, response + ([eos] if eos is not None else []), text
+
+    responses: dict[str, list[str]] = {"train": [], "eval": []}  # each split's gold responses as text
 
     def tokenize(frame: pd.DataFrame, with_prompts: bool) -> TokenizedSplit:
         sequences, targets, prompts = [], [], []
         field = "eval" if with_prompts else "train"
         for position, row in zip(frame.index, frame.to_dict("records")):
-            prompt, response = turn(row, _data_row(int(position), data, field))
+            prompt, response, text = turn(row, _data_row(int(position), data, field))
+            responses[field].append(text)
             full = (prompt + response)[: data.max_length]
             scored = [-100] * min(len(prompt), len(full)) + full[len(prompt):]
             sequences.append(np.asarray(full, dtype=np.int32))
@@ -466,11 +465,11 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
         return task_data
     train_answers = [str(a) for a in train[data.answer_column]]
     task_data.answer_words = answer_words([*train_answers, *task_data.eval.answers])
-    task_data.answers_stated = responses_state_answers(_responses(train, data), train_answers)
+    task_data.answers_stated = responses_state_answers(responses["train"], train_answers)
     if data.answer_scoring == "options":
         task_data.answer_options = answer_options(
             train_answers, task_data.eval.answers,
-            _responses(evaluation, data),
+            responses["eval"],
             [labels[len(prompt):] for labels, prompt in zip(task_data.eval.token_labels, task_data.eval.prompts)],
             tokenizer,
             [_data_row(int(i), data, "eval") for i in evaluation.index])
