@@ -68,29 +68,36 @@ class AnswerReading:
 PLAIN_READING = AnswerReading()
 
 
-def _first_answer(text: str, gold: str, words: Sequence[str] = ()) -> re.Match[str] | None:
-    """The first match of the answer's form in ``text`` (for every gold answer that is not a number); ``words``:
-    the task's closed set of answers, or empty."""
+@functools.lru_cache(maxsize=64)
+def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str]:
+    """What an answer of the gold answer's form looks like (for every gold answer that is not a number);
+    ``words``: the task's closed set of answers, or empty. Cached: asked at every decoding step of every row."""
     gold = gold.strip()
     stem = re.fullmatch(r"([A-Za-z]+)\d+", gold)
     if stem:  # answer1..5, option1/2, solution1/2, ending1..4
-        return re.search(rf"{stem.group(1)}\d+", text, flags=re.IGNORECASE)
+        return re.compile(rf"{stem.group(1)}\d+", flags=re.IGNORECASE)
     if gold.lower() in ("true", "false"):
-        return re.search(r"\b(true|false)\b", text, flags=re.IGNORECASE)
+        return re.compile(r"\b(true|false)\b", flags=re.IGNORECASE)
     if re.fullmatch(r"[A-E]", gold):
-        return re.search(r"\b([A-E])\b", text)
+        return re.compile(r"\b([A-E])\b")
     if words:
-        return _any_of(tuple(words)).search(text)
-    return re.search(r"\S+", text)
+        return _any_of(words)
+    return re.compile(r"\S+")
+
+
+def _first_answer(text: str, gold: str, words: Sequence[str] = ()) -> re.Match[str] | None:
+    """The first answer of the gold answer's form in ``text``."""
+    return _answer_form(gold, tuple(words)).search(text)
 
 
 def _stated_answer(text: str, gold: str, words: Sequence[str] = ()) -> tuple[str, int] | None:
     """The answer the response's first statement of one gives ("The answer is (D)" → D), with where it ends in
     ``text``; None where no statement is followed by an answer of the gold answer's form."""
+    form = _answer_form(gold, tuple(words))
     for statement in _STATEMENT.finditer(text):
-        found = _first_answer(text[statement.end():], gold, words)
-        if found is not None and found.start() == 0:
-            return found.group(0), statement.end() + found.end()
+        found = form.match(text, statement.end())
+        if found is not None:
+            return found.group(0), found.end()
     return None
 
 
