@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from autopeft import storage
 from autopeft.errors import UserError
+from autopeft.loss_reference import remember_untouched
 from autopeft.noise import NoiseReport
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
@@ -90,6 +91,7 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
     runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
 
     def store(run: Run, result: TrialResult) -> None:
+        remember_untouched(study, result)  # a search on eval_loss whose own trials all failed has none yet
         study.add_trial(_as_trial(spec, todo[result.number], result))  # numbered by position in runs
         if on_result is not None:
             on_result(run, result)

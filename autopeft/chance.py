@@ -10,7 +10,10 @@ fidelity the "front" is then the luckiest draws of noise, and it looks just like
   its link to the examples, so it is the metric's noise for exactly that trial, for every metric (Matthews, F1,
   Spearman and MSE have no simple formula). A trial is above chance when its metric beats both the chance level
   and the null's mean by z null standard deviations, with z the one-sided 5% quantile corrected for the number of
-  completed trials (Bonferroni: the front is a maximum over all of them).
+  completed trials (Bonferroni: the front is a maximum over all of them);
+- for a search scored by its loss (records without gold answers), the **untouched model**: the base's loss on each
+  eval record, measured by the workers (autopeft/loss_reference.py). A trial learned something when its mean token
+  loss is below the untouched model's by z standard deviations of their paired per-record difference.
 
 A point that clears its bar by less than one standard deviation of that noise is as likely a false alarm as not
 (RTE: a front point 1 point above its bar, retrained with three new seeds, averaged 0.522 against chance 0.527).
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autopeft.predictions import ANSWERS, EvalTargets
+from autopeft.predictions import ANSWERS, LOSSES, EvalTargets
 from autopeft.resampled_metrics import answer_ids, answer_key, metric_rows
 from autopeft.user_metrics import bootstrap, constant_levels, is_custom, permutation_null, scorable
 
@@ -44,6 +47,9 @@ NULL_ROUNDS = 256  # permutations per trial: the null's mean and spread, not its
 BOOTSTRAP_ROUNDS = 400  # resamples per paired comparison of two front points
 PAIRED_ALPHA = 0.05  # one-sided level at which a costlier point counts as better than a cheaper one
 NEAR_BAR = 1.0  # standard deviations of noise above its bar within which a one-seed point is retrained
+# The least share of the untouched model's loss a trained model must remove to count as having learned something
+# (paired_loss_test): a practical floor beside the statistical margin
+MIN_LOSS_GAIN = 0.01
 _TOLERANCE = 1e-9  # a value equal to its bar (the constant prediction itself) is not above it
 
 
@@ -137,8 +143,9 @@ class ChanceTest:
     value: float
     bar: float
     above: bool
-    # "permutation" (from the trial's predictions), "binomial" (accuracy without predictions) or "confirmed" (the
-    # mean of new seeds, ``value``, against chance: seeds_test)
+    # "permutation" (from the trial's predictions), "paired" (a loss against the untouched model's, record by
+    # record), "binomial" (accuracy without predictions) or "confirmed" (the mean of new seeds, ``value``, against
+    # chance: seeds_test)
     method: str
     # one standard deviation of one run's metric under chance (the null's, or the binomial one; for "confirmed"
     # the larger of that and the seeds' own spread)
@@ -187,6 +194,42 @@ def permutation_test(metric: str, maximize: bool, value: float, predicted: np.nd
     bar = bar if constant is None else min(bar, constant)
     centre = mean if constant is None else min(mean, constant)
     return ChanceTest(value, bar, value < bar - _TOLERANCE, "permutation", noise, centre=centre)
+
+
+def paired_loss_test(value: float, losses: np.ndarray, targets: EvalTargets, trials: int,
+                     maximize: bool = False) -> ChanceTest:
+    """A trial's mean token loss against the untouched model's on the same records (autopeft/loss_reference.py):
+    below it by a z margin of the paired difference's noise, z corrected for ``trials`` as for every metric.
+
+    Each record's difference (untouched minus trained summed loss) removes what makes a record hard for both
+    models, so the noise is that of the difference alone: over n records with T tokens in all, one standard
+    deviation of the difference in mean token loss is sqrt(n) * sd(per-record difference) / T.
+
+    Pairing makes the test sensitive to changes no one would call learning: six steps of LoRA on a random tiny
+    decoder lowered every record's loss a little, 0.06% in all, twenty times the paired noise. So a loss must also
+    lie MIN_LOSS_GAIN below the untouched model's (as a share of it) to count."""
+    reference = np.asarray(targets.reference, dtype=np.float64)
+    tokens = float(np.sum(targets.gold))
+    centre = float(reference.sum()) / max(tokens, 1.0)
+    difference = reference - np.asarray(losses, dtype=np.float64)
+    spread = float(np.std(difference, ddof=1)) if len(difference) > 1 else 0.0
+    noise = float(np.sqrt(len(difference))) * spread / max(tokens, 1.0)
+    margin = max(bonferroni_z(trials) * noise, MIN_LOSS_GAIN * abs(centre))
+    if maximize:  # a loss is minimised; kept symmetric for a user who says otherwise
+        return ChanceTest(value, centre + margin, value > centre + margin + _TOLERANCE, "paired", noise,
+                          centre=centre)
+    return ChanceTest(value, centre - margin, value < centre - margin - _TOLERANCE, "paired", noise, centre=centre)
+
+
+def chance_test(metric: str, maximize: bool, value: float, predicted: np.ndarray | list[str], targets: EvalTargets,
+                level: ChanceLevel | None, trials: int, seed: int = 0) -> ChanceTest | None:
+    """A trial's ``value`` against chance from its stored predictions: paired against the untouched model where
+    the predictions are per-record losses, against its permutation null otherwise."""
+    if len(predicted) != len(targets):
+        raise ValueError(f"{len(predicted)} predictions for {len(targets)} eval examples")
+    if targets.kind == LOSSES:
+        return paired_loss_test(value, np.asarray(predicted), targets, trials, maximize)
+    return permutation_test(metric, maximize, value, predicted, targets, level, trials, seed)
 
 
 def seeds_test(searched: ChanceTest, values: list[float], maximize: bool) -> ChanceTest:

@@ -26,6 +26,7 @@ from autopeft import storage
 from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations, predict_cost
 from autopeft.errors import UserError
 from autopeft.executor import Executor
+from autopeft.loss_reference import remember_untouched
 from autopeft.scheduler import rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
@@ -312,6 +313,7 @@ class SearchController:
 
     def _record(self, result: TrialResult) -> None:
         trial = self._in_flight.pop(result.number)
+        remember_untouched(self.study, result)
         trial.set_user_attr(storage.WORKER, result.worker)
         if result.execution:
             trial.set_user_attr(storage.EXECUTION, result.execution)

@@ -129,7 +129,9 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if self._space is None or trial.system_attrs.get("fixed_params"):
             return
-        if self._chance is None:  # stored by the search before its controller starts (autopeft/search.py)
+        # Stored by the search before its controller starts (autopeft/search.py); a search on its loss has it only
+        # once the first result brings the untouched model's (autopeft/loss_reference.py), so read until found
+        if not self._chance:
             stored = study.user_attrs.get(storage.CHANCE) or {}
             self._chance = stored.get("metrics", {})
             self._chance_level = ChanceLevel.from_json(stored)

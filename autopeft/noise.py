@@ -20,7 +20,7 @@ from autopeft.chance import (
     ChanceTest,
     binomial_test,
     can_resample,
-    permutation_test,
+    chance_test,
     seeds_test,
     significantly_better,
 )
@@ -128,7 +128,7 @@ def _test(record: TrialRecord, value: float, metric: str, maximize: bool, level:
     (the binomial margin of accuracy otherwise), corrected for ``trials``."""
     predicted = _predictions(record)
     if predicted is not None and targets is not None and len(predicted) == len(targets):
-        return permutation_test(metric, maximize, value, predicted, targets, level, trials, seed=record.number)
+        return chance_test(metric, maximize, value, predicted, targets, level, trials, seed=record.number)
     return binomial_test(value, level, trials) if maximize else None
 
 

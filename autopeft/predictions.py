@@ -22,6 +22,7 @@ import numpy as np
 LABELS = "labels"  # classification: the predicted label index per example
 VALUES = "values"  # regression: the predicted number per example
 ANSWERS = "answers"  # causal-lm: the answer each generated response gives, as the task reads it
+LOSSES = "losses"  # causal-lm without gold answers: each record's summed token loss of its gold response
 
 
 def _pack(data: bytes) -> str:
@@ -33,7 +34,7 @@ def _unpack(text: str) -> bytes:
 
 
 def encode(kind: str, values: Any) -> dict[str, Any]:
-    """One of LABELS (ints), VALUES (floats) or ANSWERS (strings) as a JSON-safe dict."""
+    """One of LABELS (ints), VALUES or LOSSES (floats) or ANSWERS (strings) as a JSON-safe dict."""
     if kind == ANSWERS:
         return {"kind": kind, "data": _pack(json.dumps([str(v) for v in values]).encode())}
     array = np.asarray(values)
@@ -62,17 +63,24 @@ class EvalTargets:
     num_labels: int = 0
     positive: int = 1
     label_names: tuple[str, ...] = ()  # classification: the label text per index (what a user's metric is given)
+    # LOSSES: ``gold`` holds each record's response token count, and this the untouched model's summed loss per
+    # record, the paired reference a trained model's losses are compared with (autopeft/loss_reference.py)
+    reference: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**encode(self.kind, self.gold), "num_labels": self.num_labels, "positive": self.positive,
-                "label_names": list(self.label_names)}
+        stored = {**encode(self.kind, self.gold), "num_labels": self.num_labels, "positive": self.positive,
+                  "label_names": list(self.label_names)}
+        if self.reference is not None:
+            stored["reference"] = encode(VALUES, self.reference)
+        return stored
 
     @classmethod
     def from_json(cls, stored: dict[str, Any] | None) -> EvalTargets | None:
         if not stored:
             return None
+        reference = stored.get("reference")
         return cls(stored["kind"], decode(stored), int(stored.get("num_labels", 0)), int(stored.get("positive", 1)),
-                   tuple(stored.get("label_names") or ()))
+                   tuple(stored.get("label_names") or ()), None if reference is None else decode(reference))
 
     def __len__(self) -> int:
         return len(self.gold)

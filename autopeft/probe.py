@@ -35,9 +35,10 @@ from typing import Any
 import optuna
 
 from autopeft import storage
-from autopeft.chance import PAIRED_ALPHA, ChanceLevel, permutation_test, significantly_better
+from autopeft.chance import PAIRED_ALPHA, ChanceLevel, chance_test, significantly_better
 from autopeft.errors import UserError
 from autopeft.executor import Executor
+from autopeft.loss_reference import remember_untouched
 from autopeft.predictions import EvalTargets, decode
 from autopeft.retrain import Run, run_on
 from autopeft.space import SearchSpace
@@ -106,7 +107,9 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     probe = spec.budget.probe
     metric = spec.task_metric
     maximize = spec.task_metric_direction == "maximize"
-    if level is None or targets is None or metric not in level.metrics:
+    # Records without gold answers: the untouched model's loss, the reference, comes with the first rung's results
+    untouched_pending = level is None and metric == "eval_loss" and spec.model.task == "causal-lm"
+    if not untouched_pending and (level is None or targets is None or metric not in level.metrics):
         raise UserError(f"budget.steps_per_trial: auto needs a chance level for {metric!r}, which this task does "
                         "not have; give budget.steps_per_trial as a number")
     references = _references(spec)
@@ -127,6 +130,8 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 for name, config in references.items()]
         results = run_on(runner, spec, runs, default_steps=steps)
         runs_so_far += len(runs)
+        if level is None:
+            level, targets = _untouched_reference(study, results)
         rung = Rung(steps, 0.0)
         outputs[steps] = {}
         for (name, config), result in zip(references.items(), results):
@@ -240,6 +245,20 @@ def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung
     return runs_so_far, False
 
 
+def _untouched_reference(study: optuna.Study, results: list[TrialResult]) -> tuple[ChanceLevel, EvalTargets]:
+    """The untouched model's loss as the probe's chance level, from the first rung's results (stored with the
+    search as every result that carries it is)."""
+    for result in results:
+        remember_untouched(study, result)
+    level = ChanceLevel.from_json(study.user_attrs.get(storage.CHANCE))
+    targets = EvalTargets.from_json(study.user_attrs.get(storage.EVAL_TARGETS))
+    if level is None or targets is None:
+        reasons = "; ".join(r.fail_reason or "" for r in results if not r.ok)
+        raise UserError("budget.steps_per_trial: auto could not measure the untouched model's loss, the level a "
+                        f"search on eval_loss must clear: every probe run failed ({reasons})")
+    return level, targets
+
+
 def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result: TrialResult,
             config: dict[str, Any], level: ChanceLevel, targets: EvalTargets, runs_so_far: int,
             seed: int | None = None) -> dict[str, Any]:
@@ -249,8 +268,8 @@ def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result
     metric = spec.task_metric
     number = _store(study, spec, name, steps, result, config, seed)
     value = float(result.measurements[metric])
-    test = permutation_test(metric, spec.task_metric_direction == "maximize", value, decode(result.predictions),
-                            targets, level, runs_so_far, seed=number)
+    test = chance_test(metric, spec.task_metric_direction == "maximize", value, decode(result.predictions),
+                       targets, level, runs_so_far, seed=number)
     # None: a user's metric this process cannot resample; never counted as learned then
     return {"trial": number, metric: value, "bar": None if test is None else test.bar,
             "above": test is not None and test.above}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from autopeft.predictions import ANSWERS, LABELS, VALUES
+from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES
 
 
 def classification_rows(predicted: np.ndarray, gold: np.ndarray, num_labels: int,
@@ -78,11 +78,14 @@ def answer_ids(*answer_lists: list[str]) -> list[np.ndarray]:
 
 def metric_rows(kind: str, predicted: np.ndarray, gold: np.ndarray, num_labels: int = 0,
                 positive: int = 1) -> dict[str, np.ndarray]:
-    """Every task metric of this kind of prediction (predictions.LABELS, VALUES or ANSWERS as ids), per row."""
+    """Every task metric of this kind of prediction (predictions.LABELS, VALUES, ANSWERS as ids, or LOSSES with
+    each record's token count as its gold value), per row."""
     if kind == LABELS:
         return classification_rows(predicted, gold, num_labels, positive)
     if kind == VALUES:
         return regression_rows(predicted, gold)
     if kind == ANSWERS:
         return answer_rows(predicted, gold)
+    if kind == LOSSES:  # the mean token loss of the rows' records: summed losses over summed tokens
+        return {"eval_loss": predicted.astype(np.float64).sum(axis=1) / np.maximum(gold.sum(axis=1), 1)}
     raise ValueError(f"unknown kind of predictions {kind!r}")

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autopeft.chance import ChanceLevel, binomial_test, chance_level
+from autopeft.chance import MIN_LOSS_GAIN, ChanceLevel, binomial_test, chance_level, paired_loss_test
 from autopeft.data import TaskData, TokenizedSplit, load_task_data
+from autopeft.predictions import LOSSES, EvalTargets
 from autopeft.spec import load_spec
 from tests.conftest import DEMO_DATA, run_cli, tiny_spec, write_spec
 
@@ -82,3 +83,28 @@ def test_the_chance_line_says_a_point_scores_chance_itself_instead_of_a_bar_equa
                         "11": {"value": 0.7844, "bar": 0.5136, "above": True, "method": "permutation"}}}
     line = chance_line(report)
     assert "5 (scores chance itself), 9 (needs > 0.5136)" in line
+
+
+def test_a_loss_is_tested_against_the_untouched_models_record_by_record():
+    """Records differ in difficulty far more than a trained model changes them: paired, a 5% drop on every record
+    is clear, the same mean drop made of records moving up and down by much more is noise, and a drop smaller than
+    MIN_LOSS_GAIN counts as nothing however consistent."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(5, 40, size=200).astype(float)
+    untouched = tokens * rng.uniform(1.0, 4.0, size=200)  # summed loss per record
+    targets = EvalTargets(LOSSES, tokens, reference=untouched)
+    level = untouched.sum() / tokens.sum()
+
+    def test(losses: np.ndarray, trials: int = 10):
+        return paired_loss_test(losses.sum() / tokens.sum(), losses, targets, trials)
+
+    clear = test(untouched * 0.95)
+    assert clear.above and clear.method == "paired" and clear.centre == pytest.approx(level)
+    assert clear.bar == pytest.approx(level * (1 - MIN_LOSS_GAIN))  # no spread: the floor is the margin
+    noisy = untouched * 0.95 + rng.normal(0, 1.0, size=200) * tokens
+    assert not test(noisy).above and test(noisy).noise > 10 * clear.noise
+    assert not test(untouched * (1 - MIN_LOSS_GAIN / 2)).above  # consistent, but too small to be learning
+    assert not test(untouched * 1.2).above  # a model the adapter made worse
+    # more trials searched, a wider margin: a drop that clears it after one trial may not after many
+    shaky = untouched * 0.9 + rng.normal(0, 0.17, size=200) * tokens
+    assert test(shaky, trials=1).bar > test(shaky, trials=1000).bar

@@ -11,14 +11,17 @@ import json
 
 import pytest
 import torch
-from peft import PeftModel
+from peft import PeftModel, PromptTuningConfig, get_peft_model
+from streamlit.testing.v1 import AppTest
 
 import autopeft
 from autopeft.data import check_metrics_fit, load_task_data
 from autopeft.errors import UserError
+from autopeft.loss_reference import UNTOUCHED
 from autopeft.models import load_base_model, load_tokenizer
+from autopeft.predictions import LOSSES, decode
 from autopeft.spec import load_spec
-from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
+from tests.conftest import ROOT, run_cli, save_tiny_decoder, tiny_spec, write_spec
 from workers.generation import reference_answers
 from workers.tasks import CausalLmRunner
 
@@ -64,16 +67,30 @@ def test_records_without_answers_are_scored_by_their_loss_without_generating(una
     assert set(evaluation.metrics) == {"eval_loss"}
     losses, tokens, _ = runner._loss(model, 8)
     assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5) and tokens > 0
+    # kept per record, for the paired test against the untouched model: they sum to the same loss
+    per_record = decode(evaluation.predictions)
+    assert evaluation.predictions["kind"] == LOSSES and len(per_record) == len(data.eval)
+    assert runner.response_tokens.sum() == tokens
+    assert per_record.sum() == pytest.approx(losses, rel=1e-5)
+    # a method with tokens of its own in front takes the plain pass: the same per-record losses, its prompt read
+    # at the input's own positions
+    prompted = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    plain = runner._record_losses(prompted, 8)
+    losses, tokens, _ = runner._loss(prompted, 8)
+    assert plain.sum() == pytest.approx(losses, rel=1e-5) and (plain > 0).all()
+    assert runner.evaluate(prompted, 8).metrics["eval_loss"] == pytest.approx(losses / tokens, rel=1e-5)
 
 
 def test_a_search_on_the_loss_runs_exports_and_reloads(unanswered, tmp_path):
     search = autopeft.run_search(_spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}",
-                                                      "output_dir": str(tmp_path / "runs")},
+                                                      "output_dir": str(tmp_path / "runs"),
+                                                      "search_space": _fixed_lora(1e-2)},
                                  name="alpaca-form", executor="local", progress=False)
     trials = search.trials_dataframe()
     assert (trials["state"] == "COMPLETE").all() and len(trials) == 2
     assert trials["eval_loss"].gt(0).all() and "answer_accuracy" not in trials.columns
-    assert search.chance is None  # a loss has no constant-prediction level to clear
+    chance = search.chance  # the untouched model's loss, measured by the workers (tested below)
+    assert chance["metric"] == "eval_loss" and chance["predicts"] == UNTOUCHED and chance["examples"] == 24
     best = search.pick("min:eval_loss")[0]
     folder = search.export(tmp_path / "out", picks="min:eval_loss")[0]
     spec = search.spec
@@ -96,6 +113,57 @@ def test_a_search_on_the_loss_runs_exports_and_reloads(unanswered, tmp_path):
     plain = reference_answers(scope["model"], runner.tokenizer, data.eval.prompts[:1], max_new_tokens=128,
                               pad_id=runner.pad_id, device=torch.device("cpu"), batch_size=1)
     assert scope["response"] == plain[0]
+
+
+def _fixed_lora(learning_rate: float) -> dict:
+    """LoRA on every attention and FFN matrix at one learning rate: the search's only free choice is the rank, so
+    whether its trials learn is set by the rate."""
+    return {"name": f"lora-at-{learning_rate:g}",
+            "parameters": {"lora.r": {"type": "categorical", "choices": [4, 8]}},
+            "fixed": {"method": "lora", "lora.alpha_over_r": 2.0, "lora.dropout": 0.0,
+                      "lora.target_modules": ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"],
+                      "learning_rate": learning_rate}}
+
+
+@pytest.mark.parametrize("learning_rate, learns", [(1e-2, True), (1e-7, False)])
+def test_a_search_on_the_loss_is_read_against_the_untouched_model(unanswered, tmp_path, capsys, monkeypatch,
+                                                                 learning_rate, learns):
+    """A loss has no constant prediction to clear: the reference is the base model as loaded. Trials that lower
+    every record's loss clearly below it learned something; trials that leave it where it was (a rate too small to
+    move the weights) are within noise of it, and the search says nothing was learned."""
+    spec = _spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs"),
+                                "search_space": _fixed_lora(learning_rate)}
+    spec["budget"] = {"trials": 2, "steps_per_trial": 30}
+    code, out, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "loss",
+                             "--executor", "local")
+    assert code == 0, err
+    code, shown, _ = run_cli(capsys, "search", "show", "loss", "--storage", spec["storage"], "--json")
+    report = json.loads(shown)["chance"]
+    # the level is the untouched base's mean token loss on the eval records, as the runner measures it
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, loaded.seed)
+    runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
+    untouched = runner.evaluate(load_base_model(loaded.model, []), 8)
+    assert report["chance"] == pytest.approx(untouched.metrics["eval_loss"], rel=1e-6)
+    assert report["predicts"] == UNTOUCHED
+    tests = report["tests"].values()
+    assert tests and all(t["method"] == "paired" for t in tests)
+    words = " ".join(out.split())
+    if learns:
+        assert all(t["above"] and t["value"] < t["bar"] < report["chance"] for t in tests)
+        assert not report["nothing_learned"] and "NO CONFIGURATION LEARNED" not in words
+    else:
+        assert all(not t["above"] for t in tests) and report["nothing_learned"]
+        assert "NO CONFIGURATION LEARNED THE TASK" in words and UNTOUCHED in words
+        code, listed, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"], "--json")
+        assert json.loads(listed)[0]["front_vs_chance"] == "none"
+        monkeypatch.setenv("AUTOPEFT_STORAGE", spec["storage"])
+        app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+        app.session_state["view"] = "Pareto front"
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert any("No configuration learned the task above chance" in e.value and UNTOUCHED in e.value
+                   for e in app.error)
 
 
 def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswered, tmp_path):

@@ -265,7 +265,7 @@ class _ForcedBatch:
 
     rows: np.ndarray
     logits: torch.Tensor
-    loss_sum: float
+    row_losses: np.ndarray  # each row's summed token loss of its gold response
     tokens: int
     cache: Any
     ids: torch.Tensor
@@ -300,13 +300,14 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
         out = model(input_ids=torch.cat([rest, gold], dim=1).to(device), attention_mask=mask, position_ids=positions,
                     past_key_values=cache, use_cache=True, logits_to_keep=width + 1)
         logits = out.logits[:, :width].float()
-        loss_sum = 0.0
+        row_losses = np.zeros(count)
         if width:
             targets = gold.masked_fill(gold_mask == 0, -100).to(device)
-            loss_sum = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                ignore_index=-100, reduction="sum").item()
+            token_losses = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                    ignore_index=-100, reduction="none")
+            row_losses = token_losses.view(count, width).sum(dim=1).double().cpu().numpy()
         prompt_width = shared + rest.shape[1]
-        yield _ForcedBatch(rows=rows, logits=logits, loss_sum=loss_sum, tokens=int(gold_mask.sum()),
+        yield _ForcedBatch(rows=rows, logits=logits, row_losses=row_losses, tokens=int(gold_mask.sum()),
                            cache=out.past_key_values, ids=torch.cat([head.expand(count, shared), rest.to(device)], 1),
                            mask=mask[:, :prompt_width])
 
@@ -314,15 +315,16 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
 @torch.inference_mode()
 def score_responses(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
                     pad_id: int, device: torch.device, token_budget: int = 8192,
-                    max_rows: int = 64) -> tuple[float, int]:
-    """The gold responses' summed token loss and its token count, from the one-pass batches of
-    ``score_and_generate`` (the template computed once, logits only where a response token is predicted), with
-    nothing generated: the evaluation of records without gold answers."""
-    loss_sum, tokens = 0.0, 0
+                    max_rows: int = 64) -> np.ndarray:
+    """Each gold response's summed token loss, from the one-pass batches of ``score_and_generate`` (the template
+    computed once, logits only where a response token is predicted), with nothing generated: the evaluation of
+    records without gold answers, kept per record so that it can be compared with another model's record by
+    record (autopeft/loss_reference.py)."""
+    losses = np.zeros(len(prompts))
     for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
-        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
-    return loss_sum, tokens
+        losses[batch.rows] = batch.row_losses
+    return losses
 
 
 @torch.inference_mode()
@@ -338,7 +340,7 @@ def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray
     loss_sum, tokens = 0.0, 0
     for batch in _teacher_forced(model, prompts, responses, new_tokens=max_new_tokens, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
-        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
+        loss_sum, tokens = loss_sum + float(batch.row_losses.sum()), tokens + batch.tokens
         batch.cache.crop(batch.ids.shape[1] - 1)  # generate computes the last prompt token again, then goes on
         answers = _generate(model, tokenizer, batch.ids, batch.mask, [golds[i] for i in batch.rows],
                             max_new_tokens, pad_id, eos_ids, reading, past_key_values=batch.cache)
@@ -367,7 +369,7 @@ def score_and_choose(model: nn.Module, prompts: Sequence[np.ndarray], responses:
     options = torch.as_tensor(option_ids, device=device)
     for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
-        loss_sum, tokens = loss_sum + batch.loss_sum, tokens + batch.tokens
+        loss_sum, tokens = loss_sum + float(batch.row_losses.sum()), tokens + batch.tokens
         choices[batch.rows] = batch.logits[:, branch, options].argmax(dim=-1).cpu().numpy()
     return Chosen(loss_sum, tokens, choices)
 

@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
 from autopeft.answer_options import AnswerOptions
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.models import padding_id
-from autopeft.predictions import ANSWERS, LABELS, VALUES, encode
+from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
     answers_match,
@@ -168,11 +169,12 @@ class CausalLmRunner:
         one_pass = faithful and shares_prompt_cache(model)
         if split.answers is None:  # records without gold answers: nothing to generate, the loss is the score
             if one_pass:
-                losses, tokens = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
-                                                 device=self.device, max_rows=batch_size)
+                per_record = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
+                                             device=self.device, max_rows=batch_size)
             else:
-                losses, tokens, _ = self._loss(model, batch_size)
-            return Evaluation({"eval_loss": losses / max(tokens, 1)})
+                per_record = self._record_losses(model, batch_size)
+            return Evaluation({"eval_loss": float(per_record.sum()) / max(int(self.response_tokens.sum()), 1)},
+                              encode(LOSSES, per_record))
         options = self.data.answer_options
         if options is not None:
             return self._evaluate_options(model, batch_size, options, one_pass)
@@ -203,6 +205,16 @@ class CausalLmRunner:
         given = [options.names[c] for c in choices]
         return self._scored(losses, tokens, given)
 
+    @property
+    def loss_only(self) -> bool:
+        """Records without gold answers: the evaluation is the responses' loss alone, nothing is generated."""
+        return self.data.eval.answers is None
+
+    @property
+    def response_tokens(self) -> np.ndarray:
+        """How many tokens of each eval record's gold response the loss is summed over."""
+        return np.array([len(response) for response in self._gold_responses()], dtype=np.int64)
+
     def _gold_responses(self) -> list[np.ndarray]:
         """Each eval record's gold response tokens (what follows its prompt)."""
         split = self.data.eval
@@ -214,6 +226,26 @@ class CausalLmRunner:
         correct = sum(answers_match(answer, gold) for answer, gold in zip(given, golds))
         return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(golds)},
                           encode(ANSWERS, given))
+
+    @torch.inference_mode()
+    def _record_losses(self, model: nn.Module, batch_size: int) -> np.ndarray:
+        """Each eval record's summed response loss from the plain pass (methods that put tokens of their own in
+        front), in logits-bound batches as ``_loss`` says why."""
+        split = self.data.eval
+        losses = np.zeros(len(split))
+        for rows in length_batches(split.lengths, 0, self._logits_rows(model), batch_size):
+            batch = self._batch(split, rows)
+            labels = batch.pop("labels")
+            logits = model(**batch).logits[:, -labels.shape[1]:]  # prompt tuning's virtual tokens come first
+            token_losses = functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+                                                    ignore_index=-100, reduction="none")
+            losses[rows] = token_losses.sum(dim=1).double().cpu().numpy()
+        return losses
+
+    def _logits_rows(self, model: nn.Module) -> int:
+        """The token budget of one plain-pass batch: at most LOGITS_BUDGET_BYTES of fp32 logits."""
+        vocabulary = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
+        return max(1, LOGITS_BUDGET_BYTES // (4 * vocabulary)) if vocabulary else 1 << 30
 
     def _loss(self, model: nn.Module, batch_size: int,
               options: AnswerOptions | None = None) -> tuple[float, int, np.ndarray]:
@@ -227,9 +259,7 @@ class CausalLmRunner:
         # tokens of its own in front cannot keep only the response's), so rows are also bounded by the logits they
         # make: at eval_batch_size alone, 96 SmolLM2 records made 1.5 GB of logits, and the trial's measured peak
         # memory was the evaluation's, not the configuration's training.
-        vocabulary = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
-        token_budget = max(1, LOGITS_BUDGET_BYTES // (4 * vocabulary)) if vocabulary else 1 << 30
-        for rows in length_batches(split.lengths, 0, token_budget, batch_size):
+        for rows in length_batches(split.lengths, 0, self._logits_rows(model), batch_size):
             batch = self._batch(split, rows)
             scored = int((batch["labels"][:, 1:] != -100).sum())
             out = model(**batch)

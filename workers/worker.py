@@ -28,7 +28,7 @@ from autopeft.methods.base import Method, task_head_names, task_head_parameters
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.plugins import Shipment, install
 from autopeft.pooling import applied_pooling, write_pooling
-from autopeft.predictions import decode
+from autopeft.predictions import VALUES, decode, encode
 from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.scheduler import goes_on
 from autopeft.spec import ModelSpec
@@ -112,6 +112,7 @@ class TrialWorker:
         # took (workers/precision.py)
         self.precision_timings: dict[tuple[str, int, int, bool], tuple[str, dict[str, float]]] = {}
         self.lowered = LoweredWeights()  # frozen linear weights in the training's autocast dtype, made once
+        self._untouched: dict | None = None  # the base model's per-record loss, for records without answers
         if own_process:
             # The base model, tokenizer and data live as long as the process. Moving them (and all else alive now)
             # out of the cyclic collector's reach spares every trial's collections (release_freed_memory, run
@@ -146,6 +147,7 @@ class TrialWorker:
     def _run(self, request: TrialRequest) -> TrialResult:
         method = get_method(request.config["method"])
         training = request.training
+        untouched = self._untouched_reference(training["eval_batch_size"])  # before the trial's clocks start
         self.training_batch_size = training["batch_size"]
         if method.requires_zero_weight_decay and training["weight_decay"]:
             raise TrialFailure(f"method {method.name!r} needs training.weight_decay: 0 (decay would move the "
@@ -204,7 +206,8 @@ class TrialWorker:
             "frozen_base_mb": frozen_base_bytes(model) / 2**20,
         }
         return TrialResult(number=request.number, ok=True, measurements=measurements, adapter_dir=str(adapter_dir),
-                           loss_curve=curve, predictions=evaluation.predictions, worker=self.identity,
+                           loss_curve=curve, predictions=evaluation.predictions, untouched=untouched,
+                           worker=self.identity,
                            rung_points=rungs.points if rungs else [],
                            stopped_at=rungs.stopped_at if rungs else None,
                            execution={"precision": precision, **self._precision_record(precision_key, training),
@@ -212,6 +215,24 @@ class TrialWorker:
                                       "frozen_layers": prefix.cut if prefix else 0,
                                       "cached_examples_reused": prefix.reused if prefix else 0,
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
+
+    def _untouched_reference(self, batch_size: int) -> dict | None:
+        """For records without gold answers, the loaded base model's summed loss per eval record and each record's
+        token count, measured once in this worker: a loss has no constant prediction to clear, so a trial learned
+        something only where its losses are clearly below these (autopeft/loss_reference.py). None for tasks
+        scored by their answers or labels."""
+        if not getattr(self.runner, "loss_only", False):
+            return None
+        if self._untouched is None:
+            base = self.base if self.device.type == "cpu" else copy.deepcopy(self.base).to(self.device)
+            training = base.training
+            try:
+                evaluation = self.runner.evaluate(base, batch_size)
+            finally:
+                base.train(training)
+            self._untouched = {"losses": evaluation.predictions,
+                               "tokens": encode(VALUES, self.runner.response_tokens)}
+        return self._untouched
 
     def _trial_base(self, method: Method, config: dict, bits: int) -> torch.nn.Module:
         """The base model for one trial, a copy of the loaded one so that no trial sees another's changes.
