@@ -243,6 +243,8 @@ def seeds_test(searched: ChanceTest, values: list[float], maximize: bool) -> Cha
     mean = float(np.mean(values))
     per_run = max(searched.noise, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
     margin = bonferroni_z(1) * per_run / float(np.sqrt(len(values)))
+    if searched.method == "paired":  # a loss: the new seeds must clear the same practical floor
+        margin = max(margin, MIN_LOSS_GAIN * abs(searched.centre))
     bar = searched.centre + margin if maximize else searched.centre - margin
     above = mean > bar + _TOLERANCE if maximize else mean < bar - _TOLERANCE
     return ChanceTest(mean, bar, above, "confirmed", per_run, len(values), searched.centre)

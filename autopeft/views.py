@@ -319,7 +319,8 @@ def chance_line(report: dict[str, Any]) -> str:
             "; they may be luck, not learning: retrain them with `autopeft confirm` before trusting them")
         text += f" Front points within noise of it after {report['trials']} trials: {bars}{retrain}."
     elif tests and not report.get("near_bar"):
-        text += f" Every tested front point is clearly above it ({report['trials']} trials)."
+        beyond = "above" if report["maximize"] else "below"  # a loss clears its chance level by being lower
+        text += f" Every tested front point is clearly {beyond} it ({report['trials']} trials)."
     for sentence in (retrained_sentence(report), near_bar_sentence(report)):
         text += f" {sentence}" if sentence else ""
     matched = report["matched_within_noise"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autopeft.chance import MIN_LOSS_GAIN, ChanceLevel, binomial_test, chance_level, paired_loss_test
+from autopeft.chance import MIN_LOSS_GAIN, ChanceLevel, binomial_test, chance_level, paired_loss_test, seeds_test
 from autopeft.data import TaskData, TokenizedSplit, load_task_data
 from autopeft.predictions import LOSSES, EvalTargets
 from autopeft.spec import load_spec
@@ -108,3 +108,7 @@ def test_a_loss_is_tested_against_the_untouched_models_record_by_record():
     # more trials searched, a wider margin: a drop that clears it after one trial may not after many
     shaky = untouched * 0.9 + rng.normal(0, 0.17, size=200) * tokens
     assert test(shaky, trials=1).bar > test(shaky, trials=1000).bar
+    # retrained with new seeds, a loss must still clear the floor, however alike the seeds
+    consistent = [level * (1 - MIN_LOSS_GAIN / 2)] * 3
+    assert not seeds_test(clear, consistent, maximize=False).above
+    assert seeds_test(clear, [level * 0.95, level * 0.96, level * 0.95], maximize=False).above

@@ -152,6 +152,7 @@ def test_a_search_on_the_loss_is_read_against_the_untouched_model(unanswered, tm
     if learns:
         assert all(t["above"] and t["value"] < t["bar"] < report["chance"] for t in tests)
         assert not report["nothing_learned"] and "NO CONFIGURATION LEARNED" not in words
+        assert "Every tested front point is clearly below it" in words  # a loss clears its level by being lower
     else:
         assert all(not t["above"] for t in tests) and report["nothing_learned"]
         assert "NO CONFIGURATION LEARNED THE TASK" in words and UNTOUCHED in words
