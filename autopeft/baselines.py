@@ -23,7 +23,6 @@ from optuna.trial import TrialState
 
 from autopeft import storage
 from autopeft.errors import UserError
-from autopeft.loss_reference import remember_untouched
 from autopeft.noise import NoiseReport
 from autopeft.objectives import MEASUREMENTS
 from autopeft.pareto import pareto_front
@@ -31,6 +30,7 @@ from autopeft.retrain import Run, run_all
 from autopeft.spec import SearchSpec
 from autopeft.storage import TrialRecord
 from autopeft.trial import TrialResult
+from autopeft.untouched_model import remember_untouched
 
 STANDARD: dict[str, dict[str, Any]] = {
     "lora-r8-qv": {"method": "lora", "lora": {"r": 8, "alpha_over_r": 2.0, "target_modules": ["query", "value"]},

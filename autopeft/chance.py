@@ -12,7 +12,7 @@ fidelity the "front" is then the luckiest draws of noise, and it looks just like
   and the null's mean by z null standard deviations, with z the one-sided 5% quantile corrected for the number of
   completed trials (Bonferroni: the front is a maximum over all of them);
 - for a search scored by its loss (records without gold answers), the **untouched model**: the base's loss on each
-  eval record, measured by the workers (autopeft/loss_reference.py). A trial learned something when its mean token
+  eval record, measured by the workers (autopeft/untouched_model.py). A trial learned something when its mean token
   loss is below the untouched model's by z standard deviations of their paired per-record difference.
 
 A point that clears its bar by less than one standard deviation of that noise is as likely a false alarm as not
@@ -198,7 +198,7 @@ def permutation_test(metric: str, maximize: bool, value: float, predicted: np.nd
 
 def paired_loss_test(value: float, losses: np.ndarray, targets: EvalTargets, trials: int,
                      maximize: bool = False) -> ChanceTest:
-    """A trial's mean token loss against the untouched model's on the same records (autopeft/loss_reference.py):
+    """A trial's mean token loss against the untouched model's on the same records (autopeft/untouched_model.py):
     below it by a z margin of the paired difference's noise, z corrected for ``trials`` as for every metric.
 
     Each record's difference (untouched minus trained summed loss) removes what makes a record hard for both

@@ -26,11 +26,11 @@ from autopeft import storage
 from autopeft.cost import KNOWN_BEFORE_TRAINING, known_violations, predict_cost
 from autopeft.errors import UserError
 from autopeft.executor import Executor
-from autopeft.loss_reference import remember_untouched
 from autopeft.scheduler import rung_steps
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.trial import RungPlan, TrialRequest, TrialResult
+from autopeft.untouched_model import remember_untouched
 
 MAX_REJECTIONS_IN_A_ROW = 200
 # After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a

@@ -130,7 +130,7 @@ class KnownCostSampler(optuna.samplers.BaseSampler):
         if self._space is None or trial.system_attrs.get("fixed_params"):
             return
         # Stored by the search before its controller starts (autopeft/search.py); a search on its loss has it only
-        # once the first result brings the untouched model's (autopeft/loss_reference.py), so read until found
+        # once the first result brings the untouched model's (autopeft/untouched_model.py), so read until found
         if not self._chance:
             stored = study.user_attrs.get(storage.CHANCE) or {}
             self._chance = stored.get("metrics", {})

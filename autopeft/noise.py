@@ -25,7 +25,7 @@ from autopeft.chance import (
     significantly_better,
 )
 from autopeft.pareto import pareto_front
-from autopeft.predictions import EvalTargets, decode
+from autopeft.predictions import LOSSES, EvalTargets, decode
 from autopeft.spec import SearchSpec
 from autopeft.storage import TrialRecord
 
@@ -48,6 +48,10 @@ class NoiseReport:
     # Front points retrained with new seeds at the search's fidelity: the search's own one-seed test, replaced in
     # ``tests`` by the new seeds' verdict (method "confirmed")
     single_seed: dict[int, ChanceTest] = field(default_factory=dict)
+    # A decoder scored by its answers: the untouched model's metric (the zero-shot row) and the front points that a
+    # paired bootstrap does not find better than its answers on the same records (autopeft/untouched_model.py)
+    untouched: float | None = None
+    no_better_than_untouched: list[int] = field(default_factory=list)
 
     @property
     def at_chance(self) -> list[int]:
@@ -83,6 +87,8 @@ class NoiseReport:
             "near_bar": self.near_bar,
             "confirmed": {str(n): self.tests[n].to_json() for n in self.single_seed},
             "matched_within_noise": {str(n): q for n, q in self.matched_by.items()},
+            "untouched": self.untouched,
+            "no_better_than_untouched": self.no_better_than_untouched,
         }
 
 
@@ -119,7 +125,28 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
             report.tests[record.number] = seeds_test(test, values, maximize)
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
+        _against_untouched(report, attrs.get(storage.UNTOUCHED), front, targets)
     return report
+
+
+def _against_untouched(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord],
+                       targets: EvalTargets) -> None:
+    """For a decoder scored by its answers, the untouched model's metric and the front points not clearly better
+    than its answers (paired bootstrap on the same records, one-sided 5%). A search on its loss already reads the
+    untouched model as its chance level."""
+    if not untouched or targets.kind == LOSSES or report.metric not in untouched.get("metrics", {}):
+        return
+    reference = decode(untouched["predictions"])
+    if len(reference) != len(targets):
+        return
+    report.untouched = float(untouched["metrics"][report.metric])
+    for record in front:
+        predicted = _predictions(record)
+        if predicted is None or len(predicted) != len(targets):
+            continue
+        if not significantly_better(report.metric, report.maximize, predicted, reference, targets,
+                                    seed=record.number):
+            report.no_better_than_untouched.append(record.number)
 
 
 def _test(record: TrialRecord, value: float, metric: str, maximize: bool, level: ChanceLevel,

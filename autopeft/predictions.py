@@ -64,7 +64,7 @@ class EvalTargets:
     positive: int = 1
     label_names: tuple[str, ...] = ()  # classification: the label text per index (what a user's metric is given)
     # LOSSES: ``gold`` holds each record's response token count, and this the untouched model's summed loss per
-    # record, the paired reference a trained model's losses are compared with (autopeft/loss_reference.py)
+    # record, the paired reference a trained model's losses are compared with (autopeft/untouched_model.py)
     reference: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:

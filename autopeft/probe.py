@@ -38,12 +38,12 @@ from autopeft import storage
 from autopeft.chance import PAIRED_ALPHA, ChanceLevel, chance_test, significantly_better
 from autopeft.errors import UserError
 from autopeft.executor import Executor
-from autopeft.loss_reference import remember_untouched
 from autopeft.predictions import EvalTargets, decode
 from autopeft.retrain import Run, run_on
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
 from autopeft.trial import TrialResult
+from autopeft.untouched_model import remember_untouched
 
 ALL_MODULES = ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"]
 # The strong, standard configurations whose learning says the task can be learned at a fidelity. Usual learning

@@ -51,6 +51,7 @@ class TrialResult:
     stopped_at: int | None = None  # the rung step where early stopping ended the trial
     execution: dict[str, Any] = field(default_factory=dict)  # how it ran: precision, frozen layers cached, ...
     predictions: dict[str, Any] = field(default_factory=dict)  # per eval example, encoded (autopeft/predictions.py)
-    # Records without gold answers: the untouched base model's loss per eval record and each record's token count,
-    # the reference "nothing learned" is read against (autopeft/loss_reference.py); measured once per worker
+    # A decoder's base model evaluated as loaded, no adapter: its metrics and per-record predictions (and, for
+    # records without gold answers, each record's token count), what a trained adapter is read against
+    # (autopeft/untouched_model.py); measured once per worker
     untouched: dict[str, Any] | None = None

@@ -310,8 +310,10 @@ def chance_line(report: dict[str, Any]) -> str:
            "eval examples)."
     tests = report["tests"]
     if report["nothing_learned"]:
-        return text + (f" NO CONFIGURATION LEARNED THE TASK: every front point is within noise of chance after "
-                       f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
+        text += (f" NO CONFIGURATION LEARNED THE TASK: every front point is within noise of chance after "
+                 f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
+        untouched = untouched_sentence(report)
+        return text + (f" {untouched}" if untouched else "")
     doubtful = report["not_above_chance"]
     if doubtful:
         bars = ", ".join(_doubt(n, tests[str(n)], report) for n in doubtful)
@@ -321,7 +323,7 @@ def chance_line(report: dict[str, Any]) -> str:
     elif tests and not report.get("near_bar"):
         beyond = "above" if report["maximize"] else "below"  # a loss clears its chance level by being lower
         text += f" Every tested front point is clearly {beyond} it ({report['trials']} trials)."
-    for sentence in (retrained_sentence(report), near_bar_sentence(report)):
+    for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report)):
         text += f" {sentence}" if sentence else ""
     matched = report["matched_within_noise"]
     if matched:
@@ -350,6 +352,20 @@ def retrained_sentence(report: dict[str, Any]) -> str | None:
         return None
     return ("Retrained with new seeds and still above chance (their mean, by a 5% margin of a mean): "
             + ", ".join(f"{n} ({t['value']:.4f} over {t['seeds']} seeds)" for n, t in held) + ".")
+
+
+def untouched_sentence(report: dict[str, Any]) -> str | None:
+    """A decoder scored by its answers against the model before training (the zero-shot row): its score, and the
+    front points not clearly better than it; None where the search has no such reference."""
+    untouched = report.get("untouched")
+    if untouched is None:
+        return None
+    text = f"The untouched model (no adapter trained) scores {report['metric']} {untouched:.4f}"
+    same = report.get("no_better_than_untouched") or []
+    if not same:
+        return text + "; every front point answers clearly better (paired bootstrap)."
+    return (text + f"; front points not clearly better than it (paired bootstrap): {', '.join(map(str, same))}: "
+            "training did not improve on the model as it was.")
 
 
 def near_bar_sentence(report: dict[str, Any]) -> str | None:

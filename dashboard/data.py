@@ -30,9 +30,9 @@ from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
 from autopeft.storage import TrialRecord
 from autopeft.views import describe_config, layer_ranges
 
-# A trial marked with this user attribute (or run with one of these methods) is a reference point, not a proposal.
+# A trial marked with this user attribute is a reference point, not a proposal (as storage.is_reference reads it:
+# a search may draw full fine-tuning itself, and such a trial is one of its own)
 BASELINE = "baseline"
-BASELINE_METHODS = frozenset({"full", "head", "head_only", "frozen"})
 
 # Attributes read for every trial; the loss curve is read only for the one trial being looked at.
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
@@ -273,12 +273,14 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
 
 def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) -> dict[str, Any] | None:
     """The search's front against chance (autopeft/noise.py), as ``autopeft search show`` reports it; None for a
-    search stored without a chance level. Reads the study's chance level, gold values and confirmations and the
+    search stored without a chance level. Reads the study's chance level, gold values, confirmations and untouched
+    model's evaluation (a decoder's) and the
     stored predictions of the trials that can be on the front or are baselines."""
     study_attrs = {key: _json(value) for key, value in _query(
         url, "SELECT a.key, a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-             "WHERE s.study_name = :name AND (a.key IN (:chance, :targets) OR a.key LIKE :confirmed)",
-        name=name, chance=storage.CHANCE, targets=storage.EVAL_TARGETS, confirmed=f"{storage.CONFIRMATION}%")}
+             "WHERE s.study_name = :name AND (a.key IN (:chance, :targets, :untouched) OR a.key LIKE :confirmed)",
+        name=name, chance=storage.CHANCE, targets=storage.EVAL_TARGETS, untouched=storage.UNTOUCHED,
+        confirmed=f"{storage.CONFIRMATION}%")}
     if storage.CHANCE not in study_attrs:
         return None
     complete = trials[trials["state"] == "COMPLETE"]
@@ -368,7 +370,7 @@ def _trial_row(tid: int, number: int, optuna_state: str, start: Any, end: Any, v
         "modules": "+".join(options.get("target_modules", [])) or None,
         "learning_rate": config.get("learning_rate"),
         "feasible": all(v <= 0 for v in attrs.get(storage.VIOLATIONS) or []),
-        "baseline": bool(attrs.get(BASELINE)) or method in BASELINE_METHODS,
+        "baseline": bool(attrs.get(BASELINE)),
         "probe": bool(attrs.get(storage.PROBE)),
         "fail_reason": attrs.get(storage.FAIL_REASON), "worker": attrs.get(storage.WORKER) or "",
         "adapter_dir": attrs.get(storage.ADAPTER_DIR), "retry_of": attrs.get(storage.RETRY_OF),

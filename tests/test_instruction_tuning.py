@@ -17,10 +17,10 @@ from streamlit.testing.v1 import AppTest
 import autopeft
 from autopeft.data import check_metrics_fit, load_task_data
 from autopeft.errors import UserError
-from autopeft.loss_reference import UNTOUCHED
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.predictions import LOSSES, decode
 from autopeft.spec import load_spec
+from autopeft.untouched_model import UNTOUCHED
 from tests.conftest import ROOT, run_cli, save_tiny_decoder, tiny_spec, write_spec
 from workers.generation import reference_answers
 from workers.tasks import CausalLmRunner

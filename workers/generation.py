@@ -319,7 +319,7 @@ def score_responses(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
     """Each gold response's summed token loss, from the one-pass batches of ``score_and_generate`` (the template
     computed once, logits only where a response token is predicted), with nothing generated: the evaluation of
     records without gold answers, kept per record so that it can be compared with another model's record by
-    record (autopeft/loss_reference.py)."""
+    record (autopeft/untouched_model.py)."""
     losses = np.zeros(len(prompts))
     for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):

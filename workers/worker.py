@@ -112,7 +112,7 @@ class TrialWorker:
         # took (workers/precision.py)
         self.precision_timings: dict[tuple[str, int, int, bool], tuple[str, dict[str, float]]] = {}
         self.lowered = LoweredWeights()  # frozen linear weights in the training's autocast dtype, made once
-        self._untouched: dict | None = None  # the base model's per-record loss, for records without answers
+        self._untouched: dict | None = None  # a decoder's base model evaluated as loaded, no adapter
         if own_process:
             # The base model, tokenizer and data live as long as the process. Moving them (and all else alive now)
             # out of the cyclic collector's reach spares every trial's collections (release_freed_memory, run
@@ -217,21 +217,24 @@ class TrialWorker:
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
 
     def _untouched_reference(self, batch_size: int) -> dict | None:
-        """For records without gold answers, the loaded base model's summed loss per eval record and each record's
-        token count, measured once in this worker: a loss has no constant prediction to clear, so a trial learned
-        something only where its losses are clearly below these (autopeft/loss_reference.py). None for tasks
-        scored by their answers or labels."""
-        if not getattr(self.runner, "loss_only", False):
+        """For a decoder, the loaded base model's evaluation, measured once in this worker: its metrics, its
+        predictions per eval record (answers, or for records without gold answers each record's summed loss) and,
+        without answers, each record's token count. It is what an adapter must beat to have taught the model
+        anything (autopeft/untouched_model.py): an instruct model may answer well before any training, and a loss
+        has no constant prediction to clear. None for classification and regression, whose untrained head
+        predicts nothing meaningful."""
+        if self.runner.name != "causal-lm":
             return None
         if self._untouched is None:
             base = self.base if self.device.type == "cpu" else copy.deepcopy(self.base).to(self.device)
             training = base.training
             try:
-                evaluation = self.runner.evaluate(base, batch_size)
+                evaluation = self._evaluate(base, batch_size, None)
             finally:
                 base.train(training)
-            self._untouched = {"losses": evaluation.predictions,
-                               "tokens": encode(VALUES, self.runner.response_tokens)}
+            self._untouched = {"metrics": evaluation.metrics, "predictions": evaluation.predictions}
+            if self.runner.loss_only:
+                self._untouched["tokens"] = encode(VALUES, self.runner.response_tokens)
         return self._untouched
 
     def _trial_base(self, method: Method, config: dict, bits: int) -> torch.nn.Module:

@@ -1,0 +1,84 @@
+"""A decoder's adapters read against the model before training (the zero-shot row of LLM-Adapters' tables): each
+worker evaluates the untouched base once, the search stores it, and every surface names the front points whose
+answers are no better than the untouched model's on the same records (paired bootstrap).
+
+A tiny LLaMA built from a configuration, reviews whose sentiment is the one cue word they hold, a real search on the
+local executor: trained at a usual rate the model learns the cue and answers clearly better than before; at a rate
+too small to move its weights its answers are the untouched model's own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from autopeft import storage
+from autopeft.data import load_task_data
+from autopeft.models import load_base_model, load_tokenizer
+from autopeft.predictions import decode
+from autopeft.spec import load_spec
+from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, tiny_spec, write_spec
+from workers.tasks import CausalLmRunner
+
+
+def _records(count: int, seed: int) -> list[dict[str, str]]:
+    return [{"instruction": f"Review: {review}\n\nAnswer format: positive/negative", "input": "",
+             "output": f"the sentiment is {answer}", "answer": answer} for review, answer in cue_reviews(count, seed)]
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reviews")
+    train, evaluation = _records(256, seed=0), _records(48, seed=1)
+    (folder / "train.json").write_text(json.dumps(train))
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    save_tiny_decoder(folder / "decoder", train + evaluation)
+    return folder
+
+
+@pytest.mark.parametrize("rates, learns", [([3e-3, 2e-3], True), ([1e-9, 2e-9], False)])
+def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_path, capsys, monkeypatch, rates,
+                                                                learns):
+    spec = tiny_spec(reviews, model={"name_or_path": str(reviews / "decoder"), "task": "causal-lm"},
+                     data={"train": str(reviews / "train.json"), "eval": str(reviews / "eval.json"),
+                           "max_length": 64},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[],
+                     search_space={"name": "full-at-two-rates", "fixed": {"method": "full"},
+                                   "parameters": {"learning_rate": {"type": "categorical", "choices": rates}}},
+                     training={"batch_size": 16, "eval_batch_size": 16},
+                     budget={"trials": 1, "steps_per_trial": 160, "confirm_near_chance": 0},
+                     workers={"parallel": 1, "cpus_per_trial": 2})
+    spec |= {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs")}
+    code, out, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "reviews",
+                             "--executor", "local")
+    assert code == 0, err
+    code, shown, _ = run_cli(capsys, "search", "show", "reviews", "--storage", spec["storage"], "--json")
+    report = json.loads(shown)["chance"]
+
+    # what the worker stored is the base model's own evaluation, as the runner makes it
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, loaded.seed)
+    runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
+    untouched = runner.evaluate(load_base_model(loaded.model, []), 16)
+    assert report["untouched"] == pytest.approx(untouched.metrics["answer_accuracy"])
+    import optuna
+
+    stored = optuna.load_study(study_name="reviews", storage=spec["storage"]).user_attrs[storage.UNTOUCHED]
+    assert decode(stored["predictions"]) == decode(untouched.predictions)
+
+    words = " ".join(out.split())
+    assert f"The untouched model (no adapter trained) scores answer_accuracy {report['untouched']:.4f}" in words
+    if learns:
+        assert report["no_better_than_untouched"] == [] and not report["nothing_learned"]
+        assert "every front point answers clearly better" in words
+    else:
+        assert report["no_better_than_untouched"] == [0]
+        assert "training did not improve on the model as it was" in words
+        monkeypatch.setenv("AUTOPEFT_STORAGE", spec["storage"])
+        app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+        app.session_state["view"] = "Pareto front"
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert any("training did not improve on the model as it was" in e.value for e in app.info)
