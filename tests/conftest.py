@@ -298,3 +298,26 @@ _RAY_LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|[\w.]*\s*pid=\d+)")
 def _without_ray_log_lines(stderr: str) -> str:
     """The command's own stderr, without the lines Ray's log monitor printed into it meanwhile."""
     return "".join(line for line in stderr.splitlines(keepends=True) if not _RAY_LOG_LINE.match(line))
+
+
+def search_with_untouched(capsys, tmp_path: Path, spec: dict, name: str, batch_size: int):
+    """Run a decoder search through the command line on the local executor and evaluate its base model as loaded,
+    as the workers do for the untouched-model reference: (closing summary, `search show --json`'s chance report,
+    the base's ``Evaluation``)."""
+    import json
+
+    import torch
+
+    from autopeft.data import load_task_data
+    from autopeft.models import load_base_model, load_tokenizer
+    from autopeft.spec import load_spec
+    from workers.tasks import CausalLmRunner
+
+    path = write_spec(tmp_path, spec)
+    code, out, err = run_cli(capsys, "search", "run", str(path), "--name", name, "--executor", "local")
+    assert code == 0, err
+    code, shown, _ = run_cli(capsys, "search", "show", name, "--storage", spec["storage"], "--json")
+    loaded = load_spec(path)
+    data = load_task_data(loaded.data, loaded.model, loaded.seed)
+    runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
+    return out, json.loads(shown)["chance"], runner.evaluate(load_base_model(loaded.model, []), batch_size)

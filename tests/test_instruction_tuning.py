@@ -21,7 +21,7 @@ from autopeft.models import load_base_model, load_tokenizer
 from autopeft.predictions import LOSSES, decode
 from autopeft.spec import load_spec
 from autopeft.untouched_model import UNTOUCHED
-from tests.conftest import ROOT, run_cli, save_tiny_decoder, tiny_spec, write_spec
+from tests.conftest import ROOT, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec, write_spec
 from workers.generation import reference_answers
 from workers.tasks import CausalLmRunner
 
@@ -134,16 +134,8 @@ def test_a_search_on_the_loss_is_read_against_the_untouched_model(unanswered, tm
     spec = _spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs"),
                                 "search_space": _fixed_lora(learning_rate)}
     spec["budget"] = {"trials": 2, "steps_per_trial": 30}
-    code, out, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "loss",
-                             "--executor", "local")
-    assert code == 0, err
-    code, shown, _ = run_cli(capsys, "search", "show", "loss", "--storage", spec["storage"], "--json")
-    report = json.loads(shown)["chance"]
     # the level is the untouched base's mean token loss on the eval records, as the runner measures it
-    loaded = load_spec(write_spec(tmp_path, spec))
-    data = load_task_data(loaded.data, loaded.model, loaded.seed)
-    runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
-    untouched = runner.evaluate(load_base_model(loaded.model, []), 8)
+    out, report, untouched = search_with_untouched(capsys, tmp_path, spec, "loss", 8)
     assert report["chance"] == pytest.approx(untouched.metrics["eval_loss"], rel=1e-6)
     assert report["predicts"] == UNTOUCHED
     tests = report["tests"].values()

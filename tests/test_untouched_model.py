@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from autopeft import storage
-from autopeft.data import load_task_data
-from autopeft.models import load_base_model, load_tokenizer
 from autopeft.predictions import decode
-from autopeft.spec import load_spec
-from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, tiny_spec, write_spec
-from workers.tasks import CausalLmRunner
+from tests.conftest import ROOT, cue_reviews, save_tiny_decoder, search_with_untouched, tiny_spec
 
 
 def _records(count: int, seed: int) -> list[dict[str, str]]:
@@ -51,19 +47,10 @@ def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_pat
                      budget={"trials": 1, "steps_per_trial": 160, "confirm_near_chance": 0},
                      workers={"parallel": 1, "cpus_per_trial": 2})
     spec |= {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs")}
-    code, out, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "reviews",
-                             "--executor", "local")
-    assert code == 0, err
-    code, shown, _ = run_cli(capsys, "search", "show", "reviews", "--storage", spec["storage"], "--json")
-    report = json.loads(shown)["chance"]
-
     # what the worker stored is the base model's own evaluation, as the runner makes it
-    loaded = load_spec(write_spec(tmp_path, spec))
-    data = load_task_data(loaded.data, loaded.model, loaded.seed)
-    runner = CausalLmRunner(data, load_tokenizer(loaded.model), torch.device("cpu"))
-    untouched = runner.evaluate(load_base_model(loaded.model, []), 16)
+    out, report, untouched = search_with_untouched(capsys, tmp_path, spec, "reviews", 16)
     assert report["untouched"] == pytest.approx(untouched.metrics["answer_accuracy"])
-    import optuna
+
 
     stored = optuna.load_study(study_name="reviews", storage=spec["storage"]).user_attrs[storage.UNTOUCHED]
     assert decode(stored["predictions"]) == decode(untouched.predictions)
