@@ -50,8 +50,6 @@ def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_pat
     # what the worker stored is the base model's own evaluation, as the runner makes it
     out, report, untouched = search_with_untouched(capsys, tmp_path, spec, "reviews", 16)
     assert report["untouched"] == pytest.approx(untouched.metrics["answer_accuracy"])
-
-
     stored = optuna.load_study(study_name="reviews", storage=spec["storage"]).user_attrs[storage.UNTOUCHED]
     assert decode(stored["predictions"]) == decode(untouched.predictions)
 
