@@ -166,6 +166,9 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         if noise is not None and noise.is_at_chance(record.number):
             extra += (f"\n**Within noise of chance** ({spec.task_metric}): this adapter was exported as found, not "
                       "as a result; its metrics.json holds the test.\n")
+        elif noise is not None and record.number in noise.no_better_than_untouched:
+            extra += (f"\n**No better than the untouched model** ({spec.task_metric} {noise.untouched:.4f} with no "
+                      "adapter, on the same records): the base model answers as well without it.\n")
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
@@ -222,8 +225,10 @@ def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:
     """The point's test against chance and the cheaper point matching it within noise, for metrics.json."""
     if noise is None or number not in noise.tests:
         return None
+    untouched = {} if noise.untouched is None else {
+        "untouched": noise.untouched, "better_than_untouched": number not in noise.no_better_than_untouched}
     return {"chance": noise.level.metrics.get(noise.metric) if noise.level else None,
-            **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number)}
+            **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number), **untouched}
 
 
 def write_eval_rows(target: Path, spec: SearchSpec, rows: list[int] | None, recorded: bool = True) -> str:

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from autopeft import storage
 from autopeft.predictions import decode
-from tests.conftest import ROOT, cue_reviews, save_tiny_decoder, search_with_untouched, tiny_spec
+from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec
 
 
 def _records(count: int, seed: int) -> list[dict[str, str]]:
@@ -58,6 +58,10 @@ def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_pat
     if learns:
         assert report["no_better_than_untouched"] == [] and not report["nothing_learned"]
         assert "every front point answers clearly better" in words
+        code, _, err = run_cli(capsys, "export", "reviews", "--storage", spec["storage"], "--out", str(tmp_path / "x"))
+        assert code == 0, err
+        noise = json.loads(next((tmp_path / "x").glob("trial-*/metrics.json")).read_text())["noise"]
+        assert noise["untouched"] == report["untouched"] and noise["better_than_untouched"] is True
     else:
         assert report["no_better_than_untouched"] == [0]
         assert "training did not improve on the model as it was" in words
