@@ -52,6 +52,15 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
 
 
 @st.cache_data(max_entries=KEPT, show_spinner=False)
+def _untouched_metrics(url: str, name: str, revision_key: tuple) -> dict[str, float]:
+    return data.untouched_metrics(url, name)
+
+
+def untouched_metrics(url: str, name: str) -> dict[str, float]:
+    return _untouched_metrics(url, name, revision(url, name))
+
+
+@st.cache_data(max_entries=KEPT, show_spinner=False)
 def _noise_report(url: str, name: str, revision_key: tuple) -> dict | None:
     trials_frame, spec = trials(url, name)
     return data.noise_report(url, name, trials_frame, spec)
@@ -64,7 +73,8 @@ def noise_report(url: str, name: str) -> dict | None:
 @st.cache_resource(max_entries=KEPT, show_spinner=False)
 def _pareto(url: str, name: str, x: str, y: str, revision_key: tuple) -> go.Figure:
     trials_frame, spec = trials(url, name)
-    return figures.pareto(trials_frame, spec, x, y, chance=chance_metrics(url, name))
+    return figures.pareto(trials_frame, spec, x, y, chance=chance_metrics(url, name),
+                          untouched=untouched_metrics(url, name))
 
 
 def pareto(url: str, name: str, x: str, y: str) -> go.Figure:

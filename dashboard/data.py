@@ -271,6 +271,15 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
     return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
 
 
+def untouched_metrics(url: str, name: str) -> dict[str, float]:
+    """A decoder search's base model evaluated as loaded, no adapter (autopeft/untouched_model.py): its metrics;
+    empty for other searches."""
+    found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.UNTOUCHED)
+    stored = _json(found[0][0]) if found else None
+    return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
+
+
 def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) -> dict[str, Any] | None:
     """The search's front against chance (autopeft/noise.py), as ``autopeft search show`` reports it; None for a
     search stored without a chance level. Reads the study's chance level, gold values, confirmations and untouched

@@ -66,10 +66,11 @@ def step_line(points: pd.DataFrame, x: str, y: str, spec: SearchSpec) -> tuple[l
 
 
 def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: list[int] | None = None,
-           chance: dict[str, float] | None = None) -> go.Figure:
+           chance: dict[str, float] | None = None, untouched: dict[str, float] | None = None) -> go.Figure:
     """Trials on two measurements: the front by method with its staircase, the rest greyed by why they are not;
     a dotted line at the chance level of an axis that is a task metric (``chance``: metric -> level), so a front
-    that sits on it reads as noise."""
+    that sits on it reads as noise, and for a decoder a dashed one where the untouched model scores
+    (``untouched``), so a front that only reaches the model as it was reads so too."""
     fig = go.Figure()
     plotted = trials.dropna(subset=[x, y])
     on_front = analysis.front(plotted, spec, [x, y])
@@ -120,6 +121,11 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
         if chance and name in chance:
             add_line(chance[name], line={"dash": "dot", "color": "#888888", "width": 1.2},
                      annotation_text="chance", annotation_font_color="#888888")
+        # a search on its loss reads the untouched model as its chance level: one line, not two on top of another
+        if untouched and name in untouched and not (chance and chance.get(name) == untouched[name]):
+            add_line(untouched[name], line={"dash": "dash", "color": "#3182bd", "width": 1.2},
+                     annotation_text="untouched model", annotation_font_color="#3182bd",
+                     annotation_position="bottom right")
     fig.update_layout(**LAYOUT, height=520, clickmode="event+select", dragmode="pan",
                       xaxis_title=_label(x, spec), yaxis_title=_label(y, spec))
     fig.update_xaxes(type="log" if analysis.is_log(x) else "linear")

@@ -71,3 +71,7 @@ def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_pat
         app.run()
         assert not app.exception, [e.value for e in app.exception]
         assert any("training did not improve on the model as it was" in e.value for e in app.info)
+        # the figure draws where the untouched model scores beside chance, and the caption says what it is
+        figure = app.get("plotly_chart")[0].proto.spec
+        assert "untouched model" in figure and "chance" in figure
+        assert any("The dashed line is the untouched model" in c.value for c in app.caption)

@@ -78,6 +78,8 @@ def render(ctx: Context) -> None:
                "ones open diamonds, baselines stars, the learnability probe's runs open triangles. Parameter counts "
                "and sizes are on a log scale. "
                + ("The dotted line is chance: the constant prediction's score. " if {x, y} & set(chance) else "")
+               + ("The dashed line is the untouched model: the base with no adapter trained. "
+                  if {x, y} & set(cache.untouched_metrics(ctx.url, ctx.search)) else "")
                + "Click a point to open its trial.")
     clicked = navigation.clicked_trial(event)
     if clicked is not None:
