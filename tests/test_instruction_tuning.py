@@ -170,3 +170,20 @@ def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswere
     with pytest.raises(UserError, match=r"data\.answer_column: column 'gold' not in the train data"):
         loaded = load_spec(write_spec(tmp_path, _spec(unanswered, answer_column="gold")))
         load_task_data(loaded.data, loaded.model, loaded.seed)
+
+
+def test_the_probe_finds_a_fidelity_for_a_search_on_its_loss(unanswered, tmp_path, capsys):
+    """``steps_per_trial: auto`` needs a chance level; for records without answers it is the untouched model's
+    loss, which arrives with the probe's first results: the probe then climbs until its reference learns."""
+    spec = _spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs"),
+                                "search_space": _fixed_lora(1e-2)}
+    spec["budget"] = {"trials": 1, "steps_per_trial": "auto", "confirm_near_chance": 0,
+                      "probe": {"start_steps": 4, "max_steps": 32, "references": ["lora-r16-all"], "minutes": 5}}
+    out, report, untouched = search_with_untouched(capsys, tmp_path, spec, "probed", 8)
+    assert report["chance"] == pytest.approx(untouched.metrics["eval_loss"], rel=1e-6)
+    code, shown, _ = run_cli(capsys, "search", "show", "probed", "--storage", spec["storage"], "--json")
+    probe = json.loads(shown)["probe"]
+    assert probe["chosen"] in (8, 16, 32), probe
+    ladder = {rung["steps"]: rung["results"]["lora-r16-all"] for rung in probe["rungs"]}
+    assert any(result["above"] for result in ladder.values())
+    assert all(result["eval_loss"] < report["chance"] or not result["above"] for result in ladder.values())
