@@ -293,6 +293,10 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
     ``eval_loss`` and costs, no answer metric."""
     from autopeft.objectives import MEASUREMENTS
 
+    if data.task == "causal-lm" and data.eval.answers is None and not spec.training.untouched_reference:
+        raise UserError("training.untouched_reference: the records have no gold answers, so the untouched model's "
+                        "loss is what a trial is read against (its chance level); set it to true, or add an "
+                        f"{spec.data.answer_column!r} column (data.answer_column)")
     if data.task == "causal-lm" and data.eval.answers is None:
         for field, objective in _metrics(spec):
             if MEASUREMENTS[objective.name].is_task_metric:

@@ -246,6 +246,11 @@ class TrainingSpec(_Strict):
     gradient_checkpointing: bool = Field(False, description="Recompute each layer's activations in the backward pass "
                                          "instead of keeping them: less training memory for more time (decoders, "
                                          "long sequences; bench/README.md, decoders).")
+    untouched_reference: bool = Field(
+        True, description="Decoders: each worker evaluates the base model as loaded, no adapter, once before its "
+        "first trial, the reference an adapter must beat (autopeft/untouched_model.py). false skips it where the "
+        "eval set makes generation dear and the untouched model's answers are not wanted; records without gold "
+        "answers need it (it is their chance level).")
 
 
 class ProbeSpec(_Strict):

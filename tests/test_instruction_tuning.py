@@ -172,6 +172,15 @@ def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswere
         load_task_data(loaded.data, loaded.model, loaded.seed)
 
 
+def test_skipping_the_untouched_model_is_refused_where_it_is_the_chance_level(unanswered, tmp_path):
+    spec = _spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}"}
+    spec["training"] |= {"untouched_reference": False}
+    with pytest.raises(UserError, match=r"training\.untouched_reference: the records have no gold answers, so the "
+                                        r"untouched model's loss is what a trial is read against"):
+        autopeft.run_search(spec, name="no-reference", executor="local", progress=False)
+    assert not (tmp_path / "t.db").exists()
+
+
 def test_the_probe_finds_a_fidelity_for_a_search_on_its_loss(unanswered, tmp_path, capsys):
     """``steps_per_trial: auto`` needs a chance level; for records without answers it is the untouched model's
     loss, which arrives with the probe's first results: the probe then climbs until its reference learns."""

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import autopeft
 from autopeft import storage
 from autopeft.predictions import decode
 from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec
@@ -75,3 +76,22 @@ def test_the_front_is_read_against_the_untouched_models_answers(reviews, tmp_pat
         figure = app.get("plotly_chart")[0].proto.spec
         assert "untouched model" in figure and "chance" in figure
         assert any("The dashed line is the untouched model" in c.value for c in app.caption)
+
+
+def test_a_search_told_to_skip_the_untouched_model_evaluates_no_reference(reviews, tmp_path):
+    """training.untouched_reference: false spares each worker the base model's evaluation where the records have
+    answers (a large eval set makes generation dear): nothing is stored, and the search still reads its chance."""
+    spec = tiny_spec(reviews, model={"name_or_path": str(reviews / "decoder"), "task": "causal-lm"},
+                     data={"train": str(reviews / "train.json"), "eval": str(reviews / "eval.json"),
+                           "max_length": 64},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[],
+                     search_space={"name": "full", "fixed": {"method": "full"},
+                                   "parameters": {"learning_rate": {"type": "categorical", "choices": [3e-3]}}},
+                     training={"batch_size": 16, "eval_batch_size": 16, "untouched_reference": False},
+                     budget={"trials": 1, "steps_per_trial": 4, "confirm_near_chance": 0},
+                     workers={"parallel": 1, "cpus_per_trial": 2})
+    spec |= {"storage": f"sqlite:///{tmp_path / 't.db'}", "output_dir": str(tmp_path / "runs")}
+    search = autopeft.run_search(spec, name="no-reference", executor="local", progress=False)
+    attributes = optuna.load_study(study_name="no-reference", storage=spec["storage"]).user_attrs
+    assert storage.UNTOUCHED not in attributes and storage.CHANCE in attributes
+    assert search.chance["untouched"] is None and search.chance["no_better_than_untouched"] == []

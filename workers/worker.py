@@ -147,7 +147,8 @@ class TrialWorker:
     def _run(self, request: TrialRequest) -> TrialResult:
         method = get_method(request.config["method"])
         training = request.training
-        untouched = self._untouched_reference(training["eval_batch_size"])  # before the trial's clocks start
+        untouched = (self._untouched_reference(training["eval_batch_size"])  # before the trial's clocks start
+                     if training.get("untouched_reference", True) else None)
         self.training_batch_size = training["batch_size"]
         if method.requires_zero_weight_decay and training["weight_decay"]:
             raise TrialFailure(f"method {method.name!r} needs training.weight_decay: 0 (decay would move the "
