@@ -293,10 +293,15 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
     ``eval_loss`` and costs, no answer metric."""
     from autopeft.objectives import MEASUREMENTS
 
-    if data.task == "causal-lm" and data.eval.answers is None and not spec.training.untouched_reference:
-        raise UserError("training.untouched_reference: the records have no gold answers, so the untouched model's "
-                        "loss is what a trial is read against (its chance level); set it to true, or add an "
-                        f"{spec.data.answer_column!r} column (data.answer_column)")
+    if data.task == "causal-lm" and not spec.training.untouched_reference:
+        if data.eval.answers is None:
+            raise UserError("training.untouched_reference: the records have no gold answers, so the untouched "
+                            "model's loss is what a trial is read against (its chance level); set it to true, or "
+                            f"add an {spec.data.answer_column!r} column (data.answer_column)")
+        if spec.task_metric == "eval_loss":
+            raise UserError("training.untouched_reference: a decoder searched on eval_loss is read against the "
+                            "untouched model's loss (its chance level); set it to true, or make answer_accuracy "
+                            "the task metric")
     if data.task == "causal-lm" and data.eval.answers is None:
         for field, objective in _metrics(spec):
             if MEASUREMENTS[objective.name].is_task_metric:

@@ -169,6 +169,10 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         elif noise is not None and record.number in noise.no_better_than_untouched:
             extra += (f"\n**No better than the untouched model** ({spec.task_metric} {noise.untouched:.4f} with no "
                       "adapter, on the same records): the base model answers as well without it.\n")
+        if noise is not None and record.number in noise.form_not_answers:
+            extra += (f"\n**The responses' form, not the answers:** the gold responses' loss fell clearly below the "
+                      f"untouched model's ({noise.form_not_answers[record.number]:.4f} against "
+                      f"{noise.untouched_loss:.4f}), the answers did not improve.\n")
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
@@ -226,7 +230,8 @@ def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:
     if noise is None or number not in noise.tests:
         return None
     untouched = {} if noise.untouched is None else {
-        "untouched": noise.untouched, "better_than_untouched": number not in noise.no_better_than_untouched}
+        "untouched": noise.untouched, "better_than_untouched": number not in noise.no_better_than_untouched,
+        "untouched_loss": noise.untouched_loss, "form_not_answers": number in noise.form_not_answers}
     return {"chance": noise.level.metrics.get(noise.metric) if noise.level else None,
             **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number), **untouched}
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 
 from autopeft import storage
@@ -21,11 +22,12 @@ from autopeft.chance import (
     binomial_test,
     can_resample,
     chance_test,
+    paired_loss_test,
     seeds_test,
     significantly_better,
 )
 from autopeft.pareto import pareto_front
-from autopeft.predictions import LOSSES, EvalTargets, decode
+from autopeft.predictions import LOSSES, EvalTargets, compared, decode, record_losses
 from autopeft.spec import SearchSpec
 from autopeft.storage import TrialRecord
 
@@ -52,6 +54,11 @@ class NoiseReport:
     # paired bootstrap does not find better than its answers on the same records (autopeft/untouched_model.py)
     untouched: float | None = None
     no_better_than_untouched: list[int] = field(default_factory=list)
+    # ... and its gold responses' loss, with the front points whose answers are not above chance or not better than
+    # the untouched model's although their loss is clearly below its (paired test): training taught the responses'
+    # form, not the answers; the advice differs from "nothing learned"
+    untouched_loss: float | None = None
+    form_not_answers: dict[int, float] = field(default_factory=dict)  # point -> its eval_loss
 
     @property
     def at_chance(self) -> list[int]:
@@ -89,11 +96,13 @@ class NoiseReport:
             "matched_within_noise": {str(n): q for n, q in self.matched_by.items()},
             "untouched": self.untouched,
             "no_better_than_untouched": self.no_better_than_untouched,
+            "untouched_loss": self.untouched_loss,
+            "form_not_answers": {str(n): loss for n, loss in self.form_not_answers.items()},
         }
 
 
-def _predictions(record: TrialRecord):
-    return None if not record.predictions else decode(record.predictions)
+def _predictions(record: TrialRecord, targets: EvalTargets | None):
+    return None if not record.predictions else compared(record.predictions, targets)
 
 
 def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
@@ -126,6 +135,7 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
         _against_untouched(report, attrs.get(storage.UNTOUCHED), front, targets)
+        _form_not_answers(report, attrs.get(storage.UNTOUCHED), front)
     return report
 
 
@@ -141,7 +151,7 @@ def _against_untouched(report: NoiseReport, untouched: dict[str, Any] | None, fr
         return
     report.untouched = float(untouched["metrics"][report.metric])
     for record in front:
-        predicted = _predictions(record)
+        predicted = _predictions(record, targets)
         if predicted is None or len(predicted) != len(targets):
             continue
         if not significantly_better(report.metric, report.maximize, predicted, reference, targets,
@@ -149,11 +159,35 @@ def _against_untouched(report: NoiseReport, untouched: dict[str, Any] | None, fr
             report.no_better_than_untouched.append(record.number)
 
 
+def _form_not_answers(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord]) -> None:
+    """Where answers did not improve (a front point at chance, or no better than the untouched model), whether
+    the gold responses' loss did: each point's per-record losses against the untouched model's, paired
+    (autopeft/chance.py, ``paired_loss_test``, corrected for the search's trials). A small decoder on a short
+    budget often learns the responses' wording ("the correct answer is true") and the label prior, not the task;
+    saying so separates that from a search that moved nothing."""
+    reference = record_losses((untouched or {}).get("predictions"))
+    if report.untouched is None or reference is None or "tokens" not in untouched:
+        return
+    tokens = np.asarray(decode(untouched["tokens"]), dtype=np.float64)
+    if len(tokens) != len(reference):
+        return
+    report.untouched_loss = float(untouched["metrics"]["eval_loss"])
+    targets = EvalTargets(LOSSES, tokens, reference=reference)
+    for record in front:
+        if record.number not in report.no_better_than_untouched and not report.is_at_chance(record.number):
+            continue
+        losses, value = record_losses(record.predictions), record.measurements.get("eval_loss")
+        if losses is None or value is None or len(losses) != len(reference):
+            continue
+        if paired_loss_test(float(value), losses, targets, max(report.trials, 1)).above:
+            report.form_not_answers[record.number] = float(value)
+
+
 def _test(record: TrialRecord, value: float, metric: str, maximize: bool, level: ChanceLevel,
           targets: EvalTargets | None, trials: int) -> ChanceTest | None:
     """``value`` against chance for this record, with the noise of its own predictions where they are stored
     (the binomial margin of accuracy otherwise), corrected for ``trials``."""
-    predicted = _predictions(record)
+    predicted = _predictions(record, targets)
     if predicted is not None and targets is not None and len(predicted) == len(targets):
         return chance_test(metric, maximize, value, predicted, targets, level, trials, seed=record.number)
     return binomial_test(value, level, trials) if maximize else None
@@ -184,7 +218,7 @@ def _matched_by_cheaper(front: list[TrialRecord], spec: SearchSpec, metric: str,
     Points are taken from the cheapest up, and a point is compared only with the cheaper points that were kept (not
     matched themselves): matching is not transitive, and a point within noise of one that is within noise of a
     third may still be clearly better than the third."""
-    predicted = {r.number: _predictions(r) for r in front}
+    predicted = {r.number: _predictions(r, targets) for r in front}
     usable = sorted((r for r in front if predicted[r.number] is not None
                      and len(predicted[r.number]) == len(targets)), key=lambda r: _costs(r, spec, metric))
     matched: dict[int, int] = {}

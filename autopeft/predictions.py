@@ -53,6 +53,28 @@ def decode(stored: dict[str, Any]) -> np.ndarray | list[str]:
     return array.astype(np.int64) if stored["kind"] == LABELS else array.copy()
 
 
+def with_losses(answers: dict[str, Any], losses: Any) -> dict[str, Any]:
+    """Stored answers with each record's summed gold-response token loss beside them (a decoder scored by its
+    answers: the losses say whether training moved the responses where the answers did not move)."""
+    return {**answers, LOSSES: encode(LOSSES, losses)}
+
+
+def record_losses(stored: dict[str, Any] | None) -> np.ndarray | None:
+    """The per-record losses stored beside answers (``with_losses``), or None where there are none."""
+    if not stored or LOSSES not in stored:
+        return None
+    return np.asarray(decode(stored[LOSSES]), dtype=np.float64)
+
+
+def compared(stored: dict[str, Any], targets: EvalTargets | None) -> np.ndarray | list[str] | None:
+    """What a noise test compares with ``targets``: the stored predictions, or, where the search is read on its
+    loss (targets of kind LOSSES) and the records have answers, the per-record losses stored beside the answers
+    (None if there are none)."""
+    if targets is not None and targets.kind == LOSSES and stored.get("kind") == ANSWERS:
+        return record_losses(stored)
+    return decode(stored)
+
+
 @dataclass(frozen=True)
 class EvalTargets:
     """The eval split's gold side, as the noise model needs it: what kind of predictions it is compared with,

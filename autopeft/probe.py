@@ -38,7 +38,7 @@ from autopeft import storage
 from autopeft.chance import PAIRED_ALPHA, ChanceLevel, chance_test, significantly_better
 from autopeft.errors import UserError
 from autopeft.executor import Executor
-from autopeft.predictions import EvalTargets, decode
+from autopeft.predictions import EvalTargets, compared
 from autopeft.retrain import Run, run_on
 from autopeft.space import SearchSpace
 from autopeft.spec import SearchSpec
@@ -137,7 +137,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         for (name, config), result in zip(references.items(), results):
             rung.results[name] = _judged(study, spec, name, steps, result, config, level, targets, runs_so_far)
             if "failed" not in rung.results[name]:
-                outputs[steps][name] = (rung.results[name][metric], decode(result.predictions),
+                outputs[steps][name] = (rung.results[name][metric], compared(result.predictions, targets),
                                         bool(rung.results[name]["above"]))
         rung.seconds = time.monotonic() - rung_started
         rungs.append(rung)
@@ -268,8 +268,9 @@ def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result
     metric = spec.task_metric
     number = _store(study, spec, name, steps, result, config, seed)
     value = float(result.measurements[metric])
-    test = chance_test(metric, spec.task_metric_direction == "maximize", value, decode(result.predictions),
-                       targets, level, runs_so_far, seed=number)
+    predicted = compared(result.predictions, targets)
+    test = None if predicted is None else chance_test(metric, spec.task_metric_direction == "maximize", value,
+                                                      predicted, targets, level, runs_so_far, seed=number)
     # None: a user's metric this process cannot resample; never counted as learned then
     return {"trial": number, metric: value, "bar": None if test is None else test.bar,
             "above": test is not None and test.above}
@@ -358,16 +359,16 @@ def _paid(longer: dict[str, tuple[float, Any, bool]], shorter: dict[str, tuple[f
 
     The one-sided paired bootstrap runs at PAIRED_ALPHA split over the references compared (Bonferroni): two
     references get two chances to look better by luck, and the ladder should not climb on either."""
-    compared = [name for name, (_, _, above) in longer.items() if above and name in shorter]
+    cleared = [name for name, (_, _, above) in longer.items() if above and name in shorter]
     sign = 1.0 if maximize else -1.0
     chance = level.metrics[metric]
-    for name in compared:
+    for name in cleared:
         value, predictions, _ = longer[name]
         before, before_predictions, _ = shorter[name]
         gain = (value - before) * sign
         if gain < min_gain * max(0.0, (before - chance) * sign) or math.isclose(gain, 0.0):
             continue
         if significantly_better(metric, maximize, predictions, before_predictions, targets,
-                                alpha=PAIRED_ALPHA / len(compared)):
+                                alpha=PAIRED_ALPHA / len(cleared)):
             return True
     return False

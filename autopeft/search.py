@@ -145,12 +145,16 @@ def _drive(study: optuna.Study, spec: SearchSpec, space: SearchSpace, data: Task
     try:
         study.set_user_attr(storage.LABELS, data.label_names)
         study.set_user_attr(storage.EVAL_ROWS, data.eval_rows)
-        level = chance_level(data)
-        if level is not None:
-            study.set_user_attr(storage.CHANCE, level.to_json())
-        targets = eval_targets(data)
-        if targets is not None:
-            study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())
+        # A decoder searched on its loss is read against the untouched model's loss, which the first result brings
+        # (autopeft/untouched_model.py), even where its records have answers: their chance level is for answers.
+        level, targets = None, None
+        if not (data.task == "causal-lm" and spec.task_metric == "eval_loss"):
+            level = chance_level(data)
+            if level is not None:
+                study.set_user_attr(storage.CHANCE, level.to_json())
+            targets = eval_targets(data)
+            if targets is not None:
+                study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())
         runner = EXECUTORS[executor_kind](spec, data)
     except BaseException:
         storage.release_controller(study)

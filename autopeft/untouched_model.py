@@ -28,7 +28,7 @@ import optuna
 
 from autopeft import storage
 from autopeft.chance import ChanceLevel
-from autopeft.predictions import LOSSES, EvalTargets, decode
+from autopeft.predictions import LOSSES, EvalTargets, compared, decode
 
 UNTOUCHED = "the untouched model, no adapter trained"  # what the reference is, in the chance line's words
 
@@ -36,7 +36,7 @@ UNTOUCHED = "the untouched model, no adapter trained"  # what the reference is, 
 def reference_from(untouched: dict[str, Any]) -> tuple[ChanceLevel, EvalTargets]:
     """The chance level and the noise model's gold side of a search on its loss, from a worker's evaluation of
     the untouched model on records without gold answers."""
-    losses = np.asarray(decode(untouched["predictions"]), dtype=np.float64)
+    losses = np.asarray(compared(untouched["predictions"], EvalTargets(LOSSES, [])), dtype=np.float64)
     tokens = np.asarray(decode(untouched["tokens"]), dtype=np.float64)
     if len(losses) != len(tokens):
         raise ValueError(f"{len(losses)} record losses for {len(tokens)} token counts")
@@ -51,8 +51,8 @@ def remember_untouched(study: optuna.Study, result: Any) -> None:
     untouched = getattr(result, "untouched", None)
     if not untouched or study.user_attrs.get(storage.UNTOUCHED):
         return
-    study.set_user_attr(storage.UNTOUCHED, {"metrics": untouched["metrics"],
-                                            "predictions": untouched["predictions"]})
+    study.set_user_attr(storage.UNTOUCHED, {key: untouched[key] for key in ("metrics", "predictions", "tokens")
+                                            if key in untouched})
     if untouched.get("tokens") and not study.user_attrs.get(storage.EVAL_TARGETS):
         level, targets = reference_from(untouched)
         study.set_user_attr(storage.CHANCE, level.to_json())

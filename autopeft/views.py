@@ -363,9 +363,25 @@ def untouched_sentence(report: dict[str, Any]) -> str | None:
     text = f"The untouched model (no adapter trained) scores {report['metric']} {untouched:.4f}"
     same = report.get("no_better_than_untouched") or []
     if not same:
-        return text + "; every front point answers clearly better (paired bootstrap)."
-    return (text + f"; front points not clearly better than it (paired bootstrap): {', '.join(map(str, same))}: "
-            "training did not improve on the model as it was.")
+        text += "; every front point answers clearly better (paired bootstrap)."
+    else:
+        text += (f"; front points not clearly better than it (paired bootstrap): {', '.join(map(str, same))}: "
+                 "training did not improve on the model as it was.")
+    form = form_sentence(report)
+    return text + (f" {form}" if form else "")
+
+
+def form_sentence(report: dict[str, Any]) -> str | None:
+    """The front points whose answers did not improve although their responses' loss fell clearly below the
+    untouched model's: what they learned, and what may carry it to the answers; None where there are none."""
+    form = report.get("form_not_answers") or {}
+    if not form:
+        return None
+    losses = ", ".join(f"{n} ({loss:.4f})" for n, loss in form.items())
+    return (f"Front points whose answers do not clearly beat both chance and the untouched model, though their "
+            f"gold responses' loss fell clearly below its {report['untouched_loss']:.4f} (paired test): {losses}: "
+            "training taught the responses' form, not the answers; more steps, more training records or a larger "
+            "model may carry it to the answers.")
 
 
 def near_bar_sentence(report: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ from peft import LoraConfig, PromptTuningConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from autopeft.data import load_task_data
-from autopeft.predictions import decode
+from autopeft.predictions import decode, record_losses
 from autopeft.spec import DataSpec, ModelSpec
 from tests.conftest import ROOT, save_tiny_decoder
 from workers.generation import (
@@ -81,7 +81,8 @@ def test_fast_generation_gives_the_plain_paths_answers(trained):
     assert shares_prompt_cache(model) and common_prefix_length(split.prompts) > 20
     evaluation = runner.evaluate(model, batch_size=16)
     losses, tokens, _ = runner._loss(model, 16)
-    assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=1e-5)
+    assert evaluation.metrics["eval_loss"] == pytest.approx(losses.sum() / tokens, abs=1e-5)
+    assert record_losses(evaluation.predictions) == pytest.approx(losses, rel=1e-4)  # record by record
     assert decode(evaluation.predictions) == [reading.read(t, g) for t, g in zip(
         reference_answers(model, tokenizer, split.prompts, max_new_tokens=16, batch_size=2, **common), split.answers)]
 
@@ -174,8 +175,10 @@ def _evaluates_as_the_plain_uncached_path(adapted, tokenizer, runner, abs_loss: 
                                 reading=runner.reading)
     assert decode(evaluation.predictions) == [runner.reading.read(t, g) for t, g in zip(uncached, split.answers)]
     losses, tokens, _ = runner._loss(adapted, 16)
-    assert evaluation.metrics["eval_loss"] == pytest.approx(losses / tokens, abs=abs_loss)
-    return losses, tokens
+    assert evaluation.metrics["eval_loss"] == pytest.approx(losses.sum() / tokens, abs=abs_loss)
+    # each record's loss is stored beside its answer, as the plain pass gives it
+    assert record_losses(evaluation.predictions) == pytest.approx(losses, abs=abs_loss * tokens / len(losses))
+    return float(losses.sum()), tokens
 
 
 def test_a_model_whose_library_drops_the_cache_decodes_without_it(trained):
@@ -209,7 +212,7 @@ def test_adapterhub_decoders_evaluate_through_the_cache(trained, method, options
     adapted = _adapted(model, method, options)
     assert shares_prompt_cache(adapted) == (method != "prefix")
     losses, tokens = _evaluates_as_the_plain_uncached_path(adapted, tokenizer, runner, abs_loss=1e-4)
-    base_losses, _, _ = runner._loss(model, 16)
+    base_losses = runner._loss(model, 16)[0].sum()
     assert abs(losses - base_losses) / tokens > 1e-3  # the adapter is in the loss
 
 

@@ -251,9 +251,10 @@ def common_prefix_length(prompts: Sequence[np.ndarray]) -> int:
 
 @dataclass
 class Scored:
-    """The gold responses' summed token loss, how many tokens it sums over, and each generated response."""
+    """Each gold response's summed token loss (in record order), how many tokens they sum over, and each generated
+    response."""
 
-    loss_sum: float
+    record_losses: np.ndarray
     tokens: int
     texts: list[str]
 
@@ -337,23 +338,24 @@ def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray
     the task's answers are read."""
     eos_ids = _eos_ids(model, tokenizer)
     texts: list[str] = [""] * len(prompts)
-    loss_sum, tokens = 0.0, 0
+    losses, tokens = np.zeros(len(prompts)), 0
     for batch in _teacher_forced(model, prompts, responses, new_tokens=max_new_tokens, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
-        loss_sum, tokens = loss_sum + float(batch.row_losses.sum()), tokens + batch.tokens
+        losses[batch.rows], tokens = batch.row_losses, tokens + batch.tokens
         batch.cache.crop(batch.ids.shape[1] - 1)  # generate computes the last prompt token again, then goes on
         answers = _generate(model, tokenizer, batch.ids, batch.mask, [golds[i] for i in batch.rows],
                             max_new_tokens, pad_id, eos_ids, reading, past_key_values=batch.cache)
         for i, text in zip(batch.rows, answers):
             texts[i] = text
-    return Scored(loss_sum, tokens, texts)
+    return Scored(losses, tokens, texts)
 
 
 @dataclass
 class Chosen:
-    """The gold responses' summed token loss, how many tokens it sums over, and each record's option (an index)."""
+    """Each gold response's summed token loss (in record order), how many tokens they sum over, and each record's
+    option (an index)."""
 
-    loss_sum: float
+    record_losses: np.ndarray
     tokens: int
     choices: np.ndarray
 
@@ -365,13 +367,13 @@ def score_and_choose(model: nn.Module, prompts: Sequence[np.ndarray], responses:
     """The loss of each gold response and, read from the same forward pass, the option whose first token the model
     finds most likely at response token ``branch`` (autopeft/answer_options.py): no decoding loop."""
     choices = np.zeros(len(prompts), dtype=np.int64)
-    loss_sum, tokens = 0.0, 0
+    losses, tokens = np.zeros(len(prompts)), 0
     options = torch.as_tensor(option_ids, device=device)
     for batch in _teacher_forced(model, prompts, responses, new_tokens=0, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
-        loss_sum, tokens = loss_sum + float(batch.row_losses.sum()), tokens + batch.tokens
+        losses[batch.rows], tokens = batch.row_losses, tokens + batch.tokens
         choices[batch.rows] = batch.logits[:, branch, options].argmax(dim=-1).cpu().numpy()
-    return Chosen(loss_sum, tokens, choices)
+    return Chosen(losses, tokens, choices)
 
 
 @torch.inference_mode()

@@ -23,7 +23,7 @@ from autopeft.answer_options import AnswerOptions
 from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.models import padding_id
-from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode
+from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
     answers_match,
@@ -172,7 +172,7 @@ class CausalLmRunner:
                 per_record = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
                                              device=self.device, max_rows=batch_size)
             else:
-                per_record = self._record_losses(model, batch_size)
+                per_record = self._loss(model, batch_size)[0]
             return Evaluation({"eval_loss": float(per_record.sum()) / max(int(self.response_tokens.sum()), 1)},
                               encode(LOSSES, per_record))
         options = self.data.answer_options
@@ -181,7 +181,7 @@ class CausalLmRunner:
         if one_pass:
             scored = score_and_generate(model, self.tokenizer, split.prompts, self._gold_responses(), split.answers,
                                         **settings)
-            losses, tokens, texts = scored.loss_sum, scored.tokens, scored.texts
+            losses, tokens, texts = scored.record_losses, scored.tokens, scored.texts
         else:
             losses, tokens, _ = self._loss(model, batch_size)
             texts = generate_answers(model, self.tokenizer, split.prompts, split.answers, use_cache=faithful,
@@ -199,7 +199,7 @@ class CausalLmRunner:
             chosen = score_and_choose(model, split.prompts, self._gold_responses(), branch=options.branch,
                                       option_ids=options.token_ids, pad_id=self.pad_id, device=self.device,
                                       max_rows=batch_size)
-            losses, tokens, choices = chosen.loss_sum, chosen.tokens, chosen.choices
+            losses, tokens, choices = chosen.record_losses, chosen.tokens, chosen.choices
         else:
             losses, tokens, choices = self._loss(model, batch_size, options)
         given = [options.names[c] for c in choices]
@@ -220,39 +220,28 @@ class CausalLmRunner:
         split = self.data.eval
         return [labels[len(prompt):] for labels, prompt in zip(split.token_labels, split.prompts)]
 
-    def _scored(self, losses: float, tokens: int, given: list[str]) -> Evaluation:
-        """The evaluation from the summed response loss and the answer given for each eval record."""
+    def _scored(self, losses: np.ndarray, tokens: int, given: list[str]) -> Evaluation:
+        """The evaluation from each eval record's summed response loss and the answer it gave. The losses are
+        stored beside the answers: with the untouched model's they tell whether training moved the responses at
+        all where the answers did not move (autopeft/untouched_model.py)."""
         golds = self.data.eval.answers
         correct = sum(answers_match(answer, gold) for answer, gold in zip(given, golds))
-        return Evaluation({"eval_loss": losses / max(tokens, 1), "answer_accuracy": correct / len(golds)},
-                          encode(ANSWERS, given))
-
-    @torch.inference_mode()
-    def _record_losses(self, model: nn.Module, batch_size: int) -> np.ndarray:
-        """Each eval record's summed response loss from the plain pass (methods that put tokens of their own in
-        front), in logits-bound batches as ``_loss`` says why."""
-        split = self.data.eval
-        losses = np.zeros(len(split))
-        for rows in length_batches(split.lengths, 0, self._logits_rows(model), batch_size):
-            batch = self._batch(split, rows)
-            labels = batch.pop("labels")
-            logits = model(**batch).logits[:, -labels.shape[1]:]  # prompt tuning's virtual tokens come first
-            token_losses = functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
-                                                    ignore_index=-100, reduction="none")
-            losses[rows] = token_losses.sum(dim=1).double().cpu().numpy()
-        return losses
+        return Evaluation({"eval_loss": float(losses.sum()) / max(tokens, 1), "answer_accuracy": correct / len(golds)},
+                          with_losses(encode(ANSWERS, given), losses))
 
     def _logits_rows(self, model: nn.Module) -> int:
         """The token budget of one plain-pass batch: at most LOGITS_BUDGET_BYTES of fp32 logits."""
         vocabulary = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
         return max(1, LOGITS_BUDGET_BYTES // (4 * vocabulary)) if vocabulary else 1 << 30
 
+    @torch.inference_mode()
     def _loss(self, model: nn.Module, batch_size: int,
-              options: AnswerOptions | None = None) -> tuple[float, int, np.ndarray]:
-        """The gold responses' summed token loss (teacher-forced, length-sorted batches), its token count and, with
-        ``options``, each record's most likely option at the branch (else an empty array)."""
+              options: AnswerOptions | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+        """The plain pass (methods that put tokens of their own in front): each eval record's summed gold-response
+        token loss (teacher-forced, length-sorted batches), their token count and, with ``options``, each record's
+        most likely option at the branch (else an empty array)."""
         split = self.data.eval
-        losses, tokens = 0.0, 0
+        losses, tokens = np.zeros(len(split)), 0
         choices = np.zeros(len(split) if options is not None else 0, dtype=np.int64)
         option_ids = None if options is None else torch.as_tensor(options.token_ids, device=self.device)
         # This pass has the model compute logits over the whole vocabulary at every position (a method that puts
@@ -261,13 +250,14 @@ class CausalLmRunner:
         # memory was the evaluation's, not the configuration's training.
         for rows in length_batches(split.lengths, 0, self._logits_rows(model), batch_size):
             batch = self._batch(split, rows)
-            scored = int((batch["labels"][:, 1:] != -100).sum())
-            out = model(**batch)
-            losses += out.loss.item() * scored
-            tokens += scored
+            labels = batch.pop("labels")
+            # prompt tuning puts its virtual tokens in front: the input's own positions are the last ones
+            logits = model(**batch).logits[:, -labels.shape[1]:]
+            token_losses = functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels[:, 1:],
+                                                    ignore_index=-100, reduction="none")
+            losses[rows] = token_losses.sum(dim=1).double().cpu().numpy()
+            tokens += int((labels[:, 1:] != -100).sum())
             if options is not None:
-                # prompt tuning puts its virtual tokens in front: the input's own positions are the last ones
-                logits = out.logits[:, -batch["input_ids"].shape[1]:]
                 at = torch.as_tensor([len(split.prompts[i]) + options.branch - 1 for i in rows], device=self.device)
                 ahead = logits[torch.arange(len(rows), device=self.device), at]  # each row's prediction at the branch
                 choices[rows] = ahead[:, option_ids].argmax(dim=-1).cpu().numpy()

@@ -233,9 +233,8 @@ class TrialWorker:
                 evaluation = self._evaluate(base, batch_size, None)
             finally:
                 base.train(training)
-            self._untouched = {"metrics": evaluation.metrics, "predictions": evaluation.predictions}
-            if self.runner.loss_only:
-                self._untouched["tokens"] = encode(VALUES, self.runner.response_tokens)
+            self._untouched = {"metrics": evaluation.metrics, "predictions": evaluation.predictions,
+                               "tokens": encode(VALUES, self.runner.response_tokens)}
         return self._untouched
 
     def _trial_base(self, method: Method, config: dict, bits: int) -> torch.nn.Module:
