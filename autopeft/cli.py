@@ -222,6 +222,7 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
 # search_summary's one-word verdict on the front against chance, as the search list shows it.
 _FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
                     "none": "[bold red]at chance: nothing learned[/]", None: "-"}
+_FORM_ONLY = "[bold red]at chance: the responses' form learned, not the answers[/]"  # a decoder (noise.py)
 
 
 @search.command("list")
@@ -250,7 +251,8 @@ def search_list(storage: str | None, as_json: bool) -> None:
         table.add_row(summary["name"], summary["state"],
                       f"{summary['complete']}/{summary['budget']}" + (f" ({summary['running']} running)"
                                                                       if summary["running"] else ""),
-                      str(summary["failed"]), best, _FRONT_VS_CHANCE[summary["front_vs_chance"]],
+                      str(summary["failed"]), best,
+                      _FORM_ONLY if summary.get("form_only") else _FRONT_VS_CHANCE[summary["front_vs_chance"]],
                       "-" if elapsed is None else f"{elapsed / 60:.1f} min")
     console.print(table)
 

@@ -287,10 +287,17 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec, records: list[
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
         "probe_runs": len(probes),
-        "front_vs_chance": _front_vs_chance(assess(study_summary, records + baselines, spec)
-                                            if noise is False else noise),
+        **_against_chance(assess(study_summary, records + baselines, spec) if noise is False else noise),
         "wall_clock": attrs.get(storage.WALL_CLOCK),
     }
+
+
+def _against_chance(noise: NoiseReport | None) -> dict[str, Any]:
+    """``front_vs_chance`` and, for a decoder whose front learned nothing above chance, ``form_only``: whether some
+    front point's responses' loss still fell clearly below the untouched model's (the form learned, not the
+    answers)."""
+    verdict = _front_vs_chance(noise)
+    return {"front_vs_chance": verdict, "form_only": verdict == "none" and bool(noise.form_not_answers)}
 
 
 def _front_vs_chance(noise: NoiseReport | None) -> str | None:

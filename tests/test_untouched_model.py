@@ -121,7 +121,8 @@ def test_a_search_told_to_skip_the_untouched_model_evaluates_no_reference(review
     assert search.chance["untouched"] is None and search.chance["no_better_than_untouched"] == []
 
 
-def test_answers_at_chance_with_a_loss_that_fell_say_the_form_was_learned(coin_flips, tmp_path, capsys):
+def test_answers_at_chance_with_a_loss_that_fell_say_the_form_was_learned(coin_flips, tmp_path, capsys,
+                                                                           monkeypatch):
     """Where the answers cannot be learned, training still teaches the responses' wording: the answers sit at
     chance, the gold responses' loss falls far below the untouched model's, and the surfaces say which it was."""
     spec = _spec(coin_flips, tmp_path, [3e-3, 2e-3])
@@ -133,6 +134,17 @@ def test_answers_at_chance_with_a_loss_that_fell_say_the_form_was_learned(coin_f
     assert report["form_not_answers"][point] < 0.5 * report["untouched_loss"]
     words = " ".join(out.split())
     assert "training taught the responses' form, not the answers" in words
+    code, listed, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"], "--json")
+    assert json.loads(listed)[0]["front_vs_chance"] == "none" and json.loads(listed)[0]["form_only"] is True
+    monkeypatch.setenv("COLUMNS", "200")  # the table's cells unwrapped
+    code, listed, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"])
+    assert "at chance: the responses' form learned, not the answers" in listed
+    monkeypatch.setenv("AUTOPEFT_STORAGE", spec["storage"])
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app.session_state["view"] = "Pareto front"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("the responses' form, not the answers" in e.value for e in [*app.error, *app.info, *app.warning])
     code, _, err = run_cli(capsys, "export", "coin-flips", "--storage", spec["storage"], "--out", str(tmp_path / "x"))
     assert code == 0, err
     exported = next((tmp_path / "x").glob("trial-*"))
