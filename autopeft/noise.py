@@ -54,11 +54,12 @@ class NoiseReport:
     # paired bootstrap does not find better than its answers on the same records (autopeft/untouched_model.py)
     untouched: float | None = None
     no_better_than_untouched: list[int] = field(default_factory=list)
-    # ... and its gold responses' loss, with the front points whose answers are not above chance or not better than
-    # the untouched model's although their loss is clearly below its (paired test): training taught the responses'
-    # form, not the answers; the advice differs from "nothing learned"
+    # ... and its gold responses' loss, with the front points (every searched trial, where nothing learned) whose
+    # answers are not above chance or not better than the untouched model's although their loss is clearly below
+    # its (paired test): training taught the responses' form, not the answers; the advice differs from "nothing
+    # learned"
     untouched_loss: float | None = None
-    form_not_answers: dict[int, float] = field(default_factory=dict)  # point -> its eval_loss
+    form_not_answers: dict[int, float] = field(default_factory=dict)  # trial -> its eval_loss
 
     @property
     def at_chance(self) -> list[int]:
@@ -135,7 +136,7 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
     if targets is not None and can_resample(metric, targets):
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
         _against_untouched(report, attrs.get(storage.UNTOUCHED), front, targets)
-        _form_not_answers(report, attrs.get(storage.UNTOUCHED), front)
+        _form_not_answers(report, attrs.get(storage.UNTOUCHED), front, records)
     return report
 
 
@@ -159,12 +160,18 @@ def _against_untouched(report: NoiseReport, untouched: dict[str, Any] | None, fr
             report.no_better_than_untouched.append(record.number)
 
 
-def _form_not_answers(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord]) -> None:
+def _form_not_answers(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord],
+                      records: list[TrialRecord]) -> None:
     """Where answers did not improve (a front point at chance, or no better than the untouched model), whether
     the gold responses' loss did: each point's per-record losses against the untouched model's, paired
     (autopeft/chance.py, ``paired_loss_test``, corrected for the search's trials). A small decoder on a short
     budget often learns the responses' wording ("the correct answer is true") and the label prior, not the task;
-    saying so separates that from a search that moved nothing."""
+    saying so separates that from a search that moved nothing.
+
+    Where nothing learned the answers, every searched trial is read, not the front alone: with all answers at
+    chance the front is merely the cheapest trials, and the larger ones it dominates are the likelier to have
+    learned the form (on SmolLM2's math records the front was a rank-1 LoRA whose loss moved 0.5%, while a rank-32
+    one off the front had halved it)."""
     reference = record_losses((untouched or {}).get("predictions"))
     if report.untouched is None or reference is None or "tokens" not in untouched:
         return
@@ -173,9 +180,9 @@ def _form_not_answers(report: NoiseReport, untouched: dict[str, Any] | None, fro
         return
     report.untouched_loss = float(untouched["metrics"]["eval_loss"])
     targets = EvalTargets(LOSSES, tokens, reference=reference)
-    for record in front:
-        if record.number not in report.no_better_than_untouched and not report.is_at_chance(record.number):
-            continue
+    read = ([r for r in records if r.state == "COMPLETE" and not r.reference] if report.nothing_learned
+            else [r for r in front if r.number in report.no_better_than_untouched or report.is_at_chance(r.number)])
+    for record in read:
         losses, value = record_losses(record.predictions), record.measurements.get("eval_loss")
         if losses is None or value is None or len(losses) != len(reference):
             continue

@@ -385,7 +385,8 @@ def form_sentence(report: dict[str, Any]) -> str | None:
     if not form:
         return None
     losses = ", ".join(f"{n} ({loss:.4f})" for n, loss in form.items())
-    return (f"Front points whose answers do not clearly beat both chance and the untouched model, though their "
+    return (f"{'Trials' if report['nothing_learned'] else 'Front points'} whose answers do not clearly beat both "
+            f"chance and the untouched model, though their "
             f"gold responses' loss fell clearly below its {report['untouched_loss']:.4f} (paired test): {losses}: "
             "training taught the responses' form, not the answers; more steps, more training records or a larger "
             "model may carry it to the answers.")

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import autopeft
-from autopeft import storage
+from autopeft import cli, storage
 from autopeft.predictions import decode
 from autopeft.untouched_model import UNTOUCHED
 from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec
@@ -136,7 +136,7 @@ def test_answers_at_chance_with_a_loss_that_fell_say_the_form_was_learned(coin_f
     assert "training taught the responses' form, not the answers" in words
     code, listed, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"], "--json")
     assert json.loads(listed)[0]["front_vs_chance"] == "none" and json.loads(listed)[0]["form_only"] is True
-    monkeypatch.setenv("COLUMNS", "200")  # the table's cells unwrapped
+    monkeypatch.setattr(cli.console, "_width", 200)  # the table's cells unwrapped, whatever the terminal
     code, listed, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"])
     assert "at chance: the responses' form learned, not the answers" in listed
     monkeypatch.setenv("AUTOPEFT_STORAGE", spec["storage"])

@@ -35,8 +35,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--examples", nargs="+", choices=sorted(EXAMPLES), default=["boolq", "math"])
+    parser.add_argument("--reread", action="store_true",
+                        help="read the recorded searches again (their databases kept) with the reading as it now is")
     args = parser.parse_args()
     everything = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    if args.reread:
+        for name in args.examples:
+            for kind, result in everything[name].items():
+                again = described(autopeft.load_search("form", storage=result["storage"]), result["metric"],
+                                  result["seconds"], result["storage"])
+                everything[name][kind] = again
+                print(name, kind, again["form_not_answers"], flush=True)
+        OUT.write_text(json.dumps(everything, indent=2) + "\n")
+        return
     everything["cpu"] = cpu_name()
     for name in args.examples:
         everything[name] = {"answers_as_shipped": searched(EXAMPLES[name], args.trials, None, "answer_accuracy"),
@@ -53,7 +64,15 @@ def searched(example: Path, trials: int, space: dict | None, metric: str) -> dic
         spec["search_space"] = space
     started = time.monotonic()
     search = autopeft.run_search(spec, name="form", executor="local", progress=False)
-    seconds = time.monotonic() - started
+    result = described(search, metric, time.monotonic() - started, spec["storage"])
+    print(example.name, metric, "control" if space else "as shipped",
+          {k: v for k, v in result.items() if k != "front"}, flush=True)
+    return result
+
+
+def described(search: autopeft.Search, metric: str, seconds: float, storage: str) -> dict:
+    """The search's reading as every surface gives it: chance, the untouched model, each front point's verdicts,
+    and the trials that learned the form (the front's, or every searched trial's where nothing learned)."""
     report = search.chance
     front = {record.number: record for record in search.front}
     points = []
@@ -67,14 +86,14 @@ def searched(example: Path, trials: int, space: dict | None, metric: str) -> dic
                        else number not in report["no_better_than_untouched"],
                        "form_not_answers": str(number) in report["form_not_answers"]})
         print(points[-1], flush=True)
-    result = {"metric": metric, "chance": report["chance"], "predicts": report["predicts"],
-              "examples": report["examples"], "untouched_answer_accuracy": report["untouched"],
-              "untouched_loss": report["untouched_loss"], "front": points,
-              "nothing_learned": report["nothing_learned"], "chance_line": chance_line(report),
-              "seconds": round(seconds, 1)}
-    print(example.name, metric, "control" if space else "as shipped",
-          {k: v for k, v in result.items() if k != "front"}, flush=True)
-    return result
+    every = {record.number: record for record in search.records}
+    form = {number: {"configuration": every[int(number)].config, "eval_loss": round(loss, 4)}
+            for number, loss in report["form_not_answers"].items()}
+    return {"metric": metric, "chance": report["chance"], "predicts": report["predicts"],
+            "examples": report["examples"], "untouched_answer_accuracy": report["untouched"],
+            "untouched_loss": report["untouched_loss"], "front": points, "form_not_answers": form,
+            "nothing_learned": report["nothing_learned"], "chance_line": chance_line(report),
+            "seconds": round(seconds, 1), "storage": storage}
 
 
 if __name__ == "__main__":
