@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import optuna
 
 from autopeft import storage
@@ -30,6 +29,7 @@ from autopeft.pareto import pareto_front
 from autopeft.predictions import LOSSES, EvalTargets, compared, decode, record_losses
 from autopeft.spec import SearchSpec
 from autopeft.storage import TrialRecord
+from autopeft.untouched_model import reference_from
 
 # What a user can change when nothing learns: said wherever a front is reported as not above chance.
 ADVICE = ("more training steps (budget.steps_per_trial, or steps_per_trial: auto to find them), a higher learning "
@@ -172,14 +172,14 @@ def _form_not_answers(report: NoiseReport, untouched: dict[str, Any] | None, fro
     chance the front is merely the cheapest trials, and the larger ones it dominates are the likelier to have
     learned the form (on SmolLM2's math records the front was a rank-1 LoRA whose loss moved 0.5%, while a rank-32
     one off the front had halved it)."""
-    reference = record_losses((untouched or {}).get("predictions"))
-    if report.untouched is None or reference is None or "tokens" not in untouched:
+    if report.untouched is None or record_losses(untouched["predictions"]) is None or "tokens" not in untouched:
         return
-    tokens = np.asarray(decode(untouched["tokens"]), dtype=np.float64)
-    if len(tokens) != len(reference):
+    try:
+        _, targets = reference_from(untouched)
+    except ValueError:  # losses and token counts of different eval sets: nothing to pair
         return
-    report.untouched_loss = float(untouched["metrics"]["eval_loss"])
-    targets = EvalTargets(LOSSES, tokens, reference=reference)
+    report.untouched_loss = float(untouched["metrics"]["eval_loss"])  # as measured (the stored losses are fp32)
+    reference = targets.reference
     read = ([r for r in records if r.state == "COMPLETE" and not r.reference] if report.nothing_learned
             else [r for r in front if r.number in report.no_better_than_untouched or report.is_at_chance(r.number)])
     for record in read:

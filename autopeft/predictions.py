@@ -66,12 +66,19 @@ def record_losses(stored: dict[str, Any] | None) -> np.ndarray | None:
     return np.asarray(decode(stored[LOSSES]), dtype=np.float64)
 
 
+def losses_of(stored: dict[str, Any]) -> np.ndarray | None:
+    """Each record's summed gold-response loss from a decoder's stored predictions: the predictions themselves
+    for records without answers, else the losses stored beside the answers (None where there are none)."""
+    if stored.get("kind") == LOSSES:
+        return np.asarray(decode(stored), dtype=np.float64)
+    return record_losses(stored)
+
+
 def compared(stored: dict[str, Any], targets: EvalTargets | None) -> np.ndarray | list[str] | None:
     """What a noise test compares with ``targets``: the stored predictions, or, where the search is read on its
-    loss (targets of kind LOSSES) and the records have answers, the per-record losses stored beside the answers
-    (None if there are none)."""
-    if targets is not None and targets.kind == LOSSES and stored.get("kind") == ANSWERS:
-        return record_losses(stored)
+    loss (targets of kind LOSSES), each record's loss (``losses_of``)."""
+    if targets is not None and targets.kind == LOSSES:
+        return losses_of(stored)
     return decode(stored)
 
 

@@ -68,7 +68,7 @@ LABELS = "labels"  # label names in head order, needed to rebuild the base for a
 CHANCE = "chance"  # the task metrics of the constant prediction on the eval set (autopeft/chance.py)
 EVAL_ROWS = "eval_rows"  # with data.eval_size: the eval rows used (positions in the file), written by export
 EVAL_TARGETS = "eval_targets"  # the eval split's gold values, for the noise model (autopeft/predictions.py)
-UNTOUCHED = "untouched"  # a decoder's base model evaluated as loaded: {"metrics", "predictions"} (untouched_model.py)
+UNTOUCHED = "untouched"  # a decoder's base model evaluated as loaded: {"metrics", "predictions", "tokens"}
 JOINED = "controller."  # prefix of the study attributes naming the controllers that joined a running search
 
 SQLITE_BUSY_TIMEOUT_S = 60

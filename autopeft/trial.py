@@ -51,7 +51,7 @@ class TrialResult:
     stopped_at: int | None = None  # the rung step where early stopping ended the trial
     execution: dict[str, Any] = field(default_factory=dict)  # how it ran: precision, frozen layers cached, ...
     predictions: dict[str, Any] = field(default_factory=dict)  # per eval example, encoded (autopeft/predictions.py)
-    # A decoder's base model evaluated as loaded, no adapter: its metrics and per-record predictions (and, for
-    # records without gold answers, each record's token count), what a trained adapter is read against
+    # A decoder's base model evaluated as loaded, no adapter: its metrics, per-record predictions (with each
+    # record's loss) and each record's response token count, what a trained adapter is read against
     # (autopeft/untouched_model.py); measured once per worker
     untouched: dict[str, Any] | None = None

@@ -16,7 +16,9 @@ results (``TrialResult.untouched``); the first to reach the controller is stored
 - **Records with answers** keep their chance level (the most common answer); the untouched model's answers are a
   second reference, the zero-shot row LLM-Adapters' tables start with: each front point is compared with them by a
   paired bootstrap on the same records (autopeft/noise.py), and the surfaces name the points no better than the
-  model was before training.
+  model was before training. Each record's loss is stored beside its answer, so where the answers did not move
+  the losses still tell whether training taught the responses' form; and a search that makes ``eval_loss`` its
+  task metric is read against the untouched model's loss as above.
 """
 
 from __future__ import annotations
@@ -28,32 +30,33 @@ import optuna
 
 from autopeft import storage
 from autopeft.chance import ChanceLevel
-from autopeft.predictions import LOSSES, EvalTargets, compared, decode
+from autopeft.predictions import LOSSES, EvalTargets, decode, losses_of
 
 UNTOUCHED = "the untouched model, no adapter trained"  # what the reference is, in the chance line's words
 
 
 def reference_from(untouched: dict[str, Any]) -> tuple[ChanceLevel, EvalTargets]:
-    """The chance level and the noise model's gold side of a search on its loss, from a worker's evaluation of
-    the untouched model on records without gold answers."""
-    losses = np.asarray(compared(untouched["predictions"], EvalTargets(LOSSES, [])), dtype=np.float64)
+    """The untouched model's loss as a level and the gold side of a paired loss test, from a worker's evaluation
+    of it: the chance level of a search on its loss, and what a trial's losses are read against where the answers
+    did not move (autopeft/noise.py)."""
+    losses = losses_of(untouched["predictions"])
     tokens = np.asarray(decode(untouched["tokens"]), dtype=np.float64)
-    if len(losses) != len(tokens):
-        raise ValueError(f"{len(losses)} record losses for {len(tokens)} token counts")
+    if losses is None or len(losses) != len(tokens):
+        raise ValueError(f"{'no' if losses is None else len(losses)} record losses for {len(tokens)} token counts")
     level = ChanceLevel({"eval_loss": float(losses.sum() / max(tokens.sum(), 1.0))}, len(losses), UNTOUCHED)
     return level, EvalTargets(LOSSES, tokens, reference=losses)
 
 
 def remember_untouched(study: optuna.Study, result: Any) -> None:
     """Store the untouched model's evaluation with the search the first time a result carries one (every result
-    of a decoder search does; the trial that brought it may be a probe run or a baseline), and for records without
-    answers make it the search's chance level."""
+    of a decoder search does; the trial that brought it may be a probe run or a baseline), and make it the chance
+    level of a search that has none yet: a decoder searched on its loss (autopeft/search.py stores no other)."""
     untouched = getattr(result, "untouched", None)
     if not untouched or study.user_attrs.get(storage.UNTOUCHED):
         return
     study.set_user_attr(storage.UNTOUCHED, {key: untouched[key] for key in ("metrics", "predictions", "tokens")
                                             if key in untouched})
-    if untouched.get("tokens") and not study.user_attrs.get(storage.EVAL_TARGETS):
+    if not study.user_attrs.get(storage.EVAL_TARGETS):
         level, targets = reference_from(untouched)
         study.set_user_attr(storage.CHANCE, level.to_json())
         study.set_user_attr(storage.EVAL_TARGETS, targets.to_json())

@@ -265,17 +265,19 @@ def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 
 def chance_metrics(url: str, name: str) -> dict[str, float]:
     """The search's chance level per task metric (autopeft/chance.py); empty for a search stored without one."""
-    found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.CHANCE)
-    stored = _json(found[0][0]) if found else None
-    return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
+    return _stored_metrics(url, name, storage.CHANCE)
 
 
 def untouched_metrics(url: str, name: str) -> dict[str, float]:
     """A decoder search's base model evaluated as loaded, no adapter (autopeft/untouched_model.py): its metrics;
     empty for other searches."""
+    return _stored_metrics(url, name, storage.UNTOUCHED)
+
+
+def _stored_metrics(url: str, name: str, key: str) -> dict[str, float]:
+    """The ``metrics`` of the study attribute ``key`` (a reference level the front is drawn against)."""
     found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.UNTOUCHED)
+                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=key)
     stored = _json(found[0][0]) if found else None
     return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
 

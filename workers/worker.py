@@ -219,11 +219,11 @@ class TrialWorker:
 
     def _untouched_reference(self, batch_size: int) -> dict | None:
         """For a decoder, the loaded base model's evaluation, measured once in this worker: its metrics, its
-        predictions per eval record (answers, or for records without gold answers each record's summed loss) and,
-        without answers, each record's token count. It is what an adapter must beat to have taught the model
-        anything (autopeft/untouched_model.py): an instruct model may answer well before any training, and a loss
-        has no constant prediction to clear. None for classification and regression, whose untrained head
-        predicts nothing meaningful."""
+        predictions per eval record (answers with each record's summed loss beside them, or for records without
+        gold answers the losses alone) and each record's response token count. It is what an adapter must beat to
+        have taught the model anything (autopeft/untouched_model.py): an instruct model may answer well before any
+        training, and a loss has no constant prediction to clear. None for classification and regression, whose
+        untrained head predicts nothing meaningful."""
         if self.runner.name != "causal-lm":
             return None
         if self._untouched is None:
