@@ -476,6 +476,19 @@ def _job_server(ray_address: str | None, cpus: int | None) -> Iterator[str]:
             yield server
 
 
+def dashboard_app() -> Path:
+    """The dashboard's Streamlit script: the ``dashboard`` package installed beside autopeft (a checkout's folder,
+    or site-packages for an installed wheel), found without importing it (the app imports Streamlit)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("dashboard")
+    app = Path(found.origin).parent / "app.py" if found is not None and found.origin else None
+    if app is None or not app.is_file():
+        raise UserError("the dashboard is not installed beside autopeft (no dashboard/app.py on the import path); "
+                        "reinstall autopeft (pip install autopeft, or bash scripts/setup.sh in a checkout)")
+    return app
+
+
 @main.command("dashboard")
 @storage_option
 @host_option
@@ -496,9 +509,7 @@ def dashboard(storage: str | None, host: str, port: int, token: str | None, allo
     from autopeft.api import default_storage
     from autopeft.spec import normalise_storage_url
 
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    if not app.is_file():
-        raise UserError(f"dashboard app not found at {app}; run autopeft from its source checkout")
+    app = dashboard_app()
     url = normalise_storage_url(storage or default_storage())
     settings = {"AUTOPEFT_STORAGE": url}
     link = f"http://{host}:{port}"

@@ -15,11 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+import search_spaces
 from autopeft.errors import SpecError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 
+# The source checkout; its examples/ are not part of an installed package (the service lists them where present).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SEARCH_SPACES_DIR = PROJECT_ROOT / "search_spaces"
+# Installed beside the code as a package of its own, so found the same way in a checkout and in site-packages.
+SEARCH_SPACES_DIR = Path(search_spaces.__file__).resolve().parent
 PACKAGE_MODEL_PREFIX = "python-package:"
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 # Model packages (import name: distribution) installed without their own dependencies, which autopeft does not

@@ -147,7 +147,7 @@ class TrialWorker:
     def _run(self, request: TrialRequest) -> TrialResult:
         method = get_method(request.config["method"])
         training = request.training
-        untouched = (self._untouched_reference(training["eval_batch_size"])  # before the trial's clocks start
+        untouched = (self.untouched_reference(training["eval_batch_size"])  # before the trial's clocks start
                      if training.get("untouched_reference", True) else None)
         self.training_batch_size = training["batch_size"]
         if method.requires_zero_weight_decay and training["weight_decay"]:
@@ -217,13 +217,14 @@ class TrialWorker:
                                       "cached_examples_reused": prefix.reused if prefix else 0,
                                       **({"rung_rivals": rungs.rivals} if rungs else {})})
 
-    def _untouched_reference(self, batch_size: int) -> dict | None:
+    def untouched_reference(self, batch_size: int) -> dict | None:
         """For a decoder, the loaded base model's evaluation, measured once in this worker: its metrics, its
         predictions per eval record (answers with each record's summed loss beside them, or for records without
         gold answers the losses alone) and each record's response token count. It is what an adapter must beat to
         have taught the model anything (autopeft/untouched_model.py): an instruct model may answer well before any
         training, and a loss has no constant prediction to clear. None for classification and regression, whose
-        untrained head predicts nothing meaningful."""
+        untrained head predicts nothing meaningful. Public so that a caller can pay this once-per-worker cost
+        before it times a trial (bench/llm_adapters/vs_plain.py), as a search pays it with its first trial."""
         if self.runner.name != "causal-lm":
             return None
         if self._untouched is None:

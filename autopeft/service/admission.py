@@ -34,7 +34,9 @@ from autopeft.spec import (
     yaml_problem,
 )
 
-EXAMPLES_DIR = PROJECT_ROOT / "examples"
+# The checkout's bundled examples. An installed package has none: its PROJECT_ROOT is site-packages, whose
+# "examples" folder, if any, belongs to some other distribution.
+EXAMPLES_DIR: Path | None = PROJECT_ROOT / "examples" if (PROJECT_ROOT / "pyproject.toml").is_file() else None
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -62,7 +64,7 @@ class ServiceConfig:
     @property
     def readable_roots(self) -> tuple[Path, ...]:
         """Folders a submitted spec may read files from."""
-        return (self.root.resolve(), EXAMPLES_DIR.resolve())
+        return (self.root.resolve(), *([EXAMPLES_DIR.resolve()] if EXAMPLES_DIR else []))
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def check_name(name: str) -> str:
 
 def bundled_examples() -> dict[str, Path]:
     """The specs shipped in examples/, by stem (the README demo is ``sst2``)."""
-    return {path.stem: path for path in sorted(EXAMPLES_DIR.glob("*.yaml"))}
+    return {path.stem: path for path in sorted(EXAMPLES_DIR.glob("*.yaml"))} if EXAMPLES_DIR else {}
 
 
 def save_uploads(config: ServiceConfig, name: str, files: dict[str, bytes]) -> Path:
@@ -223,5 +225,6 @@ def _confine_reads(config: ServiceConfig, raw: dict[str, Any], spec: SearchSpec)
         paths["model.name_or_path"] = spec.model.name_or_path  # a local folder (hub names and packages are not files)
     for field, value in paths.items():
         if value is not None and not any(Path(value).resolve().is_relative_to(root) for root in roots):
+            examples = f", {EXAMPLES_DIR} for the bundled examples" if EXAMPLES_DIR else ""
             raise UserError(f"{field}: {value} lies outside the folders the service reads ({config.uploads_dir} "
-                            f"for uploads, {EXAMPLES_DIR} for the bundled examples); upload the file with the spec")
+                            f"for uploads{examples}); upload the file with the spec")

@@ -2,8 +2,10 @@
 shared template run once per batch (workers/response_loss.py), on SmolLM2-135M-Instruct with LoRA r=8 on q,v.
 
     .venv/bin/python bench/decoders/response_loss.py [--batch-sizes 4 8 16] [--threads 2] [--steps 6]
+        [--precision bf16|fp32]
 
-One forward + backward under bf16 autocast per batch and way, the three ways interleaved on the same batches of the
+One forward + backward under bf16 autocast (or in fp32, as ``precision: auto`` trains where bf16 is not native)
+per batch and way, the three ways interleaved on the same batches of the
 bundled BoolQ slice (examples/data/boolq: a 36-token template in 67-token records); the median of all but the
 first batch. Writes response_loss.json beside this file; bench/README.md has the table. The losses agree to float
 rounding (tests/test_response_loss.py proves loss and gradients equal on a tiny decoder).
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--out", type=Path, default=HERE / "response_loss.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -66,7 +69,7 @@ def main() -> None:
         for batch in batches:
             for way, loss_of in ways.items():
                 started = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                     loss = loss_of(batch)
                 loss.float().backward()
                 seconds[way].append(time.perf_counter() - started)
@@ -78,7 +81,8 @@ def main() -> None:
                      "last_loss": losses})
         print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-                                    "precision": "bf16 autocast", "rows": rows}, indent=1))
+                                    "precision": "bf16 autocast" if args.precision == "bf16" else "fp32",
+                                    "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
