@@ -6,7 +6,9 @@ reference configurations — full fine-tuning and a large LoRA, each at its usua
 ladder of steps (``probe.start_steps``, twice that, ...), each rung from scratch with its own schedule, as a search
 trial at that fidelity would train. It stops at the first rung where
 
-- a reference clears chance (autopeft/chance.py: its permutation null, corrected for the probe runs so far), and
+- a reference clears chance by the margin the search's best point will need (autopeft/chance.py: its permutation
+  null, corrected for the trials the search is expected to run at that rung's steps — see
+  :func:`expected_search_trials` — or for the probe runs so far, where they are more), and
 - the next doubling did not pay: no reference that cleared chance there is better than it was itself a rung
   before, beyond noise (paired bootstrap on the same eval examples, corrected for the references compared) and by
   at least ``probe.min_gain`` of its distance above chance there;
@@ -70,7 +72,9 @@ class NothingLearnable(UserError):
 class Rung:
     steps: int
     seconds: float
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference -> metric, above, bar, trial
+    # reference -> trial, metric, bar, above; "alone_bar" where it cleared chance as one run but not that bar
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_trials: int = 0  # the trials the search was expected to run at these steps: what "bar" is corrected for
 
 
 @dataclass
@@ -82,6 +86,25 @@ class ProbeOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def expected_search_trials(spec: SearchSpec, capacity: int, references: int, rung_seconds: float) -> int:
+    """About how many trials the search will complete at a rung's steps: its budget, or as many as its workers
+    train within its wall clock at the rung's pace (a rung's runs train side by side, each as long as a trial at
+    those steps; early stopping, which makes trials shorter, is left out).
+
+    A reference is judged against the bar of the search's best point, not against its own: the front's best is the
+    best of that many trials and must clear chance corrected for all of them (autopeft/noise.py), so a reference
+    that clears only a barely corrected bar learns too little for any searched point to be told from luck. On RTE
+    at 128 steps full fine-tuning read 0.5848 against its own bar of 0.5821, the probe chose that fidelity, and in
+    three 20-minute searches (17 to 43 trials) every point read at chance, the best 0.563; against the bar of
+    about a dozen trials (0.59) the probe stops instead, before the search spends its budget."""
+    trials = spec.budget.trials
+    minutes = spec.budget.wall_clock_minutes
+    if minutes is not None and rung_seconds > 0:
+        per_trial = rung_seconds / math.ceil(references / max(1, capacity))
+        trials = min(trials, max(1, int(max(1, capacity) * 60 * minutes / per_trial)))
+    return trials
 
 
 def _references(spec: SearchSpec) -> dict[str, dict[str, Any]]:
@@ -132,14 +155,15 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         runs_so_far += len(runs)
         if level is None:
             level, targets = _untouched_reference(study, results)
-        rung = Rung(steps, 0.0)
+        rung = Rung(steps, time.monotonic() - rung_started)
+        rung.search_trials = expected_search_trials(spec, runner.capacity, len(runs), rung.seconds)
         outputs[steps] = {}
         for (name, config), result in zip(references.items(), results):
-            rung.results[name] = _judged(study, spec, name, steps, result, config, level, targets, runs_so_far)
+            rung.results[name] = _judged(study, spec, name, steps, result, config, level, targets,
+                                         max(runs_so_far, rung.search_trials), runs_so_far)
             if "failed" not in rung.results[name]:
                 outputs[steps][name] = (rung.results[name][metric], compared(result.predictions, targets),
                                         bool(rung.results[name]["above"]))
-        rung.seconds = time.monotonic() - rung_started
         rungs.append(rung)
         say("probe: " + "; ".join(f"{n} {r[metric]:.4f}{'' if r['above'] else ' (at chance)'}"
                                   if "failed" not in r else f"{n} failed" for n, r in rung.results.items())
@@ -169,7 +193,8 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 chosen = max(cleared)
                 reason = f"{limit_reached}; the last rung that cleared chance"
             else:
-                reason = f"{limit_reached}, and no reference cleared chance"
+                reason = (f"{limit_reached}, and no reference cleared chance"
+                          + (" by the margin a search's best point needs" if _near_misses(rungs, metric) else ""))
                 stopped_by = limit_reached
             break
         steps *= 2
@@ -193,6 +218,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     study.set_user_attr(storage.PROBE, outcome.to_json())
     if chosen is None:
         tried = ", ".join(references)
+        near = _near_misses(rungs, metric)
         if unconfirmed:
             raise NothingLearnable(
                 f"budget.steps_per_trial: auto: {'; '.join(unconfirmed)}, so learning at that fidelity is one "
@@ -200,6 +226,14 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 "stopped before spending its budget. Try a larger probe so it reaches more steps "
                 "(budget.probe.minutes, budget.probe.max_steps), more data, or another model; "
                 f"`autopeft search show {study.study_name}` lists the probe runs")
+        if near:
+            raise NothingLearnable(
+                f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task by the margin "
+                f"a search's best point needs, in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps "
+                f"({stopped_by}): {near}. The search's best would be one of many trials and could not be told "
+                "from luck; the search stopped before spending its budget. Try more data, another model, a larger "
+                "probe (budget.probe.max_steps, budget.probe.minutes), or fewer trials (budget.trials, "
+                f"budget.wall_clock_minutes); `autopeft search show {study.study_name}` lists the probe runs")
         raise NothingLearnable(
             f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task above chance "
             f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps ({stopped_by}); the search "
@@ -233,8 +267,8 @@ def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung
         repeated = False
         for name, result in zip(batch, results):
             runs_so_far += 1
-            again = _judged(study, spec, name, rung.steps, result, references[name], level, targets, runs_so_far,
-                            seed)
+            again = _judged(study, spec, name, rung.steps, result, references[name], level, targets,
+                            max(runs_so_far, rung.search_trials), runs_so_far, seed)
             rung.results[name]["again"] = {"seed": seed, **again}
             if "failed" in again:
                 continue
@@ -260,20 +294,42 @@ def _untouched_reference(study: optuna.Study, results: list[TrialResult]) -> tup
 
 
 def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result: TrialResult,
-            config: dict[str, Any], level: ChanceLevel, targets: EvalTargets, runs_so_far: int,
+            config: dict[str, Any], level: ChanceLevel, targets: EvalTargets, trials: int, runs_so_far: int,
             seed: int | None = None) -> dict[str, Any]:
-    """Store one probe run and test it against chance: {"trial", metric, "bar", "above"}, or {"failed"}."""
+    """Store one probe run and test it against chance corrected for ``trials`` (the search's, or the probe runs
+    so far): {"trial", metric, "bar", "above"}, with "alone_bar" where the run clears chance corrected only for
+    the probe's own runs (it learned, too little for a search to show); or {"failed"}."""
     if not result.ok:
         return {"failed": result.fail_reason}
     metric = spec.task_metric
+    maximize = spec.task_metric_direction == "maximize"
     number = _store(study, spec, name, steps, result, config, seed)
     value = float(result.measurements[metric])
     predicted = compared(result.predictions, targets)
-    test = None if predicted is None else chance_test(metric, spec.task_metric_direction == "maximize", value,
-                                                      predicted, targets, level, runs_so_far, seed=number)
-    # None: a user's metric this process cannot resample; never counted as learned then
-    return {"trial": number, metric: value, "bar": None if test is None else test.bar,
-            "above": test is not None and test.above}
+    test = None if predicted is None else chance_test(metric, maximize, value, predicted, targets, level, trials,
+                                                      seed=number)
+    if test is None:  # a user's metric this process cannot resample: never counted as learned
+        return {"trial": number, metric: value, "bar": None, "above": False}
+    judged = {"trial": number, metric: value, "bar": test.bar, "above": test.above}
+    if not test.above and trials > runs_so_far:
+        alone = chance_test(metric, maximize, value, predicted, targets, level, runs_so_far, seed=number)
+        if alone is not None and alone.above:
+            judged["alone_bar"] = alone.bar
+    return judged
+
+
+def _near_misses(rungs: list[Rung], metric: str) -> str:
+    """The runs that cleared chance as one run but not by the search's margin, in words ("" for none):
+    "full 0.5848 at 128 steps cleared chance as one run (bar 0.5821), not the 0.5925 that the best of about 12
+    searched trials needs"."""
+    parts = []
+    for rung in rungs:
+        for name, result in rung.results.items():
+            if "alone_bar" in result:
+                parts.append(f"{name} {result[metric]:.4f} at {rung.steps} steps cleared chance as one run (bar "
+                             f"{result['alone_bar']:.4f}), not the {result['bar']:.4f} that the best of about "
+                             f"{rung.search_trials} searched trials needs")
+    return "; ".join(parts)
 
 
 def learned(result: dict[str, Any]) -> bool:

@@ -252,7 +252,7 @@ def test_a_search_that_found_nothing_says_what_the_probe_did_learn():
 
 
 
-def _stopped_probe(tmp_path, worker, probe: dict, **spec_fields):
+def _stopped_probe(tmp_path, worker, probe: dict, trials: int = 4, **spec_fields):
     """Run the probe on a scripted worker over 200 gold labels (chance 0.6) until it stops the search; returns the
     study and the message."""
     import optuna
@@ -261,7 +261,7 @@ def _stopped_probe(tmp_path, worker, probe: dict, **spec_fields):
     from autopeft.predictions import LABELS, EvalTargets
     from autopeft.probe import NothingLearnable, find_steps
 
-    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": 4, "steps_per_trial": "auto",
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": trials, "steps_per_trial": "auto",
                                                                   "probe": probe}, **spec_fields))
     study = optuna.create_study(directions=["maximize", "minimize"], study_name="stopped")
     with pytest.raises(NothingLearnable) as stopped:
@@ -376,3 +376,69 @@ def test_a_doubling_pays_while_any_reference_still_gains(tmp_path):
     assert rungs[8] == {"full": 0.8, "lora-r16-all": 1.0} and rungs[16] == {"full": 1.0, "lora-r16-all": 1.0}
     assert outcome.chosen == 16 and sorted(rungs) == [4, 8, 16, 32]
     assert outcome.reason == "doubling to 32 steps did not pay beyond noise for any reference"
+
+
+class _LearnsALittle(_SeedLuck):
+    """From 8 steps on, whatever the seed, every run gets 5 of the 80 minority labels right: 0.625 against chance
+    0.6, which clears chance as one run and not as the best of 200 trials."""
+
+    def submit(self, request) -> None:
+        import numpy as np
+
+        from autopeft.predictions import LABELS, encode
+        from autopeft.trial import TrialResult
+
+        self.seen.append((request.config["method"], request.steps, request.seed))
+        predicted = np.zeros_like(self.gold)
+        if request.steps >= 8:
+            predicted[np.flatnonzero(self.gold == 1)[:5]] = 1
+        self.done.append(TrialResult(number=request.number, ok=True, predictions=encode(LABELS, predicted),
+                                     measurements={"accuracy": float((predicted == self.gold).mean()),
+                                                   "trainable_params": 1000.0}))
+
+
+def test_a_reference_that_learns_too_little_for_a_large_search_to_show_stops_it(tmp_path):
+    """The reference clears chance as one run, but the best of a 200-trial search would need more to be told
+    from luck: the probe does not choose that fidelity, and the message says how far each run got, against which
+    bar, and what to try. The same learning is enough for a search of 4 trials, which then runs at 8 steps."""
+    import numpy as np
+    import optuna
+
+    from autopeft.chance import ChanceLevel
+    from autopeft.predictions import LABELS, EvalTargets
+    from autopeft.probe import find_steps
+
+    gold = np.array([0] * 120 + [1] * 80)
+    probe = {"start_steps": 4, "max_steps": 16, "references": ["full"]}
+    study, message = _stopped_probe(tmp_path, _LearnsALittle(gold), probe, trials=200)
+    rungs = study.user_attrs[storage.PROBE]["rungs"]
+    assert [r["search_trials"] for r in rungs] == [200, 200, 200]
+    eight = rungs[1]["results"]["full"]
+    assert eight["accuracy"] == 0.625 and not eight["above"] and eight["alone_bar"] < 0.625 < eight["bar"]
+    assert (f"full 0.6250 at 8 steps cleared chance as one run (bar {eight['alone_bar']:.4f}), not the "
+            f"{eight['bar']:.4f} that the best of about 200 searched trials needs") in message
+    assert "could not be told from luck" in message and "fewer trials (budget.trials" in message
+    assert study.user_attrs[storage.PROBE]["reason"] == ("probe.max_steps reached, and no reference cleared "
+                                                         "chance by the margin a search's best point needs")
+
+    spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": 4, "steps_per_trial": "auto",
+                                                                  "probe": probe}))
+    outcome = find_steps(optuna.create_study(directions=["maximize", "minimize"]), spec, _LearnsALittle(gold),
+                         ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'"),
+                         EvalTargets(LABELS, gold, num_labels=2))
+    assert outcome.chosen == 8 and outcome.rungs[1].results["full"]["above"]
+
+
+def test_the_search_trials_a_rung_expects_come_from_its_budget_and_its_wall_clock(tmp_path):
+    """Two workers, a 20-minute search, references that took 100 s side by side: about 24 trials at those steps;
+    one worker trains the two references one after the other, so each took 50 s: 24 again. Without a wall clock
+    the budget's trials; never more than them."""
+    from autopeft.probe import expected_search_trials
+
+    timed = parse_spec(tiny_spec(tmp_path, budget={"trials": 200, "steps_per_trial": "auto",
+                                                   "wall_clock_minutes": 20}))
+    assert expected_search_trials(timed, capacity=2, references=2, rung_seconds=100.0) == 24
+    assert expected_search_trials(timed, capacity=1, references=2, rung_seconds=100.0) == 24
+    assert expected_search_trials(timed, capacity=2, references=2, rung_seconds=1.0) == 200
+    untimed = parse_spec(tiny_spec(tmp_path, budget={"trials": 200, "steps_per_trial": "auto"}))
+    assert expected_search_trials(untimed, capacity=2, references=2, rung_seconds=100.0) == 200
