@@ -223,6 +223,7 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
 _FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
                     "none": "[bold red]at chance: nothing learned[/]", None: "-"}
 _FORM_ONLY = "[bold red]at chance: the responses' form learned, not the answers[/]"  # a decoder (noise.py)
+_PROBE_STOPPED = "[bold red]nothing learnable: the probe stopped the search[/]"  # autopeft/probe.py
 
 
 @search.command("list")
@@ -252,7 +253,8 @@ def search_list(storage: str | None, as_json: bool) -> None:
                       f"{summary['complete']}/{summary['budget']}" + (f" ({summary['running']} running)"
                                                                       if summary["running"] else ""),
                       str(summary["failed"]), best,
-                      _FORM_ONLY if summary.get("form_only") else _FRONT_VS_CHANCE[summary["front_vs_chance"]],
+                      _PROBE_STOPPED if summary.get("probe_stopped") else _FORM_ONLY if summary.get("form_only")
+                      else _FRONT_VS_CHANCE[summary["front_vs_chance"]],
                       "-" if elapsed is None else f"{elapsed / 60:.1f} min")
     console.print(table)
 

@@ -165,9 +165,8 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 outputs[steps][name] = (rung.results[name][metric], compared(result.predictions, targets),
                                         bool(rung.results[name]["above"]))
         rungs.append(rung)
-        say("probe: " + "; ".join(f"{n} {r[metric]:.4f}{'' if r['above'] else ' (at chance)'}"
-                                  if "failed" not in r else f"{n} failed" for n, r in rung.results.items())
-            + f" at {steps} steps")
+        say("probe: " + "; ".join(f"{n} {r[metric]:.4f}{_verdict(r)}" if "failed" not in r else f"{n} failed"
+                                  for n, r in rung.results.items()) + f" at {steps} steps")
         previous = steps // 2
         if _cleared(outputs, steps) and _cleared(outputs, previous) and not _paid(
                 outputs[steps], outputs[previous], metric, maximize, level, targets, probe.min_gain):
@@ -193,8 +192,9 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 chosen = max(cleared)
                 reason = f"{limit_reached}; the last rung that cleared chance"
             else:
+                near = _near_misses(rungs, metric)
                 reason = (f"{limit_reached}, and no reference cleared chance"
-                          + (" by the margin a search's best point needs" if _near_misses(rungs, metric) else ""))
+                          + (f" by the margin a search's best point needs ({near})" if near else ""))
                 stopped_by = limit_reached
             break
         steps *= 2
@@ -316,6 +316,13 @@ def _judged(study: optuna.Study, spec: SearchSpec, name: str, steps: int, result
         if alone is not None and alone.above:
             judged["alone_bar"] = alone.bar
     return judged
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    """What the progress line adds to a reference's value: nothing when it learned, else where it fell short."""
+    if result["above"]:
+        return ""
+    return " (under the search's bar)" if "alone_bar" in result else " (at chance)"
 
 
 def _near_misses(rungs: list[Rung], metric: str) -> str:

@@ -287,6 +287,7 @@ def search_summary(study_summary: optuna.Study, spec: SearchSpec, records: list[
         "best": (max if spec.task_metric_direction == "maximize" else min)(scores) if scores else None,
         "elapsed_s": (max(ends) - min(starts)).total_seconds() if starts and ends else None,
         "probe_runs": len(probes),
+        "probe_stopped": probe_stopped(attrs.get(storage.PROBE)),
         **_against_chance(assess(study_summary, records + baselines, spec) if noise is False else noise),
         "wall_clock": attrs.get(storage.WALL_CLOCK),
     }
@@ -433,7 +434,16 @@ def confirmation_table(records: list[TrialRecord], spec: SearchSpec, title: str 
 
 def probe_line(study: optuna.Study) -> str | None:
     """The learnability probe's decision in one sentence (autopeft/probe.py), or None for a search without one."""
-    probe = study.user_attrs.get(storage.PROBE)
+    return probe_sentence(study.user_attrs.get(storage.PROBE))
+
+
+def probe_stopped(probe: dict[str, Any] | None) -> bool:
+    """Whether the learnability probe found nothing learnable and so stopped the search before its budget."""
+    return bool(probe) and probe.get("chosen") is None
+
+
+def probe_sentence(probe: dict[str, Any] | None) -> str | None:
+    """:func:`probe_line` from the stored decision itself (the dashboard reads it without Optuna)."""
     if not probe:
         return None
     runs = sum(len(rung["results"]) + sum("again" in r for r in rung["results"].values()) for rung in probe["rungs"])

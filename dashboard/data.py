@@ -38,7 +38,11 @@ BASELINE = "baseline"
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
                storage.REJECTED, storage.INTERRUPTED, storage.DUPLICATE, storage.RETRY_OF, storage.VIOLATIONS,
                BASELINE, storage.PROBE, storage.WARM_START, storage.FINISHES)
-_STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED)
+_STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED, storage.PROBE)
+# A searched trial, in SQL over a trials table aliased ``t``: not a baseline nor a probe run (storage.is_reference),
+# so the searches page counts and scores what `autopeft search list` does
+_SEARCHED = ("NOT EXISTS (SELECT 1 FROM trial_user_attributes r WHERE r.trial_id = t.trial_id "
+             f"AND r.key IN ('{BASELINE}', '{storage.PROBE}'))")
 _JOINED = storage.JOINED  # prefix of the study attributes of controllers that joined a running search
 _OPTION_COLUMNS = {"r": "rank", "bottleneck": "bottleneck", "prefix_length": "prefix_length",
                    "sparsity": "sparsity", "bits": "bits"}
@@ -105,6 +109,7 @@ class Search:
     best: float | None
     elapsed_s: float | None
     started: pd.Timestamp | None
+    probe: dict[str, Any] | None = None  # the learnability probe's decision (autopeft/probe.py), if it ran
 
 
 def _controller_state(attrs: dict[str, Any]) -> str:
@@ -120,14 +125,16 @@ def _controller_state(attrs: dict[str, Any]) -> str:
 
 
 def list_searches(url: str) -> list[Search]:
-    """Every search in the database with its state, trial counts by state, best task metric and elapsed time."""
+    """Every search in the database with its state, trial counts by state, best task metric and elapsed time, all
+    of its searched trials (baselines and probe runs are reference points, not the search's results)."""
     studies = _query(url, "SELECT study_id, study_name FROM studies ORDER BY study_id")
     attrs: dict[int, dict[str, Any]] = {}
     for sid, key, value in _query(url, "SELECT study_id, key, value_json FROM study_user_attributes "
                                        f"WHERE key IN {_in(_STUDY_ATTRS)} OR key LIKE '{_JOINED}%'"):
         attrs.setdefault(sid, {})[key] = _json(value)
     counts: dict[int, dict[str, int]] = {}
-    for sid, state, n in _query(url, "SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state"):
+    for sid, state, n in _query(url, f"SELECT study_id, state, COUNT(*) FROM trials t WHERE {_SEARCHED} "
+                                     "GROUP BY study_id, state"):
         counts.setdefault(sid, {})[_state_name(state)] = n
     # Rejected, interrupted and duplicate trials are counted apart from the state they were told Optuna as
     # (rejections FAIL, or PRUNED when infeasible before training; duplicates their twin's state).
@@ -140,11 +147,12 @@ def list_searches(url: str) -> list[Search]:
         told_as = _state_name(state)
         by_state[told_as] = by_state.get(told_as, 0) - n
     times = {sid: (start, end) for sid, start, end in _query(
-        url, "SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials GROUP BY study_id")}
+        url, f"SELECT study_id, MIN(datetime_start), MAX(datetime_complete) FROM trials t WHERE {_SEARCHED} "
+             "GROUP BY study_id")}
     extremes: dict[tuple[int, int], tuple[float, float]] = {
         (sid, obj): (lo, hi) for sid, obj, lo, hi in _query(
             url, "SELECT t.study_id, v.objective, MIN(v.value), MAX(v.value) FROM trial_values v "
-                 "JOIN trials t ON t.trial_id = v.trial_id WHERE t.state = 'COMPLETE' "
+                 f"JOIN trials t ON t.trial_id = v.trial_id WHERE t.state = 'COMPLETE' AND {_SEARCHED} "
                  "GROUP BY t.study_id, v.objective")}
     searches = []
     for sid, name in studies:
@@ -160,7 +168,7 @@ def list_searches(url: str) -> list[Search]:
         start_ts = pd.Timestamp(start) if start else None
         elapsed = (pd.Timestamp(end) - start_ts).total_seconds() if start and end else None
         searches.append(Search(name, sid, spec, _controller_state(study_attrs), counts.get(sid, {}), best, elapsed,
-                               start_ts))
+                               start_ts, study_attrs.get(storage.PROBE)))
     return searches
 
 
@@ -180,8 +188,18 @@ def searches_frame(searches: list[Search]) -> pd.DataFrame:
             "metric": metric, "best": s.best,
             "elapsed_min": None if s.elapsed_s is None else round(s.elapsed_s / 60, 2),
             "started": s.started,
+            "fidelity": _fidelity(s.probe, s.spec),
         })
     return pd.DataFrame(rows)
+
+
+def _fidelity(probe: dict[str, Any] | None, spec: SearchSpec | None) -> str | None:
+    """The searches page's word on the training budget: the probe's verdict where it ran, else the steps given."""
+    if probe:
+        return ("nothing learnable: the probe stopped the search" if probe.get("chosen") is None
+                else f"{probe['chosen']} steps (probe)")
+    steps = spec.budget.steps_per_trial if spec else None
+    return None if steps is None else f"{steps} steps"
 
 
 def _parse(raw: Any, name: str) -> SearchSpec | None:

@@ -128,7 +128,7 @@ def test_the_dashboard_says_nothing_was_learned(shuffled, monkeypatch):
         assert any("No configuration learned the task above chance" in e.value for e in app.error), view
 
 
-def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys):
+def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys, monkeypatch):
     tmp_path, _, _ = shuffled
     spec = tiny_spec(tmp_path, constraints=[], objectives=[{"name": "matthews"}, {"name": "trainable_params"}],
                      budget={"trials": 3, "steps_per_trial": "auto",
@@ -147,3 +147,21 @@ def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys
     assert study.user_attrs[storage.PROBE]["chosen"] is None
     assert [r.probe["steps"] for r in storage.trial_records(study, stored)] == [4, 8]  # probe runs only
     assert storage.budget_spent(study.get_trials()) == 0
+    # Every surface that lists or draws the search says so, and none scores it by the probe's runs
+    monkeypatch.setattr("autopeft.cli.console._width", 250)
+    code, out, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"])
+    [row] = [line for line in out.splitlines() if " probe " in line]
+    assert code == 0 and "nothing learnable: the probe stopped the search" in row and "0/3" in row
+    from dashboard import data
+
+    [listed] = data.searches_frame(data.list_searches(spec["storage"])).to_dict("records")
+    assert listed["complete"] == 0 and pd.isna(listed["best"]) and listed["elapsed_min"] is None
+    assert listed["fidelity"] == "nothing learnable: the probe stopped the search"
+    monkeypatch.setenv("AUTOPEFT_STORAGE", spec["storage"])
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app.session_state["view"] = "Pareto front"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    [error] = [e.value for e in app.error]
+    assert error.startswith("**Nothing learnable: the learnability probe stopped this search") and (
+        "the learnability probe found nothing learnable (probe.max_steps reached" in error)

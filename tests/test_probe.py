@@ -133,6 +133,12 @@ def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatc
     figure = figures.pareto(trials, spec, "trainable_params", "accuracy")
     [probe_trace] = [t for t in figure.data if t.name == "probe run"]
     assert len(probe_trace.x) == trials["probe"].sum()
+    # The searches page counts and scores the search's own trials, as `search list` does, not the probe's runs
+    [listed] = data.searches_frame(data.list_searches(url)).to_dict("records")
+    searched = trials[~trials["probe"]]
+    assert listed["complete"] == len(searched) == 2
+    assert listed["best"] == pytest.approx(searched["accuracy"].max())
+    assert listed["fidelity"] == f"{stored.budget.steps_per_trial} steps (probe)"
 
 
 class _SeedLuck:
@@ -418,8 +424,9 @@ def test_a_reference_that_learns_too_little_for_a_large_search_to_show_stops_it(
     assert (f"full 0.6250 at 8 steps cleared chance as one run (bar {eight['alone_bar']:.4f}), not the "
             f"{eight['bar']:.4f} that the best of about 200 searched trials needs") in message
     assert "could not be told from luck" in message and "fewer trials (budget.trials" in message
-    assert study.user_attrs[storage.PROBE]["reason"] == ("probe.max_steps reached, and no reference cleared "
-                                                         "chance by the margin a search's best point needs")
+    assert study.user_attrs[storage.PROBE]["reason"].startswith(
+        "probe.max_steps reached, and no reference cleared chance by the margin a search's best point needs (full "
+        "0.6250 at 8 steps cleared chance as one run")
 
     spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": 4, "steps_per_trial": "auto",
                                                                   "probe": probe}))

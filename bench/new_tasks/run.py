@@ -123,7 +123,9 @@ def measure(task: str, search_minutes: float, probe_minutes: float) -> dict:
     return {**summarize(task, search_minutes, probe_minutes), "search_exit_code": run.returncode,
             "stopped_by_probe": run.returncode == 2, "search_seconds": round(search_s, 1),
             "baselines_seconds": round(baselines_s, 1),
-            "closing_summary_tail": run.stdout.strip().splitlines()[-4:] if run.stdout else run.stderr.strip()[-600:]}
+            "closing_summary_tail": run.stdout.strip().splitlines()[-4:] if run.stdout else run.stderr.strip()[-600:],
+            # what the user reads when the probe stops the search: the error on stderr, not the progress on stdout
+            "stop_message": run.stderr.strip()[-1500:] if run.returncode == 2 else None}
 
 
 def summarize(task: str, search_minutes: float, probe_minutes: float) -> dict:

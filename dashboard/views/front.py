@@ -8,7 +8,7 @@ import streamlit as st
 from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
-from autopeft.views import near_bar_sentence, retrained_sentence, untouched_sentence
+from autopeft.views import near_bar_sentence, probe_sentence, retrained_sentence, untouched_sentence
 from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 
@@ -57,9 +57,24 @@ def say_noise(report: dict | None) -> None:
                    + ", ".join(f"trial {n} by trial {q}" for n, q in matched.items()) + ".")
 
 
+def say_probe(probe: dict | None) -> None:
+    """The learnability probe's decision in the words ``autopeft search show`` uses: an error when it found nothing
+    learnable (the search stopped before its budget, so there is no front), a caption with the steps it chose."""
+    sentence = probe_sentence(probe)
+    if sentence is None:
+        return
+    if probe["chosen"] is None:
+        st.error("**Nothing learnable: the learnability probe stopped this search before it spent its budget**, "
+                 "so it has no front; the probe's runs are drawn as open triangles. " + sentence + " Try more data, "
+                 "another model, or a larger probe (budget.probe.max_steps, budget.probe.minutes).")
+    else:
+        st.caption(sentence)
+
+
 def render(ctx: Context) -> None:
     trials, spec = cache.trials(ctx.url, ctx.search)
     st.header(f"Pareto front — {ctx.search}")
+    say_probe(next((s.probe for s in cache.searches(ctx.url) if s.name == ctx.search), None))
     choices = axis_choices(trials, spec)
     left, right, _ = st.columns([1, 1, 2])
     default_x = spec.objective_names[1] if len(spec.objective_names) > 1 else choices[0]
