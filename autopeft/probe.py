@@ -232,8 +232,9 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 f"a search's best point needs, in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps "
                 f"({stopped_by}): {near}. The search's best would be one of many trials and could not be told "
                 "from luck; the search stopped before spending its budget. Try more data, another model, a larger "
-                "probe (budget.probe.max_steps, budget.probe.minutes), or fewer trials (budget.trials, "
-                f"budget.wall_clock_minutes); `autopeft search show {study.study_name}` lists the probe runs")
+                "probe (budget.probe.max_steps, budget.probe.minutes), or fewer trials, whose best faces a lower "
+                f"bar (budget.trials, budget.wall_clock_minutes); `autopeft search show {study.study_name}` lists "
+                "the probe runs")
         raise NothingLearnable(
             f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task above chance "
             f"in {outcome.seconds / 60:.1f} minutes, up to {rungs[-1].steps} steps ({stopped_by}); the search "
