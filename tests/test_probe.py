@@ -10,7 +10,7 @@ import pytest
 
 from autopeft import storage
 from autopeft.spec import load_spec, parse_spec
-from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
+from tests.conftest import ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 
 NAME = "probed"
 
@@ -139,6 +139,19 @@ def test_search_show_and_the_dashboard_show_the_probe(probed, capsys, monkeypatc
     assert listed["complete"] == len(searched) == 2
     assert listed["best"] == pytest.approx(searched["accuracy"].max())
     assert listed["fidelity"] == f"{stored.budget.steps_per_trial} steps (probe)"
+    monkeypatch.setenv("AUTOPEFT_STORAGE", url)
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app.session_state["view"] = "Pareto front"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert {m.label: m.value for m in app.metric}["Trials"] == "2"
+    captions = [c.value for c in app.caption]
+    assert f"Besides these: {int(trials['probe'].sum())} probe runs, reference points outside the budget and the " \
+        "front." in captions
+    assert any(c.startswith(f"Fidelity: {stored.budget.steps_per_trial} steps per trial, chosen by the learnability "
+                            "probe") for c in captions)
 
 
 class _SeedLuck:

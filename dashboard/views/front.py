@@ -14,15 +14,22 @@ from dashboard.views import Context
 
 
 def counts_row(trials: pd.DataFrame, front_size: int) -> None:
-    """The headline counts, every one read from the database."""
-    states = trials["state"].value_counts()
+    """The headline counts of the search's own trials, every one read from the database; baselines and probe runs
+    are reference points outside the budget and the front, counted apart (as `autopeft search list` does)."""
+    baselines, probes = trials["baseline"].astype(bool), analysis.probe_runs(trials)
+    searched = trials[~baselines & ~probes]
+    states = searched["state"].value_counts()
     cols = st.columns(6)
-    cols[0].metric("Trials", len(trials))
+    cols[0].metric("Trials", len(searched))
     cols[1].metric("Complete", int(states.get("COMPLETE", 0)))
     cols[2].metric("Running", int(states.get("RUNNING", 0)))
     cols[3].metric("Failed", int(states.get("FAIL", 0)))
     cols[4].metric("Pruned", int(states.get("PRUNED", 0)))
     cols[5].metric("On the front", front_size)
+    apart = [f"{n} {what}" for n, what in ((int(baselines.sum()), "baselines"), (int((probes & ~baselines).sum()),
+                                                                               "probe runs")) if n]
+    if apart:
+        st.caption(f"Besides these: {' and '.join(apart)}, reference points outside the budget and the front.")
 
 
 def axis_choices(trials: pd.DataFrame, spec: SearchSpec) -> list[str]:
