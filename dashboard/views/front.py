@@ -26,10 +26,11 @@ def counts_row(trials: pd.DataFrame, front_size: int) -> None:
     cols[3].metric("Failed", int(states.get("FAIL", 0)))
     cols[4].metric("Pruned", int(states.get("PRUNED", 0)))
     cols[5].metric("On the front", front_size)
-    apart = [f"{n} {what}" for n, what in ((int(baselines.sum()), "baselines"), (int((probes & ~baselines).sum()),
-                                                                               "probe runs")) if n]
-    if apart:
-        st.caption(f"Besides these: {' and '.join(apart)}, reference points outside the budget and the front.")
+    apart = {"baseline": int(baselines.sum()), "probe run": int((probes & ~baselines).sum())}
+    if any(apart.values()):
+        counted = " and ".join(f"{n} {what}{'s' if n > 1 else ''}" for what, n in apart.items() if n)
+        points = "reference points" if sum(apart.values()) > 1 else "a reference point"
+        st.caption(f"Besides these: {counted}, {points} outside the budget and the front.")
 
 
 def axis_choices(trials: pd.DataFrame, spec: SearchSpec) -> list[str]:
