@@ -223,7 +223,6 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
 _FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
                     "none": "[bold red]at chance: nothing learned[/]", None: "-"}
 _FORM_ONLY = "[bold red]at chance: the responses' form learned, not the answers[/]"  # a decoder (noise.py)
-_PROBE_STOPPED = "[bold red]nothing learnable: the probe stopped the search[/]"  # autopeft/probe.py
 
 
 @search.command("list")
@@ -232,6 +231,7 @@ _PROBE_STOPPED = "[bold red]nothing learnable: the probe stopped the search[/]" 
 def search_list(storage: str | None, as_json: bool) -> None:
     """All searches in the database with their state and progress."""
     from autopeft.api import search_summaries
+    from autopeft.views import PROBE_STOPPED
 
     summaries = search_summaries(storage)
     if as_json:
@@ -253,8 +253,8 @@ def search_list(storage: str | None, as_json: bool) -> None:
                       f"{summary['complete']}/{summary['budget']}" + (f" ({summary['running']} running)"
                                                                       if summary["running"] else ""),
                       str(summary["failed"]), best,
-                      _PROBE_STOPPED if summary.get("probe_stopped") else _FORM_ONLY if summary.get("form_only")
-                      else _FRONT_VS_CHANCE[summary["front_vs_chance"]],
+                      f"[bold red]{PROBE_STOPPED}[/]" if summary.get("probe_stopped")
+                      else _FORM_ONLY if summary.get("form_only") else _FRONT_VS_CHANCE[summary["front_vs_chance"]],
                       "-" if elapsed is None else f"{elapsed / 60:.1f} min")
     console.print(table)
 

@@ -146,6 +146,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     chosen: int | None = None
     reason = ""
     stopped_by = ""  # which cap ended a ladder that nothing cleared, in words
+    near = ""  # where it did, the runs that cleared chance as one run but not by the search's margin
     while True:
         say(f"probe: {', '.join(references)} at {steps} steps")
         rung_started = time.monotonic()
@@ -192,7 +193,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 chosen = max(cleared)
                 reason = f"{limit_reached}; the last rung that cleared chance"
             else:
-                near = _near_misses(rungs, metric)
+                near = _near_misses(rungs, metric)  # the stop message below names them too
                 reason = (f"{limit_reached}, and no reference cleared chance"
                           + (f" by the margin a search's best point needs ({near})" if near else ""))
                 stopped_by = limit_reached
@@ -218,7 +219,6 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     study.set_user_attr(storage.PROBE, outcome.to_json())
     if chosen is None:
         tried = ", ".join(references)
-        near = _near_misses(rungs, metric)
         if unconfirmed:
             raise NothingLearnable(
                 f"budget.steps_per_trial: auto: {'; '.join(unconfirmed)}, so learning at that fidelity is one "
@@ -328,7 +328,7 @@ def _verdict(result: dict[str, Any]) -> str:
 
 def _near_misses(rungs: list[Rung], metric: str) -> str:
     """The runs that cleared chance as one run but not by the search's margin, in words ("" for none):
-    "full 0.5848 at 128 steps cleared chance as one run (bar 0.5821), not the 0.5925 that the best of about 12
+    "full 0.5848 at 128 steps cleared chance as one run (bar 0.5821), not the 0.5892 that the best of about 12
     searched trials needs"."""
     parts = []
     for rung in rungs:

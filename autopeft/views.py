@@ -437,6 +437,9 @@ def probe_line(study: optuna.Study) -> str | None:
     return probe_sentence(study.user_attrs.get(storage.PROBE))
 
 
+PROBE_STOPPED = "nothing learnable: the probe stopped the search"  # what every list of searches says of one
+
+
 def probe_stopped(probe: dict[str, Any] | None) -> bool:
     """Whether the learnability probe found nothing learnable and so stopped the search before its budget."""
     return bool(probe) and probe.get("chosen") is None

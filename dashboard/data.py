@@ -28,7 +28,7 @@ from autopeft.noise import assess
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
 from autopeft.storage import TrialRecord
-from autopeft.views import describe_config, layer_ranges
+from autopeft.views import PROBE_STOPPED, describe_config, layer_ranges, probe_stopped
 
 # A trial marked with this user attribute is a reference point, not a proposal (as storage.is_reference reads it:
 # a search may draw full fine-tuning itself, and such a trial is one of its own)
@@ -196,8 +196,7 @@ def searches_frame(searches: list[Search]) -> pd.DataFrame:
 def _fidelity(probe: dict[str, Any] | None, spec: SearchSpec | None) -> str | None:
     """The searches page's word on the training budget: the probe's verdict where it ran, else the steps given."""
     if probe:
-        return ("nothing learnable: the probe stopped the search" if probe.get("chosen") is None
-                else f"{probe['chosen']} steps (probe)")
+        return PROBE_STOPPED if probe_stopped(probe) else f"{probe['chosen']} steps (probe)"
     steps = spec.budget.steps_per_trial if spec else None
     return None if steps is None else f"{steps} steps"
 

@@ -8,7 +8,7 @@ import streamlit as st
 from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
-from autopeft.views import near_bar_sentence, probe_sentence, retrained_sentence, untouched_sentence
+from autopeft.views import near_bar_sentence, probe_sentence, probe_stopped, retrained_sentence, untouched_sentence
 from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 
@@ -71,7 +71,7 @@ def say_probe(probe: dict | None) -> None:
     sentence = probe_sentence(probe)
     if sentence is None:
         return
-    if probe["chosen"] is None:
+    if probe_stopped(probe):
         st.error("**Nothing learnable: the learnability probe stopped this search before it spent its budget**, "
                  "so it has no front; the probe's runs are drawn as open triangles. " + sentence + " Try more data, "
                  "another model, or a larger probe (budget.probe.max_steps, budget.probe.minutes).")
