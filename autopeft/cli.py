@@ -126,7 +126,7 @@ def _print_front(search: Search) -> None:
     title = f"Pareto front of {name}"
     if noise is not None and noise.nothing_learned:
         title += " — NOT ABOVE CHANCE: noise, not a result"
-    console.print(views.front_table(search.records, search.spec, title=title, noise=noise))
+    console.print(views.front_or_why_none(search.records, search.spec, search.study, title=title, noise=noise))
     if noise is not None:
         console.print(views.chance_line(noise.to_json()))
     fidelity = views.probe_line(search.study)
@@ -272,7 +272,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         confirmation_table,
         describe_config,
         format_value,
-        front_table,
+        front_or_why_none,
         probe_line,
     )
 
@@ -307,7 +307,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         table.add_row(str(record.number), record.state + (" *" if record.pareto else ""), *values, detail)
     console.print(table)
     title = "Pareto front" + (" — NOT ABOVE CHANCE: noise, not a result" if noise and noise.nothing_learned else "")
-    console.print(front_table(records, spec, title=title, noise=noise))
+    console.print(front_or_why_none(records, spec, study, title=title, noise=noise))
     if chance is not None:
         console.print(chance_line(chance))
     fidelity = probe_line(study)

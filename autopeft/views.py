@@ -232,6 +232,17 @@ def front_table(records: list[TrialRecord], spec: SearchSpec, title: str = "Pare
     return table
 
 
+def front_or_why_none(records: list[TrialRecord], spec: SearchSpec, study: optuna.Study, title: str = "Pareto front",
+                      noise: NoiseReport | None = None) -> Table | str:
+    """The front's table, or where the search has no front point, one sentence saying why: an empty table with
+    its headers reads like a display fault, and a search the probe stopped never trained a trial to put there."""
+    if pareto_front(records, spec):
+        return front_table(records, spec, title=title, noise=noise)
+    if probe_stopped(study.user_attrs.get(storage.PROBE)):
+        return f"{title}: none — {PROBE_STOPPED} before it trained a trial (the probe's runs are not the front)."
+    return f"{title}: none — no trial of the search has completed yet."
+
+
 def noise_note(noise: NoiseReport, number: int) -> str:
     """One front point against the noise, in a few words."""
     notes = []

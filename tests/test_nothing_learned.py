@@ -152,6 +152,10 @@ def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys
     code, out, _ = run_cli(capsys, "search", "list", "--storage", spec["storage"])
     [row] = [line for line in out.splitlines() if " probe " in line]
     assert code == 0 and "nothing learnable: the probe stopped the search" in row and "0/3" in row
+    code, out, _ = run_cli(capsys, "search", "show", "probe", "--storage", spec["storage"])
+    assert code == 0 and ("Pareto front: none — nothing learnable: the probe stopped the search before it trained a "
+                          "trial") in " ".join(out.split())
+    assert "matthews ↑" not in out  # no empty front table under it (only the front's headers carry arrows)
     from dashboard import data
 
     [listed] = data.searches_frame(data.list_searches(spec["storage"])).to_dict("records")
