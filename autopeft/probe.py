@@ -146,6 +146,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     chosen: int | None = None
     reason = ""
     stopped_by = ""  # which cap ended a ladder that nothing cleared, in words
+    ladder_end = ""  # why the ladder ended, cleared or not, in words: what a stop message's advice follows
     near = ""  # where it did, the runs that cleared chance as one run but not by the search's margin
     while True:
         say(f"probe: {', '.join(references)} at {steps} steps")
@@ -172,6 +173,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         if _cleared(outputs, steps) and _cleared(outputs, previous) and not _paid(
                 outputs[steps], outputs[previous], metric, maximize, level, targets, probe.min_gain):
             chosen, reason = previous, f"doubling to {steps} steps did not pay beyond noise for any reference"
+            ladder_end = reason
             break
         elapsed = time.monotonic() - started
         next_cost = 2.2 * rung.seconds  # twice the steps, plus set-up
@@ -188,6 +190,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 repeat = " and its repeat with another seed" if probe.confirm else ""
                 limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps{repeat}, would have "
                                  f"ended after about {minutes} minute{'' if minutes == 1 else 's'}")
+            ladder_end = limit_reached
             cleared = [s for s in outputs if _cleared(outputs, s)]
             if cleared:
                 chosen = max(cleared)
@@ -223,9 +226,8 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
             raise NothingLearnable(
                 f"budget.steps_per_trial: auto: {'; '.join(unconfirmed)}, so learning at that fidelity is one "
                 "seed's luck and the search's trials, each with its own seed, would sit at chance; the search "
-                "stopped before spending its budget. Try a larger probe so it reaches more steps "
-                "(budget.probe.minutes, budget.probe.max_steps), more data, or another model; "
-                f"`autopeft search show {study.study_name}` lists the probe runs")
+                f"stopped before spending its budget (the ladder ended at {rungs[-1].steps} steps: {ladder_end}). "
+                f"Try {_advice_after(ladder_end)}; `autopeft search show {study.study_name}` lists the probe runs")
         if near:
             raise NothingLearnable(
                 f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task by the margin "
@@ -242,6 +244,16 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
             f"(budget.probe.max_steps, budget.probe.minutes); `autopeft search show {study.study_name}` lists the "
             "probe runs")
     return outcome
+
+
+def _advice_after(ladder_end: str) -> str:
+    """What to try when learning did not repeat with another seed, by what ended the ladder: a cap the user can
+    raise, or more steps that did not pay (then more of them is not the first thing to try)."""
+    if ladder_end.startswith("probe.max_steps"):
+        return "more data, another model, or a probe that may climb further (budget.probe.max_steps)"
+    if ladder_end.startswith("probe.minutes"):
+        return "more data, another model, or a probe given the minutes it names (budget.probe.minutes)"
+    return "more data or another model (more steps did not pay beyond noise)"
 
 
 def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung,

@@ -208,7 +208,9 @@ def test_learning_that_one_seed_shows_and_another_does_not_stops_the_search(tmp_
     study = optuna.create_study(directions=["maximize", "minimize"], study_name="luck")
     worker = _SeedLuck(gold)
     with pytest.raises(NothingLearnable, match=r"full cleared chance at 8 steps with seed 0 \(1\.0000\) but not "
-                       r"with seed 1 \(0\.6000\).*one seed's luck.*budget\.probe\.minutes"):
+                       r"with seed 1 \(0\.6000\).*one seed's luck.*\(the ladder ended at 16 steps: doubling to 16 "
+                       r"steps did not pay beyond noise for any reference\)\. Try more data or another model "
+                       r"\(more steps did not pay beyond noise\)"):
         find_steps(study, spec, worker, level, targets)
     # 4 (chance), 8 (learns), 16 (learns, did not pay): 8 and then 16 tried again with seed 1
     assert worker.seen == [("full", 4, 0), ("full", 8, 0), ("full", 16, 0), ("full", 8, 1), ("full", 16, 1)]
@@ -217,6 +219,14 @@ def test_learning_that_one_seed_shows_and_another_does_not_stops_the_search(tmp_
     repeats = [t.user_attrs[storage.PROBE] for t in study.get_trials() if "seed" in t.user_attrs[storage.PROBE]]
     assert repeats == [{"reference": "full", "steps": 8, "seed": 1}, {"reference": "full", "steps": 16, "seed": 1}]
     assert "5 runs at 4, 8, 16 steps" in probe_line(study)
+    # The ladder ended at its step cap instead: the advice names the cap that may let it climb further
+    capped = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
+        "trials": 4, "steps_per_trial": "auto",
+        "probe": {"start_steps": 4, "max_steps": 8, "references": ["full"]}}))
+    with pytest.raises(NothingLearnable, match=r"\(the ladder ended at 8 steps: probe\.max_steps reached\)\. Try "
+                       r"more data, another model, or a probe that may climb further \(budget\.probe\.max_steps\)"):
+        find_steps(optuna.create_study(directions=["maximize", "minimize"], study_name="capped"), capped,
+                   _SeedLuck(gold), level, targets)
 
 
 def test_a_longer_rung_whose_learning_repeats_is_chosen_over_a_shorter_one_whose_does_not(tmp_path):
