@@ -19,6 +19,7 @@ A spec can be a YAML file, a dict in the same shape, or a :class:`~autopeft.spec
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import shutil
 import time
@@ -569,6 +570,8 @@ class Search:
         front = self.front_dataframe()
         columns = [*self.spec.objective_names, "above_chance", "configuration"]
         if front.empty:
-            return f"<p><b>{self.name}</b>: no front yet</p>"
+            from autopeft.views import why_no_front
+
+            return f"<p><b>{self.name}</b>: no front point — {html.escape(why_no_front(self.study))}</p>"
         table = front[[c for c in columns if c in front.columns]].to_html()
         return f"<p><b>{self.name}</b>: {self!r}</p>{table}"

@@ -238,9 +238,14 @@ def front_or_why_none(records: list[TrialRecord], spec: SearchSpec, study: optun
     its headers reads like a display fault, and a search the probe stopped never trained a trial to put there."""
     if pareto_front(records, spec):
         return front_table(records, spec, title=title, noise=noise)
+    return f"{title}: none — {why_no_front(study)}"
+
+
+def why_no_front(study: optuna.Study) -> str:
+    """Why a search has no front point, in one sentence: the probe stopped it, or no trial has completed yet."""
     if probe_stopped(study.user_attrs.get(storage.PROBE)):
-        return f"{title}: none — {PROBE_STOPPED} before it trained a trial (the probe's runs are not the front)."
-    return f"{title}: none — no trial of the search has completed yet."
+        return f"{PROBE_STOPPED} before it trained a trial (the probe's runs are not the front)."
+    return "no trial of the search has completed yet."
 
 
 def noise_note(noise: NoiseReport, number: int) -> str:

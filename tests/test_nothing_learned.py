@@ -156,6 +156,11 @@ def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys
     assert code == 0 and ("Pareto front: none — nothing learnable: the probe stopped the search before it trained a "
                           "trial") in " ".join(out.split())
     assert "matthews ↑" not in out  # no empty front table under it (only the front's headers carry arrows)
+    from autopeft.api import load_search
+
+    assert load_search("probe", storage=spec["storage"])._repr_html_() == (  # a notebook's view of it says the same
+        "<p><b>probe</b>: no front point — nothing learnable: the probe stopped the search before it trained a trial "
+        "(the probe&#x27;s runs are not the front).</p>")
     from dashboard import data
 
     [listed] = data.searches_frame(data.list_searches(spec["storage"])).to_dict("records")
