@@ -146,7 +146,8 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     chosen: int | None = None
     reason = ""
     stopped_by = ""  # which cap ended a ladder that nothing cleared, in words
-    ladder_end = ""  # why the ladder ended, cleared or not, in words: what a stop message's advice follows
+    ladder_end = ""  # why the ladder ended, cleared or not, in words
+    ladder_cap: str | None = None  # the probe limit that ended it ("max_steps", "minutes"); None: more did not pay
     near = ""  # where it did, the runs that cleared chance as one run but not by the search's margin
     while True:
         say(f"probe: {', '.join(references)} at {steps} steps")
@@ -184,8 +185,9 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
             next_cost *= 2
         if steps * 2 > probe.max_steps or elapsed + next_cost > 60 * probe.minutes:
             if steps * 2 > probe.max_steps:
-                limit_reached = "probe.max_steps reached"
+                ladder_cap, limit_reached = "max_steps", "probe.max_steps reached"
             else:  # what the time cap kept from running, so the message can say how far to raise it
+                ladder_cap = "minutes"
                 minutes = math.ceil((elapsed + next_cost) / 60)
                 repeat = " and its repeat with another seed" if probe.confirm else ""
                 limit_reached = (f"probe.minutes reached: the next rung, {steps * 2} steps{repeat}, would have "
@@ -227,7 +229,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
                 f"budget.steps_per_trial: auto: {'; '.join(unconfirmed)}, so learning at that fidelity is one "
                 "seed's luck and the search's trials, each with its own seed, would sit at chance; the search "
                 f"stopped before spending its budget (the ladder ended at {rungs[-1].steps} steps: {ladder_end}). "
-                f"Try {_advice_after(ladder_end)}; `autopeft search show {study.study_name}` lists the probe runs")
+                f"Try {_ADVICE_AFTER[ladder_cap]}; `autopeft search show {study.study_name}` lists the probe runs")
         if near:
             raise NothingLearnable(
                 f"budget.steps_per_trial: auto: no reference configuration ({tried}) learned the task by the margin "
@@ -246,14 +248,11 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
     return outcome
 
 
-def _advice_after(ladder_end: str) -> str:
-    """What to try when learning did not repeat with another seed, by what ended the ladder: a cap the user can
-    raise, or more steps that did not pay (then more of them is not the first thing to try)."""
-    if ladder_end.startswith("probe.max_steps"):
-        return "more data, another model, or a probe that may climb further (budget.probe.max_steps)"
-    if ladder_end.startswith("probe.minutes"):
-        return "more data, another model, or a probe given the minutes it names (budget.probe.minutes)"
-    return "more data or another model (more steps did not pay beyond noise)"
+# What to try when learning did not repeat with another seed, by the limit that ended the ladder: a cap the user
+# can raise, or (None) more steps that did not pay, where more of them is not the first thing to try
+_ADVICE_AFTER = {"max_steps": "more data, another model, or a probe that may climb further (budget.probe.max_steps)",
+                 "minutes": "more data, another model, or a probe given the minutes it names (budget.probe.minutes)",
+                 None: "more data or another model (more steps did not pay beyond noise)"}
 
 
 def _confirm(study: optuna.Study, spec: SearchSpec, runner: Executor, rung: Rung,

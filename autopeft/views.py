@@ -236,16 +236,16 @@ def front_or_why_none(records: list[TrialRecord], spec: SearchSpec, study: optun
                       noise: NoiseReport | None = None) -> Table | str:
     """The front's table, or where the search has no front point, one sentence saying why: an empty table with
     its headers reads like a display fault, and a search the probe stopped never trained a trial to put there."""
-    if pareto_front(records, spec):
-        return front_table(records, spec, title=title, noise=noise)
-    return f"{title}: none — {why_no_front(study)}"
+    table = front_table(records, spec, title=title, noise=noise)
+    return table if table.row_count else f"{title}: none — {why_no_front(study)}"
 
 
 def why_no_front(study: optuna.Study) -> str:
-    """Why a search has no front point, in one sentence: the probe stopped it, or no trial has completed yet."""
+    """Why a search has no front point, in one sentence: the probe stopped it, or none of its trials has completed
+    within its constraints (yet, or at all: failed and infeasible trials are not on a front)."""
     if probe_stopped(study.user_attrs.get(storage.PROBE)):
         return f"{PROBE_STOPPED} before it trained a trial (the probe's runs are not the front)."
-    return "no trial of the search has completed yet."
+    return "no trial of the search has completed within its constraints."
 
 
 def noise_note(noise: NoiseReport, number: int) -> str:
