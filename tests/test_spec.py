@@ -50,6 +50,23 @@ def test_each_bad_field_has_its_own_message(tmp_path, field, value, message):
     assert len(caught.value.problems) == 1, caught.value.problems
 
 
+@pytest.mark.parametrize("missing", ["objectives", "budget", "model"])
+def test_a_missing_field_says_what_to_write_and_the_example_is_accepted(tmp_path, missing):
+    # A first spec written from memory: the message's example, pasted in as it reads, must make the spec valid
+    # (except for a model path a user replaces with their own, which the example names for MiniLM here).
+    import yaml
+
+    spec = tiny_spec(tmp_path)
+    del spec[missing]
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{missing}: required field is missing (e.g. {missing}: ")
+    example = problem.split("(e.g. ", 1)[1].split(" — ")[0].removesuffix(")")
+    spec.update(yaml.safe_load(example))
+    parse_spec(spec)
+
+
 def test_all_problems_are_reported_at_once(tmp_path):
     spec = tiny_spec(tmp_path, sampler="grid")
     spec["budget"]["trials"] = -1
