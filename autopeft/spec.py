@@ -7,8 +7,10 @@ spec is stored with the search so that ``autopeft search resume`` needs nothing 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -455,11 +457,60 @@ def missing_field(where: str) -> str:
     return f"{line} ({said})"
 
 
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec section (a pydantic model) that holds the field at ``loc``, or None where ``loc`` leaves the
+    sections (a search space's or a dict's free-form keys)."""
+    model: type[BaseModel] = SearchSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):  # an item of a list of sections (objectives[0])
+            continue
+        field = model.model_fields.get(str(part))
+        nested = _nested_model(field.annotation) if field is not None else None
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in typing.get_args(annotation) if (found := _nested_model(arg))), None)
+
+
+def _unknown_field(loc: tuple[Any, ...], where: str) -> str:
+    """An unknown field, with the known one it most resembles where there is one: a misspelt field would
+    otherwise only be named, and the author left to find the right spelling in the README."""
+    section = _section_model(loc)
+    known = list(section.model_fields) if section is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7) if loc else []
+    if close:
+        return f"{where}: unknown field; did you mean {close[0]}? (else remove it)"
+    sections = sorted({path.rpartition(".")[0] for path, name in _spec_fields() if loc and name == str(loc[-1])})
+    if 1 <= len(sections) <= 2:  # a name many sections share (name, storage) says nothing of where it belongs
+        places = " or ".join(f"under {section}" if section else "at the top level" for section in sections)
+        return f"{where}: unknown field here; it belongs {places}"
+    return f"{where}: unknown field; remove it or check its spelling"
+
+
+def _spec_fields(model: type[BaseModel] | None = None, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted path, field name) of every field of every spec section, for a field written in the wrong one."""
+    fields = []
+    for name, field in (model or SearchSpec).model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        fields.append((path, name))
+        nested = _nested_model(field.annotation)
+        if nested is not None:
+            fields.extend(_spec_fields(nested, path))
+    return fields
+
+
 def _problem(error: dict[str, Any]) -> str:
-    where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith("function-")))
+    loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+    where = _format_location(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{where}: unknown field; remove it or check its spelling"
+        return _unknown_field(loc, where)
     if kind == "missing":
         return missing_field(where)
     message = error["msg"].removeprefix("Value error, ")

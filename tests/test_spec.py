@@ -67,6 +67,24 @@ def test_a_missing_field_says_what_to_write_and_the_example_is_accepted(tmp_path
     parse_spec(spec)
 
 
+MISWRITTEN_FIELDS = [
+    ("budget.trails", "budget.trails: unknown field; did you mean trials? (else remove it)"),
+    ("objectives.0.directon", "objectives[0].directon: unknown field; did you mean direction? (else remove it)"),
+    ("traning", "traning: unknown field; did you mean training? (else remove it)"),
+    ("steps_per_trial", "steps_per_trial: unknown field here; it belongs under budget"),
+    ("budget.batch_size", "budget.batch_size: unknown field here; it belongs under training"),
+    ("budget.seed", "budget.seed: unknown field here; it belongs at the top level"),
+    ("workers.gpus", "workers.gpus: unknown field; remove it or check its spelling"),
+]
+
+
+@pytest.mark.parametrize("field,message", MISWRITTEN_FIELDS, ids=[f for f, _ in MISWRITTEN_FIELDS])
+def test_a_misspelt_or_misplaced_field_is_named_with_the_one_meant(tmp_path, field, message):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_with(tiny_spec(tmp_path), field, 1))
+    assert caught.value.problems == [message]
+
+
 def test_all_problems_are_reported_at_once(tmp_path):
     spec = tiny_spec(tmp_path, sampler="grid")
     spec["budget"]["trials"] = -1
