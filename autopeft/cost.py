@@ -180,10 +180,12 @@ def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, sam
 
     from autopeft.architectures import num_layers
     from autopeft.space import SearchSpace
+    from autopeft.space_names import check_space_names
 
     model_config = load_model_config(model)
     space = SearchSpace.from_dict(raw_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
+    check_space_names(space.definition)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     per_method: dict[str, list[float]] = {}
     percents: list[float] = []

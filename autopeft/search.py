@@ -27,6 +27,7 @@ from autopeft.preflight import check_space_builds
 from autopeft.probe import find_steps, queue_learning_references
 from autopeft.samplers import make_sampler
 from autopeft.space import SearchSpace
+from autopeft.space_names import check_space_names
 from autopeft.spec import SearchSpec, normalise_storage_url
 from autopeft.warm_start import load_sources, queue_first_proposals, warm_sampler
 
@@ -38,6 +39,7 @@ def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
     model_config = load_model_config(spec.model)
     space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
+    check_space_names(space.definition)
     check_space_builds(spec, space)
     data = load_task_data(spec.data, spec.model, spec.seed)
     check_metrics_fit(spec, data)

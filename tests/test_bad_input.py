@@ -101,6 +101,10 @@ MODEL_CASES: list[Case] = [
     ("method-architecture-mismatch", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, {
         "model_type": "albert", "hidden_size": 64, "embedding_size": 32, "intermediate_size": 128,
         "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 30522})), "search_space", "Albert"),
+    # A misspelt option would be read by no trial: every trial at the default, the sampler modelling nothing.
+    ("space-option-misspelt", lambda s, t: s.update(search_space={
+        "name": "x", "parameters": {"lora.rnak": {"type": "categorical", "choices": [4, 8]}},
+        "fixed": {"method": "lora"}}), "search_space.parameters.lora.rnak", "no option 'rnak'"),
 ]
 
 

@@ -27,8 +27,8 @@ WARM_UP, FINAL = 0.1, 0.2  # fractions of the trial's steps: before any realloca
 @register
 class AdaLora(PeftBacked):
     name = "adalora"
-    help = "LoRA whose rank budget is reallocated between modules while training; options init_r, target_r, " \
-           "target_modules, alpha"
+    options = ("init_r", "target_r", "target_modules", "alpha")
+    help = "LoRA whose rank budget is reallocated between modules while training"
     mergeable = True
     saved_size_known_before_training = False  # ranks pruned during training are not saved
 

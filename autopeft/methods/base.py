@@ -76,6 +76,12 @@ class Method:
     name: ClassVar[str]
     library: ClassVar[str]
     help: ClassVar[str] = ""
+    # The keys the method reads from its own block of a configuration (a space's ``lora.r`` is
+    # ``config["lora"]["r"]``). A space that names any other key of the method is refused before its search starts
+    # (autopeft/space_names.py): the method would not read it, and every trial would silently train at the
+    # default while the sampler modelled a parameter that changes nothing. None: not declared (a plugin's
+    # method), so its block is not checked.
+    options: ClassVar[tuple[str, ...] | None] = None
     requires_zero_weight_decay: ClassVar[bool] = False
     mergeable: ClassVar[bool] = False  # the trained change can be folded into the base weights
     # The saved adapter's size follows from the configuration alone (False: training decides it, as AdaLoRA's

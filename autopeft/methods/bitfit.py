@@ -9,6 +9,7 @@ from autopeft.methods.registry import register
 @register
 class BitFit(LayerTensors):
     name = "bitfit"
+    options = ()
     help = "trains the biases of the chosen layers; no library implements it, so the tensors are saved directly"
     missing = "has no bias terms in the chosen layers"
 

@@ -34,7 +34,8 @@ def _common(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) -
 @register
 class Houlsby(AdapterHubBacked):
     name = "houlsby"
-    help = "series adapters after attention and after the FFN; options bottleneck, non_linearity"
+    options = ("bottleneck", "non_linearity")
+    help = "series adapters after attention and after the FFN"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> DoubleSeqBnConfig:
         return DoubleSeqBnConfig(**_common(model, config, config.get(self.name, {})))
@@ -43,7 +44,8 @@ class Houlsby(AdapterHubBacked):
 @register
 class Pfeiffer(AdapterHubBacked):
     name = "pfeiffer"
-    help = "one series adapter after the FFN; options bottleneck, non_linearity"
+    options = ("bottleneck", "non_linearity")
+    help = "one series adapter after the FFN"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> SeqBnConfig:
         return SeqBnConfig(**_common(model, config, config.get(self.name, {})))
@@ -52,7 +54,8 @@ class Pfeiffer(AdapterHubBacked):
 @register
 class Parallel(AdapterHubBacked):
     name = "parallel"
-    help = "an adapter beside the FFN, added with a scaling; options bottleneck, non_linearity, scaling"
+    options = ("bottleneck", "non_linearity", "scaling")
+    help = "an adapter beside the FFN, added with a scaling"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ParBnConfig:
         if model.config.model_type in _NO_PARALLEL_ADAPTER:

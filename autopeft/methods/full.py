@@ -13,6 +13,7 @@ from autopeft.methods.registry import register
 @register
 class FullFineTuning(TensorBacked):
     name = "full"
+    options = ()
     help = "all weights train (the reference point); the saved 'adapter' is the whole model's tensors"
 
     def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:

@@ -16,8 +16,9 @@ from autopeft.methods.registry import register
 @register
 class Ia3(PeftBacked):
     name = "ia3"
+    options = ("target_modules",)
     mergeable = True
-    help = "rescaling vectors on key, value and FFN-down inputs; option target_modules"
+    help = "rescaling vectors on key, value and FFN-down inputs"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> IA3Config:
         roles = config.get(self.name, {}).get("target_modules", ["key", "value", "ffn_down"])

@@ -34,6 +34,7 @@ ignore_peft_norm_notice()
 @register
 class LayerNormTuning(PeftBacked):
     name = "ln_tuning"
+    options = ()
     help = "trains the LayerNorm weights and biases of the chosen layers"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> LNTuningConfig:

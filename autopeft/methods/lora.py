@@ -50,8 +50,9 @@ def ignore_peft_eva_notice() -> None:
 @register
 class Lora(PeftBacked):
     name = "lora"
-    help = "low-rank update of chosen linear modules; options r, alpha_over_r, dropout, target_modules, init, " \
-           "use_dora, use_rslora, layer_ranks"
+    options = ("r", "alpha_over_r", "alpha", "dropout", "target_modules", "init", "corda_method", "use_dora",
+               "use_rslora", "layer_ranks")
+    help = "low-rank update of chosen linear modules"
     use_dora = False
     mergeable = True
 
@@ -161,5 +162,5 @@ class Dora(Lora):
     """DoRA (Liu et al., 2024): LoRA on the direction, plus a trained magnitude per output."""
 
     name = "dora"
-    help = "weight-decomposed LoRA; same options as lora"
+    help = "weight-decomposed LoRA (LoRA's options)"
     use_dora = True

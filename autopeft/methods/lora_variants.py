@@ -22,6 +22,8 @@ def _targets(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) 
 class _LowRankProduct(PeftBacked):
     """LoHa and LoKr take the same options; only peft's config class differs."""
 
+    options = ("r", "alpha_over_r", "target_modules")
+
     config_class: type
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]):
@@ -35,22 +37,23 @@ class _LowRankProduct(PeftBacked):
 @register
 class LoHa(_LowRankProduct):
     name = "loha"
-    help = "low-rank Hadamard product update; options r, alpha_over_r, target_modules"
+    help = "low-rank Hadamard product update"
     config_class = LoHaConfig
 
 
 @register
 class LoKr(_LowRankProduct):
     name = "lokr"
-    help = "low-rank Kronecker product update; options r, alpha_over_r, target_modules"
+    help = "low-rank Kronecker product update"
     config_class = LoKrConfig
 
 
 @register
 class Vera(PeftBacked):
     name = "vera"
-    help = "frozen shared random low-rank matrices with trained scaling vectors; options r, target_modules " \
-           "(all targets must have one shape, e.g. query+value)"
+    options = ("r", "target_modules")
+    help = "frozen shared random low-rank matrices with trained scaling vectors (all its target modules must " \
+           "have one shape, e.g. query+value)"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> VeraConfig:
         options = config.get(self.name, {})
@@ -61,7 +64,8 @@ class Vera(PeftBacked):
 @register
 class PromptTuning(PeftBacked):
     name = "prompt"
-    help = "trained virtual tokens prepended to the input; option num_virtual_tokens"
+    options = ("num_virtual_tokens",)
+    help = "trained virtual tokens prepended to the input"
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> PromptTuningConfig:
         tokens = int(config.get(self.name, {}).get("num_virtual_tokens", 10))

@@ -16,6 +16,7 @@ from autopeft.methods.registry import register
 @register
 class PartialFineTuning(LayerTensors):
     name = "partial"
+    options = ()
     help = "every weight of the chosen layers trains (and the task head); embeddings and other layers stay frozen"
 
     def picks(self, name: str) -> bool:

@@ -28,7 +28,8 @@ def prefix_config(model: nn.Module, config: dict[str, Any], options: dict[str, A
 @register
 class PrefixTuning(AdapterHubBacked):
     name = "prefix"
-    help = "trained key/value prefixes in every chosen layer's attention; options prefix_length, reparameterize"
+    options = ("prefix_length", "reparameterize")
+    help = "trained key/value prefixes in every chosen layer's attention"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> PrefixTuningConfig:
         return prefix_config(model, config, config.get(self.name, {}))

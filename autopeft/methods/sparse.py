@@ -47,8 +47,9 @@ def _select(weight: torch.Tensor, count: int, selection: str, seed: int) -> torc
 @register
 class SparseFineTuning(TensorBacked):
     name = "sparse"
+    options = ("density", "selection", "target_modules")
     requires_zero_weight_decay = True
-    help = "trains a fraction of the weights of chosen modules; options density, selection, target_modules"
+    help = "trains a fraction of the weights of chosen modules"
 
     def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         options = config.get(self.name, {})

@@ -24,7 +24,8 @@ from autopeft.methods.registry import register
 @register
 class AutoPeftUnion(AdapterHubBacked):
     name = "autopeft"
-    help = "serial adapter + parallel adapter + prefix; options serial, parallel, prefix_length (0 = off)"
+    options = ("serial", "parallel", "prefix_length")
+    help = "serial adapter + parallel adapter + prefix (each size 0 = that part off)"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ConfigUnion:
         options = config.get(self.name, {})
@@ -46,7 +47,8 @@ class AutoPeftUnion(AdapterHubBacked):
 @register
 class MixAndMatch(AdapterHubBacked):
     name = "mam"
-    help = "prefix tuning + scaled parallel adapter; options prefix_length, bottleneck, scaling"
+    options = ("prefix_length", "bottleneck", "scaling")
+    help = "prefix tuning + scaled parallel adapter"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> ConfigUnion:
         options = config.get(self.name, {})
@@ -61,7 +63,8 @@ class MixAndMatch(AdapterHubBacked):
 @register
 class UniPelt(AdapterHubBacked):
     name = "unipelt"
-    help = "gated LoRA + prefix + series adapter; options r, prefix_length, bottleneck"
+    options = ("r", "prefix_length", "bottleneck")
+    help = "gated LoRA + prefix + series adapter"
 
     def adapter_config(self, model: nn.Module, config: dict[str, Any]) -> UniPELTConfig:
         if getattr(model, "can_generate", lambda: False)():

@@ -27,6 +27,7 @@ from autopeft.methods.placement import chosen_layers, peft_task_type
 class FourierFT(PeftBacked):
     name = "fourierft"
     help = "trained Fourier coefficients of each weight's update; options n_frequency, scaling, target_modules"
+    options = ("n_frequency", "scaling", "target_modules")
     mergeable = True  # the update is a dense delta-W: merge_and_unload folds it into the base weights
 
     def peft_config(self, model: nn.Module, config: dict[str, Any]) -> FourierFTConfig:
