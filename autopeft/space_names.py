@@ -53,6 +53,29 @@ def unread_names(definition: SpaceDef) -> list[str]:
             options = value if section == "fixed" and isinstance(value, dict) and "." not in name else None
             for problem in _name_problems(name, options, methods, drawn):
                 problems.append(f"search_space.{section}.{name}: {problem}")
+    return problems + _conditions_that_never_hold(definition)
+
+
+def _conditions_that_never_hold(definition: SpaceDef) -> list[str]:
+    """A ``when`` that asks a categorical or fixed parameter for a value it never takes (``when: {method: lorra}``)
+    leaves its parameter undrawn in every trial: searched on paper, never in fact."""
+    problems = []
+    for name, param in definition.parameters.items():
+        for dependency, wanted in (param.when or {}).items():
+            if dependency in definition.fixed:
+                takes = [definition.fixed[dependency]]
+            elif hasattr(definition.parameters.get(dependency), "choices") and \
+                    getattr(definition.parameters[dependency], "type", "") == "categorical":
+                takes = list(definition.parameters[dependency].choices)
+            else:
+                continue
+            asked = wanted if isinstance(wanted, list) else [wanted]
+            never = [value for value in asked if value not in takes]
+            if never:
+                close = _did_you_mean(str(never[0]), [str(t) for t in takes])
+                problems.append(f"search_space.parameters.{name}.when: {dependency} never takes "
+                                f"{', '.join(map(repr, never))}{close} (it takes {', '.join(map(repr, takes))})"
+                                + ("; the parameter is never drawn" if len(never) == len(asked) else ""))
     return problems
 
 

@@ -135,3 +135,14 @@ def test_space_methods_lists_each_method_with_the_options_a_space_may_name(capsy
     assert set(rows) == set(available_methods())
     assert rows["lora"]["options"][:2] == ["lora.r", "lora.alpha_over_r"] and rows["lora"]["library"] == "peft"
     assert rows["bitfit"]["options"] == []
+
+
+def test_a_condition_on_a_value_never_taken_leaves_its_parameter_undrawn_and_is_refused():
+    raw = yaml.safe_load((ROOT / "search_spaces" / "full.yaml").read_text())
+    raw["parameters"]["lora.r"]["when"] = {"method": "lorra"}
+    raw["parameters"]["base_bits"]["when"] = {"method": ["lora", "ia33"]}
+    problems = unread_names(SpaceDef.model_validate(raw))
+    assert [p.split(" (it takes")[0] for p in problems] == [
+        "search_space.parameters.lora.r.when: method never takes 'lorra' (did you mean lora?)",
+        "search_space.parameters.base_bits.when: method never takes 'ia33' (did you mean ia3?)"]
+    assert problems[0].endswith("; the parameter is never drawn") and not problems[1].endswith("never drawn")
