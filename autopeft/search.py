@@ -34,12 +34,16 @@ from autopeft.warm_start import load_sources, queue_first_proposals, warm_sample
 ProgressCallback = Callable[[Progress], None]
 
 
-def prepare(spec: SearchSpec) -> tuple[SearchSpace, TaskData]:
-    """Validate the space against the model and tokenise the data (once per search)."""
+def prepare(spec: SearchSpec, *, new: bool = False) -> tuple[SearchSpace, TaskData]:
+    """Validate the space against the model and tokenise the data (once per search, and again on resume).
+
+    ``new``: a search about to be created, whose space must name only what trials read; a stored search resumes
+    with the space it was created with (made before that check, or naming a plugin's method since removed)."""
     model_config = load_model_config(spec.model)
     space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
-    check_space_names(space.definition)
+    if new:
+        check_space_names(space.definition)
     check_space_builds(spec, space)
     data = load_task_data(spec.data, spec.model, spec.seed)
     check_metrics_fit(spec, data)
@@ -58,7 +62,7 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
     if ray_address:
         spec.workers.ray_address = ray_address
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    space, data = prepare(spec)
+    space, data = prepare(spec, new=True)
     sources = load_sources(spec)  # before the search exists: a source that cannot be read leaves nothing behind
     store = storage.open_storage(spec.storage)
     study = storage.create_search(store, name, spec, make_sampler(spec))

@@ -146,3 +146,19 @@ def test_a_condition_on_a_value_never_taken_leaves_its_parameter_undrawn_and_is_
         "search_space.parameters.lora.r.when: method never takes 'lorra' (did you mean lora?)",
         "search_space.parameters.base_bits.when: method never takes 'ia33' (did you mean ia3?)"]
     assert problems[0].endswith("; the parameter is never drawn") and not problems[1].endswith("never drawn")
+
+
+def test_a_new_search_is_refused_but_a_stored_one_resumes_with_the_space_it_was_made_with(tmp_path):
+    # Resuming calls prepare without new=True: a search created before the check (or with a plugin's method since
+    # removed) must still resume, and its trials are what they were.
+    from autopeft.search import prepare
+    from autopeft.spec import parse_spec, resolve_spec
+    from tests.conftest import tiny_spec
+
+    raw = yaml.safe_load(yaml.safe_dump(LORA))
+    raw["fixed"]["lora.alpha_over_rank"] = raw["fixed"].pop("lora.alpha_over_r")
+    spec = resolve_spec(parse_spec(tiny_spec(tmp_path, search_space=raw)), tmp_path, "spec.yaml")
+    with pytest.raises(UserError, match="did you mean alpha_over_r"):
+        prepare(spec, new=True)
+    space, _ = prepare(spec)
+    assert "lora.alpha_over_rank" in space.definition.fixed

@@ -136,7 +136,7 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
     check_name(name)
     _confine_reads(config, raw, spec)
     storage.check_name_free(storage.open_storage(config.storage_url), name)
-    prepare(spec)  # the model, the space on it, the data: the command line's checks, with its errors
+    prepare(spec, new=True)  # the model, the space on it, the data: the command line's checks, with its errors
     config.specs_dir.mkdir(parents=True, exist_ok=True)
     path = config.specs_dir / f"{name}.yaml"
     stored = spec.to_stored()
