@@ -619,12 +619,10 @@ def space() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def space_methods(as_json: bool) -> None:
     """List the PEFT methods a space can name (plugins included), each with the options it reads."""
-    from autopeft.methods import available_methods, get_method
+    from autopeft.space_info import method_rows
     from autopeft.space_names import CONFIGURATION_KEYS
 
-    rows = [{"method": name, "library": method.library,
-             "options": None if method.options is None else [f"{name}.{o}" for o in method.options],
-             "help": method.help} for name in available_methods() for method in [get_method(name)]]
+    rows = method_rows()
     if as_json:
         click.echo(json.dumps({"configuration_keys": CONFIGURATION_KEYS, "methods": rows}, indent=2))
         return
@@ -655,22 +653,10 @@ def space_methods(as_json: bool) -> None:
 def space_describe(space_file: str, model_name: str, task: str, labels: int, samples: int, trust_remote_code: bool,
                    as_json: bool) -> None:
     """Print a space's parameters, size and trainable-parameter range on a model (built, not estimated)."""
-    import yaml
+    from autopeft.space_info import describe_space
 
-    from autopeft.cost import describe_space
-    from autopeft.models import num_labels
-    from autopeft.spec import SEARCH_SPACES_DIR, ModelSpec, resolve_model_location
-
-    path = next((p for p in (Path(space_file), SEARCH_SPACES_DIR / space_file,
-                             SEARCH_SPACES_DIR / f"{space_file}.yaml") if p.is_file()), None)
-    if path is None:
-        raise UserError(f"search space file not found: {space_file}")
-    location, problem = resolve_model_location(model_name, Path.cwd())
-    if problem:
-        raise UserError(f"--model: {problem}")
-    model = ModelSpec(name_or_path=location, task=task, trust_remote_code=trust_remote_code)
-    report = describe_space(yaml.safe_load(path.read_text()), model,
-                            num_labels=num_labels(task, [str(i) for i in range(labels)]), samples=samples)
+    report = describe_space(space_file, model=model_name, task=task, labels=labels, samples=samples,
+                            trust_remote_code=trust_remote_code)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

@@ -186,7 +186,12 @@ def describe_space(raw_space: Any, model: ModelSpec, *, num_labels: int = 2, sam
     space = SearchSpace.from_dict(raw_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
     check_space_names(space.definition)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    quiet = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study to draw from: not worth a log line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(quiet)
     per_method: dict[str, list[float]] = {}
     percents: list[float] = []
     adapter_bytes: list[float] = []

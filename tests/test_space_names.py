@@ -162,3 +162,22 @@ def test_a_new_search_is_refused_but_a_stored_one_resumes_with_the_space_it_was_
         prepare(spec, new=True)
     space, _ = prepare(spec)
     assert "lora.alpha_over_rank" in space.definition.fixed
+
+
+def test_the_python_api_lists_methods_and_describes_a_space_as_the_command_line_does(capsys):
+    import autopeft
+
+    methods = autopeft.list_methods()
+    assert list(methods.columns) == ["method", "library", "options", "help"]
+    assert methods.set_index("method").loc["pfeiffer", "options"] == ["pfeiffer.bottleneck", "pfeiffer.non_linearity"]
+    report = autopeft.describe_space("lora", samples=12)
+    code, out, _ = run_cli(capsys, "space", "describe", "lora", "--samples", "12", "--json")
+    assert code == 0 and json.loads(out)["trainable_params"] == {
+        method: list(values) for method, values in report["trainable_params"].items()}
+    inline = autopeft.describe_space({**yaml.safe_load((ROOT / "search_spaces" / "lora.yaml").read_text()),
+                                      "name": "mine"}, samples=12)
+    assert inline["name"] == "mine" and inline["trainable_params"] == report["trainable_params"]
+    misspelt = yaml.safe_load(yaml.safe_dump(LORA))
+    misspelt["fixed"]["lora.alpha_over_rank"] = misspelt["fixed"].pop("lora.alpha_over_r")
+    with pytest.raises(UserError, match="did you mean alpha_over_r"):
+        autopeft.describe_space(misspelt)
