@@ -351,11 +351,29 @@ def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec) -> lis
                                 f"the data")
         return list(data.label_values)
     integral = all(_INTEGER.fullmatch(name) for name in seen)
+    _refuse_a_measured_number(seen, integral)
     names = sorted(seen, key=Decimal) if integral else sorted(seen)
     unseen = sorted(set(evaluation.unique()) - seen)
     if unseen:
         raise UserError(f"data.label_column: evaluation labels {unseen[:5]} never occur in the training data")
     return names
+
+
+# More distinct labels than this, all numbers and some with fractions, are a measured quantity, not classes: half-star
+# ratings (0.5 to 5.0) are ten classes, similarity scores in [0, 5] are hundreds of distinct values.
+MAX_FRACTIONAL_CLASSES = 20
+
+
+def _refuse_a_measured_number(seen: set[str], integral: bool) -> None:
+    """A classification over labels like 1.253, 3.8, 0.4 would make every distinct score a class of its own and
+    train at chance; what the user has is a number to predict (sequence-regression). Given data.label_values the
+    classes are the user's own choice and are not second-guessed (this is only called without them)."""
+    if integral or len(seen) <= MAX_FRACTIONAL_CLASSES or not all(_NUMBER.fullmatch(name) for name in seen):
+        return
+    examples = ", ".join(sorted(seen, key=Decimal)[:: max(1, len(seen) // 4)][:4])
+    raise UserError(f"data.label_column: {len(seen)} distinct numbers with fractions ({examples}, ...) read as "
+                    f"{len(seen)} classes, one per score; to predict the number set model.task: sequence-regression "
+                    f"(objectives spearman, pearson or mse), or list the classes in data.label_values")
 
 
 def positive_index(label_names: list[str], chosen: str | None) -> int | None:

@@ -188,6 +188,23 @@ def test_label_values_give_the_exact_head_order(tmp_path):
     assert data.positive_index == 0  # "1" stays the positive class of 0/1, wherever it sits
 
 
+def test_scores_with_fractions_are_refused_as_classes_and_pointed_to_regression(tmp_path):
+    # An STS-B-like score column given to a classification: every distinct score would be a class of its own.
+    scores = [f"{i * 0.173:.3f}" for i in range(24)]
+    train = _table(tmp_path / "train.tsv", scores)
+    message = _refused(tmp_path, train, train)
+    assert message.startswith("data.label_column: 24 distinct numbers with fractions (0, 1.038, ")
+    assert "set model.task: sequence-regression" in message and "data.label_values" in message
+    # Half-star ratings are classes: ten of them, with fractions, load as ten labels.
+    stars = [f"{(i % 10 + 1) / 2:.1f}" for i in range(24)]
+    stars_file = _table(tmp_path / "stars.tsv", stars)
+    _, data = _load(tmp_path, stars_file, stars_file)
+    assert len(data.label_names) == 10
+    # Listed in data.label_values, the scores are the user's own classes.
+    _, data = _load(tmp_path, train, train, label_values=scores)
+    assert len(data.label_names) == 24 and data.train.labels.tolist() == list(range(24))
+
+
 def test_a_label_outside_label_values_is_named(tmp_path):
     train = _table(tmp_path / "train.tsv", ["pos", "neg", "pos"])
     evaluation = _table(tmp_path / "dev.tsv", ["pos", "meh"], start=10)
