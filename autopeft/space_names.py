@@ -15,7 +15,7 @@ import difflib
 from typing import Any
 
 from autopeft.errors import UserError
-from autopeft.space import SpaceDef
+from autopeft.space import CategoricalParam, SpaceDef
 
 # The keys of a configuration that the worker reads beside the method's own block, and why.
 CONFIGURATION_KEYS: dict[str, str] = {
@@ -62,12 +62,12 @@ def _conditions_that_never_hold(definition: SpaceDef) -> list[str]:
     problems = []
     for name, param in definition.parameters.items():
         for dependency, wanted in (param.when or {}).items():
+            source = definition.parameters.get(dependency)
             if dependency in definition.fixed:
                 takes = [definition.fixed[dependency]]
-            elif hasattr(definition.parameters.get(dependency), "choices") and \
-                    getattr(definition.parameters[dependency], "type", "") == "categorical":
-                takes = list(definition.parameters[dependency].choices)
-            else:
+            elif isinstance(source, CategoricalParam):
+                takes = list(source.choices)
+            else:  # a range or a switch: what it takes is not a list to check against
                 continue
             asked = wanted if isinstance(wanted, list) else [wanted]
             never = [value for value in asked if value not in takes]
