@@ -120,7 +120,11 @@ def table(results: dict) -> str:
     for task, result in results.items():
         if "extended" in result:  # the comparison after the raised budget replaces the first one
             result = result["extended"]
-            task = f"{task} ({result['trials']} trials)"
+            done = sum(1 for t in result["search"]["trials"]
+                       if t["state"] in ("COMPLETE", "PRUNED") and not t.get("baseline") and not t.get("probe"))
+            # the search's wall clock can stop a resume short of the trials asked for: then say how many ran
+            asked = result["trials"]
+            task = f"{task} ({asked} trials)" if done >= asked else f"{task} ({done} of {asked} trials)"
         held = searched_trials_to_hold(result)
         for row in result["comparison"]:
             matched = row["matched_by"] is not None
