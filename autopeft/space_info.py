@@ -43,12 +43,11 @@ def read_space(space: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """A space given as a built-in name (``full``), a YAML file, or the definition itself."""
     import yaml
 
-    from autopeft.spec import SEARCH_SPACES_DIR
+    from autopeft.spec import find_space_file
 
     if isinstance(space, Mapping):
         return dict(space)
-    path = next((p for p in (Path(space), SEARCH_SPACES_DIR / str(space), SEARCH_SPACES_DIR / f"{space}.yaml")
-                 if p.is_file()), None)
+    path = find_space_file(space, Path.cwd())
     if path is None:
         raise UserError(f"search space file not found: {space}")
     return yaml.safe_load(path.read_text())

@@ -580,6 +580,12 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str 
     return name_or_path, None
 
 
+def find_space_file(name: str | Path, base_dir: Path) -> Path | None:
+    """A search space file: ``name`` relative to ``base_dir``, else a built-in space by file name or by name."""
+    candidates = [base_dir / name, SEARCH_SPACES_DIR / name, SEARCH_SPACES_DIR / f"{name}.yaml"]
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
     """Make every path absolute and inline the search space, collecting problems per field."""
     problems: list[str] = []
@@ -600,9 +606,7 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
         setattr(spec.data, field, str(file))
 
     if isinstance(spec.search_space, str):
-        candidates = [base_dir / spec.search_space, SEARCH_SPACES_DIR / spec.search_space,
-                      SEARCH_SPACES_DIR / f"{spec.search_space}.yaml"]
-        found = next((c for c in candidates if c.is_file()), None)
+        found = find_space_file(spec.search_space, base_dir)
         if found is None:
             problems.append(
                 f"search_space: no file {spec.search_space!r} next to the spec or in {SEARCH_SPACES_DIR}; "
