@@ -173,7 +173,12 @@ def test_launch_stop_and_resume_from_the_page(tmp_path):
             page.get_by_role("textbox", name="your name").press("Enter")
             page.get_by_text("a spec of my own").click()
             spec_box = page.get_by_role("textbox", name="or paste the spec")
-            page.get_by_role("textbox", name="name", exact=True).fill("web")
+            spec_box.wait_for(timeout=60_000)
+            # The choice reruns the page and moves the form's name box: until the rerun ends the browser shows the
+            # old box (stale) beside the new one, and a fill would find two.
+            name_box = page.get_by_role("textbox", name="name", exact=True)
+            expect(name_box).to_have_count(1, timeout=60_000)
+            name_box.fill("web")
             # A bad spec: the command line's own error, and nothing starts.
             spec_box.fill(service_spec_text().replace("name: accuracy", "name: acuracy"))
             page.locator(".st-key-launch button").click()
