@@ -77,7 +77,7 @@ def measure(model, runner: CausalLmRunner, tokenizer, repeats: int) -> dict:
         losses, tokens, _ = runner._loss(model, PLAIN_EVAL_BATCH)
         texts = reference_answers(model, tokenizer, split.prompts, max_new_tokens=PLAIN_TOKENS,
                                   batch_size=PLAIN_EVAL_BATCH // 4, pad_id=runner.pad_id, device=torch.device("cpu"))
-        return losses / tokens, texts
+        return float(losses.sum()) / tokens, texts  # _loss keeps each record's summed loss
 
     def fast(max_new_tokens=None):
         evaluated = CausalLmRunner(runner.data, tokenizer, runner.device, max_new_tokens).evaluate(model, FAST_BATCH)
