@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 
 from autopeft import storage
+from autopeft.answer_options import answer_words
 from autopeft.chance import (
     ChanceLevel,
     ChanceTest,
@@ -26,7 +27,7 @@ from autopeft.chance import (
     significantly_better,
 )
 from autopeft.pareto import pareto_front
-from autopeft.predictions import LOSSES, EvalTargets, compared, decode, record_losses
+from autopeft.predictions import ANSWERS, LOSSES, EvalTargets, compared, decode, record_losses
 from autopeft.spec import SearchSpec
 from autopeft.storage import TrialRecord
 from autopeft.untouched_model import reference_from
@@ -60,6 +61,13 @@ class NoiseReport:
     # learned"
     untouched_loss: float | None = None
     form_not_answers: dict[int, float] = field(default_factory=dict)  # trial -> its eval_loss
+    # A decoder whose answers are read from generated text: the front points (and apart, the untouched model) at
+    # least half of whose responses stated none of the task's answers, with how many; such a score counts
+    # unreadable responses as wrong answers (see ``_unanswered``)
+    unanswered: dict[int, int] = field(default_factory=dict)
+    untouched_unanswered: int | None = None
+    answer_records: int = 0
+    closed_answers: list[str] | None = None  # the task's answers where they are a closed set options can score
 
     @property
     def at_chance(self) -> list[int]:
@@ -99,6 +107,10 @@ class NoiseReport:
             "no_better_than_untouched": self.no_better_than_untouched,
             "untouched_loss": self.untouched_loss,
             "form_not_answers": {str(n): loss for n, loss in self.form_not_answers.items()},
+            "unanswered": {str(n): count for n, count in self.unanswered.items()},
+            "untouched_unanswered": self.untouched_unanswered,
+            "answer_records": self.answer_records,
+            "closed_answers": self.closed_answers,
         }
 
 
@@ -137,7 +149,35 @@ def assess(study: optuna.Study | Mapping[str, Any], records: list[TrialRecord],
         report.matched_by = _matched_by_cheaper(front, spec, metric, maximize, targets)
         _against_untouched(report, attrs.get(storage.UNTOUCHED), front, targets)
         _form_not_answers(report, attrs.get(storage.UNTOUCHED), front, records)
+    if targets is not None and targets.kind == ANSWERS and spec.data.answer_scoring == "generate":
+        _unanswered(report, attrs.get(storage.UNTOUCHED), front, targets)
     return report
+
+
+def _unanswered(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord],
+                targets: EvalTargets) -> None:
+    """The front points (and the untouched model) that stated none of the task's answers in at least half of their
+    responses. Such a score measures whether the model answers in the records' words as much as whether it knows
+    the answer: SmolLM2-135M on Social IQa records ("... is answer3") answered with an option's text or "3" and
+    read 0.02–0.04 by generation, where the same adapters scored by likelihood read 0.40 against a chance of
+    0.35. Said beside the score, with the fix where the answers form a closed set."""
+    gold = list(targets.gold)
+    report.answer_records = len(gold)
+    report.closed_answers = answer_words(gold)
+
+    def mostly_unread(predictions: Any) -> int | None:
+        answers = decode(predictions) if predictions else None
+        if answers is None or len(answers) != len(gold):
+            return None
+        missing = sum(1 for answer in answers if not str(answer).strip())
+        return missing if 2 * missing >= len(gold) else None
+
+    if untouched and untouched.get("predictions"):
+        report.untouched_unanswered = mostly_unread(untouched["predictions"])
+    for record in front:
+        missing = mostly_unread(record.predictions)
+        if missing is not None:
+            report.unanswered[record.number] = missing
 
 
 def _against_untouched(report: NoiseReport, untouched: dict[str, Any] | None, front: list[TrialRecord],

@@ -336,8 +336,9 @@ def chance_line(report: dict[str, Any]) -> str:
     if report["nothing_learned"]:
         text += (f" NO CONFIGURATION LEARNED THE TASK: every front point is within noise of chance after "
                  f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
-        untouched = untouched_sentence(report)
-        return text + (f" {untouched}" if untouched else "")
+        for sentence in (untouched_sentence(report), unanswered_sentence(report)):
+            text += f" {sentence}" if sentence else ""
+        return text
     doubtful = report["not_above_chance"]
     if doubtful:
         bars = ", ".join(_doubt(n, tests[str(n)], report) for n in doubtful)
@@ -347,7 +348,8 @@ def chance_line(report: dict[str, Any]) -> str:
     elif tests and not report.get("near_bar"):
         beyond = "above" if report["maximize"] else "below"  # a loss clears its chance level by being lower
         text += f" Every tested front point is clearly {beyond} it ({report['trials']} trials)."
-    for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report)):
+    for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report),
+                     unanswered_sentence(report)):
         text += f" {sentence}" if sentence else ""
     matched = report["matched_within_noise"]
     if matched:
@@ -407,6 +409,30 @@ def form_sentence(report: dict[str, Any]) -> str | None:
             f"gold responses' loss fell clearly below its {report['untouched_loss']:.4f} (paired test): {losses}: "
             "training taught the responses' form, not the answers; more steps, more training records or a larger "
             "model may carry it to the answers.")
+
+
+def unanswered_sentence(report: dict[str, Any]) -> str | None:
+    """The front points (and the untouched model) at least half of whose generated responses stated none of the
+    task's answers: their score counts those as wrong, so it reads the answers' form as much as the task; with the
+    fix where the answers are a closed set (``answer_scoring: options``). None where every point answered."""
+    points = report.get("unanswered") or {}
+    untouched = report.get("untouched_unanswered")
+    if not points and untouched is None:
+        return None
+    records = report["answer_records"]
+    said = [f"{n} ({count} of {records})" for n, count in points.items()]
+    if untouched is not None:
+        said.append(f"the untouched model ({untouched} of {records})")
+    text = (f"Responses that state none of the task's answers, so count as wrong: {', '.join(said)}; the score "
+            "says as much about the answers' wording as about the task.")
+    closed = report.get("closed_answers")
+    if closed:
+        shown = ", ".join(closed[:5]) + (", ..." if len(closed) > 5 else "")
+        text += (f" The answers are a closed set ({shown}): data.answer_scoring: options reads the likelier one "
+                 "where the records state it, without generating (README, Decoders).")
+    else:
+        text += " More steps or training records teach the records' way of stating the answer."
+    return text
 
 
 def near_bar_sentence(report: dict[str, Any]) -> str | None:

@@ -231,3 +231,56 @@ def test_a_retraining_at_other_steps_leaves_the_verdict_to_the_search():
 
     report = assess(*_retrained_search(_confirmation([0.40, 0.41], at_search_fidelity=False)))
     assert report.tests[0].method == "permutation" and report.tests[0].above and not report.single_seed
+
+
+def _answer_search(answers: list[str], scoring: str = "generate", untouched: list[str] | None = None):
+    """One front point of a decoder scored by its answers (48 records, three closed-form answers, chance 'answer1'
+    on 16 of 48), its stored predictions ``answers`` ('' where a response stated none): the noise report's
+    attributes, records and spec, as a search stores them."""
+    from autopeft import storage
+    from autopeft.spec import parse_spec
+    from autopeft.storage import TrialRecord
+    from tests.conftest import tiny_spec
+
+    gold = [f"answer{1 + i % 3}" for i in range(48)]
+    level = ChanceLevel({"answer_accuracy": 16 / 48}, 48, "always 'answer1'")
+    accuracy = float(np.mean([a == g for a, g in zip(answers, gold)]))
+    record = TrialRecord(number=0, state="COMPLETE", config={}, fail_reason=None, adapter_dir=None, feasible=True,
+                         values={"answer_accuracy": accuracy, "trainable_params": 1e4},
+                         measurements={"answer_accuracy": accuracy}, predictions=encode(ANSWERS, answers))
+    attrs = {storage.CHANCE: level.to_json(), storage.EVAL_TARGETS: EvalTargets(ANSWERS, gold).to_json()}
+    if untouched is not None:
+        attrs[storage.UNTOUCHED] = {"metrics": {"answer_accuracy": 0.0}, "predictions": encode(ANSWERS, untouched)}
+    spec = tiny_spec(__import__("pathlib").Path("/tmp"), model={"name_or_path": "x", "task": "causal-lm"},
+                     data={"train": "t.json", "eval": "e.json", "answer_scoring": scoring},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])
+    return attrs, [record], parse_spec(spec)
+
+
+def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_named():
+    """A decoder that answers in other words than the records' ("The answer is: 3" for "answer3") reads near zero
+    by generation: the report counts the responses that stated none of the answers, for the front and the
+    untouched model, and the summary names answer_scoring: options, since the answers are a closed set."""
+    from autopeft.noise import assess
+    from autopeft.views import chance_line
+
+    unread = ["" if i < 40 else f"answer{1 + i % 3}" for i in range(48)]  # 8 answered, all right
+    report = assess(*_answer_search(unread, untouched=[""] * 47 + ["answer1"]))
+    assert report.unanswered == {0: 40} and report.untouched_unanswered == 47 and report.answer_records == 48
+    assert report.closed_answers == ["answer1", "answer2", "answer3"]
+    words = " ".join(chance_line(report.to_json()).split())
+    assert "state none of the task's answers, so count as wrong: 0 (40 of 48), the untouched model (47 of 48)" in words
+    assert "(answer1, answer2, answer3): data.answer_scoring: options reads the likelier one" in words
+
+
+@pytest.mark.parametrize("scoring", ["generate", "options"])
+def test_answers_mostly_read_or_scored_as_options_say_nothing_of_wording(scoring):
+    """Under half the responses unread (or options scoring, which always names an option): no sentence."""
+    from autopeft.noise import assess
+    from autopeft.views import chance_line, unanswered_sentence
+
+    answers = ["" if i < 20 and scoring == "generate" else f"answer{1 + i % 3}" for i in range(48)]
+    report = assess(*_answer_search(answers, scoring, untouched=["answer1"] * 48))
+    assert report.unanswered == {} and report.untouched_unanswered is None
+    assert unanswered_sentence(report.to_json()) is None
+    assert "state none of the task's answers" not in chance_line(report.to_json())

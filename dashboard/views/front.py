@@ -8,7 +8,14 @@ import streamlit as st
 from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
 from autopeft.spec import SearchSpec
-from autopeft.views import near_bar_sentence, probe_sentence, probe_stopped, retrained_sentence, untouched_sentence
+from autopeft.views import (
+    near_bar_sentence,
+    probe_sentence,
+    probe_stopped,
+    retrained_sentence,
+    unanswered_sentence,
+    untouched_sentence,
+)
 from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 
@@ -56,7 +63,8 @@ def say_noise(report: dict | None) -> None:
         again = f" Retrained with new seeds and at chance: {', '.join(map(str, retrained))}." if retrained else ""
         st.warning(f"Front points within noise of chance ({report['metric']} {report['chance']:.4f}): trials "
                    f"{', '.join(map(str, doubtful))}.{advice}{again}")
-    for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report)):
+    for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report),
+                     unanswered_sentence(report)):
         if sentence:
             st.info(sentence)
     matched = report["matched_within_noise"]
