@@ -173,6 +173,10 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             extra += (f"\n**The responses' form, not the answers:** the gold responses' loss fell clearly below the "
                       f"untouched model's ({noise.form_not_answers[record.number]:.4f} against "
                       f"{noise.untouched_loss:.4f}), the answers did not improve.\n")
+        if noise is not None and record.number in noise.unanswered:
+            extra += (f"\n**Responses that state no answer:** {noise.unanswered[record.number]} of "
+                      f"{noise.answer_records} evaluated responses stated none of the task's answers and count as "
+                      f"wrong in its {spec.task_metric}.\n")
         if merged and method.mergeable and bits >= 16:
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
@@ -232,8 +236,11 @@ def _noise_of(noise: NoiseReport | None, number: int) -> dict | None:
     untouched = {} if noise.untouched is None else {
         "untouched": noise.untouched, "better_than_untouched": number not in noise.no_better_than_untouched,
         "untouched_loss": noise.untouched_loss, "form_not_answers": number in noise.form_not_answers}
+    unanswered = {} if number not in noise.unanswered else {"unanswered": noise.unanswered[number],
+                                                               "answer_records": noise.answer_records}
     return {"chance": noise.level.metrics.get(noise.metric) if noise.level else None,
-            **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number), **untouched}
+            **noise.tests[number].to_json(), "matched_within_noise_by": noise.matched_by.get(number), **untouched,
+            **unanswered}
 
 
 def write_eval_rows(target: Path, spec: SearchSpec, rows: list[int] | None, recorded: bool = True) -> str:

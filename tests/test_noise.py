@@ -271,6 +271,9 @@ def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_na
     words = " ".join(chance_line(report.to_json()).split())
     assert "state none of the task's answers, so count as wrong: 0 (40 of 48), the untouched model (47 of 48)" in words
     assert "(answer1, answer2, answer3): data.answer_scoring: options reads the likelier one" in words
+    from autopeft.export import _noise_of  # what an exported adapter's metrics.json records of it
+
+    assert _noise_of(report, 0)["unanswered"] == 40 and _noise_of(report, 0)["answer_records"] == 48
 
 
 @pytest.mark.parametrize("scoring", ["generate", "options"])
