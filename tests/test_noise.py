@@ -274,6 +274,17 @@ def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_na
     from autopeft.export import _noise_of  # what an exported adapter's metrics.json records of it
 
     assert _noise_of(report, 0)["unanswered"] == 40 and _noise_of(report, 0)["answer_records"] == 48
+    from streamlit.testing.v1 import AppTest  # and the dashboard's front page, from the same report
+
+    def front_page_noise(report: dict) -> None:
+        from dashboard.views.front import say_noise
+
+        say_noise(report)
+
+    app = AppTest.from_function(front_page_noise, args=(report.to_json(),), default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("0 (40 of 48), the untouched model (47 of 48)" in i.value for i in app.info)
 
 
 @pytest.mark.parametrize("scoring", ["generate", "options"])
