@@ -87,6 +87,52 @@ def test_fast_generation_gives_the_plain_paths_answers(trained):
         reference_answers(model, tokenizer, split.prompts, max_new_tokens=16, batch_size=2, **common), split.answers)]
 
 
+class _StopsAtLength:
+    """A reading by which a response has given its answer once it is ``int(gold)`` characters long, so the rows
+    of one batch finish at different steps."""
+
+    def given(self, generated: str, gold: str) -> bool:
+        return len(generated) >= int(gold)
+
+
+def test_the_worker_decodes_what_generate_decodes_while_finished_rows_leave(trained, monkeypatch):
+    """The one-pass evaluation decodes with a loop of its own (finished rows leave the batch; the first token read
+    from the scoring pass): the same response texts as ``generate`` from the same cache, with later steps over
+    fewer rows. A generation config that changes greedy scores (a repetition penalty) sends decoding back to
+    ``generate``."""
+    import workers.generation
+    from workers.generation import plain_greedy, score_and_generate
+
+    model, tokenizer, runner = trained
+    split = runner.data.eval
+    golds = [str(4 + (i % 4) * 10) for i in range(len(split))]
+    settings = {"max_new_tokens": 24, "pad_id": runner.pad_id, "device": torch.device("cpu"),
+                "reading": _StopsAtLength()}
+    rows_per_step: list[int] = []
+
+    def count_rows(module, args, kwargs, output):
+        if kwargs["input_ids"].shape[1] == 1 and kwargs.get("past_key_values") is not None:  # a decoding step
+            rows_per_step.append(kwargs["input_ids"].shape[0])
+
+    hook = model.register_forward_hook(count_rows, with_kwargs=True)
+    assert plain_greedy(model)
+    own = score_and_generate(model, tokenizer, split.prompts, runner._gold_responses(), golds, **settings)
+    hook.remove()
+    monkeypatch.setattr(workers.generation, "plain_greedy", lambda model: False)
+    through_generate = score_and_generate(model, tokenizer, split.prompts, runner._gold_responses(), golds,
+                                          **settings)
+    assert own.texts == through_generate.texts
+    assert sorted({len(t) >= int(g) for t, g in zip(own.texts, golds)}) == [True]  # each stopped at its length
+    assert np.array_equal(own.record_losses, through_generate.record_losses)
+    assert rows_per_step[-1] < rows_per_step[0]  # rows left as they finished
+    assert sum(rows_per_step) < 0.75 * len(rows_per_step) * rows_per_step[0]
+
+    penalised = copy.deepcopy(model)
+    penalised.generation_config.repetition_penalty = 1.3
+    assert not plain_greedy(penalised) and plain_greedy(get_peft_model(copy.deepcopy(model),
+                                                                       LoraConfig(target_modules=["q_proj"])))
+
+
 def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
     model, tokenizer, runner = trained
     prompt_tuned = get_peft_model(copy.deepcopy(model), PromptTuningConfig(task_type="CAUSAL_LM",

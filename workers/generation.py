@@ -21,8 +21,13 @@ needs: ``_virtual_tokens_in_front``), with three savings over one fixed-length `
 key/value cache, and computes the prompt template every prompt begins with once: the prompts' common first tokens
 are run once, their cache copied into each batch; each row's remaining prompt tokens are left-padded after it and
 its gold response right-padded after them, so one forward pass (logits only where the response is scored) gives
-the response loss and, cut back to the prompt, the cache ``generate`` goes on from. Position ids count real tokens
-only, so every row is computed as if unpadded. Methods that put tokens of their own in front of the sequence
+the response loss, the first new token's scores and, cut back to the prompt, the cache decoding goes on from.
+Position ids count real tokens only, so every row is computed as if unpadded. From there a greedy loop of our own
+(``_decode_from_cache``) takes the place of ``generate`` where greedy ``generate`` would change no score
+(``plain_greedy``: no repetition penalty or other logits processor in the model's generation config) and the
+cache can drop rows: a row leaves the batch as soon as its answer is given, so later steps multiply fewer rows
+(``generate`` computes a finished row to the end of its batch), and the first new token is read from the pass
+that scored the responses instead of being computed again. Methods that put tokens of their own in front of the sequence
 (peft's prompt learning, AdapterHub's prefix tuning) and models without a cache-aware forward evaluate in two
 passes instead (``shares_prompt_cache``).
 
@@ -266,6 +271,7 @@ class _ForcedBatch:
 
     rows: np.ndarray
     logits: torch.Tensor
+    next_logits: torch.Tensor  # each row's scores for the first token after its prompt
     row_losses: np.ndarray  # each row's summed token loss of its gold response
     tokens: int
     cache: Any
@@ -308,7 +314,8 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
                                                     ignore_index=-100, reduction="none")
             row_losses = token_losses.view(count, width).sum(dim=1).double().cpu().numpy()
         prompt_width = shared + rest.shape[1]
-        yield _ForcedBatch(rows=rows, logits=logits, row_losses=row_losses, tokens=int(gold_mask.sum()),
+        yield _ForcedBatch(rows=rows, logits=logits, next_logits=out.logits[:, 0], row_losses=row_losses,
+                           tokens=int(gold_mask.sum()),
                            cache=out.past_key_values, ids=torch.cat([head.expand(count, shared), rest.to(device)], 1),
                            mask=mask[:, :prompt_width])
 
@@ -337,17 +344,76 @@ def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray
     one forward pass per batch over the prompts and gold responses (see the module's docstring); ``reading``: how
     the task's answers are read."""
     eos_ids = _eos_ids(model, tokenizer)
+    own_loop = plain_greedy(model)
     texts: list[str] = [""] * len(prompts)
     losses, tokens = np.zeros(len(prompts)), 0
     for batch in _teacher_forced(model, prompts, responses, new_tokens=max_new_tokens, pad_id=pad_id, device=device,
                                  token_budget=token_budget, max_rows=max_rows):
         losses[batch.rows], tokens = batch.row_losses, tokens + batch.tokens
-        batch.cache.crop(batch.ids.shape[1] - 1)  # generate computes the last prompt token again, then goes on
-        answers = _generate(model, tokenizer, batch.ids, batch.mask, [golds[i] for i in batch.rows],
-                            max_new_tokens, pad_id, eos_ids, reading, past_key_values=batch.cache)
+        batch_golds = [golds[i] for i in batch.rows]
+        if own_loop and hasattr(batch.cache, "batch_select_indices"):
+            batch.cache.crop(batch.ids.shape[1])
+            answers = _decode_from_cache(model, tokenizer, batch.next_logits, batch.cache, batch.mask, batch_golds,
+                                         max_new_tokens, eos_ids, reading)
+        else:
+            batch.cache.crop(batch.ids.shape[1] - 1)  # generate computes the last prompt token again, then goes on
+            answers = _generate(model, tokenizer, batch.ids, batch.mask, batch_golds, max_new_tokens, pad_id, eos_ids,
+                                reading, past_key_values=batch.cache)
         for i, text in zip(batch.rows, answers):
             texts[i] = text
     return Scored(losses, tokens, texts)
+
+
+def plain_greedy(model: nn.Module) -> bool:
+    """Whether greedy ``generate`` on this model takes each step's most likely token as it is: its generation
+    config adds no logits processor (a repetition penalty, a minimum length, banned words, ...), so a loop of our
+    own decodes exactly what ``generate`` would. Asked of transformers itself, so that whatever a release adds to
+    the list counts; if the question cannot be asked, the answer is no and ``generate`` decodes."""
+    inner = transformers_model(model)
+    config = getattr(inner, "generation_config", None)
+    if inner is None or config is None:
+        return False
+    config = copy.deepcopy(config)
+    config.do_sample, config.num_beams = False, 1
+    try:
+        processors = inner._get_logits_processor(generation_config=config, input_ids_seq_length=1,
+                                                 device=str(inner.device), model_kwargs={})
+    except Exception:  # noqa: BLE001 - a private API; any change in it means: let generate decode
+        return False
+    return len(processors) == 0
+
+
+def _decode_from_cache(model: nn.Module, tokenizer, next_logits: torch.Tensor, cache: Any, mask: torch.Tensor,
+                       golds: Sequence[str], max_new_tokens: int, eos_ids: set[int],
+                       reading: AnswerReading = PLAIN_READING) -> list[str]:
+    """Greedy decoding on from a cache that holds every row's whole (left-padded) prompt, ``next_logits`` the
+    scores of each row's first new token: each response cut where its answer was given, as ``_generate`` cuts it
+    (an end-of-sequence token is left out; a row that never gives its answer runs to ``max_new_tokens``). A
+    finished row leaves the batch, its cache rows with it, so each step computes only the rows still writing."""
+    new_tokens: list[list[int]] = [[] for _ in golds]
+    slots = list(range(len(golds)))  # the record row of each batch row still decoding
+    positions = mask.sum(dim=1)  # the next token's position, counting real tokens only (as the prompt's were)
+    token = next_logits.argmax(dim=-1)
+    for step in range(max_new_tokens):
+        keep = []
+        for slot, (row, value) in enumerate(zip(slots, token.tolist())):
+            if value in eos_ids:
+                continue
+            new_tokens[row].append(value)
+            if not reading.given(tokenizer.decode(new_tokens[row], skip_special_tokens=True), golds[row]):
+                keep.append(slot)
+        if not keep or step == max_new_tokens - 1:
+            break
+        if len(keep) < len(slots):
+            index = torch.as_tensor(keep, device=mask.device)
+            cache.batch_select_indices(index)
+            mask, positions, token = mask[index], positions[index], token[index]
+            slots = [slots[i] for i in keep]
+        mask = torch.cat([mask, mask.new_ones(len(slots), 1)], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions[:, None],
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        token, positions = out.logits[:, -1].argmax(dim=-1), positions + 1
+    return [tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new_tokens]
 
 
 @dataclass

@@ -13,7 +13,9 @@ it is (zero-shot), and a LoRA r=8 on q,v trained 6 steps at batch 4 on the task'
   from one forward pass with the prompt template computed once, length-sorted batches, new tokens from the task
   (longest gold response + a margin), each row stopped once its answer is given;
 - ``fast_same_length``: the same held to the plain path's 32 new tokens, so the answers of the two can be
-  compared one by one (first-found answers must be equal by construction).
+  compared one by one (first-found answers must be equal by construction);
+- ``fast_through_generate``: ``fast`` decoding through ``generate`` from the scoring pass's cache, as the worker
+  did before its own greedy loop (``own_loop_vs_generate``: what the loop gains).
 
 Each is timed as a whole (loss and answers); answers are read by the task's rules (``CausalLmRunner.reading``)
 and scored with ``answers_match``.
@@ -25,11 +27,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 from common import DATA, smollm2_setup
 
+import workers.generation
 from autopeft.data import load_task_data
 from autopeft.predictions import decode
 from autopeft.spec import DataSpec
@@ -79,14 +83,20 @@ def measure(model, runner: CausalLmRunner, tokenizer, repeats: int) -> dict:
                                   batch_size=PLAIN_EVAL_BATCH // 4, pad_id=runner.pad_id, device=torch.device("cpu"))
         return float(losses.sum()) / tokens, texts  # _loss keeps each record's summed loss
 
-    def fast(max_new_tokens=None):
-        evaluated = CausalLmRunner(runner.data, tokenizer, runner.device, max_new_tokens).evaluate(model, FAST_BATCH)
+    def fast(max_new_tokens=None, through_generate=False):
+        evaluate = CausalLmRunner(runner.data, tokenizer, runner.device, max_new_tokens).evaluate
+        if through_generate:  # the decoding before the worker's own loop: ``generate`` from the scoring pass's cache
+            with mock.patch.object(workers.generation, "plain_greedy", lambda model: False):
+                evaluated = evaluate(model, FAST_BATCH)
+        else:
+            evaluated = evaluate(model, FAST_BATCH)
         return evaluated.metrics["eval_loss"], decode(evaluated.predictions)
 
     out = {"records": len(golds), "max_new_tokens": runner.max_new_tokens, "shares_prompt_cache":
            shares_prompt_cache(model), "common_prefix_tokens": common_prefix_length(split.prompts)}
     answers = {}
-    runs = {"plain": plain, "fast": fast, "fast_same_length": lambda: fast(PLAIN_TOKENS)}
+    runs = {"plain": plain, "fast": fast, "fast_same_length": lambda: fast(PLAIN_TOKENS),
+            "fast_through_generate": lambda: fast(through_generate=True)}
     times: dict[str, list[float]] = {name: [] for name in runs}
     results = {}
     for _ in range(repeats):  # interleaved, the fastest of each kept: other work on the machine only adds time
@@ -102,7 +112,8 @@ def measure(model, runner: CausalLmRunner, tokenizer, repeats: int) -> dict:
         if name == "plain":
             out[name]["example_responses"] = given[:3]
     out["speedup"] = round(out["plain"]["seconds"] / out["fast"]["seconds"], 2)
-    for name in ("fast", "fast_same_length"):
+    out["own_loop_vs_generate"] = round(out["fast_through_generate"]["seconds"] / out["fast"]["seconds"], 2)
+    for name in ("fast", "fast_same_length", "fast_through_generate"):
         out[f"answers_equal_{name}_vs_plain"] = sum(a == b for a, b in zip(answers[name], answers["plain"]))
     return out
 
