@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
 from peft import LoraConfig, PromptTuningConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -131,6 +132,43 @@ def test_the_worker_decodes_what_generate_decodes_while_finished_rows_leave(trai
     penalised.generation_config.repetition_penalty = 1.3
     assert not plain_greedy(penalised) and plain_greedy(get_peft_model(copy.deepcopy(model),
                                                                        LoraConfig(target_modules=["q_proj"])))
+
+
+_DECODER_FAMILIES = {  # (causal LM, config, extra fields): the cache and position schemes a user's decoder may have
+    "gemma2": (transformers.Gemma2ForCausalLM, transformers.Gemma2Config, {"num_key_value_heads": 2, "head_dim": 16}),
+    "gpt2": (transformers.GPT2LMHeadModel, transformers.GPT2Config, {}),
+    "falcon": (transformers.FalconForCausalLM, transformers.FalconConfig, {}),
+    "phi3": (transformers.Phi3ForCausalLM, transformers.Phi3Config, {"num_key_value_heads": 2}),
+    "gpt_neox": (transformers.GPTNeoXForCausalLM, transformers.GPTNeoXConfig, {}),
+}
+
+
+@pytest.mark.parametrize("family", list(_DECODER_FAMILIES))
+def test_the_decoding_loop_matches_generate_on_other_decoder_families(family, tmp_path, monkeypatch):
+    """Sliding windows, learned absolute positions, other caches: on each, the worker's loop gives ``generate``'s
+    texts while rows leave the batch at different steps (a randomly initialised tiny model of the family)."""
+    import workers.generation
+    from workers.generation import score_and_generate
+
+    records = json.loads((BOOLQ / "train.json").read_text())[:200]
+    model_class, config, fields = _DECODER_FAMILIES[family]
+    # weights drawn wide, so that a position or a cache row off by one changes the greedy tokens
+    save_tiny_decoder(tmp_path, records, model_class=(model_class, config, {**fields, "initializer_range": 0.2}))
+    data = load_task_data(DataSpec(train=str(BOOLQ / "train.json"), eval=str(BOOLQ / "test.json"), max_length=96,
+                                   eval_size=16), ModelSpec(name_or_path=str(tmp_path), task="causal-lm"), seed=0)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    runner = CausalLmRunner(data, tokenizer, torch.device("cpu"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert shares_prompt_cache(model)
+    golds = [str(4 + (i % 4) * 10) for i in range(len(data.eval))]
+    settings = {"max_new_tokens": 16, "pad_id": runner.pad_id, "device": torch.device("cpu"),
+                "reading": _StopsAtLength()}
+    own = score_and_generate(model, tokenizer, data.eval.prompts, runner._gold_responses(), golds, **settings)
+    monkeypatch.setattr(workers.generation, "plain_greedy", lambda model: False)
+    through_generate = score_and_generate(model, tokenizer, data.eval.prompts, runner._gold_responses(), golds,
+                                          **settings)
+    assert own.texts == through_generate.texts
+    assert len({len(t) for t in own.texts}) > 1
 
 
 def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
