@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from transformers import (
@@ -54,7 +55,22 @@ def _load(what: str, loader, model: ModelSpec, **kwargs):
             raise UserError(f"model.trust_remote_code: {model.name_or_path!r} ships its own model code "
                             "(config.json's auto_map) that transformers does not include; set "
                             "model.trust_remote_code: true if you trust that code") from None
-        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {reason}") from None
+        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {reason}"
+                        f"{_where_to_find(model.name_or_path)}") from None
+
+
+def _where_to_find(name_or_path: str) -> str:
+    """The fix for a name that is no local folder: with the hub switched off (as on a machine without it), a
+    hub id loads only from the local cache, which transformers' own message does not say."""
+    if Path(name_or_path).exists():
+        return ""
+    from transformers.utils.hub import is_offline_mode
+
+    if is_offline_mode():
+        return (" — the hub is switched off here (HF_HUB_OFFLINE=1) and this name is not in the local cache: name a "
+                "local model folder (one that save_pretrained wrote), or run once where the hub is reachable so "
+                "that the files are cached")
+    return " — give a hub id this machine can reach ('organisation/model') or a local model folder"
 
 
 def load_model_config(model: ModelSpec):

@@ -91,6 +91,9 @@ MODEL_CASES: list[Case] = [
      "invalid spec", "model.name_or_path"),
     ("model-package-missing", lambda s, t: _set(s, "model.name_or_path", "python-package:no_such_pkg_xyz"),
      "invalid spec", "model.name_or_path"),
+    # a hub id with the hub switched off (as the tests run it): the error says the cache is all there is, and the fix
+    ("model-hub-id-offline", lambda s, t: _set(s, "model.name_or_path", "no-such-org/no-such-model"),
+     "model.name_or_path", "local model folder"),
     ("model-config-not-json", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, "{not json")),
      "model.name_or_path", "model.name_or_path"),
     ("model-without-tokenizer", lambda s, t: _set(s, "model.name_or_path", _model_folder(
