@@ -27,9 +27,9 @@ Position ids count real tokens only, so every row is computed as if unpadded. Fr
 (``plain_greedy``: no repetition penalty or other logits processor in the model's generation config) and the
 cache can drop rows: a row leaves the batch as soon as its answer is given, so later steps multiply fewer rows
 (``generate`` computes a finished row to the end of its batch), and the first new token is read from the pass
-that scored the responses instead of being computed again. Methods that put tokens of their own in front of the sequence
-(peft's prompt learning, AdapterHub's prefix tuning) and models without a cache-aware forward evaluate in two
-passes instead (``shares_prompt_cache``).
+that scored the responses instead of being computed again. Methods that put tokens of their own in front of the
+sequence (peft's prompt learning, AdapterHub's prefix tuning) and models without a cache-aware forward evaluate in
+two passes instead (``shares_prompt_cache``).
 
 Before either path, ``cache_is_faithful`` checks one cached step against a full forward pass: a model whose cache
 a library drops decodes without it (slower, and the same answers as the plain path).
