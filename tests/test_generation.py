@@ -171,6 +171,25 @@ def test_the_decoding_loop_matches_generate_on_other_decoder_families(family, tm
     assert len({len(t) for t in own.texts}) > 1
 
 
+def test_the_response_loss_is_the_same_a_few_rows_at_a_time(trained, monkeypatch):
+    """The one-pass evaluation sums each response's loss a few rows at a time (LOSS_CHUNK_BYTES), so long responses
+    over a large vocabulary do not copy the batch's logits twice more: row by row, the same losses and answers."""
+    import workers.generation
+
+    model, _, runner = trained
+    whole = runner.evaluate(model, batch_size=48)
+    calls = []
+    cross_entropy = workers.generation.functional.cross_entropy
+    monkeypatch.setattr(workers.generation.functional, "cross_entropy",
+                        lambda *args, **kwargs: calls.append(1) or cross_entropy(*args, **kwargs))
+    monkeypatch.setattr(workers.generation, "LOSS_CHUNK_BYTES", 1)  # one row at a time
+    by_rows = runner.evaluate(model, batch_size=48)
+    assert len(calls) >= len(runner.data.eval)
+    assert record_losses(by_rows.predictions) == pytest.approx(record_losses(whole.predictions), abs=1e-6)
+    assert by_rows.metrics["eval_loss"] == pytest.approx(whole.metrics["eval_loss"], abs=1e-7)
+    assert decode(by_rows.predictions) == decode(whole.predictions)
+
+
 def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):
     model, tokenizer, runner = trained
     prompt_tuned = get_peft_model(copy.deepcopy(model), PromptTuningConfig(task_type="CAUSAL_LM",
