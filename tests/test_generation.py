@@ -173,7 +173,8 @@ def test_the_decoding_loop_matches_generate_on_other_decoder_families(family, tm
 
 def test_the_response_loss_is_the_same_a_few_rows_at_a_time(trained, monkeypatch):
     """The one-pass evaluation sums each response's loss a few rows at a time (LOSS_CHUNK_BYTES), so long responses
-    over a large vocabulary do not copy the batch's logits twice more: row by row, the same losses and answers."""
+    over a large vocabulary do not copy the batch's logits twice more, and bounds a batch by its response logits
+    (RESPONSE_LOGITS_BYTES): row by row, the same losses and answers."""
     import workers.generation
 
     model, _, runner = trained
@@ -188,6 +189,18 @@ def test_the_response_loss_is_the_same_a_few_rows_at_a_time(trained, monkeypatch
     assert record_losses(by_rows.predictions) == pytest.approx(record_losses(whole.predictions), abs=1e-6)
     assert by_rows.metrics["eval_loss"] == pytest.approx(whole.metrics["eval_loss"], abs=1e-7)
     assert decode(by_rows.predictions) == decode(whole.predictions)
+    # and batches bounded by their response logits (RESPONSE_LOGITS_BYTES): more, smaller batches, the same results
+    forwards = []
+    hook = model.register_forward_hook(lambda module, args, kwargs, output: forwards.append(
+        kwargs["input_ids"].shape) if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+    runner.evaluate(model, batch_size=48)
+    unbounded_forwards, forwards[:] = len(forwards), []
+    monkeypatch.setattr(workers.generation, "RESPONSE_LOGITS_BYTES", 1)  # one row a batch
+    bounded = runner.evaluate(model, batch_size=48)
+    hook.remove()
+    assert max(shape[0] for shape in forwards) == 1 and len(forwards) > unbounded_forwards
+    assert record_losses(bounded.predictions) == pytest.approx(record_losses(whole.predictions), abs=1e-5)
+    assert decode(bounded.predictions) == decode(whole.predictions)
 
 
 def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):

@@ -281,6 +281,9 @@ class _ForcedBatch:
 
 # How many bytes of fp32 logits the response loss works on at a time (a few rows of the batch).
 LOSS_CHUNK_BYTES = 64 * 2**20
+# The most a one-pass batch's response logits may take (fp32): on SmolLM2 (49,152 tokens) 24 rows of 100-token
+# responses take 0.46 GiB, under it; a 128k-token vocabulary at the 8,192-token batch would have taken 3.9 GiB.
+RESPONSE_LOGITS_BYTES = 2**30
 
 
 def _summed_row_losses(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
@@ -310,6 +313,10 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
     head = torch.as_tensor(np.asarray(prompts[0][:shared], dtype=np.int64), device=device)[None]
     head_cache = model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values if shared else None
     longest_response = max(len(r) for r in responses)
+    inner = transformers_model(model)
+    vocabulary = getattr(getattr(inner, "config", None), "vocab_size", None) or 0
+    if vocabulary:  # the forward returns every row's response logits whole: a bound on them bounds the batch
+        max_rows = min(max_rows, max(1, RESPONSE_LOGITS_BYTES // (4 * vocabulary * (longest_response + 1))))
     for rows in length_batches([len(p) - shared for p in prompts], max(new_tokens, longest_response),
                                token_budget, max_rows):
         count = len(rows)
