@@ -85,6 +85,16 @@ def pad_rows(rows: Sequence[np.ndarray], value: int, left: bool = False) -> tupl
     return torch.from_numpy(padded), torch.from_numpy(mask)
 
 
+def _stop_length(tokenizer, tokens: list[int], gold: str, eos_ids: set[int], reading: AnswerReading) -> int | None:
+    """How many of a row's new ``tokens`` its response keeps if it stops now (an end-of-sequence token left out),
+    or None while its answer is not yet given: the one stopping rule of ``generate``'s criterion and our loop."""
+    if tokens[-1] in eos_ids:
+        return len(tokens) - 1
+    if reading.given(tokenizer.decode(tokens, skip_special_tokens=True), gold):
+        return len(tokens)
+    return None
+
+
 class _AnswerGiven(StoppingCriteria):
     """Per row: stops it once its answer is given, remembering how many new tokens it had then."""
 
@@ -102,11 +112,7 @@ class _AnswerGiven(StoppingCriteria):
         done = torch.zeros(len(self.golds), dtype=torch.bool, device=input_ids.device)
         for row, gold in enumerate(self.golds):
             if self.lengths[row] is None:
-                tokens = new[row].tolist()
-                if tokens[-1] in self.eos_ids:
-                    self.lengths[row] = len(tokens) - 1
-                elif self.reading.given(self.tokenizer.decode(tokens, skip_special_tokens=True), gold):
-                    self.lengths[row] = len(tokens)
+                self.lengths[row] = _stop_length(self.tokenizer, new[row].tolist(), gold, self.eos_ids, self.reading)
             done[row] = self.lengths[row] is not None
         return done
 
@@ -422,11 +428,12 @@ def _decode_from_cache(model: nn.Module, tokenizer, next_logits: torch.Tensor, c
     for step in range(max_new_tokens):
         keep = []
         for slot, (row, value) in enumerate(zip(slots, token.tolist())):
-            if value in eos_ids:
-                continue
             new_tokens[row].append(value)
-            if not reading.given(tokenizer.decode(new_tokens[row], skip_special_tokens=True), golds[row]):
+            length = _stop_length(tokenizer, new_tokens[row], golds[row], eos_ids, reading)
+            if length is None:
                 keep.append(slot)
+            else:
+                del new_tokens[row][length:]
         if not keep or step == max_new_tokens - 1:
             break
         if len(keep) < len(slots):
