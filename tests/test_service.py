@@ -243,3 +243,17 @@ def test_the_readme_demo_launches_in_the_services_places(service):
     budget = yaml.safe_load((ROOT / "examples" / "sst2.yaml").read_text())["budget"]["trials"]
     assert stopped["search"]["complete"] < budget
     assert stopped["search"]["interrupted"] >= 1
+
+
+def test_a_local_clusters_ports_are_distinct_and_free():
+    """Ray refuses to start when two of its components get one port (seen: the dashboard and its agent's gRPC port
+    both given 33909 by probes taken one after another); the ports come from probes held open together."""
+    import socket
+
+    from autopeft.service.cluster import free_ports
+
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+    for port in ports:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))

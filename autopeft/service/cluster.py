@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from autopeft.errors import UserError
@@ -31,9 +31,18 @@ READY_TIMEOUT_S = 120
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now. The probes stay bound until all are chosen: a port released by one probe
+    may be the next probe's (the kernel hands a just-freed port out again), and Ray refuses to start when two of its
+    components are given the same port."""
+    with ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def job_server_url(address: str) -> str:
@@ -83,7 +92,7 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
     ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray is None:
         raise UserError("the `ray` command is not installed; pip install 'ray[default]'")
-    port, dashboard = free_port(), free_port()
+    port, dashboard, *agent_ports = free_ports(7)
     log = tempfile.NamedTemporaryFile(prefix="autopeft-ray-", suffix=".log", delete=False)
     # Token authentication on, as Ray sets it for the clusters ray.init starts; this process, the jobs' drivers and
     # their workers (which inherit the variable) send the token.
@@ -97,9 +106,9 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
     # Every port Ray would otherwise take at a fixed default (the job agent's 52365, the client server's 10001, ...)
     # is a free one: another Ray on the machine (a search's private one) holds the defaults, and a job agent that
     # cannot bind leaves the job server answering "No available agent to submit job".
-    own_ports = [f"--{option}={free_port()}" for option in (
+    own_ports = [f"--{option}={agent_port}" for option, agent_port in zip((
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
-        "ray-client-server-port")]
+        "ray-client-server-port"), agent_ports, strict=True)]
     # A temp dir of its own. Ray hands each job's driver the address in TEMP_DIR/ray_current_cluster, a file every
     # `ray start` on the machine rewrites: in the shared /tmp/ray, a cluster started after the service's (a second
     # service, a dashboard that launches searches, a colleague's) took the service's next jobs (refused there for
