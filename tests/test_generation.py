@@ -23,7 +23,6 @@ from workers.generation import (
     answer_given,
     common_prefix_length,
     generate_answers,
-    length_batches,
     reference_answers,
     shares_prompt_cache,
     task_max_new_tokens,
@@ -348,12 +347,3 @@ def test_adapterhub_decoders_evaluate_through_the_cache(trained, method, options
 ])
 def test_answer_given(text, gold, given):
     assert answer_given(text, gold) is given
-
-
-def test_length_batches_sort_and_fit_the_budget():
-    lengths = [50, 10, 30, 10, 90]
-    # rows x (longest prompt + new tokens) <= 80: two rows of 10 (2 x 20), then one row each (2 x 60 > 80)
-    assert [list(b) for b in length_batches(lengths, max_new_tokens=10, token_budget=80, max_rows=3)] == [
-        [1, 3], [2], [0], [4]]
-    assert [list(b) for b in length_batches(lengths, max_new_tokens=10, token_budget=10_000, max_rows=3)] == [
-        [1, 3, 2], [0, 4]]

@@ -63,6 +63,7 @@ from autopeft.answer_reading import (  # noqa: F401  (re-exported: the workers r
     responses_state_answers,
 )
 from autopeft.methods.adapterhub_decoders import has_prefix
+from workers.batching import length_batches
 
 
 def task_max_new_tokens(response_lengths: Sequence[int], answer_lengths: Sequence[int] = (),
@@ -124,20 +125,6 @@ def _eos_ids(model: nn.Module, tokenizer) -> set[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return ids
-
-
-def length_batches(lengths: Sequence[int], max_new_tokens: int, token_budget: int, max_rows: int) -> list[np.ndarray]:
-    """Indices sorted by length, cut into batches whose rows × (longest prompt + new tokens) fit the budget."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while (end < len(order) and end - start < max_rows
-               and (end + 1 - start) * (lengths[order[end]] + max_new_tokens) <= token_budget):
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
 
 
 # peft's prompt methods whose virtual tokens are embeddings in front of the input (not a cache, as prefix tuning's)

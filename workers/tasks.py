@@ -24,12 +24,12 @@ from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.models import padding_id
 from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
+from workers.batching import length_batches
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
     answers_match,
     extract_answer,  # noqa: F401
     generate_answers,
-    length_batches,
     pad_rows,
     score_and_choose,
     score_and_generate,

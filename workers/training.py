@@ -2,7 +2,8 @@
 
 A plain loop rather than ``transformers.Trainer``: a trial is a few hundred steps, and the Trainer's per-run set-up
 (accelerate state, callbacks, logging, fixed padding by the collator's defaults) is a cost every trial would pay.
-Batches are padded to their own longest example; evaluation runs in inference mode over length-sorted batches.
+Batches are padded to their own longest example; evaluation runs without gradients over length-sorted batches
+bounded by tokens on a CPU (workers/batching.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from autopeft.data import TokenizedSplit
 from autopeft.errors import TrialFailure
+from workers.batching import eval_batches
 
 
 def collate(split: TokenizedSplit, indices: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -123,12 +125,11 @@ def train(
 def predict_logits(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,
                    forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
     """The head's outputs per example (examples × outputs, float32), in the split's order (``forward(indices,
-    batch)`` replaces ``model(**batch)``, e.g. to start from cached frozen layers)."""
+    batch)`` replaces ``model(**batch)``, e.g. to start from cached frozen layers). Batches are length-sorted, at
+    most ``batch_size`` rows and, on a CPU, a bounded number of padded tokens (workers/batching.py)."""
     model.eval()
-    order = np.argsort(split.lengths, kind="stable")
     outputs: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
+    for indices in eval_batches(split.lengths, batch_size, device):
         batch = collate(split, indices, pad_id, device)
         logits = (model(**batch) if forward is None else forward(indices, batch)).logits.float().cpu().numpy()
         if outputs is None:
