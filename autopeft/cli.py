@@ -41,7 +41,10 @@ root_option = click.option("--root", default="autopeft-service", envvar="AUTOPEF
                            "searches' runs; on a cluster, one every machine reads.")
 cpus_option = click.option("--cpus", type=click.IntRange(min=1), default=None,
                            help="CPUs of the private local Ray cluster started without --ray-address [default: all].")
-console = Console()
+# Written to a log or a pipe, rich would wrap every table at 80 columns, a front's configurations into columns a
+# word wide; a log is read in an editor, so it gets the width a table needs (COLUMNS, where set, still decides).
+LOG_WIDTH = 200
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else LOG_WIDTH)
 
 
 def port_option(default: int):
