@@ -77,6 +77,31 @@ def load_model_config(model: ModelSpec):
     return _load("configuration", AutoConfig.from_pretrained, model)
 
 
+def check_reads_left_to_right(model: ModelSpec, model_config) -> None:
+    """Refuse causal-lm on an encoder, before anything is created.
+
+    causal-lm trains a model to predict each token from the tokens before it. An encoder (BERT, RoBERTa, ELECTRA,
+    ...) attends to the whole text, yet transformers builds a causal-lm head on it all the same (BertLMHeadModel,
+    with a warning in the log): each token is then predicted from a text that contains it, so the training loss
+    falls while nothing is learned, and generation, which has no later tokens to look at, gets none of it. The
+    families at risk are those transformers maps both to a masked LM (how they were trained) and to a causal LM;
+    one whose config asks for the left-to-right mask (``is_decoder: true``, XLM's ``causal: true``) is a decoder
+    as the user set it up, and an encoder-decoder's causal-lm head is its decoder."""
+    if model.task != "causal-lm" or any(getattr(model_config, flag, False)
+                                        for flag in ("is_decoder", "causal", "is_encoder_decoder")):
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    kind = getattr(model_config, "model_type", None)
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise UserError(
+            f"model.task: causal-lm needs a decoder, and {model.name_or_path!r} is a {kind} encoder, which reads the "
+            f"whole text at once (trained as a causal LM it would see each token it predicts): use task "
+            f"sequence-classification or sequence-regression with it, or a decoder for instruction records "
+            f"(python-package:autopeft.decoders.smollm2 is shipped; a {kind} trained left to right has is_decoder: "
+            f"true in its config.json)")
+
+
 def load_tokenizer(model: ModelSpec):
     return _load("tokenizer", AutoTokenizer.from_pretrained, model)
 

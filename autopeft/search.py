@@ -22,7 +22,7 @@ from autopeft.controller import Progress, SearchController, steps_per_trial
 from autopeft.data import TaskData, check_metrics_fit, load_task_data
 from autopeft.errors import UserError
 from autopeft.executor import EXECUTORS
-from autopeft.models import load_model_config
+from autopeft.models import check_reads_left_to_right, load_model_config
 from autopeft.preflight import check_space_builds
 from autopeft.probe import find_steps, queue_learning_references
 from autopeft.samplers import make_sampler
@@ -40,6 +40,7 @@ def prepare(spec: SearchSpec, *, new: bool = False) -> tuple[SearchSpace, TaskDa
     ``new``: a search about to be created, whose space must name only what trials read; a stored search resumes
     with the space it was created with (made before that check, or naming a plugin's method since removed)."""
     model_config = load_model_config(spec.model)
+    check_reads_left_to_right(spec.model, model_config)
     space = SearchSpace.from_dict(spec.search_space, num_layers(model_config),
                                   hidden_size=getattr(model_config, "hidden_size", 768))
     if new:

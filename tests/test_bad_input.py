@@ -99,6 +99,14 @@ MODEL_CASES: list[Case] = [
     ("model-without-tokenizer", lambda s, t: _set(s, "model.name_or_path", _model_folder(
         t, json.loads((_minilm_path() / "config.json").read_text()), tokenizer=False)),
      "model.name_or_path", "tokenizer"),
+    # An encoder asked to be a causal LM: transformers builds BertLMHeadModel on it, which attends to the tokens it
+    # predicts; refused before anything is created, with the tasks it fits and the shipped decoder.
+    ("causal-lm-on-an-encoder", lambda s, t: (
+        _set(s, "model.task", "causal-lm"),
+        s.update(objectives=[{"name": "eval_loss", "direction": "minimize"},
+                             {"name": "trainable_params", "direction": "minimize"}]),
+        s["data"].pop("text_columns", None), s["data"].pop("label_column", None)),
+     "model.task", "needs a decoder"),
     # An architecture the LoRA space cannot be placed on: ALBERT shares one block across its depth, so there are
     # no per-layer modules to place an adapter on.
     ("method-architecture-mismatch", lambda s, t: _set(s, "model.name_or_path", _model_folder(t, {

@@ -12,12 +12,13 @@ import optuna
 import pytest
 import torch
 from peft import PeftModel
+from transformers import BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig, XLMConfig
 
 from autopeft import storage
 from autopeft.data import load_task_data
 from autopeft.models import load_base_model, load_tokenizer
 from autopeft.search import start_search
-from autopeft.spec import load_spec
+from autopeft.spec import ModelSpec, load_spec
 from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
 from workers.tasks import CausalLmRunner, answers_match, extract_answer
 
@@ -83,3 +84,25 @@ def test_causal_lm_spec_refuses_classification_metrics(tmp_path):
 ])
 def test_answer_extraction(generated, gold, expected):
     assert answers_match(extract_answer(generated, gold), gold) is expected
+
+
+@pytest.mark.parametrize("config,refused", [
+    (BertConfig(), True),  # an encoder: its causal-lm head would attend to the tokens it predicts
+    (BertConfig(is_decoder=True), False),  # set up to read left to right
+    (RobertaConfig(), True),
+    (XLMConfig(causal=True), False),
+    (BartConfig(), False),  # an encoder-decoder: its causal-lm head is the decoder
+    (LlamaConfig(), False),
+    (GPT2Config(), False),
+])
+def test_causal_lm_is_refused_on_an_encoder_only(config, refused):
+    from autopeft.errors import UserError
+    from autopeft.models import check_reads_left_to_right
+
+    causal = ModelSpec(name_or_path="some/model", task="causal-lm")
+    if refused:
+        with pytest.raises(UserError, match="model.task: causal-lm needs a decoder"):
+            check_reads_left_to_right(causal, config)
+    else:
+        check_reads_left_to_right(causal, config)
+    check_reads_left_to_right(ModelSpec(name_or_path="some/model", task="sequence-classification"), config)
