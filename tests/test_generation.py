@@ -16,7 +16,7 @@ from peft import LoraConfig, PromptTuningConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from autopeft.data import load_task_data
-from autopeft.predictions import decode, record_losses
+from autopeft.predictions import decode, losses_of, record_losses
 from autopeft.spec import DataSpec, ModelSpec
 from tests.conftest import ROOT, save_tiny_decoder
 from workers.generation import (
@@ -200,6 +200,46 @@ def test_the_response_loss_is_the_same_a_few_rows_at_a_time(trained, monkeypatch
     assert max(shape[0] for shape in forwards) == 1 and len(forwards) > unbounded_forwards
     assert record_losses(bounded.predictions) == pytest.approx(record_losses(whole.predictions), abs=1e-5)
     assert decode(bounded.predictions) == decode(whole.predictions)
+
+
+@pytest.mark.parametrize("scoring", ["loss only", "options"])
+def test_scoring_passes_on_a_cpu_hold_batches_to_its_token_bound(trained, scoring, tmp_path, monkeypatch):
+    """Where nothing is decoded after the one pass (records without answers, ``answer_scoring: options``), a CPU
+    holds its batches to CPU_EVAL_TOKENS, as a classifier's evaluation (bench/eval_batching/decoder_scoring.py:
+    1.1-1.4x at 1,024 against 8,192 on SmolLM2): each batch within the bound, the same losses and options as in
+    one wide batch."""
+    from workers import batching
+
+    model, tokenizer, _ = trained
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    records = json.loads((BOOLQ / "test.json").read_text())[:40]
+    if scoring == "loss only":
+        for record in records:
+            record.pop("answer")
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    data = load_task_data(DataSpec(train=str(tmp_path / "records.json"), eval=str(tmp_path / "records.json"),
+                                   max_length=96, answer_scoring="options" if scoring == "options" else "generate"),
+                          ModelSpec(name_or_path=str(tmp_path / "model"), task="causal-lm"), seed=0)
+    runner = CausalLmRunner(data, tokenizer, torch.device("cpu"))
+    assert batching.score_token_budget(torch.device("cpu")) == batching.CPU_EVAL_TOKENS
+    assert batching.score_token_budget(torch.device("meta")) == batching.WIDE_SCORE_TOKENS
+    monkeypatch.setattr(batching, "CPU_EVAL_TOKENS", 10**9)
+    runner.evaluate(model, batch_size=64)  # the first asks once whether the template may be shared (1-row passes)
+    shapes = []  # each batch's pass: the rest of its prompts and responses after the shared template's cache
+    hook = model.register_forward_hook(lambda module, args, kwargs, output: shapes.append(
+        tuple(kwargs["input_ids"].shape)) if kwargs.get("past_key_values") is not None else None, with_kwargs=True)
+    wide = runner.evaluate(model, batch_size=64)
+    assert [rows for rows, _ in shapes] == [40]
+    shapes.clear()
+    monkeypatch.setattr(batching, "CPU_EVAL_TOKENS", 160)
+    bounded = runner.evaluate(model, batch_size=64)
+    hook.remove()
+    assert sum(rows for rows, _ in shapes) == 40 and len({rows for rows, _ in shapes}) > 1
+    assert all(rows * width <= 160 for rows, width in shapes if rows > 1)
+    assert losses_of(bounded.predictions) == pytest.approx(losses_of(wide.predictions), abs=1e-5)
+    if scoring == "options":
+        assert decode(bounded.predictions) == decode(wide.predictions)
 
 
 def test_methods_with_tokens_of_their_own_evaluate_in_two_passes(trained):

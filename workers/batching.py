@@ -12,6 +12,12 @@ caches faster per token.
 So on a CPU the rows of an evaluation are sorted by length and cut into batches of at most ``CPU_EVAL_TOKENS``
 padded tokens (and at most ``eval_batch_size`` rows). An accelerator keeps wide batches, where a large batch is
 what keeps it busy: there only the row limit applies.
+
+A decoder's scoring passes that decode nothing after them (records without answers, ``answer_scoring: options``)
+take the same bound on a CPU (bench/eval_batching/decoder_scoring.py: 1.11-1.71x against the 8,192 tokens they
+held before, the same losses and options). Decoding does not: it steps one token at a time, and there batches of
+1,024 tokens took 1.2x (BoolQ) to 2.3x (MultiArith) longer than batches of 8,192, so ``score_and_generate`` keeps
+the wide budget.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import torch
 # measured (1.19-1.65x against rows only; 2,048 gave 1.15-1.78x, 512 0.96-1.65x, 8,192 1.0-1.34x:
 # bench/eval_batching/results.json).
 CPU_EVAL_TOKENS = 1024
+# Tokens per batch of the decoder's evaluation passes wherever the CPU's bound does not apply.
+WIDE_SCORE_TOKENS = 8192
 
 
 def length_batches(lengths: Sequence[int], max_new_tokens: int, token_budget: int, max_rows: int) -> list[np.ndarray]:
@@ -47,6 +55,15 @@ def eval_token_budget(device: torch.device) -> int | None:
     """Padded tokens an evaluation batch may hold on ``device``: ``CPU_EVAL_TOKENS`` on a CPU, no limit (rows
     only) on an accelerator."""
     return CPU_EVAL_TOKENS if device.type == "cpu" else None
+
+
+def score_token_budget(device: torch.device) -> int:
+    """Tokens a batch of the decoder's scoring passes may hold (workers/generation.py: a gold response's loss, an
+    option's likelihood) when nothing is decoded after them: ``CPU_EVAL_TOKENS`` on a CPU, as for a classifier's
+    evaluation; elsewhere ``WIDE_SCORE_TOKENS``, the wide batches that keep an accelerator busy. Where the pass also
+    decodes (``score_and_generate``) the wide budget stays on every device (see the module's docstring)."""
+    budget = eval_token_budget(device)
+    return budget if budget is not None else WIDE_SCORE_TOKENS
 
 
 def eval_batches(lengths: Sequence[int], max_rows: int, device: torch.device) -> list[np.ndarray]:

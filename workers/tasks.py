@@ -24,7 +24,7 @@ from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
 from autopeft.models import padding_id
 from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
-from workers.batching import length_batches
+from workers.batching import length_batches, score_token_budget
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
     answers_match,
@@ -170,7 +170,8 @@ class CausalLmRunner:
         if split.answers is None:  # records without gold answers: nothing to generate, the loss is the score
             if one_pass:
                 per_record = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
-                                             device=self.device, max_rows=batch_size)
+                                             device=self.device, max_rows=batch_size,
+                                             token_budget=score_token_budget(self.device))
             else:
                 per_record = self._loss(model, batch_size)[0]
             return Evaluation({"eval_loss": float(per_record.sum()) / max(int(self.response_tokens.sum()), 1)},
@@ -198,7 +199,7 @@ class CausalLmRunner:
         if one_pass:
             chosen = score_and_choose(model, split.prompts, self._gold_responses(), branch=options.branch,
                                       option_ids=options.token_ids, pad_id=self.pad_id, device=self.device,
-                                      max_rows=batch_size)
+                                      max_rows=batch_size, token_budget=score_token_budget(self.device))
             losses, tokens, choices = chosen.record_losses, chosen.tokens, chosen.choices
         else:
             losses, tokens, choices = self._loss(model, batch_size, options)
