@@ -75,7 +75,7 @@ class _ProgressBar:
         self.metric = metric
         self.sign = sign  # +1 when a larger metric is better, -1 when a smaller one is (mse)
         self.best: float | None = None
-        self.task = progress.add_task("starting", total=None)
+        self.task = progress.add_task("preparing: reading the data, checking the spec against it", total=None)
 
     def __call__(self, event) -> None:
         if event.last is not None and event.last.ok:
@@ -97,15 +97,18 @@ class _ProgressBar:
 
 
 class _RichProgress:
-    """The API's progress reporter (autopeft.api.ProgressReporter) drawn with rich: a header line, then the bar."""
+    """The API's progress reporter (autopeft.api.ProgressReporter) drawn with rich: the bar from the start, and a
+    header line naming the search and its database once the search runs. The header waits for the first event, so
+    that a spec the data check refuses (nothing created) is not first announced as a search."""
 
     def __init__(self, verb: str = "search"):
         self.verb = verb
         self.progress: Progress | None = None
         self.bar: _ProgressBar | None = None
+        self.header: str | None = None
 
     def start(self, name: str, storage_url: str, spec: SearchSpec, budget: int) -> None:
-        console.print(f"{self.verb} [bold]{name}[/] → {_masked(storage_url)}")
+        self.header = f"{self.verb} [bold]{name}[/] → {_masked(storage_url)}"
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         self.progress = Progress(*columns, console=console, transient=False)
         self.progress.start()
@@ -113,10 +116,15 @@ class _RichProgress:
                                 1.0 if spec.task_metric_direction == "maximize" else -1.0)
 
     def __call__(self, event) -> None:
+        if self.header is not None:
+            self.progress.console.print(self.header)
+            self.header = None
         self.bar(event)
 
     def close(self) -> None:
         if self.progress is not None:
+            if self.header is not None:  # refused before it ran: no bar left behind, the error says why
+                self.progress.remove_task(self.bar.task)
             self.progress.stop()
 
 

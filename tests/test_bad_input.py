@@ -157,9 +157,15 @@ ALL_CASES = SPEC_CASES + MODEL_CASES + DATA_CASES + STORAGE_CASES
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str]:
+    code, _, err = _run_cli_out(args, capsys)
+    return code, err
+
+
+def _run_cli_out(args: list[str], capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
         entry_point(args)
-    return exited.value.code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
 
 
 def _yaml_spec(tmp: Path, spec: dict) -> Path:
@@ -180,9 +186,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
     _, spoil, start, needle = case
     spec = tiny_spec(tmp_path)
     spoil(spec, tmp_path)
-    code, err = _run_cli(["search", "run", str(_yaml_spec(tmp_path, spec)), "--name", "bad"], capsys)
+    code, out, err = _run_cli_out(["search", "run", str(_yaml_spec(tmp_path, spec)), "--name", "bad"], capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
+    assert not out.strip(), out  # a search refused before it exists is not announced, nor left as a bar
     assert len(lines) == 1, err
     assert lines[0].startswith(f"error: {start}"), lines[0]
     assert needle in lines[0], lines[0]

@@ -261,6 +261,8 @@ def test_search_run_minimising_mse_then_export_and_reload(tmp_path, capsys):
     code, out, err = run_cli(capsys, "search", "run", str(spec_file), "--name", "reg", "--executor", "local")
     assert code == 0, err
     assert re.search(r"trial \d done: mse \d\.\d{4}", out), out
+    # the search is announced once, when it runs, before its first trial's line
+    assert out.count("search reg →") == 1 and out.index("search reg →") < out.index("trial 0 done"), out
     url = f"sqlite:///{tmp_path / 'trials.db'}"
     study, stored = storage.load_search(storage.open_storage(url), "reg")
     complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
