@@ -19,7 +19,7 @@ from autopeft.cli import entry_point
 from autopeft.errors import UserError
 from autopeft.samplers import make_sampler
 from autopeft.spec import normalise_storage_url, parse_spec
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import run_cli, tiny_spec, write_spec
 from tests.postgres_server import PASSWORD
 
 
@@ -142,16 +142,22 @@ def test_a_wrong_password_is_one_line_without_the_password(postgres_server, caps
     assert "password authentication failed" in err and "wrong-pass-77" not in err and len(err.splitlines()) == 1
 
 
-def test_search_run_prints_the_storage_url_without_its_password(tmp_path, postgres_url, capsys):
-    spec = tiny_spec(tmp_path, storage=postgres_url)
-    spec["data"]["label_column"] = "no_such_column"  # fails after the URL is printed, before any training
+def test_search_run_prints_the_storage_url_without_its_password(tmp_path, postgres_url, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    spec = tiny_spec(tmp_path, storage=postgres_url, budget={"trials": 1, "steps_per_trial": 2})
+    refused = {**spec, "data": {**spec["data"], "label_column": "no_such_column"}}  # refused before it is created
     with pytest.raises(SystemExit) as exited:
-        entry_point(["search", "run", str(write_spec(tmp_path, spec)), "--name", "p"])
+        entry_point(["search", "run", str(write_spec(tmp_path, refused, "refused.yaml")), "--name", "p"])
     captured = capsys.readouterr()
-    assert exited.value.code == 2
-    assert "autopeft:***@127.0.0.1" in captured.out
+    assert exited.value.code == 2 and captured.err.startswith("error: data.label_column")
     assert PASSWORD not in captured.out + captured.err
     assert storage.search_names(storage.open_storage(postgres_url)) == []
+    # a search that runs names its database in its header, masked
+    code, out, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "p",
+                             "--executor", "local")
+    assert code == 0, err
+    assert "search p → postgresql+psycopg://autopeft:***@127.0.0.1" in out, out
+    assert PASSWORD not in out + err
 
 
 def test_a_search_survives_a_database_outage(tmp_path, postgres_server, postgres_url):
