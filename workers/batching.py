@@ -32,7 +32,8 @@ import torch
 # measured (1.19-1.65x against rows only; 2,048 gave 1.15-1.78x, 512 0.96-1.65x, 8,192 1.0-1.34x:
 # bench/eval_batching/results.json).
 CPU_EVAL_TOKENS = 1024
-# Tokens per batch of the decoder's evaluation passes wherever the CPU's bound does not apply.
+# Tokens per batch of the decoder's evaluation passes wherever the CPU's bound does not apply (workers/generation.py's
+# default), and always where the pass decodes.
 WIDE_SCORE_TOKENS = 8192
 
 

@@ -63,7 +63,7 @@ from autopeft.answer_reading import (  # noqa: F401  (re-exported: the workers r
     responses_state_answers,
 )
 from autopeft.methods.adapterhub_decoders import has_prefix
-from workers.batching import length_batches
+from workers.batching import WIDE_SCORE_TOKENS, length_batches
 
 
 def task_max_new_tokens(response_lengths: Sequence[int], answer_lengths: Sequence[int] = (),
@@ -170,7 +170,7 @@ def _generate(model: nn.Module, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 
 @torch.inference_mode()
 def generate_answers(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], golds: Sequence[str], *,
-                     max_new_tokens: int, pad_id: int, device: torch.device, token_budget: int = 8192,
+                     max_new_tokens: int, pad_id: int, device: torch.device, token_budget: int = WIDE_SCORE_TOKENS,
                      max_rows: int = 64, use_cache: bool = True, reading: AnswerReading = PLAIN_READING) -> list[str]:
     """The response generated for each prompt (token ids, unpadded), cut where its answer was given (``reading``:
     how the task's answers are read). ``use_cache=False`` recomputes the whole sequence at every step
@@ -340,7 +340,7 @@ def _teacher_forced(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
 
 @torch.inference_mode()
 def score_responses(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
-                    pad_id: int, device: torch.device, token_budget: int = 8192,
+                    pad_id: int, device: torch.device, token_budget: int = WIDE_SCORE_TOKENS,
                     max_rows: int = 64) -> np.ndarray:
     """Each gold response's summed token loss, from the one-pass batches of ``score_and_generate`` (the template
     computed once, logits only where a response token is predicted), with nothing generated: the evaluation of
@@ -356,7 +356,7 @@ def score_responses(model: nn.Module, prompts: Sequence[np.ndarray], responses: 
 @torch.inference_mode()
 def score_and_generate(model: nn.Module, tokenizer, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray],
                        golds: Sequence[str], *, max_new_tokens: int, pad_id: int, device: torch.device,
-                       token_budget: int = 8192, max_rows: int = 64,
+                       token_budget: int = WIDE_SCORE_TOKENS, max_rows: int = 64,
                        reading: AnswerReading = PLAIN_READING) -> Scored:
     """The loss of each gold response (token ids after its prompt) and the generated response of each prompt, from
     one forward pass per batch over the prompts and gold responses (see the module's docstring); ``reading``: how
@@ -448,7 +448,7 @@ class Chosen:
 @torch.inference_mode()
 def score_and_choose(model: nn.Module, prompts: Sequence[np.ndarray], responses: Sequence[np.ndarray], *,
                      branch: int, option_ids: np.ndarray, pad_id: int, device: torch.device,
-                     token_budget: int = 8192, max_rows: int = 64) -> Chosen:
+                     token_budget: int = WIDE_SCORE_TOKENS, max_rows: int = 64) -> Chosen:
     """The loss of each gold response and, read from the same forward pass, the option whose first token the model
     finds most likely at response token ``branch`` (autopeft/answer_options.py): no decoding loop."""
     choices = np.zeros(len(prompts), dtype=np.int64)
