@@ -8,12 +8,21 @@ spec is stored with the search so that ``autopeft search resume`` needs nothing 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import search_spaces
 from autopeft.errors import SpecError, install_without_dependencies
@@ -63,12 +72,22 @@ def _spec_label(value: Any) -> Any:
     return label_text(value) if isinstance(value, (str, int, float)) else value
 
 
+def _path_text(value: Any) -> Any:
+    """A path passed from Python as a ``pathlib.Path`` (any ``os.PathLike``) is read as its text, as YAML gives it:
+    ``get_model_path()`` and most user code hand over ``Path`` objects, and the resolved spec is stored as text."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+# A spec field that names a file or folder: text in YAML, text or a Path from Python.
+PathText = Annotated[str, BeforeValidator(_path_text)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelSpec(_Strict):
-    name_or_path: str = Field(
+    name_or_path: PathText = Field(
         description="A local model folder, a hub name (org/name), or python-package:MODULE for a model that a "
         "pip package ships (the module's get_model_path() gives its folder)."
     )
@@ -105,8 +124,8 @@ class DatasetRef(_Strict):
 
 
 class DataSpec(_Strict):
-    train: str | None = Field(None, description="Training file: .tsv, .csv, .jsonl/.json or .parquet.")
-    eval: str | None = Field(None, description="Evaluation file, same formats.")
+    train: PathText | None = Field(None, description="Training file: .tsv, .csv, .jsonl/.json or .parquet.")
+    eval: PathText | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
     text_columns: list[str] | None = Field(None, description="Classification and regression: one column, or two "
                                            "for pairs.", min_length=1, max_length=2)
@@ -362,7 +381,7 @@ class SearchSpec(_Strict):
     data: DataSpec
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     constraints: list[ConstraintSpec] = Field(default_factory=list)
-    search_space: str | dict[str, Any] = Field(
+    search_space: PathText | dict[str, Any] = Field(
         description="A file (relative to the spec, or a name in search_spaces/) or the space inline."
     )
     sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "known-cost"
@@ -373,7 +392,7 @@ class SearchSpec(_Strict):
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
     storage: str = Field("sqlite:///autopeft.db", description="SQLAlchemy URL of the trial database.")
-    output_dir: str = Field("runs", description="Where trials' adapters are written.")
+    output_dir: PathText = Field("runs", description="Where trials' adapters are written.")
     seed: int = 0
     repeatable: bool = Field(
         False, description="Propose the same configurations for the same seed on any machine: the known-cost "

