@@ -4,7 +4,10 @@ LLM-Adapters' scoring: for a numeric gold answer, the last number in the respons
 (``answer2``, ``option1``), ``true``/``false`` or an option letter, the first one in the response. Any other word
 answer is read among the task's closed set of answers where it has one (``words``: every distinct gold answer,
 autopeft/answer_options.py ``answer_words``), as the first of them the response states (``positive`` in "the
-sentiment is positive"); an open-ended one is the response's first word.
+sentiment is positive"). An open answer (no closed set: a user's question answered by a name, "Addis Ababa" in
+"The capital of Ethiopia is Addis Ababa.") is right where the response's first line holds it as words of their own,
+both normalised as SQuAD's exact match normalises them (case, punctuation and articles dropped). LLM-Adapters reads
+such an answer as the response's first word, which scored every response "The" and every trial 0.
 
 Where a task's gold responses state their answer (``stated``: "The answer is (D)." after a rationale, "the correct
 answer is answer3"; decided from the task's own training records by ``responses_state_answers``), the answer a
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,9 +73,10 @@ PLAIN_READING = AnswerReading()
 
 
 @functools.lru_cache(maxsize=64)
-def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str]:
-    """What an answer of the gold answer's form looks like (for every gold answer that is not a number);
-    ``words``: the task's closed set of answers, or empty. Cached: asked at every decoding step of every row."""
+def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """What an answer of the gold answer's form looks like (for every gold answer that is not a number), or None
+    for an open answer (no form and no closed set); ``words``: the task's closed set of answers, or empty. Cached:
+    asked at every decoding step of every row."""
     gold = gold.strip()
     stem = re.fullmatch(r"([A-Za-z]+)\d+", gold)
     if stem:  # answer1..5, option1/2, solution1/2, ending1..4
@@ -82,21 +87,55 @@ def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str]:
         return re.compile(r"\b([A-E])\b")
     if words:
         return _any_of(words)
-    return re.compile(r"\S+")
+    return None
+
+
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+# Where an open answer's statement ends: a full stop closing the sentence, a line break or the text's end.
+_OPEN_SPAN = re.compile(r"([^\n]*?)(?=\.(?:\s|$)|\n|$)")
+# Past an open answer's end: the sentence closed by a full stop and a space, or the line ended. A full stop the text
+# ends on may be an abbreviation's ("D.C."), so generation goes on there.
+_OPEN_END = re.compile(r"\.\s|\n")
+
+
+def normalise_answer(text: str) -> str:
+    """An answer as SQuAD's exact match compares it: lower case, punctuation and articles dropped, spaces single."""
+    text = "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P"))
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _open_answer(text: str, gold: str, stated: bool) -> str:
+    """An open answer: the gold answer as spelled where the response's first line (or, for a task whose responses
+    state their answer, its statement) holds it as words of their own, else that line as written."""
+    statement = _stated_answer(text, gold) if stated else None
+    given = statement[0] if statement is not None else text.lstrip().split("\n", 1)[0]
+    wanted = normalise_answer(gold)
+    if wanted and f" {wanted} " in f" {normalise_answer(given)} ":
+        return gold.strip()
+    return given.strip()
+
+
+def _open_answer_given(text: str, gold: str, stated: bool) -> bool:
+    """Whether an open answer's line (or statement) has ended, so generating on cannot change what is read."""
+    if not stated:
+        return "\n" in text.lstrip()
+    statement = _stated_answer(text, gold)
+    return statement is not None and _OPEN_END.match(text, statement[1]) is not None
 
 
 def _first_answer(text: str, gold: str, words: Sequence[str] = ()) -> re.Match[str] | None:
-    """The first answer of the gold answer's form in ``text``."""
-    return _answer_form(gold, tuple(words)).search(text)
+    """The first answer of the gold answer's form in ``text`` (a gold answer of a closed form)."""
+    form = _answer_form(gold, tuple(words))
+    return None if form is None else form.search(text)
 
 
 def _stated_answer(text: str, gold: str, words: Sequence[str] = ()) -> tuple[str, int] | None:
     """The answer the response's first statement of one gives ("The answer is (D)" → D), with where it ends in
     ``text``; None where no statement is followed by an answer of the gold answer's form."""
-    form = _answer_form(gold, tuple(words))
+    form = _answer_form(gold, tuple(words)) or _OPEN_SPAN  # an open answer: the rest of the statement's sentence
     for statement in _STATEMENT.finditer(text):
         found = form.match(text, statement.end())
-        if found is not None:
+        if found is not None and found.group(0).strip():
             return found.group(0), found.end()
     return None
 
@@ -108,6 +147,8 @@ def extract_answer(generated: str, gold: str, words: Sequence[str] = (), *, stat
     if _numeric(gold):
         numbers = _NUMBER.findall(text)
         return numbers[-1] if numbers else ""
+    if _answer_form(gold.strip(), tuple(words)) is None:
+        return _open_answer(text, gold, stated)
     if stated and (statement := _stated_answer(text, gold, words)) is not None:
         return statement[0]
     found = _first_answer(text, gold, words)
@@ -128,6 +169,8 @@ def answer_given(generated: str, gold: str, words: Sequence[str] = (), *, stated
     text = generated.replace(",", "")
     if _numeric(gold):
         return bool(_STATED_NUMBER.search(text) or _BLANK_LINE_AFTER_NUMBER.search(text))
+    if _answer_form(gold.strip(), tuple(words)) is None:
+        return _open_answer_given(text, gold, stated)
     if stated:
         statement = _stated_answer(text, gold, words)
         return statement is not None and statement[1] < len(text)

@@ -29,6 +29,7 @@ Trials stored without predictions fall back to the binomial margin of accuracy (
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
@@ -91,8 +92,9 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         if not split.answers:
             return None
         keys = [answer_key(a) for a in split.answers]
-        modal = max(set(keys), key=keys.count)
-        share = keys.count(modal) / len(keys)
+        # The first-met of equally common answers: a set's order would change with each process's string hashing.
+        modal, count = Counter(keys).most_common(1)[0]
+        share = count / len(keys)
         shown = next(a.strip() for a, k in zip(split.answers, keys) if k == modal)
         return _with_custom(data, ChanceLevel({"answer_accuracy": share}, len(keys), f"always {shown!r}"),
                             [shown] * len(keys))

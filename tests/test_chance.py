@@ -40,6 +40,16 @@ def test_the_regression_chance_level_is_the_mean_target():
     assert level.metrics["spearman"] == level.metrics["pearson"] == 0.0
 
 
+def test_the_answer_chance_level_names_the_first_of_equally_common_answers():
+    """Thirty answers, each once: the constant prediction shown is the first met, in every process (it was a set's
+    first, which moves with the process's string hashing)."""
+    answers = [f"city {i}" for i in range(30)]
+    split = TokenizedSplit(input_ids=[np.array([1])] * 30, token_type_ids=None, labels=None, answers=answers)
+    level = chance_level(TaskData(split, split, [], task="causal-lm"))
+    assert level.predicts == "always 'city 0'"
+    assert level.metrics["answer_accuracy"] == pytest.approx(1 / 30)
+
+
 def test_the_noise_margin_grows_with_the_trials_searched():
     level = ChanceLevel({"accuracy": 0.527, "macro_f1": 0.345}, 277, "always 'entailment'")
     se = (0.527 * 0.473 / 277) ** 0.5
