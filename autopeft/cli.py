@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -700,8 +700,22 @@ def space_describe(space_file: str, model_name: str, task: str, labels: int, sam
                       + ", ".join(f"{role} → {module}" for role, module in placed["roles"].items()))
 
 
+def _note_data_warnings(default: Callable[..., None]) -> Callable[..., None]:
+    """Python's warning printer, with a DataWarning (records left out to fit the spec) as one ``note:`` line."""
+    from autopeft.errors import DataWarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DataWarning):
+            click.echo(f"note: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def entry_point(args: list[str] | None = None) -> None:
-    """Console-script entry: user errors become one line and exit code 2."""
+    """Console-script entry: user errors become one line and exit code 2; records left out, one note line."""
+    default_show = warnings.showwarning
+    warnings.showwarning = _note_data_warnings(default_show)
     try:
         main(args=args, standalone_mode=False)
     except click.exceptions.Abort:
@@ -712,6 +726,8 @@ def entry_point(args: list[str] | None = None) -> None:
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    finally:
+        warnings.showwarning = default_show
 
 
 if __name__ == "__main__":

@@ -30,5 +30,10 @@ class TrialFailure(Exception):
     """A trial could not finish (NaN loss, out of memory, bad configuration); recorded, and the search goes on."""
 
 
+class DataWarning(UserWarning):
+    """Records left out so that the rest fit the spec (a training record whose prompt fills ``data.max_length``):
+    the search goes on with the others; the CLI prints it as a note."""
+
+
 class AtChanceWarning(UserWarning):
     """Exported points within noise of chance: exported as found, not as a result (``Search.export``)."""

@@ -142,7 +142,7 @@ def test_data_that_does_not_fit_is_refused_naming_the_field_and_the_fix(decoder,
     _, folder = decoder
     math = ROOT / "examples" / "data" / "math"
     with pytest.raises(UserError, match=r"data.answer_scoring: .*the number .*use answer_scoring: generate"):
-        _load(folder, train=str(math / "train.json"), eval=str(math / "addsub.json"))
+        _load(folder, train=str(math / "train.json"), eval=str(math / "addsub.json"), max_length=512)
     train = _records(tmp_path / "train.json", [(TEMPLATE + "true", "true"), (TEMPLATE + "false", "false")])
     other_words = _records(tmp_path / "eval.json", [(TEMPLATE + "true", "true"), ("I would say false", "false")])
     with pytest.raises(UserError, match=r"after the same words .*data row 2 of .*eval.json.*'I would say '"):
@@ -150,8 +150,8 @@ def test_data_that_does_not_fit_is_refused_naming_the_field_and_the_fix(decoder,
     unstated = _records(tmp_path / "unstated.json", [(TEMPLATE + "true", "true"), ("no idea", "false")])
     with pytest.raises(UserError, match=r"data row 2 of .*does not state its answer 'false'"):
         _load(folder, train=train, eval=unstated)
-    with pytest.raises(UserError, match=r"data.max_length: .*cut before its answer"):
-        _load(folder, max_length=40)  # the prompts alone are longer
+    with pytest.raises(UserError, match=r"data.max_length: .* evaluation records .* Raise data.max_length to 46"):
+        _load(folder, max_length=40)  # records cut before their answers: refused before the options are read
     unknown = _records(tmp_path / "unknown.json", [(TEMPLATE + "true", "true"), (TEMPLATE + "false", "false")])
     with pytest.raises(UserError, match=r"options \['false', 'true'\] begin with the same token"):
         _load(folder, train=unknown, eval=unknown)  # the tokenizer knows neither word: both are [UNK]

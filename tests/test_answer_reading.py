@@ -89,7 +89,7 @@ def _records(count: int, seed: int) -> list[dict[str, str]]:
 
 def test_a_decoder_that_reasons_first_is_scored_by_the_answer_it_states(tmp_path):
     evaluation = _records(32, seed=1)
-    data, model, runner = learn_decoder_task(tmp_path, _records(256, seed=0), evaluation)
+    data, model, runner = learn_decoder_task(tmp_path, _records(256, seed=0), evaluation, max_length=96)
     assert data.answers_stated
 
     result = runner.evaluate(model, 16)

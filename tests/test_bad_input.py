@@ -5,6 +5,7 @@ refused before a trial could start, so the suite runs in-process in seconds."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -147,13 +148,50 @@ DATA_CASES: list[Case] = [
                "'sentence2'", columns=["sentence", "sentence2"]),
 ]
 
+def _decoder_records(tmp: Path, train_words: int, eval_words: int, long_records: int = 8,
+                     answers: bool = True) -> Callable[[dict, Path], None]:
+    """Spoils a spec into a causal-lm search on a tiny decoder whose first ``long_records`` training prompts hold
+    ``train_words`` words (the others 4) and whose evaluation responses hold ``eval_words``, at max_length 64 (a
+    word is a token of its tokenizer); without ``answers``, the records carry no gold answer."""
+    from tests.conftest import save_tiny_decoder
+
+    def records(prompt_words: int, response_words: int, long: int = 8) -> list[dict[str, str]]:
+        return [{"instruction": " ".join(["word"] * (prompt_words if i < long else 4)) + f" {i} ?", "input": "",
+                 "output": " ".join(["so"] * response_words) + f" answer {answer}",
+                 **({"answer": answer} if answers else {})}
+                for i, answer in enumerate(["yes", "no"] * 4)]
+
+    train, evaluation = records(train_words, 2, long_records), records(4, eval_words)
+    save_tiny_decoder(tmp / "decoder", train + evaluation)
+    spec_data = {"train": _write(tmp, "train.json", json.dumps(train)),
+                 "eval": _write(tmp, "eval.json", json.dumps(evaluation)), "max_length": 64}
+
+    def spoil(spec: dict, _: Path) -> None:
+        spec["model"] = {"name_or_path": str(tmp / "decoder"), "task": "causal-lm"}
+        spec["data"] = spec_data
+        spec["objectives"] = [{"name": "answer_accuracy"}, {"name": "trainable_params"}]
+        spec["constraints"] = []
+    return spoil
+
+
+def _too_long_case(name: str, train_words: int, eval_words: int, needle: str) -> Case:
+    return (name, lambda s, t: _decoder_records(t, train_words, eval_words)(s, t), "data.max_length", needle)
+
+
+DECODER_CASES: list[Case] = [
+    # A prompt that fills max_length leaves no response token to train: the record would train nothing.
+    _too_long_case("decoder-training-prompts-too-long", 80, 2, "8 of 8 training records"),
+    # An evaluation record cut: its answer would be generated to a budget sized from a cut gold response.
+    _too_long_case("decoder-evaluation-records-too-long", 4, 70, "8 of 8 evaluation records"),
+]
+
 STORAGE_CASES: list[Case] = [
     ("storage-unknown-dialect", lambda s, t: s.update(storage="nosuchdb://host/x"), "storage", "nosuchdb"),
     ("storage-folder-missing", lambda s, t: s.update(storage=f"sqlite:///{t / 'no' / 'dir' / 'x.db'}"), "storage",
      "cannot open"),
 ]
 
-ALL_CASES = SPEC_CASES + MODEL_CASES + DATA_CASES + STORAGE_CASES
+ALL_CASES = SPEC_CASES + MODEL_CASES + DATA_CASES + DECODER_CASES + STORAGE_CASES
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str]:
@@ -228,3 +266,36 @@ def test_bad_input_into_a_postgresql_database_writes_nothing(tmp_path, capsys, p
     code, err = _run_cli(["search", "run", str(_yaml_spec(tmp_path, spec))], capsys)
     assert code == 2 and err.startswith("error: data.label_column"), err
     assert storage.search_names(storage.open_storage(postgres_url)) == []
+
+
+def test_training_records_that_would_train_nothing_are_left_out_with_a_note(tmp_path, capsys):
+    """Two of eight training prompts fill max_length: the search goes on without them, and says so on one line.
+    (Refused here for another reason after the data was read, so that nothing trains: the records have no gold
+    answers and the objective reads them.)"""
+    spec = tiny_spec(tmp_path)
+    _decoder_records(tmp_path, 80, 2, long_records=2, answers=False)(spec, tmp_path)
+    code, out, err = _run_cli_out(["search", "run", str(_yaml_spec(tmp_path, spec)), "--name", "bad"], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and not out.strip(), err
+    assert lines[0].startswith("note: data.max_length: 2 of 8 training records (data row 1 of "), lines
+    longest = re.search(r"left out; the longest is (\d+) tokens with its response", lines[0])
+    assert longest and f"Raise data.max_length to {longest.group(1)} (now 64)" in lines[0], lines
+    assert lines[1].startswith("error: objectives[0].name: 'answer_accuracy' reads each record's gold answer"), lines
+    assert len(lines) == 2
+
+
+def test_the_records_left_out_are_not_trained(tmp_path):
+    import warnings
+
+    from autopeft.data import load_task_data
+    from autopeft.errors import DataWarning
+    from autopeft.spec import DataSpec, ModelSpec
+
+    spec = tiny_spec(tmp_path)
+    _decoder_records(tmp_path, 80, 2, long_records=2)(spec, tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_task_data(DataSpec(**spec["data"]), ModelSpec(**spec["model"]), seed=0)
+    assert [w.category for w in caught] == [DataWarning]
+    assert len(data.train) == 6 and len(data.eval) == 8
+    assert all((labels != -100).any() for labels in data.train.token_labels)  # every record left trains something
