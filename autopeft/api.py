@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from autopeft.controller import Progress
     from autopeft.noise import NoiseReport
+    from autopeft.responses import Prompt
     from autopeft.storage import TrialRecord
 
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
@@ -394,6 +395,8 @@ class Search:
     def __post_init__(self) -> None:
         self._records: list[TrialRecord] | None = None
         self._noise: tuple[NoiseReport | None] | None = None
+        # generate()'s last trial, its model and tokenizer: loading a decoder takes seconds, a response a second
+        self._responder: tuple[int, nn.Module, Any] | None = None
 
     def __repr__(self) -> str:
         summary = self.summary
@@ -564,6 +567,23 @@ class Search:
             raise UserError(f"trial {number}: no saved adapter (a completed trial of {self.name!r} has one)")
         return load_adapter(load_base_model(self.spec.model, self.study.user_attrs.get(LABELS, [])),
                             record.adapter_dir)
+
+    def generate(self, trial: int | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
+                 max_new_tokens: int = 128) -> str | list[str]:
+        """A decoder search's ``trial`` answering new prompts: each an instruction (text, or ``{"instruction": ...,
+        "input": ...}``), or for a search on chat records a conversation (a list of messages), prompted as the
+        search trained and evaluated it and decoded greedily to the end of sequence or ``max_new_tokens``. One
+        prompt gives one response, a list a list (autopeft/responses.py). The trial's model stays loaded until
+        another trial is asked."""
+        from autopeft.models import load_tokenizer
+        from autopeft.responses import checked_prompts, respond
+
+        checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
+        number = trial if isinstance(trial, int) else trial.number
+        if self._responder is None or self._responder[0] != number:
+            self._responder = (number, self.load_model(number), load_tokenizer(self.spec.model))
+        _, model, tokenizer = self._responder
+        return respond(model, tokenizer, self.spec, prompts, max_new_tokens)
 
     def _repr_html_(self) -> str:
         """The front as a table in Jupyter."""

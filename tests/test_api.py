@@ -171,3 +171,46 @@ def test_ctrl_c_stops_the_search_and_resume_finishes_it(tmp_path):
     assert summary["state"] == "stopped" and summary["interrupted"] == 1 and summary["complete"] == 0
     finished = autopeft.resume_search("stopped", storage=spec["storage"], executor="local", progress=False)
     assert finished.summary["state"] == "finished" and finished.summary["complete"] == 2
+
+
+def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
+    """``Search.generate`` prompts a trial's adapter as the search did: its responses to the evaluation records'
+    instructions give back, read by the task's rule, the answers the search recorded for them."""
+    import json
+
+    from autopeft.predictions import decode
+    from tests.conftest import cue_reviews, save_tiny_decoder
+    from workers.generation import extract_answer
+
+    def records(count: int, seed: int) -> list[dict[str, str]]:
+        return [{"instruction": f"Review: {review}", "input": "", "output": f"the sentiment is {answer}",
+                 "answer": answer} for review, answer in cue_reviews(count, seed)]
+
+    train, evaluation = records(256, 0), records(16, 1)
+    for name, rows in (("train.json", train), ("eval.json", evaluation)):
+        (tmp_path / name).write_text(json.dumps(rows))
+    save_tiny_decoder(tmp_path / "decoder", train + evaluation)
+    spec = tiny_spec(tmp_path, model={"name_or_path": tmp_path / "decoder", "task": "causal-lm"},
+                     data={"train": tmp_path / "train.json", "eval": tmp_path / "eval.json", "max_length": 64},
+                     objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[],
+                     search_space={"name": "full", "parameters": {},
+                                   "fixed": {"method": "full", "learning_rate": 3e-3}},
+                     budget={"trials": 1, "steps_per_trial": 160}, workers=ONE_AT_A_TIME)
+    search = autopeft.run_search(spec, name="decoder", executor="local", progress=False)
+    recorded = decode(search.records[0].predictions)
+    assert set(recorded) == {"negative", "positive"}  # learned: the answers follow the records
+    from autopeft.data import load_task_data
+    from autopeft.models import load_tokenizer
+    from autopeft.responses import prompt_ids
+
+    tokenizer, data = load_tokenizer(search.spec.model), load_task_data(search.spec.data, search.spec.model, 0)
+    assert all(prompt_ids(tokenizer, r["instruction"], chat=False) == list(ids)  # the records' own prompt tokens
+               for r, ids in zip(evaluation, data.eval.prompts))
+    responses = search.generate(0, [r["instruction"] for r in evaluation])
+    words = ("negative", "positive")
+    assert [extract_answer(text, r["answer"], words) for text, r in zip(responses, evaluation)] == list(recorded)
+    assert search.generate(0, {"instruction": evaluation[0]["instruction"]}) == responses[0]  # one in, one out
+    with pytest.raises(UserError, match=r"prompts\[0\]: expected an instruction"):
+        search.generate(0, [[{"role": "user", "content": "hi"}]])
+    with pytest.raises(UserError, match="max_new_tokens"):
+        search.generate(0, "Review: great", max_new_tokens=0)

@@ -48,6 +48,11 @@ def test_chat_records_train_on_the_last_reply_in_the_models_template(tmp_path):
 
     result = runner.evaluate(model, 16)
     assert result.metrics["answer_accuracy"] >= 0.9, decode(result.predictions)
+    # Search.generate prompts a conversation as the records were prompted (autopeft/responses.py)
+    from autopeft.responses import prompt_ids
+
+    assert all(prompt_ids(tokenizer, r["messages"][:-1], chat=True) == list(ids)
+               for r, ids in zip(evaluation, data.eval.prompts))
 
 
 def test_a_chat_search_exports_lines_that_prompt_as_it_was_trained(tmp_path):

@@ -1,0 +1,83 @@
+"""A decoder search's adapter answering new prompts, prompted as the search trained and evaluated it.
+
+A decoder's adapter was trained on one prompt form (LLM-Adapters' template around an instruction, or the model's
+chat template around a conversation) and its answers were generated greedily from that form. Asked any other way
+it answers worse than its measured score says, so :meth:`autopeft.api.Search.generate` builds the prompt as
+``autopeft.data`` built the records' and decodes as the evaluation did: greedy, to the end of sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from autopeft.data import instruction_prompt
+from autopeft.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from autopeft.spec import SearchSpec
+
+# One prompt: an instruction (text, or {"instruction": ..., "input": ...}), or, for a search on chat records, a
+# conversation (a list of {"role": ..., "content": ...} messages, the reply to come last).
+Prompt = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+def _is_conversation(value: Any) -> bool:
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(m, Mapping) and "role" in m for m in value))
+
+
+def as_prompt_list(prompts: Prompt | Sequence[Prompt], chat: bool) -> tuple[list[Any], bool]:
+    """The prompts as a list, and whether one prompt was given (so that one response is returned)."""
+    single = _is_conversation(prompts) if chat else isinstance(prompts, (str, Mapping))
+    listed = [prompts] if single else list(prompts)
+    for index, prompt in enumerate(listed):
+        fits = _is_conversation(prompt) if chat else (
+            isinstance(prompt, str) or (isinstance(prompt, Mapping) and "instruction" in prompt))
+        if not fits:
+            wanted = ("a conversation: a list of {'role': ..., 'content': ...} messages, as the search's chat "
+                      "records hold them" if chat else "an instruction: text, or {'instruction': ..., 'input': ...}")
+            raise UserError(f"prompts[{index}]: expected {wanted}; got {type(prompt).__name__}")
+    return listed, single
+
+
+def prompt_ids(tokenizer, prompt: Any, chat: bool) -> list[int]:
+    """The prompt's token ids, built as the search built its records' (autopeft/data.py, chat_records.py)."""
+    if chat:
+        return list(tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True))
+    instruction, extra = (prompt, "") if isinstance(prompt, str) else (prompt["instruction"], prompt.get("input"))
+    return tokenizer(instruction_prompt(str(instruction), "" if extra is None else str(extra)))["input_ids"]
+
+
+def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_new_tokens: int) -> tuple[list[Any],
+                                                                                                     bool]:
+    """The prompts as a list and whether one was given, refused before any model is loaded where the search or the
+    request cannot give responses."""
+    if spec.model.task != "causal-lm":
+        raise UserError(f"generate: the search trained a {spec.model.task} head, which predicts no text; use "
+                        f"load_model(trial) and its logits")
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens: {max_new_tokens}; give at least 1")
+    return as_prompt_list(prompts, spec.data.messages_column is not None)
+
+
+def respond(model: nn.Module, tokenizer, spec: SearchSpec, prompts: Prompt | Sequence[Prompt],
+            max_new_tokens: int) -> str | list[str]:
+    """Greedy responses, one prompt at a time: unpadded, so that a method with virtual tokens (prompt tuning) reads
+    the positions it was evaluated at, which peft's batched ``generate`` shifts by the padding."""
+    import torch
+
+    listed, single = checked_prompts(spec, prompts, max_new_tokens)
+    chat = spec.data.messages_column is not None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    responses = []
+    model.eval()
+    with torch.inference_mode():
+        for prompt in listed:
+            ids = torch.tensor([prompt_ids(tokenizer, prompt, chat)])
+            output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=max_new_tokens, pad_token_id=pad)
+            responses.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+    return responses[0] if single else responses
