@@ -578,12 +578,13 @@ class Search:
         from autopeft.models import load_tokenizer
         from autopeft.responses import checked_prompts, respond
 
-        checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
+        listed, single = checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
         number = trial if isinstance(trial, int) else trial.number
         if self._responder is None or self._responder[0] != number:
             self._responder = (number, self.load_model(number), load_tokenizer(self.spec.model))
         _, model, tokenizer = self._responder
-        return respond(model, tokenizer, self.spec, prompts, max_new_tokens)
+        responses = respond(model, tokenizer, listed, self.spec.data.messages_column is not None, max_new_tokens)
+        return responses[0] if single else responses
 
     def _repr_html_(self) -> str:
         """The front as a table in Jupyter."""

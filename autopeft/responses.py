@@ -63,21 +63,19 @@ def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_ne
     return as_prompt_list(prompts, spec.data.messages_column is not None)
 
 
-def respond(model: nn.Module, tokenizer, spec: SearchSpec, prompts: Prompt | Sequence[Prompt],
-            max_new_tokens: int) -> str | list[str]:
-    """Greedy responses, one prompt at a time: unpadded, so that a method with virtual tokens (prompt tuning) reads
-    the positions it was evaluated at, which peft's batched ``generate`` shifts by the padding."""
+def respond(model: nn.Module, tokenizer, prompts: list[Any], chat: bool, max_new_tokens: int) -> list[str]:
+    """Greedy responses to prompts ``checked_prompts`` listed, one at a time: unpadded, so that a method with virtual
+    tokens (prompt tuning) reads the positions it was evaluated at, which peft's batched ``generate`` shifts by the
+    padding."""
     import torch
 
-    listed, single = checked_prompts(spec, prompts, max_new_tokens)
-    chat = spec.data.messages_column is not None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     responses = []
     model.eval()
     with torch.inference_mode():
-        for prompt in listed:
+        for prompt in prompts:
             ids = torch.tensor([prompt_ids(tokenizer, prompt, chat)])
             output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                     max_new_tokens=max_new_tokens, pad_token_id=pad)
             responses.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
-    return responses[0] if single else responses
+    return responses
