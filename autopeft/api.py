@@ -571,19 +571,19 @@ class Search:
     def generate(self, trial: int | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
                  max_new_tokens: int = 128) -> str | list[str]:
         """A decoder search's ``trial`` answering new prompts: each an instruction (text, or ``{"instruction": ...,
-        "input": ...}``), or for a search on chat records a conversation (a list of messages), prompted as the
-        search trained and evaluated it and decoded greedily to the end of sequence or ``max_new_tokens``. One
-        prompt gives one response, a list a list (autopeft/responses.py). The trial's model stays loaded until
-        another trial is asked."""
+        "input": ...}``), for a search on chat records a conversation (a list of messages), for a search on plain
+        text the text to continue; prompted as the search trained and evaluated it and decoded greedily to the end
+        of sequence or ``max_new_tokens``. One prompt gives one response, a list a list (autopeft/responses.py). The
+        trial's model stays loaded until another trial is asked."""
         from autopeft.models import load_tokenizer
-        from autopeft.responses import checked_prompts, respond
+        from autopeft.responses import checked_prompts, prompt_form, respond
 
         listed, single = checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
         number = trial if isinstance(trial, int) else trial.number
         if self._responder is None or self._responder[0] != number:
             self._responder = (number, self.load_model(number), load_tokenizer(self.spec.model))
         _, model, tokenizer = self._responder
-        responses = respond(model, tokenizer, listed, self.spec.data.messages_column is not None, max_new_tokens)
+        responses = respond(model, tokenizer, listed, prompt_form(self.spec), max_new_tokens)
         return responses[0] if single else responses
 
     def _repr_html_(self) -> str:

@@ -27,6 +27,7 @@ from autopeft.answer_reading import responses_state_answers
 from autopeft.chat_records import chat_turn, check_template, conversation
 from autopeft.errors import DataWarning, UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
+from autopeft.text_blocks import text_blocks
 
 CLASSIFICATION = "sequence-classification"
 # utf-8-sig: a byte-order mark (Excel, Notepad) is dropped instead of becoming part of the first column's name.
@@ -62,6 +63,9 @@ class TokenizedSplit:
     token_labels: list[np.ndarray] | None = None  # causal-lm: the target per token, -100 where not scored
     prompts: list[np.ndarray] | None = None  # causal-lm evaluation: the prompt alone, to generate from
     answers: list[str] | None = None  # causal-lm evaluation: the gold answers
+    # causal-lm on plain text: the record (row) each block of tokens comes from, where a long text is split into
+    # blocks (autopeft/text_blocks.py); None: one entry per record
+    record_of: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -183,11 +187,19 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
 
 
 def _chat_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
-    """Chat records met where instruction records were expected: the field that reads them."""
-    chat = next((c for c in columns if c in ("messages", "conversations", "conversation")), None)
-    if chat is None or data.messages_column or spec_field not in ("instruction_column", "output_column"):
+    """Chat records or plain text met where instruction records were expected: the field that reads them."""
+    if data.messages_column or spec_field not in ("instruction_column", "output_column"):
         return ""
-    return f"; the {chat!r} column looks like chat records: set data.messages_column: {chat}"
+    chat = next((c for c in columns if c in ("messages", "conversations", "conversation")), None)
+    if chat is not None:
+        return f"; the {chat!r} column looks like chat records: set data.messages_column: {chat}"
+    text = next((c for c in columns if c.lower() in ("text", "content", "document", "body")), None)
+    if text is None and len(columns) == 1:
+        text = columns[0]
+    if text is None:
+        return ""
+    return (f"; if the records are plain text (a corpus to train on, no instructions), set data.text_columns: "
+            f"[{text}]")
 
 
 def _header_hint(columns: list[str], missing: str, field: str, data: DataSpec) -> str:
@@ -248,7 +260,7 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
                         f"{model.task!r}; remove answer_scoring")
     train, evaluation = read_splits(data)
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
-    if model.task == "causal-lm" and _without_answers(data, train, evaluation):
+    if model.task == "causal-lm" and not data.text_columns and _without_answers(data, train, evaluation):
         del columns[data.answer_column]
     for frame, field in ((train, "train"), (evaluation, "eval")):
         _check_columns(frame, columns, field, data)
@@ -305,6 +317,9 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                             "the task metric")
     if data.task == "causal-lm" and data.eval.answers is None:
         for field, objective in _metrics(spec):
+            if MEASUREMENTS[objective.name].is_task_metric and spec.data.text_columns:
+                raise UserError(f"{field}.name: {objective.name!r} reads each record's gold answer, and plain text "
+                                f"(data.text_columns) has none; search on eval_loss (the texts' token loss)")
             if MEASUREMENTS[objective.name].is_task_metric:
                 raise UserError(
                     f"{field}.name: {objective.name!r} reads each record's gold answer, and the records have no "
@@ -560,16 +575,47 @@ def _text_columns(d: DataSpec) -> dict[str, str]:
 _TASK_COLUMNS = {
     "sequence-classification": _text_columns,
     "sequence-regression": _text_columns,
-    "causal-lm": lambda d: ({d.messages_column: "messages_column"} if d.messages_column else
-                            {d.instruction_column: "instruction_column", d.output_column: "output_column"})
-    | {d.answer_column: "answer_column"},
+    "causal-lm": lambda d: _texts(d) if d.text_columns else (
+        ({d.messages_column: "messages_column"} if d.messages_column else
+         {d.instruction_column: "instruction_column", d.output_column: "output_column"})
+        | {d.answer_column: "answer_column"}),
 }
 # The cells that must not be empty, checked in every row. A regression target is checked as a number
 # (_targets); causal-lm's input field is optional, and its other fields are free text.
 _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     "sequence-classification": _text_columns,
     "sequence-regression": _texts,
-    "causal-lm": lambda d: {},
+    "causal-lm": _texts,  # plain text only: instruction records' fields are free text (an empty input is usual)
 }
 # Classification is tokenised by _classification, which also takes the label names read from whole files.
-_TOKENIZERS = {"sequence-regression": _regression, "causal-lm": _instructions}
+def _plain_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
+    """A decoder on plain text (``data.text_columns`` of causal-lm: a corpus, no instructions): every token of
+    each text is trained and scored, the first excepted (nothing precedes it). A text longer than
+    ``data.max_length`` is split into blocks rather than cut (autopeft/text_blocks.py), so nothing of it is lost;
+    an evaluation block keeps the record it came from, so that the noise model resamples records, not blocks."""
+    column = data.text_columns[0]
+    eos = tokenizer.eos_token_id
+
+    def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
+        blocks, record_of = [], []
+        for record, text in enumerate(frame[column].astype(str)):
+            ids = tokenizer(text)["input_ids"] + ([eos] if eos is not None else [])
+            for block in text_blocks(ids, data.max_length):
+                blocks.append(np.asarray(block, dtype=np.int32))
+                record_of.append(record)
+        return TokenizedSplit(
+            input_ids=blocks, token_type_ids=None, labels=None,
+            # the block's first token is its context (a text's own first token, or the previous block's last,
+            # already scored there); every other token is scored once
+            token_labels=[np.concatenate([[-100], block[1:]]).astype(np.int64) for block in blocks],
+            prompts=[block[:1] for block in blocks], record_of=np.asarray(record_of, dtype=np.int64))
+
+    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=[], task="causal-lm")
+
+
+def _causal_lm(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
+    """Plain text where the spec names a text column, else instruction or chat records."""
+    return (_plain_texts if data.text_columns else _instructions)(train, evaluation, data, tokenizer)
+
+
+_TOKENIZERS = {"sequence-regression": _regression, "causal-lm": _causal_lm}

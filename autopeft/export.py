@@ -98,6 +98,20 @@ output = model.generate(ids, attention_mask=ids.new_ones(ids.shape), max_new_tok
 response = tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
 ```
 """
+_TEXT_PROMPTED = """
+The adapter was trained on plain text (every token of each record's text, scored by its mean token loss,
+`eval_loss`); it continues a text. Tokenise the text as the records were, and generate greedily as the search
+does:
+
+```python
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+ids = tokenizer("The text to continue", return_tensors="pt", return_token_type_ids=False)
+output = model.generate(**ids, max_new_tokens=128, do_sample=False)
+continuation = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+```
+"""
 _EVALUATED = """
 The measured values come from the evaluation data `{source}`{subset}.
 """
@@ -208,6 +222,8 @@ def prompting_note(spec: SearchSpec) -> str:
     remote = ", trust_remote_code=True" if spec.model.trust_remote_code else ""
     if spec.data.messages_column:
         return _CHAT_PROMPTED.format(base=spec.model.name_or_path, remote=remote)
+    if spec.data.text_columns:
+        return _TEXT_PROMPTED.format(base=spec.model.name_or_path, remote=remote)
     return _PROMPTED.format(prompt=PROMPT, prompt_with_input=PROMPT_WITH_INPUT, base=spec.model.name_or_path,
                             remote=remote)
 

@@ -128,7 +128,9 @@ class DataSpec(_Strict):
     eval: PathText | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
     text_columns: list[str] | None = Field(None, description="Classification and regression: one column, or two "
-                                           "for pairs.", min_length=1, max_length=2)
+                                           "for pairs. causal-lm: one column of plain text (a corpus, no "
+                                           "instructions), every token trained and scored by eval_loss.",
+                                           min_length=1, max_length=2)
     label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
                               "target.")
     messages_column: str | None = Field(
@@ -516,12 +518,32 @@ def _task_problems(spec: SearchSpec) -> list[str]:
     if spec.data.messages_column and task != "causal-lm":
         problems.append(f"data.messages_column: chat records are read for model.task causal-lm, and the task is "
                         f"{task!r}; remove messages_column, or set model.task: causal-lm")
+    if spec.data.text_columns and task == "causal-lm":
+        problems += _plain_text_problems(spec)
     other_tasks_metrics = {m for t, ms in TASK_METRICS.items() if t != task for m in ms} - set(TASK_METRICS[task])
     for i, objective in enumerate([*spec.objectives, *spec.constraints]):
         field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"
         if objective.name in other_tasks_metrics:
             problems.append(f"{field}.name: {objective.name!r} is not measured for {task}; use one of "
                             f"{list(TASK_METRICS[task])} or a cost")
+    return problems
+
+
+def _plain_text_problems(spec: SearchSpec) -> list[str]:
+    """A decoder on plain text (``data.text_columns``): one column, which nothing else claims, and no answers."""
+    data, problems = spec.data, []
+    if len(data.text_columns or ()) > 1:
+        problems.append(f"data.text_columns: a decoder reads one column of plain text, and {data.text_columns} "
+                        f"names {len(data.text_columns)}; name one (join the texts into one column first)")
+    if data.messages_column:
+        problems.append("data.text_columns: plain text and chat records (data.messages_column) are two ways of "
+                        "reading the records; keep the one the files hold")
+    defaults = type(data).model_fields
+    for field in ("answer_column", "answer_scoring"):
+        if getattr(data, field) != defaults[field].default:
+            problems.append(f"data.{field}: plain text (data.text_columns) has no gold answers, and is scored by "
+                            f"eval_loss; remove {field}, or give instruction records (instruction, output and "
+                            f"answer columns) instead of text_columns")
     return problems
 
 

@@ -30,6 +30,7 @@ class SpecForm:
     text_columns: list[str] = field(default_factory=lambda: ["sentence"])
     label_column: str = "label"
     messages_column: str | None = None  # causal-lm: chat records' column (else instruction / input / output)
+    plain_text: bool = False  # causal-lm: text_columns names one column of plain text (a corpus, no instructions)
     metric: str = "accuracy"
     costs: list[str] = field(default_factory=lambda: ["trainable_params"])
     max_trainable_percent: float | None = 1.0
@@ -49,6 +50,8 @@ def spec_from_form(form: SpecForm) -> str:
         data = {"train": form.train_file, "eval": form.eval_file}
     if form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
+    elif form.plain_text:
+        data["text_columns"] = list(form.text_columns)
     elif form.messages_column:
         data["messages_column"] = form.messages_column
     spec: dict[str, Any] = {

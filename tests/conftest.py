@@ -162,11 +162,11 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 
 def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool = True,
                       model_class: tuple | None = None, chat_template: str | None = None) -> None:
-    """A 2-layer LLaMA (hidden size 64) with a word-level tokenizer trained on the instruction records' text, saved
-    as a model folder. Without an end-of-sequence token a trained model goes on past its response, as a weakly
-    trained one does. ``model_class``: (model class, config class, extra config fields) of another decoder.
-    ``chat_template``: the tokenizer's (e.g. ``CHATML``), for chat records (``messages``), its end of turn
-    ``<|im_end|>`` the end-of-sequence token, as in SmolLM2's."""
+    """A 2-layer LLaMA (hidden size 64) with a word-level tokenizer trained on the records' text (instruction
+    records, chat records or plain ``text``), saved as a model folder. Without an end-of-sequence token a trained
+    model goes on past its response, as a weakly trained one does. ``model_class``: (model class, config class,
+    extra config fields) of another decoder. ``chat_template``: the tokenizer's (e.g. ``CHATML``), for chat records
+    (``messages``), its end of turn ``<|im_end|>`` the end-of-sequence token, as in SmolLM2's."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -174,7 +174,8 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
     from autopeft.data import instruction_prompt
 
     texts = [" ".join(f"<|im_start|> {m['role']} {m['content']}" for m in r["messages"]) if "messages" in r
-             else instruction_prompt(r["instruction"], r["input"]) + r["output"] for r in records]
+             else r["text"] if "text" in r else instruction_prompt(r["instruction"], r["input"]) + r["output"]
+             for r in records]
     end = "<|im_end|>" if chat_template else "</s>"
     special = {"pad_token": "[PAD]", "unk_token": "[UNK]", **({"eos_token": end} if end_of_sequence else {})}
     tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))

@@ -204,7 +204,7 @@ def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
     from autopeft.responses import prompt_ids
 
     tokenizer, data = load_tokenizer(search.spec.model), load_task_data(search.spec.data, search.spec.model, 0)
-    assert all(prompt_ids(tokenizer, r["instruction"], chat=False) == list(ids)  # the records' own prompt tokens
+    assert all(prompt_ids(tokenizer, r["instruction"], "instruction") == list(ids)  # the records' own prompt tokens
                for r, ids in zip(evaluation, data.eval.prompts))
     responses = search.generate(0, [r["instruction"] for r in evaluation])
     words = ("negative", "positive")

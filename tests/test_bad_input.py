@@ -178,11 +178,38 @@ def _too_long_case(name: str, train_words: int, eval_words: int, needle: str) ->
     return (name, lambda s, t: _decoder_records(t, train_words, eval_words)(s, t), "data.max_length", needle)
 
 
+def _plain_text_case(name: str, data: dict, start: str, needle: str,
+                     objective: str = "eval_loss") -> Case:
+    """A decoder on plain text (``data.text_columns``) whose spec ``data`` spoils."""
+    def spoil(spec: dict, tmp: Path) -> None:
+        _decoder_records(tmp, 4, 2, answers=False)(spec, tmp)
+        spec["data"].update(data)
+        spec["objectives"] = [{"name": objective}, {"name": "trainable_params"}]
+    return name, spoil, start, needle
+
+
 DECODER_CASES: list[Case] = [
     # A prompt that fills max_length leaves no response token to train: the record would train nothing.
     _too_long_case("decoder-training-prompts-too-long", 80, 2, "8 of 8 training records"),
     # An evaluation record cut: its answer would be generated to a budget sized from a cut gold response.
     _too_long_case("decoder-evaluation-records-too-long", 4, 70, "8 of 8 evaluation records"),
+    # Plain text is one column: two would leave open how they join.
+    _plain_text_case("decoder-plain-text-two-columns", {"text_columns": ["instruction", "output"]}, "invalid spec",
+                     "data.text_columns: a decoder reads one column of plain text"),
+    _plain_text_case("decoder-plain-text-column-missing", {"text_columns": ["text"]}, "data.text_columns",
+                     "'text' not in the train data"),
+    # Plain text has no gold answers to read, by generation or by options.
+    _plain_text_case("decoder-plain-text-answer-scoring", {"text_columns": ["output"], "answer_scoring": "options"},
+                     "invalid spec", "data.answer_scoring: plain text"),
+    _plain_text_case("decoder-plain-text-answer-metric", {"text_columns": ["output"]}, "objectives[0].name",
+                     "plain text (data.text_columns) has none", objective="answer_accuracy"),
+    # Instruction records expected and one text column found: the field that reads plain text is named.
+    ("decoder-plain-text-unnamed", lambda s, t: (
+        _decoder_records(t, 4, 2, answers=False)(s, t),
+        s["data"].update(train=_write(t, "corpus.jsonl", '{"text": "a line of text"}\n{"text": "and one more"}'),
+                         eval=_write(t, "held-out.jsonl", '{"text": "a held out line"}')),
+        s.update(objectives=[{"name": "eval_loss"}, {"name": "trainable_params"}])),
+     "data.instruction_column", "plain text (a corpus to train on, no instructions), set data.text_columns: [text]"),
 ]
 
 STORAGE_CASES: list[Case] = [

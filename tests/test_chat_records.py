@@ -51,7 +51,7 @@ def test_chat_records_train_on_the_last_reply_in_the_models_template(tmp_path):
     # Search.generate prompts a conversation as the records were prompted (autopeft/responses.py)
     from autopeft.responses import prompt_ids
 
-    assert all(prompt_ids(tokenizer, r["messages"][:-1], chat=True) == list(ids)
+    assert all(prompt_ids(tokenizer, r["messages"][:-1], "chat") == list(ids)
                for r, ids in zip(evaluation, data.eval.prompts))
 
 

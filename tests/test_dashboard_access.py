@@ -111,5 +111,11 @@ def test_the_short_form_shows_its_fields_and_follows_the_task(monkeypatch, tmp_p
     app.selectbox(key="form_task").set_value("causal-lm").run()
     assert app.selectbox(key="form_metric").options == ["answer_accuracy", "eval_loss"]
     assert "form_columns" not in [t.key for t in app.text_input]  # causal-lm records name their own fields
+    assert "form_messages" not in [t.key for t in app.text_input]  # instruction records name their own fields
+    records = app.selectbox(key="form_records")
+    records.set_value(next(o for o in records.options if o.startswith("chat"))).run()
     assert "form_messages" in [t.key for t in app.text_input]  # chat records: their messages column
+    records.set_value(next(o for o in records.options if o.startswith("plain text"))).run()
+    assert app.text_input(key="form_text_column").value == "text"
+    assert app.selectbox(key="form_metric").options == ["eval_loss"]  # plain text has no gold answers
     assert [b.label for b in app.button] == ["Launch"]

@@ -43,6 +43,10 @@ def test_a_dataset_a_regression_task_and_no_limit():
                                                              eval_file="e.jsonl", messages_column="messages",
                                                              metric="eval_loss"))))
     assert chat.data.messages_column == "messages" and chat.task_metric == "eval_loss"
+    text = parse_spec(yaml.safe_load(spec_from_form(SpecForm(name="t", task="causal-lm", train_file="t.jsonl",
+                                                             eval_file="e.jsonl", text_columns=["text"],
+                                                             plain_text=True, metric="eval_loss"))))
+    assert text.data.text_columns == ["text"] and text.data.messages_column is None
 
 
 def test_an_upload_named_with_a_path_is_refused(tmp_path):

@@ -169,11 +169,12 @@ class CausalLmRunner:
         one_pass = faithful and shares_prompt_cache(model)
         if split.answers is None:  # records without gold answers: nothing to generate, the loss is the score
             if one_pass:
-                per_record = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
+                per_block = score_responses(model, split.prompts, self._gold_responses(), pad_id=self.pad_id,
                                              device=self.device, max_rows=batch_size,
                                              token_budget=score_token_budget(self.device))
             else:
-                per_record = self._loss(model, batch_size)[0]
+                per_block = self._loss(model, batch_size)[0]
+            per_record = self._by_record(per_block)
             return Evaluation({"eval_loss": float(per_record.sum()) / max(int(self.response_tokens.sum()), 1)},
                               encode(LOSSES, per_record))
         options = self.data.answer_options
@@ -213,8 +214,18 @@ class CausalLmRunner:
 
     @property
     def response_tokens(self) -> np.ndarray:
-        """How many tokens of each eval record's gold response the loss is summed over."""
-        return np.array([len(response) for response in self._gold_responses()], dtype=np.int64)
+        """How many tokens of each eval record's gold response (of a plain text: of the text) the loss is summed
+        over."""
+        return self._by_record(np.array([len(response) for response in self._gold_responses()], dtype=np.int64))
+
+    def _by_record(self, per_block: np.ndarray) -> np.ndarray:
+        """Per-block sums as per-record sums: a plain text split into blocks is one record of the noise model, so
+        that its resampling does not count one long text as many independent ones."""
+        record_of = self.data.eval.record_of
+        if record_of is None:
+            return per_block
+        summed = np.bincount(record_of, weights=per_block, minlength=int(record_of.max(initial=-1)) + 1)
+        return summed.astype(per_block.dtype)
 
     def _gold_responses(self) -> list[np.ndarray]:
         """Each eval record's gold response tokens (what follows its prompt)."""

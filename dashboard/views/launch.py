@@ -20,6 +20,9 @@ from dashboard.views import Context
 SOURCES = ("a bundled example", "a spec of my own", "a short form")
 DEMO = "sst2"  # the README demo
 WHERE = "launch"
+# A decoder's three forms of records (autopeft/data.py), as the short form offers them.
+_DECODER_RECORDS = {"instruction records (instruction, input, output)": "instruction",
+                    "chat records (a messages column)": "chat", "plain text (one text column)": "text"}
 
 
 def render(ctx: Context) -> None:
@@ -105,15 +108,21 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     else:
         train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
         evaluation = st.file_uploader("evaluation file", key="form_eval")
-    columns, label, messages = "sentence", "label", ""
+    columns, label, messages, records = "sentence", "label", "", next(iter(_DECODER_RECORDS))
     if task != "causal-lm":
         columns = st.text_input("text column(s), comma-separated (two for pairs)", value="sentence",
                                 key="form_columns")
         label = st.text_input("label column", value="label", key="form_label")
     else:
-        messages = st.text_input("chat records: their messages column (empty: instruction / input / output "
-                                 "records)", value="", placeholder="messages", key="form_messages")
-    metric = st.selectbox("task metric", TASK_METRICS[task], key="form_metric")
+        records = st.selectbox("records", list(_DECODER_RECORDS), key="form_records",
+                               help="How the files hold the task: autopeft/data.py reads each form.")
+        if _DECODER_RECORDS[records] == "chat":
+            messages = st.text_input("chat records: their messages column", value="messages", key="form_messages")
+        elif _DECODER_RECORDS[records] == "text":
+            columns = st.text_input("plain text: its text column", value="text", key="form_text_column")
+    plain_text = task == "causal-lm" and _DECODER_RECORDS[records] == "text"
+    # plain text has no gold answers: its loss is the one task metric it reports
+    metric = st.selectbox("task metric", ["eval_loss"] if plain_text else TASK_METRICS[task], key="form_metric")
     costs = st.multiselect("costs to minimise", ["trainable_params", "peak_memory_mb", "train_time_s",
                                                  "adapter_bytes"], default=["trainable_params"], key="form_costs")
     limit = st.number_input("at most this % of the model trainable (0: no limit)", min_value=0.0, value=1.0,
@@ -129,7 +138,8 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     form = SpecForm(name="", model=model, task=task, train_file=train.name if train else None,
                     eval_file=evaluation.name if evaluation else None, dataset=dataset or None,
                     dataset_config=config or None, text_columns=[c.strip() for c in columns.split(",") if c.strip()],
-                    label_column=label, messages_column=messages.strip() or None, metric=metric, costs=list(costs),
+                    label_column=label, messages_column=messages.strip() or None, plain_text=plain_text,
+                    metric=metric, costs=list(costs),
                     max_trainable_percent=limit or None,
                     space=space, trials=int(trials), steps_per_trial=int(steps) or "auto", parallel=int(parallel))
     return form, uploads
