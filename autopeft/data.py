@@ -590,25 +590,29 @@ _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
 # Classification is tokenised by _classification, which also takes the label names read from whole files.
 def _plain_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     """A decoder on plain text (``data.text_columns`` of causal-lm: a corpus, no instructions): every token of
-    each text is trained and scored, the first excepted (nothing precedes it). A text longer than
-    ``data.max_length`` is split into blocks rather than cut (autopeft/text_blocks.py), so nothing of it is lost;
-    an evaluation block keeps the record it came from, so that the noise model resamples records, not blocks."""
+    each text is trained and scored once, the first excepted (nothing precedes it). A text longer than
+    ``data.max_length`` is split into blocks that read the tokens before their own (autopeft/text_blocks.py),
+    rather than cut, so nothing of it is lost; an evaluation block keeps the record it came from, so that the noise
+    model resamples records, not blocks."""
     column = data.text_columns[0]
     eos = tokenizer.eos_token_id
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
-        blocks, record_of = [], []
+        blocks, contexts, record_of = [], [], []
         for record, text in enumerate(frame[column].astype(str)):
             ids = tokenizer(text)["input_ids"] + ([eos] if eos is not None else [])
             for block in text_blocks(ids, data.max_length):
-                blocks.append(np.asarray(block, dtype=np.int32))
+                blocks.append(np.asarray(block.ids, dtype=np.int32))
+                contexts.append(block.context)
                 record_of.append(record)
         return TokenizedSplit(
             input_ids=blocks, token_type_ids=None, labels=None,
-            # the block's first token is its context (a text's own first token, or the previous block's last,
-            # already scored there); every other token is scored once
-            token_labels=[np.concatenate([[-100], block[1:]]).astype(np.int64) for block in blocks],
-            prompts=[block[:1] for block in blocks], record_of=np.asarray(record_of, dtype=np.int64))
+            # a block's context (the text's first token, or the tokens before the block's own, scored in the block
+            # before) is read as a prompt is, and not scored
+            token_labels=[np.concatenate([np.full(context, -100), block[context:]]).astype(np.int64)
+                          for block, context in zip(blocks, contexts)],
+            prompts=[block[:context] for block, context in zip(blocks, contexts)],
+            record_of=np.asarray(record_of, dtype=np.int64))
 
     return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=[], task="causal-lm")
 

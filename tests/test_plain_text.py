@@ -64,10 +64,13 @@ def test_blocks_score_every_token_but_the_first_once_and_fit_max_length(max_leng
     for length in range(0, 40):
         ids = list(range(100, 100 + length))
         blocks = text_blocks(ids, max_length)
-        assert all(2 <= len(block) <= max_length for block in blocks)
-        scored = [token for block in blocks for token in block[1:]]
+        assert all(block.context < len(block.ids) <= max_length for block in blocks)
+        scored = [token for block in blocks for token in block.ids[block.context:]]
         assert scored == ids[1:]  # each token predicted once, in order, the first never
-        assert all(later[0] == earlier[-1] for earlier, later in zip(blocks, blocks[1:]))  # its context: one token
+        assert all(block.context == max(1, max_length // 2) for block in blocks[1:])  # read, not scored again
+        for block in blocks:  # a block is a stretch of the text: its context the tokens just before its own
+            start = ids.index(block.ids[0])
+            assert block.ids == ids[start:start + len(block.ids)]
     with pytest.raises(ValueError, match="max_length 1"):
         text_blocks([1, 2, 3], 1)
 
@@ -82,11 +85,14 @@ def test_plain_text_is_tokenised_whole_in_blocks_that_keep_their_record(corpus):
     assert len(split) > len(texts) and max(split.lengths) == 16  # the long texts were split, not cut
     assert sorted(set(split.record_of.tolist())) == list(range(len(texts)))
     for record, text in enumerate(texts):
-        blocks = [split.input_ids[i] for i in np.flatnonzero(split.record_of == record)]
-        whole = [*blocks[0], *(token for block in blocks[1:] for token in block[1:])]
-        assert whole == tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+        rows = np.flatnonzero(split.record_of == record)
+        scored = [token for i in rows for token in split.token_labels[i] if token != -100]
+        assert [split.input_ids[rows[0]][0], *scored] == tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+        assert all(len(split.prompts[i]) == 8 for i in rows[1:])  # half a block of context before a later block
     for ids, labels, prompt in zip(split.input_ids, split.token_labels, split.prompts):
-        assert labels[0] == -100 and labels[1:].tolist() == ids[1:].tolist() and prompt.tolist() == ids[:1].tolist()
+        context = len(prompt)
+        assert prompt.tolist() == ids[:context].tolist() and (labels[:context] == -100).all()
+        assert labels[context:].tolist() == ids[context:].tolist()
 
 
 def test_an_empty_text_is_refused_naming_its_row(corpus, tmp_path):
