@@ -587,7 +587,8 @@ _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     "sequence-regression": _texts,
     "causal-lm": _texts,  # plain text only: instruction records' fields are free text (an empty input is usual)
 }
-# Classification is tokenised by _classification, which also takes the label names read from whole files.
+
+
 def _plain_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     """A decoder on plain text (``data.text_columns`` of causal-lm: a corpus, no instructions): every token of
     each text is trained and scored once, the first excepted (nothing precedes it). A text longer than
@@ -622,4 +623,5 @@ def _causal_lm(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, to
     return (_plain_texts if data.text_columns else _instructions)(train, evaluation, data, tokenizer)
 
 
+# Classification is tokenised by _classification, which also takes the label names read from whole files.
 _TOKENIZERS = {"sequence-regression": _regression, "causal-lm": _causal_lm}
