@@ -591,7 +591,8 @@ _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
 
 def _plain_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
     """A decoder on plain text (``data.text_columns`` of causal-lm: a corpus, no instructions): every token of
-    each text is trained and scored once, the first excepted (nothing precedes it). A text longer than
+    each text is trained and scored once, the first excepted (nothing precedes it; where the tokenizer puts a
+    beginning-of-sequence token in front, that is the first, and the text's first word is scored). A text longer than
     ``data.max_length`` is split into blocks that read the tokens before their own (autopeft/text_blocks.py),
     rather than cut, so nothing of it is lost; an evaluation block keeps the record it came from, so that the noise
     model resamples records, not blocks."""

@@ -153,3 +153,18 @@ def test_a_search_on_plain_text_learns_continues_text_and_exports(corpus, tmp_pa
     exec(blocks[2].split("```")[0].replace('"The text to continue"', '"charlie delta"')
          .replace("max_new_tokens=128", "max_new_tokens=4"), scope)
     assert scope["continuation"] == continuation
+
+
+def test_the_readme_spec_for_a_corpus_is_a_valid_spec():
+    import re
+
+    import yaml
+
+    from autopeft.spec import parse_spec
+    from tests.conftest import ROOT
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    corpus = next(block for block in blocks if "text_columns: [text]" in block)
+    spec = parse_spec(yaml.safe_load(corpus))
+    assert spec.model.task == "causal-lm" and spec.data.text_columns == ["text"]
+    assert spec.task_metric == "eval_loss" and spec.budget.steps_per_trial
