@@ -234,6 +234,24 @@ def _check_filled(frame: pd.DataFrame, columns: dict[str, str], field: str, data
                             f"{more}; fill it in or remove the row")
 
 
+def _without_empty_texts(frame: pd.DataFrame, data: DataSpec, field: str) -> pd.DataFrame:
+    """Plain text without its empty lines. A classifier's empty text is a broken row; a corpus's empty line is
+    nothing to learn from (WikiText's training split holds thousands, between its paragraphs): left out with a
+    DataWarning naming how many, and refused only where no text is left. The index keeps each row's position."""
+    column = data.text_columns[0]
+    cells = frame[column]
+    empty = (cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy()
+    if not empty.any():
+        return frame
+    first = _data_row(int(frame.index[np.flatnonzero(empty)[0]]), data, field)
+    if empty.all():
+        raise UserError(f"data.text_columns: column {column!r} is empty in every row of the {field} data "
+                        f"({first}, ...); name the column that holds the texts")
+    warnings.warn(DataWarning(f"data.text_columns: {int(empty.sum())} of {len(frame)} {field} texts are empty "
+                              f"({first}{', ...' if empty.sum() > 1 else ''}): left out"), stacklevel=3)
+    return frame[~empty]
+
+
 def _subset(frame: pd.DataFrame, size: int | None, seed: int, field: str,
             data: DataSpec) -> tuple[pd.DataFrame, list[int] | None]:
     """The seeded random subset of ``size`` rows and their positions (None: every row, in order). A size above the
@@ -271,8 +289,14 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
                              for frame in (train, evaluation))
         labels = _label_names(train[data.label_column], evaluation[data.label_column], data)
         positive = positive_index(labels, data.positive_label)
+    every_row = len(evaluation)
+    if model.task == "causal-lm" and data.text_columns:
+        train, evaluation = (_without_empty_texts(frame, data, field)
+                             for frame, field in ((train, "train"), (evaluation, "eval")))
     train, _ = _subset(train, data.train_size, seed, "train", data)
     evaluation, eval_rows = _subset(evaluation, data.eval_size, seed, "eval", data)
+    if eval_rows is None and len(evaluation) < every_row:  # rows left out: the ones evaluated are listed
+        eval_rows = [int(i) for i in evaluation.index]
     tokenizer = load_tokenizer(model)
     if labels is not None:
         task_data = _classification(train, evaluation, data, tokenizer, labels, positive)
@@ -585,7 +609,9 @@ _TASK_COLUMNS = {
 _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     "sequence-classification": _text_columns,
     "sequence-regression": _texts,
-    "causal-lm": _texts,  # plain text only: instruction records' fields are free text (an empty input is usual)
+    # instruction records' fields are free text (an empty input is usual); plain text's empty lines are left out
+    # (_without_empty_texts)
+    "causal-lm": lambda d: {},
 }
 
 

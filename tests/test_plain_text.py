@@ -95,10 +95,23 @@ def test_plain_text_is_tokenised_whole_in_blocks_that_keep_their_record(corpus):
         assert labels[context:].tolist() == ids[context:].tolist()
 
 
-def test_an_empty_text_is_refused_naming_its_row(corpus, tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"text": "alpha bravo"}\n{"text": ""}\n')
-    spec = load_spec(write_spec(tmp_path, _spec(corpus, train=str(tmp_path / "train.jsonl"))))
-    with pytest.raises(UserError, match=r"data.text_columns.*train"):
+def test_empty_lines_of_a_corpus_are_left_out_with_a_note_and_listed(corpus, tmp_path):
+    """A corpus's empty lines (WikiText holds thousands) are nothing to learn from, not broken records."""
+    from autopeft.errors import DataWarning
+
+    texts = ["alpha bravo charlie", "", "delta echo", "   ", "foxtrot golf hotel"]
+    for name in ("train.jsonl", "eval.jsonl"):
+        (tmp_path / name).write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    spec = load_spec(write_spec(tmp_path, _spec(corpus, train=str(tmp_path / "train.jsonl"),
+                                                eval=str(tmp_path / "eval.jsonl"))))
+    with pytest.warns(DataWarning) as caught:
+        data = load_task_data(spec.data, spec.model, spec.seed)
+    assert [str(w.message).split(" (data row 2 of")[0] for w in caught] == [
+        f"data.text_columns: 2 of 5 {split} texts are empty" for split in ("train", "eval")]
+    assert len(data.train) == 3 and data.eval_rows == [0, 2, 4]  # the rows evaluated, as an export lists them
+    (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in ("", " ")))
+    with pytest.warns(DataWarning), pytest.raises(UserError, match=r"data.text_columns: column 'text' is empty in "
+                                                                 r"every row of the eval data"):
         load_task_data(spec.data, spec.model, spec.seed)
 
 
