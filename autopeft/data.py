@@ -332,9 +332,10 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
 
     if data.task == "causal-lm" and not spec.training.untouched_reference:
         if data.eval.answers is None:
+            add = ("" if spec.data.text_columns else
+                   f", or add an {spec.data.answer_column!r} column (data.answer_column)")
             raise UserError("training.untouched_reference: the records have no gold answers, so the untouched "
-                            "model's loss is what a trial is read against (its chance level); set it to true, or "
-                            f"add an {spec.data.answer_column!r} column (data.answer_column)")
+                            f"model's loss is what a trial is read against (its chance level); set it to true{add}")
         if spec.task_metric == "eval_loss":
             raise UserError("training.untouched_reference: a decoder searched on eval_loss is read against the "
                             "untouched model's loss (its chance level); set it to true, or make answer_accuracy "

@@ -203,6 +203,11 @@ DECODER_CASES: list[Case] = [
                      "invalid spec", "data.answer_scoring: plain text"),
     _plain_text_case("decoder-plain-text-answer-metric", {"text_columns": ["output"]}, "objectives[0].name",
                      "plain text (data.text_columns) has none", objective="answer_accuracy"),
+    # Plain text is read against the untouched model's loss: without it there is no chance level.
+    ("decoder-plain-text-no-untouched-reference", lambda s, t: (
+        _plain_text_case("", {"text_columns": ["output"]}, "", "")[1](s, t),
+        s.update(training={"untouched_reference": False})),
+     "training.untouched_reference", "(its chance level); set it to true"),
     # Instruction records expected and one text column found: the field that reads plain text is named.
     ("decoder-plain-text-unnamed", lambda s, t: (
         _decoder_records(t, 4, 2, answers=False)(s, t),

@@ -115,6 +115,14 @@ def test_empty_lines_of_a_corpus_are_left_out_with_a_note_and_listed(corpus, tmp
         load_task_data(spec.data, spec.model, spec.seed)
 
 
+def test_plain_text_without_the_untouched_model_is_refused_with_the_one_fix(corpus):
+    from autopeft.data import check_metrics_fit
+
+    spec = load_spec(write_spec(corpus, _spec(corpus) | {"training": {"untouched_reference": False}}))
+    with pytest.raises(UserError, match=r"training.untouched_reference: .*\(its chance level\); set it to true$"):
+        check_metrics_fit(spec, load_task_data(spec.data, spec.model, spec.seed))  # no answer column to add
+
+
 def test_the_loss_is_per_record_over_every_scored_token(corpus):
     spec = load_spec(write_spec(corpus, _spec(corpus)))
     data = load_task_data(spec.data, spec.model, spec.seed)
