@@ -181,12 +181,12 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
         if column not in frame.columns:
             raise UserError(f"data.{spec_field}: column {column!r} not in the {field} data; its columns are "
                             f"{list(frame.columns)}{_header_hint(list(frame.columns), column, field, data)}"
-                            f"{_chat_hint(list(frame.columns), spec_field, data)}")
+                            f"{_record_form_hint(list(frame.columns), spec_field, data)}")
     if frame.empty:
         raise UserError(f"data.{field}: no rows")
 
 
-def _chat_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
+def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
     """Chat records or plain text met where instruction records were expected: the field that reads them."""
     if data.messages_column or spec_field not in ("instruction_column", "output_column"):
         return ""
@@ -222,12 +222,16 @@ def _header_hint(columns: list[str], missing: str, field: str, data: DataSpec) -
     return ""
 
 
+def _empty_cells(cells: pd.Series) -> np.ndarray:
+    """Which cells hold nothing: missing, or only spaces."""
+    return (cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy()
+
+
 def _check_filled(frame: pd.DataFrame, columns: dict[str, str], field: str, data: DataSpec) -> None:
     """An empty text or label cell is a broken row: named here, with its row, rather than trained on as "" or
     failing later. Every row of the file is checked, so the outcome does not depend on which subset is drawn."""
     for column, spec_field in columns.items():
-        cells = frame[column]
-        empty = np.flatnonzero((cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy())
+        empty = np.flatnonzero(_empty_cells(frame[column]))
         if len(empty):
             more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
             raise UserError(f"data.{spec_field}: column {column!r} is empty in {_data_row(int(empty[0]), data, field)}"
@@ -239,8 +243,7 @@ def _without_empty_texts(frame: pd.DataFrame, data: DataSpec, field: str) -> pd.
     nothing to learn from (WikiText's training split holds thousands, between its paragraphs): left out with a
     DataWarning naming how many, and refused only where no text is left. The index keeps each row's position."""
     column = data.text_columns[0]
-    cells = frame[column]
-    empty = (cells.isna() | cells.astype(str).str.strip().eq("")).to_numpy()
+    empty = _empty_cells(frame[column])
     if not empty.any():
         return frame
     first = _data_row(int(frame.index[np.flatnonzero(empty)[0]]), data, field)
@@ -342,14 +345,12 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                             "the task metric")
     if data.task == "causal-lm" and data.eval.answers is None:
         for field, objective in _metrics(spec):
-            if MEASUREMENTS[objective.name].is_task_metric and spec.data.text_columns:
-                raise UserError(f"{field}.name: {objective.name!r} reads each record's gold answer, and plain text "
-                                f"(data.text_columns) has none; search on eval_loss (the texts' token loss)")
             if MEASUREMENTS[objective.name].is_task_metric:
-                raise UserError(
-                    f"{field}.name: {objective.name!r} reads each record's gold answer, and the records have no "
-                    f"{spec.data.answer_column!r} column (data.answer_column); add the answers, or search on "
-                    f"eval_loss (the gold responses' token loss)")
+                lacking = ("plain text (data.text_columns) has none; search on eval_loss (the texts' token loss)"
+                           if spec.data.text_columns else
+                           f"the records have no {spec.data.answer_column!r} column (data.answer_column); add the "
+                           f"answers, or search on eval_loss (the gold responses' token loss)")
+                raise UserError(f"{field}.name: {objective.name!r} reads each record's gold answer, and {lacking}")
     if data.task != CLASSIFICATION or len(data.label_names) == 2:
         return
     for field, objective in _metrics(spec):
@@ -628,9 +629,9 @@ def _plain_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, 
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
         blocks, contexts, record_of = [], [], []
-        for record, text in enumerate(frame[column].astype(str)):
-            ids = tokenizer(text)["input_ids"] + ([eos] if eos is not None else [])
-            for block in text_blocks(ids, data.max_length):
+        texts = frame[column].astype(str).tolist()
+        for record, ids in enumerate(tokenizer(texts)["input_ids"] if texts else []):
+            for block in text_blocks(ids + ([eos] if eos is not None else []), data.max_length):
                 blocks.append(np.asarray(block.ids, dtype=np.int32))
                 contexts.append(block.context)
                 record_of.append(record)

@@ -84,9 +84,10 @@ def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_ne
                         f"load_model(trial) and its logits")
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: {max_new_tokens}; give at least 1")
-    listed, single = as_prompt_list(prompts, prompt_form(spec))
-    if prompt_form(spec) == "text" and not all(p.strip() for p in listed):
-        empty = next(i for i, p in enumerate(listed) if not p.strip())
+    form = prompt_form(spec)
+    listed, single = as_prompt_list(prompts, form)
+    empty = next((i for i, p in enumerate(listed) if form == "text" and not p.strip()), None)
+    if empty is not None:
         raise UserError(f"prompts[{empty}]: empty; give the text to continue")
     return listed, single
 

@@ -36,11 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HERE, smollm2_setup
+from common import HERE, ROOT, smollm2_setup
 
-SHARED = HERE.parents[2] / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = HERE.parents[3] / "shared" / "data"
+SHARED = ROOT.parent / "shared" / "data"
 TRAIN_TEXTS, EVAL_TEXTS, BLOCK = 400, 40, 128
 
 
