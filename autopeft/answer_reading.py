@@ -7,7 +7,9 @@ autopeft/answer_options.py ``answer_words``), as the first of them the response 
 sentiment is positive"). An open answer (no closed set: a user's question answered by a name, "Addis Ababa" in
 "The capital of Ethiopia is Addis Ababa.") is right where the response's first line holds it as words of their own,
 both normalised as SQuAD's exact match normalises them (case, punctuation and articles dropped). LLM-Adapters reads
-such an answer as the response's first word, which scored every response "The" and every trial 0.
+such an answer as the response's first word, which scored every response "The" and every trial 0. Options named
+by lower-case letters ("a" to "e") are read as letters standing alone, but not the article "a" ("this is a trick;
+the answer is c" answers c, where the set of words read the article as the option a).
 
 Where a task's gold responses state their answer (``stated``: "The answer is (D)." after a rationale, "the correct
 answer is answer3"; decided from the task's own training records by ``responses_state_answers``), the answer a
@@ -85,9 +87,27 @@ def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str] | None:
         return re.compile(r"\b(true|false)\b", flags=re.IGNORECASE)
     if re.fullmatch(r"[A-E]", gold):
         return re.compile(r"\b([A-E])\b")
+    letters = tuple(words) if words else tuple("abcde")  # without a closed set: LLM-Adapters' five options
+    if gold in letters and all(len(letter) == 1 and letter.isalpha() for letter in letters):
+        return _option_letters(letters)
     if words:
         return _any_of(words)
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _option_letters(letters: tuple[str, ...]) -> re.Pattern[str]:
+    """Options named by letters ("a" ... "e", or a task's own closed set of letters), read in any case where the
+    letter stands as a word of its own: "a" and "i" not where a word follows them ("is", "or" and "and" aside), for
+    there they are the article and the pronoun ("this is a trick", "I think"), and no letter of an abbreviation
+    ("e.g."). Gold answers "A" to "E" keep LLM-Adapters' rule instead (any capital standing alone), so that its
+    tables compare."""
+    def alternative(letter: str) -> str:
+        spelled = f"[{letter.lower()}{letter.upper()}]"
+        return rf"{spelled}(?!\s+(?!(?:is|or|and)\b)[A-Za-z]{{2}})" if letter.lower() in "ai" else spelled
+
+    alternatives = "|".join(alternative(letter) for letter in sorted(set(letters)))
+    return re.compile(rf"(?<![\w.])(?:{alternatives})(?![\w'’]|\.\w)")
 
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")

@@ -103,3 +103,29 @@ def test_a_decoder_that_reasons_first_is_scored_by_the_answer_it_states(tmp_path
     assert set(decode(plain.predictions)) == {"A"}
     assert plain.metrics["answer_accuracy"] == pytest.approx(golds.count("A") / len(golds))
     assert AnswerReading(stated=True).read("Let A be it. The answer is ( C ) .", "C") == "C"
+
+
+@pytest.mark.parametrize("response,gold,words,read", [
+    ("This is a trick; the answer is c", "a", tuple("abcde"), "c"),  # the article is not the option a
+    ("This is a trick; the answer is c", "a", (), "c"),  # without a closed set: LLM-Adapters' five letters
+    ("I think a is wrong, so b", "b", tuple("abcde"), "a"),  # "a is": the option, not the article
+    ("a or b? b", "b", tuple("abcde"), "a"),
+    ("e.g. the answer is d", "d", tuple("abcde"), "d"),  # no letter of an abbreviation
+    ("(b) fits best", "a", tuple("abcde"), "b"),
+    ("I guess f", "f", tuple("abcdefgh"), "f"),  # the pronoun I is not the option i, whatever the set
+    ("I guess i", "f", tuple("abcdefghij"), "i"),
+    ("A cat sat; D", "D", (), "A"),  # capitals keep LLM-Adapters' rule: the first capital standing alone
+])
+def test_options_named_by_lower_case_letters_are_read_without_the_article(response, gold, words, read):
+    assert extract_answer(response, gold, words) == read
+
+
+@pytest.mark.parametrize("text,given", [
+    ("This is a", False),  # "a" may still be the article: "a trick"
+    ("This is a trick", False),
+    ("This is a trick; c", False),  # "c" may still become "cat"
+    ("This is a trick; c.", True),
+    ("a)", True),
+])
+def test_a_row_is_not_stopped_at_the_article(text, given):
+    assert answer_given(text, "c", tuple("abcde")) is given
