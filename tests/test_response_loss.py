@@ -2,7 +2,8 @@
 run once (``CausalLmRunner.train_loss``, workers/response_loss.py) is the model's own loss, with the same gradients,
 for every kind of method the adapter family puts on a decoder: weights changed in place (LoRA, DoRA, IA3),
 AdapterHub's bottleneck adapters and prefix, and peft's prompt tuning (virtual tokens in front of the sequence) and
-prefix tuning (a cache in front of it). The template is shared exactly where that is the same computation."""
+prefix tuning (a cache in front of it). The template is shared exactly where that is the same computation, and
+the loss is computed from the deferred output head in chunks (workers/head_loss.py)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def test_response_only_logits_give_the_models_loss_and_gradients(base, name):
     reference = model(**batch).loss
     expected = torch.autograd.grad(reference, trained)
     assert runner.head_sharing.allowed(model, records.input_ids[0], torch.device("cpu")) == (name not in OWN_FRONT)
+    runner.check_before_lowering(model, batch)
+    # every method here leaves the output head frozen and plain: the loss is computed from the hidden states
+    assert runner.deferred_head.head_of(model, records.input_ids[0], torch.device("cpu")) is not None
     cached.clear()
     loss = runner.train_loss(model, forward, batch)
     got = torch.autograd.grad(loss, trained)

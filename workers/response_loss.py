@@ -22,6 +22,7 @@ frozen-prefix path feeds cached states into a later layer instead). Otherwise on
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from torch import nn
 from torch.nn import functional
 
 from workers.generation import cache_is_faithful, keeps_some_logits, shares_prompt_cache, transformers_model
+from workers.head_loss import chunked_head_loss, deferred
 
 # Shorter shared heads save too little to pay for a second forward call.
 MIN_SHARED_HEAD = 8
@@ -67,9 +69,11 @@ def _after_shared_head(model: nn.Module, batch: dict[str, torch.Tensor], head: i
 
 
 def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
-                  share_head: bool) -> torch.Tensor:
+                  share_head: bool, output_head: nn.Linear | None = None) -> torch.Tensor:
     """The mean token loss of the batch's responses: the model's own loss (tokens predicted from the position
-    before them, ignored where the label is -100, averaged over scored tokens), computed as the module says."""
+    before them, ignored where the label is -100, averaged over scored tokens), computed as the module says;
+    with ``output_head`` (``DeferredHead.head_of``), from the last hidden states a chunk of tokens at a time
+    (workers/head_loss.py), never holding the whole vocabulary's logits."""
     labels = batch["labels"]
     scored = torch.nonzero((labels != -100).any(dim=0))
     if not len(scored) or not keeps_some_logits(model):
@@ -77,9 +81,12 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
     first = max(int(scored[0]), 1)  # the first token is never predicted
     kept = labels.shape[1] - first + 1
     head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] >= MIN_SHARED_ROWS else 0
-    output = _after_shared_head(model, batch, head, kept) if head >= MIN_SHARED_HEAD else None
-    if output is None:
-        output = forward({k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=kept)
+    with deferred(output_head) if output_head is not None else contextlib.nullcontext():
+        output = _after_shared_head(model, batch, head, kept) if head >= MIN_SHARED_HEAD else None
+        if output is None:
+            output = forward({k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=kept)
+    if output_head is not None:  # the output's "logits" are the last hidden states
+        return chunked_head_loss(output.logits[:, -kept:-1], output_head, labels[:, first:])
     logits = output.logits[:, -kept:-1].float()
     return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1),
                                     ignore_index=-100)

@@ -37,6 +37,7 @@ from workers.generation import (  # extract_answer: re-exported for the task's o
     shares_prompt_cache,
     task_max_new_tokens,
 )
+from workers.head_loss import DeferredHead
 from workers.prefix_cache import FrozenPrefix
 from workers.response_loss import MIN_SHARED_ROWS, Forward, HeadSharing, response_loss
 from workers.training import classification_metrics, collate, predict_logits, regression_metrics
@@ -119,6 +120,7 @@ class CausalLmRunner:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.device = device
         self.head_sharing = HeadSharing()
+        self.deferred_head = DeferredHead()
         split = data.eval
         self.max_new_tokens = max_new_tokens or task_max_new_tokens(
             [int((labels != -100).sum()) for labels in split.token_labels],
@@ -140,16 +142,22 @@ class CausalLmRunner:
 
     def check_before_lowering(self, model: nn.Module, batch: dict[str, torch.Tensor], *,
                               whole_model: bool = True) -> None:
-        """Whether the model may share the template head is checked by comparing fp32 passes, which cannot run
-        while its frozen weights are lowered (workers/lowered_weights.py): checked here, before, once per model."""
+        """Whether the model may share the template head, and whether its loss may be computed from its deferred
+        output head, are checked by comparing fp32 passes, which cannot run while its frozen weights are lowered
+        (workers/lowered_weights.py): checked here, before, once per model."""
         self._shares_head(model, batch, whole_model)
+        self._output_head(model)
+
+    def _output_head(self, model: nn.Module) -> nn.Linear | None:
+        return self.deferred_head.head_of(model, self.data.train.input_ids[0], self.device)
 
     def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
                    whole_model: bool = True) -> torch.Tensor:
         """The mean token loss of the batch's responses, without the logits the loss never reads and with the
         template every row begins with computed once where the model allows it (workers/response_loss.py);
         ``whole_model`` false: ``forward`` starts at a later layer, so the head is not shared."""
-        return response_loss(model, forward, batch, share_head=self._shares_head(model, batch, whole_model))
+        return response_loss(model, forward, batch, share_head=self._shares_head(model, batch, whole_model),
+                             output_head=self._output_head(model))
 
     @property
     def reading(self) -> AnswerReading:
