@@ -87,8 +87,10 @@ def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str] | None:
         return re.compile(r"\b(true|false)\b", flags=re.IGNORECASE)
     if re.fullmatch(r"[A-E]", gold):
         return re.compile(r"\b([A-E])\b")
+    # lower-case option letters only: a set in capitals keeps one reading whichever its gold answer (LLM-Adapters'
+    # rule for A to E, the set of words past them), so that a response is read alike in every record
     letters = tuple(words) if words else tuple("abcde")  # without a closed set: LLM-Adapters' five options
-    if gold in letters and all(len(letter) == 1 and letter.isalpha() for letter in letters):
+    if gold in letters and all(len(letter) == 1 and letter.isalpha() and letter.islower() for letter in letters):
         return _option_letters(letters)
     if words:
         return _any_of(words)
@@ -97,11 +99,11 @@ def _answer_form(gold: str, words: tuple[str, ...]) -> re.Pattern[str] | None:
 
 @functools.lru_cache(maxsize=16)
 def _option_letters(letters: tuple[str, ...]) -> re.Pattern[str]:
-    """Options named by letters ("a" ... "e", or a task's own closed set of letters), read in any case where the
-    letter stands as a word of its own: "a" and "i" not where a word follows them ("is", "or" and "and" aside), for
-    there they are the article and the pronoun ("this is a trick", "I think"), and no letter of an abbreviation
-    ("e.g."). Gold answers "A" to "E" keep LLM-Adapters' rule instead (any capital standing alone), so that its
-    tables compare."""
+    """Options named by lower-case letters ("a" ... "e", or a task's own closed set of them), read in any case
+    where the letter stands as a word of its own: "a" and "i" not where a word follows them ("is", "or" and "and"
+    aside), for there they are the article and the pronoun ("this is a trick", "I think"), and no letter of an
+    abbreviation ("e.g."). Gold answers "A" to "E" keep LLM-Adapters' rule instead (any capital standing alone), so
+    that its tables compare."""
     def alternative(letter: str) -> str:
         spelled = f"[{letter.lower()}{letter.upper()}]"
         return rf"{spelled}(?!\s+(?!(?:is|or|and)\b)[A-Za-z]{{2}})" if letter.lower() in "ai" else spelled

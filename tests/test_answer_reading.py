@@ -115,6 +115,9 @@ def test_a_decoder_that_reasons_first_is_scored_by_the_answer_it_states(tmp_path
     ("I guess f", "f", tuple("abcdefgh"), "f"),  # the pronoun I is not the option i, whatever the set
     ("I guess i", "f", tuple("abcdefghij"), "i"),
     ("A cat sat; D", "D", (), "A"),  # capitals keep LLM-Adapters' rule: the first capital standing alone
+    # a set in capitals reads a response alike whatever its record's gold answer (here the set's first word)
+    ("A cat sat; F", "F", tuple("ABCDEFGH"), "A"),
+    ("A cat sat; F", "A", tuple("ABCDEFGH"), "A"),
 ])
 def test_options_named_by_lower_case_letters_are_read_without_the_article(response, gold, words, read):
     assert extract_answer(response, gold, words) == read
