@@ -1,7 +1,8 @@
 """A decoder's token loss from its deferred output head, a chunk of tokens at a time (workers/head_loss.py): the
-plain loss and its gradients, in fp32 and under bf16 autocast, with no chunk's logits larger than the chunk; and
-only for a head whose logits the model hands on unchanged (not Gemma 2's soft-capped ones, not a head that trains
-or carries a LoRA)."""
+plain loss and its gradients, in fp32 and under bf16 autocast, with no chunk's logits larger than the chunk; the
+model's own loss and gradients on decoder families that name and place their head otherwise (GPT-2, OPT, BLOOM,
+GPT-NeoX, Falcon); and only for a head whose logits the model hands on unchanged (not Gemma 2's soft-capped ones,
+not a head that trains or carries a LoRA)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import transformers as hf
 from peft import LoraConfig, get_peft_model
 from torch import nn
 from torch.nn import functional
@@ -104,3 +106,35 @@ def test_heads_whose_logits_are_not_the_plain_product_keep_the_models_own_loss()
     assert DeferredHead().head_of(adapted, SAMPLE, CPU) is None  # a LoRA on the head: not a plain nn.Linear
     frozen = copy.deepcopy(trainable).requires_grad_(False)
     assert DeferredHead().head_of(frozen, SAMPLE, CPU) is frozen.lm_head
+
+
+TINY = dict(vocab_size=90, hidden_size=32, num_attention_heads=4, pad_token_id=0)
+DECODERS = {  # other names and places for the head: GPT-2's and BLOOM's tied ones, GPT-NeoX's embed_out
+    "gpt2": lambda: hf.GPT2LMHeadModel(hf.GPT2Config(vocab_size=90, n_embd=32, n_layer=2, n_head=4)),
+    "opt": lambda: hf.OPTForCausalLM(hf.OPTConfig(**TINY, num_hidden_layers=2, ffn_dim=64, word_embed_proj_dim=32)),
+    "bloom": lambda: hf.BloomForCausalLM(hf.BloomConfig(vocab_size=90, hidden_size=32, n_layer=2, n_head=4)),
+    "gpt_neox": lambda: hf.GPTNeoXForCausalLM(hf.GPTNeoXConfig(**TINY, num_hidden_layers=2, intermediate_size=64)),
+    "falcon": lambda: hf.FalconForCausalLM(hf.FalconConfig(**TINY, num_hidden_layers=2)),
+}
+
+
+@pytest.mark.parametrize("family", list(DECODERS))
+def test_other_decoder_families_get_their_own_loss_and_gradients_from_the_deferred_head(family):
+    from workers.response_loss import response_loss
+
+    torch.manual_seed(0)
+    model = DECODERS[family]().eval().requires_grad_(False)
+    ids = torch.randint(3, 90, (3, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    head = DeferredHead().head_of(model, ids[0].numpy(), CPU)
+    assert head is model.get_output_embeddings()
+    embedded = model.get_input_embeddings()(ids).detach().requires_grad_(True)  # a gradient to compare
+    batch = {"inputs_embeds": embedded, "attention_mask": torch.ones_like(ids), "labels": labels}
+    own = model(**batch).loss
+    (expected,) = torch.autograd.grad(own, embedded)
+    chunked = response_loss(model, lambda rows, **options: model(**rows, **options), batch, share_head=False,
+                            output_head=head)
+    (got,) = torch.autograd.grad(chunked, embedded)
+    assert torch.allclose(chunked, own, atol=1e-5)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=1e-4) and float(expected.abs().max()) > 0
