@@ -138,3 +138,39 @@ def test_other_decoder_families_get_their_own_loss_and_gradients_from_the_deferr
     (got,) = torch.autograd.grad(chunked, embedded)
     assert torch.allclose(chunked, own, atol=1e-5)
     assert torch.allclose(got, expected, atol=1e-6, rtol=1e-4) and float(expected.abs().max()) > 0
+
+
+class _WithoutLogitsToKeep(LlamaForCausalLM):
+    """A model's own code whose forward makes logits at every position (no ``logits_to_keep``)."""
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None):
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                               inputs_embeds=inputs_embeds)
+
+
+def test_a_forward_without_logits_to_keep_still_gets_the_chunked_loss(monkeypatch):
+    from workers.response_loss import response_loss
+
+    torch.manual_seed(0)
+    model = _WithoutLogitsToKeep(LlamaConfig(vocab_size=90, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
+    model.eval().requires_grad_(False)
+    made = []
+    linear = functional.linear
+    monkeypatch.setattr(workers.head_loss.functional, "linear",  # the head's products only, not the layers'
+                        lambda *args: (args[1] is model.lm_head.weight and made.append(args[0].shape[0]))
+                        or linear(*args))
+    ids = torch.randint(3, 90, (3, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    embedded = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    batch = {"inputs_embeds": embedded, "attention_mask": torch.ones_like(ids), "labels": labels}
+    head = DeferredHead().head_of(model, ids[0].numpy(), CPU)
+    made.clear()
+    chunked = response_loss(model, lambda rows, **options: model(**rows, **options), batch, share_head=False,
+                            output_head=head)
+    assert head is model.lm_head and made == [3 * 11]  # the chunked loss ran, over every predicted position
+    (got,) = torch.autograd.grad(chunked, embedded)
+    own = model(**batch).loss
+    (expected,) = torch.autograd.grad(own, embedded)
+    assert torch.allclose(chunked, own, atol=1e-5) and torch.allclose(got, expected, atol=1e-6, rtol=1e-4)

@@ -73,11 +73,18 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
     """The mean token loss of the batch's responses: the model's own loss (tokens predicted from the position
     before them, ignored where the label is -100, averaged over scored tokens), computed as the module says;
     with ``output_head`` (``DeferredHead.head_of``), from the last hidden states a chunk of tokens at a time
-    (workers/head_loss.py), never holding the whole vocabulary's logits."""
+    (workers/head_loss.py), never holding the whole vocabulary's logits, also where the forward cannot cut them."""
     labels = batch["labels"]
     scored = torch.nonzero((labels != -100).any(dim=0))
-    if not len(scored) or not keeps_some_logits(model):
+    if not len(scored):
         return forward(batch).loss
+    if not keeps_some_logits(model):  # a forward that makes logits at every position (a model's own code)
+        if output_head is None:
+            return forward(batch).loss
+        with deferred(output_head):
+            output = forward({k: v for k, v in batch.items() if k != "labels"})
+        # prompt tuning puts its virtual tokens in front: the input's own positions are the last ones
+        return chunked_head_loss(output.logits[:, -labels.shape[1]:-1], output_head, labels[:, 1:])
     first = max(int(scored[0]), 1)  # the first token is never predicted
     kept = labels.shape[1] - first + 1
     head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] >= MIN_SHARED_ROWS else 0
