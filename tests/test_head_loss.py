@@ -1,8 +1,9 @@
 """A decoder's token loss from its deferred output head, a chunk of tokens at a time (workers/head_loss.py): the
 plain loss and its gradients, in fp32 and under bf16 autocast, with no chunk's logits larger than the chunk; the
 model's own loss and gradients on decoder families that name and place their head otherwise (GPT-2, OPT, BLOOM,
-GPT-NeoX, Falcon); and only for a head whose logits the model hands on unchanged (not Gemma 2's soft-capped ones,
-not a head that trains or carries a LoRA)."""
+GPT-NeoX, Falcon) and where a forward cannot cut the logits; and only for a head whose logits the model hands on
+unchanged (not Gemma 2's soft-capped ones, not a head that trains or carries a LoRA, not a model the check cannot
+call)."""
 
 from __future__ import annotations
 
@@ -174,3 +175,21 @@ def test_a_forward_without_logits_to_keep_still_gets_the_chunked_loss(monkeypatc
     own = model(**batch).loss
     (expected,) = torch.autograd.grad(own, embedded)
     assert torch.allclose(chunked, own, atol=1e-5) and torch.allclose(got, expected, atol=1e-6, rtol=1e-4)
+
+
+class _AskingForItsMask(LlamaForCausalLM):
+    """A model's own code that refuses a call without its attention mask."""
+
+    def forward(self, input_ids=None, attention_mask=None, **options):
+        if attention_mask is None:
+            raise ValueError("attention_mask is required")
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, **options)
+
+
+def test_a_model_the_check_cannot_call_keeps_its_own_loss():
+    torch.manual_seed(0)
+    model = _AskingForItsMask(LlamaConfig(vocab_size=90, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
+    model.requires_grad_(False).train()
+    assert DeferredHead().head_of(model, SAMPLE, CPU) is None
+    assert model.training and "forward" not in vars(model.lm_head)  # left as it was found

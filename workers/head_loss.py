@@ -14,7 +14,8 @@ same losses are in tests/test_head_loss.py and the memory and time saved in benc
 Only a head whose output is its plain product applies: an ``nn.Linear`` whose parameters are frozen (a trainable
 head, a LoRA on it or a quantised head keep the model's own loss), and whose model hands its logits on unchanged
 (Gemma 2 soft-caps them, Cohere scales them): checked once per model by comparing the two in fp32
-(``DeferredHead.head_of``), as the template sharing is checked.
+(``DeferredHead.head_of``), as the template sharing is checked; a model the check's bare call does not suit keeps
+its own loss.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def _checked_head(model: nn.Module, sample: np.ndarray, device: torch.device) ->
             logits = model(input_ids=ids).logits.float()
             with deferred(head):
                 hidden = model(input_ids=ids).logits
+    except Exception:  # a model this bare call does not suit keeps its own loss, and trains
+        return None
     finally:
         model.train(training)
     if hidden.shape[-1] != head.in_features:  # the model's logits do not come from this module
