@@ -20,6 +20,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForC
 
 import workers.head_loss
 from workers.head_loss import DeferredHead, chunked_head_loss, deferred
+from workers.response_loss import HeadSharing
 
 CPU = torch.device("cpu")
 
@@ -186,10 +187,12 @@ class _AskingForItsMask(LlamaForCausalLM):
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, **options)
 
 
-def test_a_model_the_check_cannot_call_keeps_its_own_loss():
+def test_a_model_the_checks_cannot_call_keeps_its_own_loss_and_trusts_no_cache():
     torch.manual_seed(0)
     model = _AskingForItsMask(LlamaConfig(vocab_size=90, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                           num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
     model.requires_grad_(False).train()
     assert DeferredHead().head_of(model, SAMPLE, CPU) is None
     assert model.training and "forward" not in vars(model.lm_head)  # left as it was found
+    sharing = HeadSharing()  # nor is its key/value cache trusted: the template is not shared, answers decode whole
+    assert not sharing.faithful(model, SAMPLE, CPU) and not sharing.allowed(model, SAMPLE, CPU) and model.training

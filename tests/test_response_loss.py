@@ -164,3 +164,23 @@ def test_the_evaluation_reuses_the_training_checks_cache_verdict(base, monkeypat
     other = get_method("lora").build(copy.deepcopy(base), {**CONFIGS["lora"], "learning_rate": 1e-3}).eval()
     runner.evaluate(other, batch_size=8)
     assert calls == [model, other]
+
+
+def test_a_model_that_refuses_a_bare_call_trains_and_is_evaluated_on_the_plain_paths():
+    """A model's own code that wants its attention mask on every call cannot take the checks' bare calls: it keeps
+    its own loss, its cache is not trusted, and the trial trains and is evaluated all the same."""
+    from tests.test_head_loss import _AskingForItsMask
+
+    records = _records()
+    runner = CausalLmRunner(TaskData(train=records, eval=records, label_names=[], task="causal-lm"), _Tokenizer(),
+                            torch.device("cpu"), max_new_tokens=4)
+    torch.manual_seed(0)
+    base = _AskingForItsMask(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
+    model = get_method("lora").build(base, {**CONFIGS["lora"], "learning_rate": 1e-3})
+    batch = runner.train_batch(np.arange(8))
+    runner.check_before_lowering(model, batch)
+    loss = runner.train_loss(model, lambda rows, **options: model(**rows, **options), batch)
+    loss.backward()
+    evaluation = runner.evaluate(model.eval(), batch_size=8)
+    assert float(loss) > 0 and abs(evaluation.metrics["eval_loss"] - float(loss)) < 1e-4

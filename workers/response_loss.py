@@ -124,6 +124,8 @@ class HeadSharing:
             model.eval()
             try:
                 self._faithful[model] = cache_is_faithful(model, sample, device)
+            except Exception:  # a model the check's bare call does not suit: its cache is not trusted, and it trains
+                self._faithful[model] = False
             finally:
                 model.train(training)
         return self._faithful[model]
