@@ -54,6 +54,10 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         gradient = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         step = chunk_rows(weight.shape[0])
+        device = hidden.device.type
+        if torch.is_autocast_enabled(device):  # the product's operands cast once, not at every chunk
+            low = torch.get_autocast_dtype(device)
+            weight, bias = weight.to(low), None if bias is None else bias.to(low)
         for start in range(0, hidden.shape[0], step):
             rows = slice(start, start + step)
             chosen = scored[rows]
@@ -74,7 +78,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
                 weights = chosen / count
                 exponentials.mul_((weights / sums)[:, None])
                 exponentials[torch.arange(len(targets), device=logits.device), targets] -= weights
-                gradient[rows] = (exponentials.to(product.dtype) @ weight.to(product.dtype)).to(hidden.dtype)
+                gradient[rows] = (exponentials.to(product.dtype) @ weight).to(hidden.dtype)
         ctx.save_for_backward(gradient if gradient is not None else torch.empty(0))
         return total / count
 

@@ -76,22 +76,18 @@ def response_loss(model: nn.Module, forward: Forward, batch: dict[str, torch.Ten
     (workers/head_loss.py), never holding the whole vocabulary's logits, also where the forward cannot cut them."""
     labels = batch["labels"]
     scored = torch.nonzero((labels != -100).any(dim=0))
-    if not len(scored):
+    cuts = keeps_some_logits(model)  # else a forward that makes logits at every position (a model's own code)
+    if not len(scored) or not (cuts or output_head is not None):
         return forward(batch).loss
-    if not keeps_some_logits(model):  # a forward that makes logits at every position (a model's own code)
-        if output_head is None:
-            return forward(batch).loss
-        with deferred(output_head):
-            output = forward({k: v for k, v in batch.items() if k != "labels"})
-        # prompt tuning puts its virtual tokens in front: the input's own positions are the last ones
-        return chunked_head_loss(output.logits[:, -labels.shape[1]:-1], output_head, labels[:, 1:])
-    first = max(int(scored[0]), 1)  # the first token is never predicted
+    first = max(int(scored[0]), 1) if cuts else 1  # the first token is never predicted
     kept = labels.shape[1] - first + 1
     head = shared_head_length(batch, first - 1) if share_head and labels.shape[0] >= MIN_SHARED_ROWS else 0
     with deferred(output_head) if output_head is not None else contextlib.nullcontext():
         output = _after_shared_head(model, batch, head, kept) if head >= MIN_SHARED_HEAD else None
         if output is None:
-            output = forward({k: v for k, v in batch.items() if k != "labels"}, logits_to_keep=kept)
+            output = forward({k: v for k, v in batch.items() if k != "labels"},
+                             **({"logits_to_keep": kept} if cuts else {}))
+    # the last ``kept`` positions: prompt tuning puts its virtual tokens in front of the input's own
     if output_head is not None:  # the output's "logits" are the last hidden states
         return chunked_head_loss(output.logits[:, -kept:-1], output_head, labels[:, first:])
     logits = output.logits[:, -kept:-1].float()
