@@ -30,8 +30,8 @@ _EXPORTS = {
     "register_method": "autopeft.plugins",
     "load_adapter": "autopeft.loading",
     "load_merged": "autopeft.loading",
-    "describe_space": "autopeft.space_info",
-    "list_methods": "autopeft.space_info",
+    "describe_space": "autopeft.search.space_info",
+    "list_methods": "autopeft.search.space_info",
 }
 __all__ = sorted(_EXPORTS)
 

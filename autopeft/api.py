@@ -37,10 +37,10 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
-    from autopeft.controller import Progress
-    from autopeft.noise import NoiseReport
-    from autopeft.responses import Prompt
-    from autopeft.storage import TrialRecord
+    from autopeft.results.noise import NoiseReport
+    from autopeft.results.responses import Prompt
+    from autopeft.search.controller import Progress
+    from autopeft.store.storage import TrialRecord
 
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
 SpecLike = str | os.PathLike | Mapping[str, Any] | SearchSpec
@@ -59,7 +59,7 @@ class SearchInterrupted(KeyboardInterrupt):
     A KeyboardInterrupt, so code that stops on Ctrl-C still stops; it carries what resuming needs."""
 
     def __init__(self, name: str, storage_url: str):
-        from autopeft.storage import mask_url
+        from autopeft.store.storage import mask_url
 
         self.name, self.storage_url = name, storage_url
         super().__init__(f"search {name!r} interrupted; resume it with autopeft.resume_search({name!r}, "
@@ -217,7 +217,7 @@ def _as_frame(rows: Any, split: str) -> pd.DataFrame:
     if hasattr(rows, "to_pandas") and hasattr(rows, "column_names"):  # a datasets.Dataset
         return rows.to_pandas()
     if isinstance(rows, (str, os.PathLike)):
-        from autopeft.data import read_table
+        from autopeft.tasks.data import read_table
 
         return read_table(str(rows), split)
     raise UserError(f"data[{split!r}]: expected a datasets.Dataset, a pandas DataFrame or a file path, got "
@@ -264,7 +264,7 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
     ``trials`` its budget. ``data``: ``{"train": ..., "eval": ...}`` (datasets, pandas frames or files) or a
     DatasetDict with train and validation splits, used in place of the spec's files. ``warm_start``: earlier
     searches (``"NAME"`` or ``"NAME@URL"``, a list or comma-separated) to start from, in place of the spec's
-    ``warm_start`` (their fronts are trained first; see autopeft/warm_start.py). ``executor``: ``"ray"``
+    ``warm_start`` (their fronts are trained first; see autopeft/search/warm_start.py). ``executor``: ``"ray"``
     (parallel workers; ``ray_address`` joins a cluster) or ``"local"`` (one trial at a time in this process).
     ``progress``: True for a progress bar, False for none, or a callable that receives each event.
     Ctrl-C raises :class:`SearchInterrupted` after queueing the running trials for :func:`resume_search`."""
@@ -274,7 +274,7 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
     url = normalise_storage_url(storage or resolved.storage)
     # Imported once the spec is known good: the search pulls in torch, transformers and peft (seconds), and a
     # mistyped field should be answered at once.
-    from autopeft.search import start_search
+    from autopeft.search.launch import start_search
 
     try:
         _run(_reporter(progress), name, url, resolved, trials or resolved.budget.trials, lambda on_progress:
@@ -289,7 +289,7 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
 
 def warm_start_sources(value: str | Sequence[str]) -> list[WarmStartSource]:
     """``"a,b@sqlite:///x.db"`` or ``["a", "b@URL"]`` as sources, their database URLs made absolute."""
-    from autopeft.warm_start import parse_source
+    from autopeft.search.warm_start import parse_source
 
     texts = value.split(",") if isinstance(value, str) else list(value)
     sources = [parse_source(text) for text in texts if text.strip()]
@@ -301,7 +301,7 @@ def warm_start_sources(value: str | Sequence[str]) -> list[WarmStartSource]:
 
 def _names_if_any(url: str) -> list[str]:
     """The searches in the database; none when it does not exist yet."""
-    from autopeft import storage as store
+    from autopeft.store import storage as store
 
     try:
         return store.search_names(store.open_storage(url, create=False))
@@ -315,7 +315,7 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
     on); the trials it left running are proposed again."""
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
-    from autopeft.search import resume_search as resume  # after the search is found (see run_search)
+    from autopeft.search.launch import resume_search as resume  # after the search is found (see run_search)
 
     _run(_reporter(progress), name, url, search.spec, trials or search.spec.budget.trials, lambda on_progress: resume(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress, trials=trials))
@@ -327,7 +327,7 @@ def join_search(name: str, *, storage: str | None = None, executor: str = "ray",
     """Add a controller with its own workers to a running search (PostgreSQL): they share its budget."""
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
-    from autopeft.search import join_search as join  # after the search is found (see run_search)
+    from autopeft.search.launch import join_search as join  # after the search is found (see run_search)
 
     _run(_reporter(progress), name, url, search.spec, search.spec.budget.trials, lambda on_progress: join(
         name, storage_url=url, executor=executor, ray_address=ray_address, on_progress=on_progress))
@@ -357,7 +357,7 @@ def _run(reporter: ProgressReporter | None, name: str, url: str, spec: SearchSpe
 
 def load_search(name: str, *, storage: str | None = None) -> Search:
     """A stored search by name (finished, running or stopped), to read, pick from and export."""
-    from autopeft import storage as store
+    from autopeft.store import storage as store
 
     url = normalise_storage_url(storage or default_storage())
     study, spec = store.load_search(store.open_storage(url, create=False), name)
@@ -366,8 +366,8 @@ def load_search(name: str, *, storage: str | None = None) -> Search:
 
 def search_summaries(storage: str | None = None) -> list[dict[str, Any]]:
     """Every search in the database: state, progress, best task metric, front against chance."""
-    from autopeft import storage as store
-    from autopeft.views import search_summary
+    from autopeft.results.views import search_summary
+    from autopeft.store import storage as store
 
     backend = store.open_storage(normalise_storage_url(storage or default_storage()), create=False)
     return [search_summary(*store.load_search(backend, name))
@@ -412,8 +412,8 @@ class Search:
     def records(self) -> list[TrialRecord]:
         """Every trial as the views see it (baselines and probe runs included, marked ``reference``)."""
         if self._records is None:
-            from autopeft.pareto import pareto_front
-            from autopeft.storage import trial_records
+            from autopeft.results.pareto import pareto_front
+            from autopeft.store.storage import trial_records
 
             self._records = trial_records(self.study, self.spec)
             pareto_front(self._records, self.spec)  # marks record.pareto
@@ -422,7 +422,7 @@ class Search:
     @property
     def front(self) -> list[TrialRecord]:
         """The Pareto-optimal feasible trials, in front order."""
-        from autopeft.pareto import pareto_front
+        from autopeft.results.pareto import pareto_front
 
         return pareto_front(self.records, self.spec)
 
@@ -431,7 +431,7 @@ class Search:
         """Where the front stands against chance and which points a cheaper one matches within noise (None for
         a search stored without a chance level)."""
         if self._noise is None:
-            from autopeft.noise import assess
+            from autopeft.results.noise import assess
 
             self._noise = (assess(self.study, self.records, self.spec),)
         return self._noise[0]
@@ -444,7 +444,7 @@ class Search:
     @property
     def summary(self) -> dict[str, Any]:
         """State, progress and best value, as ``autopeft search list`` shows them."""
-        from autopeft.views import search_summary
+        from autopeft.results.views import search_summary
 
         return search_summary(self.study, self.spec, self.records, self.noise)
 
@@ -453,7 +453,7 @@ class Search:
         front membership and the noise model's verdict, failure reasons."""
         import pandas as pd
 
-        from autopeft.views import describe_config
+        from autopeft.results.views import describe_config
 
         noise = self.noise
         rows = []
@@ -486,9 +486,9 @@ class Search:
 
     def pick(self, *picks: str, include_chance: bool = False) -> list[TrialRecord]:
         """The front points the picks choose: ``"knee"``, ``"max:METRIC"``, ``"min:METRIC"``,
-        ``"budget:METRIC<=X"`` (autopeft/pick.py). Points within noise of chance are never picked unless
+        ``"budget:METRIC<=X"`` (autopeft/results/pick.py). Points within noise of chance are never picked unless
         ``include_chance``, and a point a cheaper one matches within noise gives way to it."""
-        from autopeft.pick import choose, parse_pick
+        from autopeft.results.pick import choose, parse_pick
 
         chosen = [parse_pick(p, self.spec, flag="pick") for p in picks or ("knee",)]  # the knee: the usual want
         return choose(self.records, self.spec, chosen, self.noise, include_chance)
@@ -498,8 +498,8 @@ class Search:
         """Write the front (or the picked points, as :meth:`pick` reads them) as adapter folders their library
         loads, with summary.md/.csv; returns the folders written. ``merged`` also writes the base with the adapter
         folded in, where the method allows it. (``flag``: the option named in errors about a pick.)"""
-        from autopeft.export import at_chance_message, export_front
-        from autopeft.pick import parse_pick
+        from autopeft.results.export import at_chance_message, export_front
+        from autopeft.results.pick import parse_pick
 
         chosen = [parse_pick(p, self.spec, flag=flag) for p in ([picks] if isinstance(picks, str) else picks)]
         exported = export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
@@ -515,7 +515,7 @@ class Search:
         """Train the standard configurations (LoRA r8, Pfeiffer, prefix, IA3, BitFit, full) at the search's
         fidelity, outside its budget and front, and compare each with the front. One the model cannot take (BitFit
         where it has no biases) is not trained; ``on_refused`` hears its name and why."""
-        from autopeft.baselines import chosen_names, compare, train_baselines
+        from autopeft.results.baselines import chosen_names, compare, train_baselines
 
         names = chosen_names(list(only))
         train_baselines(self.study, self.spec, names, executor=executor, on_result=on_result, on_refused=on_refused)
@@ -528,7 +528,7 @@ class Search:
         """Retrain chosen trials (default: the whole front) with new seeds; store and return mean ± std per trial.
         ``near_chance``: the front points just above chance, as a search retrains them at its end. ``on_start``
         hears which trials were chosen, ``on_result`` each run as it finishes."""
-        from autopeft.confirm import confirm_trials, near_chance_points, select
+        from autopeft.results.confirm import confirm_trials, near_chance_points, select
 
         if sum(map(bool, (trials, picks, near_chance))) > 1:
             raise UserError("trials, picks and near_chance: give one of them")
@@ -558,8 +558,8 @@ class Search:
     def load_model(self, trial: int | TrialRecord) -> nn.Module:
         """The base model with ``trial``'s trained adapter on it, ready for inference (its library's loader)."""
         from autopeft.loading import load_adapter
-        from autopeft.models import load_base_model
-        from autopeft.storage import LABELS
+        from autopeft.models.base import load_base_model
+        from autopeft.store.storage import LABELS
 
         number = trial if isinstance(trial, int) else trial.number
         record = next((r for r in self.records if r.number == number), None)
@@ -573,10 +573,10 @@ class Search:
         """A decoder search's ``trial`` answering new prompts: each an instruction (text, or ``{"instruction": ...,
         "input": ...}``), for a search on chat records a conversation (a list of messages), for a search on plain
         text the text to continue; prompted as the search trained and evaluated it and decoded greedily to the end
-        of sequence or ``max_new_tokens``. One prompt gives one response, a list a list (autopeft/responses.py). The
-        trial's model stays loaded until another trial is asked."""
-        from autopeft.models import load_tokenizer
-        from autopeft.responses import checked_prompts, prompt_form, respond
+        of sequence or ``max_new_tokens``. One prompt gives one response, a list a list
+        (autopeft/results/responses.py). The trial's model stays loaded until another trial is asked."""
+        from autopeft.models.base import load_tokenizer
+        from autopeft.results.responses import checked_prompts, prompt_form, respond
 
         listed, single = checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
         number = trial if isinstance(trial, int) else trial.number
@@ -591,7 +591,7 @@ class Search:
         front = self.front_dataframe()
         columns = [*self.spec.objective_names, "above_chance", "configuration"]
         if front.empty:
-            from autopeft.views import why_no_front
+            from autopeft.results.views import why_no_front
 
             return f"<p><b>{self.name}</b>: no front point — {html.escape(why_no_front(self.study))}</p>"
         table = front[[c for c in columns if c in front.columns]].to_html()

@@ -21,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autopeft.errors import UserError
-from autopeft.noise import ADVICE
 from autopeft.objectives import TASK_METRICS
+from autopeft.results.noise import ADVICE
 
 if TYPE_CHECKING:
     from autopeft.api import Search
@@ -131,7 +131,7 @@ class _RichProgress:
 def _print_front(search: Search) -> None:
     """``search run``/``resume``'s closing summary: the front, where it stands against chance, and whether the
     budget was spent or the wall clock cut it short."""
-    from autopeft import views
+    from autopeft.results import views
 
     name, storage_url, noise = search.name, search.storage_url, search.noise
     title = f"Pareto front of {name}"
@@ -162,7 +162,7 @@ def _print_front(search: Search) -> None:
 
 
 def _masked(url: str) -> str:
-    from autopeft.storage import mask_url
+    from autopeft.store.storage import mask_url
 
     return mask_url(url)
 
@@ -242,7 +242,7 @@ _FORM_ONLY = "[bold red]at chance: the responses' form learned, not the answers[
 def search_list(storage: str | None, as_json: bool) -> None:
     """All searches in the database with their state and progress."""
     from autopeft.api import search_summaries
-    from autopeft.views import PROBE_STOPPED
+    from autopeft.results.views import PROBE_STOPPED
 
     summaries = search_summaries(storage)
     if as_json:
@@ -276,9 +276,8 @@ def search_list(storage: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Every trial with state, configuration, values and costs.")
 def search_show(name: str, storage: str | None, as_json: bool) -> None:
     """One search's trials and Pareto front."""
-    from autopeft import storage as store
     from autopeft.api import load_search
-    from autopeft.views import (
+    from autopeft.results.views import (
         chance_line,
         confirmation_table,
         describe_config,
@@ -286,6 +285,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         front_or_why_none,
         probe_line,
     )
+    from autopeft.store import storage as store
 
     found = load_search(name, storage=storage)
     study, spec, records, noise, chance = found.study, found.spec, found.records, found.noise, found.chance
@@ -336,15 +336,15 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
               "(LoRA, DoRA, IA3, BitFit, sparse).")
 @click.option("--pick", "picks", multiple=True, metavar="PICK",
               help="Export only the Pareto point(s) picked: knee | max:METRIC | min:METRIC | budget:METRIC<=X "
-                   "(repeatable; the knee is defined in autopeft/pick.py). Points within noise of chance are never "
-                   "picked, and a point a cheaper one matches within noise gives way to it.")
+                   "(repeatable; the knee is defined in autopeft/results/pick.py). Points within noise of chance are "
+                   "never picked, and a point a cheaper one matches within noise gives way to it.")
 @click.option("--include-chance", is_flag=True, help="Let --pick choose points within noise of chance too.")
 def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tuple[str, ...],
            include_chance: bool) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft.api import load_search
     from autopeft.errors import AtChanceWarning
-    from autopeft.export import at_chance_message
+    from autopeft.results.export import at_chance_message
 
     found = load_search(name, storage=storage)
     spec = found.spec
@@ -386,7 +386,7 @@ def confirm(name: str, trial_list: str | None, picks: tuple[str, ...], near_chan
     where the front stands against chance now (a point retrained at the search's steps is judged by its new
     seeds)."""
     from autopeft.api import load_search
-    from autopeft.views import chance_line, confirmation_table
+    from autopeft.results.views import chance_line, confirmation_table
 
     found = load_search(name, storage=storage)
     spec = found.spec
@@ -630,8 +630,8 @@ def space() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def space_methods(as_json: bool) -> None:
     """List the PEFT methods a space can name (plugins included), each with the options it reads."""
-    from autopeft.space_info import method_rows
-    from autopeft.space_names import CONFIGURATION_KEYS
+    from autopeft.search.space_info import method_rows
+    from autopeft.search.space_names import CONFIGURATION_KEYS
 
     rows = method_rows()
     if as_json:
@@ -664,7 +664,7 @@ def space_methods(as_json: bool) -> None:
 def space_describe(space_file: str, model_name: str, task: str, labels: int, samples: int, trust_remote_code: bool,
                    as_json: bool) -> None:
     """Print a space's parameters, size and trainable-parameter range on a model (built, not estimated)."""
-    from autopeft.space_info import describe_space
+    from autopeft.search.space_info import describe_space
 
     report = describe_space(space_file, model=model_name, task=task, labels=labels, samples=samples,
                             trust_remote_code=trust_remote_code)

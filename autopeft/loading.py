@@ -4,7 +4,7 @@ peft methods load with stock ``PeftModel.from_pretrained`` and AdapterHub method
 this function does the same for them and also loads the methods no library has (BitFit, sparse fine-tuning).
 It reads ``autopeft_method.json`` to know the method, quantises the base first when the adapter was trained on an
 8- or 4-bit base, and makes the head read the mean of the tokens when it was trained so (``autopeft_pooling.json``:
-autopeft/pooling.py), so the outputs are the ones the search measured.
+autopeft/models/pooling.py), so the outputs are the ones the search measured.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import nn
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import METHOD_FILE
-from autopeft.pooling import apply_pooling, read_pooling
-from autopeft.quantize import quantize_base
+from autopeft.models.pooling import apply_pooling, read_pooling
+from autopeft.models.quantize import quantize_base
 
 
 def read_method(folder: str | Path) -> tuple[str, dict]:

@@ -112,7 +112,7 @@ MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
 
 # What each task's evaluation reports (every task also reports every cost above).
 TASK_METRICS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
-    "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.data)
+    "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.tasks.data)
     "sequence-regression": ("spearman", "pearson", "mse"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
 })

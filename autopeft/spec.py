@@ -273,13 +273,13 @@ class TrainingSpec(_Strict):
                                          "long sequences; bench/README.md, decoders).")
     untouched_reference: bool = Field(
         True, description="Decoders: each worker evaluates the base model as loaded, no adapter, once before its "
-        "first trial, the reference an adapter must beat (autopeft/untouched_model.py). false skips it where the "
-        "eval set makes generation dear and the untouched model's answers are not wanted; records without gold "
+        "first trial, the reference an adapter must beat (autopeft/results/untouched_model.py). false skips it where "
+        "the eval set makes generation dear and the untouched model's answers are not wanted; records without gold "
         "answers need it (it is their chance level).")
 
 
 class ProbeSpec(_Strict):
-    """The learnability probe that ``steps_per_trial: auto`` runs before the search (autopeft/probe.py)."""
+    """The learnability probe that ``steps_per_trial: auto`` runs before the search (autopeft/search/probe.py)."""
 
     start_steps: int = Field(32, ge=1, description="The first rung of the doubling ladder of steps.")
     max_steps: int = Field(4096, ge=1, description="No rung beyond this many steps.")
@@ -317,7 +317,7 @@ class BudgetSpec(_Strict):
     wall_clock_minutes: float | None = Field(None, gt=0, description="Stop proposing new trials after this long.")
     rungs: list[float] = Field(default_factory=list, description="Early stopping: fractions of a trial's steps "
                                "(e.g. [0.25, 0.5]) at which it is evaluated and stopped unless its point is among "
-                               "the best 1/reduction_factor by non-dominated sorting (autopeft/scheduler.py).")
+                               "the best 1/reduction_factor by non-dominated sorting (autopeft/search/scheduler.py).")
     reduction_factor: float = Field(3.0, ge=2, description="At each rung about 1/reduction_factor of the trials "
                                     "go on.")
 
@@ -361,7 +361,7 @@ class WorkersSpec(_Strict):
 
 
 class WarmStartSource(_Strict):
-    """An earlier search to start from (autopeft/warm_start.py): its front is trained first, its trials inform
+    """An earlier search to start from (autopeft/search/warm_start.py): its front is trained first, its trials inform
     the sampler's model where the sampler can use them."""
 
     search: str = Field(min_length=1, description="The earlier search's name.")
@@ -389,7 +389,7 @@ class SearchSpec(_Strict):
     sampler: Literal["tpe", "random", "nsga2", "gp", "known-cost"] = "known-cost"
     warm_start: list[WarmStartSource] = Field(
         default_factory=list, description="Earlier searches (NAME or NAME@URL) whose fronts are trained first and "
-        "whose trials inform the sampler (autopeft/warm_start.py).")
+        "whose trials inform the sampler (autopeft/search/warm_start.py).")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)

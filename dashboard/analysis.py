@@ -1,7 +1,7 @@
 """The numbers behind the views: Pareto membership, hypervolume history, knee point, budget pick, importance.
 
 Vectorised over the trial table so that 2,000 trials cost milliseconds. The Pareto definition is the project's
-(``autopeft.pareto``): completed, feasible trials that no other completed feasible trial dominates.
+(``autopeft.results.pareto``): completed, feasible trials that no other completed feasible trial dominates.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 from optuna._hypervolume import compute_hypervolume
 
 from autopeft.objectives import MEASUREMENTS
-from autopeft.pick import as_losses, best_under_index, is_log, knee_index
+from autopeft.results.pick import as_losses, best_under_index, is_log, knee_index
 from autopeft.spec import SearchSpec
 
 # Searched knobs common to all methods; "size" is each method's own size (rank, bottleneck, prefix length).
@@ -32,7 +32,7 @@ def candidates(trials: pd.DataFrame) -> pd.Series:
 
 
 def probe_runs(trials: pd.DataFrame) -> pd.Series:
-    """The learnability probe's runs (autopeft/probe.py); none in a table without the column."""
+    """The learnability probe's runs (autopeft/search/probe.py); none in a table without the column."""
     return trials["probe"].astype(bool) if "probe" in trials else pd.Series(False, index=trials.index)
 
 
@@ -93,7 +93,7 @@ def hypervolume_history(trials: pd.DataFrame, spec: SearchSpec) -> pd.DataFrame:
 
 
 def knee(trials: pd.DataFrame, spec: SearchSpec, objectives: list[str] | None = None) -> int | None:
-    """The front trial with the best trade-off, as ``autopeft.pick`` defines it (the definition ``export --pick
+    """The front trial with the best trade-off, as ``autopeft.results.pick`` defines it (the definition ``export --pick
     knee`` uses too). Returns its trial number."""
     names = objectives or spec.objective_names
     on_front = trials[front(trials, spec, names)]

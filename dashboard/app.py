@@ -62,7 +62,7 @@ def sidebar(url: str, found: list[data.Search], launch_on: bool) -> tuple[str | 
     if launch_on:
         st.sidebar.text_input("your name", key="launched_by_name",
                               help="Recorded with the searches and jobs you launch from this page.")
-    from autopeft.storage import mask_url  # the password never reaches the page
+    from autopeft.store.storage import mask_url  # the password never reaches the page
 
     st.sidebar.caption(f"database: `{mask_url(url)}` (read-only" + ("; launching on: searches run as Ray jobs)"
                                                                       if launch_on else ")"))

@@ -1,6 +1,6 @@
 """The download behind "Pick and export": `autopeft export`'s own output, zipped, optionally cut to the picks.
 
-Reuses ``autopeft.export.export_front`` so the archive holds exactly what the command line writes (adapter
+Reuses ``autopeft.results.export.export_front`` so the archive holds exactly what the command line writes (adapter
 folders that stock peft loads, config.yaml, metrics.json, README, summary.csv / summary.md). The study is opened
 through the read-only URL, so exporting from the dashboard cannot lock a running search's database.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 
-from autopeft import storage
+from autopeft.store import storage
 from dashboard.data import read_only_url
 
 
@@ -21,7 +21,7 @@ def export_zip(url: str, name: str, picked: list[int] | None = None) -> bytes:
     """Zip of `autopeft export NAME`; with ``picked``, only those front trials' folders and summary rows."""
     # Imported here, not with the module: the exporter brings torch, transformers and peft (about 8 s of CPU on
     # a slow processor), which every other view of the dashboard does without; it starts that much sooner.
-    from autopeft.export import export_front, zip_tree
+    from autopeft.results.export import export_front, zip_tree
 
     store = optuna.storages.RDBStorage(read_only_url(url), skip_compatibility_check=True, skip_table_creation=True)
     study, spec = storage.load_search(store, name)

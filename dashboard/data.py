@@ -5,7 +5,7 @@ seconds for a few thousand trials, and ``optuna.load_study`` may write (schema b
 writes to a SQLite file can make a running search fail with "database is locked". So the dashboard opens SQLite
 files with ``mode=ro`` (the driver refuses any write), sets ``PRAGMA query_only``, asks PostgreSQL/MySQL for
 read-only transactions, and reads a whole search in three set-based queries. The attribute names and their
-meaning are autopeft's own (``autopeft.storage``), so the dashboard shows exactly what the controller recorded.
+meaning are autopeft's own (``autopeft.store.storage``), so the dashboard shows exactly what the controller recorded.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from autopeft import storage
-from autopeft.noise import assess
 from autopeft.objectives import MEASUREMENTS
+from autopeft.results.noise import assess
+from autopeft.results.views import PROBE_STOPPED, describe_config, layer_ranges, probe_stopped
 from autopeft.spec import SearchSpec, normalise_storage_url, parse_spec
-from autopeft.storage import TrialRecord
-from autopeft.views import PROBE_STOPPED, describe_config, layer_ranges, probe_stopped
+from autopeft.store import storage
+from autopeft.store.storage import TrialRecord
 
 # A trial marked with this user attribute is a reference point, not a proposal (as storage.is_reference reads it:
 # a search may draw full fine-tuning itself, and such a trial is one of its own)
@@ -109,7 +109,7 @@ class Search:
     best: float | None
     elapsed_s: float | None
     started: pd.Timestamp | None
-    probe: dict[str, Any] | None = None  # the learnability probe's decision (autopeft/probe.py), if it ran
+    probe: dict[str, Any] | None = None  # the learnability probe's decision (autopeft/search/probe.py), if it ran
 
 
 def _controller_state(attrs: dict[str, Any]) -> str:
@@ -281,12 +281,12 @@ def load_trials(url: str, name: str) -> tuple[pd.DataFrame, SearchSpec]:
 
 
 def chance_metrics(url: str, name: str) -> dict[str, float]:
-    """The search's chance level per task metric (autopeft/chance.py); empty for a search stored without one."""
+    """The search's chance level per task metric (autopeft/results/chance.py); empty for a search stored without one."""
     return _stored_metrics(url, name, storage.CHANCE)
 
 
 def untouched_metrics(url: str, name: str) -> dict[str, float]:
-    """A decoder search's base model evaluated as loaded, no adapter (autopeft/untouched_model.py): its metrics;
+    """A decoder search's base model evaluated as loaded, no adapter (autopeft/results/untouched_model.py): its metrics;
     empty for other searches."""
     return _stored_metrics(url, name, storage.UNTOUCHED)
 
@@ -300,7 +300,7 @@ def _stored_metrics(url: str, name: str, key: str) -> dict[str, float]:
 
 
 def noise_report(url: str, name: str, trials: pd.DataFrame, spec: SearchSpec) -> dict[str, Any] | None:
-    """The search's front against chance (autopeft/noise.py), as ``autopeft search show`` reports it; None for a
+    """The search's front against chance (autopeft/results/noise.py), as ``autopeft search show`` reports it; None for a
     search stored without a chance level. Reads the study's chance level, gold values, confirmations and untouched
     model's evaluation (a decoder's) and the
     stored predictions of the trials that can be on the front or are baselines."""
@@ -359,8 +359,8 @@ def _execution(execution: dict[str, Any] | None) -> str:
 
 def _warm_origin(origin: dict[str, Any] | None) -> str | None:
     """"sst2-demo #12 (sqlite:///laptop.db)": the earlier search's trial a warm-started one re-trains, or "probe
-    run #3 (lora-r16-all)": the probe's reference that learned, queued first (autopeft/probe.py); "probe run #2 (full as
-    partial)" where the space drew its stand-in."""
+    run #3 (lora-r16-all)": the probe's reference that learned, queued first
+    (autopeft/search/probe.py); "probe run #2 (full as partial)" where the space drew its stand-in."""
     if not origin:
         return None
     if "probe" in origin:

@@ -82,7 +82,7 @@ def pareto(trials: pd.DataFrame, spec: SearchSpec, x: str, y: str, highlight: li
          {"symbol": "x-thin", "size": 6, "line": {"width": 1.4, "color": "rgba(214,39,40,0.6)"}}),
         ("pruned", plotted["state"] == "PRUNED", {"symbol": "diamond-open", "size": 8, "color": FAINT}),
         ("baseline", plotted["baseline"], {"symbol": "star", "size": 14, "color": "#222222"}),
-        # The learnability probe's runs (autopeft/probe.py): the fidelity's evidence, not candidates.
+        # The learnability probe's runs (autopeft/search/probe.py): the fidelity's evidence, not candidates.
         ("probe run", probes & ~plotted["baseline"],
          {"symbol": "triangle-up-open", "size": 10, "color": "#6a51a3"}),
     ]

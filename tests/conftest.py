@@ -171,7 +171,7 @@ def save_tiny_decoder(folder: Path, records: list[dict], end_of_sequence: bool =
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from autopeft.data import instruction_prompt
+    from autopeft.tasks.data import instruction_prompt
 
     texts = [" ".join(f"<|im_start|> {m['role']} {m['content']}" for m in r["messages"]) if "messages" in r
              else r["text"] if "text" in r else instruction_prompt(r["instruction"], r["input"]) + r["output"]
@@ -205,9 +205,9 @@ def learn_decoder_task(tmp_path: Path, train: list[dict], evaluation: list[dict]
     import torch
     from transformers import LlamaForCausalLM
 
-    from autopeft.data import load_task_data
-    from autopeft.models import load_tokenizer
+    from autopeft.models.base import load_tokenizer
     from autopeft.spec import load_spec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     for name, records in (("train.json", train), ("eval.json", evaluation)):
@@ -266,7 +266,7 @@ def pytest_runtest_teardown(item, nextitem):
 def small_search(tmp_path_factory) -> tuple[Path, str, str]:
     """One finished real search (local executor, 4 LoRA trials of 10 steps) shared by the tests that pick from,
     confirm and compare its front: (folder, storage URL, search name)."""
-    from autopeft.search import start_search
+    from autopeft.search.launch import start_search
     from autopeft.spec import load_spec
 
     tmp_path = tmp_path_factory.mktemp("small-search")
@@ -309,9 +309,9 @@ def search_with_untouched(capsys, tmp_path: Path, spec: dict, name: str, batch_s
 
     import torch
 
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model, load_tokenizer
+    from autopeft.models.base import load_base_model, load_tokenizer
     from autopeft.spec import load_spec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     path = write_spec(tmp_path, spec)

@@ -17,9 +17,9 @@ import pytest
 import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from autopeft.cost import predict_cost_for
 from autopeft.methods import get_method
 from autopeft.methods.adapterhub_decoders import CACHE_HOOK
+from autopeft.search.cost import predict_cost_for
 from workers.generation import cache_is_faithful
 
 PREFIX = 3

@@ -13,11 +13,11 @@ import torch
 from peft import PromptTuningConfig, get_peft_model
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from autopeft.answer_options import _words_before
-from autopeft.data import load_task_data
 from autopeft.errors import UserError
-from autopeft.predictions import decode
 from autopeft.spec import DataSpec, ModelSpec
+from autopeft.store.predictions import decode
+from autopeft.tasks.answer_options import _words_before
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ROOT
 from tests.test_generation import tiny_decoder
 from workers.generation import generate_answers, reference_answers

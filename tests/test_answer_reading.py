@@ -1,6 +1,6 @@
 """A decoder's answer where its responses reason first and state the answer last (AQuA: "Rationale: Let A be the
 price ... The answer is (C)."): the statement is read, not the first letter of the rationale, and generation is
-not cut at that letter (autopeft/answer_reading.py).
+not cut at that letter (autopeft/tasks/answer_reading.py).
 
 A tiny LLaMA built from a configuration learns such records for real; the runner's evaluation (generation, the
 stopping of each row, the answer read) then scores it, as in tests/test_answer_words.py."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.answer_reading import AnswerReading, answer_given, extract_answer, responses_state_answers
-from autopeft.predictions import decode
+from autopeft.store.predictions import decode
+from autopeft.tasks.answer_reading import AnswerReading, answer_given, extract_answer, responses_state_answers
 from tests.conftest import learn_decoder_task
 
 AQUA = Path(__file__).resolve().parents[2] / "shared" / "data" / "llm-adapters" / "dataset" / "AQuA" / "test.json"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from autopeft.answer_options import answer_words
-from autopeft.predictions import decode
+from autopeft.store.predictions import decode
+from autopeft.tasks.answer_options import answer_words
 from tests.conftest import cue_reviews, learn_decoder_task
 from workers.generation import extract_answer
 

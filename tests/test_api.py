@@ -178,7 +178,7 @@ def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
     instructions give back, read by the task's rule, the answers the search recorded for them."""
     import json
 
-    from autopeft.predictions import decode
+    from autopeft.store.predictions import decode
     from tests.conftest import cue_reviews, save_tiny_decoder
     from workers.generation import extract_answer
 
@@ -199,9 +199,9 @@ def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
     search = autopeft.run_search(spec, name="decoder", executor="local", progress=False)
     recorded = decode(search.records[0].predictions)
     assert set(recorded) == {"negative", "positive"}  # learned: the answers follow the records
-    from autopeft.data import load_task_data
-    from autopeft.models import load_tokenizer
-    from autopeft.responses import prompt_ids
+    from autopeft.models.base import load_tokenizer
+    from autopeft.results.responses import prompt_ids
+    from autopeft.tasks.data import load_task_data
 
     tokenizer, data = load_tokenizer(search.spec.model), load_task_data(search.spec.data, search.spec.model, 0)
     assert all(prompt_ids(tokenizer, r["instruction"], "instruction") == list(ids)  # the records' own prompt tokens

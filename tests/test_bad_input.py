@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from autopeft import storage
 from autopeft.cli import entry_point
+from autopeft.store import storage
 from tests.conftest import tiny_spec
 
 MINILM_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -319,9 +319,9 @@ def test_training_records_that_would_train_nothing_are_left_out_with_a_note(tmp_
 def test_the_records_left_out_are_not_trained(tmp_path):
     import warnings
 
-    from autopeft.data import load_task_data
     from autopeft.errors import DataWarning
     from autopeft.spec import DataSpec, ModelSpec
+    from autopeft.tasks.data import load_task_data
 
     spec = tiny_spec(tmp_path)
     _decoder_records(tmp_path, 80, 2, long_records=2)(spec, tmp_path)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from autopeft import storage
-from autopeft.baselines import STANDARD, compare
-from autopeft.pareto import pareto_front
-from autopeft.views import search_summary
+from autopeft.results.baselines import STANDARD, compare
+from autopeft.results.pareto import pareto_front
+from autopeft.results.views import search_summary
+from autopeft.store import storage
 from tests.conftest import ROOT, tiny_spec
 from tests.conftest import run_cli as cli
 
@@ -75,7 +75,7 @@ def test_a_baseline_the_model_cannot_take_is_refused_before_training(tmp_path):
     checked the same way and pass."""
     import optuna
 
-    from autopeft.baselines import refusals, train_baselines
+    from autopeft.results.baselines import refusals, train_baselines
     from autopeft.spec import SearchSpec
     from tests.test_generation import tiny_decoder
 
@@ -105,8 +105,8 @@ def test_a_baseline_at_chance_is_held_by_a_dearer_point_above_chance_not_the_che
     """Seen on a new task: IA3 at chance (0.518 @ 14,594) was reported "both at chance" against the front's
     cheapest point (0.520 @ 1,378, at chance) although a front point at 3,842 parameters scored 0.672, clearly
     above chance. The dearer point within the baseline's cost holds it."""
-    from autopeft.chance import ChanceTest
-    from autopeft.noise import NoiseReport
+    from autopeft.results.chance import ChanceTest
+    from autopeft.results.noise import NoiseReport
     from autopeft.spec import SearchSpec
 
     spec = SearchSpec.model_validate(tiny_spec(ROOT))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from autopeft.data import TokenizedSplit
+from autopeft.tasks.data import TokenizedSplit
 from workers import batching
 from workers.batching import CPU_EVAL_TOKENS, eval_batches, length_batches
 from workers.training import predict_logits

@@ -14,11 +14,11 @@ import torch
 from peft import PeftModel
 from transformers import BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig, XLMConfig
 
-from autopeft import storage
-from autopeft.data import load_task_data
-from autopeft.models import load_base_model, load_tokenizer
-from autopeft.search import start_search
+from autopeft.models.base import load_base_model, load_tokenizer
+from autopeft.search.launch import start_search
 from autopeft.spec import ModelSpec, load_spec
+from autopeft.store import storage
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
 from workers.tasks import CausalLmRunner, answers_match, extract_answer
 
@@ -97,7 +97,7 @@ def test_answer_extraction(generated, gold, expected):
 ])
 def test_causal_lm_is_refused_on_an_encoder_only(config, refused):
     from autopeft.errors import UserError
-    from autopeft.models import check_reads_left_to_right
+    from autopeft.models.base import check_reads_left_to_right
 
     causal = ModelSpec(name_or_path="some/model", task="causal-lm")
     if refused:

@@ -10,10 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autopeft.chance import MIN_LOSS_GAIN, ChanceLevel, binomial_test, chance_level, paired_loss_test, seeds_test
-from autopeft.data import TaskData, TokenizedSplit, load_task_data
-from autopeft.predictions import LOSSES, EvalTargets
+from autopeft.results.chance import (
+    MIN_LOSS_GAIN,
+    ChanceLevel,
+    binomial_test,
+    chance_level,
+    paired_loss_test,
+    seeds_test,
+)
 from autopeft.spec import load_spec
+from autopeft.store.predictions import LOSSES, EvalTargets
+from autopeft.tasks.data import TaskData, TokenizedSplit, load_task_data
 from tests.conftest import DEMO_DATA, run_cli, tiny_spec, write_spec
 
 
@@ -84,7 +91,7 @@ def test_search_show_tests_every_front_point_against_its_permutation_null(small_
 
 
 def test_the_chance_line_says_a_point_scores_chance_itself_instead_of_a_bar_equal_to_it():
-    from autopeft.views import chance_line
+    from autopeft.results.views import chance_line
 
     report = {"metric": "accuracy", "chance": 0.5092, "predicts": "always '1'", "examples": 872, "trials": 12,
               "maximize": True, "nothing_learned": False, "not_above_chance": [5, 9], "matched_within_noise": {},

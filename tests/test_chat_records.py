@@ -1,6 +1,6 @@
 """Chat records (``data.messages_column``): conversations rendered with the model's chat template, trained on the
 last reply, scored as any decoder task, exported with the lines that prompt the adapter the same way; records that
-do not fit are refused naming the row and the fix (autopeft/chat_records.py).
+do not fit are refused naming the row and the fix (autopeft/tasks/chat_records.py).
 
 A tiny LLaMA built from a configuration, its tokenizer given a ChatML template (SmolLM2's form), learns the
 records for real (tests/conftest.py ``learn_decoder_task``)."""
@@ -15,11 +15,11 @@ import pytest
 from peft import PeftModel
 
 import autopeft
-from autopeft.data import load_task_data
 from autopeft.errors import AtChanceWarning, UserError
-from autopeft.models import load_base_model
-from autopeft.predictions import decode
+from autopeft.models.base import load_base_model
 from autopeft.spec import load_spec
+from autopeft.store.predictions import decode
+from autopeft.tasks.data import load_task_data
 from tests.conftest import CHATML, cue_reviews, learn_decoder_task, save_tiny_decoder, tiny_spec, write_spec
 from workers.generation import reference_answers
 
@@ -48,8 +48,8 @@ def test_chat_records_train_on_the_last_reply_in_the_models_template(tmp_path):
 
     result = runner.evaluate(model, 16)
     assert result.metrics["answer_accuracy"] >= 0.9, decode(result.predictions)
-    # Search.generate prompts a conversation as the records were prompted (autopeft/responses.py)
-    from autopeft.responses import prompt_ids
+    # Search.generate prompts a conversation as the records were prompted (autopeft/results/responses.py)
+    from autopeft.results.responses import prompt_ids
 
     assert all(prompt_ids(tokenizer, r["messages"][:-1], "chat") == list(ids)
                for r, ids in zip(evaluation, data.eval.prompts))

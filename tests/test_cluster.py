@@ -14,7 +14,7 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from autopeft import storage
+from autopeft.store import storage
 from tests.conftest import tiny_spec, write_spec
 
 # Node death is noticed by the head's health checks: make them fast so the test does not wait 30 s for it.

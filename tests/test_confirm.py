@@ -8,9 +8,9 @@ import statistics
 
 import pytest
 
-from autopeft import storage
-from autopeft.pareto import pareto_front
-from autopeft.pick import choose, parse_pick
+from autopeft.results.pareto import pareto_front
+from autopeft.results.pick import choose, parse_pick
+from autopeft.store import storage
 from tests.conftest import run_cli as cli
 
 
@@ -61,9 +61,9 @@ def test_a_front_point_near_its_bar_is_retrained_after_the_search_and_judged_by_
     """The search's last step, for real: every front point that cleared chance within ``NEAR_BAR`` standard
     deviations of noise (widened here, so that a point that learns in a few seconds counts) is trained again with
     ``budget.confirm_near_chance`` new seeds on the search's own workers, and its verdict comes from their mean."""
-    from autopeft import chance
-    from autopeft.noise import assess
-    from autopeft.search import start_search
+    from autopeft.results import chance
+    from autopeft.results.noise import assess
+    from autopeft.search.launch import start_search
     from autopeft.spec import load_spec
     from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 

@@ -10,7 +10,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from autopeft import storage
+from autopeft.store import storage
 from tests.conftest import tiny_spec, write_spec
 
 BUDGET = 5
@@ -54,8 +54,8 @@ def test_two_controllers_share_the_budget_without_duplicates(tmp_path, postgres_
 def test_the_last_unit_of_budget_goes_to_the_earlier_trial(tmp_path):
     """The race two controllers run for the last trial, set up deterministically on a real study: the trial
     numbered later stands back, closed as REJECTED (no budget spent), and the earlier one runs."""
-    from autopeft.controller import SearchController
-    from autopeft.samplers import make_sampler
+    from autopeft.search.controller import SearchController
+    from autopeft.search.samplers import make_sampler
     from autopeft.spec import parse_spec
 
     spec = parse_spec(tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 1}))

@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from autopeft import storage
-from autopeft.pareto import pareto_front
+from autopeft.results.pareto import pareto_front
+from autopeft.store import storage
 from dashboard import analysis, bundle, cache, data, figures
 from tests.conftest import ROOT, run_cli, tiny_spec, write_spec
 

@@ -51,7 +51,7 @@ def test_local_dashboard_asks_nothing(monkeypatch, tmp_path):
 
 
 def test_read_only_dashboard_has_no_launch_view(monkeypatch, tmp_path):
-    from autopeft import storage
+    from autopeft.store import storage
 
     app = _app(monkeypatch, tmp_path, None)
     storage.open_storage(f"sqlite:///{tmp_path / 'absent.db'}")  # an empty database: the sidebar is drawn

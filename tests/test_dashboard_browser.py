@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autopeft import storage
+from autopeft.store import storage
 from tests.conftest import DEMO_DATA, ROOT, tiny_spec, write_spec
 
 pytest.importorskip("playwright")

@@ -9,8 +9,8 @@ import pytest
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from autopeft import storage
 from autopeft.spec import load_spec
+from autopeft.store import storage
 from dashboard import cache, data, figures
 from tests.conftest import ROOT, tiny_spec, write_spec
 

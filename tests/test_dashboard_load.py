@@ -22,9 +22,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 from streamlit.testing.v1 import AppTest
 
-from autopeft import storage
-from autopeft.pareto import pareto_front
+from autopeft.results.pareto import pareto_front
 from autopeft.spec import load_spec
+from autopeft.store import storage
 from dashboard import cache, data
 from dashboard.navigation import VIEWS
 from tests.conftest import ROOT, tiny_spec, write_spec
@@ -244,7 +244,7 @@ def test_compare_overlays_two_searches_fronts(big_database):
 
 
 def test_front_and_hypervolume_agree_with_autopeft_and_optuna(big_database):
-    """The vectorised front equals autopeft.pareto's; the incremental hypervolume equals a from-scratch one."""
+    """The vectorised front equals autopeft.results.pareto's; the incremental hypervolume equals a from-scratch one."""
     from optuna._hypervolume import compute_hypervolume
 
     from dashboard import analysis

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autopeft.data import TaskData, check_metrics_fit, load_task_data, positive_index
 from autopeft.errors import SpecError, UserError
-from autopeft.export import EVAL_ROWS_FILE, write_eval_rows
+from autopeft.results.export import EVAL_ROWS_FILE, write_eval_rows
 from autopeft.spec import SearchSpec, load_spec, parse_spec
+from autopeft.tasks.data import TaskData, check_metrics_fit, load_task_data, positive_index
 from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from workers.training import classification_metrics
 
@@ -339,7 +339,7 @@ def test_f1_as_an_objective_on_three_labels_is_refused_naming_the_objective(tmp_
 
 
 def test_the_command_line_refuses_f1_on_three_labels_before_creating_a_search(tmp_path, capsys):
-    from autopeft import storage
+    from autopeft.store import storage
 
     three = _table(tmp_path / "three.tsv", ["a", "b", "c", "a"])
     spec = tiny_spec(tmp_path, objectives=[{"name": "f1"}, {"name": "trainable_params"}])
@@ -356,10 +356,11 @@ def test_a_search_records_its_eval_rows_and_the_export_reproduces_f1_from_them(t
     import torch
     import yaml
 
-    from autopeft import load_adapter, storage
-    from autopeft.export import export_front
-    from autopeft.models import load_base_model
-    from autopeft.search import start_search
+    from autopeft import load_adapter
+    from autopeft.models.base import load_base_model
+    from autopeft.results.export import export_front
+    from autopeft.search.launch import start_search
+    from autopeft.store import storage
     from workers.training import predict
 
     spec = tiny_spec(tmp_path, objectives=[{"name": "f1"}, {"name": "trainable_params"}], constraints=[],

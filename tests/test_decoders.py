@@ -58,9 +58,9 @@ def test_a_missing_package_is_named_with_its_install_line():
 def test_smollm2_answers_boolq_through_the_worker_evaluation():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from autopeft.data import load_task_data
-    from autopeft.predictions import decode
     from autopeft.spec import DataSpec, ModelSpec
+    from autopeft.store.predictions import decode
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     folder, problem = resolve_model_location("python-package:autopeft.decoders.smollm2", ROOT)

@@ -11,12 +11,12 @@ from collections import deque
 
 from optuna.trial import TrialState
 
-from autopeft import storage
-from autopeft.controller import SearchController
-from autopeft.samplers import make_sampler
-from autopeft.space import SearchSpace
+from autopeft.search.controller import SearchController
+from autopeft.search.samplers import make_sampler
+from autopeft.search.space import SearchSpace
+from autopeft.search.trial import TrialRequest, TrialResult
 from autopeft.spec import load_spec
-from autopeft.trial import TrialRequest, TrialResult
+from autopeft.store import storage
 from tests.conftest import tiny_spec, write_spec
 
 SPACE = {"name": "two-points", "fixed": {"method": "lora", "learning_rate": 0.001},

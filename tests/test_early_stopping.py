@@ -9,14 +9,14 @@ import time
 import optuna
 import pytest
 
-from autopeft import storage
 from autopeft.errors import UserError
-from autopeft.pareto import pareto_front
-from autopeft.rung_board import RayRungBoard, RungBoard
-from autopeft.scheduler import goes_on, nondominated_ranks, rung_steps
-from autopeft.search import start_search
+from autopeft.results.pareto import pareto_front
+from autopeft.search.launch import start_search
+from autopeft.search.rung_board import RayRungBoard, RungBoard
+from autopeft.search.scheduler import goes_on, nondominated_ranks, rung_steps
+from autopeft.search.trial import RungPlan
 from autopeft.spec import load_spec
-from autopeft.trial import RungPlan
+from autopeft.store import storage
 from dashboard.data import _execution
 from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 from workers.tasks import Evaluation

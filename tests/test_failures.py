@@ -15,11 +15,11 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from autopeft import storage
-from autopeft.data import load_task_data
-from autopeft.search import start_search
+from autopeft.search.launch import start_search
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec
-from autopeft.trial import TrialRequest
+from autopeft.store import storage
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from workers.worker import TrialWorker
 
@@ -135,7 +135,7 @@ def test_only_a_worker_alone_in_its_process_freezes_what_it_loaded(tmp_path):
     spec_file = write_spec(tmp_path, tiny_spec(tmp_path))
     script = (
         "import gc\n"
-        "from autopeft.data import load_task_data\n"
+        "from autopeft.tasks.data import load_task_data\n"
         "from autopeft.spec import load_spec\n"
         "from workers.worker import TrialWorker\n"
         f"spec = load_spec({str(spec_file)!r})\n"

@@ -15,9 +15,9 @@ import transformers
 from peft import LoraConfig, PromptTuningConfig, get_peft_model
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from autopeft.data import load_task_data
-from autopeft.predictions import decode, losses_of, record_losses
 from autopeft.spec import DataSpec, ModelSpec
+from autopeft.store.predictions import decode, losses_of, record_losses
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ROOT, save_tiny_decoder
 from workers.generation import (
     answer_given,
@@ -275,7 +275,7 @@ def test_prompt_tunings_answers_do_not_depend_on_the_batch(trained):
         alone.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
     assert batched == alone
     # what an exported prompt-tuned decoder's README tells a user of stock peft, and only there
-    from autopeft.export import generation_note
+    from autopeft.results.export import generation_note
 
     assert "one prompt at a time" in generation_note("causal-lm", "prompt")
     assert not generation_note("causal-lm", "lora") and not generation_note("sequence-classification", "prompt")

@@ -15,12 +15,12 @@ from peft import PeftModel, PromptTuningConfig, get_peft_model
 from streamlit.testing.v1 import AppTest
 
 import autopeft
-from autopeft.data import check_metrics_fit, load_task_data
 from autopeft.errors import UserError
-from autopeft.models import load_base_model, load_tokenizer
-from autopeft.predictions import LOSSES, decode
+from autopeft.models.base import load_base_model, load_tokenizer
+from autopeft.results.untouched_model import UNTOUCHED
 from autopeft.spec import load_spec
-from autopeft.untouched_model import UNTOUCHED
+from autopeft.store.predictions import LOSSES, decode
+from autopeft.tasks.data import check_metrics_fit, load_task_data
 from tests.conftest import ROOT, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec, write_spec
 from workers.generation import reference_answers
 from workers.tasks import CausalLmRunner

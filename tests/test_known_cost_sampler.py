@@ -16,18 +16,18 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from autopeft import storage
-from autopeft.acquisition import ehvi_one_predicted, ehvi_sampled
-from autopeft.chance import ChanceLevel
-from autopeft.controller import SearchController
-from autopeft.cost import predict_cost
-from autopeft.known_cost_sampler import KnownCostSampler
-from autopeft.samplers import make_sampler
-from autopeft.scheduler import goes_on
-from autopeft.search import start_search
-from autopeft.space import SearchSpace
+from autopeft.results.chance import ChanceLevel
+from autopeft.search.acquisition import ehvi_one_predicted, ehvi_sampled
+from autopeft.search.controller import SearchController
+from autopeft.search.cost import predict_cost
+from autopeft.search.known_cost_sampler import KnownCostSampler
+from autopeft.search.launch import start_search
+from autopeft.search.samplers import make_sampler
+from autopeft.search.scheduler import goes_on
+from autopeft.search.space import SearchSpace
+from autopeft.search.trial import TrialResult
 from autopeft.spec import SEARCH_SPACES_DIR, load_spec
-from autopeft.trial import TrialResult
+from autopeft.store import storage
 from tests.conftest import ONE_AT_A_TIME, tiny_spec, write_spec
 from tests.test_duplicates import AnsweringExecutor
 
@@ -90,7 +90,7 @@ def _proposals(tmp_path, repeatable: bool, slow: bool, monkeypatch) -> list[str]
     tmp_path.mkdir()
     with monkeypatch.context() as patch:
         if slow:
-            patch.setattr("autopeft.known_cost_sampler.time.perf_counter", _SlowClock())
+            patch.setattr("autopeft.search.known_cost_sampler.time.perf_counter", _SlowClock())
         spec, study, executor, controller = _search(tmp_path, trials=7, repeatable=repeatable)
         controller.run()
     return [str(config) for config in executor.trained]
@@ -109,7 +109,7 @@ def test_a_repeatable_search_proposes_the_same_on_a_fast_and_a_slow_machine(tmp_
 
 def test_only_the_unknown_objective_is_modelled_and_the_known_cost_is_an_input(tmp_path):
     spec, study, executor, controller = _search(tmp_path, trials=10)
-    # As autopeft/search.py stores it before the controller starts: the constant prediction's metrics.
+    # As autopeft/search/launch.py stores it before the controller starts: the constant prediction's metrics.
     study.set_user_attr(storage.CHANCE, {"metrics": {"accuracy": 0.5}, "examples": 96, "predicts": "always '1'"})
     controller.run()
     sampler = study.sampler
@@ -329,7 +329,7 @@ def test_proposal_latency_on_the_full_space(tmp_path):
     refitting the model, take under the 2 s allowed (bench/search_efficiency/latency.py measures 200 trials)."""
     import torch
 
-    from autopeft.cost import forget_counts
+    from autopeft.search.cost import forget_counts
 
     forget_counts()  # every candidate counted here, none served from what earlier tests in this process counted
     space = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), 6, hidden_size=384)
@@ -375,7 +375,7 @@ def test_the_pool_grows_by_neighbours_of_what_learned_as_well_as_at_random(tmp_p
     space = SearchSpace.from_dict(yaml.safe_load((SEARCH_SPACES_DIR / "full.yaml").read_text()), 6, hidden_size=384)
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space="full", sampler="known-cost")))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
-    # As autopeft/search.py stores it: one trial's margin above 0.5 on 400 examples is about 0.04.
+    # As autopeft/search/launch.py stores it: one trial's margin above 0.5 on 400 examples is about 0.04.
     study.set_user_attr(storage.CHANCE, {"metrics": {"accuracy": 0.5}, "examples": 400, "predicts": "always '1'"})
     sampler = study.sampler
     sampler.counting_seconds = None  # by count, not by the clock: the suite's other worker may load the machine
@@ -442,7 +442,7 @@ def test_improvement_is_measured_from_the_chance_bar_so_a_cheap_point_at_chance_
 def test_candidates_draw_a_log_scaled_int_evenly_per_decade():
     """A log-scaled rank from 1 to 1000: about a third of the draws in each decade, as Optuna's own sampler gives."""
 
-    from autopeft.candidates import _DrawingTrial
+    from autopeft.search.candidates import _DrawingTrial
 
     trial = _DrawingTrial(np.random.default_rng(0))
     draws = np.array([trial.suggest_int("r", 1, 1000, log=True) for _ in range(3000)])
@@ -455,7 +455,7 @@ def test_where_the_data_say_little_the_metric_model_leans_to_chance():
     """A task metric's model is centred on its chance level: a configuration unlike every one trained is expected
     to learn nothing, not to score the average of what was trained."""
 
-    from autopeft.metric_model import MetricModel
+    from autopeft.search.metric_model import MetricModel
 
     # Learners at one end of the first input, trials at chance at the other; the second input never varied.
     X = np.array([[0.0, 0.0], [0.05, 0.0], [0.3, 0.0], [0.6, 0.0], [0.65, 0.0]])

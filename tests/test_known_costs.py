@@ -13,12 +13,12 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from autopeft import storage
-from autopeft.controller import SearchController
-from autopeft.cost import predict_cost
-from autopeft.samplers import make_sampler
-from autopeft.space import SearchSpace
+from autopeft.search.controller import SearchController
+from autopeft.search.cost import predict_cost
+from autopeft.search.samplers import make_sampler
+from autopeft.search.space import SearchSpace
 from autopeft.spec import load_spec
+from autopeft.store import storage
 from dashboard.data import list_searches
 from tests.conftest import tiny_spec, write_spec
 from tests.test_duplicates import AnsweringExecutor
@@ -86,9 +86,9 @@ def test_every_method_is_counted_on_a_fresh_copy_as_on_a_deep_copy_and_the_cache
 
     import torch
 
-    from autopeft.cost import _meta_base, forget_counts, fresh_copy, predict_cost_for
     from autopeft.methods import available_methods, get_method
-    from autopeft.models import load_model_config
+    from autopeft.models.base import load_model_config
+    from autopeft.search.cost import _meta_base, forget_counts, fresh_copy, predict_cost_for
     from tests.test_methods_matrix import OPTIONS
 
     probe = load_spec(write_spec(Path(tempfile.mkdtemp()), tiny_spec(Path("."))))
@@ -116,9 +116,9 @@ def test_a_configuration_is_built_once_and_a_method_registered_again_is_counted_
     again, not served the old object's counts."""
     import copy
 
-    from autopeft import cost
     from autopeft.methods import get_method, registry
-    from autopeft.models import load_model_config
+    from autopeft.models.base import load_model_config
+    from autopeft.search import cost
 
     probe = load_spec(write_spec(Path(tempfile.mkdtemp()), tiny_spec(Path("."))))
     model_config = copy.deepcopy(load_model_config(probe.model))

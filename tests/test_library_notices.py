@@ -1,7 +1,7 @@
 """Library notices that printed on every run are silenced at their source, and only those: peft's "Unsupported
 layer type LayerNorm" when it builds its own LayerNorm tuning (autopeft/methods/ln_tuning.py), peft's advice on
 ``low_cpu_mem_usage`` at every EVA-initialised LoRA (autopeft/methods/lora.py), and Ray's "Token authentication is
-enabled" when a search starts its private cluster (autopeft/executor.py)."""
+enabled" when a search starts its private cluster (autopeft/search/executor.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForSequenceClassification
 
-from autopeft.cost import predict_cost
 from autopeft.methods import get_method
-from autopeft.models import load_model_config
+from autopeft.models.base import load_model_config
+from autopeft.search.cost import predict_cost
 from autopeft.spec import ModelSpec, resolve_model_location
 from tests.conftest import ROOT
 
@@ -75,7 +75,7 @@ def test_building_an_eva_lora_warns_nothing_but_peft_still_would():
 _CLUSTER = textwrap.dedent("""
     import logging, sys, warnings
     if sys.argv[1] == "autopeft":
-        import autopeft.executor  # as the controller does before it starts Ray
+        import autopeft.search.executor  # as the controller does before it starts Ray
     import ray
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=128 * 1024 * 1024,
@@ -84,7 +84,7 @@ _CLUSTER = textwrap.dedent("""
     @ray.remote
     def build_in_a_worker(model):
         # A fresh worker process: what it imports (autopeft.methods, as workers/worker.py does) sets the filter.
-        from autopeft.cost import predict_cost
+        from autopeft.search.cost import predict_cost
         with warnings.catch_warnings(record=True) as seen:
             predict_cost(model, 2, {"method": "ln_tuning", "layers": [1, 2]})
         return [str(w.message) for w in seen]

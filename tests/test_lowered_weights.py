@@ -13,9 +13,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaForCausalLM
 
-from autopeft.data import load_task_data
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec
-from autopeft.trial import TrialRequest
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
 from workers.lowered_weights import LoweredWeights
 from workers.worker import TrialWorker

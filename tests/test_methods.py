@@ -7,10 +7,10 @@ import copy
 import pytest
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from autopeft.architectures import resolve_targets
 from autopeft.errors import UserError
 from autopeft.methods import available_methods, get_method
-from autopeft.models import load_base_model
+from autopeft.models.architectures import resolve_targets
+from autopeft.models.base import load_base_model
 from autopeft.spec import ModelSpec, resolve_model_location
 from tests.conftest import ROOT
 
@@ -147,7 +147,7 @@ def test_corda_starts_from_the_data_and_exports_a_plain_lora_of_the_stock_base(m
     ("dora", {}, "norms"), ("sparse", {}, "entries"), ("partial", {}, "weights of its layers"),
     ("pfeiffer", {}, "re-wraps")])
 def test_methods_that_need_the_base_weights_are_refused_on_a_quantised_base(method, options, reason):
-    from autopeft.quantize import check_compatible
+    from autopeft.models.quantize import check_compatible
 
     library = get_method(method).library
     with pytest.raises(ValueError, match=reason):
@@ -185,7 +185,7 @@ def test_every_role_resolves_to_a_linear_module_on_the_other_mapped_architecture
     names one linear module per chosen layer, and LoRA on all of them trains exactly those."""
     from torch import nn
 
-    from autopeft.architectures import ROLE_MODULES
+    from autopeft.models.architectures import ROLE_MODULES
 
     model = _tiny(model_type)
     roles = list(ROLE_MODULES[model_type])

@@ -25,10 +25,10 @@ from transformers import (
     OPTForSequenceClassification,
 )
 
-from autopeft.cost import predict_cost_for
 from autopeft.methods import available_methods, get_method
-from autopeft.models import load_base_model
-from autopeft.pooling import applied_pooling
+from autopeft.models.base import load_base_model
+from autopeft.models.pooling import applied_pooling
+from autopeft.search.cost import predict_cost_for
 from autopeft.spec import ModelSpec, resolve_model_location
 from tests.conftest import ROOT
 

@@ -18,12 +18,12 @@ import torch
 import transformers as hf
 from torch import nn
 
-from autopeft.architectures import ROLE_MODULES, ROLES, resolve_targets, role_modules
-from autopeft.cost import predict_cost_for
 from autopeft.errors import UserError
 from autopeft.methods import get_method
 from autopeft.methods.base import task_head_names, task_head_parameters
-from autopeft.pooling import applied_pooling
+from autopeft.models.architectures import ROLE_MODULES, ROLES, resolve_targets, role_modules
+from autopeft.models.pooling import applied_pooling
+from autopeft.search.cost import predict_cost_for
 from tests.test_methods_matrix import train_on_one_batch
 
 SIZES = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -214,12 +214,12 @@ def test_a_user_checkpoint_trains_in_the_worker_and_reloads_from_a_fresh_load(fa
     of the folder (its head layers drawn anew), predicts what the trial recorded, example by example. The folder
     holds a BERT tokenizer, which makes token type ids; DistilBERT's forward takes none, and is not given them."""
     from autopeft import load_adapter
-    from autopeft.cost import predict_cost
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model
-    from autopeft.predictions import decode
+    from autopeft.models.base import load_base_model
+    from autopeft.search.cost import predict_cost
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import load_spec
-    from autopeft.trial import TrialRequest
+    from autopeft.store.predictions import decode
+    from autopeft.tasks.data import load_task_data
     from tests.conftest import tiny_spec, write_spec
     from workers.training import predict_logits
     from workers.worker import TrialWorker
@@ -254,10 +254,10 @@ def test_a_decoder_family_instruction_tunes_and_reloads(family, tmp_path):
     import json
 
     from autopeft import load_adapter
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model, load_tokenizer
+    from autopeft.models.base import load_base_model, load_tokenizer
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import load_spec
-    from autopeft.trial import TrialRequest
+    from autopeft.tasks.data import load_task_data
     from tests.conftest import ROOT, save_tiny_decoder, tiny_spec, write_spec
     from workers.tasks import CausalLmRunner
     from workers.worker import TrialWorker

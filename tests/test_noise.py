@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autopeft.chance import ChanceLevel, ChanceTest, binomial_test, permutation_test, significantly_better
-from autopeft.predictions import ANSWERS, LABELS, VALUES, EvalTargets, decode, encode
-from autopeft.resampled_metrics import answer_ids, classification_rows, metric_rows, regression_rows
+from autopeft.results.chance import ChanceLevel, ChanceTest, binomial_test, permutation_test, significantly_better
+from autopeft.results.resampled_metrics import answer_ids, classification_rows, metric_rows, regression_rows
+from autopeft.store.predictions import ANSWERS, LABELS, VALUES, EvalTargets, decode, encode
 from workers.tasks import answers_match
 from workers.training import classification_metrics, regression_metrics
 
@@ -142,9 +142,9 @@ def test_the_paired_bootstrap_separates_only_real_differences():
 
 def test_matching_is_not_chained_through_a_point_that_was_itself_matched():
     """A (cheap) ≈ B (within noise), B ≈ C, but C is clearly better than A: only B gives way."""
-    from autopeft.noise import _matched_by_cheaper
+    from autopeft.results.noise import _matched_by_cheaper
     from autopeft.spec import parse_spec
-    from autopeft.storage import TrialRecord
+    from autopeft.store.storage import TrialRecord
     from tests.conftest import tiny_spec
 
     n = 2000
@@ -183,9 +183,9 @@ def test_a_point_just_above_its_bar_is_near_it_and_a_clear_one_is_not():
 def _retrained_search(confirmation: dict | None):
     """One front point 6 points above a 50% chance level on 400 examples, retrained as ``confirmation`` says:
     the noise report's attributes, records and spec."""
-    from autopeft import storage
     from autopeft.spec import parse_spec
-    from autopeft.storage import TrialRecord
+    from autopeft.store import storage
+    from autopeft.store.storage import TrialRecord
     from tests.conftest import tiny_spec
 
     gold = np.random.default_rng(2).permutation(np.repeat([0, 1], 200))
@@ -212,7 +212,7 @@ def test_a_retrained_point_is_judged_by_its_new_seeds_mean_against_chance(values
     """Chance 0.5 and a null spread of 0.025 on 400 examples: two seeds at 0.60 and 0.61 clear 0.5 + 1.645 *
     0.025 / sqrt(2) = 0.529; two seeds at 0.52 and 0.60 have a mean of 0.56 but a spread of 0.057, so their
     margin is 1.645 * 0.057 / sqrt(2) = 0.066 and they do not."""
-    from autopeft.noise import assess
+    from autopeft.results.noise import assess
 
     searched = assess(*_retrained_search(None))
     # one trial: the bar is about 0.5 + 1.6 sd = 0.54, so 0.56 clears it by less than one sd (0.025)
@@ -227,7 +227,7 @@ def test_a_retrained_point_is_judged_by_its_new_seeds_mean_against_chance(values
 
 
 def test_a_retraining_at_other_steps_leaves_the_verdict_to_the_search():
-    from autopeft.noise import assess
+    from autopeft.results.noise import assess
 
     report = assess(*_retrained_search(_confirmation([0.40, 0.41], at_search_fidelity=False)))
     assert report.tests[0].method == "permutation" and report.tests[0].above and not report.single_seed
@@ -237,9 +237,9 @@ def _answer_search(answers: list[str], scoring: str = "generate", untouched: lis
     """One front point of a decoder scored by its answers (48 records, three closed-form answers, chance 'answer1'
     on 16 of 48), its stored predictions ``answers`` ('' where a response stated none): the noise report's
     attributes, records and spec, as a search stores them."""
-    from autopeft import storage
     from autopeft.spec import parse_spec
-    from autopeft.storage import TrialRecord
+    from autopeft.store import storage
+    from autopeft.store.storage import TrialRecord
     from tests.conftest import tiny_spec
 
     gold = [f"answer{1 + i % 3}" for i in range(48)]
@@ -261,8 +261,8 @@ def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_na
     """A decoder that answers in other words than the records' ("The answer is: 3" for "answer3") reads near zero
     by generation: the report counts the responses that stated none of the answers, for the front and the
     untouched model, and the summary names answer_scoring: options, since the answers are a closed set."""
-    from autopeft.noise import assess
-    from autopeft.views import chance_line
+    from autopeft.results.noise import assess
+    from autopeft.results.views import chance_line
 
     unread = ["" if i < 40 else f"answer{1 + i % 3}" for i in range(48)]  # 8 answered, all right
     report = assess(*_answer_search(unread, untouched=[""] * 47 + ["answer1"]))
@@ -271,7 +271,7 @@ def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_na
     words = " ".join(chance_line(report.to_json()).split())
     assert "state none of the task's answers, so count as wrong: 0 (40 of 48), the untouched model (47 of 48)" in words
     assert "(answer1, answer2, answer3): data.answer_scoring: options reads the likelier one" in words
-    from autopeft.export import _noise_of  # what an exported adapter's metrics.json records of it
+    from autopeft.results.export import _noise_of  # what an exported adapter's metrics.json records of it
 
     assert _noise_of(report, 0)["unanswered"] == 40 and _noise_of(report, 0)["answer_records"] == 48
     from streamlit.testing.v1 import AppTest  # and the dashboard's front page, from the same report
@@ -290,8 +290,8 @@ def test_responses_that_state_no_answer_are_counted_and_the_closed_set_fix_is_na
 @pytest.mark.parametrize("scoring", ["generate", "options"])
 def test_answers_mostly_read_or_scored_as_options_say_nothing_of_wording(scoring):
     """Under half the responses unread (or options scoring, which always names an option): no sentence."""
-    from autopeft.noise import assess
-    from autopeft.views import chance_line, unanswered_sentence
+    from autopeft.results.noise import assess
+    from autopeft.results.views import chance_line, unanswered_sentence
 
     answers = ["" if i < 20 and scoring == "generate" else f"answer{1 + i % 3}" for i in range(48)]
     report = assess(*_answer_search(answers, scoring, untouched=["answer1"] * 48))

@@ -141,7 +141,7 @@ def test_the_probe_stops_the_search_before_it_spends_its_budget(shuffled, capsys
     assert code == 2
     assert "no reference configuration (lora-r16-all) learned the task above chance" in err
     assert "stopped before spending its budget" in err and "autopeft search show probe" in err
-    from autopeft import storage
+    from autopeft.store import storage
 
     study, stored = storage.load_search(storage.open_storage(spec["storage"]), "probe")
     assert study.user_attrs[storage.PROBE]["chosen"] is None

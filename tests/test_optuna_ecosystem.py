@@ -17,11 +17,11 @@ import pytest
 from optuna.trial import TrialState
 from optuna.visualization import plot_optimization_history, plot_param_importances, plot_pareto_front
 
-from autopeft import storage
-from autopeft.baselines import train_baselines
-from autopeft.pareto import dominates
-from autopeft.search import start_search
+from autopeft.results.baselines import train_baselines
+from autopeft.results.pareto import dominates
+from autopeft.search.launch import start_search
 from autopeft.spec import load_spec
+from autopeft.store import storage
 from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 # Ped-ANOVA, on a handful of trials, warns that each parameter's regimes are thin, and that it ranks for low targets.

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autopeft import storage
 from autopeft.cli import entry_point
-from autopeft.pareto import pareto_front
-from autopeft.pick import knee_index
+from autopeft.results.pareto import pareto_front
+from autopeft.results.pick import knee_index
+from autopeft.store import storage
 from dashboard import analysis, data
 
 NAME = "small"
@@ -102,10 +102,10 @@ def _record(number: int, accuracy: float, params: float):
 
 
 def test_picks_skip_points_at_chance_and_points_a_cheaper_one_matches(searched):
-    from autopeft.chance import ChanceTest
     from autopeft.errors import UserError
-    from autopeft.noise import NoiseReport
-    from autopeft.pick import Pick, choose
+    from autopeft.results.chance import ChanceTest
+    from autopeft.results.noise import NoiseReport
+    from autopeft.results.pick import Pick, choose
 
     spec = searched[2]
     records = [_record(1, 0.90, 1e5), _record(2, 0.89, 1e4), _record(3, 0.80, 1e3), _record(4, 0.55, 1e2)]

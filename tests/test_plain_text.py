@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import autopeft
-from autopeft.data import load_task_data
 from autopeft.errors import UserError
-from autopeft.models import load_base_model, load_tokenizer
-from autopeft.predictions import LOSSES, decode
+from autopeft.models.base import load_base_model, load_tokenizer
+from autopeft.results.untouched_model import UNTOUCHED
 from autopeft.spec import load_spec
-from autopeft.text_blocks import text_blocks
-from autopeft.untouched_model import UNTOUCHED
+from autopeft.store.predictions import LOSSES, decode
+from autopeft.tasks.data import load_task_data
+from autopeft.tasks.text_blocks import text_blocks
 from tests.conftest import ONE_AT_A_TIME, save_tiny_decoder, tiny_spec, write_spec
 from workers.tasks import CausalLmRunner
 
@@ -116,7 +116,7 @@ def test_empty_lines_of_a_corpus_are_left_out_with_a_note_and_listed(corpus, tmp
 
 
 def test_plain_text_without_the_untouched_model_is_refused_with_the_one_fix(corpus):
-    from autopeft.data import check_metrics_fit
+    from autopeft.tasks.data import check_metrics_fit
 
     spec = load_spec(write_spec(corpus, _spec(corpus) | {"training": {"untouched_reference": False}}))
     with pytest.raises(UserError, match=r"training.untouched_reference: .*\(its chance level\); set it to true$"):

@@ -17,18 +17,19 @@ import pytest
 import torch
 import yaml
 
-from autopeft import objectives, plugins, storage
-from autopeft.chance import permutation_test
+from autopeft import objectives, plugins
 from autopeft.errors import SpecError, TrialFailure, UserError
 from autopeft.methods import get_method, registry
 from autopeft.methods.base import PeftBacked
-from autopeft.noise import assess
 from autopeft.objectives import MEASUREMENTS, TASK_METRICS
 from autopeft.plugins import register_method, register_metric
-from autopeft.predictions import EvalTargets, decode
-from autopeft.search import start_search
+from autopeft.results.chance import permutation_test
+from autopeft.results.noise import assess
+from autopeft.search.launch import start_search
 from autopeft.spec import load_spec, parse_spec
-from autopeft.user_metrics import call
+from autopeft.store import storage
+from autopeft.store.predictions import EvalTargets, decode
+from autopeft.tasks.user_metrics import call
 from tests.conftest import ONE_AT_A_TIME, ROOT, tiny_spec, write_spec
 
 EXAMPLES = ROOT / "examples" / "plugins"
@@ -131,9 +132,9 @@ def test_the_plugin_method_exports_and_reloads_with_stock_peft(ray_search):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from autopeft.data import load_task_data
-    from autopeft.export import export_front
-    from autopeft.pooling import apply_pooling
+    from autopeft.models.pooling import apply_pooling
+    from autopeft.results.export import export_front
+    from autopeft.tasks.data import load_task_data
     from workers.training import classification_metrics, predict
 
     tmp_path, study, stored = ray_search
@@ -201,8 +202,8 @@ def test_a_metric_value_that_is_not_a_finite_number_is_refused_with_its_name():
 # --- the method contract on the meta device ---------------------------------------------------------------------
 
 def test_the_plugin_method_is_counted_on_meta_as_on_the_built_model(tmp_path, example_plugins):
-    from autopeft.cost import predict_cost
-    from autopeft.models import load_base_model
+    from autopeft.models.base import load_base_model
+    from autopeft.search.cost import predict_cost
 
     register_method(example_plugins.FourierFT)
     try:

@@ -23,10 +23,9 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from autopeft.data import load_task_data
 from autopeft.errors import UserError
-from autopeft.models import load_base_model, load_tokenizer
-from autopeft.pooling import (
+from autopeft.models.base import load_base_model, load_tokenizer
+from autopeft.models.pooling import (
     FirstTokenPooler,
     applied_pooling,
     apply_pooling,
@@ -34,8 +33,9 @@ from autopeft.pooling import (
     read_pooling,
     resolve_pooling,
 )
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import ModelSpec, load_spec, resolve_model_location
-from autopeft.trial import TrialRequest
+from autopeft.tasks.data import load_task_data
 from tests.conftest import ROOT, tiny_spec, write_spec
 from workers.worker import TrialWorker
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from autopeft import storage
 from autopeft.spec import load_spec, parse_spec
+from autopeft.store import storage
 from tests.conftest import ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 
 NAME = "probed"
@@ -17,7 +17,7 @@ NAME = "probed"
 
 @pytest.fixture(scope="module")
 def probed(tmp_path_factory):
-    from autopeft.search import start_search
+    from autopeft.search.launch import start_search
 
     tmp_path = tmp_path_factory.mktemp("probe")
     spec = tiny_spec(tmp_path, constraints=[], workers=ONE_AT_A_TIME)
@@ -90,8 +90,8 @@ def test_a_reference_the_space_cannot_draw_is_queued_as_its_stand_in(tmp_path):
     import optuna
     import yaml
 
-    from autopeft.probe import ProbeOutcome, Rung, queue_learning_references
-    from autopeft.space import SearchSpace
+    from autopeft.search.probe import ProbeOutcome, Rung, queue_learning_references
+    from autopeft.search.space import SearchSpace
     from autopeft.spec import SEARCH_SPACES_DIR
     from dashboard.data import _warm_origin
 
@@ -167,8 +167,8 @@ class _SeedLuck:
     def submit(self, request) -> None:
         import numpy as np
 
-        from autopeft.predictions import LABELS, encode
-        from autopeft.trial import TrialResult
+        from autopeft.search.trial import TrialResult
+        from autopeft.store.predictions import LABELS, encode
 
         self.seen.append((request.config["method"], request.steps, request.seed))
         learned = request.steps >= (8 if request.seed == 0 else self.other_seeds_from)
@@ -194,10 +194,10 @@ def test_learning_that_one_seed_shows_and_another_does_not_stops_the_search(tmp_
     import numpy as np
     import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import NothingLearnable, find_steps
-    from autopeft.views import probe_line
+    from autopeft.results.chance import ChanceLevel
+    from autopeft.results.views import probe_line
+    from autopeft.search.probe import NothingLearnable, find_steps
+    from autopeft.store.predictions import LABELS, EvalTargets
 
     gold = np.array([0] * 120 + [1] * 80)
     level = ChanceLevel({"accuracy": 0.6}, len(gold), "always '0'")
@@ -233,9 +233,9 @@ def test_a_longer_rung_whose_learning_repeats_is_chosen_over_a_shorter_one_whose
     import numpy as np
     import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import find_steps
+    from autopeft.results.chance import ChanceLevel
+    from autopeft.search.probe import find_steps
+    from autopeft.store.predictions import LABELS, EvalTargets
 
     gold = np.array([0] * 120 + [1] * 80)
     spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
@@ -264,7 +264,8 @@ def test_a_search_that_found_nothing_says_what_the_probe_did_learn():
     summary says so (the task is learnable; the space did not find it in these trials)."""
     import optuna
 
-    from autopeft import storage, views
+    from autopeft.results import views
+    from autopeft.store import storage
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     assert views.probe_cleared_line(study, "accuracy") is None  # no probe, nothing to say
@@ -286,9 +287,9 @@ def _stopped_probe(tmp_path, worker, probe: dict, trials: int = 4, **spec_fields
     study and the message."""
     import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import NothingLearnable, find_steps
+    from autopeft.results.chance import ChanceLevel
+    from autopeft.search.probe import NothingLearnable, find_steps
+    from autopeft.store.predictions import LABELS, EvalTargets
 
     spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={"trials": trials, "steps_per_trial": "auto",
                                                                   "probe": probe}, **spec_fields))
@@ -368,8 +369,8 @@ class _FastAndSlowLearner(_SeedLuck):
     def submit(self, request) -> None:
         import numpy as np
 
-        from autopeft.predictions import LABELS, encode
-        from autopeft.trial import TrialResult
+        from autopeft.search.trial import TrialResult
+        from autopeft.store.predictions import LABELS, encode
 
         self.seen.append((request.config["method"], request.steps, request.seed))
         predicted = np.zeros_like(self.gold)
@@ -389,9 +390,9 @@ def test_a_doubling_pays_while_any_reference_still_gains(tmp_path):
     import numpy as np
     import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import find_steps
+    from autopeft.results.chance import ChanceLevel
+    from autopeft.search.probe import find_steps
+    from autopeft.store.predictions import LABELS, EvalTargets
 
     gold = np.array([0] * 120 + [1] * 80)
     spec = parse_spec(tiny_spec(tmp_path, constraints=[], budget={
@@ -414,8 +415,8 @@ class _LearnsALittle(_SeedLuck):
     def submit(self, request) -> None:
         import numpy as np
 
-        from autopeft.predictions import LABELS, encode
-        from autopeft.trial import TrialResult
+        from autopeft.search.trial import TrialResult
+        from autopeft.store.predictions import LABELS, encode
 
         self.seen.append((request.config["method"], request.steps, request.seed))
         predicted = np.zeros_like(self.gold)
@@ -433,9 +434,9 @@ def test_a_reference_that_learns_too_little_for_a_large_search_to_show_stops_it(
     import numpy as np
     import optuna
 
-    from autopeft.chance import ChanceLevel
-    from autopeft.predictions import LABELS, EvalTargets
-    from autopeft.probe import find_steps
+    from autopeft.results.chance import ChanceLevel
+    from autopeft.search.probe import find_steps
+    from autopeft.store.predictions import LABELS, EvalTargets
 
     gold = np.array([0] * 120 + [1] * 80)
     probe = {"start_steps": 4, "max_steps": 16, "references": ["full"]}
@@ -464,7 +465,7 @@ def test_the_search_trials_a_rung_expects_come_from_its_budget_and_its_wall_cloc
     """Two workers, a 20-minute search, references that took 100 s side by side: about 24 trials at those steps;
     one worker trains the two references one after the other, so each took 50 s: 24 again. Without a wall clock
     the budget's trials; never more than them."""
-    from autopeft.probe import expected_search_trials
+    from autopeft.search.probe import expected_search_trials
 
     timed = parse_spec(tiny_spec(tmp_path, budget={"trials": 200, "steps_per_trial": "auto",
                                                    "wall_clock_minutes": 20}))

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from autopeft.executor import death_cause, node_died
+from autopeft.search.executor import death_cause, node_died
 
 
 def test_a_killed_worker_process_is_not_a_node_death(ray_cluster):

@@ -18,13 +18,14 @@ import optuna
 import pytest
 import torch
 
-from autopeft import load_adapter, storage
-from autopeft.cost import predict_cost
-from autopeft.data import load_task_data
+from autopeft import load_adapter
 from autopeft.errors import SpecError, UserError
-from autopeft.models import load_base_model
+from autopeft.models.base import load_base_model
+from autopeft.search.cost import predict_cost
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec, parse_spec
-from autopeft.trial import TrialRequest
+from autopeft.store import storage
+from autopeft.tasks.data import load_task_data
 from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 from workers.training import predict_logits, regression_metrics
 from workers.worker import TrialWorker
@@ -228,7 +229,7 @@ def test_the_saved_adapter_reloads_to_the_recorded_values(trial):
 def test_early_stopping_rungs_evaluate_regression_trials(trial, tmp_path):
     """A rung evaluates mid-training (under the training precision, through the frozen-prefix cache) with the
     task's own metrics; a trial far behind the table's points is stopped there with them as its last values."""
-    from autopeft.trial import RungPlan
+    from autopeft.search.trial import RungPlan
 
     spec, _, worker, _ = trial
     signs = {"spearman": 1.0, "trainable_params": -1.0}

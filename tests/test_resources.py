@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autopeft.executor import trial_gpus
+from autopeft.search.executor import trial_gpus
 from autopeft.spec import parse_spec
 from tests.conftest import tiny_spec
 

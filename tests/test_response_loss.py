@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from autopeft.data import TaskData, TokenizedSplit
 from autopeft.methods import get_method
+from autopeft.tasks.data import TaskData, TokenizedSplit
 from workers.tasks import CausalLmRunner
 
 CONFIGS = {

@@ -11,7 +11,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from autopeft import storage
+from autopeft.store import storage
 from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 
 
@@ -109,7 +109,7 @@ def test_sigterm_closes_running_trials_and_leaves_no_ray_processes(tmp_path):
 def test_resume_with_more_trials_continues_a_finished_search(tmp_path, capsys):
     """`search resume NAME --trials N` raises the budget of a finished search: only the extra trials train, and a
     budget below what was spent is refused naming the option, with nothing changed."""
-    from autopeft.search import resume_search, start_search
+    from autopeft.search.launch import resume_search, start_search
     from autopeft.spec import load_spec
 
     spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 4},

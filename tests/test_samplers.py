@@ -8,8 +8,8 @@ import math
 import optuna
 import yaml
 
-from autopeft.samplers import make_sampler
-from autopeft.space import SearchSpace
+from autopeft.search.samplers import make_sampler
+from autopeft.search.space import SearchSpace
 from autopeft.spec import SEARCH_SPACES_DIR, load_spec
 from tests.conftest import tiny_spec, write_spec
 

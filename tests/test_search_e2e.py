@@ -11,11 +11,11 @@ import optuna
 import pytest
 import torch
 
-from autopeft import storage
-from autopeft.data import load_task_data
-from autopeft.export import export_front
-from autopeft.search import start_search
+from autopeft.results.export import export_front
+from autopeft.search.launch import start_search
 from autopeft.spec import load_spec
+from autopeft.store import storage
+from autopeft.tasks.data import load_task_data
 from tests.conftest import tiny_spec, write_spec
 from workers.training import classification_metrics, predict
 

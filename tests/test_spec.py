@@ -156,14 +156,14 @@ def test_a_bad_spec_is_answered_before_torch_is_imported(tmp_path):
               f"for call in (lambda: run_search({str(spec_file)!r}), lambda: resume_search('nobody', storage="
               f"'sqlite:///{tmp_path / 'none.db'}')):\n"
               "    try:\n        call()\n    except UserError as error:\n        print(type(error).__name__)\n"
-              "print('torch' in sys.modules, 'autopeft.search' in sys.modules)\n")
+              "print('torch' in sys.modules, 'autopeft.search.launch' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["SpecError", "UserError", "False", "False"], done.stdout + done.stderr
 
 
 def test_data_can_come_from_a_datasets_dataset(tmp_path):
     """The `datasets` path is real: a local dataset folder loads through `datasets.load_dataset` offline."""
-    from autopeft.data import load_task_data
+    from autopeft.tasks.data import load_task_data
 
     folder = tmp_path / "tiny-dataset"
     folder.mkdir()

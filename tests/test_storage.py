@@ -14,11 +14,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autopeft import storage
 from autopeft.cli import entry_point
 from autopeft.errors import UserError
-from autopeft.samplers import make_sampler
+from autopeft.search.samplers import make_sampler
 from autopeft.spec import normalise_storage_url, parse_spec
+from autopeft.store import storage
 from tests.conftest import run_cli, tiny_spec, write_spec
 from tests.postgres_server import PASSWORD
 
@@ -207,7 +207,7 @@ def _read_available(stream) -> list[str]:
 
 
 def test_a_search_is_running_while_any_of_its_controllers_is(tmp_path, storage_url):
-    from autopeft.views import search_summary
+    from autopeft.results.views import search_summary
 
     spec = _spec(tmp_path, storage_url)
     study = storage.create_search(storage.open_storage(storage_url), "c", spec, make_sampler(spec))
@@ -216,7 +216,7 @@ def test_a_search_is_running_while_any_of_its_controllers_is(tmp_path, storage_u
     assert search_summary(study, spec)["state"] == "interrupted"  # the first controller is gone ...
     storage.claim_controller(study, join=True)
     assert search_summary(study, spec)["state"] == "running"  # ... but one that joined still runs it
-    claim = ("import sys, optuna; from autopeft import storage; "
+    claim = ("import sys, optuna; from autopeft.store import storage; "
              "storage.claim_controller(optuna.load_study(study_name='c', storage=storage.open_storage(sys.argv[1])))")
     refused = subprocess.run([sys.executable, "-c", claim, storage_url], capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "is being run by process" in refused.stderr  # a second `run`/`resume`

@@ -15,9 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import autopeft
-from autopeft import cli, storage
-from autopeft.predictions import decode
-from autopeft.untouched_model import UNTOUCHED
+from autopeft import cli
+from autopeft.results.untouched_model import UNTOUCHED
+from autopeft.store import storage
+from autopeft.store.predictions import decode
 from tests.conftest import ROOT, cue_reviews, run_cli, save_tiny_decoder, search_with_untouched, tiny_spec
 
 

@@ -10,13 +10,13 @@ import optuna
 import pytest
 import yaml
 
-from autopeft import storage
-from autopeft.architectures import num_layers
-from autopeft.models import load_model_config
-from autopeft.samplers import make_sampler
-from autopeft.space import SearchSpace
+from autopeft.models.architectures import num_layers
+from autopeft.models.base import load_model_config
+from autopeft.results.views import describe_config
+from autopeft.search.samplers import make_sampler
+from autopeft.search.space import SearchSpace
 from autopeft.spec import SEARCH_SPACES_DIR, ModelSpec, parse_spec, resolve_model_location
-from autopeft.views import describe_config
+from autopeft.store import storage
 from tests.conftest import run_cli, tiny_spec
 
 # Methods whose drawn `layers` change nothing (prompt tokens enter at the input; full fine-tuning trains all), so
@@ -147,7 +147,7 @@ def test_search_list_shows_whole_names_on_a_narrow_terminal(tmp_path, capsys, mo
 
 
 def test_task_metrics_are_shown_to_four_places_and_counts_whole():
-    from autopeft.views import format_value
+    from autopeft.results.views import format_value
 
     assert format_value("eval_loss", 1.24219) == "1.2422"  # two losses often differ only in the third place
     assert format_value("accuracy", 0.8062) == "0.8062" and format_value("mse", 0.51234) == "0.5123"

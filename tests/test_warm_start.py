@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import yaml
 
-from autopeft import storage
-from autopeft.controller import SearchController
 from autopeft.errors import UserError
-from autopeft.samplers import make_sampler
-from autopeft.search import start_search
-from autopeft.space import SearchSpace
+from autopeft.search.controller import SearchController
+from autopeft.search.launch import start_search
+from autopeft.search.samplers import make_sampler
+from autopeft.search.space import SearchSpace
+from autopeft.search.trial import TrialResult
+from autopeft.search.warm_start import load_sources, warm_sampler
 from autopeft.spec import load_spec
-from autopeft.trial import TrialResult
-from autopeft.warm_start import load_sources, warm_sampler
+from autopeft.store import storage
 from tests.conftest import ONE_AT_A_TIME, run_cli, tiny_spec, write_spec
 from tests.test_known_cost_sampler import RANKS, SmoothExecutor
 
@@ -25,7 +25,7 @@ from tests.test_known_cost_sampler import RANKS, SmoothExecutor
 def _source_front(url: str, name: str) -> list[tuple[int, dict]]:
     """(number, config) of the source's front points, best accuracy first."""
     study, spec = storage.load_search(storage.open_storage(url), name)
-    from autopeft.pareto import pareto_front
+    from autopeft.results.pareto import pareto_front
 
     return [(r.number, r.config) for r in pareto_front(storage.trial_records(study, spec), spec)]
 
@@ -92,7 +92,7 @@ def _known_cost_search(tmp_path, name: str, trials: int, executor_kind, warm_sta
     study = storage.create_search(storage.open_storage(spec.storage), name, spec, make_sampler(spec))
     space = SearchSpace.from_dict(RANKS, 6, hidden_size=384)
     sources = load_sources(spec)
-    from autopeft.warm_start import queue_first_proposals
+    from autopeft.search.warm_start import queue_first_proposals
 
     queued = queue_first_proposals(study, spec, space, sources)
     warm_sampler(study.sampler, sources)
@@ -128,7 +128,7 @@ def test_a_service_launch_starts_only_from_the_services_own_searches(tmp_path):
 
 def test_the_source_model_is_fitted_once_while_its_trials_stay_the_same():
     """The source's trials do not change during a search: the next proposal keeps its fit instead of refitting it."""
-    from autopeft.transfer import fit_transfer
+    from autopeft.search.transfer import fit_transfer
 
     rng = np.random.default_rng(0)
     X_source, X_target = rng.random((40, 3)), rng.random((5, 3))

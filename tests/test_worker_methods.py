@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from autopeft import load_adapter, load_merged
-from autopeft.cost import predict_cost
-from autopeft.data import TokenizedSplit, load_task_data
 from autopeft.methods import available_methods, get_method
-from autopeft.models import load_base_model
-from autopeft.predictions import decode
+from autopeft.models.base import load_base_model
+from autopeft.search.cost import predict_cost
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec
-from autopeft.trial import TrialRequest
+from autopeft.store.predictions import decode
+from autopeft.tasks.data import TokenizedSplit, load_task_data
 from tests.conftest import tiny_spec, write_spec
 from workers.training import predict_logits
 from workers.worker import TrialWorker

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from autopeft.architectures import layer_container, num_layers
+from autopeft.models.architectures import layer_container, num_layers
 
 Batch = dict[str, torch.Tensor]
 

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from autopeft.answer_options import AnswerOptions
-from autopeft.data import TaskData, TokenizedSplit
 from autopeft.errors import TrialFailure
-from autopeft.models import padding_id
-from autopeft.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
+from autopeft.models.base import padding_id
+from autopeft.store.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
+from autopeft.tasks.answer_options import AnswerOptions
+from autopeft.tasks.data import TaskData, TokenizedSplit
 from workers.batching import length_batches, score_token_budget
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
@@ -46,7 +46,7 @@ from workers.training import classification_metrics, collate, predict_logits, re
 @dataclass
 class Evaluation:
     """One evaluation pass: the task metrics, and the prediction per eval example (encoded for storage,
-    autopeft/predictions.py) from which the noise model recomputes them."""
+    autopeft/store/predictions.py) from which the noise model recomputes them."""
 
     metrics: dict[str, float]
     predictions: dict[str, Any] = field(default_factory=dict)
@@ -57,7 +57,7 @@ class _TextRunner:
 
     def __init__(self, data: TaskData, tokenizer, device: torch.device):
         self.data = data
-        self.pad_id = padding_id(tokenizer)  # the id the base's head was told (autopeft.models.load_base_model)
+        self.pad_id = padding_id(tokenizer)  # the id the base's head was told (autopeft.models.base.load_base_model)
         self.device = device
         self.labels = torch.tensor(data.train.labels)  # a copy: arrays from the object store are read-only
 
@@ -243,7 +243,7 @@ class CausalLmRunner:
     def _scored(self, losses: np.ndarray, tokens: int, given: list[str]) -> Evaluation:
         """The evaluation from each eval record's summed response loss and the answer it gave. The losses are
         stored beside the answers: with the untouched model's they tell whether training moved the responses at
-        all where the answers did not move (autopeft/untouched_model.py)."""
+        all where the answers did not move (autopeft/results/untouched_model.py)."""
         golds = self.data.eval.answers
         correct = sum(answers_match(answer, gold) for answer, gold in zip(given, golds))
         return Evaluation({"eval_loss": float(losses.sum()) / max(tokens, 1), "answer_accuracy": correct / len(golds)},

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from autopeft.data import TokenizedSplit
 from autopeft.errors import TrialFailure
+from autopeft.tasks.data import TokenizedSplit
 from workers.batching import eval_batches
 
 

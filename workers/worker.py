@@ -20,20 +20,20 @@ import numpy as np
 import torch
 import transformers
 
-from autopeft.chance import eval_targets
-from autopeft.data import TaskData
 from autopeft.errors import TrialFailure
 from autopeft.methods import get_method
 from autopeft.methods.base import Method, task_head_names, task_head_parameters
-from autopeft.models import load_base_model, load_tokenizer
+from autopeft.models.base import load_base_model, load_tokenizer
+from autopeft.models.pooling import applied_pooling, write_pooling
+from autopeft.models.quantize import check_compatible, frozen_base_bytes, quantize_base
 from autopeft.plugins import Shipment, install
-from autopeft.pooling import applied_pooling, write_pooling
-from autopeft.predictions import VALUES, decode, encode
-from autopeft.quantize import check_compatible, frozen_base_bytes, quantize_base
-from autopeft.scheduler import goes_on
+from autopeft.results.chance import eval_targets
+from autopeft.search.scheduler import goes_on
+from autopeft.search.trial import RungPlan, TrialRequest, TrialResult
 from autopeft.spec import ModelSpec
-from autopeft.trial import RungPlan, TrialRequest, TrialResult
-from autopeft.user_metrics import measure
+from autopeft.store.predictions import VALUES, decode, encode
+from autopeft.tasks.data import TaskData
+from autopeft.tasks.user_metrics import measure
 from workers.lowered_weights import LoweredWeights
 from workers.measure import PeakMemory, Stopwatch, release_freed_memory
 from workers.precision import autocast, cpu_bf16_speedup, cpu_has_native_bf16, faster_precision, model_width
@@ -221,8 +221,8 @@ class TrialWorker:
         """For a decoder, the loaded base model's evaluation, measured once in this worker: its metrics, its
         predictions per eval record (answers with each record's summed loss beside them, or for records without
         gold answers the losses alone) and each record's response token count. It is what an adapter must beat to
-        have taught the model anything (autopeft/untouched_model.py): an instruct model may answer well before any
-        training, and a loss has no constant prediction to clear. None for classification and regression, whose
+        have taught the model anything (autopeft/results/untouched_model.py): an instruct model may answer well before
+        any training, and a loss has no constant prediction to clear. None for classification and regression, whose
         untrained head predicts nothing meaningful. Public so that a caller can pay this once-per-worker cost
         before it times a trial (bench/llm_adapters/vs_plain.py), as a search pays it with its first trial."""
         if self.runner.name != "causal-lm":

@@ -16,10 +16,10 @@ from typing import Any
 from peft import AdaLoraConfig
 from torch import nn
 
-from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
 from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
+from autopeft.models.architectures import resolve_targets
 
 WARM_UP, FINAL = 0.1, 0.2  # fractions of the trial's steps: before any reallocation, and with ranks fixed
 

@@ -52,7 +52,7 @@ def task_head_names(model: nn.Module) -> tuple[str, ...]:
     random. Left frozen, such a layer would stay at a random draw that the adapter does not save, and a reloaded
     adapter would predict differently from its trial. A causal LM has no head of its own to train (its LM head is
     the pretrained output layer)."""
-    from autopeft.architectures import is_causal_lm
+    from autopeft.models.architectures import is_causal_lm
 
     if is_causal_lm(model):
         return ()
@@ -78,7 +78,7 @@ class Method:
     help: ClassVar[str] = ""
     # The keys the method reads from its own block of a configuration (a space's ``lora.r`` is
     # ``config["lora"]["r"]``). A space that names any other key of the method is refused before its search starts
-    # (autopeft/space_names.py): the method would not read it, and every trial would silently train at the
+    # (autopeft/search/space_names.py): the method would not read it, and every trial would silently train at the
     # default while the sampler modelled a parameter that changes nothing. None: not declared (a plugin's
     # method), so its block is not checked.
     options: ClassVar[tuple[str, ...] | None] = None

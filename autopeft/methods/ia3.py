@@ -7,10 +7,10 @@ from typing import Any
 from peft import IA3Config
 from torch import nn
 
-from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
 from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
+from autopeft.models.architectures import resolve_targets
 
 
 @register

@@ -25,10 +25,10 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked, folder_bytes
 from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
+from autopeft.models.architectures import resolve_targets
 
 INITIALISATIONS = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora",
                    "pissa_niter_4": "pissa_niter_4", "eva": "eva", "corda": "corda"}

@@ -9,10 +9,10 @@ from typing import Any
 from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, VeraConfig
 from torch import nn
 
-from autopeft.architectures import num_layers, resolve_targets
 from autopeft.methods.base import PeftBacked
 from autopeft.methods.placement import chosen_layers, peft_task_fields
 from autopeft.methods.registry import register
+from autopeft.models.architectures import num_layers, resolve_targets
 
 
 def _targets(model: nn.Module, config: dict[str, Any], options: dict[str, Any]) -> list[str]:

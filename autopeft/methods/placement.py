@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from autopeft.architectures import is_causal_lm, layer_container, num_layers
+from autopeft.models.architectures import is_causal_lm, layer_container, num_layers
 
 
 def chosen_layers(model: nn.Module, config: dict[str, Any]) -> list[int]:

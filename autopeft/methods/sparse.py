@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from autopeft.architectures import resolve_targets
 from autopeft.methods.base import TensorBacked, task_head_parameters
 from autopeft.methods.placement import chosen_layers
 from autopeft.methods.registry import register
+from autopeft.models.architectures import resolve_targets
 
 _MASK = "sparse_mask"
 

@@ -1,7 +1,7 @@
 """Admitting a spec submitted to the service: the command line's own checks, then the service's confinement.
 
 A submitted spec is YAML text, read with ``yaml.safe_load``: data, never code. It is checked exactly as
-``autopeft search run`` checks a spec (``autopeft.api.resolve`` and ``autopeft.search.prepare``: fields, model,
+``autopeft search run`` checks a spec (``autopeft.api.resolve`` and ``autopeft.search.launch.prepare``: fields, model,
 space against the model, the data's columns and labels), so the page and the HTTP API give the command line's
 errors, before any job starts. Then what a spec could reach on the service's machines is confined:
 
@@ -116,9 +116,9 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
     ``base_dir``: where the spec's relative paths point (an example's folder, or the search's uploads).
     ``own_places``: the spec is one the service ships (a bundled example), whose ``storage`` and ``output_dir``
     are the service's own to set rather than the submitter's choice."""
-    from autopeft import storage
     from autopeft.api import resolve
-    from autopeft.search import prepare
+    from autopeft.search.launch import prepare
+    from autopeft.store import storage
 
     raw = read_spec_text(text)
     if own_places:
@@ -149,7 +149,7 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
 def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
     given = raw.get("storage")
     if given is not None and normalise_storage_url(str(given)) != config.storage_url:
-        from autopeft.storage import mask_url
+        from autopeft.store.storage import mask_url
 
         raise UserError(f"storage: a search launched through the service goes to the service's database "
                         f"({mask_url(config.storage_url)}); remove storage from the spec")

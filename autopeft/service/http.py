@@ -79,7 +79,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
 
     def export_zip(request: Request, body: dict[str, Any]) -> Response:
         from autopeft.api import load_search
-        from autopeft.export import zip_tree
+        from autopeft.results.export import zip_tree
 
         name = name_of(request)
         search = load_search(name, storage=jobs.config.storage_url)

@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autopeft import storage
 from autopeft.errors import UserError
 from autopeft.service.admission import (
     ServiceConfig,
@@ -30,6 +29,7 @@ from autopeft.service.admission import (
     save_uploads,
 )
 from autopeft.service.cluster import STOP_GRACE_S
+from autopeft.store import storage
 
 SEARCH, ACTION, BY, AT = "autopeft_search", "autopeft_action", "autopeft_launched_by", "autopeft_launched_at"
 ACTIVE = ("PENDING", "RUNNING")
@@ -115,7 +115,7 @@ class SearchJobs:
 
     def baselines(self, name: str, *, only: list[str] | None = None, launched_by: str = "") -> SearchJob:
         """Train the standard configurations into a search that is not running."""
-        from autopeft.baselines import chosen_names
+        from autopeft.results.baselines import chosen_names
 
         self._idle_search(name)
         names = chosen_names(only or [])
@@ -124,7 +124,7 @@ class SearchJobs:
     def confirm(self, name: str, *, picks: list[str] | None = None, seeds: int = 3,
                 launched_by: str = "") -> SearchJob:
         """Retrain front points of a search that is not running with new seeds (default: the knee)."""
-        from autopeft.pick import parse_pick
+        from autopeft.results.pick import parse_pick
 
         search = self._idle_search(name)
         picks = picks or ["knee"]

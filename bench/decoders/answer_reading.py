@@ -1,7 +1,7 @@
 """How a decoder's answers are read, checked on the gold responses of LLM-Adapters' test sets.
 
 For every test set in ``../shared/data/llm-adapters/dataset`` whose records carry a gold response, two readings of
-each gold response, each with its stopping rule (autopeft/answer_reading.py):
+each gold response, each with its stopping rule (autopeft/tasks/answer_reading.py):
 
 - *before*: LLM-Adapters' rules as the worker applied them before statements were read: the first answer-shaped
   word (letter, ``answerN``, true/false, a word of the task's closed set), the last number for math; a numeric row
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import autopeft.answer_reading as reading_rules  # noqa: E402
-from autopeft.answer_options import answer_words  # noqa: E402
-from autopeft.answer_reading import AnswerReading, responses_state_answers  # noqa: E402
+import autopeft.tasks.answer_reading as reading_rules  # noqa: E402
+from autopeft.tasks.answer_options import answer_words  # noqa: E402
+from autopeft.tasks.answer_reading import AnswerReading, responses_state_answers  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "llm-adapters" / "dataset"
 OUT = Path(__file__).with_name("answer_reading.json")

@@ -34,8 +34,8 @@ def measure(records: int, new_tokens: int, chunk_bytes: int | None) -> dict:
     from transformers import AutoModelForCausalLM
 
     import workers.generation
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     folder, model_spec, tokenizer, header = smollm2_setup(2)

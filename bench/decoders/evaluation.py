@@ -34,9 +34,9 @@ import torch
 from common import DATA, smollm2_setup
 
 import workers.generation
-from autopeft.data import load_task_data
-from autopeft.predictions import decode
 from autopeft.spec import DataSpec
+from autopeft.store.predictions import decode
+from autopeft.tasks.data import load_task_data
 from workers.generation import (
     answers_match,
     common_prefix_length,

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import autopeft  # noqa: E402
-from autopeft.views import chance_line  # noqa: E402
+from autopeft.results.views import chance_line  # noqa: E402
 from bench.decoders.loss_reference import FROZEN_LORA  # noqa: E402
 from bench.decoders.without_answers import EXAMPLES, cpu_name, spec_for  # noqa: E402
 

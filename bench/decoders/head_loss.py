@@ -44,8 +44,8 @@ class _WholeLogits:
 
 
 def _task_data(records: str, model_spec, folder: Path):
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec
+    from autopeft.tasks.data import load_task_data
 
     if records == "math":
         spec = DataSpec(train=str(DATA / "math" / "train.json"), eval=str(DATA / "math" / "multiarith.json"),

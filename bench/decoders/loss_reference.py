@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import autopeft  # noqa: E402
-from autopeft import storage  # noqa: E402
-from autopeft.chance import chance_test  # noqa: E402
-from autopeft.predictions import EvalTargets, decode  # noqa: E402
+from autopeft.results.chance import chance_test  # noqa: E402
+from autopeft.store import storage  # noqa: E402
+from autopeft.store.predictions import EvalTargets, decode  # noqa: E402
 from bench.decoders.without_answers import EXAMPLES, cpu_name, spec_for  # noqa: E402
 
 OUT = Path(__file__).with_name("loss_reference.json")
@@ -85,9 +85,9 @@ def untouched_seconds(example: Path) -> float:
     trial (the decoder loaded and the data tokenised beforehand, as a worker has them)."""
     import torch
 
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model, load_tokenizer
+    from autopeft.models.base import load_base_model, load_tokenizer
     from autopeft.spec import SearchSpec, resolve_spec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     work = Path(tempfile.mkdtemp(prefix="autopeft-untouched-"))

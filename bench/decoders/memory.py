@@ -40,10 +40,10 @@ def one(case: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from autopeft.data import load_task_data
     from autopeft.decoders import smollm2
     from autopeft.methods import get_method
     from autopeft.spec import DataSpec, ModelSpec
+    from autopeft.tasks.data import load_task_data
     from workers.measure import PeakMemory
     from workers.precision import autocast, resolve
     from workers.tasks import CausalLmRunner

@@ -10,7 +10,7 @@ responses each generates are read two ways:
 - *before*: the response's first word, as any answer of no known form and no closed set was read (and a row was
   cut after that word, so the first word is what was read);
 - *now*: the gold answer where the response's first line holds it as words of their own, case, punctuation and
-  articles aside (autopeft/answer_reading.py).
+  articles aside (autopeft/tasks/answer_reading.py).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoders/open_answers.py --steps 20   # -> open_answers.json
 """
@@ -64,8 +64,8 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec
+    from autopeft.tasks.data import load_task_data
     from workers.generation import generate_answers
     from workers.tasks import CausalLmRunner
 

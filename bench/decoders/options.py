@@ -30,9 +30,9 @@ import torch
 from common import DATA, ROOT, smollm2_setup
 from evaluation import timed, train_lora
 
-from autopeft.data import load_task_data
-from autopeft.predictions import decode
 from autopeft.spec import DataSpec
+from autopeft.store.predictions import decode
+from autopeft.tasks.data import load_task_data
 from workers.generation import generate_answers
 from workers.tasks import CausalLmRunner
 

@@ -44,10 +44,10 @@ def main() -> None:
 
     import pandas as pd
 
-    from autopeft.chance import chance_level
-    from autopeft.data import load_task_data
+    from autopeft.results.chance import chance_level
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import DataSpec, TrainingSpec
-    from autopeft.trial import TrialRequest
+    from autopeft.tasks.data import load_task_data
     from workers.worker import TrialWorker
 
     folder, _, tokenizer, header = smollm2_setup(args.threads)

@@ -66,8 +66,8 @@ def write_corpus(folder: Path, train: list[str], held_out: list[str]) -> None:
 def runner_for(folder: Path, model_spec, tokenizer, max_length: int):
     import torch
 
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     data = load_task_data(DataSpec(train=str(folder / "train.jsonl"), eval=str(folder / "eval.jsonl"),
@@ -90,7 +90,7 @@ def whole_text_loss(model, tokenizer, texts: list[str]) -> float:
 
 def end_to_end_loss(model, tokenizer, texts: list[str]) -> float:
     """The loss of blocks cut end to end (each reading only the last token of the block before, scored there): what
-    the sliding window of autopeft/text_blocks.py was measured against."""
+    the sliding window of autopeft/tasks/text_blocks.py was measured against."""
     import torch
 
     total, tokens = 0.0, 0

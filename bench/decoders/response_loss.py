@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from common import DATA, HERE, cpu_name  # noqa: I001 - sets up the path first
 
-from autopeft.data import load_task_data
 from autopeft.decoders.smollm2 import get_model_path
 from autopeft.methods import get_method
-from autopeft.models import load_base_model, load_tokenizer
+from autopeft.models.base import load_base_model, load_tokenizer
 from autopeft.spec import DataSpec, ModelSpec
+from autopeft.tasks.data import load_task_data
 from workers.response_loss import response_loss
 from workers.tasks import CausalLmRunner
 

@@ -62,8 +62,8 @@ def eval_file(kind: str, source: Path, records: int | None, scratch: Path) -> st
 def runner_for(kind: str, source: Path, records: int | None, model_spec, tokenizer, scratch: Path):
     import torch
 
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec
+    from autopeft.tasks.data import load_task_data
     from workers.tasks import CausalLmRunner
 
     evaluation = eval_file(kind, source, records, scratch)
@@ -77,7 +77,7 @@ def evaluate(kind: str, runner, model, budget: int, rows: int):
     """What the pass computed (per-record losses and, where it answers, the answers) at ``budget``."""
     import torch
 
-    from autopeft.predictions import decode, losses_of
+    from autopeft.store.predictions import decode, losses_of
     from workers import batching
     from workers.generation import score_and_generate
 

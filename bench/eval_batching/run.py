@@ -47,10 +47,10 @@ def measure(model_name: str, path: str, task: str, repeats: int, rows: int) -> d
     import numpy as np
     import torch
 
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model, load_tokenizer
-    from autopeft.predictions import decode
+    from autopeft.models.base import load_base_model, load_tokenizer
     from autopeft.spec import DataSpec, ModelSpec
+    from autopeft.store.predictions import decode
+    from autopeft.tasks.data import load_task_data
     from workers import batching
     from workers.tasks import ClassificationRunner
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from vs_plain import cpu, model_folder
 
-from autopeft.chance import chance_level
-from autopeft.data import load_task_data
+from autopeft.results.chance import chance_level
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import DataSpec, ModelSpec, TrainingSpec
-from autopeft.trial import TrialRequest
+from autopeft.tasks.data import load_task_data
 from workers.worker import TrialWorker
 
 HERE = Path(__file__).resolve().parent

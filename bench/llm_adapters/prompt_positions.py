@@ -26,10 +26,10 @@ from peft import PeftModel  # noqa: E402
 from run import DECODER, TASKS  # noqa: E402
 
 import workers.generation  # noqa: E402
-from autopeft.data import load_task_data  # noqa: E402
-from autopeft.models import load_base_model, load_tokenizer  # noqa: E402
-from autopeft.predictions import decode  # noqa: E402
+from autopeft.models.base import load_base_model, load_tokenizer  # noqa: E402
 from autopeft.spec import DataSpec, ModelSpec, resolve_model_location  # noqa: E402
+from autopeft.store.predictions import decode  # noqa: E402
+from autopeft.tasks.data import load_task_data  # noqa: E402
 from workers.tasks import CausalLmRunner  # noqa: E402
 
 EVAL_RECORDS = {"boolq": 48, "multiarith": 16}  # the budget of the table's runs

@@ -16,15 +16,15 @@ one. The decoder is ``python-package:autopeft.decoders.smollm2`` with ``task: ca
 examples/boolq-smollm2.yaml and examples/math-smollm2.yaml.
 
 Every method gets the same budget (steps, batch size, training records, evaluation records, seed) at its usual
-learning rate (the project's: autopeft/baselines.py, bench/methods), and every configuration runs through the real
-trial worker (workers/worker.py: build, train, final evaluation in fp32, save). Per row, also:
+learning rate (the project's: autopeft/results/baselines.py, bench/methods), and every configuration runs through the
+real trial worker (workers/worker.py: build, train, final evaluation in fp32, save). Per row, also:
 
 - a refusal check before training, as the search's controller makes it (``predict_cost``: a build on a
   meta-device copy of the model); a method that cannot be built on the decoder is not trained and its refusal
   text is the row;
 - trainable parameters as the worker counts them on the built model (checked against the prediction);
 - train and evaluation seconds as the worker measures them;
-- export and reload: the adapter folder the worker saved (what ``autopeft export`` copies, autopeft/export.py)
+- export and reload: the adapter folder the worker saved (what ``autopeft export`` copies, autopeft/results/export.py)
   is loaded onto a freshly loaded base with the method's library's own loader, ``peft.PeftModel.from_pretrained``
   for peft methods and AdapterHub's ``load_adapter`` for the ``adapters`` ones, and evaluated again: the answers
   must be the same, one by one.
@@ -58,14 +58,14 @@ DATA = ROOT / "examples" / "data"
 import torch  # noqa: E402
 from whole_sets import whole_set_files  # noqa: E402  (beside this file)
 
-from autopeft.cost import predict_cost  # noqa: E402
-from autopeft.data import load_task_data  # noqa: E402
 from autopeft.errors import UserError  # noqa: E402
 from autopeft.methods import available_methods, get_method  # noqa: E402
-from autopeft.models import load_base_model  # noqa: E402
-from autopeft.predictions import decode  # noqa: E402
+from autopeft.models.base import load_base_model  # noqa: E402
+from autopeft.search.cost import predict_cost  # noqa: E402
+from autopeft.search.trial import TrialRequest  # noqa: E402
 from autopeft.spec import DataSpec, ModelSpec, TrainingSpec, resolve_model_location  # noqa: E402
-from autopeft.trial import TrialRequest  # noqa: E402
+from autopeft.store.predictions import decode  # noqa: E402
+from autopeft.tasks.data import load_task_data  # noqa: E402
 from workers.worker import TrialWorker  # noqa: E402
 
 DECODER = "python-package:autopeft.decoders.smollm2"

@@ -25,8 +25,8 @@ LoRA r=8 (alpha 16, no dropout) on q_proj and v_proj of every layer of SmolLM2-1
   file order, LLM-Adapters' new-token limit: 32 for BoolQ, 256 for math) in fp32. ``bf16=True`` gives the Trainer
   the worker's bf16 autocast (like for like); fp32 is what the script gets out of the box.
 
-Both sides read the same prompt text: ``autopeft.data.instruction_prompt`` (LLM-Adapters' Alpaca template) over the
-same records (all training records; the evaluation records are the seeded draw the worker's ``eval_size`` makes),
+Both sides read the same prompt text: ``autopeft.tasks.data.instruction_prompt`` (LLM-Adapters' Alpaca template) over
+the same records (all training records; the evaluation records are the seeded draw the worker's ``eval_size`` makes),
 and both score answers by the task's reading (``workers.generation.AnswerReading``) and ``answers_match``. Each
 contender runs in a fresh process, interleaved (ours, plain-bf16, plain-fp32, then again), and the faster of the
 repeats is kept (other work on a shared machine only adds time). Per run: load (tokenizer, model, data tokenised),
@@ -64,8 +64,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
-from autopeft.answer_options import answer_words  # noqa: E402
-from autopeft.data import instruction_prompt  # noqa: E402
+from autopeft.tasks.answer_options import answer_words  # noqa: E402
+from autopeft.tasks.data import instruction_prompt  # noqa: E402
 from workers.generation import AnswerReading, answers_match, responses_state_answers  # noqa: E402
 
 
@@ -138,10 +138,10 @@ def score(texts: list[str], golds: list[str], train_records: list[dict]) -> tupl
 
 
 def run_ours(task: Task, budget: Budget, out: Path, answer_scoring: str = "generate") -> dict:
-    from autopeft.data import load_task_data
-    from autopeft.predictions import decode
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import DataSpec, ModelSpec, TrainingSpec
-    from autopeft.trial import TrialRequest
+    from autopeft.store.predictions import decode
+    from autopeft.tasks.data import load_task_data
     from workers.worker import TrialWorker
 
     start = time.perf_counter()
@@ -155,7 +155,7 @@ def run_ours(task: Task, budget: Budget, out: Path, answer_scoring: str = "gener
                                          "dropout": LORA["dropout"], "target_modules": ["query", "value"]},
               "learning_rate": budget.learning_rate}
     training = TrainingSpec(batch_size=budget.batch_size, warmup_ratio=budget.warmup_ratio).model_dump()
-    # The untouched model's evaluation (the decoder's reference, autopeft/untouched_model.py) is paid once per
+    # The untouched model's evaluation (the decoder's reference, autopeft/results/untouched_model.py) is paid once per
     # worker, with a search's first trial, like loading: timed apart, not in the trial.
     loaded = time.perf_counter()
     worker.untouched_reference(training["eval_batch_size"])
@@ -288,8 +288,8 @@ def same_tokens(task: Task, budget: Budget) -> dict:
     """How many training examples the plain tokenisation gives exactly the worker's ids and labels for."""
     from transformers import AutoTokenizer
 
-    from autopeft.data import load_task_data
     from autopeft.spec import DataSpec, ModelSpec
+    from autopeft.tasks.data import load_task_data
 
     model = ModelSpec(name_or_path=model_folder(), task="causal-lm")
     data = load_task_data(DataSpec(train=str(task.train), eval=str(task.eval), max_length=task.max_length),

@@ -21,9 +21,9 @@ import sys
 
 from run import HERE, ROOT, TASKS, minilm_and_training
 
-from autopeft.data import load_task_data
+from autopeft.search.trial import TrialRequest
 from autopeft.spec import DataSpec
-from autopeft.trial import TrialRequest
+from autopeft.tasks.data import load_task_data
 from workers.worker import TrialWorker
 
 sys.path.insert(0, str(ROOT / "bench" / "new_tasks"))

@@ -22,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autopeft.data import load_task_data  # noqa: E402
+from autopeft.search.trial import TrialRequest  # noqa: E402
 from autopeft.spec import DataSpec, ModelSpec, resolve_model_location  # noqa: E402
-from autopeft.trial import TrialRequest  # noqa: E402
+from autopeft.tasks.data import load_task_data  # noqa: E402
 from workers.worker import TrialWorker  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"

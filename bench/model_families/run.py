@@ -34,10 +34,10 @@ import transformers as hf
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from autopeft.architectures import ROLES  # noqa: E402
-from autopeft.cost import predict_cost_for  # noqa: E402
 from autopeft.methods import available_methods, get_method  # noqa: E402
-from autopeft.pooling import applied_pooling  # noqa: E402
+from autopeft.models.architectures import ROLES  # noqa: E402
+from autopeft.models.pooling import applied_pooling  # noqa: E402
+from autopeft.search.cost import predict_cost_for  # noqa: E402
 from tests.test_methods_matrix import train_on_one_batch  # noqa: E402
 from tests.test_model_families import draw_outside_the_body  # noqa: E402
 
@@ -156,10 +156,10 @@ def peft_default_lora(base: torch.nn.Module) -> str:
 def instruction_tuning(families: list[str]) -> dict:
     """The adapter family through the real worker on each decoder family's causal LM (bundled BoolQ slice)."""
     from autopeft import load_adapter
-    from autopeft.data import load_task_data
-    from autopeft.models import load_base_model, load_tokenizer
+    from autopeft.models.base import load_base_model, load_tokenizer
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import load_spec
-    from autopeft.trial import TrialRequest
+    from autopeft.tasks.data import load_task_data
     from tests.conftest import save_tiny_decoder, tiny_spec, write_spec
     from workers.tasks import CausalLmRunner
     from workers.worker import TrialWorker

@@ -71,10 +71,10 @@ def cpu_name() -> str:
 def paired_comparison(task: str, first: int, second: int) -> dict | None:
     """Whether trial ``first`` scores better than trial ``second`` beyond the eval set's noise, and the other way
     round: the paired bootstrap on the same eval examples that ``search show`` uses to mark a front point a cheaper
-    one matches (autopeft/chance.py). None where either trial has no stored predictions."""
-    from autopeft import storage
-    from autopeft.chance import significantly_better
-    from autopeft.predictions import EvalTargets, decode
+    one matches (autopeft/results/chance.py). None where either trial has no stored predictions."""
+    from autopeft.results.chance import significantly_better
+    from autopeft.store import storage
+    from autopeft.store.predictions import EvalTargets, decode
 
     study, spec = storage.load_search(storage.open_storage(f"sqlite:///{WORK / f'{task}.db'}", create=False), task)
     targets = EvalTargets.from_json(study.user_attrs.get(storage.EVAL_TARGETS))
@@ -207,7 +207,7 @@ def _origin(best: dict) -> str:
 
 def _retrained(best: dict) -> str:
     """"retrained: 0.5505 over 2 seeds, " where the point was retrained after the search; its bar is then the
-    new seeds' (autopeft/chance.py seeds_test)."""
+    new seeds' (autopeft/results/chance.py seeds_test)."""
     again = best.get("retrained")
     return "" if not again else f"retrained: {again['mean']:.4f} over {again['seeds']} seeds, "
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from autopeft.views import describe_config
+from autopeft.results.views import describe_config
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -40,7 +40,8 @@ def show() -> dict:
 def table(result: dict) -> str:
     chance = result["chance"]
     lines = [f"Chance (always the majority label): accuracy {chance['chance']:.4f} on {chance['examples']} dev pairs, "
-             f"{chance['trials']} trials; each front point's bar is its permutation null's (autopeft/chance.py).", "",
+             f"{chance['trials']} trials; each front point's bar is its permutation null's "
+             "(autopeft/results/chance.py).", "",
              "| front trial | configuration | searched accuracy | bar | flagged | confirmed mean ± std (3 seeds) |",
              "|---|---|---|---|---|---|"]
     for row in result["front"]:

@@ -2,7 +2,7 @@
 against transformers' [CLS] pooler, on the hand-picked configurations and the same records.
 
 For each task (the new_tasks specs as a user wrote them, plus the bundled SST-2 sample), each hand-picked
-configuration of ``autopeft baselines`` (autopeft/baselines.py, ``STANDARD``) is trained twice by the real trial
+configuration of ``autopeft baselines`` (autopeft/results/baselines.py, ``STANDARD``) is trained twice by the real trial
 worker, once per pooling, with the same seed, steps, batches and evaluation rows: the [CLS] rows are the baseline
 measured in the same run. Reports accuracy against the majority label (chance) and its noise bar, trial time, and
 writes ``results.json`` beside this file (with the processor; after each task) and a Markdown table to stdout.
@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from autopeft.baselines import STANDARD  # noqa: E402
-from autopeft.chance import chance_level  # noqa: E402
-from autopeft.data import load_task_data  # noqa: E402
+from autopeft.results.baselines import STANDARD  # noqa: E402
+from autopeft.results.chance import chance_level  # noqa: E402
+from autopeft.search.trial import TrialRequest  # noqa: E402
 from autopeft.spec import load_spec  # noqa: E402
-from autopeft.trial import TrialRequest  # noqa: E402
+from autopeft.tasks.data import load_task_data  # noqa: E402
 from workers.precision import cpu_has_native_bf16  # noqa: E402
 from workers.worker import TrialWorker  # noqa: E402
 

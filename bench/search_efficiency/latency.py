@@ -29,13 +29,13 @@ sys.path.insert(0, str(HERE))
 
 from replay import AnsweringExecutor  # noqa: E402
 
-from autopeft import storage  # noqa: E402
-from autopeft.controller import SearchController  # noqa: E402
-from autopeft.cost import predict_cost  # noqa: E402
-from autopeft.samplers import make_sampler  # noqa: E402
-from autopeft.space import SearchSpace  # noqa: E402
+from autopeft.search.controller import SearchController  # noqa: E402
+from autopeft.search.cost import predict_cost  # noqa: E402
+from autopeft.search.samplers import make_sampler  # noqa: E402
+from autopeft.search.space import SearchSpace  # noqa: E402
+from autopeft.search.trial import TrialRequest, TrialResult  # noqa: E402
 from autopeft.spec import SEARCH_SPACES_DIR, load_spec  # noqa: E402
-from autopeft.trial import TrialRequest, TrialResult  # noqa: E402
+from autopeft.store import storage  # noqa: E402
 
 
 class InstantExecutor(AnsweringExecutor):

@@ -22,13 +22,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autopeft import storage  # noqa: E402
-from autopeft.controller import SearchController  # noqa: E402
-from autopeft.samplers import make_sampler  # noqa: E402
-from autopeft.scheduler import goes_on  # noqa: E402
+from autopeft.search.controller import SearchController  # noqa: E402
+from autopeft.search.samplers import make_sampler  # noqa: E402
+from autopeft.search.scheduler import goes_on  # noqa: E402
+from autopeft.search.trial import TrialRequest, TrialResult  # noqa: E402
+from autopeft.search.warm_start import queue_first_proposals, warm_sampler  # noqa: E402
 from autopeft.spec import SearchSpec  # noqa: E402
-from autopeft.trial import TrialRequest, TrialResult  # noqa: E402
-from autopeft.warm_start import queue_first_proposals, warm_sampler  # noqa: E402
+from autopeft.store import storage  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -153,12 +153,12 @@ class ReplayedTrial:
 
 @functools.cache
 def chance_of(task: str) -> dict:
-    """The task's chance level as a search stores it before its first trial (autopeft/search.py): the constant
+    """The task's chance level as a search stores it before its first trial (autopeft/search/launch.py): the constant
     prediction's metrics on the table's eval set, read and tokenised as the search reads it."""
-    from autopeft.chance import chance_level
-    from autopeft.data import load_task_data
     from autopeft.errors import UserError
+    from autopeft.results.chance import chance_level
     from autopeft.spec import resolve_spec
+    from autopeft.tasks.data import load_task_data
 
     try:
         spec = resolve_spec(replay_spec(task, "random", 0, 1, [], 1), ROOT, "replay")
@@ -176,7 +176,7 @@ def replay(task: str, sampler: str, seed: int, trials: int, *, rungs: list[float
            sampler_options: dict | None = None) -> list[ReplayedTrial]:
     """One search, replayed; its trained trials in the order they finished (repeats answered from a twin spend
     no budget and are left out, as rejected proposals are). ``warm_from``: earlier searches' trials
-    (autopeft.warm_start.SourceTrial) to start from, as ``warm_start`` does. ``chance``: store the task's chance
+    (autopeft.search.warm_start.SourceTrial) to start from, as ``warm_start`` does. ``chance``: store the task's chance
     level in the study, as a real search does (False: the study without it, to measure what it changes).
     ``sampler_options``: attributes of the sampler set to other values than its defaults (a variant to measure)."""
     from build_table import load_space

@@ -18,7 +18,7 @@ import optuna
 from compare import curves
 from replay import load_table, replay
 
-import autopeft.samplers as samplers
+import autopeft.search.samplers as samplers
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,8 +27,8 @@ from build_table import load_space  # noqa: E402
 from compare import curves, first_reaching, hypervolume  # noqa: E402
 from replay import config_key, load_table, replay, table_steps  # noqa: E402
 
-from autopeft.pareto import dominates  # noqa: E402
-from autopeft.warm_start import SourceTrial  # noqa: E402
+from autopeft.results.pareto import dominates  # noqa: E402
+from autopeft.search.warm_start import SourceTrial  # noqa: E402
 
 # (target, source): the two tables that share one space, then each of them from a third task over the same space
 # and back (uncertainty: hedge detection on Wikipedia sentences, unlike both)

@@ -5,7 +5,7 @@ best points are another method (the uncertainty task's are parallel adapters). A
 method's best trial, as meta-learned warm starts do, hedges against that at the price of more queued trials.
 Compared, with the known-cost sampler and the same 10-seed, 40-trial replay as warm.py:
 
-- ``front``: what ``warm_start`` ships (autopeft.warm_start.first_proposals): the source's front, best first;
+- ``front``: what ``warm_start`` ships (autopeft.search.warm_start.first_proposals): the source's front, best first;
 - ``front+method_best``: the front, then the best trial of each method the front lacks;
 - ``interleaved``: at most two front points per method, then each other method's best, then the rest of the front.
 
@@ -30,9 +30,9 @@ from compare import curves, first_reaching, hypervolume  # noqa: E402
 from replay import load_table, replay, table_steps  # noqa: E402
 from warm import SHARE, source_trials  # noqa: E402
 
-import autopeft.warm_start as warm_start  # noqa: E402
-from autopeft.space import SearchSpace  # noqa: E402
-from autopeft.warm_start import SourceTrial, in_space  # noqa: E402
+import autopeft.search.warm_start as warm_start  # noqa: E402
+from autopeft.search.space import SearchSpace  # noqa: E402
+from autopeft.search.warm_start import SourceTrial, in_space  # noqa: E402
 
 PAIRS = [("qnli_mean", "sst2_mean"), ("sst2_mean", "qnli_mean"), ("qnli_mean", "uncertainty_mean"),
          ("uncertainty_mean", "qnli_mean"), ("sst2_mean", "uncertainty_mean"), ("uncertainty_mean", "sst2_mean"),

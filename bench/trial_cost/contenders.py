@@ -36,9 +36,9 @@ def model_path() -> str:
 
 
 def ours(steps: int, threads: int) -> dict:
-    from autopeft.data import load_task_data
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import DataSpec, ModelSpec
-    from autopeft.trial import TrialRequest
+    from autopeft.tasks.data import load_task_data
     from workers.worker import TrialWorker
 
     start = time.perf_counter()

@@ -53,9 +53,9 @@ def model_path() -> str:
 
 
 def worker_trials(config_name: str, seed: int, threads: int, steps: int, speed_ups: bool) -> dict:
-    from autopeft.data import load_task_data
+    from autopeft.search.trial import TrialRequest
     from autopeft.spec import DataSpec, ModelSpec
-    from autopeft.trial import TrialRequest
+    from autopeft.tasks.data import load_task_data
     from workers.worker import TrialWorker
 
     start = time.perf_counter()

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autopeft import storage  # noqa: E402
+from autopeft.store import storage  # noqa: E402
 
 OFF = {"group_by_length": False, "cache_frozen_layers": False, "precision": "fp32"}
 

@@ -57,7 +57,7 @@ def read_trials(storage_url: str, name: str) -> list[dict]:
     """Every trial of the search, with its state as autopeft shows it; COMPLETE ones carry their measurements."""
     import optuna
 
-    from autopeft import storage
+    from autopeft.store import storage
 
     study = optuna.load_study(study_name=name, storage=storage_url)
     rows = []

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from autopeft.noise import ADVICE
 from autopeft.objectives import MEASUREMENTS
-from autopeft.spec import SearchSpec
-from autopeft.views import (
+from autopeft.results.noise import ADVICE
+from autopeft.results.views import (
     near_bar_sentence,
     probe_sentence,
     probe_stopped,
@@ -16,6 +15,7 @@ from autopeft.views import (
     unanswered_sentence,
     untouched_sentence,
 )
+from autopeft.spec import SearchSpec
 from dashboard import analysis, cache, navigation
 from dashboard.views import Context
 

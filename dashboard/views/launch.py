@@ -20,7 +20,7 @@ from dashboard.views import Context
 SOURCES = ("a bundled example", "a spec of my own", "a short form")
 DEMO = "sst2"  # the README demo
 WHERE = "launch"
-# A decoder's three forms of records (autopeft/data.py), as the short form offers them.
+# A decoder's three forms of records (autopeft/tasks/data.py), as the short form offers them.
 _DECODER_RECORDS = {"instruction records (instruction, input, output)": "instruction",
                     "chat records (a messages column)": "chat", "plain text (one text column)": "text"}
 
@@ -115,7 +115,7 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         label = st.text_input("label column", value="label", key="form_label")
     else:
         records = st.selectbox("records", list(_DECODER_RECORDS), key="form_records",
-                               help="How the files hold the task: autopeft/data.py reads each form.")
+                               help="How the files hold the task: autopeft/tasks/data.py reads each form.")
         if _DECODER_RECORDS[records] == "chat":
             messages = st.text_input("chat records: their messages column", value="messages", key="form_messages")
         elif _DECODER_RECORDS[records] == "text":

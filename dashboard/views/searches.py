@@ -39,7 +39,7 @@ def _table(url: str, table: pd.DataFrame, studies: set[str] | None = None) -> No
         st.info("No searches in this database yet. Start one with `autopeft search run SPEC`"
                 + (" or under New search." if launching.enabled() else "."))
         return
-    from autopeft.storage import mask_url  # the password never reaches the page
+    from autopeft.store.storage import mask_url  # the password never reaches the page
 
     st.caption(f"{len(table)} searches in `{mask_url(url)}`. Select a row to open its Pareto front.")
     event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
@@ -134,7 +134,7 @@ def _panel(name: str, study: data.Search | None, mine: list[SearchJob]) -> None:
 
 def _actions(name: str) -> None:
     """Stop, Resume, Baselines and Confirm; each outcome (or the command line's error) is shown above them."""
-    from autopeft.baselines import STANDARD
+    from autopeft.results.baselines import STANDARD
 
     where = f"manage:{name}"
     launching.show_message(where)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from autopeft.objectives import MEASUREMENTS
-from autopeft.views import format_value
+from autopeft.results.views import format_value
 from dashboard import analysis, cache, figures
 from dashboard.views import Context
 

@@ -19,9 +19,9 @@ from typing import Any
 from peft import FourierFTConfig
 from torch import nn
 
-from autopeft.architectures import resolve_targets
 from autopeft.methods.base import PeftBacked
 from autopeft.methods.placement import chosen_layers, peft_task_type
+from autopeft.models.architectures import resolve_targets
 
 
 class FourierFT(PeftBacked):

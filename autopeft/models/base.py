@@ -1,0 +1,138 @@
+"""Loading base models and tokenizers: from a local folder, or by hub name where a hub is reachable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+
+from autopeft.errors import UserError
+from autopeft.models.pooling import apply_pooling, resolve_pooling
+from autopeft.spec import ModelSpec
+
+TASK_MODEL_CLASSES: dict[str, Any] = {
+    "sequence-classification": AutoModelForSequenceClassification,
+    "sequence-regression": AutoModelForSequenceClassification,
+    "causal-lm": AutoModelForCausalLM,
+}
+
+
+def _labelled_head(label_names: Sequence[str]) -> dict[str, Any]:
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+# The task head each task's base is loaded with: from_pretrained's keyword arguments, given the label names.
+# Regression has one output and problem_type "regression", so transformers' forward takes the MSE loss of the
+# single logit against float labels.
+TASK_HEADS: dict[str, Callable[[Sequence[str]], dict[str, Any]]] = {
+    "sequence-classification": _labelled_head,
+    "sequence-regression": lambda label_names: {"num_labels": 1, "problem_type": "regression"},
+    "causal-lm": lambda label_names: {},
+}
+
+
+def num_labels(task: str, label_names: Sequence[str]) -> int:
+    """Outputs of the task head: one per label (classification), 1 (regression), 0 (causal-lm: no head)."""
+    return TASK_HEADS[task](label_names).get("num_labels", 0)
+
+
+def _load(what: str, loader, model: ModelSpec, **kwargs):
+    try:
+        return loader(model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code,
+                      **kwargs)
+    except (OSError, ValueError, TypeError) as exc:  # missing or broken files surface as any of these
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc) and not model.trust_remote_code:
+            raise UserError(f"model.trust_remote_code: {model.name_or_path!r} ships its own model code "
+                            "(config.json's auto_map) that transformers does not include; set "
+                            "model.trust_remote_code: true if you trust that code") from None
+        raise UserError(f"model.name_or_path: cannot load the {what} of {model.name_or_path!r}: {reason}"
+                        f"{_where_to_find(model.name_or_path)}") from None
+
+
+def _where_to_find(name_or_path: str) -> str:
+    """The fix for a name that is no local folder: with the hub switched off (as on a machine without it), a
+    hub id loads only from the local cache, which transformers' own message does not say."""
+    if Path(name_or_path).exists():
+        return ""
+    from transformers.utils.hub import is_offline_mode
+
+    if is_offline_mode():
+        return (" — the hub is switched off here (HF_HUB_OFFLINE=1) and this name is not in the local cache: name a "
+                "local model folder (one that save_pretrained wrote), or run once where the hub is reachable so "
+                "that the files are cached")
+    return " — give a hub id this machine can reach ('organisation/model') or a local model folder"
+
+
+def load_model_config(model: ModelSpec):
+    return _load("configuration", AutoConfig.from_pretrained, model)
+
+
+def check_reads_left_to_right(model: ModelSpec, model_config) -> None:
+    """Refuse causal-lm on an encoder, before anything is created.
+
+    causal-lm trains a model to predict each token from the tokens before it. An encoder (BERT, RoBERTa, ELECTRA,
+    ...) attends to the whole text, yet transformers builds a causal-lm head on it all the same (BertLMHeadModel,
+    with a warning in the log): each token is then predicted from a text that contains it, so the training loss
+    falls while nothing is learned, and generation, which has no later tokens to look at, gets none of it. The
+    families at risk are those transformers maps both to a masked LM (how they were trained) and to a causal LM;
+    one whose config asks for the left-to-right mask (``is_decoder: true``, XLM's ``causal: true``) is a decoder
+    as the user set it up, and an encoder-decoder's causal-lm head is its decoder."""
+    if model.task != "causal-lm" or any(getattr(model_config, flag, False)
+                                        for flag in ("is_decoder", "causal", "is_encoder_decoder")):
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    kind = getattr(model_config, "model_type", None)
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise UserError(
+            f"model.task: causal-lm needs a decoder, and {model.name_or_path!r} is a {kind} encoder, which reads the "
+            f"whole text at once (trained as a causal LM it would see each token it predicts): use task "
+            f"sequence-classification or sequence-regression with it, or a decoder for instruction records "
+            f"(python-package:autopeft.decoders.smollm2 is shipped; a {kind} trained left to right has is_decoder: "
+            f"true in its config.json)")
+
+
+def load_tokenizer(model: ModelSpec):
+    return _load("tokenizer", AutoTokenizer.from_pretrained, model)
+
+
+def padding_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token, else 0.
+
+    GPT-2, Llama 3 and many decoders define no pad token. Their classification heads read the last token that is
+    not padding, which needs the padding id in the model's config; the end-of-sequence token is the usual stand-in
+    (a text to classify does not end with one, so the last real token is still the one read)."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def head_padding_id(model: ModelSpec, model_config) -> int | None:
+    """The padding id a classification or regression head must be told (``pad_token_id``), where its configuration
+    has none; None where it has one, or for a causal LM (whose loss and generation mask padding themselves)."""
+    if model.task == "causal-lm" or getattr(model_config, "pad_token_id", None) is not None:
+        return None
+    return padding_id(load_tokenizer(model))
+
+
+def load_base_model(model: ModelSpec, label_names: Sequence[str]) -> PreTrainedModel:
+    """The frozen base with its task's head (classification: sized for the labels; regression: one output),
+    re-initialised per trial, reading the pooling ``model.pooling`` resolves to; ``label_names`` is ignored by the
+    tasks without labels."""
+    loaded = _load("weights", TASK_MODEL_CLASSES[model.task].from_pretrained, model,
+                   **TASK_HEADS[model.task](label_names))
+    padding = head_padding_id(model, loaded.config)
+    if padding is not None:
+        loaded.config.pad_token_id = padding
+    return apply_pooling(loaded, resolve_pooling(model.pooling, model.name_or_path, model.task, model.revision))

@@ -1,0 +1,110 @@
+"""A decoder search's adapter answering new prompts, prompted as the search trained and evaluated it.
+
+A decoder's adapter was trained on one prompt form (LLM-Adapters' template around an instruction, the model's chat
+template around a conversation, or plain text, which it continues) and its answers were generated greedily from
+that form. Asked any other way it answers worse than its measured score says, so
+:meth:`autopeft.api.Search.generate` builds the prompt as ``autopeft.tasks.data`` built the records' and decodes as the
+evaluation did: greedy, to the end of sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from autopeft.errors import UserError
+from autopeft.tasks.data import instruction_prompt
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from autopeft.spec import SearchSpec
+
+# One prompt: an instruction (text, or {"instruction": ..., "input": ...}); for a search on chat records a
+# conversation (a list of {"role": ..., "content": ...} messages, the reply to come last); for a search on plain text,
+# the text to continue.
+Prompt = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+# How a search's records were prompted: autopeft/tasks/data.py's three readings of causal-lm records.
+PromptForm = Literal["instruction", "chat", "text"]
+
+_WANTED: dict[str, str] = {
+    "instruction": "an instruction: text, or {'instruction': ..., 'input': ...}",
+    "chat": "a conversation: a list of {'role': ..., 'content': ...} messages, as the search's chat records hold them",
+    "text": "text to continue, as the search's plain-text records were written",
+}
+
+
+def prompt_form(spec: SearchSpec) -> PromptForm:
+    """How the search's records were prompted, from the fields that read them."""
+    if spec.data.messages_column:
+        return "chat"
+    return "text" if spec.data.text_columns else "instruction"
+
+
+def _is_conversation(value: Any) -> bool:
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(m, Mapping) and "role" in m for m in value))
+
+
+def _fits(prompt: Any, form: PromptForm) -> bool:
+    if form == "chat":
+        return _is_conversation(prompt)
+    if form == "text":
+        return isinstance(prompt, str)
+    return isinstance(prompt, str) or (isinstance(prompt, Mapping) and "instruction" in prompt)
+
+
+def as_prompt_list(prompts: Prompt | Sequence[Prompt], form: PromptForm) -> tuple[list[Any], bool]:
+    """The prompts as a list, and whether one prompt was given (so that one response is returned)."""
+    single = _is_conversation(prompts) if form == "chat" else isinstance(prompts, (str, Mapping))
+    listed = [prompts] if single else list(prompts)
+    for index, prompt in enumerate(listed):
+        if not _fits(prompt, form):
+            raise UserError(f"prompts[{index}]: expected {_WANTED[form]}; got {type(prompt).__name__}")
+    return listed, single
+
+
+def prompt_ids(tokenizer, prompt: Any, form: PromptForm) -> list[int]:
+    """The prompt's token ids, built as the search built its records' (autopeft/tasks/data.py, chat_records.py): plain
+    text is tokenised as a record's text begins, without the end of sequence that closes a record."""
+    if form == "chat":
+        return list(tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True))
+    if form == "text":
+        return tokenizer(prompt)["input_ids"]
+    instruction, extra = (prompt, "") if isinstance(prompt, str) else (prompt["instruction"], prompt.get("input"))
+    return tokenizer(instruction_prompt(str(instruction), "" if extra is None else str(extra)))["input_ids"]
+
+
+def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_new_tokens: int) -> tuple[list[Any],
+                                                                                                     bool]:
+    """The prompts as a list and whether one was given, refused before any model is loaded where the search or the
+    request cannot give responses."""
+    if spec.model.task != "causal-lm":
+        raise UserError(f"generate: the search trained a {spec.model.task} head, which predicts no text; use "
+                        f"load_model(trial) and its logits")
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens: {max_new_tokens}; give at least 1")
+    form = prompt_form(spec)
+    listed, single = as_prompt_list(prompts, form)
+    empty = next((i for i, p in enumerate(listed) if form == "text" and not p.strip()), None)
+    if empty is not None:
+        raise UserError(f"prompts[{empty}]: empty; give the text to continue")
+    return listed, single
+
+
+def respond(model: nn.Module, tokenizer, prompts: list[Any], form: PromptForm, max_new_tokens: int) -> list[str]:
+    """Greedy responses to prompts ``checked_prompts`` listed, one at a time: unpadded, so that a method with virtual
+    tokens (prompt tuning) reads the positions it was evaluated at, which peft's batched ``generate`` shifts by the
+    padding."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    responses = []
+    model.eval()
+    with torch.inference_mode():
+        for prompt in prompts:
+            ids = torch.tensor([prompt_ids(tokenizer, prompt, form)])
+            output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=max_new_tokens, pad_token_id=pad)
+            responses.append(tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True))
+    return responses
