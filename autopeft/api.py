@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import shutil
 import time
@@ -201,12 +202,13 @@ def _data_section(section: Any) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in ("train", "eval", "dataset")}
 
 
-def _split(data: Mapping[str, Any], names: Sequence[str]) -> Any:
-    found = next((data[n] for n in names if n in data), None)
-    if found is None:
+def _split(data: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Any]:
+    """The first of ``names`` that ``data`` holds, and its rows."""
+    key = next((n for n in names if n in data and data[n] is not None), None)
+    if key is None:
         raise UserError(f"data: no {names[0]!r} split among {sorted(data)}; pass data={{'train': ..., 'eval': ...}} "
                         f"(a DatasetDict with train and validation splits works too)")
-    return found
+    return key, data[key]
 
 
 def _as_frame(rows: Any, split: str) -> pd.DataFrame:
@@ -226,20 +228,24 @@ def _as_frame(rows: Any, split: str) -> pd.DataFrame:
 
 def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
     """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them."""
+    from autopeft.tasks.data import PASSED_ROWS_NOTE
+
     if not isinstance(data, Mapping):
         raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
                         f"datasets.DatasetDict, got {type(data).__name__}")
     if folder.exists():
         # Another search's rows (a name reused): its resume, baselines and export read them, so never overwrite.
         raise UserError(f"data: {folder} already holds the data of a search of that name; choose another name")
-    frames = {}
+    frames, keys = {}, {}
     for field, names in (("train", ("train",)), ("eval", ("eval", "validation", "test"))):
-        frames[field] = _as_frame(_split(data, names), field)
+        keys[field], rows = _split(data, names)
+        frames[field] = _as_frame(rows, keys[field])
         if frames[field].empty:
-            raise UserError(f"data[{field!r}]: no rows; pass at least one example")
+            raise UserError(f"data[{keys[field]!r}]: no rows; pass at least one example")
     folder.mkdir(parents=True)
     for field, frame in frames.items():
         frame.to_parquet(folder / f"{field}.parquet", index=False)
+    (folder / PASSED_ROWS_NOTE).write_text(json.dumps(keys))
     return {field: str(folder / f"{field}.parquet") for field in frames}
 
 
@@ -571,7 +577,8 @@ class Search:
     def generate(self, trial: int | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
                  max_new_tokens: int = 128) -> str | list[str]:
         """A decoder search's ``trial`` answering new prompts: each an instruction (text, or ``{"instruction": ...,
-        "input": ...}``), for a search on chat records a conversation (a list of messages), for a search on plain
+        "input": ...}``), for a search on chat records a conversation (a list of messages, or text as the user's
+        one message), for a search on plain
         text the text to continue; prompted as the search trained and evaluated it and decoded greedily to the end
         of sequence or ``max_new_tokens``. One prompt gives one response, a list a list
         (autopeft/results/responses.py). The trial's model stays loaded until another trial is asked."""

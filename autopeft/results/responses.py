@@ -21,15 +21,16 @@ if TYPE_CHECKING:
     from autopeft.spec import SearchSpec
 
 # One prompt: an instruction (text, or {"instruction": ..., "input": ...}); for a search on chat records a
-# conversation (a list of {"role": ..., "content": ...} messages, the reply to come last); for a search on plain text,
-# the text to continue.
+# conversation (a list of {"role": ..., "content": ...} messages, the reply to come last), or text as the one user
+# message of one; for a search on plain text, the text to continue.
 Prompt = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 # How a search's records were prompted: autopeft/tasks/data.py's three readings of causal-lm records.
 PromptForm = Literal["instruction", "chat", "text"]
 
 _WANTED: dict[str, str] = {
     "instruction": "an instruction: text, or {'instruction': ..., 'input': ...}",
-    "chat": "a conversation: a list of {'role': ..., 'content': ...} messages, as the search's chat records hold them",
+    "chat": "a conversation: a list of {'role': ..., 'content': ...} messages, as the search's chat records hold "
+            "them, or text, the user's one message",
     "text": "text to continue, as the search's plain-text records were written",
 }
 
@@ -56,8 +57,10 @@ def _fits(prompt: Any, form: PromptForm) -> bool:
 
 def as_prompt_list(prompts: Prompt | Sequence[Prompt], form: PromptForm) -> tuple[list[Any], bool]:
     """The prompts as a list, and whether one prompt was given (so that one response is returned)."""
-    single = _is_conversation(prompts) if form == "chat" else isinstance(prompts, (str, Mapping))
+    single = isinstance(prompts, str) or (_is_conversation(prompts) if form == "chat" else isinstance(prompts, Mapping))
     listed = [prompts] if single else list(prompts)
+    if form == "chat":  # text asked of a chat-trained adapter: the user's turn, as a chat interface sends it
+        listed = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in listed]
     for index, prompt in enumerate(listed):
         if not _fits(prompt, form):
             raise UserError(f"prompts[{index}]: expected {_WANTED[form]}; got {type(prompt).__name__}")

@@ -10,6 +10,7 @@ generates from the prompt and checks the answer).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 import warnings
@@ -165,12 +166,34 @@ def data_source(data: DataSpec, field: str) -> str:
     return f"split {split!r} of dataset {data.dataset.name!r}"
 
 
+# Rows a Python caller passes as ``data=`` (autopeft/api.py) are saved as parquet files so workers, resume and
+# export read them as files; this note beside them says under which key each split came, so a message about a row
+# points at the caller's own rows rather than at a copy they never wrote (and which a refused search removes).
+PASSED_ROWS_NOTE = "passed-as-data.json"
+
+
+def passed_key(data: DataSpec, field: str) -> str | None:
+    """The key of ``data=`` the ``field`` rows were passed under (``"train"``, ``"validation"``, ...), or None for
+    rows the spec reads from its own file or dataset."""
+    if data.dataset is not None or getattr(data, field) is None:
+        return None
+    note = Path(str(getattr(data, field))).parent / PASSED_ROWS_NOTE
+    try:
+        return json.loads(note.read_text()).get(field)
+    except (OSError, ValueError):
+        return None
+
+
 def _has_header_line(data: DataSpec, field: str) -> bool:
     return data.dataset is None and Path(getattr(data, field)).suffix.lower() in HEADER_FORMATS and data.header
 
 
 def _data_row(position: int, data: DataSpec, field: str) -> str:
-    """A row as a user counts it: from 1, the header line not counted."""
+    """A row as a user counts it: in a file from 1, the header line not counted; in rows passed from Python by
+    position from 0, as ``DataFrame.iloc`` and ``Dataset[i]`` count."""
+    key = passed_key(data, field)
+    if key is not None:
+        return f"row {position} of data[{key!r}] (counted from 0, as .iloc counts)"
     after = " (counted from 1 after the header line)" if _has_header_line(data, field) else ""
     return f"data row {position + 1} of {data_source(data, field)}{after}"
 
