@@ -21,6 +21,7 @@ _EXPORTS = {
     "join_search": "autopeft.api",
     "load_search": "autopeft.api",
     "list_searches": "autopeft.api",
+    "delete_search": "autopeft.api",
     "search_summaries": "autopeft.api",
     "Search": "autopeft.api",
     "SearchInterrupted": "autopeft.api",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from autopeft.errors import AtChanceWarning, SpecError, UserError
 from autopeft.spec import SearchSpec, WarmStartSource, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
+from autopeft.store.run_folder import DATA_FOLDER, PASSED_ROWS_NOTE, run_folder
 
 if TYPE_CHECKING:
     import optuna
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
 SpecLike = str | os.PathLike | Mapping[str, Any] | SearchSpec
-# Where in-memory data is written so that workers, resume and export read it as files (see _materialise_data).
-DATA_FOLDER = "data"
 
 
 def default_storage() -> str:
@@ -179,7 +178,7 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
     name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if data is not None:
         # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
-        folder = Path.cwd() / str(raw.get("output_dir", "runs")) / name / DATA_FOLDER
+        folder = run_folder(Path.cwd() / str(raw.get("output_dir", "runs")), name) / DATA_FOLDER
         raw["data"] = {**_data_section(raw.get("data")), **_materialise_data(data, folder)}
     try:
         parsed = parse_spec(raw, source)
@@ -228,8 +227,6 @@ def _as_frame(rows: Any, split: str) -> pd.DataFrame:
 
 def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
     """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them."""
-    from autopeft.tasks.data import PASSED_ROWS_NOTE
-
     if not isinstance(data, Mapping):
         raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
                         f"datasets.DatasetDict, got {type(data).__name__}")
@@ -368,6 +365,21 @@ def load_search(name: str, *, storage: str | None = None) -> Search:
     url = normalise_storage_url(storage or default_storage())
     study, spec = store.load_search(store.open_storage(url, create=False), name)
     return Search(name, url, study, spec)
+
+
+def delete_search(name: str, *, storage: str | None = None, files: bool = True, force: bool = False) -> list[Path]:
+    """Remove a search and its trials from the database and, with ``files``, what it wrote to disk (its trials'
+    adapters, probe runs, baselines and passed-in rows, under ``output_dir/NAME``); returns what was left in that
+    folder because the search did not write it. Refused while the search runs (``force``: its controller's machine
+    is gone). Searches warm-started from it keep their trials and their record of where those came from."""
+    from autopeft.store import storage as store
+    from autopeft.store.run_folder import remove_run_folder
+
+    spec = store.delete_search(store.open_storage(normalise_storage_url(storage or default_storage()),
+                                                  create=False), name, force=force)
+    if not files or spec is None:
+        return []
+    return remove_run_folder(run_folder(spec.output_dir, name))
 
 
 def search_summaries(storage: str | None = None) -> list[dict[str, Any]]:

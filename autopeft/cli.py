@@ -230,6 +230,35 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
                                               progress=_RichProgress("joining search"))))
 
 
+@search.command("delete")
+@click.argument("name")
+@storage_option
+@click.option("--keep-files", is_flag=True, help="Leave the search's folder (trials' adapters, passed-in rows) on "
+                                                  "disk; remove only its record in the database.")
+@click.option("--force", is_flag=True, help="Delete though a controller is recorded as running it: one on another "
+                                             "machine, which cannot be checked from here, that is gone.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
+def search_delete(name: str, storage: str | None, keep_files: bool, force: bool, yes: bool) -> None:
+    """Remove a search, its trials and (unless --keep-files) the files it wrote. Asks first; refused while it runs."""
+    from autopeft.api import delete_search, load_search
+    from autopeft.store.run_folder import run_folder
+
+    found = load_search(name, storage=storage)  # an unknown name fails here, before anything is asked
+    folder = run_folder(found.spec.output_dir, name)
+    trials = len(found.study.trials)
+    what = f"search {name!r} ({trials} trial{'' if trials == 1 else 's'}) from {_masked(found.storage_url)}"
+    if not keep_files and folder.is_dir():
+        what += f" and its files in {folder}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"search delete: no terminal to ask whether to delete {what}; pass --yes")
+        click.confirm(f"Delete {what}?", abort=True)
+    left = delete_search(name, storage=found.storage_url, files=not keep_files, force=force)
+    click.echo(f"deleted {what}")
+    if left:
+        click.echo(f"kept {folder}: it also holds what no search wrote: {', '.join(p.name for p in left)}")
+
+
 # search_summary's one-word verdict on the front against chance, as the search list shows it.
 _FRONT_VS_CHANCE = {"above": "above chance", "partly": "some points at chance",
                     "none": "[bold red]at chance: nothing learned[/]", None: "-"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,6 +29,7 @@ from autopeft.results.untouched_model import remember_untouched
 from autopeft.search.trial import TrialResult
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
+from autopeft.store.run_folder import run_folder
 from autopeft.store.storage import TrialRecord
 
 STANDARD: dict[str, dict[str, Any]] = {
@@ -87,7 +87,7 @@ def train_baselines(study: optuna.Study, spec: SearchSpec, names: Sequence[str],
         todo.remove(name)
         if on_refused is not None:
             on_refused(name, reason)
-    root = Path(spec.output_dir) / study.study_name
+    root = run_folder(spec.output_dir, study.study_name)
     runs = [Run(config=STANDARD[name], seed=spec.seed, output_dir=str(root / f"baseline-{name}")) for name in todo]
 
     def store(run: Run, result: TrialResult) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -28,6 +27,7 @@ from autopeft.search.executor import Executor
 from autopeft.search.trial import TrialResult
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
+from autopeft.store.run_folder import run_folder
 from autopeft.store.storage import TrialRecord
 
 SEED_STRIDE = 1_000_003  # confirmation seeds never meet a search trial's seed (spec seed + trial number)
@@ -58,7 +58,7 @@ def confirm_trials(study: optuna.Study, spec: SearchSpec, chosen: Sequence[Trial
     ``runner``: a running executor and the search's steps per trial, to train on instead of a new ``executor``."""
     if seeds < 1:
         raise UserError("--seeds: at least 1")
-    root = Path(spec.output_dir) / study.study_name
+    root = run_folder(spec.output_dir, study.study_name)
     runs: list[Run] = []
     owners: list[int] = []
     for record in chosen:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -31,6 +30,7 @@ from autopeft.search.space import SearchSpace
 from autopeft.search.trial import RungPlan, TrialRequest, TrialResult
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
+from autopeft.store.run_folder import run_folder
 
 MAX_REJECTIONS_IN_A_ROW = 200
 # After this many proposals in a row that repeat a trained configuration, the next one is drawn at random: a
@@ -71,7 +71,7 @@ class SearchController:
         self.steps = self._steps_per_trial(train_size)
         self.on_progress = on_progress or (lambda progress: None)
         self.num_labels = num_labels
-        self.trial_root = Path(spec.output_dir) / study.study_name
+        self.trial_root = run_folder(spec.output_dir, study.study_name)
         self._in_flight: dict[int, optuna.Trial] = {}
         self._owner = storage.controller_id()
         self.exhausted = False  # a finite space with every configuration trained: nothing left to propose

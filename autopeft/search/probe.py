@@ -46,6 +46,7 @@ from autopeft.search.trial import TrialResult
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
 from autopeft.store.predictions import EvalTargets, compared
+from autopeft.store.run_folder import run_folder
 
 ALL_MODULES = ["query", "key", "value", "attention_output", "ffn_up", "ffn_down"]
 # The strong, standard configurations whose learning says the task can be learned at a fidelity. Usual learning
@@ -136,7 +137,7 @@ def find_steps(study: optuna.Study, spec: SearchSpec, runner: Executor, level: C
         raise UserError(f"budget.steps_per_trial: auto needs a chance level for {metric!r}, which this task does "
                         "not have; give budget.steps_per_trial as a number")
     references = _references(spec)
-    root = Path(spec.output_dir) / study.study_name
+    root = run_folder(spec.output_dir, study.study_name)
     started = time.monotonic()
     rungs: list[Rung] = []
     # rung steps -> reference -> (metric, predictions, above chance), for every reference that ran there

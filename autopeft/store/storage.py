@@ -143,6 +143,26 @@ def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna
     return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True)
 
 
+def delete_search(storage: optuna.storages.BaseStorage, name: str, *, force: bool = False) -> SearchSpec | None:
+    """Remove the search ``name`` and all its trials from the database; returns its spec (None for a search whose
+    creation stopped before its spec was written, which holds nothing else).
+
+    Refused while a controller runs it: its workers would go on writing trials into a study that is gone.
+    ``force`` deletes anyway, for a search recorded as run from another machine that is gone (a controller there
+    cannot be checked from here, so it counts as running)."""
+    if name not in search_names(storage):
+        raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
+    study = optuna.load_study(study_name=name, storage=storage)
+    if not force and any_controller_running(study):
+        owners = ", ".join(f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study))
+        raise UserError(f"search {name!r} is running (controller {owners}); stop it first (Ctrl-C in its terminal, "
+                        f"or stop it on the dashboard), or pass --force if that controller's machine is gone")
+    spec = (parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True) if SPEC in study.user_attrs
+            else None)
+    optuna.delete_study(study_name=name, storage=storage)
+    return spec
+
+
 def check_name_free(storage: optuna.storages.BaseStorage, name: str) -> None:
     """Refuse a new search under a name the database already has (the service checks before it launches)."""
     if name in search_names(storage):

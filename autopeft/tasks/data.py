@@ -25,6 +25,7 @@ import pandas as pd
 
 from autopeft.errors import DataWarning, UserError
 from autopeft.spec import HEADER_FORMATS, DataSpec, ModelSpec, SearchSpec, label_text
+from autopeft.store.run_folder import PASSED_ROWS_NOTE
 from autopeft.tasks.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
@@ -166,15 +167,10 @@ def data_source(data: DataSpec, field: str) -> str:
     return f"split {split!r} of dataset {data.dataset.name!r}"
 
 
-# Rows a Python caller passes as ``data=`` (autopeft/api.py) are saved as parquet files so workers, resume and
-# export read them as files; this note beside them says under which key each split came, so a message about a row
-# points at the caller's own rows rather than at a copy they never wrote (and which a refused search removes).
-PASSED_ROWS_NOTE = "passed-as-data.json"
-
-
 def passed_key(data: DataSpec, field: str) -> str | None:
     """The key of ``data=`` the ``field`` rows were passed under (``"train"``, ``"validation"``, ...), or None for
-    rows the spec reads from its own file or dataset."""
+    rows the spec reads from its own file or dataset: a message about a row then points at the caller's own rows,
+    not at the parquet copy they never wrote (and which a refused search removes)."""
     if data.dataset is not None or getattr(data, field) is None:
         return None
     note = Path(str(getattr(data, field))).parent / PASSED_ROWS_NOTE
