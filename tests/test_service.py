@@ -174,6 +174,18 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     assert "second/summary.md" in names and any(n.endswith("adapter_config.json") for n in names)
     status, trials = service.call("GET", "/api/searches/second/trials")
     assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
+
+    # Deleted: its trials, its adapters, its admitted spec and uploads, and the service's records of its jobs.
+    assert service.call("DELETE", "/api/searches/second", token=None)[0] == 401  # a write needs the token
+    status, deleted = service.call("DELETE", "/api/searches/second")
+    assert status == 200 and deleted == {"deleted": "second", "kept": []}, deleted
+    assert "second" not in {row["name"] for row in service.call("GET", "/api/searches")[1]}
+    adapters = [Path(record["adapter_dir"]) for record in trials["trials"]]
+    assert len(adapters) == 2 and not any(folder.exists() for folder in adapters)
+    assert not (service.root / "specs" / "second.yaml").exists()
+    status, gone = service.call("GET", "/api/searches/second")
+    assert status == 400 and "no search named 'second'" in gone["error"]
+    assert service.call("GET", "/api/searches/first")[0] == 200  # the other search untouched
     print(f"launch to first trial running: {first_trial_s:.1f} s")
 
 

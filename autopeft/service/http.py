@@ -2,9 +2,9 @@
 notebooks on other machines. Starlette (already installed with Streamlit) routes to ``SearchJobs``; it reads and
 checks requests (the token, the fields' types, a bounded body) and leaves the work to ``SearchJobs`` and the API.
 
-Every write (POST) needs the service's token (``Authorization: Bearer TOKEN``); reads need it too when the service
-listens beyond 127.0.0.1. Bad input is a 400 whose ``error`` is the command line's own message. docs/service.md
-lists the routes.
+Every write (POST, DELETE) needs the service's token (``Authorization: Bearer TOKEN``); reads need it too when the
+service listens beyond 127.0.0.1. Bad input is a 400 whose ``error`` is the command line's own message.
+docs/service.md lists the routes.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         Route("/api/searches", endpoint(lambda r, b: jobs.searches()), methods=["GET"]),
         Route("/api/searches", endpoint(launch, write=True), methods=["POST"]),
         Route("/api/searches/{name}", endpoint(lambda r, b: jobs.status(name_of(r))), methods=["GET"]),
+        Route("/api/searches/{name}", endpoint(lambda r, b: JSONResponse(jobs.delete(name_of(r))), write=True),
+              methods=["DELETE"]),
         Route("/api/searches/{name}/trials", endpoint(trials), methods=["GET"]),
         Route("/api/searches/{name}/export.zip", endpoint(export_zip), methods=["GET"]),
         Route("/api/searches/{name}/stop", endpoint(

@@ -152,6 +152,25 @@ class SearchJobs:
             self.client.stop_job(job.submission_id)
         return active
 
+    # -- deleting --------------------------------------------------------------------------------------------------
+
+    def delete(self, name: str) -> dict[str, Any]:
+        """Remove a search that is not running: its trials, its files (adapters, and the admitted spec and uploads
+        this service keeps for it) and this service's records of its jobs, so neither the list nor a later launch of
+        the name meets it again. Returns what was left in its run folder because no search wrote it."""
+        import shutil
+
+        from autopeft.api import delete_search
+
+        with self._launching(name):  # not while a launch of the same name is being admitted
+            self._idle_search(name)
+            left = delete_search(name, storage=self.config.storage_url)
+            (self.config.specs_dir / f"{name}.yaml").unlink(missing_ok=True)
+            shutil.rmtree(self.config.uploads_dir / name, ignore_errors=True)
+            for job in self.jobs(name):
+                self.client.delete_job(job.submission_id)
+        return {"deleted": name, "kept": [str(path) for path in left]}
+
     # -- reading ---------------------------------------------------------------------------------------------------
 
     def jobs(self, name: str | None = None) -> list[SearchJob]:
@@ -180,7 +199,10 @@ class SearchJobs:
 
         jobs = self.jobs()
         summaries = {s["name"]: s for s in _summaries(self.config.storage_url, search_summaries)}
-        names = list(summaries) + [job.search for job in jobs if job.search not in summaries]
+        # A name with jobs but no study: a job creating it, or one that failed first. A job that succeeded made its
+        # study, so where that is gone the search was deleted (from a shell) and is not listed again.
+        names = list(summaries) + [job.search for job in jobs
+                                   if job.search not in summaries and job.status != "SUCCEEDED"]
         rows = []
         for name in dict.fromkeys(names):
             mine = [job for job in jobs if job.search == name]

@@ -153,10 +153,11 @@ def delete_search(storage: optuna.storages.BaseStorage, name: str, *, force: boo
     if name not in search_names(storage):
         raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
     study = optuna.load_study(study_name=name, storage=storage)
-    if not force and any_controller_running(study):
-        owners = ", ".join(f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study))
-        raise UserError(f"search {name!r} is running (controller {owners}); stop it first (Ctrl-C in its terminal, "
-                        f"or stop it on the dashboard), or pass --force if that controller's machine is gone")
+    running = [f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study) if _running(o)]
+    if running and not force:
+        raise UserError(f"search {name!r} is running (controller {', '.join(running)}); stop it first (Ctrl-C in "
+                        f"its terminal, or stop it on the dashboard), or pass --force (force=True from Python) if "
+                        f"that controller's machine is gone")
     spec = (parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True) if SPEC in study.user_attrs
             else None)
     optuna.delete_study(study_name=name, storage=storage)
@@ -203,11 +204,15 @@ def live_controllers(study: optuna.Study) -> set[str]:
             if f"{o['host']}:{o['pid']}" != me and o["host"] == socket.gethostname() and _alive(o["pid"])}
 
 
+def _running(owner: dict[str, Any]) -> bool:
+    """A recorded controller is alive; one on another host, which cannot be checked from here, counts as running
+    until it releases its record."""
+    return owner["host"] != socket.gethostname() or _alive(owner["pid"])
+
+
 def any_controller_running(study: optuna.Study) -> bool:
-    """Whether a recorded controller (the first or one that joined) is alive; one on another host, which cannot
-    be checked from here, counts as running until it releases its record."""
-    here = socket.gethostname()
-    return any(o["host"] != here or _alive(o["pid"]) for o in _recorded_controllers(study))
+    """Whether a recorded controller (the first or one that joined) is running."""
+    return any(_running(o) for o in _recorded_controllers(study))
 
 
 def claim_controller(study: optuna.Study, join: bool = False) -> None:
