@@ -55,11 +55,18 @@ def autopeft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def cpu_name() -> str:
-    """The processor's name, whether its flags name native bf16, and, where they do, the precision ``auto`` trains
-    MiniLM at there (it times a bf16 matrix product first: workers/precision.py)."""
+    """The processor's name with its family and model, whether its flags name native bf16, and, where they do, the
+    precision ``auto`` trains MiniLM at there (it times a bf16 matrix product first: workers/precision.py)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or "unknown")
+
+    def field(key: str) -> str | None:
+        return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(key)), None)
+
+    name = field("model name") or platform.processor() or "unknown"
+    family, model = field("cpu family"), field("model\t")  # "model\t": not "model name"
+    if family and model:
+        # A name such as "AMD EPYC" covers processors of several generations that differ in speed and in bf16.
+        name += f", family {family} model {model}"
     if not cpu_has_native_bf16():  # what precision: auto reads, a oneDNN instruction-set cap included
         return f"{name} (no native bf16)"
     if " amx_bf16" in info:
