@@ -80,3 +80,18 @@ def test_the_command_asks_first_and_can_keep_the_files(two_searches, capsys):
     assert (tmp_path / "runs" / "kept" / "trial-0000" / "adapter").is_dir()  # --keep-files
     code, _, err = run_cli(capsys, "search", "delete", "kept", "--storage", url, "--yes")
     assert code == 2 and "no search named 'kept'" in err
+
+
+def test_a_search_deleted_from_a_shell_is_not_listed_again_for_its_old_jobs():
+    """The service's list and the dashboard's show a name without a study for its jobs only while its latest job
+    may not have made the study yet: one that succeeded did, so the search was deleted since."""
+    from autopeft.service.jobs import SearchJob, listed_without_study
+
+    def job(status: str) -> SearchJob:
+        return SearchJob(submission_id=status, search="s", action="run", status=status, launched_by="alice",
+                         launched_at="2026-12-07 10:00")
+
+    assert not listed_without_study([job("SUCCEEDED")])
+    assert listed_without_study([job("SUCCEEDED"), job("RUNNING")])  # deleted, then launched again
+    assert listed_without_study([job("PENDING")]) and listed_without_study([job("FAILED")])
+    assert not listed_without_study([])

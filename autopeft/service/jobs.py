@@ -59,6 +59,13 @@ class SearchJob:
         return asdict(self)
 
 
+def listed_without_study(jobs: list[SearchJob]) -> bool:
+    """Whether a name whose study is missing is still listed for its jobs (oldest first): while its latest job is
+    creating the search, or failed or was stopped perhaps before it did. A latest job that succeeded made the study,
+    so where that is gone the search was deleted (from a shell) and is not listed again."""
+    return bool(jobs) and jobs[-1].status != "SUCCEEDED"
+
+
 class SearchJobs:
     """Launch and manage searches on one Ray cluster's job server, storing into one database."""
 
@@ -199,10 +206,8 @@ class SearchJobs:
 
         jobs = self.jobs()
         summaries = {s["name"]: s for s in _summaries(self.config.storage_url, search_summaries)}
-        # A name with jobs but no study: a job creating it, or one that failed first. A job that succeeded made its
-        # study, so where that is gone the search was deleted (from a shell) and is not listed again.
-        names = list(summaries) + [job.search for job in jobs
-                                   if job.search not in summaries and job.status != "SUCCEEDED"]
+        names = list(summaries) + [job.search for job in jobs if job.search not in summaries
+                                   and listed_without_study([j for j in jobs if j.search == job.search])]
         rows = []
         for name in dict.fromkeys(names):
             mine = [job for job in jobs if job.search == name]

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from autopeft.service.jobs import SearchJob
+from autopeft.service.jobs import SearchJob, listed_without_study
 from dashboard import access, cache, data, launching, navigation
 from dashboard.views import Context
 
@@ -81,6 +81,7 @@ def _managed(ctx: Context) -> None:
     by_search: dict[str, list[SearchJob]] = {}
     for job in jobs:
         by_search.setdefault(job.search, []).append(job)
+    by_search = {name: mine for name, mine in by_search.items() if name in studies or listed_without_study(mine)}
     _table(ctx.url, with_jobs(data.searches_frame(list(studies.values())), by_search), set(studies))
     names = list(dict.fromkeys([*studies, *by_search]))
     if not names:
