@@ -240,20 +240,25 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
 def search_delete(name: str, storage: str | None, keep_files: bool, force: bool, yes: bool) -> None:
     """Remove a search, its trials and (unless --keep-files) the files it wrote. Asks first; refused while it runs."""
-    from autopeft.api import delete_search, load_search
+    from autopeft.api import default_storage, delete_search
+    from autopeft.spec import normalise_storage_url
+    from autopeft.store import storage as store
     from autopeft.store.run_folder import run_folder
 
-    found = load_search(name, storage=storage)  # an unknown name fails here, before anything is asked
-    folder = run_folder(found.spec.output_dir, name)
-    trials = len(found.study.trials)
-    what = f"search {name!r} ({trials} trial{'' if trials == 1 else 's'}) from {_masked(found.storage_url)}"
-    if not keep_files and folder.is_dir():
+    url = normalise_storage_url(storage or default_storage())
+    # An unknown name fails here, before anything is asked; a search whose creation stopped before its spec was
+    # written has neither trials nor files, and goes too.
+    study, spec = store.found_search(store.open_storage(url, create=False), name)
+    folder = None if spec is None else run_folder(spec.output_dir, name)
+    trials = len(study.trials)
+    what = f"search {name!r} ({trials} trial{'' if trials == 1 else 's'}) from {_masked(url)}"
+    if not keep_files and folder is not None and folder.is_dir():
         what += f" and its files in {folder}"
     if not yes:
         if not sys.stdin.isatty():
             raise UserError(f"search delete: no terminal to ask whether to delete {what}; pass --yes")
         click.confirm(f"Delete {what}?", abort=True)
-    left = delete_search(name, storage=found.storage_url, files=not keep_files, force=force)
+    left = delete_search(name, storage=url, files=not keep_files, force=force)
     click.echo(f"deleted {what}")
     if left:
         click.echo(f"kept {folder}: it also holds what no search wrote: {', '.join(p.name for p in left)}")

@@ -81,6 +81,16 @@ def test_the_command_asks_first_and_can_keep_the_files(two_searches, capsys):
     code, _, err = run_cli(capsys, "search", "delete", "kept", "--storage", url, "--yes")
     assert code == 2 and "no search named 'kept'" in err
 
+    # A search whose creation stopped before its spec was written: nothing reads it, and it can still be removed.
+    import optuna
+
+    optuna.create_study(study_name="half-made", storage=url)
+    code, _, err = run_cli(capsys, "search", "show", "half-made", "--storage", url)
+    assert code == 2 and "search delete half-made" in err
+    code, out, _ = run_cli(capsys, "search", "delete", "half-made", "--storage", url, "--yes")
+    assert code == 0 and "deleted search 'half-made' (0 trials)" in out, out
+    assert "half-made" not in store.search_names(store.open_storage(url, create=False))
+
 
 def test_a_search_deleted_from_a_shell_is_not_listed_again_for_its_old_jobs():
     """The service's list and the dashboard's show a name without a study for its jobs only while its latest job

@@ -133,14 +133,24 @@ def search_names(storage: optuna.storages.BaseStorage, *, stored_only: bool = Fa
     return [s.study_name for s in storage.get_all_studies() if not stored_only or SPEC in s.user_attrs]
 
 
-def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, SearchSpec]:
+def found_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, SearchSpec | None]:
+    """The search ``name`` and its spec: None where its creation stopped before the spec was written (or another
+    process is creating it this moment)."""
     if name not in search_names(storage):
         raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
     study = optuna.load_study(study_name=name, storage=storage)
-    if SPEC not in study.user_attrs:
+    spec = (parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True) if SPEC in study.user_attrs
+            else None)
+    return study, spec
+
+
+def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, SearchSpec]:
+    study, spec = found_search(storage, name)
+    if spec is None:
         raise UserError(f"search {name!r} has no stored spec yet: another process is creating it (try again in a "
-                        f"moment), or its creation was interrupted before the spec was written")
-    return study, parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True)
+                        f"moment), or its creation was interrupted before the spec was written (`autopeft search "
+                        f"delete {name}` removes it)")
+    return study, spec
 
 
 def delete_search(storage: optuna.storages.BaseStorage, name: str, *, force: bool = False) -> SearchSpec | None:
@@ -150,16 +160,12 @@ def delete_search(storage: optuna.storages.BaseStorage, name: str, *, force: boo
     Refused while a controller runs it: its workers would go on writing trials into a study that is gone.
     ``force`` deletes anyway, for a search recorded as run from another machine that is gone (a controller there
     cannot be checked from here, so it counts as running)."""
-    if name not in search_names(storage):
-        raise UserError(f"no search named {name!r} in this storage; `autopeft search list` shows the searches")
-    study = optuna.load_study(study_name=name, storage=storage)
+    study, spec = found_search(storage, name)
     running = [f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study) if _running(o)]
     if running and not force:
         raise UserError(f"search {name!r} is running (controller {', '.join(running)}); stop it first (Ctrl-C in "
                         f"its terminal, or stop it on the dashboard), or pass --force (force=True from Python) if "
                         f"that controller's machine is gone")
-    spec = (parse_spec(study.user_attrs[SPEC], f"stored spec of {name}", stored=True) if SPEC in study.user_attrs
-            else None)
     optuna.delete_study(study_name=name, storage=storage)
     return spec
 
