@@ -235,8 +235,9 @@ def search_join(name: str, storage: str | None, executor: str, ray_address: str 
 @storage_option
 @click.option("--keep-files", is_flag=True, help="Leave the search's folder (trials' adapters, passed-in rows) on "
                                                   "disk; remove only its record in the database.")
-@click.option("--force", is_flag=True, help="Delete though a controller is recorded as running it: one on another "
-                                             "machine, which cannot be checked from here, that is gone.")
+@click.option("--force", is_flag=True, help="Delete though a controller is recorded as running it (one on another "
+                                             "machine, which cannot be checked from here, that is gone), or a study "
+                                             "that holds no autopeft spec.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
 def search_delete(name: str, storage: str | None, keep_files: bool, force: bool, yes: bool) -> None:
     """Remove a search, its trials and (unless --keep-files) the files it wrote. Asks first; refused while it runs."""
@@ -246,8 +247,8 @@ def search_delete(name: str, storage: str | None, keep_files: bool, force: bool,
     from autopeft.store.run_folder import run_folder
 
     url = normalise_storage_url(storage or default_storage())
-    # An unknown name fails here, before anything is asked; a search whose creation stopped before its spec was
-    # written has neither trials nor files, and goes too.
+    # An unknown name fails here, before anything is asked; a study without an autopeft spec (a search whose
+    # creation stopped, or another tool's) has no files of ours, and goes only with --force.
     study, spec = store.found_search(store.open_storage(url, create=False), name)
     folder = None if spec is None else run_folder(spec.output_dir, name)
     trials = len(study.trials)

@@ -81,13 +81,17 @@ def test_the_command_asks_first_and_can_keep_the_files(two_searches, capsys):
     code, _, err = run_cli(capsys, "search", "delete", "kept", "--storage", url, "--yes")
     assert code == 2 and "no search named 'kept'" in err
 
-    # A search whose creation stopped before its spec was written: nothing reads it, and it can still be removed.
+    # A study without an autopeft spec: a search whose creation stopped, or another tool's study in the same
+    # database. Nothing of ours reads it; it goes only when asked with --force.
     import optuna
 
     optuna.create_study(study_name="half-made", storage=url)
     code, _, err = run_cli(capsys, "search", "show", "half-made", "--storage", url)
-    assert code == 2 and "search delete half-made" in err
-    code, out, _ = run_cli(capsys, "search", "delete", "half-made", "--storage", url, "--yes")
+    assert code == 2 and "search delete half-made --force" in err
+    code, _, err = run_cli(capsys, "search", "delete", "half-made", "--storage", url, "--yes")
+    assert code == 2 and "holds no autopeft spec" in err
+    assert "half-made" in store.search_names(store.open_storage(url, create=False))
+    code, out, _ = run_cli(capsys, "search", "delete", "half-made", "--storage", url, "--yes", "--force")
     assert code == 0 and "deleted search 'half-made' (0 trials)" in out, out
     assert "half-made" not in store.search_names(store.open_storage(url, create=False))
 

@@ -148,19 +148,25 @@ def load_search(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna
     study, spec = found_search(storage, name)
     if spec is None:
         raise UserError(f"search {name!r} has no stored spec yet: another process is creating it (try again in a "
-                        f"moment), or its creation was interrupted before the spec was written (`autopeft search "
-                        f"delete {name}` removes it)")
+                        f"moment), its creation was interrupted before the spec was written (`autopeft search "
+                        f"delete {name} --force` removes it), or it is another tool's study in the same database")
     return study, spec
 
 
 def delete_search(storage: optuna.storages.BaseStorage, name: str, *, force: bool = False) -> SearchSpec | None:
-    """Remove the search ``name`` and all its trials from the database; returns its spec (None for a search whose
-    creation stopped before its spec was written, which holds nothing else).
+    """Remove the search ``name`` and all its trials from the database; returns its spec.
 
-    Refused while a controller runs it: its workers would go on writing trials into a study that is gone.
-    ``force`` deletes anyway, for a search recorded as run from another machine that is gone (a controller there
-    cannot be checked from here, so it counts as running)."""
+    Refused while a controller runs it: its workers would go on writing trials into a study that is gone. Refused
+    too for a study without an autopeft spec (a search whose creation stopped before the spec was written, or
+    another tool's study in the same database; None is returned for it). ``force`` deletes anyway: for such a
+    study, or a search recorded as run from another machine that is gone (a controller there cannot be checked
+    from here, so it counts as running)."""
     study, spec = found_search(storage, name)
+    if spec is None and not force:
+        # Optuna studies of other tools may share the database; none of them is autopeft's to delete unasked.
+        raise UserError(f"{name!r} holds no autopeft spec: a search another process is creating this moment, one whose "
+                        f"creation stopped before its spec was written, or another tool's study in the same "
+                        f"database; pass --force (force=True from Python) to delete it all the same")
     running = [f"{o['host']}:{o['pid']}" for o in _recorded_controllers(study) if _running(o)]
     if running and not force:
         raise UserError(f"search {name!r} is running (controller {', '.join(running)}); stop it first (Ctrl-C in "
