@@ -204,13 +204,15 @@ class SearchJobs:
         """Every search in the service's database, and every search a job is creating, with its latest job."""
         from autopeft.api import search_summaries
 
-        jobs = self.jobs()
+        by_search: dict[str, list[SearchJob]] = {}
+        for job in self.jobs():  # oldest first, so each search's list is too
+            by_search.setdefault(job.search, []).append(job)
         summaries = {s["name"]: s for s in _summaries(self.config.storage_url, search_summaries)}
-        names = list(summaries) + [job.search for job in jobs if job.search not in summaries
-                                   and listed_without_study([j for j in jobs if j.search == job.search])]
+        names = [*summaries, *(name for name, mine in by_search.items()
+                               if name not in summaries and listed_without_study(mine))]
         rows = []
-        for name in dict.fromkeys(names):
-            mine = [job for job in jobs if job.search == name]
+        for name in names:
+            mine = by_search.get(name, [])
             latest = mine[-1] if mine else None
             rows.append({"name": name, "search": summaries.get(name),
                          "job": None if latest is None else latest.to_json(),

@@ -184,14 +184,21 @@ def _has_header_line(data: DataSpec, field: str) -> bool:
     return data.dataset is None and Path(getattr(data, field)).suffix.lower() in HEADER_FORMATS and data.header
 
 
-def _data_row(position: int, data: DataSpec, field: str) -> str:
-    """A row as a user counts it: in a file from 1, the header line not counted; in rows passed from Python by
-    position from 0, as ``DataFrame.iloc`` and ``Dataset[i]`` count."""
+def _row_namer(data: DataSpec, field: str) -> Callable[[int], str]:
+    """How a user counts the ``field`` rows: in a file from 1, the header line not counted; in rows passed from
+    Python by position from 0, as ``DataFrame.iloc`` and ``Dataset[i]`` count. Worked out once for a split, so
+    naming every row (the options' check) reads the passed-in note once."""
     key = passed_key(data, field)
     if key is not None:
-        return f"row {position} of data[{key!r}] (counted from 0, as .iloc counts)"
-    after = " (counted from 1 after the header line)" if _has_header_line(data, field) else ""
-    return f"data row {position + 1} of {data_source(data, field)}{after}"
+        return lambda position: f"row {position} of data[{key!r}] (counted from 0, as .iloc counts)"
+    where = data_source(data, field) + (" (counted from 1 after the header line)"
+                                        if _has_header_line(data, field) else "")
+    return lambda position: f"data row {position + 1} of {where}"
+
+
+def _data_row(position: int, data: DataSpec, field: str) -> str:
+    """One row as a user counts it (:func:`_row_namer`)."""
+    return _row_namer(data, field)(position)
 
 
 def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, data: DataSpec) -> None:
@@ -605,7 +612,7 @@ def _instructions(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec,
             responses["eval"],
             [labels[len(prompt):] for labels, prompt in zip(task_data.eval.token_labels, task_data.eval.prompts)],
             tokenizer,
-            [_data_row(int(i), data, "eval") for i in evaluation.index])
+            list(map(_row_namer(data, "eval"), (int(i) for i in evaluation.index))))
     return task_data
 
 
