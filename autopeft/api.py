@@ -179,7 +179,11 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
     if data is not None:
         # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
         folder = run_folder(Path.cwd() / str(raw.get("output_dir", "runs")), name) / DATA_FOLDER
-        raw["data"] = {**_data_section(raw.get("data")), **_materialise_data(data, folder)}
+        options = _data_section(raw.get("data"))
+        passed = _materialise_data(data, folder, str(options.get("label_column", "label")))
+        if options.get("label_values") is not None or not _is_classification(raw):
+            passed.pop("label_values", None)  # the user's own order wins; other tasks read no classes
+        raw["data"] = {**options, **passed}
     try:
         parsed = parse_spec(raw, source)
         resolved = resolve_spec(parsed, base_dir, source)
@@ -190,6 +194,15 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
     if not raw.get("name"):
         resolved.name = stem  # a dict or SearchSpec has no file name to take it from
     return resolved, name
+
+
+def _is_classification(raw: Mapping[str, Any]) -> bool:
+    """Whether the spec's model is a classifier (the model section's task, or its default)."""
+    from autopeft.spec import ModelSpec
+
+    model = raw.get("model")
+    task = model.get("task") if isinstance(model, Mapping) else None
+    return (task or ModelSpec.model_fields["task"].default) == "sequence-classification"
 
 
 def _data_section(section: Any) -> dict[str, Any]:
@@ -210,40 +223,48 @@ def _split(data: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Any]:
     return key, data[key]
 
 
-def _as_frame(rows: Any, split: str) -> pd.DataFrame:
+def _as_frame(rows: Any, split: str) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The rows as a DataFrame, and for a ``datasets.Dataset`` its class columns' names in its order."""
     import pandas as pd
 
     if isinstance(rows, pd.DataFrame):
-        return rows.reset_index(drop=True)
-    if hasattr(rows, "to_pandas") and hasattr(rows, "column_names"):  # a datasets.Dataset
-        return rows.to_pandas()
+        return rows.reset_index(drop=True), {}
+    if hasattr(rows, "to_pandas") and hasattr(rows, "features"):  # a datasets.Dataset
+        from autopeft.tasks.hf_datasets import dataset_frame
+
+        return dataset_frame(rows)
     if isinstance(rows, (str, os.PathLike)):
         from autopeft.tasks.data import read_table
 
-        return read_table(str(rows), split)
+        return read_table(str(rows), split), {}
     raise UserError(f"data[{split!r}]: expected a datasets.Dataset, a pandas DataFrame or a file path, got "
                     f"{type(rows).__name__}")
 
 
-def _materialise_data(data: Any, folder: Path) -> dict[str, str]:
-    """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them."""
+def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, Any]:
+    """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them, and
+    ``label_values`` where the training rows are a ``datasets.Dataset`` whose label column is a class column
+    (its names, in its order: the head's)."""
     if not isinstance(data, Mapping):
         raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
                         f"datasets.DatasetDict, got {type(data).__name__}")
     if folder.exists():
         # Another search's rows (a name reused): its resume, baselines and export read them, so never overwrite.
         raise UserError(f"data: {folder} already holds the data of a search of that name; choose another name")
-    frames, keys = {}, {}
+    frames, keys, classes = {}, {}, {}
     for field, names in (("train", ("train",)), ("eval", ("eval", "validation", "test"))):
         keys[field], rows = _split(data, names)
-        frames[field] = _as_frame(rows, keys[field])
+        frames[field], classes[field] = _as_frame(rows, keys[field])
         if frames[field].empty:
             raise UserError(f"data[{keys[field]!r}]: no rows; pass at least one example")
     folder.mkdir(parents=True)
     for field, frame in frames.items():
         frame.to_parquet(folder / f"{field}.parquet", index=False)
     (folder / PASSED_ROWS_NOTE).write_text(json.dumps(keys))
-    return {field: str(folder / f"{field}.parquet") for field in frames}
+    fields: dict[str, Any] = {field: str(folder / f"{field}.parquet") for field in frames}
+    if label_column in classes["train"]:
+        fields["label_values"] = classes["train"][label_column]
+    return fields
 
 
 def remove_data(folder: Path) -> None:

@@ -19,6 +19,9 @@ def _rows(count: int, offset: int = 0) -> pd.DataFrame:
     return frame.iloc[offset:offset + count].reset_index(drop=True)
 
 
+CLASSES = ["sad", "happy"]  # 0 and 1 of the demo rows, named by a datasets class column
+
+
 def _spec_without_files(tmp_path, **budget) -> dict:
     spec = tiny_spec(tmp_path, budget={"trials": 2, "steps_per_trial": 8, **budget}, constraints=[],
                      workers=ONE_AT_A_TIME)
@@ -32,8 +35,14 @@ def dataset_search(tmp_path_factory):
     import datasets
 
     tmp_path = tmp_path_factory.mktemp("api")
-    data = datasets.DatasetDict({"train": datasets.Dataset.from_pandas(_rows(240)),
-                                 "validation": datasets.Dataset.from_pandas(_rows(120, offset=2000))})
+    # The label as a datasets class column, as GLUE's SST-2 holds it; its names are not in alphabetical order, so
+    # the head's order shows whose order was kept.
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=CLASSES)})
+
+    def classed(rows: pd.DataFrame) -> datasets.Dataset:
+        return datasets.Dataset.from_pandas(rows.assign(label=rows["label"].astype(int)), features=features)
+
+    data = datasets.DatasetDict({"train": classed(_rows(240)), "validation": classed(_rows(120, offset=2000))})
     events = []
     search = autopeft.run_search(_spec_without_files(tmp_path), name="from-dataset", data=data, executor="local",
                                  progress=events.append)
@@ -51,6 +60,8 @@ def test_a_search_from_a_dict_on_a_dataset_dict(dataset_search):
     stored = resumed.spec.data
     assert stored.train.endswith("from-dataset/data/train.parquet") and stored.eval.endswith("eval.parquet")
     assert len(pd.read_parquet(stored.eval)) == 120
+    # The class column's names are the labels, in the dataset's order: what the head's indices mean there
+    assert stored.label_values == CLASSES and set(pd.read_parquet(stored.train)["label"]) == set(CLASSES)
     assert resumed.summary["complete"] == 3 and resumed.summary["state"] == "finished"
 
 
@@ -65,6 +76,7 @@ def test_trials_front_and_chance_as_data(dataset_search):
     assert len(front) == len(search.front) >= 1 and front["pareto"].all()
     assert search.chance is not None and search.chance["metric"] == "accuracy"
     assert search.chance["examples"] == 120  # the level was measured on the passed-in eval rows
+    assert search.chance["predicts"] in ("always 'sad'", "always 'happy'")  # named as the dataset names it
     assert "<table" in search._repr_html_()
 
 
@@ -79,6 +91,7 @@ def test_pick_export_and_load_from_python(dataset_search, tmp_path):
     tokenizer_input = {"input_ids": torch.tensor([[101, 2307, 3185, 102]]), "attention_mask": torch.ones(1, 4)}
     with torch.no_grad():
         assert model(**tokenizer_input).logits.shape == (1, 2)
+    assert model.config.id2label == dict(enumerate(CLASSES))
     with pytest.raises(UserError, match="pick 'best'"):
         search.pick("best")
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from autopeft.errors import SpecError
+from autopeft.errors import SpecError, UserError
 from autopeft.spec import load_spec, parse_spec
 from tests.conftest import tiny_spec, write_spec
 
@@ -175,3 +175,44 @@ def test_data_can_come_from_a_datasets_dataset(tmp_path):
     data = load_task_data(loaded.data, loaded.model, seed=0)
     assert data.label_names == ["neg", "pos"]
     assert len(data.train) == 3 and list(data.eval.labels) == [1, 0]
+
+
+def _classed_dataset(folder, eval_labels: list[int]):
+    """A local dataset whose card declares the label a class column, as GLUE's do (0 'sad', 1 'happy')."""
+    import pandas as pd
+
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text(
+        "---\ndataset_info:\n  features:\n  - name: text\n    dtype: string\n  - name: label\n    dtype:\n"
+        "      class_label:\n        names:\n          '0': sad\n          '1': happy\nconfigs:\n"
+        "- config_name: default\n  data_files:\n  - split: train\n    path: data/train.parquet\n"
+        "  - split: validation\n    path: data/validation.parquet\n---\n")
+    pd.DataFrame({"text": ["good", "bad", "fine", "awful"], "label": [1, 0, 1, 0]}).to_parquet(
+        folder / "data" / "train.parquet")
+    pd.DataFrame({"text": ["nice", "poor"], "label": eval_labels}).to_parquet(folder / "data" / "validation.parquet")
+    return folder
+
+
+def test_a_datasets_class_column_keeps_its_names_and_their_order_and_a_corrected_file_is_read_again(tmp_path):
+    """The head's labels are the class column's names in its order (0 is 'sad', though 'happy' sorts first). The
+    folder is then rewritten with a file of the same size, one row now unlabelled (-1, as in GLUE's test splits):
+    it is read afresh (datasets' own cache would hand back the first file) and the row is named, not trained or
+    scored as a class."""
+    import pandas as pd
+
+    from autopeft.tasks.data import load_task_data
+
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"dataset": {"name": str(_classed_dataset(tmp_path / "classed", [1, 0]))},
+                    "text_columns": ["text"]}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, seed=0)
+    assert data.label_names == ["sad", "happy"] and list(data.eval.labels) == [1, 0]
+
+    evaluation = tmp_path / "classed" / "data" / "validation.parquet"
+    size = evaluation.stat().st_size
+    pd.DataFrame({"text": ["nice", "poor"], "label": [1, -1]}).to_parquet(evaluation)
+    assert evaluation.stat().st_size == size
+    with pytest.raises(UserError, match=r"data.label_column: column 'label' is empty in data row 2 of split "
+                                        r"'validation'"):
+        load_task_data(loaded.data, loaded.model, seed=0)

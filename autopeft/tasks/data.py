@@ -29,6 +29,7 @@ from autopeft.store.run_folder import PASSED_ROWS_NOTE
 from autopeft.tasks.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
+from autopeft.tasks.hf_datasets import dataset_frame
 from autopeft.tasks.text_blocks import text_blocks
 
 CLASSIFICATION = "sequence-classification"
@@ -141,22 +142,28 @@ def _positional(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[str]]]:
+    """Both splits, and for a `datasets` dataset the class names of its class columns, in its order."""
     if data.dataset is not None:
         try:
             import datasets
         except ImportError:
             raise UserError("data.dataset: the `datasets` package is not installed; pip install datasets") from None
         ref = data.dataset
+        # A folder of the user's own files is read afresh: datasets keys its cache of a local folder on names and
+        # sizes, so a corrected file of the same size would otherwise be read as it was (datasets issue 2956).
+        fresh = {"download_mode": "force_redownload"} if Path(ref.name).expanduser().is_dir() else {}
         try:
-            loaded = datasets.load_dataset(ref.name, ref.config)
+            loaded = datasets.load_dataset(ref.name, ref.config, **fresh)
         except Exception as exc:  # network, unknown name, missing config: all the user's to fix
             raise UserError(f"data.dataset: cannot load {ref.name!r} ({ref.config}): {exc}") from None
         for split in (ref.train_split, ref.eval_split):
             if split not in loaded:
                 raise UserError(f"data.dataset: split {split!r} not in {list(loaded)}")
-        return _positional(loaded[ref.train_split].to_pandas()), _positional(loaded[ref.eval_split].to_pandas())
-    return read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header)
+        (train, classes), (evaluation, _) = (dataset_frame(loaded[split]) for split in (ref.train_split,
+                                                                                      ref.eval_split))
+        return _positional(train), _positional(evaluation), classes
+    return read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header), {}
 
 
 def data_source(data: DataSpec, field: str) -> str:
@@ -305,7 +312,7 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     if data.answer_scoring != "generate" and model.task != "causal-lm":
         raise UserError(f"data.answer_scoring: reads generated answers of a causal-lm task, and model.task is "
                         f"{model.task!r}; remove answer_scoring")
-    train, evaluation = read_splits(data)
+    train, evaluation, classes = read_splits(data)
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
     if model.task == "causal-lm" and not data.text_columns and _without_answers(data, train, evaluation):
         del columns[data.answer_column]
@@ -316,7 +323,8 @@ def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     if model.task == CLASSIFICATION:
         train, evaluation = (frame.assign(**{data.label_column: _label_texts(frame[data.label_column])})
                              for frame in (train, evaluation))
-        labels = _label_names(train[data.label_column], evaluation[data.label_column], data)
+        labels = _label_names(train[data.label_column], evaluation[data.label_column], data,
+                              classes.get(data.label_column))
         positive = positive_index(labels, data.positive_label)
     every_row = len(evaluation)
     if model.task == "causal-lm" and data.text_columns:
@@ -404,12 +412,16 @@ def _label_texts(labels: pd.Series) -> pd.Series:
     return texts.map({value: label_text(value) for value in texts.unique()})
 
 
-def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec) -> list[str]:
-    """The labels in head order: data.label_values, else the training labels, in numeric order when all are
-    integers (1-based labels 1..4 become head indices 0..3; "10" after "9", not after "1"), else alphabetical."""
+def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec,
+                 dataset_classes: list[str] | None = None) -> list[str]:
+    """The labels in head order: data.label_values, else a `datasets` dataset's class names in its order, else
+    the training labels, in numeric order when all are integers (1-based labels 1..4 become head indices 0..3;
+    "10" after "9", not after "1"), else alphabetical."""
     seen = set(train.unique())
     if len(seen) < 2:
         raise UserError(f"data.label_column: the training data has only one label value {sorted(seen)}")
+    if data.label_values is None and dataset_classes is not None:
+        return [label_text(name) for name in dataset_classes]
     if data.label_values is not None:
         for labels, field in ((train, "train"), (evaluation, "eval")):
             unexpected = sorted(set(labels.unique()) - set(data.label_values))
