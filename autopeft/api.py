@@ -435,7 +435,8 @@ class Search:
         self._records: list[TrialRecord] | None = None
         self._noise: tuple[NoiseReport | None] | None = None
         # generate()'s last trial, its model and tokenizer: loading a decoder takes seconds, a response a second
-        self._responder: tuple[int, nn.Module, Any] | None = None
+        # the last trial asked to generate or predict: its model and tokenizer, kept for the next call
+        self._loaded: tuple[int, nn.Module, Any] | None = None
 
     def __repr__(self) -> str:
         summary = self.summary
@@ -615,16 +616,40 @@ class Search:
         text the text to continue; prompted as the search trained and evaluated it and decoded greedily to the end
         of sequence or ``max_new_tokens``. One prompt gives one response, a list a list
         (autopeft/results/responses.py). The trial's model stays loaded until another trial is asked."""
-        from autopeft.models.base import load_tokenizer
         from autopeft.results.responses import checked_prompts, prompt_form, respond
 
         listed, single = checked_prompts(self.spec, prompts, max_new_tokens)  # before the model is loaded
-        number = trial if isinstance(trial, int) else trial.number
-        if self._responder is None or self._responder[0] != number:
-            self._responder = (number, self.load_model(number), load_tokenizer(self.spec.model))
-        _, model, tokenizer = self._responder
+        model, tokenizer = self._trial_model(trial)
         responses = respond(model, tokenizer, listed, prompt_form(self.spec), max_new_tokens)
         return responses[0] if single else responses
+
+    def predict(self, trial: int | TrialRecord, texts: Any, *, probabilities: bool = False) -> Any:
+        """A classification or regression search's ``trial`` on new texts, read as the search read its evaluation
+        rows (its tokenizer and ``data.max_length``, a pair as its tokenizer joins two texts, the head's pooling),
+        so the same rows give the predictions stored with the trial (autopeft/results/predict.py).
+
+        ``texts``: a text, for a search on pairs a ``(first, second)`` tuple, or a row as a mapping by the spec's
+        text columns; or a list of those, or a DataFrame with those columns. Returns the label name (a regression:
+        the number) for one input, a list for many; with ``probabilities`` each label's probability, a dict for one
+        input and a DataFrame (a column per label, in head order) for many."""
+        from autopeft.results.predict import as_predictions, checked_rows, predict_rows
+        from autopeft.store.storage import LABELS
+
+        rows, single = checked_rows(self.spec, texts, probabilities)  # before the model is loaded
+        model, tokenizer = self._trial_model(trial)
+        outputs = predict_rows(model, tokenizer, self.spec, rows)
+        return as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
+                              single)
+
+    def _trial_model(self, trial: int | TrialRecord) -> tuple[nn.Module, Any]:
+        """``trial``'s model and the search's tokenizer, loaded once and kept until another trial is asked."""
+        from autopeft.models.base import load_tokenizer
+
+        number = trial if isinstance(trial, int) else trial.number
+        if self._loaded is None or self._loaded[0] != number:
+            self._loaded = None  # the previous trial's model goes before the next one is loaded
+            self._loaded = (number, self.load_model(number), load_tokenizer(self.spec.model))
+        return self._loaded[1], self._loaded[2]
 
     def _repr_html_(self) -> str:
         """The front as a table in Jupyter."""

@@ -96,6 +96,50 @@ def test_pick_export_and_load_from_python(dataset_search, tmp_path):
         search.pick("best")
 
 
+def test_predict_reads_new_texts_as_the_search_read_its_evaluation_rows(dataset_search):
+    """``Search.predict`` on the evaluation rows' texts gives back the predictions stored with the trial, by the
+    dataset's class names; every input form gives the same; bad input is named before a model is loaded."""
+    import numpy as np
+
+    from autopeft.store.predictions import decode
+
+    _, _, search, _, _ = dataset_search
+    record = search.front[0]
+    texts = _rows(120, offset=2000)["sentence"].tolist()
+    stored = [CLASSES[i] for i in decode(record.predictions)]
+    assert search.predict(record, texts) == stored
+    table = search.predict(record.number, pd.DataFrame({"sentence": texts[:6]}), probabilities=True)
+    assert list(table.columns) == CLASSES and np.allclose(table.sum(axis=1), 1)
+    assert list(table.idxmax(axis=1)) == stored[:6]
+    assert search.predict(record, texts[7]) == stored[7]  # one in, one out
+    one = search.predict(record, {"sentence": texts[7]}, probabilities=True)
+    assert list(one) == CLASSES and max(one, key=one.get) == stored[7]
+    for bad, message in ((["fine", 3], r"texts\[1\]: expected a text"), ([" "], r"texts\[0\]: 'sentence' is empty"),
+                         (pd.DataFrame({"text": ["x"]}), "no column 'sentence'"), ([], "nothing to predict")):
+        with pytest.raises(UserError, match=message):
+            search.predict(record, bad)
+
+
+def test_predict_takes_pairs_as_tuples_and_refuses_what_the_head_cannot_give():
+    from types import SimpleNamespace
+
+    from autopeft.results.predict import checked_rows
+
+    def spec(task: str, columns: list[str]) -> SimpleNamespace:
+        return SimpleNamespace(model=SimpleNamespace(task=task), data=SimpleNamespace(text_columns=columns))
+
+    pairs = spec("sequence-classification", ["question", "sentence"])
+    assert checked_rows(pairs, ("Who?", "Ann did.")) == ([["Who?", "Ann did."]], True)
+    assert checked_rows(pairs, [("Who?", "Ann."), {"question": "Where?", "sentence": "Here."}]) == (
+        [["Who?", "Ann."], ["Where?", "Here."]], False)
+    with pytest.raises(UserError, match=r"texts: expected a pair of texts as a tuple \('question', 'sentence'\)"):
+        checked_rows(pairs, "Who?")
+    with pytest.raises(UserError, match="a sequence-regression head predicts a number"):
+        checked_rows(spec("sequence-regression", ["text"]), "fine", probabilities=True)
+    with pytest.raises(UserError, match=r"causal-lm model, which answers with text; use generate"):
+        checked_rows(spec("causal-lm", []), "fine")
+
+
 def test_listing_searches(dataset_search):
     _, search, _, _, _ = dataset_search
     listed = autopeft.list_searches(search.storage_url)

@@ -38,3 +38,6 @@ def test_the_notebook_executes(tmp_path):
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for cell in outputs.values() for o in cell)
     assert (tmp_path / "exported" / "summary.md").is_file()
     assert "'a warm , funny and moving film': 1" in text  # the exported adapter, loaded back, classifies
+    [predicted] = [cell.outputs for cell in notebook.cells if "search.predict(" in cell.source]
+    table = predicted[0]["data"]["text/plain"].splitlines()  # each label's probability, a row per sentence
+    assert table[0].split() == ["0", "1"] and len(table) == 3

@@ -15,9 +15,11 @@ import re
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
 
+import autopeft
 from autopeft import load_adapter
 from autopeft.errors import SpecError, UserError
 from autopeft.models.base import load_base_model
@@ -25,6 +27,7 @@ from autopeft.search.cost import predict_cost
 from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec, parse_spec
 from autopeft.store import storage
+from autopeft.store.predictions import decode
 from autopeft.tasks.data import load_task_data
 from tests.conftest import DEMO_DATA, ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 from workers.training import predict_logits, regression_metrics
@@ -290,3 +293,12 @@ def test_search_run_minimising_mse_then_export_and_reload(tmp_path, capsys):
                                  pad_id=0, device=torch.device("cpu"))
         recorded = json.loads((folder / "metrics.json").read_text())["measurements"]
         assert regression_metrics(outputs[:, 0], data.eval.labels)["mse"] == pytest.approx(recorded["mse"], abs=1e-6)
+
+    # From Python, the same rows' texts give back the numbers stored with each trial
+    search = autopeft.load_search("reg", storage=url)
+    dev = pd.read_csv(stored.data.eval, sep="\t", quoting=3, dtype=str)
+    texts = dev.loc[data.eval_rows, stored.data.text_columns[0]].tolist()
+    for trial in complete:
+        predicted = search.predict(trial.number, texts)
+        assert all(isinstance(v, float) for v in predicted)
+        assert np.allclose(predicted, decode(trial.user_attrs[storage.PREDICTIONS]), atol=1e-5)

@@ -84,7 +84,7 @@ def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_ne
     request cannot give responses."""
     if spec.model.task != "causal-lm":
         raise UserError(f"generate: the search trained a {spec.model.task} head, which predicts no text; use "
-                        f"load_model(trial) and its logits")
+                        f"predict(trial, texts)")
     if max_new_tokens < 1:
         raise UserError(f"max_new_tokens: {max_new_tokens}; give at least 1")
     form = prompt_form(spec)

@@ -394,8 +394,9 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                             f"macro_f1 (the mean F1 over all labels)")
 
 
-def _tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.ndarray) -> TokenizedSplit:
-    """Single texts or text pairs (``data.text_columns``), with one label or target per example."""
+def tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.ndarray) -> TokenizedSplit:
+    """Single texts or text pairs (``data.text_columns``), with one label or target per example (also how
+    ``Search.predict`` reads new texts: autopeft/results/predict.py)."""
     texts = [frame[c].astype(str).tolist() for c in data.text_columns]
     encoded = tokenizer(*texts, truncation=True, max_length=data.max_length)
     types = encoded.get("token_type_ids")
@@ -481,7 +482,7 @@ def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpe
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
         labels = np.asarray([label_index[v] for v in frame[data.label_column]], dtype=np.int64)
-        return _tokenize_texts(frame, data, tokenizer, labels)
+        return tokenize_texts(frame, data, tokenizer, labels)
 
     return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names, task=CLASSIFICATION,
                     positive_index=positive)
@@ -507,8 +508,8 @@ def _regression(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, t
     train_targets = _targets(train, data, "train")
     if np.ptp(train_targets) == 0:
         raise UserError(f"data.label_column: every training target is {train_targets[0]:g}; nothing to learn")
-    return TaskData(train=_tokenize_texts(train, data, tokenizer, train_targets),
-                    eval=_tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval")),
+    return TaskData(train=tokenize_texts(train, data, tokenizer, train_targets),
+                    eval=tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval")),
                     label_names=[], task="sequence-regression")
 
 

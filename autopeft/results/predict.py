@@ -1,0 +1,117 @@
+"""A classifier's or regressor's adapter predicting new texts, read as the search read its evaluation rows.
+
+A trial's score was measured on texts tokenised one way (the search's tokenizer, its ``data.max_length``, a pair
+as the tokenizer joins two texts) and read through one head (its pooling, its labels in head order). A user who
+loads the model and tokenises texts another way gets other outputs than the ones the front promised, so
+:meth:`autopeft.api.Search.predict` builds the rows with the function that built the search's
+(``autopeft.tasks.data``) and runs them through the worker's own evaluation pass (``workers.training``):
+the same rows give the predictions stored with the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autopeft.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from autopeft.spec import SearchSpec
+
+PREDICTING_TASKS = ("sequence-classification", "sequence-regression")
+
+
+def _one_row(value: Any, columns: list[str], where: str) -> list[str] | None:
+    """``value`` as one row of texts, one per column; None when it is not one row's form."""
+    if isinstance(value, Mapping):
+        missing = [c for c in columns if c not in value]
+        if missing:
+            raise UserError(f"{where}: no {missing[0]!r}; a row names the search's text columns {columns}")
+        return [str(value[c]) for c in columns]
+    if len(columns) == 1:
+        return [value] if isinstance(value, str) else None
+    if isinstance(value, tuple) and len(value) == len(columns) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> tuple[list[list[str]], bool]:
+    """The inputs as rows of texts (one per text column) and whether one input was given (so that one prediction
+    is returned); refused before any model is loaded where the search or the input cannot give predictions.
+
+    One input is a text; for a search on text pairs a (first, second) tuple; or a row by the spec's column names
+    (a mapping). Many are a list of those, or a DataFrame holding the spec's text columns."""
+    import pandas as pd
+
+    if spec.model.task not in PREDICTING_TASKS:
+        raise UserError(f"predict: the search trained a {spec.model.task} model, which answers with text; use "
+                        f"generate(trial, prompts)")
+    if probabilities and spec.model.task != "sequence-classification":
+        raise UserError(f"probabilities: a {spec.model.task} head predicts a number, not classes; leave it False")
+    columns = list(spec.data.text_columns or [])
+    form = (f"a pair of texts as a tuple {tuple(columns)}" if len(columns) == 2 else "a text")
+    if isinstance(texts, pd.DataFrame):
+        missing = [c for c in columns if c not in texts.columns]
+        if missing:
+            raise UserError(f"texts: the DataFrame has no column {missing[0]!r}; the search read {columns}")
+        rows = [[str(v) for v in values] for values in texts[columns].itertuples(index=False)]
+        single = False
+    else:
+        one = _one_row(texts, columns, "texts")
+        single = one is not None
+        if single:
+            rows = [one]
+        elif isinstance(texts, Sequence) and not isinstance(texts, str):
+            rows = []
+            for index, value in enumerate(texts):
+                row = _one_row(value, columns, f"texts[{index}]")
+                if row is None:
+                    raise UserError(f"texts[{index}]: expected {form} (or a row by column name); got "
+                                    f"{type(value).__name__}")
+                rows.append(row)
+        else:
+            raise UserError(f"texts: expected {form}, a list of them, or a DataFrame with the columns {columns}; "
+                            f"got {type(texts).__name__}")
+    if not rows:
+        raise UserError("texts: nothing to predict; give at least one")
+    empty = next(((i, c) for i, row in enumerate(rows) for c, text in zip(columns, row) if not text.strip()), None)
+    if empty is not None:
+        raise UserError(f"texts[{empty[0]}]: {empty[1]!r} is empty; a text to read is needed, as in training")
+    return rows, single
+
+
+def predict_rows(model: nn.Module, tokenizer, spec: SearchSpec, rows: list[list[str]]) -> np.ndarray:
+    """The head's outputs per row (rows × outputs, float32), from the pass the worker evaluates with."""
+    import pandas as pd
+    import torch
+
+    from autopeft.models.base import padding_id
+    from autopeft.tasks.data import tokenize_texts
+    from workers.training import predict_logits
+
+    columns = list(spec.data.text_columns or [])
+    frame = pd.DataFrame(rows, columns=columns)
+    split = tokenize_texts(frame, spec.data, tokenizer, np.zeros(len(frame), dtype=np.int64))
+    with torch.inference_mode():
+        return predict_logits(model, split, batch_size=spec.training.eval_batch_size, pad_id=padding_id(tokenizer),
+                              device=torch.device("cpu"))
+
+
+def as_predictions(outputs: np.ndarray, spec: SearchSpec, labels: list[str], probabilities: bool,
+                   single: bool) -> Any:
+    """Label names (or each label's probability) for a classifier, numbers for a regressor; one for one input."""
+    import pandas as pd
+
+    if spec.model.task == "sequence-regression":
+        values = [float(v) for v in outputs[:, 0]]
+        return values[0] if single else values
+    if probabilities:
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        table = pd.DataFrame(shifted / shifted.sum(axis=1, keepdims=True), columns=labels)
+        return table.iloc[0].to_dict() if single else table
+    names = [labels[i] for i in outputs.argmax(axis=1)]
+    return names[0] if single else names
