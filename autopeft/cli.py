@@ -393,6 +393,83 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tu
         console.print(f"[bold yellow]warning:[/] {warning}")
 
 
+_WRITERS: dict[str, Callable] = {
+    ".csv": lambda frame, path: frame.to_csv(path, index=False),
+    ".tsv": lambda frame, path: frame.to_csv(path, sep="\t", index=False),
+    ".jsonl": lambda frame, path: frame.to_json(path, orient="records", lines=True, force_ascii=False),
+    ".json": lambda frame, path: frame.to_json(path, orient="records", force_ascii=False, indent=1),
+    ".parquet": lambda frame, path: frame.to_parquet(path, index=False),
+}
+
+
+@main.command("predict")
+@click.argument("name")
+@click.argument("trial")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Inputs as a table (.csv .tsv .jsonl .json .parquet) with the columns the search read: its text "
+                   "columns, or for a decoder its instruction (and input), messages or text column.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help=f"Write the inputs with a `prediction` column ({' '.join(_WRITERS)}) instead of a table.")
+@click.option("--probabilities", is_flag=True, help="Classification: each label's probability too.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Decoder: the longest response.")
+@click.option("--include-chance", is_flag=True, help="Let a pick (TRIAL as knee, max:METRIC, ...) choose a point "
+              "within noise of chance.")
+@storage_option
+def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out: str | None, probabilities: bool,
+            max_new_tokens: int, include_chance: bool, storage: str | None) -> None:
+    """Run TRIAL of NAME (a trial number, or a pick: knee, max:METRIC, ...) on new inputs, read as the search read
+    its evaluation rows: a classifier's labels, a regressor's numbers, a decoder's responses. Inputs are TEXTS
+    (a classifier's texts, a decoder's instructions or messages) or --file."""
+    import pandas as pd
+
+    from autopeft.api import load_search
+    from autopeft.results.responses import prompts_from_records
+    from autopeft.tasks.data import read_table
+
+    if bool(texts) == bool(file):
+        raise UserError("inputs: give TEXTS or --file FILE (one of them)")
+    if out is not None and Path(out).suffix.lower() not in _WRITERS:
+        raise UserError(f"--out {out}: write one of {', '.join(_WRITERS)}")
+    found = load_search(name, storage=storage)
+    spec = found.spec
+    number = int(trial) if trial.isdigit() else found.pick(trial, include_chance=include_chance)[0].number
+    decoder = spec.model.task == "causal-lm"
+    if file is None:
+        columns = ["input"]
+        if not decoder and len(spec.data.text_columns or []) > 1:
+            raise UserError(f"TEXTS: the search read pairs ({', '.join(spec.data.text_columns)}); give them as "
+                            f"--file with those columns")
+        frame = pd.DataFrame({"input": list(texts)})
+        inputs = list(texts)
+    else:
+        frame = read_table(file, "file")
+        columns = list(frame.columns)
+        inputs = prompts_from_records(spec, frame, f"--file {file}") if decoder else frame
+    if decoder:
+        frame["prediction"] = found.generate(number, inputs, max_new_tokens=max_new_tokens)
+    else:
+        predicted = found.predict(number, inputs if file else list(inputs), probabilities=probabilities)
+        if probabilities:
+            frame["prediction"] = list(predicted.idxmax(axis=1))
+            for label in predicted.columns:
+                frame[f"p({label})"] = predicted[label].to_numpy()
+        else:
+            frame["prediction"] = predicted
+    if out is not None:
+        _WRITERS[Path(out).suffix.lower()](frame, out)
+        console.print(f"trial {number}: {len(frame)} predictions written to {out}")
+        return
+    table = Table(title=f"trial {number} of {name}")
+    shown = [c for c in frame.columns if c in columns or c == "prediction" or c.startswith("p(")]
+    for column in shown:
+        table.add_column(column, overflow="fold")
+    for row in frame[shown].itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
 def _trial_numbers(text: str | None) -> list[int]:
     if not text:
         return []

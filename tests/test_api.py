@@ -120,6 +120,33 @@ def test_predict_reads_new_texts_as_the_search_read_its_evaluation_rows(dataset_
             search.predict(record, bad)
 
 
+def test_the_predict_command_gives_the_same_labels_to_a_table_a_file_and_texts(dataset_search, tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    _, _, search, _, _ = dataset_search
+    record = search.front[0]
+    texts = _rows(8, offset=2000)["sentence"].tolist()
+    expected = search.predict(record, texts)
+    code, out, err = run_cli(capsys, "predict", search.name, str(record.number), *texts[:2], "--storage",
+                             search.storage_url)
+    assert code == 0, err
+    assert out.index(expected[0]) < out.index(texts[1][:20]) < out.rindex(expected[1])  # one row per text, in order
+    inputs = tmp_path / "inputs.csv"
+    pd.DataFrame({"id": range(8), "sentence": texts}).to_csv(inputs, index=False)
+    written = tmp_path / "predicted.jsonl"
+    code, out, err = run_cli(capsys, "predict", search.name, str(record.number), "--file", str(inputs), "--out",
+                             str(written), "--probabilities", "--storage", search.storage_url)
+    assert code == 0 and "8 predictions written" in out, err
+    table = pd.read_json(written, lines=True)
+    assert list(table.columns) == ["id", "sentence", "prediction", *(f"p({c})" for c in CLASSES)]
+    assert list(table["prediction"]) == expected and table[["p(sad)", "p(happy)"]].sum(axis=1).round(6).eq(1).all()
+    for args, message in (((), "give TEXTS or --file"), (("x", "--out", "p.xlsx"), "--out p.xlsx: write one of"),
+                          (("--file", str(inputs), "--probabilities", "--out", str(tmp_path / "p.txt")), "--out")):
+        code, _, err = run_cli(capsys, "predict", search.name, str(record.number), *args, "--storage",
+                               search.storage_url)
+        assert code == 2 and message in err, err
+
+
 def test_predict_takes_pairs_as_tuples_and_refuses_what_the_head_cannot_give():
     from types import SimpleNamespace
 
@@ -255,7 +282,7 @@ def test_ctrl_c_stops_the_search_and_resume_finishes_it(tmp_path):
     assert finished.summary["state"] == "finished" and finished.summary["complete"] == 2
 
 
-def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
+def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path, capsys):
     """``Search.generate`` prompts a trial's adapter as the search did: its responses to the evaluation records'
     instructions give back, read by the task's rule, the answers the search recorded for them."""
     import json
@@ -292,6 +319,14 @@ def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path):
     words = ("negative", "positive")
     assert [extract_answer(text, r["answer"], words) for text, r in zip(responses, evaluation)] == list(recorded)
     assert search.generate(0, {"instruction": evaluation[0]["instruction"]}) == responses[0]  # one in, one out
+    # The command line, from the evaluation records' own file, answers the same (the gold output left aside)
+    from tests.conftest import run_cli
+
+    code, out, err = run_cli(capsys, "predict", "decoder", "0", "--file", str(tmp_path / "eval.json"), "--out",
+                             str(tmp_path / "answered.json"), "--storage", search.storage_url)
+    assert code == 0, err
+    answered = json.loads((tmp_path / "answered.json").read_text())
+    assert [row["prediction"] for row in answered] == responses and answered[0]["output"] == evaluation[0]["output"]
     with pytest.raises(UserError, match=r"prompts\[0\]: expected an instruction"):
         search.generate(0, [[{"role": "user", "content": "hi"}]])
     with pytest.raises(UserError, match="max_new_tokens"):

@@ -78,6 +78,33 @@ def prompt_ids(tokenizer, prompt: Any, form: PromptForm) -> list[int]:
     return tokenizer(instruction_prompt(str(instruction), "" if extra is None else str(extra)))["input_ids"]
 
 
+def prompts_from_records(spec: SearchSpec, frame: Any, where: str) -> list[Any]:
+    """Prompts from a table of records in the search's own record form (``autopeft predict --file``): instruction
+    records by ``data.instruction_column`` / ``input_column``, chat records by ``data.messages_column``, plain text
+    by its text column. A record's gold reply, where it has one (the last, assistant's, message of a chat record),
+    is left out: the prompt is what comes before it."""
+    data, form = spec.data, prompt_form(spec)
+    column = {"chat": data.messages_column, "text": (data.text_columns or [""])[0],
+              "instruction": data.instruction_column}[form]
+    if column not in frame.columns:
+        raise UserError(f"{where}: no column {column!r}, which the search's records were read from; the file has "
+                        f"{list(frame.columns)}")
+    if form == "text":
+        return [str(text) for text in frame[column]]
+    if form == "chat":
+        prompts = []
+        for value in frame[column]:
+            messages = [dict(m) for m in value] if hasattr(value, "__iter__") and not isinstance(value, str) else value
+            if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
+                messages = messages[:-1]
+            prompts.append(messages)
+        return prompts
+    inputs = frame[data.input_column] if data.input_column in frame.columns else None
+    return [{"instruction": str(instruction),
+             "input": "" if inputs is None or not isinstance(inputs.iloc[i], str) else inputs.iloc[i]}
+            for i, instruction in enumerate(frame[column])]
+
+
 def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_new_tokens: int) -> tuple[list[Any],
                                                                                                      bool]:
     """The prompts as a list and whether one was given, refused before any model is loaded where the search or the
