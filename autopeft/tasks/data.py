@@ -476,8 +476,42 @@ def positive_index(label_names: list[str], chosen: str | None) -> int | None:
     return 1 if conventional is None else lowered.index(conventional)
 
 
+# Below this share of examples longer than data.max_length, the cut is left unremarked (QNLI's pairs at 128: 0.8%).
+CUT_SHARE_NOTED = 0.05
+
+
+def _note_cut_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> None:
+    """Name the share of examples longer than ``data.max_length``. The tokenizer cuts them silently, and where many
+    are cut, what decides a label may be cut away with them (BoolQ's question-and-passage pairs for MiniLM: 48% are
+    longer than 128 tokens), so a search would measure the cut task, not the user's."""
+    longer, total, lengths = [], 0, []
+    for frame, field in ((train, "training"), (evaluation, "evaluation")):
+        texts = [frame[c].astype(str).tolist() for c in data.text_columns]
+        # verbose=False: the tokenizer's own warning about sequences beyond the model's length is this note's job
+        counted = np.asarray([len(ids) for ids in tokenizer(*texts, truncation=False, verbose=False)["input_ids"]])
+        lengths.append(counted)
+        total += len(counted)
+        longer.append(f"{int((counted > data.max_length).sum()):,} of {len(counted):,} {field}")
+    every = np.concatenate(lengths)
+    cut = int((every > data.max_length).sum())
+    if cut < CUT_SHARE_NOTED * total:
+        return
+    rounded = -(-int(np.percentile(every, 95)) // 32) * 32  # keeps 95% whole, a multiple of 32
+    limit = getattr(tokenizer, "model_max_length", None)  # a huge sentinel where the tokenizer sets none
+    if isinstance(limit, int) and limit < rounded:
+        advice = (f"the model reads at most {limit} tokens: max_length: {limit} keeps "
+                  f"{(every <= limit).mean():.0%} whole")
+    else:
+        advice = f"max_length: {rounded} keeps 95% whole"
+    warnings.warn(DataWarning(
+        f"data.max_length: {' and '.join(longer)} examples ({cut / total:.0%}) are longer than {data.max_length} "
+        f"tokens and are cut to it (median {int(np.median(every))}, longest {int(every.max())}); what decides a "
+        f"label may be in the part cut away. {advice} (time and memory grow with it)"), stacklevel=4)
+
+
 def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
                     label_names: list[str], positive: int | None) -> TaskData:
+    _note_cut_texts(train, evaluation, data, tokenizer)
     label_index = {name: i for i, name in enumerate(label_names)}
 
     def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
@@ -508,6 +542,7 @@ def _regression(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, t
     train_targets = _targets(train, data, "train")
     if np.ptp(train_targets) == 0:
         raise UserError(f"data.label_column: every training target is {train_targets[0]:g}; nothing to learn")
+    _note_cut_texts(train, evaluation, data, tokenizer)
     return TaskData(train=tokenize_texts(train, data, tokenizer, train_targets),
                     eval=tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval")),
                     label_names=[], task="sequence-regression")
