@@ -482,6 +482,14 @@ class Search:
         return None if self.noise is None else self.noise.to_json()
 
     @property
+    def data_notes(self) -> list[str]:
+        """What reading the data left out or cut when the search started (or last resumed), as its notes said it:
+        training records that would train nothing, empty texts, texts longer than ``data.max_length``."""
+        from autopeft.store.storage import DATA_NOTES
+
+        return list(self.study.user_attrs.get(DATA_NOTES, []))
+
+    @property
     def summary(self) -> dict[str, Any]:
         """State, progress and best value, as ``autopeft search list`` shows them."""
         from autopeft.results.views import search_summary

@@ -329,6 +329,7 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
                                "objectives": [{"name": o.name, "direction": o.resolved_direction}
                                               for o in spec.objectives],
                                "chance": chance, "probe": study.user_attrs.get(store.PROBE),
+                               "data_notes": found.data_notes,
                                "trials": [r.to_json() for r in records]}, indent=2, default=str))
         return
     table = Table(title=f"Trials of {name}")
@@ -359,6 +360,8 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
     fidelity = probe_line(study)
     if fidelity:
         console.print(fidelity)
+    for note in found.data_notes:
+        console.print(f"[bold yellow]data note:[/] {note}", highlight=False)
     if any(r.confirmation for r in records):
         console.print(confirmation_table(records, spec))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ BASELINE = "baseline"
 _LIST_ATTRS = (storage.CONFIG, storage.MEASUREMENTS, storage.FAIL_REASON, storage.ADAPTER_DIR, storage.WORKER,
                storage.REJECTED, storage.INTERRUPTED, storage.DUPLICATE, storage.RETRY_OF, storage.VIOLATIONS,
                BASELINE, storage.PROBE, storage.WARM_START, storage.FINISHES)
-_STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED, storage.PROBE)
+_STUDY_ATTRS = (storage.SPEC, storage.CONTROLLER, storage.FINISHED, storage.PROBE, storage.DATA_NOTES)
 # A searched trial, in SQL over a trials table aliased ``t``: not a baseline nor a probe run (storage.is_reference),
 # so the searches page counts and scores what `autopeft search list` does
 _SEARCHED = ("NOT EXISTS (SELECT 1 FROM trial_user_attributes r WHERE r.trial_id = t.trial_id "
@@ -110,6 +110,7 @@ class Search:
     elapsed_s: float | None
     started: pd.Timestamp | None
     probe: dict[str, Any] | None = None  # the learnability probe's decision (autopeft/search/probe.py), if it ran
+    data_notes: list[str] = field(default_factory=list)  # what reading the data left out or cut (storage.DATA_NOTES)
 
 
 def _controller_state(attrs: dict[str, Any]) -> str:
@@ -168,7 +169,7 @@ def list_searches(url: str) -> list[Search]:
         start_ts = pd.Timestamp(start) if start else None
         elapsed = (pd.Timestamp(end) - start_ts).total_seconds() if start and end else None
         searches.append(Search(name, sid, spec, _controller_state(study_attrs), counts.get(sid, {}), best, elapsed,
-                               start_ts, study_attrs.get(storage.PROBE)))
+                               start_ts, study_attrs.get(storage.PROBE), study_attrs.get(storage.DATA_NOTES) or []))
     return searches
 
 

@@ -67,6 +67,7 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
     sources = load_sources(spec)  # before the search exists: a source that cannot be read leaves nothing behind
     store = storage.open_storage(spec.storage)
     study = storage.create_search(store, name, spec, make_sampler(spec))
+    study.set_user_attr(storage.DATA_NOTES, data.notes)
     queue_first_proposals(study, spec, space, sources)
     warm_sampler(study.sampler, sources)
     _drive(study, spec, space, data, executor, on_progress)
@@ -91,6 +92,7 @@ def resume_search(name: str, *, storage_url: str, executor: str = "ray", ray_add
         study = optuna.load_study(study_name=name, storage=store, sampler=sampler)
         spec = _with_ray_address(spec, ray_address)
         space, data = prepare(spec)  # a data file moved since the search started is refused here
+        study.set_user_attr(storage.DATA_NOTES, data.notes)  # as the data reads now
         warm_sampler(sampler, load_sources(spec, missing_ok=True))
     except BaseException:
         storage.release_controller(study)  # else the search would read as running for as long as this process lives

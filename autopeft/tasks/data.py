@@ -10,6 +10,7 @@ generates from the prompt and checks the answer).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -95,12 +96,14 @@ class TaskData:
     # causal-lm: whether the gold responses state their answer ("the answer is (D)" after a rationale), so that a
     # response's statement is read before any earlier form of an answer (workers/generation.py, AnswerReading)
     answers_stated: bool = False
+    # What reading the data left out or cut (each DataWarning's text): stored with the search and shown where it is
+    # read, since a search launched from the dashboard or the service has no terminal to print them on
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def for_model(self, model) -> TaskData:
         """The data as ``model`` reads it: without token type ids where its forward takes none. A tokenizer from
         another family (a BERT vocabulary beside a DistilBERT body) makes them, and DistilBERT's forward refuses
         the argument."""
-        import dataclasses
         import inspect
 
         if "token_type_ids" in inspect.signature(model.forward).parameters:
@@ -302,6 +305,19 @@ def _subset(frame: pd.DataFrame, size: int | None, seed: int, field: str,
 
 
 def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
+    """Read, check, subset and tokenise both splits for the model's task (``_load_task_data``); the notes it gives
+    on the way (``DataWarning``: records left out, texts cut) are issued as warnings and kept on the result."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        task_data = _load_task_data(data, model, seed)
+    for warned in caught:  # issued on as they came, so a caller's own filters and printers see them as before
+        if issubclass(warned.category, DataWarning):
+            task_data.notes.append(str(warned.message))
+        warnings.warn_explicit(warned.message, warned.category, warned.filename, warned.lineno)
+    return task_data
+
+
+def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     """Read, check, subset and tokenise both splits for the model's task.
 
     Checks that concern the data itself (columns, empty cells, the label set) see every row of both files, so

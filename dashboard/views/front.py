@@ -90,7 +90,10 @@ def say_probe(probe: dict | None) -> None:
 def render(ctx: Context) -> None:
     trials, spec = cache.trials(ctx.url, ctx.search)
     st.header(f"Pareto front — {ctx.search}")
-    say_probe(next((s.probe for s in cache.searches(ctx.url) if s.name == ctx.search), None))
+    listed = next((s for s in cache.searches(ctx.url) if s.name == ctx.search), None)
+    say_probe(listed.probe if listed else None)
+    for note in listed.data_notes if listed else []:
+        st.warning(f"**Data note** (when the search started): {note}")
     choices = axis_choices(trials, spec)
     left, right, _ = st.columns([1, 1, 2])
     default_x = spec.objective_names[1] if len(spec.objective_names) > 1 else choices[0]
