@@ -434,8 +434,8 @@ class Search:
     def __post_init__(self) -> None:
         self._records: list[TrialRecord] | None = None
         self._noise: tuple[NoiseReport | None] | None = None
-        # generate()'s last trial, its model and tokenizer: loading a decoder takes seconds, a response a second
-        # the last trial asked to generate or predict: its model and tokenizer, kept for the next call
+        # the last trial asked to generate or predict, its model and tokenizer, kept for the next call: loading a
+        # decoder takes seconds, a response a second
         self._loaded: tuple[int, nn.Module, Any] | None = None
 
     def __repr__(self) -> str:

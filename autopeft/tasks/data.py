@@ -307,13 +307,15 @@ def _subset(frame: pd.DataFrame, size: int | None, seed: int, field: str,
 def load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     """Read, check, subset and tokenise both splits for the model's task (``_load_task_data``); the notes it gives
     on the way (``DataWarning``: records left out, texts cut) are issued as warnings and kept on the result."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        task_data = _load_task_data(data, model, seed)
-    for warned in caught:  # issued on as they came, so a caller's own filters and printers see them as before
-        if issubclass(warned.category, DataWarning):
-            task_data.notes.append(str(warned.message))
-        warnings.warn_explicit(warned.message, warned.category, warned.filename, warned.lineno)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            task_data = _load_task_data(data, model, seed)
+    finally:  # issued on as they came, also before a refusal, so a caller's filters and printers see them as before
+        for warned in caught:
+            warnings.warn_explicit(warned.message, warned.category, warned.filename, warned.lineno)
+    task_data.notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     return task_data
 
 
