@@ -174,6 +174,7 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     assert "second/summary.md" in names and any(n.endswith("adapter_config.json") for n in names)
     status, trials = service.call("GET", "/api/searches/second/trials")
     assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
+    assert trials["data_notes"] == []  # the bundled sentences fit max_length whole
 
     # Deleted: its trials, its adapters, its admitted spec and uploads, and the service's records of its jobs.
     assert service.call("DELETE", "/api/searches/second", token=None)[0] == 401  # a write needs the token

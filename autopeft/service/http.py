@@ -95,7 +95,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         from autopeft.api import load_search
 
         search = load_search(name_of(request), storage=jobs.config.storage_url)
-        return {"objectives": search.spec.objective_names, "chance": search.chance,
+        return {"objectives": search.spec.objective_names, "chance": search.chance, "data_notes": search.data_notes,
                 "trials": [_plain(record.to_json()) for record in search.records]}
 
     routes = [
