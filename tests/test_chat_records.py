@@ -55,7 +55,7 @@ def test_chat_records_train_on_the_last_reply_in_the_models_template(tmp_path):
                for r, ids in zip(evaluation, data.eval.prompts))
 
 
-def test_a_chat_search_exports_lines_that_prompt_as_it_was_trained(tmp_path):
+def test_a_chat_search_exports_lines_that_prompt_as_it_was_trained(tmp_path, capsys):
     records = _records(120, seed=2)
     (tmp_path / "train.json").write_text(json.dumps(records[:96]))
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[96:]))
@@ -84,6 +84,16 @@ def test_a_chat_search_exports_lines_that_prompt_as_it_was_trained(tmp_path):
                               pad_id=scope["tokenizer"].pad_token_id, device=load_base_model(
                                   search.spec.model, []).device, batch_size=1)
     assert scope["response"] == plain[0]
+    # The command line on the evaluation file itself: each record's conversation without its gold reply, answered
+    # as generate answers it
+    from tests.conftest import run_cli
+
+    code, _, err = run_cli(capsys, "predict", "chat", "0", "--file", str(tmp_path / "eval.jsonl"), "--out",
+                           str(tmp_path / "answered.jsonl"), "--max-new-tokens", "16", "--storage", search.storage_url)
+    assert code == 0, err
+    answered = [json.loads(line) for line in (tmp_path / "answered.jsonl").read_text().splitlines()]
+    asked = [r["messages"][:-1] for r in records[96:99]]
+    assert [a["prediction"] for a in answered[:3]] == search.generate(0, asked, max_new_tokens=16)
 
 
 @pytest.mark.parametrize("messages,message", [
