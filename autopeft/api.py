@@ -605,16 +605,14 @@ class Search:
 
     def load_model(self, trial: int | TrialRecord) -> nn.Module:
         """The base model with ``trial``'s trained adapter on it, ready for inference (its library's loader)."""
-        from autopeft.loading import load_adapter
-        from autopeft.models.base import load_base_model
+        from autopeft.results.predict import load_trial_model
         from autopeft.store.storage import LABELS
 
         number = trial if isinstance(trial, int) else trial.number
         record = next((r for r in self.records if r.number == number), None)
-        if record is None or not record.adapter_dir or not Path(record.adapter_dir).is_dir():
-            raise UserError(f"trial {number}: no saved adapter (a completed trial of {self.name!r} has one)")
-        return load_adapter(load_base_model(self.spec.model, self.study.user_attrs.get(LABELS, [])),
-                            record.adapter_dir)
+        if record is None:
+            raise UserError(f"trial {number}: {self.name!r} has no such trial; `autopeft search show` lists them")
+        return load_trial_model(self.spec, self.study.user_attrs.get(LABELS, []), record.adapter_dir, number)
 
     def generate(self, trial: int | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
                  max_new_tokens: int = 128) -> str | list[str]:

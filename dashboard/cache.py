@@ -97,3 +97,20 @@ def clear() -> None:
     """Forget every cached read and figure (tests timing a cold page)."""
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@st.cache_data(max_entries=KEPT, show_spinner=False)
+def label_names(url: str, name: str) -> list[str]:
+    return data.label_names(url, name)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def trial_model(url: str, name: str, number: int, adapter_dir: str):
+    """A trial's model and the search's tokenizer for the trial page's "Try it", one at a time: a model is loaded
+    when a visitor first runs it (a decoder takes seconds) and kept while the same trial is tried again."""
+    from autopeft.models.base import load_tokenizer
+    from autopeft.results.predict import load_trial_model
+
+    _, spec = data.load_trials(url, name)
+    return load_trial_model(spec, data.label_names(url, name), adapter_dir, number), load_tokenizer(spec.model)
+

@@ -286,6 +286,14 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
     return _stored_metrics(url, name, storage.CHANCE)
 
 
+def label_names(url: str, name: str) -> list[str]:
+    """The head's labels in order, as the search stored them (empty for regression and decoders)."""
+    found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.LABELS)
+    stored = _json(found[0][0]) if found else None
+    return [str(label) for label in stored] if isinstance(stored, list) else []
+
+
 def untouched_metrics(url: str, name: str) -> dict[str, float]:
     """A decoder search's base model evaluated as loaded, no adapter (autopeft/results/untouched_model.py): its metrics;
     empty for other searches."""

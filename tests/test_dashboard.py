@@ -195,6 +195,25 @@ def test_trial_view_shows_configuration_curve_costs_and_adapter(watched):
     assert len(app.get("plotly_chart")) == 1  # the loss curve
 
 
+def test_a_trial_is_tried_on_new_texts_from_its_page(watched):
+    """The trial page's "Try it" runs the trial's adapter on the visitor's texts, reading them as the search read
+    its evaluation rows: the same labels as Search.predict, each label's probability beside them."""
+    import autopeft
+
+    record = [r for r in watched["records"] if r.state == "COMPLETE"][2]
+    app = render("Trial", trial_number=record.number)
+    assert app.button(key="try_run").disabled  # nothing to run yet
+    texts = ["a gripping , funny and moving film", "flat , dull and far too long"]
+    app.text_area(key="try_texts").input("\n".join(texts)).run()
+    app.button(key="try_run").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = app.dataframe[-1].value
+    expected = autopeft.load_search(NAME, storage=watched["url"]).predict(record.number, texts, probabilities=True)
+    assert list(shown["sentence"]) == texts and list(shown["prediction"]) == list(expected.idxmax(axis=1))
+    assert list(shown[["0", "1"]].round(5).itertuples(index=False)) == list(
+        expected[["0", "1"]].round(5).itertuples(index=False))
+
+
 def test_space_and_compare_views_render(watched):
     app = render("Space")
     assert app.dataframe[0].value["method"].tolist() == ["lora"]

@@ -25,6 +25,20 @@ if TYPE_CHECKING:
 PREDICTING_TASKS = ("sequence-classification", "sequence-regression")
 
 
+def load_trial_model(spec: SearchSpec, labels: list[str], adapter_dir: str | None, number: int) -> nn.Module:
+    """The search's base with trial ``number``'s saved adapter on it, ready for inference (its library's loader;
+    ``labels``: the head's, as the search stored them). ``Search.load_model`` and the dashboard's trial page."""
+    from pathlib import Path
+
+    from autopeft.loading import load_adapter
+    from autopeft.models.base import load_base_model
+
+    if not adapter_dir or not Path(adapter_dir).is_dir():
+        raise UserError(f"trial {number}: no saved adapter here (a completed trial has one, in the folder its "
+                        f"worker wrote: {adapter_dir or 'none recorded'})")
+    return load_adapter(load_base_model(spec.model, labels), adapter_dir)
+
+
 def _one_row(value: Any, columns: list[str], where: str) -> list[str] | None:
     """``value`` as one row of texts, one per column; None when it is not one row's form."""
     if isinstance(value, Mapping):

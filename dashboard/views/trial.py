@@ -1,8 +1,10 @@
-"""One trial: its configuration, learning curve, measured costs, adapter folder, worker and failure reason."""
+"""One trial: its configuration, learning curve, measured costs, adapter folder, worker and failure reason; and,
+for a completed trial whose adapter is on this machine, a box to try it on new inputs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -62,3 +64,50 @@ def render(ctx: Context) -> None:
     if row.get("warm_start"):  # an earlier search's trial, or the probe run whose reference learned
         lines.append(f"- queued first: re-trains {row['warm_start']} on this task")
     st.markdown("\n".join(lines))
+    if row["state"] == "COMPLETE" and isinstance(row["adapter_dir"], str) and Path(row["adapter_dir"]).is_dir():
+        try_it(ctx, spec, int(number), row["adapter_dir"])
+
+
+def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
+    """The trial on the visitor's own inputs, read as the search read its evaluation rows (autopeft/results/
+    predict.py, responses.py): a classifier's labels and probabilities, a regressor's numbers, a decoder's greedy
+    response. Nothing is written: the model is loaded from the adapter folder when first run."""
+    from autopeft.errors import UserError
+    from autopeft.results import predict, responses
+
+    st.subheader("Try it")
+    decoder = spec.model.task == "causal-lm"
+    columns = list(spec.data.text_columns or [])
+    if decoder:
+        asked = st.text_area({"chat": "a message", "text": "a text to continue"}.get(
+            responses.prompt_form(spec), "an instruction"), key="try_prompt")
+        inputs = asked if asked.strip() else None
+    elif len(columns) == 2:
+        first, second = (st.text_input(column, key=f"try_{i}") for i, column in enumerate(columns))
+        inputs = [(first, second)] if first.strip() and second.strip() else None
+    else:
+        asked = st.text_area("texts, one per line", key="try_texts")
+        inputs = [line for line in asked.splitlines() if line.strip()] or None
+    if not st.button("Run", key="try_run", disabled=inputs is None):
+        return
+    try:
+        with st.spinner("loading the trial's model and running it"):
+            model, tokenizer = cache.trial_model(ctx.url, ctx.search, number, adapter_dir)
+            if decoder:
+                prompts, _ = responses.checked_prompts(spec, inputs, 128)
+                st.text(responses.respond(model, tokenizer, prompts, responses.prompt_form(spec), 128)[0])
+                return
+            rows, _ = predict.checked_rows(spec, inputs, probabilities=spec.model.task != "sequence-regression")
+            outputs = predict.predict_rows(model, tokenizer, spec, rows)
+    except UserError as error:
+        st.error(str(error))
+        return
+    shown = pd.DataFrame(rows, columns=columns)
+    if spec.model.task == "sequence-regression":
+        shown["prediction"] = predict.as_predictions(outputs, spec, [], False, False)
+    else:
+        probabilities = predict.as_predictions(outputs, spec, cache.label_names(ctx.url, ctx.search), True, False)
+        shown["prediction"] = list(probabilities.idxmax(axis=1))
+        shown = pd.concat([shown, probabilities], axis=1)
+    st.dataframe(shown, hide_index=True, width="stretch")
+
