@@ -112,7 +112,7 @@ def predict_rows(model: nn.Module, tokenizer, spec: SearchSpec, rows: list[list[
     split = tokenize_texts(frame, spec.data, tokenizer, np.zeros(len(frame), dtype=np.int64))
     with torch.inference_mode():
         return predict_logits(model, split, batch_size=spec.training.eval_batch_size, pad_id=padding_id(tokenizer),
-                              device=torch.device("cpu"))
+                              device=next(model.parameters()).device)  # where the caller put the model
 
 
 def as_predictions(outputs: np.ndarray, spec: SearchSpec, labels: list[str], probabilities: bool,
