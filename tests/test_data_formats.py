@@ -426,3 +426,26 @@ def test_where_many_examples_are_longer_than_max_length_the_cut_is_named_with_a_
     assert cut, notes[0]
     assert int(cut.group(4)) % 32 == 0 and (lengths <= int(cut.group(4))).mean() >= 0.9  # the same file, all rows
     assert abs(int(cut.group(1)) / 300 - (lengths > 16).mean()) < 0.1  # the subset's share, near the file's
+
+
+def test_a_length_advised_for_a_few_examples_is_one_they_fit(tmp_path):
+    """One text of twenty longer than max_length: the advice is a length above it that fits that text (a percentile
+    interpolated among twenty lengths fell below the cut and advised the max_length already set)."""
+    import warnings
+
+    from autopeft.errors import DataWarning
+
+    long_text = " ".join(["a remarkably long sentence about a film"] * 5)
+    rows = pd.DataFrame({"sentence": [f"review {i} fine" for i in range(9)] + [long_text], "label": [0, 1] * 5})
+    rows.to_csv(tmp_path / "few.csv", index=False)
+    rows.assign(sentence=[f"review {i} good" for i in range(10)]).to_csv(tmp_path / "short.csv", index=False)
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"train": str(tmp_path / "few.csv"), "eval": str(tmp_path / "short.csv"),
+                    "text_columns": ["sentence"], "max_length": 32}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_task_data(loaded.data, loaded.model, seed=0)
+    [note] = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    advised = int(re.search(r"max_length: (\d+) keeps 95% whole", note).group(1))
+    assert advised > 32 and note.startswith("data.max_length: 1 of 10 training and 0 of 10 evaluation"), note

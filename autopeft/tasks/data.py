@@ -514,7 +514,8 @@ def _note_cut_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpe
     cut = int((every > data.max_length).sum())
     if cut < CUT_SHARE_NOTED * total:
         return
-    rounded = -(-int(np.percentile(every, 95)) // 32) * 32  # keeps 95% whole, a multiple of 32
+    # keeps 95% whole: an observed length ("higher"), so that a few examples cannot average it below the cut
+    rounded = -(-int(np.percentile(every, 95, method="higher")) // 32) * 32
     limit = getattr(tokenizer, "model_max_length", None)  # a huge sentinel where the tokenizer sets none
     if isinstance(limit, int) and limit < rounded:
         advice = (f"the model reads at most {limit} tokens: max_length: {limit} keeps "
