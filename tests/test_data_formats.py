@@ -449,3 +449,32 @@ def test_a_length_advised_for_a_few_examples_is_one_they_fit(tmp_path):
     [note] = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     advised = int(re.search(r"max_length: (\d+) keeps 95% whole", note).group(1))
     assert advised > 32 and note.startswith("data.max_length: 1 of 10 training and 0 of 10 evaluation"), note
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "matthews"])
+def test_a_label_that_holds_most_evaluation_rows_is_noted_where_accuracy_is_the_metric(tmp_path, metric):
+    """Nine in ten evaluation rows of one label: accuracy would score 0.90 for answering it always, which the note
+    says, naming the metrics that weigh the rare label; searched on Matthews correlation, nothing is said."""
+    import warnings
+
+    from autopeft.errors import DataWarning
+
+    rows = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t", quoting=csv.QUOTE_NONE, dtype=str)
+    rows[rows.label == "0"].head(90).pipe(lambda r: pd.concat([r, rows[rows.label == "1"].head(10)])).to_csv(
+        tmp_path / "skewed.csv", index=False)
+    rows.head(200).to_csv(tmp_path / "train.csv", index=False)
+    spec = tiny_spec(tmp_path, objectives=[{"name": metric}, {"name": "trainable_params"}])
+    spec["data"] = {"train": str(tmp_path / "train.csv"), "eval": str(tmp_path / "skewed.csv"),
+                    "text_columns": ["sentence"], "max_length": 64}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_metrics_fit(loaded, data)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    if metric == "matthews":
+        assert notes == [] and data.notes == []
+        return
+    assert notes == data.notes and len(notes) == 1
+    assert notes[0].startswith("objectives: 90% of the evaluation rows are '0', so accuracy scores 0.90 for always "
+                               "answering it") and "f1 (the positive class's F1) or matthews" in notes[0]

@@ -379,6 +379,29 @@ def _metrics(spec: SearchSpec):
                objective)
 
 
+# From this share of the evaluation labels on, accuracy mostly measures the label that dominates (fraud, rare-event
+# and many moderation sets), which the chance line then shows and the front can barely rise above.
+DOMINANT_LABEL_SHARE = 0.8
+
+
+def _note_a_dominant_label(spec: SearchSpec, data: TaskData) -> None:
+    """Note, kept with the search's data notes, that accuracy is the task metric where one label holds most of the
+    evaluation rows: always answering it scores that share, and the labels that matter to the user are the rare
+    ones, which F1 over the classes or Matthews correlation weigh."""
+    if spec.task_metric != "accuracy":
+        return
+    counts = np.bincount(data.eval.labels, minlength=len(data.label_names))
+    share = counts.max() / counts.sum()
+    if share < DOMINANT_LABEL_SHARE:
+        return
+    other = "f1 (the positive class's F1)" if len(data.label_names) == 2 else "macro_f1"
+    note = (f"objectives: {share:.0%} of the evaluation rows are {data.label_names[int(counts.argmax())]!r}, so "
+            f"accuracy scores {share:.2f} for always answering it and rewards little else; {other} or matthews "
+            f"(Matthews correlation) as the first objective weigh the rarer labels")
+    warnings.warn(DataWarning(note), stacklevel=3)
+    data.notes.append(note)
+
+
 def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
     """Refuse objectives and constraints the data cannot report, before a search is created: ``f1`` (the
     positive class's F1) exists for two labels only; instruction records without gold answers report
@@ -403,6 +426,8 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                            f"the records have no {spec.data.answer_column!r} column (data.answer_column); add the "
                            f"answers, or search on eval_loss (the gold responses' token loss)")
                 raise UserError(f"{field}.name: {objective.name!r} reads each record's gold answer, and {lacking}")
+    if data.task == CLASSIFICATION:
+        _note_a_dominant_label(spec, data)
     if data.task != CLASSIFICATION or len(data.label_names) == 2:
         return
     for field, objective in _metrics(spec):
