@@ -483,8 +483,9 @@ class Search:
 
     @property
     def data_notes(self) -> list[str]:
-        """What reading the data left out or cut when the search started (or last resumed), as its notes said it:
-        training records that would train nothing, empty texts, texts longer than ``data.max_length``."""
+        """What reading the data noted when the search started (or last resumed), as its notes said it: training
+        records that would train nothing, empty texts, texts longer than ``data.max_length``, a label that holds
+        most evaluation rows where accuracy is the metric."""
         from autopeft.store.storage import DATA_NOTES
 
         return list(self.study.user_attrs.get(DATA_NOTES, []))

@@ -110,7 +110,7 @@ class Search:
     elapsed_s: float | None
     started: pd.Timestamp | None
     probe: dict[str, Any] | None = None  # the learnability probe's decision (autopeft/search/probe.py), if it ran
-    data_notes: list[str] = field(default_factory=list)  # what reading the data left out or cut (storage.DATA_NOTES)
+    data_notes: list[str] = field(default_factory=list)  # what reading the data noted (storage.DATA_NOTES)
 
 
 def _controller_state(attrs: dict[str, Any]) -> str:

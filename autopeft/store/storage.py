@@ -69,7 +69,7 @@ CHANCE = "chance"  # the task metrics of the constant prediction on the eval set
 EVAL_ROWS = "eval_rows"  # with data.eval_size: the eval rows used (positions in the file), written by export
 EVAL_TARGETS = "eval_targets"  # the eval split's gold values, for the noise model (autopeft/store/predictions.py)
 UNTOUCHED = "untouched"  # a decoder's base model evaluated as loaded: {"metrics", "predictions", "tokens"}
-DATA_NOTES = "data_notes"  # what reading the data left out or cut, as the notes said it when the search started
+DATA_NOTES = "data_notes"  # what reading the data noted (left out, cut, ...) when the search started
 JOINED = "controller."  # prefix of the study attributes naming the controllers that joined a running search
 
 SQLITE_BUSY_TIMEOUT_S = 60

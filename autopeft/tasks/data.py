@@ -96,8 +96,9 @@ class TaskData:
     # causal-lm: whether the gold responses state their answer ("the answer is (D)" after a rationale), so that a
     # response's statement is read before any earlier form of an answer (workers/generation.py, AnswerReading)
     answers_stated: bool = False
-    # What reading the data left out or cut (each DataWarning's text): stored with the search and shown where it is
-    # read, since a search launched from the dashboard or the service has no terminal to print them on
+    # What reading the data noted (each DataWarning's text: rows left out, texts cut, a dominant label): stored with
+    # the search and shown where it is read, since a search launched from the dashboard or the service has no
+    # terminal to print them on
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def for_model(self, model) -> TaskData:
