@@ -172,6 +172,21 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     assert status == 200
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert "second/summary.md" in names and any(n.endswith("adapter_config.json") for n in names)
+    # A trial tried on new texts over HTTP: the same labels as from Python; the token is needed (a model is run)
+    texts = ["a gripping , funny and moving film", "flat , dull and far too long"]
+    asked = {"trial": "knee", "texts": texts, "probabilities": True, "include_chance": True}
+    assert service.call("POST", "/api/searches/second/predict", asked, token=None)[0] == 401
+    status, predicted = service.call("POST", "/api/searches/second/predict", asked)
+    assert status == 200, predicted
+    import autopeft
+
+    expected = autopeft.load_search("second", storage=service.storage).predict(predicted["trial"], texts,
+                                                                                   probabilities=True)
+    assert predicted["labels"] == list(expected.columns) and predicted["predictions"] == list(expected.idxmax(axis=1))
+    status, again = service.call("POST", "/api/searches/second/predict", {"trial": predicted["trial"], "texts": texts})
+    assert status == 200 and again["predictions"] == predicted["predictions"]
+    status, refused = service.call("POST", "/api/searches/second/predict", {"trial": predicted["trial"], "texts": "x"})
+    assert status == 400 and '"texts", a list of texts' in refused["error"]
     status, trials = service.call("GET", "/api/searches/second/trials")
     assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
     assert trials["data_notes"] == []  # the bundled sentences fit max_length whole

@@ -42,9 +42,11 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         offered = offered or request.query_params.get("token", "")
         return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
 
-    def endpoint(action: Callable[..., Any], write: bool = False) -> Callable:
+    def endpoint(action: Callable[..., Any], write: bool = False, token_needed: bool = False) -> Callable:
+        """``write``: changes something (the token, 201); ``token_needed``: reads, but costly enough (a model
+        loaded and run) that only the token's holders may ask (200)."""
         async def handle(request: Request) -> Response:
-            if not authorised(request, write):
+            if not authorised(request, write or token_needed):
                 return JSONResponse({"error": "a valid token is needed: Authorization: Bearer TOKEN (printed "
                                               "when the service started)"}, status_code=401)
             body = await _json_body(request) if request.method == "POST" else {}
@@ -91,6 +93,42 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         return Response(archive, media_type="application/zip",
                         headers={"content-disposition": f'attachment; filename="{name}-export.zip"'})
 
+    tried: dict[str, Any] = {}  # the search last asked to predict, its trial's model kept for the next request
+
+    def predict(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        """A trial on new inputs, as ``autopeft predict`` runs it: ``trial`` (a number or a pick), and ``texts``
+        (a classifier's or regressor's; a pair as a list of two texts) or a decoder's ``prompts``."""
+        from autopeft.api import load_search
+
+        name = name_of(request)
+        kept = tried.get(name)
+        search = kept.refresh() if kept is not None else load_search(name, storage=jobs.config.storage_url)
+        tried.clear()
+        tried[name] = search
+        trial = body.get("trial", "knee")
+        if not isinstance(trial, int | str) or isinstance(trial, bool):
+            raise UserError('body: "trial" is a trial number or a pick such as "knee"')
+        number = trial if isinstance(trial, int) else (
+            int(trial) if trial.isdigit() else
+            search.pick(trial, include_chance=body.get("include_chance") is True)[0].number)
+        if search.spec.model.task == "causal-lm":
+            prompts = body.get("prompts")
+            if prompts is None:
+                raise UserError('body: give "prompts" (instructions, messages or texts, as the search\'s records '
+                                'were read); a decoder answers with text')
+            return {"trial": number, "responses": search.generate(
+                number, prompts, max_new_tokens=_int(body, "max_new_tokens") or 128)}
+        texts = body.get("texts")
+        if not isinstance(texts, list):
+            raise UserError('body: give "texts", a list of texts (a pair as a list of two texts)')
+        rows = [tuple(t) if isinstance(t, list) else t for t in texts]  # JSON has no tuples: a pair is a list
+        probabilities = body.get("probabilities") is True
+        predicted = search.predict(number, rows, probabilities=probabilities)
+        if probabilities:
+            return {"trial": number, "labels": list(predicted.columns),
+                    "predictions": list(predicted.idxmax(axis=1)), "probabilities": predicted.to_numpy().tolist()}
+        return {"trial": number, "predictions": predicted}
+
     def trials(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         from autopeft.api import load_search
 
@@ -107,6 +145,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
               methods=["DELETE"]),
         Route("/api/searches/{name}/trials", endpoint(trials), methods=["GET"]),
         Route("/api/searches/{name}/export.zip", endpoint(export_zip), methods=["GET"]),
+        Route("/api/searches/{name}/predict", endpoint(predict, token_needed=True), methods=["POST"]),
         Route("/api/searches/{name}/stop", endpoint(
             lambda r, b: {"stopped": [job.to_json() for job in jobs.stop(name_of(r))]}, write=True), methods=["POST"]),
         Route("/api/searches/{name}/resume", endpoint(
