@@ -30,13 +30,23 @@ def load_trial_model(spec: SearchSpec, labels: list[str], adapter_dir: str | Non
     ``labels``: the head's, as the search stored them). ``Search.load_model`` and the dashboard's trial page."""
     from pathlib import Path
 
+    import transformers
+
     from autopeft.loading import load_adapter
     from autopeft.models.base import load_base_model
 
     if not adapter_dir or not Path(adapter_dir).is_dir():
         raise UserError(f"trial {number}: no saved adapter here (a completed trial has one, in the folder its "
                         f"worker wrote: {adapter_dir or 'none recorded'})")
-    return load_adapter(load_base_model(spec.model, labels), adapter_dir)
+    # transformers would say the new head is untrained and should be trained ("You should probably TRAIN this
+    # model"): its trained weights come from the adapter folder the next line loads
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        base = load_base_model(spec.model, labels)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return load_adapter(base, adapter_dir)
 
 
 def _one_row(value: Any, columns: list[str], where: str) -> list[str] | None:
