@@ -94,6 +94,17 @@ def test_pick_export_and_load_from_python(dataset_search, tmp_path):
     assert model.config.id2label == dict(enumerate(CLASSES))
     with pytest.raises(UserError, match="pick 'best'"):
         search.pick("best")
+    # The README's own lines, run as written on the evaluation rows' texts, give the predictions stored with the trial
+    from autopeft.store.predictions import decode
+
+    blocks = (exported[0] / "README.md").read_text().split("```python\n")
+    scope: dict = {}
+    exec(blocks[1].split("```")[0].replace('"path/to/this/folder"', repr(str(exported[0]))), scope)
+    texts = _rows(120, offset=2000)["sentence"].tolist()
+    printed = []
+    scope["print"] = printed.append
+    exec(blocks[2].split("```")[0].replace('texts = ["Your text", "Another text"]', f"texts = {texts!r}"), scope)
+    assert printed == [[CLASSES[i] for i in decode(chosen[0].predictions)]]
 
 
 def test_predict_reads_new_texts_as_the_search_read_its_evaluation_rows(dataset_search):

@@ -374,6 +374,8 @@ def test_a_decoder_without_a_pad_token_classifies_and_exports_its_padding(tmp_pa
     of more than one row ("Cannot handle batch sizes > 1 if no padding token is defined"): every trial failed.
     Batches are now padded with the end-of-sequence token, the head is told so, and the export's loading line
     passes the same ``pad_token_id``."""
+    import json
+
     import pandas as pd
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -400,3 +402,20 @@ def test_a_decoder_without_a_pad_token_classifies_and_exports_its_padding(tmp_pa
     assert (search.trials_dataframe()["state"] == "COMPLETE").all()
     exported = search.export(tmp_path / "out", include_chance=True)
     assert f"pad_token_id={tokenizer.eos_token_id}" in (exported[0] / "README.md").read_text()
+    # The README's reading lines (padding with the end-of-sequence token, on the right), run as written on the
+    # evaluated rows, give the predictions stored with the trial
+    from autopeft.store.predictions import decode
+
+    record = next(r for r in search.records if r.number == int(exported[0].name.removeprefix("trial-")))
+    blocks = (exported[0] / "README.md").read_text().split("```python\n")
+    assert "tokenizer.pad_token = tokenizer.eos_token" in blocks[2]
+    scope: dict = {}
+    exec(blocks[1].split("```")[0].replace('"path/to/this/folder"', repr(str(exported[0]))), scope)
+    rows = json.loads((exported[0] / "eval_rows.json").read_text())["rows"]
+    dev = pd.read_csv(DEMO_DATA / "dev.tsv", sep="\t", quoting=3)["sentence"]
+    printed = []
+    scope["print"] = printed.append
+    exec(blocks[2].split("```")[0].replace('texts = ["Your text", "Another text"]',
+                                           f"texts = {dev.iloc[rows].tolist()!r}"), scope)
+    labels = search.study.user_attrs["labels"]
+    assert printed == [[labels[i] for i in decode(record.predictions)]]

@@ -58,6 +58,24 @@ _MERGED = """
 `merged/` holds the base with this adapter folded into its weights: a plain transformers model
 (`{model_class}.from_pretrained("merged")`{pooled}).
 """
+_READ_AS_EVALUATED = """
+Texts are read as the search read its evaluation rows: its tokenizer, cut at `max_length` {max_length}{pairs},
+padded on the right{padded}; the head's outputs are {outputs}:
+
+```python
+import torch
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+tokenizer.padding_side = "right"{pad_line}
+{inputs}
+batch = tokenizer({arguments}, truncation=True, max_length={max_length}, padding=True, return_tensors="pt")
+model.eval()
+with torch.no_grad():
+    outputs = model(**batch).logits
+{reading}
+```
+"""
 _BATCHED_PROMPT_GENERATION = """
 Generating in batches: peft's `generate` ignores position ids for prompt tuning, so a left-padded prompt is read at
 positions shifted by its padding, and its answer can differ from the one recorded. The recorded answers were
@@ -172,6 +190,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
         extra += generation_note(spec.model.task, method.name)
         if spec.model.task == "causal-lm":
             extra += prompting_note(spec)
+        else:
+            extra += reading_note(spec, labels or _UNKNOWN_LABELS, padding)
         model_class = TASK_MODEL_CLASSES[spec.model.task].__name__
         mean_pooled = read_pooling(target) == "mean"
         if mean_pooled:
@@ -212,6 +232,29 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     warning = at_chance_message(noise, [row["trial"] for row in rows], spec.task_metric)
     _write_summary(out_dir, rows, spec, warning)
     return exported
+
+
+def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> str:
+    """A classifier's or regressor's adapter gives the measured outputs only on texts read as the search read them
+    (the same tokenization, cut and padding: autopeft/tasks/data.py, workers/training.py): the README gives the
+    lines, runnable after its loading lines (``Search.predict`` does the same from Python)."""
+    columns = list(spec.data.text_columns or [])
+    pairs = len(columns) == 2
+    classes = spec.model.task == CLASSIFICATION
+    return _READ_AS_EVALUATED.format(
+        max_length=spec.data.max_length, base=spec.model.name_or_path,
+        remote=", trust_remote_code=True" if spec.model.trust_remote_code else "",
+        pairs=f", a pair ({' and '.join(columns)}) as the tokenizer joins two texts" if pairs else "",
+        padded=" with the end-of-sequence token, as the trials' head was told" if padding is not None else "",
+        pad_line="\ntokenizer.pad_token = tokenizer.eos_token  # the model defines no padding token" if padding is not
+        None else "",
+        inputs=(f'firsts, seconds = ["Your first text"], ["Its second text"]  # as {columns[0]!r}, {columns[1]!r}'
+                if pairs else 'texts = ["Your text", "Another text"]'),
+        arguments="firsts, seconds" if pairs else "texts",
+        outputs="each label's score, in head order" if classes else "the predicted number",
+        reading=(f"LABELS = {[str(label) for label in labels]!r}  # head order (config.yaml: labels)\n"
+                 "print([LABELS[i] for i in outputs.argmax(-1).tolist()])" if classes else
+                 "print(outputs[:, 0].tolist())"))
 
 
 def prompting_note(spec: SearchSpec) -> str:
