@@ -447,7 +447,7 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         frame = pd.DataFrame({"input": list(texts)})
         inputs = list(texts)
     else:
-        frame = read_table(file, "file")
+        frame = read_table(file, "file", named="--file")
         columns = list(frame.columns)
         inputs = prompts_from_records(spec, frame, f"--file {file}") if decoder else frame
     if decoder:

@@ -151,8 +151,10 @@ def test_the_predict_command_gives_the_same_labels_to_a_table_a_file_and_texts(d
     table = pd.read_json(written, lines=True)
     assert list(table.columns) == ["id", "sentence", "prediction", *(f"p({c})" for c in CLASSES)]
     assert list(table["prediction"]) == expected and table[["p(sad)", "p(happy)"]].sum(axis=1).round(6).eq(1).all()
+    (tmp_path / "p.txt").write_text("not a table\n")
     for args, message in (((), "give TEXTS or --file"), (("x", "--out", "p.xlsx"), "--out p.xlsx: write one of"),
-                          (("--file", str(inputs), "--probabilities", "--out", str(tmp_path / "p.txt")), "--out")):
+                          (("--file", str(inputs), "--probabilities", "--out", str(tmp_path / "p.txt")), "--out"),
+                          (("--file", str(tmp_path / "p.txt"),), "error: --file: cannot read")):
         code, _, err = run_cli(capsys, "predict", search.name, str(record.number), *args, "--storage",
                                search.storage_url)
         assert code == 2 and message in err, err

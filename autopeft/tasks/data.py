@@ -125,16 +125,18 @@ class TaskData:
         return num_labels(self.task, self.label_names)
 
 
-def read_table(path: str, field: str, header: bool = True) -> pd.DataFrame:
+def read_table(path: str, field: str, header: bool = True, named: str | None = None) -> pd.DataFrame:
     """The file's rows with positions 0, 1, ... as the index and text column names ("0", "1", ... without a header
-    line), so that row numbers in errors and in ``TaskData.eval_rows`` are positions in the file."""
+    line), so that row numbers in errors and in ``TaskData.eval_rows`` are positions in the file. Errors name the
+    spec's ``data.{field}``, or ``named`` (a command's option) where the file did not come from the spec."""
+    where = named or f"data.{field}"
     reader = _READERS.get(Path(path).suffix.lower())
     if reader is None:
-        raise UserError(f"data.{field}: cannot read {path}; use one of {', '.join(_READERS)}")
+        raise UserError(f"{where}: cannot read {path}; use one of {', '.join(_READERS)}")
     try:
         frame = reader(path, header)
     except Exception as exc:  # pandas raises many kinds; the user needs the file and the cause
-        raise UserError(f"data.{field}: cannot read {path}: {exc}") from None
+        raise UserError(f"{where}: cannot read {path}: {exc}") from None
     return _positional(frame)
 
 
