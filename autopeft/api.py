@@ -659,12 +659,13 @@ class Search:
         return self._loaded[1], self._loaded[2]
 
     def _repr_html_(self) -> str:
-        """The front as a table in Jupyter."""
+        """The front as a table in Jupyter, and below it the data notes (a search loaded later printed none)."""
         front = self.front_dataframe()
         columns = [*self.spec.objective_names, "above_chance", "configuration"]
+        notes = "".join(f"<p><i>Data note:</i> {html.escape(note)}</p>" for note in self.data_notes)
         if front.empty:
             from autopeft.results.views import why_no_front
 
-            return f"<p><b>{self.name}</b>: no front point — {html.escape(why_no_front(self.study))}</p>"
+            return f"<p><b>{self.name}</b>: no front point — {html.escape(why_no_front(self.study))}</p>{notes}"
         table = front[[c for c in columns if c in front.columns]].to_html()
-        return f"<p><b>{self.name}</b>: {self!r}</p>{table}"
+        return f"<p><b>{self.name}</b>: {self!r}</p>{table}{notes}"

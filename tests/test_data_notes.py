@@ -33,7 +33,9 @@ def cut_search(tmp_path_factory):
 def test_the_note_is_issued_and_kept_with_the_search(cut_search):
     search, issued = cut_search
     assert len(issued) == 1 and issued[0].startswith(NOTE)  # still a warning, as before it was kept
-    assert autopeft.load_search("cut", storage=search.storage_url).data_notes == issued
+    loaded = autopeft.load_search("cut", storage=search.storage_url)
+    assert loaded.data_notes == issued
+    assert f"<i>Data note:</i> {issued[0][:40]}" in loaded._repr_html_()  # shown under the front in Jupyter
 
 
 def test_search_show_prints_it_and_its_json_holds_it(cut_search, capsys):
@@ -62,6 +64,7 @@ def test_a_search_whose_data_reads_whole_has_no_note(tmp_path, capsys):
     code, _, err = run_cli(capsys, "search", "run", str(write_spec(tmp_path, spec)), "--name", "whole",
                            "--executor", "local")
     assert code == 0, err
-    assert autopeft.load_search("whole", storage=spec["storage"]).data_notes == []
+    whole = autopeft.load_search("whole", storage=spec["storage"])
+    assert whole.data_notes == [] and "Data note" not in whole._repr_html_()
     code, out, _ = run_cli(capsys, "search", "show", "whole", "--storage", spec["storage"])
     assert "data note" not in out
