@@ -119,7 +119,7 @@ def predict_rows(model: nn.Module, tokenizer, spec: SearchSpec, rows: list[list[
 
     columns = list(spec.data.text_columns or [])
     frame = pd.DataFrame(rows, columns=columns)
-    split = tokenize_texts(frame, spec.data, tokenizer, np.zeros(len(frame), dtype=np.int64))
+    split, _ = tokenize_texts(frame, spec.data, tokenizer, np.zeros(len(frame), dtype=np.int64))
     with torch.inference_mode():
         return predict_logits(model, split, batch_size=spec.training.eval_batch_size, pad_id=padding_id(tokenizer),
                               device=next(model.parameters()).device)  # where the caller put the model

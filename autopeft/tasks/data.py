@@ -440,17 +440,32 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                             f"macro_f1 (the mean F1 over all labels)")
 
 
-def tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer, labels: np.ndarray) -> TokenizedSplit:
-    """Single texts or text pairs (``data.text_columns``), with one label or target per example (also how
-    ``Search.predict`` reads new texts: autopeft/results/predict.py)."""
+def tokenize_texts(frame: pd.DataFrame, data: DataSpec, tokenizer,
+                   labels: np.ndarray) -> tuple[TokenizedSplit, np.ndarray]:
+    """Single texts or text pairs (``data.text_columns``), with one label or target per example, cut at
+    ``data.max_length`` as the tokenizer cuts them; and each example's length uncut (for the note on cut texts).
+    One pass uncut, then only the examples longer than ``max_length`` encoded again with the cut: for one that
+    fits, the cut changes nothing. Also how ``Search.predict`` reads new texts (autopeft/results/predict.py)."""
     texts = [frame[c].astype(str).tolist() for c in data.text_columns]
-    encoded = tokenizer(*texts, truncation=True, max_length=data.max_length)
-    types = encoded.get("token_type_ids")
-    return TokenizedSplit(
-        input_ids=[np.asarray(x, dtype=np.int32) for x in encoded["input_ids"]],
+    # verbose=False: the tokenizer's own warning about sequences beyond the model's length is the note's job
+    encoded = tokenizer(*texts, truncation=False, verbose=False)
+    ids, types = list(encoded["input_ids"]), encoded.get("token_type_ids")
+    types = None if types is None else list(types)
+    lengths = np.asarray([len(row) for row in ids], dtype=np.int64)
+    longer = np.flatnonzero(lengths > data.max_length)
+    if len(longer):
+        cut = tokenizer(*[[column[i] for i in longer] for column in texts], truncation=True,
+                        max_length=data.max_length)
+        for position, row in enumerate(longer):
+            ids[row] = cut["input_ids"][position]
+            if types is not None:
+                types[row] = cut["token_type_ids"][position]
+    split = TokenizedSplit(
+        input_ids=[np.asarray(x, dtype=np.int32) for x in ids],
         token_type_ids=None if types is None else [np.asarray(x, dtype=np.int8) for x in types],
         labels=labels,
     )
+    return split, lengths
 
 
 def _label_texts(labels: pd.Series) -> pd.Series:
@@ -526,20 +541,13 @@ def positive_index(label_names: list[str], chosen: str | None) -> int | None:
 CUT_SHARE_NOTED = 0.05
 
 
-def _note_cut_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> None:
-    """Name the share of examples longer than ``data.max_length``. The tokenizer cuts them silently, and where many
-    are cut, what decides a label may be cut away with them (BoolQ's question-and-passage pairs for MiniLM: 48% are
-    longer than 128 tokens), so a search would measure the cut task, not the user's."""
-    longer, total, lengths = [], 0, []
-    for frame, field in ((train, "training"), (evaluation, "evaluation")):
-        texts = [frame[c].astype(str).tolist() for c in data.text_columns]
-        # verbose=False: the tokenizer's own warning about sequences beyond the model's length is this note's job
-        counted = np.asarray([len(ids) for ids in tokenizer(*texts, truncation=False, verbose=False)["input_ids"]])
-        lengths.append(counted)
-        total += len(counted)
-        longer.append(f"{int((counted > data.max_length).sum()):,} of {len(counted):,} {field}")
-    every = np.concatenate(lengths)
-    cut = int((every > data.max_length).sum())
+def _note_cut_texts(train_lengths: np.ndarray, eval_lengths: np.ndarray, data: DataSpec, tokenizer) -> None:
+    """Name the share of examples longer than ``data.max_length`` (their uncut lengths: ``tokenize_texts``). The
+    tokenizer cuts them silently, and where many are cut, what decides a label may be cut away with them (BoolQ's
+    question-and-passage pairs for MiniLM: 48% are longer than 128 tokens), so a search would measure the cut task,
+    not the user's."""
+    every = np.concatenate([train_lengths, eval_lengths])
+    cut, total = int((every > data.max_length).sum()), len(every)
     if cut < CUT_SHARE_NOTED * total:
         return
     # keeps 95% whole: an observed length ("higher"), so that a few examples cannot average it below the cut
@@ -551,21 +559,24 @@ def _note_cut_texts(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpe
     else:
         advice = f"max_length: {rounded} keeps 95% whole"
     warnings.warn(DataWarning(
-        f"data.max_length: {' and '.join(longer)} examples ({cut / total:.0%}) are longer than {data.max_length} "
-        f"tokens and are cut to it (median {int(np.median(every))}, longest {int(every.max())}); what decides a "
+        f"data.max_length: {int((train_lengths > data.max_length).sum()):,} of {len(train_lengths):,} training "
+        f"and {int((eval_lengths > data.max_length).sum()):,} of {len(eval_lengths):,} evaluation examples "
+        f"({cut / total:.0%}) are longer than {data.max_length} tokens"
+        f" and are cut to it (median {int(np.median(every))}, longest {int(every.max())}); what decides a "
         f"label may be in the part cut away. {advice} (time and memory grow with it)"), stacklevel=4)
 
 
 def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
                     label_names: list[str], positive: int | None) -> TaskData:
-    _note_cut_texts(train, evaluation, data, tokenizer)
     label_index = {name: i for i, name in enumerate(label_names)}
 
-    def tokenize(frame: pd.DataFrame) -> TokenizedSplit:
+    def tokenize(frame: pd.DataFrame) -> tuple[TokenizedSplit, np.ndarray]:
         labels = np.asarray([label_index[v] for v in frame[data.label_column]], dtype=np.int64)
         return tokenize_texts(frame, data, tokenizer, labels)
 
-    return TaskData(train=tokenize(train), eval=tokenize(evaluation), label_names=label_names, task=CLASSIFICATION,
+    (train_split, train_lengths), (eval_split, eval_lengths) = tokenize(train), tokenize(evaluation)
+    _note_cut_texts(train_lengths, eval_lengths, data, tokenizer)
+    return TaskData(train=train_split, eval=eval_split, label_names=label_names, task=CLASSIFICATION,
                     positive_index=positive)
 
 
@@ -589,10 +600,10 @@ def _regression(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, t
     train_targets = _targets(train, data, "train")
     if np.ptp(train_targets) == 0:
         raise UserError(f"data.label_column: every training target is {train_targets[0]:g}; nothing to learn")
-    _note_cut_texts(train, evaluation, data, tokenizer)
-    return TaskData(train=tokenize_texts(train, data, tokenizer, train_targets),
-                    eval=tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval")),
-                    label_names=[], task="sequence-regression")
+    train_split, train_lengths = tokenize_texts(train, data, tokenizer, train_targets)
+    eval_split, eval_lengths = tokenize_texts(evaluation, data, tokenizer, _targets(evaluation, data, "eval"))
+    _note_cut_texts(train_lengths, eval_lengths, data, tokenizer)
+    return TaskData(train=train_split, eval=eval_split, label_names=[], task="sequence-regression")
 
 
 # LLM-Adapters' prompt (Alpaca's), so adapters trained here are evaluated the way that benchmark evaluates them.
