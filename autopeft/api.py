@@ -648,6 +648,13 @@ class Search:
         return as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
                               single)
 
+    def trial_number(self, trial: int | str | TrialRecord, *, include_chance: bool = False) -> int:
+        """A trial named as a user names it: its number (also as text, from a command line or a request), a
+        record, or a pick (``"knee"``, ``"max:accuracy"``, ...: the first point it chooses, as :meth:`pick`)."""
+        if isinstance(trial, str):
+            return int(trial) if trial.isdigit() else self.pick(trial, include_chance=include_chance)[0].number
+        return trial if isinstance(trial, int) else trial.number
+
     def _trial_model(self, trial: int | TrialRecord) -> tuple[nn.Module, Any]:
         """``trial``'s model and the search's tokenizer, loaded once and kept until another trial is asked."""
         from autopeft.models.base import load_tokenizer

@@ -437,7 +437,7 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         raise UserError(f"--out {out}: write one of {', '.join(_WRITERS)}")
     found = load_search(name, storage=storage)
     spec = found.spec
-    number = int(trial) if trial.isdigit() else found.pick(trial, include_chance=include_chance)[0].number
+    number = found.trial_number(trial, include_chance=include_chance)
     decoder = spec.model.task == "causal-lm"
     if file is None:
         columns = ["input"]

@@ -105,12 +105,12 @@ def label_names(url: str, name: str) -> list[str]:
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
-def trial_model(url: str, name: str, number: int, adapter_dir: str):
+def trial_model(url: str, name: str, number: int, adapter_dir: str, _spec: SearchSpec):
     """A trial's model and the search's tokenizer for the trial page's "Try it", one at a time: a model is loaded
-    when a visitor first runs it (a decoder takes seconds) and kept while the same trial is tried again."""
+    when a visitor first runs it (a decoder takes seconds) and kept while the same trial is tried again. ``_spec``
+    (the page's, not part of the key: the search's name stands for it) is left unhashed."""
     from autopeft.models.base import load_tokenizer
     from autopeft.results.predict import load_trial_model
 
-    _, spec = data.load_trials(url, name)
-    return load_trial_model(spec, data.label_names(url, name), adapter_dir, number), load_tokenizer(spec.model)
+    return load_trial_model(_spec, label_names(url, name), adapter_dir, number), load_tokenizer(_spec.model)
 

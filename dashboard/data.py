@@ -288,9 +288,7 @@ def chance_metrics(url: str, name: str) -> dict[str, float]:
 
 def label_names(url: str, name: str) -> list[str]:
     """The head's labels in order, as the search stored them (empty for regression and decoders)."""
-    found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-                        "WHERE s.study_name = :name AND a.key = :key", name=name, key=storage.LABELS)
-    stored = _json(found[0][0]) if found else None
+    stored = _study_attr(url, name, storage.LABELS)
     return [str(label) for label in stored] if isinstance(stored, list) else []
 
 
@@ -300,11 +298,16 @@ def untouched_metrics(url: str, name: str) -> dict[str, float]:
     return _stored_metrics(url, name, storage.UNTOUCHED)
 
 
-def _stored_metrics(url: str, name: str, key: str) -> dict[str, float]:
-    """The ``metrics`` of the study attribute ``key`` (a reference level the front is drawn against)."""
+def _study_attr(url: str, name: str, key: str) -> Any:
+    """The study attribute ``key`` of search ``name``, or None."""
     found = _query(url, "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
                         "WHERE s.study_name = :name AND a.key = :key", name=name, key=key)
-    stored = _json(found[0][0]) if found else None
+    return _json(found[0][0]) if found else None
+
+
+def _stored_metrics(url: str, name: str, key: str) -> dict[str, float]:
+    """The ``metrics`` of the study attribute ``key`` (a reference level the front is drawn against)."""
+    stored = _study_attr(url, name, key)
     return dict(stored.get("metrics", {})) if isinstance(stored, dict) else {}
 
 

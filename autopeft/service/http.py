@@ -108,9 +108,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         trial = body.get("trial", "knee")
         if not isinstance(trial, int | str) or isinstance(trial, bool):
             raise UserError('body: "trial" is a trial number or a pick such as "knee"')
-        number = trial if isinstance(trial, int) else (
-            int(trial) if trial.isdigit() else
-            search.pick(trial, include_chance=body.get("include_chance") is True)[0].number)
+        number = search.trial_number(trial, include_chance=body.get("include_chance") is True)
         if search.spec.model.task == "causal-lm":
             prompts = body.get("prompts")
             if prompts is None:

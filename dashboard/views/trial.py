@@ -92,7 +92,7 @@ def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
         return
     try:
         with st.spinner("loading the trial's model and running it"):
-            model, tokenizer = cache.trial_model(ctx.url, ctx.search, number, adapter_dir)
+            model, tokenizer = cache.trial_model(ctx.url, ctx.search, number, adapter_dir, spec)
             if decoder:
                 prompts, _ = responses.checked_prompts(spec, inputs, 128)
                 st.text(responses.respond(model, tokenizer, prompts, responses.prompt_form(spec), 128)[0])
