@@ -97,6 +97,31 @@ def test_lora_on_every_role_of_a_family(family, tmp_path):
     assert torch.equal(reloaded, trained)
 
 
+@pytest.mark.parametrize("config", [
+    {"method": "lora", "lora": {"r": 2, "target_modules": ["query", "ffn_up", "ffn_down"]}},
+    {"method": "dora", "dora": {"r": 2, "target_modules": ["value", "attention_output"]}},
+    {"method": "adalora", "adalora": {"init_r": 4, "target_r": 2, "target_modules": ["query"]}},
+    {"method": "vera", "vera": {"r": 8, "target_modules": ["ffn_up"]}},
+    {"method": "ia3", "ia3": {"target_modules": ["key", "ffn_down"]}},
+], ids=lambda config: config["method"])
+def test_gpt2_style_conv1d_is_adapted_without_peft_correcting_it(config, tmp_path):
+    """GPT-2 stores its projections as Conv1D (the weight transposed). peft corrects a config that does not say
+    so, with a warning at every build — the controller's cost counts and every worker printed them all through a
+    search. The config says so itself, the warning is gone, and the saved adapter reloads to the trained logits."""
+    import json
+    import warnings
+
+    torch.manual_seed(0)
+    base = hf.GPT2ForSequenceClassification(hf.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=2,
+                                                          num_labels=2, pad_token_id=0)).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*fan_in_fan_out.*")
+        losses, trained, reloaded = _train_save_reload(base, config, tmp_path)
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["fan_in_fan_out"] is True
+    assert min(losses[6:]) < losses[0], losses
+    assert torch.allclose(reloaded, trained, atol=1e-6)
+
+
 def test_an_inferred_layout_names_the_blocks_own_modules():
     stablelm, starcoder2 = _tiny("stablelm"), _tiny("starcoder2")
     assert "stablelm" not in ROLE_MODULES and "starcoder2" not in ROLE_MODULES

@@ -170,7 +170,9 @@ class PeftBacked(Method):
     def build(self, model: nn.Module, config: dict[str, Any]) -> nn.Module:
         from peft import get_peft_model
 
-        return get_peft_model(model, self.peft_config(model, config))
+        from autopeft.methods.placement import with_weight_layout
+
+        return get_peft_model(model, with_weight_layout(model, self.peft_config(model, config)))
 
     def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
         model.save_pretrained(str(directory))

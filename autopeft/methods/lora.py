@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autopeft.methods.base import PeftBacked, folder_bytes
-from autopeft.methods.placement import chosen_layers, peft_task_fields
+from autopeft.methods.placement import chosen_layers, peft_task_fields, with_weight_layout
 from autopeft.methods.registry import register
 from autopeft.models.architectures import resolve_targets
 
@@ -110,7 +110,7 @@ class Lora(PeftBacked):
                          batches: list[dict[str, Any]]) -> nn.Module:
         if config.get(self.name, {}).get("init") != "corda":
             return super().build_calibrated(model, config, batches)
-        lora_config = self.peft_config(model, config, calibrated=True)
+        lora_config = with_weight_layout(model, self.peft_config(model, config, calibrated=True))
         model.eval()  # the covariances are of the model as it infers: no dropout noise
 
         def run_model() -> None:  # peft's CorDA hooks read one example per forward, unpadded

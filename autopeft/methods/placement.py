@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from torch import nn
@@ -33,6 +34,27 @@ def bottleneck_reduction(model: nn.Module, bottleneck: int) -> float:
     if bottleneck < 1:
         raise ValueError(f"bottleneck size must be at least 1 (got {bottleneck})")
     return model.config.hidden_size / bottleneck
+
+
+def with_weight_layout(model: nn.Module, peft_config):
+    """``peft_config`` with ``fan_in_fan_out`` set where its target modules are GPT-2-style ``Conv1D`` (a Linear
+    whose weight is stored transposed). peft sets it itself, but warns on every build, in the controller's cost
+    counts as in each worker; a GPT-2 search printed a screenful of them. Saved as set, so stock peft reloads
+    the adapter the same way."""
+    targets = getattr(peft_config, "target_modules", None)
+    if not hasattr(peft_config, "fan_in_fan_out") or peft_config.fan_in_fan_out or not targets:
+        return peft_config
+    if any(type(module).__name__ == "Conv1D" and _targeted(name, targets) for name, module in model.named_modules()):
+        peft_config.fan_in_fan_out = True
+    return peft_config
+
+
+def _targeted(name: str, targets: str | list[str] | set[str]) -> bool:
+    """peft's rule for ``target_modules``: one string is a regular expression over the whole module name; a list
+    names modules by their full name or its last parts."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == target or name.endswith("." + target) for target in targets)
 
 
 def peft_task_type(model: nn.Module) -> str:
