@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from autopeft.errors import AtChanceWarning, SpecError, UserError
-from autopeft.spec import SearchSpec, WarmStartSource, normalise_storage_url, parse_spec, read_spec_file, resolve_spec
+from autopeft.spec import (
+    DEFAULT_STORAGE,
+    STORAGE_VARIABLE,
+    SearchSpec,
+    WarmStartSource,
+    normalise_storage_url,
+    parse_spec,
+    read_spec_file,
+    resolve_spec,
+)
 from autopeft.store.run_folder import DATA_FOLDER, PASSED_ROWS_NOTE, run_folder
 
 if TYPE_CHECKING:
@@ -44,13 +53,12 @@ if TYPE_CHECKING:
     from autopeft.search.controller import Progress
     from autopeft.store.storage import TrialRecord
 
-DEFAULT_STORAGE = "sqlite:///autopeft.db"
 SpecLike = str | os.PathLike | Mapping[str, Any] | SearchSpec
 
 
 def default_storage() -> str:
     """The database searches are looked up in when none is named: $AUTOPEFT_STORAGE, else ./autopeft.db."""
-    return os.environ.get("AUTOPEFT_STORAGE", DEFAULT_STORAGE)
+    return os.environ.get(STORAGE_VARIABLE, DEFAULT_STORAGE)
 
 
 class SearchInterrupted(KeyboardInterrupt):

@@ -29,6 +29,9 @@ from autopeft.errors import SpecError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 from autopeft.spec_hints import missing_field, unknown_field
 
+DEFAULT_STORAGE = "sqlite:///autopeft.db"
+STORAGE_VARIABLE = "AUTOPEFT_STORAGE"  # the database every command uses when none is named
+
 # The source checkout; its examples/ are not part of an installed package (the service lists them where present).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Installed beside the code as a package of its own, so found the same way in a checkout and in site-packages.
@@ -393,7 +396,8 @@ class SearchSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     budget: BudgetSpec
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
-    storage: str = Field("sqlite:///autopeft.db", description="SQLAlchemy URL of the trial database.")
+    storage: str = Field(DEFAULT_STORAGE, description="SQLAlchemy URL of the trial database [default: "
+                         "$AUTOPEFT_STORAGE, else ./autopeft.db].")
     output_dir: PathText = Field("runs", description="Where trials' adapters are written.")
     seed: int = 0
     repeatable: bool = Field(
@@ -662,10 +666,14 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
                 problems.append(f"search_space: {found} is not valid YAML: {yaml_problem(exc)}")
 
     spec.output_dir = str((Path.cwd() / spec.output_dir).resolve())
+    if "storage" not in spec.model_fields_set and os.environ.get(STORAGE_VARIABLE):
+        # A spec that names no database goes where every other command looks when none is named: a user who
+        # exported the variable would otherwise run into ./autopeft.db and find nothing with `search show`.
+        spec.storage = os.environ[STORAGE_VARIABLE]
     spec.storage = normalise_storage_url(spec.storage)
-    for source in spec.warm_start:
-        if source.storage:
-            source.storage = normalise_storage_url(source.storage)
+    for earlier in spec.warm_start:
+        if earlier.storage:
+            earlier.storage = normalise_storage_url(earlier.storage)
     if spec.name is None:
         spec.name = Path(source).stem
     if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +117,29 @@ def test_valid_spec_resolves_paths_and_inlines_the_space(tmp_path):
     assert isinstance(spec.search_space, dict) and spec.search_space["name"] == "lora"
     assert spec.model.name_or_path.startswith("/")
     assert spec.objectives[1].resolved_direction == "minimize"
+
+
+def test_a_spec_without_a_name_takes_its_files_stem_with_or_without_a_warm_start(tmp_path):
+    """The warm-start sources were once read in a loop that reused the spec's source name, so a nameless spec
+    with `warm_start:` failed with a TypeError instead of taking its file's stem."""
+    spec = tiny_spec(tmp_path, warm_start=["earlier@sqlite:///earlier.db"])
+    del spec["name"]
+    loaded = load_spec(write_spec(tmp_path, spec, "nli-probe.yaml"))
+    assert loaded.name == "nli-probe"
+    assert loaded.warm_start[0].storage == f"sqlite:///{(Path.cwd() / 'earlier.db').resolve()}"
+
+
+def test_a_spec_naming_no_database_uses_the_one_every_command_uses(tmp_path, monkeypatch):
+    """`$AUTOPEFT_STORAGE` is where `search show`, `export` and the dashboard look when no --storage is given; a
+    spec that names no database runs there too, and one that names its own keeps it."""
+    spec = tiny_spec(tmp_path)
+    named = spec.pop("storage")
+    monkeypatch.setenv("AUTOPEFT_STORAGE", f"sqlite:///{tmp_path / 'shared.db'}")
+    assert load_spec(write_spec(tmp_path, spec, "a.yaml")).storage == f"sqlite:///{tmp_path / 'shared.db'}"
+    assert load_spec(write_spec(tmp_path, {**spec, "storage": named}, "b.yaml")).storage == named
+    monkeypatch.delenv("AUTOPEFT_STORAGE")
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(write_spec(tmp_path, spec, "c.yaml")).storage == f"sqlite:///{tmp_path / 'autopeft.db'}"
 
 
 def test_hub_names_are_accepted_without_a_local_folder(tmp_path):
