@@ -34,6 +34,10 @@ storage_option = click.option("--storage", default=None, metavar="URL",
 ray_address_option = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
                                   help="Run trials on this Ray cluster (host:6379) [default: $RAY_ADDRESS, else the "
                                        "spec's workers.ray_address, else a private local Ray].")
+# The servers read no spec: their jobs go to this cluster, or to one they start.
+job_cluster_option = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
+                                  help="Run the launched searches as jobs on this Ray cluster (host:6379) [default: "
+                                       "$RAY_ADDRESS, else a private local Ray].")
 # Options of the two servers, `autopeft dashboard` and `autopeft serve`.
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 root_option = click.option("--root", default="autopeft-service", envvar="AUTOPEFT_SERVICE_ROOT", show_default=True,
@@ -626,7 +630,7 @@ def dashboard_app() -> Path:
 @click.option("--allow-launch", is_flag=True, help="Let the page launch, stop and resume searches as Ray jobs "
               "(writes need the token; without this flag the dashboard only reads).")
 @root_option
-@ray_address_option
+@job_cluster_option
 @cpus_option
 def dashboard(storage: str | None, host: str, port: int, token: str | None, allow_launch: bool, root: str,
               ray_address: str | None, cpus: int | None) -> None:
@@ -705,7 +709,7 @@ def _interrupt(signum, frame) -> None:
 @token_option("AUTOPEFT_SERVICE_TOKEN", "The secret write requests carry (Authorization: Bearer TOKEN) [default: "
               "generated and printed].")
 @root_option
-@ray_address_option
+@job_cluster_option
 @cpus_option
 def serve(storage: str | None, host: str, port: int, token: str | None, root: str, ray_address: str | None,
           cpus: int | None) -> None:
