@@ -122,6 +122,16 @@ def test_gpt2_style_conv1d_is_adapted_without_peft_correcting_it(config, tmp_pat
     assert torch.allclose(reloaded, trained, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["loha", "lokr"])
+def test_a_method_peft_cannot_put_on_conv1d_is_refused_by_name(method):
+    """peft's LoHa and LoKr take no Conv1D; the refusal a rejected trial shows names the method and the ones that
+    can (peft's own named only the module class)."""
+    base = hf.GPT2ForSequenceClassification(hf.GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=2,
+                                                          num_labels=2, pad_token_id=0))
+    with pytest.raises(ValueError, match=rf"^{method}: .*cannot adapt GPT-2-style Conv1D .*lora, dora"):
+        get_method(method).build(base, {"method": method, method: {"r": 2, "target_modules": ["query"]}})
+
+
 def test_an_inferred_layout_names_the_blocks_own_modules():
     stablelm, starcoder2 = _tiny("stablelm"), _tiny("starcoder2")
     assert "stablelm" not in ROLE_MODULES and "starcoder2" not in ROLE_MODULES

@@ -10,7 +10,7 @@ from peft import LoHaConfig, LoKrConfig, PromptTuningConfig, VeraConfig
 from torch import nn
 
 from autopeft.methods.base import PeftBacked
-from autopeft.methods.placement import chosen_layers, peft_task_fields
+from autopeft.methods.placement import chosen_layers, conv1d_targets, peft_task_fields
 from autopeft.methods.registry import register
 from autopeft.models.architectures import num_layers, resolve_targets
 
@@ -29,9 +29,14 @@ class _LowRankProduct(PeftBacked):
     def peft_config(self, model: nn.Module, config: dict[str, Any]):
         options = config.get(self.name, {})
         rank = int(options.get("r", 8))
+        targets = _targets(model, config, options)
+        if conv1d_targets(model, targets):
+            # peft's own refusal names neither the method nor a way on; this is what a rejected trial shows.
+            raise ValueError(f"{self.name}: peft's {self.config_class.__name__.removesuffix('Config')} cannot adapt "
+                             f"GPT-2-style Conv1D projections ({model.config.model_type}); lora, dora, adalora, "
+                             "vera and ia3 can")
         return self.config_class(**peft_task_fields(model), r=rank,
-                                 alpha=rank * float(options.get("alpha_over_r", 2.0)),
-                                 target_modules=_targets(model, config, options))
+                                 alpha=rank * float(options.get("alpha_over_r", 2.0)), target_modules=targets)
 
 
 @register

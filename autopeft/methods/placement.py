@@ -44,9 +44,15 @@ def with_weight_layout(model: nn.Module, peft_config):
     targets = getattr(peft_config, "target_modules", None)
     if not hasattr(peft_config, "fan_in_fan_out") or peft_config.fan_in_fan_out or not targets:
         return peft_config
-    if any(type(module).__name__ == "Conv1D" and _targeted(name, targets) for name, module in model.named_modules()):
+    if conv1d_targets(model, targets):
         peft_config.fan_in_fan_out = True
     return peft_config
+
+
+def conv1d_targets(model: nn.Module, targets: str | list[str] | set[str]) -> list[str]:
+    """The targeted modules that are GPT-2-style ``Conv1D`` (GPT-2, GPT-BigCode's relatives), by name."""
+    return [name for name, module in model.named_modules()
+            if type(module).__name__ == "Conv1D" and _targeted(name, targets)]
 
 
 def _targeted(name: str, targets: str | list[str] | set[str]) -> bool:
