@@ -91,7 +91,7 @@ def _applies(kind: str, method: str) -> tuple[type[Exception], str] | None:
     if method == "bitfit" and kind == "llama":
         return ValueError, "has no bias terms"
     if method in ("loha", "lokr") and kind == "gpt2":  # peft's LoHa/LoKr cannot wrap GPT-2's Conv1D
-        return TypeError, "Conv1D'> not supported"
+        return ValueError, "cannot adapt GPT-2-style Conv1D"
     return None
 
 
