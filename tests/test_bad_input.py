@@ -70,6 +70,9 @@ SPEC_CASES: list[Case] = [
      "invalid spec", "constraints[0]"),
     ("constraint-without-bound", lambda s, t: s.update(constraints=[{"name": "accuracy"}]), "invalid spec",
      "constraints[0]"),
+    # Decided before training, so refused before anything exists (the controller drew 200 proposals, minutes).
+    ("constraint-no-configuration-meets", lambda s, t: s.update(constraints=[{"name": "trainable_params", "max": 1}]),
+     "constraints", "none of 200 configurations drawn from the space meets trainable_params max 1 (the closest"),
     ("unknown-sampler", lambda s, t: s.update(sampler="grid"), "invalid spec", "sampler"),
     ("gpus-on-cpu", lambda s, t: _set(s, "workers.gpus_per_trial", 0.5), "invalid spec", "workers"),
     ("fractional-gpus-above-one", lambda s, t: s["workers"].update(device="cuda", gpus_per_trial=1.5),
@@ -81,6 +84,11 @@ SPEC_CASES: list[Case] = [
     ("warmup-ratio-above-one", lambda s, t: _set(s, "training.warmup_ratio", 1.5), "invalid spec",
      "training.warmup_ratio"),
     ("space-file-missing", lambda s, t: s.update(search_space="no-such-space"), "invalid spec", "search_space"),
+    # A fixed value is not typed by a parameter's kind: the worker trained on float('fast')'s error, the views on text.
+    ("space-fixed-learning-rate-text", lambda s, t: s.update(search_space={
+        "name": "x", "parameters": {"lora.r": {"type": "categorical", "choices": [4, 8]}},
+        "fixed": {"method": "lora", "learning_rate": "fast"}}), "invalid spec",
+     "search_space.fixed: learning_rate: expected a positive number"),
     ("space-unknown-parameter-kind", lambda s, t: s.update(search_space={
         "name": "x", "parameters": {"lora.r": {"type": "gaussian"}}}), "invalid spec", "search_space"),
 ]

@@ -4,7 +4,9 @@ A space whose methods cannot be placed on the model (a model type without a modu
 architecture lacks, a method that cannot train on the chosen base) would otherwise be found one rejected trial
 at a time, after the search was created. Here a few points are drawn from the space and built on a meta-device
 copy of the model (shapes only, milliseconds each); if none builds, the user gets the reason before anything is
-written.
+written. Likewise a constraint on a cost known before training (trainable parameters, adapter size) that no drawn
+point meets: the controller would have drawn 200 proposals in a row against it, minutes of sampling, and left a
+stopped search behind.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from autopeft.search.space import SearchSpace
 from autopeft.spec import SearchSpec
 
 TRIES = 16
+CONSTRAINT_TRIES = 200  # as many as the controller draws in a row before it gives up (MAX_REJECTIONS_IN_A_ROW)
 
 
 def check_space_builds(spec: SearchSpec, space: SearchSpace, num_labels: int = 2, tries: int = TRIES) -> None:
@@ -37,3 +40,38 @@ def check_space_builds(spec: SearchSpec, space: SearchSpace, num_labels: int = 2
     common = max(set(reasons), key=reasons.count)
     raise UserError(f"search_space: none of {tries} sampled configurations can be built on "
                     f"{spec.model.name_or_path}: {common}")
+
+
+def check_constraints_reachable(spec: SearchSpec, space: SearchSpace, num_labels: int,
+                                tries: int = CONSTRAINT_TRIES) -> None:
+    """Raise UserError when none of ``tries`` random points of the space meets the constraints decided before
+    training; returns at the first point that does (usually the first drawn). Constraints on what training
+    measures are left to the trials."""
+    from autopeft.results.views import describe_config
+    from autopeft.search.cost import KNOWN_BEFORE_TRAINING, known_violations, predict_cost
+
+    if not any(c.name in KNOWN_BEFORE_TRAINING for c in spec.constraints):
+        return
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed))
+    closest: dict[str, tuple[float, float, dict]] = {}  # per broken constraint: least violation, value, point
+    for _ in range(tries):
+        proposal = space.suggest(study.ask())
+        if proposal.rejection is not None:
+            continue
+        try:
+            predicted = predict_cost(spec.model, num_labels, proposal.config)
+        except (UserError, ValueError, TypeError, KeyError):
+            continue  # check_space_builds has answered for a space where nothing builds
+        violations = known_violations(spec.constraints, predicted)
+        if violations is None:
+            return
+        for constraint, violation in zip(spec.constraints, violations):
+            if 0 < violation < closest.get(constraint.name, (float("inf"),))[0]:
+                value = predicted[KNOWN_BEFORE_TRAINING[constraint.name]]
+                closest[constraint.name] = (violation, value, proposal.config)
+    if not closest:
+        return  # nothing built: not this check's to answer
+    broken = [f"{c.name} {c.bounds()} (the closest drawn: {closest[c.name][1]:,.6g}, "
+              f"{describe_config(closest[c.name][2])})" for c in spec.constraints if c.name in closest]
+    raise UserError(f"constraints: none of {tries} configurations drawn from the space meets "
+                    f"{'; '.join(broken)}; loosen the bound or narrow the space to smaller configurations")
