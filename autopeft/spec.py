@@ -579,13 +579,30 @@ def _data_problems(spec: SearchSpec) -> list[str]:
     return problems
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where a float needs a dot: ``1e-3`` is the text "1e-3". YAML 1.2 (and every user
+    writing a learning rate) reads it as a number. pydantic turned such text into a number in typed fields, but a
+    space's ``fixed:`` values and categorical choices kept the text, and a trial's description failed on it."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as specs and spaces are read everywhere (files, the service, the dashboard): safe, and ``1e-3`` a
+    number."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader
+
+
 def read_spec_file(path: str | Path) -> dict[str, Any]:
     """A spec file's fields as a mapping, before validation; an unreadable file or bad YAML is a SpecError."""
     spec_path = Path(path)
     if not spec_path.is_file():
         raise SpecError(str(path), [f"spec file not found: {path}"])
     try:
-        raw = yaml.safe_load(read_text_file(spec_path))
+        raw = parse_yaml(read_text_file(spec_path))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), [f"cannot read the file: {file_problem(exc)}"]) from None
     except yaml.YAMLError as exc:
@@ -659,7 +676,7 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
             )
         else:
             try:
-                spec.search_space = yaml.safe_load(read_text_file(found))
+                spec.search_space = parse_yaml(read_text_file(found))
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(f"search_space: cannot read {found}: {file_problem(exc)}")
             except yaml.YAMLError as exc:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 
 from autopeft.errors import SpecError, UserError
@@ -140,6 +141,24 @@ def test_a_spec_naming_no_database_uses_the_one_every_command_uses(tmp_path, mon
     monkeypatch.delenv("AUTOPEFT_STORAGE")
     monkeypatch.chdir(tmp_path)
     assert load_spec(write_spec(tmp_path, spec, "c.yaml")).storage == f"sqlite:///{tmp_path / 'autopeft.db'}"
+
+
+def test_a_number_written_without_a_dot_is_a_number_in_a_spec_and_its_space(tmp_path):
+    """PyYAML reads `1e-3` as text (YAML 1.1 wants `1.0e-3`); typed spec fields coerced it, but a space's fixed
+    values and categorical choices kept the text, and the front table failed on the trial's learning rate."""
+    from autopeft.results.views import describe_config
+    from autopeft.search.space import SearchSpace
+
+    (tmp_path / "space.yaml").write_text(
+        "name: mine\nparameters:\n  lora.r: {type: categorical, choices: [2, 4]}\n"
+        "  lora.alpha_over_r: {type: categorical, choices: [1e0, 2e0]}\n"
+        "fixed: {method: lora, learning_rate: 1e-3}\n")
+    loaded = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, search_space="space.yaml")))
+    assert loaded.search_space["fixed"]["learning_rate"] == 0.001
+    assert loaded.search_space["parameters"]["lora.alpha_over_r"]["choices"] == [1.0, 2.0]
+    space = SearchSpace.from_dict(loaded.search_space, 6, hidden_size=384)
+    config = space.suggest(optuna.create_study().ask()).config
+    assert "lr 1.0e-03" in describe_config(config)
 
 
 def test_hub_names_are_accepted_without_a_local_folder(tmp_path):

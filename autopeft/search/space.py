@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autopeft.errors import SpecError
 
@@ -180,6 +180,16 @@ class SpaceDef(BaseModel):
     parameters: dict[str, ParamDef]
     fixed: dict[str, Any] = Field(default_factory=dict)
     rules: list[RuleDef] = Field(default_factory=list)
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed_learning_rate_is_a_number(cls, fixed: dict[str, Any]) -> dict[str, Any]:
+        # A parameter's bounds are typed; a fixed value is whatever the YAML or dict held, and the worker would
+        # train on float("3e-4") while every view of the trial failed on the text.
+        rate = fixed.get("learning_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+            raise ValueError(f"learning_rate: expected a positive number, e.g. 0.001 (got {rate!r})")
+        return fixed
 
     @model_validator(mode="after")
     def _method_given(self) -> SpaceDef:

@@ -42,16 +42,14 @@ def list_methods() -> pd.DataFrame:
 
 def read_space(space: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """A space given as a built-in name (``full``), a YAML file, or the definition itself."""
-    import yaml
-
-    from autopeft.spec import find_space_file
+    from autopeft.spec import find_space_file, parse_yaml
 
     if isinstance(space, Mapping):
         return dict(space)
     path = find_space_file(space, Path.cwd())
     if path is None:
         raise UserError(f"search space file not found: {space}")
-    return yaml.safe_load(path.read_text())
+    return parse_yaml(path.read_text())
 
 
 def describe_space(space: str | Path | Mapping[str, Any], *, model: str | os.PathLike = DEFAULT_MODEL,

@@ -1,6 +1,6 @@
 """Admitting a spec submitted to the service: the command line's own checks, then the service's confinement.
 
-A submitted spec is YAML text, read with ``yaml.safe_load``: data, never code. It is checked exactly as
+A submitted spec is YAML text, read with a safe loader (``spec.parse_yaml``): data, never code. It is checked exactly as
 ``autopeft search run`` checks a spec (``autopeft.api.resolve`` and ``autopeft.search.launch.prepare``: fields, model,
 space against the model, the data's columns and labels), so the page and the HTTP API give the command line's
 errors, before any job starts. Then what a spec could reach on the service's machines is confined:
@@ -31,6 +31,7 @@ from autopeft.spec import (
     SearchSpec,
     WarmStartSource,
     normalise_storage_url,
+    parse_yaml,
     yaml_problem,
 )
 
@@ -101,7 +102,7 @@ def save_uploads(config: ServiceConfig, name: str, files: dict[str, bytes]) -> P
 
 def read_spec_text(text: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise UserError(f"spec: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
