@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import numbers
 import os
 import shutil
 import time
@@ -249,6 +250,9 @@ def _as_frame(rows: Any, split: str) -> tuple[pd.DataFrame, dict[str, list[str]]
                     f"{type(rows).__name__}")
 
 
+MADE_FOLDER = "made"  # the passed-rows note's record of the outermost folder written to hold them
+
+
 def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, Any]:
     """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them, and
     ``label_values`` where the training rows are a ``datasets.Dataset`` whose label column is a class column
@@ -265,10 +269,11 @@ def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, A
         frames[field], classes[field] = _as_frame(rows, keys[field])
         if frames[field].empty:
             raise UserError(f"data[{keys[field]!r}]: no rows; pass at least one example")
+    made = next(p for p in reversed([folder, *folder.parents]) if not p.exists())  # what a refusal removes
     folder.mkdir(parents=True)
     for field, frame in frames.items():
         frame.to_parquet(folder / f"{field}.parquet", index=False)
-    (folder / PASSED_ROWS_NOTE).write_text(json.dumps(keys))
+    (folder / PASSED_ROWS_NOTE).write_text(json.dumps({**keys, MADE_FOLDER: str(made)}))
     fields: dict[str, Any] = {field: str(folder / f"{field}.parquet") for field in frames}
     if label_column in classes["train"]:
         fields["label_values"] = classes["train"][label_column]
@@ -276,15 +281,46 @@ def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, A
 
 
 def remove_data(folder: Path) -> None:
-    """Remove the rows written for a search that was refused, and its folder if nothing else is in it."""
+    """Remove the rows written for a search that was refused, and the folders written to hold them (the search's,
+    and ``output_dir`` where it was made for them) while nothing else is in them."""
+    made = folder.parent
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        made = Path(json.loads((folder / PASSED_ROWS_NOTE).read_text())[MADE_FOLDER])
     shutil.rmtree(folder, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        folder.parent.rmdir()
+    for parent in folder.parents:
+        if parent != made and made not in parent.parents:
+            break  # above what was made for the rows: the user's
+        try:
+            parent.rmdir()
+        except OSError:
+            break  # something else is in it
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Starting, resuming, joining
 # ---------------------------------------------------------------------------------------------------------------
+
+
+EXECUTOR_NAMES = ("ray", "local")  # autopeft.search.executor.EXECUTORS, named without importing Ray and torch
+
+
+def checked_executor(executor: Any) -> str:
+    """The command line offers only these; from Python a wrong name reached the executor table after the search
+    was created, and left it stopped."""
+    if executor not in EXECUTOR_NAMES:
+        raise UserError(f"executor: {executor!r} is not an executor; use 'ray' (workers.parallel trials at once on "
+                        "Ray workers) or 'local' (one trial at a time in this process)")
+    return executor
+
+
+def checked_count(field: str, value: Any, *, allow_none: bool = True) -> int | None:
+    """A whole number of at least 1 (``trials``, ``seeds``, ``steps``), checked before anything is read: the spec's
+    checks run on the spec, and a Python argument reached pydantic or the progress bar as it was given."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise UserError(f"{field}: expected a whole number of at least 1 (got {value!r})")
+    return int(value)
 
 
 def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None = None, trials: int | None = None,
@@ -300,6 +336,7 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
     (parallel workers; ``ray_address`` joins a cluster) or ``"local"`` (one trial at a time in this process).
     ``progress``: True for a progress bar, False for none, or a callable that receives each event.
     Ctrl-C raises :class:`SearchInterrupted` after queueing the running trials for :func:`resume_search`."""
+    trials, executor = checked_count("trials", trials), checked_executor(executor)
     resolved, name = resolve(spec, data=data, name=name)
     if warm_start is not None:
         resolved.warm_start = warm_start_sources(warm_start)
@@ -345,6 +382,7 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
                   ray_address: str | None = None, progress: Progressing = True) -> Search:
     """Finish a stopped or interrupted search's budget (``trials`` raises it first, so a finished search goes
     on); the trials it left running are proposed again."""
+    trials, executor = checked_count("trials", trials), checked_executor(executor)
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
     from autopeft.search.launch import resume_search as resume  # after the search is found (see run_search)
@@ -357,6 +395,7 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
 def join_search(name: str, *, storage: str | None = None, executor: str = "ray", ray_address: str | None = None,
                 progress: Progressing = True) -> Search:
     """Add a controller with its own workers to a running search (PostgreSQL): they share its budget."""
+    executor = checked_executor(executor)
     url = normalise_storage_url(storage or default_storage())
     search = load_search(name, storage=url)
     from autopeft.search.launch import join_search as join  # after the search is found (see run_search)
@@ -574,6 +613,7 @@ class Search:
         where it has no biases) is not trained; ``on_refused`` hears its name and why."""
         from autopeft.results.baselines import chosen_names, compare, train_baselines
 
+        executor = checked_executor(executor)
         names = chosen_names(list(only))
         train_baselines(self.study, self.spec, names, executor=executor, on_result=on_result, on_refused=on_refused)
         self.refresh()
@@ -587,6 +627,8 @@ class Search:
         hears which trials were chosen, ``on_result`` each run as it finishes."""
         from autopeft.results.confirm import confirm_trials, near_chance_points, select
 
+        seeds, steps = checked_count("seeds", seeds, allow_none=False), checked_count("steps", steps)
+        executor = checked_executor(executor)
         if sum(map(bool, (trials, picks, near_chance))) > 1:
             raise UserError("trials, picks and near_chance: give one of them")
         if near_chance:

@@ -203,11 +203,31 @@ def test_pandas_data_is_checked_like_files_and_nothing_is_created(tmp_path):
         autopeft.run_search(spec, name="bad", data={"train": _rows(40), "eval": _rows(20, 100)}, executor="local",
                             progress=False)
     assert not (tmp_path / "trials.db").exists()  # refused before a database or a search was created
-    assert not (tmp_path / "runs" / "bad").exists()  # and the rows written for it were removed
+    assert not (tmp_path / "runs").exists()  # and the rows written for it were removed, with the folders made for them
     with pytest.raises(UserError, match="no 'eval' split"):
         autopeft.run_search(_spec_without_files(tmp_path), data={"train": _rows(40)}, progress=False)
     with pytest.raises(UserError, match="expected a mapping of splits"):
         autopeft.run_search(_spec_without_files(tmp_path), data=_rows(40), progress=False)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"executor": "gpu"}, r"executor: 'gpu' is not an executor; use 'ray' .* or 'local'"),
+    ({"trials": 0}, r"trials: expected a whole number of at least 1 \(got 0\)"),
+    ({"trials": "10"}, r"trials: expected a whole number of at least 1 \(got '10'\)"),
+])
+def test_a_bad_argument_from_python_is_named_before_anything_is_read_or_created(tmp_path, arguments, message):
+    """The command line's choices and ranges guard these; from Python a wrong executor reached the executor table
+    after the search was created (a KeyError, a stopped search left behind), trials=0 pydantic's own error and
+    trials="10" the progress bar's TypeError."""
+    spec = tiny_spec(tmp_path)
+    with pytest.raises(UserError, match=message):
+        autopeft.run_search(spec, name="bad", **arguments)
+    with pytest.raises(UserError, match=message):
+        autopeft.resume_search("bad", storage=spec["storage"], **arguments)
+    assert not (tmp_path / "trials.db").exists() and not (tmp_path / "runs").exists()
+    from autopeft.search.executor import EXECUTORS
+
+    assert autopeft.api.EXECUTOR_NAMES == tuple(EXECUTORS)
 
 
 def test_a_bad_row_passed_in_is_named_by_its_key_and_position(dataset_search, tmp_path):
