@@ -83,6 +83,20 @@ def test_a_headerless_file_read_with_a_header_says_to_set_header_false(tmp_path)
     assert "data.header: false" in message  # the "header" holds a label, 1: it looks like data
 
 
+@pytest.mark.parametrize("same_line_in_both", [True, False])
+def test_a_header_line_read_with_header_false_is_refused_not_trained_on(tmp_path, same_line_in_both):
+    """It would be an example whose label, 'label', is a class of its own. Seen by both files beginning with the
+    same line, or by a label that is text over a column of numbers."""
+    train = _table(tmp_path / "train.tsv", ["1", "0", "1", "0"])
+    header = "sentence\tlabel" if same_line_in_both else None
+    evaluation = _table(tmp_path / "dev.tsv", ["0", "1"], header=header, start=10)
+    message = _refused(tmp_path, train, evaluation, header=False, text_columns=[0], label_column=1)
+    assert message.startswith(f"data.header: false, but the first line of {train} (['sentence', 'label']) looks "
+                              "like a header line")
+    assert ("the evaluation file begins with it too" in message) == same_line_in_both
+    assert "remove data.header and name the columns as that line does" in message
+
+
 def test_naming_positions_in_a_file_with_a_header_hints_at_header_false(tmp_path):
     train = _table(tmp_path / "train.tsv", ["1", "0", "1"])
     message = _refused(tmp_path, train, train, text_columns=[0])

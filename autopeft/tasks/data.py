@@ -169,7 +169,27 @@ def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, l
         (train, classes), (evaluation, _) = (dataset_frame(loaded[split]) for split in (ref.train_split,
                                                                                       ref.eval_split))
         return _positional(train), _positional(evaluation), classes
-    return read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header), {}
+    train, evaluation = read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header)
+    if not data.header:
+        _check_no_header_line(train, evaluation, data)
+    return train, evaluation, {}
+
+
+def _check_no_header_line(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec) -> None:
+    """With ``header: false`` a file's header line would be read as an example, its label a class of its own (the
+    head one output wider), silently. Two signs of one: both files begin with the same line, or the first line's
+    label is text where every other row's is a number."""
+    first = [frame.iloc[0].tolist() if len(frame) else None for frame in (train, evaluation)]
+    same_first_line = data.train != data.eval and first[0] is not None and first[0] == first[1] and \
+        len(train) > 1 and len(evaluation) > 1
+    labels = train[data.label_column] if data.label_column in train.columns else None
+    text_over_numbers = labels is not None and len(labels) > 2 and not _NUMBER.fullmatch(str(labels.iloc[0])) and \
+        all(_NUMBER.fullmatch(str(value)) for value in labels.iloc[1:])
+    if same_first_line or text_over_numbers:
+        raise UserError(f"data.header: false, but the first line of {data.train} ({first[0]}) looks like a header "
+                        f"line{' (the evaluation file begins with it too)' if same_first_line else ''}, which "
+                        "would be trained on as an example: remove data.header and name the columns as that line "
+                        "does, or remove the line from the files")
 
 
 def data_source(data: DataSpec, field: str) -> str:
