@@ -663,7 +663,10 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
         if value is None:
             continue
         file = (base_dir / value).resolve()
-        if not file.is_file():
+        if file.is_dir():
+            problems.append(f"data.{field}: {file} is a folder; name a file in it (.tsv .csv .jsonl .json "
+                            ".parquet), or a dataset folder as data.dataset: {name: FOLDER}")
+        elif not file.is_file():
             problems.append(f"data.{field}: file not found: {file}")
         setattr(spec.data, field, str(file))
 

@@ -97,6 +97,46 @@ def test_a_header_line_read_with_header_false_is_refused_not_trained_on(tmp_path
     assert "remove data.header and name the columns as that line does" in message
 
 
+def _broken_files(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Files as people save them wrongly: each with the file name it is given and the words its refusal needs."""
+    texts = _sentences(6)
+    rows = [f"{text}\t{i % 2}" for i, text in enumerate(texts)]
+    records = [json.dumps({"sentence": text, "label": i % 2}) for i, text in enumerate(texts)]
+    records[3] = records[3][:-1]  # the closing brace lost
+    latin = ("sentence\tlabel\n" + "\n".join(rows[:2]) + "\nun caf\u00e9 charmant\t1\n").encode("latin-1")
+    return {
+        "tab-separated named .csv": ("\n".join(["sentence\tlabel", *rows, "a\tb\tc"]), "looks tab-separated: "
+                                     "name it .tsv"),
+        "semicolons": ("\n".join(["sentence;label", "good;1", "bad;0", "x;y;z"]), "looks semicolon-separated"),
+        "an unquoted comma": ("\n".join(["sentence,label", "good,1", "good, really,1"]), 'in double quotes ("a, b")'),
+        "a record without its brace": ("\n".join(records), "line 4 is not a JSON record (Expecting ',' delimiter"),
+        "latin-1": (latin, "line 4 is not UTF-8 (byte 0xe9); save the file as UTF-8"),
+    }
+
+
+@pytest.mark.parametrize("case", ["tab-separated named .csv", "semicolons", "an unquoted comma",
+                                  "a record without its brace", "latin-1"])
+def test_a_file_that_cannot_be_read_is_named_by_its_line_and_the_change_that_reads_it(tmp_path, case):
+    """pandas' and json's own words give a byte position or a tokenizer's state; the user has a spreadsheet."""
+    content, words = _broken_files(tmp_path)[case]
+    suffix = {"a record without its brace": ".jsonl", "latin-1": ".tsv"}.get(case, ".csv")
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    message = _refused(tmp_path, str(path), str(path))
+    # Read as one column, a semicolon file is refused where its columns are looked for.
+    start = ("data.text_columns: column 'sentence' not in" if case == "semicolons"
+             else f"data.train: cannot read {path}: ")
+    assert message.startswith(start), message
+    assert words in message, message
+
+
+def test_a_folder_given_as_a_data_file_is_named_as_a_folder(tmp_path):
+    spec = tiny_spec(tmp_path)
+    spec["data"]["train"] = str(tmp_path)
+    with pytest.raises(SpecError, match=rf"data.train: {re.escape(str(tmp_path))} is a folder; name a file in it"):
+        load_spec(write_spec(tmp_path, spec))
+
+
 def test_naming_positions_in_a_file_with_a_header_hints_at_header_false(tmp_path):
     train = _table(tmp_path / "train.tsv", ["1", "0", "1"])
     message = _refused(tmp_path, train, train, text_columns=[0])

@@ -30,6 +30,7 @@ from autopeft.store.run_folder import PASSED_ROWS_NOTE
 from autopeft.tasks.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
+from autopeft.tasks.file_problems import separator_hint, unreadable_because
 from autopeft.tasks.hf_datasets import dataset_frame
 from autopeft.tasks.text_blocks import text_blocks
 
@@ -136,7 +137,11 @@ def read_table(path: str, field: str, header: bool = True, named: str | None = N
     try:
         frame = reader(path, header)
     except Exception as exc:  # pandas raises many kinds; the user needs the file and the cause
-        raise UserError(f"{where}: cannot read {path}: {exc}") from None
+        try:
+            cause = unreadable_because(path, exc)
+        except Exception:  # reading it again failed as well: the reader's own words
+            cause = str(exc)
+        raise UserError(f"{where}: cannot read {path}: {cause}") from None
     return _positional(frame)
 
 
@@ -266,6 +271,9 @@ def _header_hint(columns: list[str], missing: str, field: str, data: DataSpec) -
     (GLUE's files have none), or positions named in a file that has a header."""
     if data.dataset is not None or Path(getattr(data, field)).suffix.lower() not in HEADER_FORMATS:
         return ""
+    if len(columns) == 1 and (separator := next((s for s in (";", "\t", ",") if s in columns[0]), None)):
+        return ("; " + separator_hint(getattr(data, field), Path(getattr(data, field)).suffix.lower())
+                + f" (its first line is one cell holding {separator!r})")
     if not data.header:
         if missing.isdigit():
             return ""  # a position past the last column: the list above shows the ones there are
