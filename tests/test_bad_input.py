@@ -144,14 +144,15 @@ DATA_CASES: list[Case] = [
     _data_case("data-empty-file", b"", "data.train", "cannot read"),
     _data_case("data-header-only", "sentence,label\n", "data.train", "no rows"),
     _data_case("data-wrong-encoding", b"sentence,label\n" + "très bien,1\nmal,0\n".encode("utf-16"),
-               "data.train", "cannot read"),
+               "data.train", "is not UTF-8"),
     _data_case("data-missing-text-column", "text,label\ngood,1\nbad,0\n", "data.text_columns", "'sentence'"),
     _data_case("data-missing-label-column", "sentence,y\ngood,1\nbad,0\n", "data.label_column", "'label'"),
-    _data_case("data-one-label-only", "sentence,label\ngood,1\nfine,1\n", "data.label_column", "only one label"),
+    _data_case("data-one-label-only", "sentence,label\ngood,1\nfine,1\n", "data.label_column",
+               "only one label value ['1']; a classifier learns from examples of two labels or more"),
     _data_case("data-eval-labels-unseen", "sentence,label\ngood,pos\nbad,neg\n", "data.label_column",
-               "never occur"),
+               "rows have labels ['0', '1'] that never occur in the training data (its labels: ['neg', 'pos'])"),
     _data_case("data-broken-jsonl", '{"sentence": "good", "label": 1}\n{"sentence": \n', "data.train",
-               "cannot read", suffix=".jsonl"),
+               "line 2 is not a JSON record", suffix=".jsonl"),
     _data_case("data-second-text-column-missing", "sentence,label\ngood,1\nbad,0\n", "data.text_columns",
                "'sentence2'", columns=["sentence", "sentence2"]),
 ]
@@ -226,9 +227,12 @@ DECODER_CASES: list[Case] = [
 ]
 
 STORAGE_CASES: list[Case] = [
-    ("storage-unknown-dialect", lambda s, t: s.update(storage="nosuchdb://host/x"), "storage", "nosuchdb"),
+    ("storage-unknown-dialect", lambda s, t: s.update(storage="nosuchdb://host/x"), "storage",
+     "nosuchdb; a database is named by a SQLAlchemy URL: sqlite:///relative/file.db"),
     ("storage-folder-missing", lambda s, t: s.update(storage=f"sqlite:///{t / 'no' / 'dir' / 'x.db'}"), "storage",
-     "cannot open"),
+     "does not exist: create it"),
+    ("storage-a-path-not-a-url", lambda s, t: s.update(storage="results.db"), "storage",
+     "a SQLite file is named by a URL: sqlite:///results.db"),
 ]
 
 ALL_CASES = SPEC_CASES + MODEL_CASES + DATA_CASES + DECODER_CASES + STORAGE_CASES

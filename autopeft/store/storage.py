@@ -17,6 +17,7 @@ import socket
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -113,7 +114,22 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         return store
     except Exception as exc:  # bad URL, unreachable server, missing driver: all need the user's fix
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"storage: cannot open {mask_url(url)}: {reason}") from None
+        raise UserError(f"storage: cannot open {mask_url(url)}: {reason}{_url_hint(url, reason)}") from None
+
+
+def _url_hint(url: str, reason: str) -> str:
+    """The likely fix for a database URL that could not be opened."""
+    forms = ("sqlite:///relative/file.db, sqlite:////absolute/file.db, or "
+             "postgresql+psycopg://user:password@host/database")
+    if "://" not in url:  # a file's path where a URL belongs
+        return f"; a SQLite file is named by a URL: sqlite:///{url}"  # four slashes before an absolute path
+    if "Could not parse" in reason or "Can't load plugin" in reason:
+        return f"; a database is named by a SQLAlchemy URL: {forms}"
+    if url.startswith("sqlite:///") and "unable to open database file" in reason:
+        folder = Path(url.split("?", 1)[0].removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            return f"; the folder {folder} does not exist: create it, or name a file in a folder that does"
+    return ""
 
 
 def _use_wal(engine: sqlalchemy.engine.Engine) -> None:

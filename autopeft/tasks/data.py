@@ -509,7 +509,9 @@ def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec,
     "10" after "9", not after "1"), else alphabetical."""
     seen = set(train.unique())
     if len(seen) < 2:
-        raise UserError(f"data.label_column: the training data has only one label value {sorted(seen)}")
+        raise UserError(f"data.label_column: the training data has only one label value {sorted(seen)}; a "
+                        f"classifier learns from examples of two labels or more: check that {data.label_column!r} "
+                        "is the label column, or add examples of the other labels")
     if data.label_values is None and dataset_classes is not None:
         return [label_text(name) for name in dataset_classes]
     if data.label_values is not None:
@@ -525,7 +527,12 @@ def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec,
     names = sorted(seen, key=Decimal) if integral else sorted(seen)
     unseen = sorted(set(evaluation.unique()) - seen)
     if unseen:
-        raise UserError(f"data.label_column: evaluation labels {unseen[:5]} never occur in the training data")
+        rows = int(evaluation.isin(unseen).sum())
+        raise UserError(f"data.label_column: {rows:,} of {len(evaluation):,} evaluation rows have labels "
+                        f"{unseen[:5]} that never occur in the training data (its labels: {names[:5]}), so the "
+                        "head could never predict them: add training examples of them or remove those rows; where "
+                        "the two files write the labels differently (0/1 against negative/positive), write them "
+                        "one way")
     return names
 
 
