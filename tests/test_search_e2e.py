@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
+from autopeft.errors import UserError
 from autopeft.results.export import export_front
+from autopeft.results.pareto import pareto_front
 from autopeft.search.launch import start_search
 from autopeft.spec import load_spec
 from autopeft.store import storage
@@ -85,3 +88,18 @@ def test_export_reloads_with_stock_peft_and_reproduces_the_metric(finished_searc
         predictions = predict(model, data.eval, batch_size=64, pad_id=0, device=torch.device("cpu"))
         reproduced = classification_metrics(predictions, data.eval.labels, 2)["accuracy"]
         assert abs(reproduced - recorded) <= 0.005, (folder, recorded, reproduced)
+
+
+def test_an_export_whose_adapter_folder_was_moved_is_refused_before_anything_is_written(finished_search):
+    """Every front point's folder is checked before the first is copied: a refusal left the --out folder, and with
+    several points a part of the export, behind."""
+    tmp_path, _, study, stored_spec = finished_search
+    front = pareto_front(storage.trial_records(study, stored_spec), stored_spec)
+    moved = Path(front[-1].adapter_dir)
+    moved.rename(moved.with_name("elsewhere"))
+    try:
+        with pytest.raises(UserError, match=rf"trial {front[-1].number}: its adapter folder .* is missing"):
+            export_front(study, stored_spec, tmp_path / "refused-export")
+    finally:
+        moved.with_name("elsewhere").rename(moved)
+    assert not (tmp_path / "refused-export").exists()

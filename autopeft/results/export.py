@@ -154,6 +154,10 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     front = choose(records, spec, picks, noise, include_chance) if picks else pareto_front(records, spec)
     if not front:
         raise UserError(f"search {study.study_name!r} has no completed feasible trial to export yet")
+    for record in front:  # every one checked first: a refusal leaves no folder and no part of an export
+        source = Path(record.adapter_dir or "")
+        if not (source / METHOD_FILE).is_file() and not (source / "adapter_config.json").is_file():
+            raise UserError(f"trial {record.number}: its adapter folder {source} is missing; was it moved?")
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = study.user_attrs.get(storage.LABELS, [])
     eval_rows = study.user_attrs.get(storage.EVAL_ROWS)
@@ -162,8 +166,6 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     padding = head_padding_id(spec.model, load_model_config(spec.model))
     for record in front:
         source = Path(record.adapter_dir or "")
-        if not (source / METHOD_FILE).is_file() and not (source / "adapter_config.json").is_file():
-            raise UserError(f"trial {record.number}: its adapter folder {source} is missing; was it moved?")
         target = out_dir / f"trial-{record.number:04d}"
         if target.exists():
             shutil.rmtree(target)
