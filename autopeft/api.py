@@ -702,7 +702,12 @@ class Search:
         """A trial named as a user names it: its number (also as text, from a command line or a request), a
         record, or a pick (``"knee"``, ``"max:accuracy"``, ...: the first point it chooses, as :meth:`pick`)."""
         if isinstance(trial, str):
-            return int(trial) if trial.isdigit() else self.pick(trial, include_chance=include_chance)[0].number
+            from autopeft.results.pick import choose, parse_pick
+
+            if trial.isdigit():
+                return int(trial)
+            chosen = parse_pick(trial, self.spec, flag="trial", expected="a trial number (e.g. 0), or a pick: ")
+            return choose(self.records, self.spec, [chosen], self.noise, include_chance)[0].number
         return trial if isinstance(trial, int) else trial.number
 
     def _trial_model(self, trial: int | TrialRecord) -> tuple[nn.Module, Any]:

@@ -129,6 +129,9 @@ def test_predict_reads_new_texts_as_the_search_read_its_evaluation_rows(dataset_
                          (pd.DataFrame({"text": ["x"]}), "no column 'sentence'"), ([], "nothing to predict")):
         with pytest.raises(UserError, match=message):
             search.predict(record, bad)
+    assert search.trial_number(str(record.number)) == record.number == search.trial_number(record)
+    with pytest.raises(UserError, match=r"trial 'trial-0': expected a trial number \(e.g. 0\), or a pick: knee \|"):
+        search.trial_number("trial-0")
 
 
 def test_the_predict_command_gives_the_same_labels_to_a_table_a_file_and_texts(dataset_search, tmp_path, capsys):

@@ -79,8 +79,9 @@ class Pick:
     text: str = ""
 
 
-def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick") -> Pick:
-    """Parse and check a pick against the search; a bad one is a one-line error naming the flag."""
+def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick", expected: str = "") -> Pick:
+    """Parse and check a pick against the search; a bad one is a one-line error naming the flag (``expected``:
+    what else the flag takes, said first)."""
     text = text.strip()
     if text == "knee":
         return Pick("knee", text=text)
@@ -97,7 +98,7 @@ def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick") -> Pick:
     if sep and kind in ("max", "min") and metric:
         _check_metric(metric.strip(), flag, text)
         return Pick(kind, metric.strip(), text=text)
-    raise UserError(f"{flag} {text!r}: expected {PICK_HELP} (e.g. budget:trainable_params<=100000)")
+    raise UserError(f"{flag} {text!r}: expected {expected}{PICK_HELP} (e.g. budget:trainable_params<=100000)")
 
 
 def _check_metric(metric: str, flag: str, text: str) -> None:
