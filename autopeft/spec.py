@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,7 +28,7 @@ from pydantic import (
 import search_spaces
 from autopeft.errors import SpecError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
-from autopeft.spec_hints import missing_field, unknown_field
+from autopeft.spec_hints import missing_field, shape_example, unknown_field
 
 DEFAULT_STORAGE = "sqlite:///autopeft.db"
 STORAGE_VARIABLE = "AUTOPEFT_STORAGE"  # the database every command uses when none is named
@@ -164,8 +165,11 @@ class DataSpec(_Strict):
 
     @field_validator("text_columns", "label_column", mode="before")
     @classmethod
-    def _columns_by_position(cls, value: Any) -> Any:
-        """Columns may be named by position (YAML integers) as well as by name."""
+    def _columns_by_position(cls, value: Any, info: ValidationInfo) -> Any:
+        """Columns may be named by position (YAML integers) as well as by name; one text column may be written
+        without the list (``text_columns: sentence``, as ``label_column`` is)."""
+        if info.field_name == "text_columns" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
         return [_column_name(v) for v in value] if isinstance(value, list) else _column_name(value)
 
     @field_validator("label_values", "positive_label", mode="before")
@@ -464,7 +468,7 @@ def _problem(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if kind not in ("value_error", "assertion_error") and "input" in error:
         message += f" (got {error['input']!r})"
-    return f"{where}: {message}"
+    return f"{where}: {message}{shape_example(where) if kind == 'list_type' else ''}"
 
 
 def read_text_file(path: Path) -> str:
@@ -567,6 +571,11 @@ def _data_problems(spec: SearchSpec) -> list[str]:
     for field in ("label_values", "positive_label"):
         if getattr(data, field) is not None and spec.model.task != "sequence-classification":
             problems.append(f"data.{field}: only sequence-classification has labels; remove it")
+    if spec.model.task == "causal-lm" and "label_column" in data.model_fields_set:
+        # Read by no decoder: a user who put the answers there would have found them unread much later.
+        problems.append(f"data.label_column: a decoder reads no labels; its records' gold answers are "
+                        f"data.answer_column (default answer): write answer_column: {data.label_column}, or remove "
+                        "label_column")
     values = data.label_values or []
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:

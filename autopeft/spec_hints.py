@@ -41,6 +41,18 @@ def missing_field(where: str) -> str:
     return f"{line} ({said})"
 
 
+def shape_example(where: str) -> str:
+    """For a value of the wrong shape (one where a list belongs), what to write, where an example is known."""
+    example = _MISSING_FIELD_HELP.get(where, (None, ""))[0]
+    return f"; e.g. {example}" if example else ""
+
+
+# Names people reach for that a spec spells otherwise (too far apart for the spelling check), or that belong to the
+# search space rather than the spec.
+_SAID_OTHERWISE = {"maximum": "max", "minimum": "min", "upper": "max", "lower": "min", "less_than": "max"}
+_SEARCHED = ("learning_rate", "lr", "rank", "r", "layers", "method")
+
+
 def _section_model(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The spec section (a pydantic model under ``root``) that holds the field at ``loc``, or None where ``loc``
     leaves the sections (a search space's or a dict's free-form keys)."""
@@ -68,7 +80,13 @@ def unknown_field(root: type[BaseModel], loc: tuple[Any, ...], where: str) -> st
     right spelling in the README."""
     section = _section_model(root, loc)
     known = list(section.model_fields) if section is not None else []
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7) if loc else []
+    name = str(loc[-1]) if loc else ""
+    if _SAID_OTHERWISE.get(name) in known:
+        return f"{where}: unknown field; did you mean {_SAID_OTHERWISE[name]}? (else remove it)"
+    if name in _SEARCHED and name not in known:
+        return (f"{where}: unknown field here; {name} is searched, so it belongs in the search space: a range "
+                f"under its parameters, or one value under its fixed (README, Concepts: Search space)")
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7) if loc else []
     if close:
         return f"{where}: unknown field; did you mean {close[0]}? (else remove it)"
     sections = sorted({path.rpartition(".")[0] for path, name in _spec_fields(root) if loc and name == str(loc[-1])})

@@ -77,6 +77,10 @@ MISWRITTEN_FIELDS = [
     ("budget.batch_size", "budget.batch_size: unknown field here; it belongs under training"),
     ("budget.seed", "budget.seed: unknown field here; it belongs at the top level"),
     ("workers.gpus", "workers.gpus: unknown field; remove it or check its spelling"),
+    ("constraints.0.maximum", "constraints[0].maximum: unknown field; did you mean max? (else remove it)"),
+    ("training.learning_rate", "training.learning_rate: unknown field here; learning_rate is searched, so it "
+                               "belongs in the search space: a range under its parameters, or one value under its "
+                               "fixed (README, Concepts: Search space)"),
 ]
 
 
@@ -85,6 +89,17 @@ def test_a_misspelt_or_misplaced_field_is_named_with_the_one_meant(tmp_path, fie
     with pytest.raises(SpecError) as caught:
         parse_spec(_with(tiny_spec(tmp_path), field, 1))
     assert caught.value.problems == [message]
+
+
+def test_a_list_written_as_one_value_is_shown_as_a_list_or_taken_where_it_can_only_mean_one(tmp_path):
+    """`text_columns: sentence` means one column, as `label_column: label` does; `objectives: accuracy` cannot be
+    read as the two objectives a search needs, so the problem shows the shape to write."""
+    assert parse_spec(_with(tiny_spec(tmp_path), "data.text_columns", "sentence")).data.text_columns == ["sentence"]
+    assert parse_spec(_with(tiny_spec(tmp_path), "data.text_columns", 0)).data.text_columns == ["0"]
+    with pytest.raises(SpecError) as caught:
+        parse_spec(_with(tiny_spec(tmp_path), "objectives", "accuracy"))
+    assert caught.value.problems == ["objectives: Input should be a valid list (got 'accuracy'); e.g. objectives: "
+                                     "[{name: accuracy}, {name: trainable_params}]"]
 
 
 def test_all_problems_are_reported_at_once(tmp_path):

@@ -362,6 +362,12 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         raise UserError(f"data.answer_scoring: reads generated answers of a causal-lm task, and model.task is "
                         f"{model.task!r}; remove answer_scoring")
     train, evaluation, classes = read_splits(data)
+    if model.task == "causal-lm" and data.text_columns == [data.instruction_column] and \
+            data.output_column in train.columns:
+        # A classifier's habit: the instructions alone as a corpus, their responses never trained or scored.
+        raise UserError(f"data.text_columns: reads plain text (a corpus, every token trained), here the "
+                        f"instructions alone, and the records have {data.output_column!r} responses: remove "
+                        "text_columns to train on them as instruction records (and score the answers they hold)")
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
     if model.task == "causal-lm" and not data.text_columns and _without_answers(data, train, evaluation):
         del columns[data.answer_column]
