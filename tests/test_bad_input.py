@@ -73,6 +73,8 @@ SPEC_CASES: list[Case] = [
     # Decided before training, so refused before anything exists (the controller drew 200 proposals, minutes).
     ("constraint-no-configuration-meets", lambda s, t: s.update(constraints=[{"name": "trainable_params", "max": 1}]),
      "constraints", "none of 200 configurations drawn from the space meets trainable_params max 1 (the closest"),
+    ("constraint-no-configuration-large-enough", lambda s, t: s.update(constraints=[
+        {"name": "trainable_params", "min": 1e9}]), "constraints", "narrow the space to larger configurations"),
     ("unknown-sampler", lambda s, t: s.update(sampler="grid"), "invalid spec", "sampler"),
     ("gpus-on-cpu", lambda s, t: _set(s, "workers.gpus_per_trial", 0.5), "invalid spec", "workers"),
     ("fractional-gpus-above-one", lambda s, t: s["workers"].update(device="cuda", gpus_per_trial=1.5),

@@ -71,7 +71,10 @@ def check_constraints_reachable(spec: SearchSpec, space: SearchSpace, num_labels
                 closest[constraint.name] = (violation, value, proposal.config)
     if not closest:
         return  # nothing built: not this check's to answer
-    broken = [f"{c.name} {c.bounds()} (the closest drawn: {closest[c.name][1]:,.6g}, "
-              f"{describe_config(closest[c.name][2])})" for c in spec.constraints if c.name in closest]
-    raise UserError(f"constraints: none of {tries} configurations drawn from the space meets "
-                    f"{'; '.join(broken)}; loosen the bound or narrow the space to smaller configurations")
+    broken = [c for c in spec.constraints if c.name in closest]
+    named = "; ".join(f"{c.name} {c.bounds()} (the closest drawn: {closest[c.name][1]:,.6g}, "
+                      f"{describe_config(closest[c.name][2])})" for c in broken)
+    sizes = {"smaller" if c.max is not None and closest[c.name][1] > c.max else "larger" for c in broken}
+    towards = f"to {sizes.pop()} configurations" if len(sizes) == 1 else "to configurations that meet them"
+    raise UserError(f"constraints: none of {tries} configurations drawn from the space meets {named}; loosen the "
+                    f"bound or narrow the space {towards}")
