@@ -571,11 +571,6 @@ def _data_problems(spec: SearchSpec) -> list[str]:
     for field in ("label_values", "positive_label"):
         if getattr(data, field) is not None and spec.model.task != "sequence-classification":
             problems.append(f"data.{field}: only sequence-classification has labels; remove it")
-    if spec.model.task == "causal-lm" and "label_column" in data.model_fields_set:
-        # Read by no decoder: a user who put the answers there would have found them unread much later.
-        problems.append(f"data.label_column: a decoder reads no labels; its records' gold answers are "
-                        f"data.answer_column (default answer): write answer_column: {data.label_column}, or remove "
-                        "label_column")
     values = data.label_values or []
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:

@@ -204,7 +204,7 @@ DECODER_CASES: list[Case] = [
     _plain_text_case("decoder-instructions-as-plain-text", {"text_columns": ["instruction"]}, "data.text_columns",
                      "here the instructions alone, and the records have 'output' responses: remove text_columns"),
     ("decoder-label-column", lambda s, t: (_decoder_records(t, 4, 2)(s, t), s["data"].update(label_column="answer")),
-     "invalid spec", "data.label_column: a decoder reads no labels; its records' gold answers are "
+     "data.label_column", "data.label_column: a decoder reads no labels; its records' gold answers are "
      "data.answer_column"),
     # A prompt that fills max_length leaves no response token to train: the record would train nothing.
     _too_long_case("decoder-training-prompts-too-long", 80, 2, "8 of 8 training records"),

@@ -21,6 +21,16 @@ TRIES = 16
 CONSTRAINT_TRIES = 200  # as many as the controller draws in a row before it gives up (MAX_REJECTIONS_IN_A_ROW)
 
 
+def check_fields_read(spec: SearchSpec) -> None:
+    """Refuse a field the task reads nowhere, where a user may have put what belongs in another: set to anything
+    but its default, since a stored spec (the service's, a resumed search's) writes every field out."""
+    data = spec.data
+    if spec.model.task == "causal-lm" and data.label_column != type(data).model_fields["label_column"].default:
+        raise UserError(f"data.label_column: a decoder reads no labels; its records' gold answers are "
+                        f"data.answer_column (default answer): write answer_column: {data.label_column}, or remove "
+                        "label_column")
+
+
 def check_space_builds(spec: SearchSpec, space: SearchSpace, num_labels: int = 2, tries: int = TRIES) -> None:
     """Raise UserError unless at least one of ``tries`` random points of the space builds on the model."""
     from autopeft.search.cost import predict_cost
