@@ -83,6 +83,9 @@ SPEC_CASES: list[Case] = [
      "data.text_columns"),
     ("files-and-dataset", lambda s, t: _set(s, "data.dataset", {"name": "glue"}), "invalid spec", "data:"),
     ("max-length-too-large", lambda s, t: _set(s, "data.max_length", 100_000), "invalid spec", "data.max_length"),
+    # Past MiniLM's 512 learned positions: every trial with a text that long failed in BERT's forward pass.
+    ("max-length-beyond-the-model", lambda s, t: _set(s, "data.max_length", 1024), "data.max_length",
+     "reads: 512 tokens (its learned position embeddings); set max_length: 512 or less"),
     ("warmup-ratio-above-one", lambda s, t: _set(s, "training.warmup_ratio", 1.5), "invalid spec",
      "training.warmup_ratio"),
     ("space-file-missing", lambda s, t: s.update(search_space="no-such-space"), "invalid spec", "search_space"),

@@ -102,6 +102,42 @@ def check_reads_left_to_right(model: ModelSpec, model_config) -> None:
             f"true in its config.json)")
 
 
+# Families whose learned position embeddings have no fallback past their table (a longer text fails in the
+# forward pass: BERT's "The size of tensor a (741) must match the size of tensor b (512)", an index error in
+# GPT-2's), and how many of the table's rows a text can use. Rotary (LLaMA, Qwen, ...) and ALiBi (BLOOM)
+# positions have no table to run out of. RoBERTa's relatives count positions from after the padding index.
+_POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer",
+                                      "data2vec-text", "roberta-prelayernorm", "xmod", "ibert", "mpnet"})
+_LEARNED_POSITION_TYPES = frozenset({"distilbert", "opt", "mpnet"})  # no position_embedding_type to say so
+
+
+def position_limit(model_config, tokenizer) -> tuple[int, str] | None:
+    """The most tokens the model reads in one text, and what says so; None where nothing does."""
+    limits = []
+    stated = getattr(tokenizer, "model_max_length", None)
+    if isinstance(stated, int) and stated < 1_000_000:  # transformers' sentinel (1e30) where the author set none
+        limits.append((stated, "its tokenizer's model_max_length"))
+    kind = getattr(model_config, "model_type", "")
+    table = getattr(model_config, "n_positions", None)  # GPT-2 and its relatives
+    if table is None and (getattr(model_config, "position_embedding_type", None) == "absolute"
+                          or kind in _LEARNED_POSITION_TYPES):
+        table = getattr(model_config, "max_position_embeddings", None)
+        if table is not None and kind in _POSITIONS_AFTER_PADDING:
+            table -= int(getattr(model_config, "pad_token_id", None) or 0) + 1
+    if isinstance(table, int) and table > 0:
+        limits.append((table, "its learned position embeddings"))
+    return min(limits) if limits else None
+
+
+def check_max_length_fits(model: ModelSpec, model_config, tokenizer, max_length: int) -> None:
+    """Refuse a ``data.max_length`` the model cannot read, before anything is created: every trial with a text
+    that long failed in its forward pass, and only a text that long, so a search could run for a while first."""
+    limit = position_limit(model_config, tokenizer)
+    if limit is not None and max_length > limit[0]:
+        raise UserError(f"data.max_length: {max_length} is more than {model.name_or_path!r} reads: {limit[0]} "
+                        f"tokens ({limit[1]}); set max_length: {limit[0]} or less")
+
+
 def load_tokenizer(model: ModelSpec):
     return _load("tokenizer", AutoTokenizer.from_pretrained, model)
 

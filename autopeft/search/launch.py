@@ -16,7 +16,7 @@ import optuna
 
 from autopeft.errors import UserError
 from autopeft.models.architectures import num_layers
-from autopeft.models.base import check_reads_left_to_right, load_model_config
+from autopeft.models.base import check_max_length_fits, check_reads_left_to_right, load_model_config, load_tokenizer
 from autopeft.results.chance import chance_level, eval_targets
 from autopeft.results.confirm import confirm_near_chance
 from autopeft.search.controller import Progress, SearchController, steps_per_trial
@@ -46,6 +46,7 @@ def prepare(spec: SearchSpec, *, new: bool = False) -> tuple[SearchSpace, TaskDa
     if new:
         check_space_names(space.definition)
         check_fields_read(spec)
+        check_max_length_fits(spec.model, model_config, load_tokenizer(spec.model), spec.data.max_length)
     check_space_builds(spec, space)
     data = load_task_data(spec.data, spec.model, spec.seed)
     check_metrics_fit(spec, data)
