@@ -152,3 +152,9 @@ def test_task_metrics_are_shown_to_four_places_and_counts_whole():
     assert format_value("eval_loss", 1.24219) == "1.2422"  # two losses often differ only in the third place
     assert format_value("accuracy", 0.8062) == "0.8062" and format_value("mse", 0.51234) == "0.5123"
     assert format_value("trainable_params", 37634.0) == "37,634" and format_value("peak_memory_mb", 991.4) == "991.40"
+
+
+def test_a_count_is_written_as_a_reader_would():
+    from autopeft.results.views import counted
+
+    assert (counted(1, "trial"), counted(0, "trial"), counted(1200, "trial")) == ("1 trial", "0 trials", "1,200 trials")

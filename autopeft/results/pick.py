@@ -23,6 +23,7 @@ from autopeft.errors import UserError
 from autopeft.objectives import MEASUREMENTS
 from autopeft.results.noise import NoiseReport
 from autopeft.results.pareto import pareto_front
+from autopeft.results.views import counted
 from autopeft.spec import SearchSpec
 from autopeft.store.storage import TrialRecord
 
@@ -129,7 +130,7 @@ def choose(records: list[TrialRecord], spec: SearchSpec, picks: Sequence[Pick], 
         index = _choose_one(front, spec, pick)
         if index is None:
             raise UserError(f"--pick {pick.text!r}: no Pareto-optimal trial fits (the front has "
-                            f"{len(front)} trials; `autopeft search show` lists them)")
+                            f"{counted(len(front), 'trial')}; `autopeft search show` lists them)")
         chosen.add(front[index].number)
     return [r for r in front if r.number in chosen]
 

@@ -327,6 +327,11 @@ def _front_vs_chance(noise: NoiseReport | None) -> str | None:
     return "partly" if noise.at_chance else "above"
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 trial``, ``6 trials``: a count in words a reader would write (a one-trial search said "1 trials")."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def chance_line(report: dict[str, Any]) -> str:
     """The noise report in plain sentences: where the front stands against chance, and what to try when it does
     not clear it."""
@@ -335,7 +340,7 @@ def chance_line(report: dict[str, Any]) -> str:
     tests = report["tests"]
     if report["nothing_learned"]:
         text += (f" NO CONFIGURATION LEARNED THE TASK: every front point is within noise of chance after "
-                 f"{report['trials']} trials, so this front is noise, not a result. Try {ADVICE}.")
+                 f"{counted(report['trials'], 'trial')}, so this front is noise, not a result. Try {ADVICE}.")
         for sentence in (untouched_sentence(report), unanswered_sentence(report)):
             text += f" {sentence}" if sentence else ""
         return text
@@ -344,10 +349,10 @@ def chance_line(report: dict[str, Any]) -> str:
         bars = ", ".join(_doubt(n, tests[str(n)], report) for n in doubtful)
         retrain = "" if all(tests[str(n)]["method"] == "confirmed" for n in doubtful) else (
             "; they may be luck, not learning: retrain them with `autopeft confirm` before trusting them")
-        text += f" Front points within noise of it after {report['trials']} trials: {bars}{retrain}."
+        text += f" Front points within noise of it after {counted(report['trials'], 'trial')}: {bars}{retrain}."
     elif tests and not report.get("near_bar"):
         beyond = "above" if report["maximize"] else "below"  # a loss clears its chance level by being lower
-        text += f" Every tested front point is clearly {beyond} it ({report['trials']} trials)."
+        text += f" Every tested front point is clearly {beyond} it ({counted(report['trials'], 'trial')})."
     for sentence in (retrained_sentence(report), near_bar_sentence(report), untouched_sentence(report),
                      unanswered_sentence(report)):
         text += f" {sentence}" if sentence else ""

@@ -8,6 +8,7 @@ import streamlit as st
 from autopeft.objectives import MEASUREMENTS
 from autopeft.results.noise import ADVICE
 from autopeft.results.views import (
+    counted,
     near_bar_sentence,
     probe_sentence,
     probe_stopped,
@@ -54,7 +55,7 @@ def say_noise(report: dict | None) -> None:
     if report["nothing_learned"]:
         st.error(f"**No configuration learned the task above chance.** Every front point is within noise of "
                  f"chance ({report['metric']} {report['chance']:.4f}, {report['predicts']}) after "
-                 f"{report['trials']} trials: this front is noise, not a result. Try {ADVICE}.")
+                 f"{counted(report['trials'], 'trial')}: this front is noise, not a result. Try {ADVICE}.")
     elif report["not_above_chance"]:
         doubtful = report["not_above_chance"]
         retrained = [n for n in doubtful if report["tests"][str(n)]["method"] == "confirmed"]

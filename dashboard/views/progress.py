@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from autopeft.results.views import counted
 from dashboard import analysis, cache, figures, navigation
 from dashboard.views import Context
 
@@ -17,7 +18,7 @@ def render(ctx: Context) -> None:
     else:
         st.caption(f"Hypervolume of the feasible completed trials over {', '.join(spec.objective_names)} "
                    "(normalised to the search's range, reference point 1.1; parameter counts in log10). "
-                   f"Now {history['hypervolume'].iloc[-1]:.4f} after {len(history)} trials.")
+                   f"Now {history['hypervolume'].iloc[-1]:.4f} after {counted(len(history), 'trial')}.")
         left, right = st.columns(2)
         left.plotly_chart(figures.hypervolume(history, "completed"), key="hv_trials", width="stretch")
         right.plotly_chart(figures.hypervolume(history, "complete"), key="hv_time", width="stretch")
