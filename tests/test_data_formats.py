@@ -97,6 +97,14 @@ def test_a_header_line_read_with_header_false_is_refused_not_trained_on(tmp_path
     assert "remove data.header and name the columns as that line does" in message
 
 
+def test_an_evaluation_file_cut_from_the_training_file_is_not_taken_for_a_header(tmp_path):
+    """Both header-less files begin with the same example, whose label recurs: data, not column names."""
+    train = _table(tmp_path / "train.tsv", ["1", "0", "1", "0"], header=None)
+    evaluation = _table(tmp_path / "dev.tsv", ["1", "0"], header=None)
+    _, data = _load(tmp_path, train, evaluation, header=False, text_columns=[0], label_column=1)
+    assert len(data.train) == 4 and len(data.eval) == 2
+
+
 def _broken_files(tmp_path: Path) -> dict[str, tuple[str, str]]:
     """Files as people save them wrongly: each with the file name it is given and the words its refusal needs."""
     texts = _sentences(6)
