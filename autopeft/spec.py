@@ -597,7 +597,10 @@ _YamlLoader.add_implicit_resolver(
 def parse_yaml(text: str) -> Any:
     """YAML as specs and spaces are read everywhere (files, the service, the dashboard): safe, and ``1e-3`` a
     number."""
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader
+    try:
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:  # thousands of nested brackets: no spec, and not the reader's traceback
+        raise yaml.YAMLError("nested too deeply to be a spec") from None
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:

@@ -296,6 +296,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
     ("- just\n- a list\n", "(top level): the spec must be a YAML mapping"),
     ("", "(top level): the spec must be a YAML mapping"),
     ("!!python/object/apply:os.system ['touch pwned']", "not valid YAML"),
+    ("budget: " + "[" * 5000, "not valid YAML: nested too deeply to be a spec"),  # was a RecursionError traceback
 ])
 def test_spec_files_that_are_not_a_mapping(tmp_path, capsys, text, needle):
     path = tmp_path / "spec.yaml"
@@ -354,3 +355,12 @@ def test_the_records_left_out_are_not_trained(tmp_path):
     assert [w.category for w in caught] == [DataWarning]
     assert len(data.train) == 6 and len(data.eval) == 8
     assert all((labels != -100).any() for labels in data.train.token_labels)  # every record left trains something
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a machine with CUDA takes device: cuda")
+def test_cuda_on_a_machine_without_it_is_refused_before_the_search(tmp_path, capsys):
+    """Each trial's Ray actor asked for a GPU that never came, and the search waited for ever."""
+    spec = tiny_spec(tmp_path, workers={"parallel": 1, "cpus_per_trial": 1, "device": "cuda"})
+    code, err = _run_cli(["search", "run", str(_yaml_spec(tmp_path, spec))], capsys)
+    assert code == 2 and err.startswith("error: workers.device: cuda, and torch sees no CUDA device"), err
+    assert not (tmp_path / "trials.db").exists()

