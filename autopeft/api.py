@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from autopeft.arguments import checked_count, checked_executor
 from autopeft.errors import AtChanceWarning, SpecError, UserError
 from autopeft.spec import (
     DEFAULT_STORAGE,
@@ -55,6 +56,17 @@ if TYPE_CHECKING:
     from autopeft.store.storage import TrialRecord
 
 SpecLike = str | os.PathLike | Mapping[str, Any] | SearchSpec
+Storage = str | os.PathLike | None  # a SQLAlchemy URL, or a SQLite file's path
+
+
+def _storage_text(storage: Any) -> str | None:
+    """``storage`` as a URL: a SQLAlchemy URL, or a ``pathlib.Path`` to a SQLite file (its URL)."""
+    if storage is None or isinstance(storage, str):
+        return storage
+    if isinstance(storage, os.PathLike):
+        return f"sqlite:///{Path(storage).resolve()}"
+    raise UserError(f"storage: expected a database URL such as 'sqlite:///autopeft.db', or a SQLite file's path "
+                    f"(got {type(storage).__name__})")
 
 
 def default_storage() -> str:
@@ -301,29 +313,7 @@ def remove_data(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-EXECUTOR_NAMES = ("ray", "local")  # autopeft.search.executor.EXECUTORS, named without importing Ray and torch
-
-
-def checked_executor(executor: Any) -> str:
-    """The command line offers only these; from Python a wrong name reached the executor table after the search
-    was created, and left it stopped."""
-    if executor not in EXECUTOR_NAMES:
-        raise UserError(f"executor: {executor!r} is not an executor; use 'ray' (workers.parallel trials at once on "
-                        "Ray workers) or 'local' (one trial at a time in this process)")
-    return executor
-
-
-def checked_count(field: str, value: Any, *, allow_none: bool = True) -> int | None:
-    """A whole number of at least 1 (``trials``, ``seeds``, ``steps``), checked before anything is read: the spec's
-    checks run on the spec, and a Python argument reached pydantic or the progress bar as it was given."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise UserError(f"{field}: expected a whole number of at least 1 (got {value!r})")
-    return int(value)
-
-
-def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None = None, trials: int | None = None,
+def run_search(spec: SpecLike, *, name: str | None = None, storage: Storage = None, trials: int | None = None,
                data: Any = None, warm_start: str | Sequence[str] | None = None, executor: str = "ray",
                ray_address: str | None = None, progress: Progressing = True) -> Search:
     """Start a new search and run it to its budget; returns it finished.
@@ -340,7 +330,7 @@ def run_search(spec: SpecLike, *, name: str | None = None, storage: str | None =
     resolved, name = resolve(spec, data=data, name=name)
     if warm_start is not None:
         resolved.warm_start = warm_start_sources(warm_start)
-    url = normalise_storage_url(storage or resolved.storage)
+    url = normalise_storage_url(_storage_text(storage) or resolved.storage)
     # Imported once the spec is known good: the search pulls in torch, transformers and peft (seconds), and a
     # mistyped field should be answered at once.
     from autopeft.search.launch import start_search
@@ -378,12 +368,12 @@ def _names_if_any(url: str) -> list[str]:
         return []
 
 
-def resume_search(name: str, *, storage: str | None = None, trials: int | None = None, executor: str = "ray",
+def resume_search(name: str, *, storage: Storage = None, trials: int | None = None, executor: str = "ray",
                   ray_address: str | None = None, progress: Progressing = True) -> Search:
     """Finish a stopped or interrupted search's budget (``trials`` raises it first, so a finished search goes
     on); the trials it left running are proposed again."""
     trials, executor = checked_count("trials", trials), checked_executor(executor)
-    url = normalise_storage_url(storage or default_storage())
+    url = normalise_storage_url(_storage_text(storage) or default_storage())
     search = load_search(name, storage=url)
     from autopeft.search.launch import resume_search as resume  # after the search is found (see run_search)
 
@@ -392,11 +382,11 @@ def resume_search(name: str, *, storage: str | None = None, trials: int | None =
     return load_search(name, storage=url)  # read again: the budget may have been raised, the steps chosen
 
 
-def join_search(name: str, *, storage: str | None = None, executor: str = "ray", ray_address: str | None = None,
+def join_search(name: str, *, storage: Storage = None, executor: str = "ray", ray_address: str | None = None,
                 progress: Progressing = True) -> Search:
     """Add a controller with its own workers to a running search (PostgreSQL): they share its budget."""
     executor = checked_executor(executor)
-    url = normalise_storage_url(storage or default_storage())
+    url = normalise_storage_url(_storage_text(storage) or default_storage())
     search = load_search(name, storage=url)
     from autopeft.search.launch import join_search as join  # after the search is found (see run_search)
 
@@ -426,16 +416,16 @@ def _run(reporter: ProgressReporter | None, name: str, url: str, spec: SearchSpe
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def load_search(name: str, *, storage: str | None = None) -> Search:
+def load_search(name: str, *, storage: Storage = None) -> Search:
     """A stored search by name (finished, running or stopped), to read, pick from and export."""
     from autopeft.store import storage as store
 
-    url = normalise_storage_url(storage or default_storage())
+    url = normalise_storage_url(_storage_text(storage) or default_storage())
     study, spec = store.load_search(store.open_storage(url, create=False), name)
     return Search(name, url, study, spec)
 
 
-def delete_search(name: str, *, storage: str | None = None, files: bool = True, force: bool = False) -> list[Path]:
+def delete_search(name: str, *, storage: Storage = None, files: bool = True, force: bool = False) -> list[Path]:
     """Remove a search and its trials from the database and, with ``files``, what it wrote to disk (its trials'
     adapters, probe runs, baselines and passed-in rows, under ``output_dir/NAME``); returns what was left in that
     folder because the search did not write it. Refused while the search runs (``force``: its controller's machine
@@ -443,28 +433,52 @@ def delete_search(name: str, *, storage: str | None = None, files: bool = True, 
     from autopeft.store import storage as store
     from autopeft.store.run_folder import remove_run_folder
 
-    spec = store.delete_search(store.open_storage(normalise_storage_url(storage or default_storage()),
+    spec = store.delete_search(store.open_storage(normalise_storage_url(_storage_text(storage) or default_storage()),
                                                   create=False), name, force=force)
     if not files or spec is None:
         return []
     return remove_run_folder(run_folder(spec.output_dir, name))
 
 
-def search_summaries(storage: str | None = None) -> list[dict[str, Any]]:
+def search_summaries(storage: Storage = None) -> list[dict[str, Any]]:
     """Every search in the database: state, progress, best task metric, front against chance."""
     from autopeft.results.views import search_summary
     from autopeft.store import storage as store
 
-    backend = store.open_storage(normalise_storage_url(storage or default_storage()), create=False)
+    backend = store.open_storage(normalise_storage_url(_storage_text(storage) or default_storage()), create=False)
     return [search_summary(*store.load_search(backend, name))
             for name in store.search_names(backend, stored_only=True)]
 
 
-def list_searches(storage: str | None = None) -> pd.DataFrame:
+def list_searches(storage: Storage = None) -> pd.DataFrame:
     """:func:`search_summaries` as a DataFrame, one row per search."""
     import pandas as pd
 
     return pd.DataFrame(search_summaries(storage))
+
+
+def _pick_texts(picks: Any, field: str) -> list[str]:
+    """Picks as texts: one, several, or a list of them (``pick(["knee", "max:accuracy"])`` reads as it looks)."""
+    if isinstance(picks, str):
+        return [picks]
+    flat = [q for p in picks for q in (p if isinstance(p, (list, tuple)) else [p])] \
+        if isinstance(picks, (list, tuple)) else [picks]
+    for given in flat:
+        if not isinstance(given, str):
+            raise UserError(f"{field}: expected picks such as 'knee', 'max:accuracy' or 'budget:trainable_params"
+                            f"<=100000' (got {type(given).__name__}); a trial is chosen by pick, not by record")
+    return flat
+
+
+def _export_folder(out_dir: Any) -> Path:
+    """The folder an export goes to: named, and not a file (the copy failed half-way on a file's path)."""
+    if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip():
+        raise UserError(f"out_dir: name the folder to export to, e.g. 'exports/demo' (got {out_dir!r})")
+    folder = Path(out_dir)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise UserError(f"out_dir: {part} is a file; name a folder to export to")
+    return folder
 
 
 @dataclass
@@ -586,7 +600,8 @@ class Search:
         ``include_chance``, and a point a cheaper one matches within noise gives way to it."""
         from autopeft.results.pick import choose, parse_pick
 
-        chosen = [parse_pick(p, self.spec, flag="pick") for p in picks or ("knee",)]  # the knee: the usual want
+        texts = _pick_texts(picks, "picks") or ["knee"]  # the knee: the usual want
+        chosen = [parse_pick(p, self.spec, flag="pick") for p in texts]
         return choose(self.records, self.spec, chosen, self.noise, include_chance)
 
     def export(self, out_dir: str | os.PathLike, *, picks: str | Sequence[str] = (), merged: bool = False,
@@ -597,8 +612,8 @@ class Search:
         from autopeft.results.export import at_chance_message, export_front
         from autopeft.results.pick import parse_pick
 
-        chosen = [parse_pick(p, self.spec, flag=flag) for p in ([picks] if isinstance(picks, str) else picks)]
-        exported = export_front(self.study, self.spec, Path(out_dir), merged=merged, picks=chosen,
+        chosen = [parse_pick(p, self.spec, flag=flag) for p in _pick_texts(picks, flag)]
+        exported = export_front(self.study, self.spec, _export_folder(out_dir), merged=merged, picks=chosen,
                                 include_chance=include_chance)
         message = at_chance_message(self.noise, [int(p.name.removeprefix("trial-")) for p in exported],
                                     self.spec.task_metric)
@@ -654,18 +669,18 @@ class Search:
         self.refresh()
         return confirmations
 
-    def load_model(self, trial: int | TrialRecord) -> nn.Module:
+    def load_model(self, trial: int | str | TrialRecord) -> nn.Module:
         """The base model with ``trial``'s trained adapter on it, ready for inference (its library's loader)."""
         from autopeft.results.predict import load_trial_model
         from autopeft.store.storage import LABELS
 
-        number = trial if isinstance(trial, int) else trial.number
+        number = self.trial_number(trial)
         record = next((r for r in self.records if r.number == number), None)
         if record is None:
             raise UserError(f"trial {number}: {self.name!r} has no such trial; `autopeft search show` lists them")
         return load_trial_model(self.spec, self.study.user_attrs.get(LABELS, []), record.adapter_dir, number)
 
-    def generate(self, trial: int | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
+    def generate(self, trial: int | str | TrialRecord, prompts: Prompt | Sequence[Prompt], *,
                  max_new_tokens: int = 128) -> str | list[str]:
         """A decoder search's ``trial`` answering new prompts: each an instruction (text, or ``{"instruction": ...,
         "input": ...}``), for a search on chat records a conversation (a list of messages, or text as the user's
@@ -680,7 +695,7 @@ class Search:
         responses = respond(model, tokenizer, listed, prompt_form(self.spec), max_new_tokens)
         return responses[0] if single else responses
 
-    def predict(self, trial: int | TrialRecord, texts: Any, *, probabilities: bool = False) -> Any:
+    def predict(self, trial: int | str | TrialRecord, texts: Any, *, probabilities: bool = False) -> Any:
         """A classification or regression search's ``trial`` on new texts, read as the search read its evaluation
         rows (its tokenizer and ``data.max_length``, a pair as its tokenizer joins two texts, the head's pooling),
         so the same rows give the predictions stored with the trial (autopeft/results/predict.py).
@@ -699,8 +714,9 @@ class Search:
                               single)
 
     def trial_number(self, trial: int | str | TrialRecord, *, include_chance: bool = False) -> int:
-        """A trial named as a user names it: its number (also as text, from a command line or a request), a
-        record, or a pick (``"knee"``, ``"max:accuracy"``, ...: the first point it chooses, as :meth:`pick`)."""
+        """A trial named as a user names it: its number (also as text, from a command line or a request, or a numpy
+        integer from a DataFrame's index), a record of this search, or a pick (``"knee"``, ``"max:accuracy"``,
+        ...: the first point it chooses, as :meth:`pick`)."""
         if isinstance(trial, str):
             from autopeft.results.pick import choose, parse_pick
 
@@ -708,13 +724,26 @@ class Search:
                 return int(trial)
             chosen = parse_pick(trial, self.spec, flag="trial", expected="a trial number (e.g. 0), or a pick: ")
             return choose(self.records, self.spec, [chosen], self.noise, include_chance)[0].number
-        return trial if isinstance(trial, int) else trial.number
+        if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
+            return int(trial)
+        from autopeft.store.storage import TrialRecord
 
-    def _trial_model(self, trial: int | TrialRecord) -> tuple[nn.Module, Any]:
+        if isinstance(trial, TrialRecord):
+            own = next((r for r in self.records if r.number == trial.number), None)
+            if own is None or own.adapter_dir != trial.adapter_dir:  # the same number in another search
+                raise UserError(f"trial: that record is trial {trial.number} of another search, not of "
+                                f"{self.name!r}; load that search, or give a trial number of this one")
+            return trial.number
+        hint = "; pick() gives a list: take one of its records, e.g. search.pick('knee')[0]" \
+            if isinstance(trial, (list, tuple)) else ""
+        raise UserError(f"trial: expected a trial number, a pick such as 'knee', or a record of this search (got "
+                        f"{type(trial).__name__}){hint}")
+
+    def _trial_model(self, trial: int | str | TrialRecord) -> tuple[nn.Module, Any]:
         """``trial``'s model and the search's tokenizer, loaded once and kept until another trial is asked."""
         from autopeft.models.base import load_tokenizer
 
-        number = trial if isinstance(trial, int) else trial.number
+        number = self.trial_number(trial)
         if self._loaded is None or self._loaded[0] != number:
             self._loaded = None  # the previous trial's model goes before the next one is loaded
             self._loaded = (number, self.load_model(number), load_tokenizer(self.spec.model))

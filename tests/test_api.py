@@ -4,6 +4,7 @@ DataFrames, pick, export, resume, interrupt. Real MiniLM, real SQLite, trials of
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -183,6 +184,106 @@ def test_predict_takes_pairs_as_tuples_and_refuses_what_the_head_cannot_give():
         checked_rows(spec("causal-lm", []), "fine")
 
 
+def test_a_notebooks_mistakes_are_named_not_met_with_a_library_error_or_a_wrong_answer(dataset_search, tmp_path):
+    """What a data scientist writes in a notebook: a trial as a pick, a numpy integer, another search's record or
+    pick()'s list; missing cells; picks as a list or a record; an export to a file; a storage as a Path. Each
+    was an AttributeError, a TypeError, a FileExistsError or, worse, an answer from the wrong trial or from the
+    text "None"."""
+    import dataclasses
+    from pathlib import Path
+
+    import numpy as np
+
+    _, search, _, _, _ = dataset_search
+    record = search.front[0]
+    texts = ["a gripping , funny and moving film", "flat , dull and far too long"]
+    expected = search.predict(record.number, texts)
+    assert search.predict(np.int64(record.number), texts) == expected  # a DataFrame index's integer
+    assert search.predict(str(record.number), texts) == expected  # as a command line or a request gives it
+    knee = search.pick("knee", include_chance=True)[0].number  # a tiny search's front may sit at chance
+    assert search.trial_number("knee", include_chance=True) == knee
+    elsewhere = dataclasses.replace(record, adapter_dir="/another/search/trial-0000/adapter")
+    for trial, message in ((elsewhere, "that record is trial .* of another search"),
+                           (search.pick("knee", include_chance=True), r"pick\(\) gives a list: take one of its"),
+                           (None, "expected a trial number, a pick such as 'knee', or a record")):
+        with pytest.raises(UserError, match=message):
+            search.predict(trial, texts)
+    for bad, message in ((pd.DataFrame({"sentence": ["fine", None]}), r"texts row 1: 'sentence' is missing"),
+                         (pd.DataFrame({"sentence": [float("nan")]}), r"texts row 0: 'sentence' is missing"),
+                         ({"sentence": None}, "'sentence' is missing")):
+        with pytest.raises(UserError, match=message):
+            search.predict(record, bad)
+    assert search.pick(["knee"], include_chance=True) == search.pick("knee", include_chance=True)
+    with pytest.raises(UserError, match=r"picks: expected picks such as 'knee'.* \(got int\)"):
+        search.pick(1)
+    with pytest.raises(UserError, match=r"picks: expected picks .* \(got TrialRecord\)"):
+        search.export(tmp_path / "out", picks=search.pick("knee", include_chance=True))
+    (tmp_path / "a-file.txt").write_text("mine")
+    for out_dir, message in ((tmp_path / "a-file.txt", "is a file; name a folder"),
+                             (tmp_path / "a-file.txt" / "sub", "is a file; name a folder"),
+                             ("", "name the folder to export to")):
+        with pytest.raises(UserError, match=message):
+            search.export(out_dir, picks="knee", include_chance=True)
+    assert not (tmp_path / "out").exists() and (tmp_path / "a-file.txt").read_text() == "mine"
+    database = Path(search.storage_url.removeprefix("sqlite:///"))
+    assert autopeft.load_search(search.name, storage=database).name == search.name  # a SQLite file's path
+    assert search.name in autopeft.list_searches(database)["name"].tolist()
+    with pytest.raises(UserError, match=r"storage: expected a database URL .* \(got int\)"):
+        autopeft.load_search(search.name, storage=3)
+
+
+def test_an_adapter_on_a_base_it_was_not_trained_on_is_refused(dataset_search, tmp_path):
+    """A RoBERTa adapter put on a GPT-2 loaded with no word where its tensor names happened to fit, the head left
+    at its random start; other misfits gave the library's own error. A method that adds computation of its own
+    cannot be merged, and is refused before a model is loaded."""
+    import json
+
+    import transformers as hf
+
+    from autopeft.methods.base import METHOD_FILE
+
+    _, search, _, _, _ = dataset_search
+    folder = search.front[0].adapter_dir
+    assert json.loads((Path(folder) / METHOD_FILE).read_text())["model_type"] == "bert"
+    gpt2 = hf.GPT2ForSequenceClassification(hf.GPT2Config(vocab_size=128, n_embd=32, n_layer=1, n_head=2))
+    with pytest.raises(UserError, match=r"base_model: the adapter in .* was trained on a bert model, and this one "
+                                        r"is a gpt2; load the base it was trained on"):
+        autopeft.load_adapter(gpt2, folder)
+    with pytest.raises(UserError, match=r"base_model: expected the loaded base model"):
+        autopeft.load_adapter("bert-base-uncased", folder)
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    (prefix / METHOD_FILE).write_text(json.dumps({"method": "prefix", "config": {"method": "prefix"}}))
+    with pytest.raises(UserError, match="a prefix adapter adds computation of its own and cannot be folded"):
+        autopeft.load_merged(gpt2, prefix)
+
+
+def test_generate_and_describe_space_name_their_arguments():
+    from types import SimpleNamespace
+
+    from autopeft.results.responses import checked_prompts
+
+    decoder = SimpleNamespace(model=SimpleNamespace(task="causal-lm"), data=SimpleNamespace(
+        text_columns=None, messages_column=None))
+    for prompts, tokens, message in ((5, 8, r"prompts: expected .* got int"), ([], 8, "nothing to answer"),
+                                     ({"instruction": None}, 8, r"prompts\[0\]: expected"),
+                                     ("Why?", "10", r"max_new_tokens: expected a whole number .* \(got '10'\)"),
+                                     ("Why?", 2.5, r"max_new_tokens: expected a whole number")):
+        with pytest.raises(UserError, match=message):
+            checked_prompts(decoder, prompts, tokens)
+    for arguments, message in (({"task": "sequence-classifcation"}, "task .*: 'sequence-classifcation' is not a "
+                                                                     "task; use one of"),
+                               ({"labels": 0}, r"labels: expected a whole number of at least 1"),
+                               ({"labels": 1}, "a classification head has 2 labels or more"),
+                               ({"samples": "10"}, r"samples: expected a whole number")):
+        with pytest.raises(UserError, match=message):
+            autopeft.describe_space("lora", **arguments)
+    with pytest.raises(UserError, match=r"space: no search space 'loar': a file, or one of the built-in .*lora"):
+        autopeft.describe_space("loar")
+    with pytest.raises(UserError, match=r"space: expected a built-in space's name.*\(got NoneType\)"):
+        autopeft.describe_space(None)
+
+
 def test_listing_searches(dataset_search):
     _, search, _, _, _ = dataset_search
     listed = autopeft.list_searches(search.storage_url)
@@ -230,7 +331,7 @@ def test_a_bad_argument_from_python_is_named_before_anything_is_read_or_created(
     assert not (tmp_path / "trials.db").exists() and not (tmp_path / "runs").exists()
     from autopeft.search.executor import EXECUTORS
 
-    assert autopeft.api.EXECUTOR_NAMES == tuple(EXECUTORS)
+    assert autopeft.arguments.EXECUTOR_NAMES == tuple(EXECUTORS)
 
 
 def test_a_bad_row_passed_in_is_named_by_its_key_and_position(dataset_search, tmp_path):

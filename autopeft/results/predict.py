@@ -10,6 +10,7 @@ the same rows give the predictions stored with the trial.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,17 +50,29 @@ def load_trial_model(spec: SearchSpec, labels: list[str], adapter_dir: str | Non
     return load_adapter(base, adapter_dir)
 
 
+def _cell(value: Any, where: str) -> str:
+    """One text of a row. A missing cell (None, NaN: pandas' empty) was read as the text "None" or "nan" and
+    predicted on, silently; a number is the text it reads as, as a file's cells are."""
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise UserError(f"{where} is missing; a text to read is needed, as in training")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise UserError(f"{where}: expected a text (got {type(value).__name__})")
+
+
 def _one_row(value: Any, columns: list[str], where: str) -> list[str] | None:
     """``value`` as one row of texts, one per column; None when it is not one row's form."""
     if isinstance(value, Mapping):
         missing = [c for c in columns if c not in value]
         if missing:
             raise UserError(f"{where}: no {missing[0]!r}; a row names the search's text columns {columns}")
-        return [str(value[c]) for c in columns]
+        return [_cell(value[c], f"{where}: {c!r}") for c in columns]
     if len(columns) == 1:
         return [value] if isinstance(value, str) else None
-    if isinstance(value, tuple) and len(value) == len(columns) and all(isinstance(v, str) for v in value):
-        return list(value)
+    if isinstance(value, tuple) and len(value) == len(columns):
+        return [_cell(v, f"{where}: {c!r}") for c, v in zip(columns, value)]
     return None
 
 
@@ -82,7 +95,8 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
         missing = [c for c in columns if c not in texts.columns]
         if missing:
             raise UserError(f"texts: the DataFrame has no column {missing[0]!r}; the search read {columns}")
-        rows = [[str(v) for v in values] for values in texts[columns].itertuples(index=False)]
+        rows = [[_cell(v, f"texts row {i}: {c!r}") for c, v in zip(columns, values)]
+                for i, values in enumerate(texts[columns].itertuples(index=False))]
         single = False
     else:
         one = _one_row(texts, columns, "texts")

@@ -9,6 +9,7 @@ evaluation did: greedy, to the end of sequence.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,13 +53,18 @@ def _fits(prompt: Any, form: PromptForm) -> bool:
         return _is_conversation(prompt)
     if form == "text":
         return isinstance(prompt, str)
-    return isinstance(prompt, str) or (isinstance(prompt, Mapping) and "instruction" in prompt)
+    return isinstance(prompt, str) or (isinstance(prompt, Mapping) and isinstance(prompt.get("instruction"), str)
+                                       and isinstance(prompt.get("input") or "", str))
 
 
 def as_prompt_list(prompts: Prompt | Sequence[Prompt], form: PromptForm) -> tuple[list[Any], bool]:
     """The prompts as a list, and whether one prompt was given (so that one response is returned)."""
     single = isinstance(prompts, str) or (_is_conversation(prompts) if form == "chat" else isinstance(prompts, Mapping))
+    if not single and not isinstance(prompts, Sequence):
+        raise UserError(f"prompts: expected {_WANTED[form]}, or a list of them; got {type(prompts).__name__}")
     listed = [prompts] if single else list(prompts)
+    if not listed:
+        raise UserError("prompts: nothing to answer; give at least one")
     if form == "chat":  # text asked of a chat-trained adapter: the user's turn, as a chat interface sends it
         listed = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in listed]
     for index, prompt in enumerate(listed):
@@ -112,13 +118,13 @@ def checked_prompts(spec: SearchSpec, prompts: Prompt | Sequence[Prompt], max_ne
     if spec.model.task != "causal-lm":
         raise UserError(f"generate: the search trained a {spec.model.task} head, which predicts no text; use "
                         f"predict(trial, texts)")
-    if max_new_tokens < 1:
-        raise UserError(f"max_new_tokens: {max_new_tokens}; give at least 1")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
+        raise UserError(f"max_new_tokens: expected a whole number of at least 1 (got {max_new_tokens!r})")
     form = prompt_form(spec)
     listed, single = as_prompt_list(prompts, form)
-    empty = next((i for i, p in enumerate(listed) if form == "text" and not p.strip()), None)
+    empty = next((i for i, p in enumerate(listed) if isinstance(p, str) and not p.strip()), None)
     if empty is not None:
-        raise UserError(f"prompts[{empty}]: empty; give the text to continue")
+        raise UserError(f"prompts[{empty}]: empty; give {'the text to continue' if form == 'text' else 'a question'}")
     return listed, single
 
 

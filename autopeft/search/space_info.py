@@ -42,14 +42,23 @@ def list_methods() -> pd.DataFrame:
 
 def read_space(space: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """A space given as a built-in name (``full``), a YAML file, or the definition itself."""
-    from autopeft.spec import find_space_file, parse_yaml
+    import yaml
+
+    from autopeft.spec import SEARCH_SPACES_DIR, find_space_file, parse_yaml, yaml_problem
 
     if isinstance(space, Mapping):
         return dict(space)
-    path = find_space_file(space, Path.cwd())
+    if not isinstance(space, str | os.PathLike):
+        raise UserError(f"space: expected a built-in space's name, a YAML file or the definition as a dict (got "
+                        f"{type(space).__name__})")
+    path = find_space_file(os.fspath(space), Path.cwd())
     if path is None:
-        raise UserError(f"search space file not found: {space}")
-    return parse_yaml(path.read_text())
+        built_in = sorted(p.stem for p in SEARCH_SPACES_DIR.glob("*.yaml"))
+        raise UserError(f"space: no search space {str(space)!r}: a file, or one of the built-in {', '.join(built_in)}")
+    try:
+        return parse_yaml(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"space: {path} is not valid YAML: {yaml_problem(exc)}") from None
 
 
 def describe_space(space: str | Path | Mapping[str, Any], *, model: str | os.PathLike = DEFAULT_MODEL,
@@ -58,10 +67,18 @@ def describe_space(space: str | Path | Mapping[str, Any], *, model: str | os.Pat
     """A space bound to ``model``: its parameters, size, and per method the trainable-parameter range of
     ``samples`` random configurations built on the meta device (measured, not estimated), the points it rejects
     with their reasons, and where its module roles land. ``labels``: the classification head's size."""
+    from autopeft.arguments import checked_count
     from autopeft.models.base import num_labels
+    from autopeft.objectives import TASK_METRICS
     from autopeft.search.cost import describe_space as describe
     from autopeft.spec import ModelSpec, resolve_model_location
 
+    if task not in TASK_METRICS:
+        raise UserError(f"task (--task): {task!r} is not a task; use one of {', '.join(TASK_METRICS)}")
+    labels, samples = checked_count("labels", labels, allow_none=False), checked_count("samples", samples,
+                                                                                          allow_none=False)
+    if task == "sequence-classification" and labels < 2:
+        raise UserError(f"labels (--labels): a classification head has 2 labels or more (got {labels})")
     if not isinstance(model, str | os.PathLike):
         raise UserError(f"model (--model): expected a hub name or a model folder (text or a pathlib.Path, as a "
                         f"model package's get_model_path() gives), not {type(model).__name__}")
