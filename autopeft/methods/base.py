@@ -149,8 +149,12 @@ class Method:
         return "from autopeft import load_adapter\n\nmodel = load_adapter(base, FOLDER)"
 
     @staticmethod
-    def _write_method_file(directory: Path, name: str, config: dict[str, Any]) -> None:
-        (directory / METHOD_FILE).write_text(json.dumps({"method": name, "config": config}, indent=2))
+    def _write_method_file(directory: Path, name: str, config: dict[str, Any], model: nn.Module) -> None:
+        # The model type it was trained on: a tensor-named adapter (sparse, BitFit) put on another architecture
+        # whose names happen to fit loaded without a word, the head left at its random start.
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        (directory / METHOD_FILE).write_text(json.dumps({"method": name, "config": config, "model_type": model_type},
+                                                        indent=2))
 
 
 class PeftBacked(Method):
@@ -176,7 +180,7 @@ class PeftBacked(Method):
 
     def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
         model.save_pretrained(str(directory))
-        self._write_method_file(directory, self.name, config)
+        self._write_method_file(directory, self.name, config, model)
         return folder_bytes(directory)
 
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
@@ -238,7 +242,7 @@ class AdapterHubBacked(Method):
             if "share memory" not in str(exc):
                 raise
             model.save_adapter(str(directory), ADAPTER_NAME, with_head=True, use_safetensors=False)
-        self._write_method_file(directory, self.name, config)
+        self._write_method_file(directory, self.name, config, model)
         return folder_bytes(directory)
 
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
@@ -276,7 +280,7 @@ class TensorBacked(Method):
     def save(self, model: nn.Module, directory: Path, config: dict[str, Any]) -> int:
         directory.mkdir(parents=True, exist_ok=True)
         _save_tensors(self.trained_tensors(model), directory / "adapter.safetensors")
-        self._write_method_file(directory, self.name, config)
+        self._write_method_file(directory, self.name, config, model)
         return folder_bytes(directory)
 
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:

@@ -140,7 +140,7 @@ class Lora(PeftBacked):
         tensors = load_file(str(saved))
         tensors.update({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items() if ".lora_" not in k})
         save_file(tensors, str(saved), metadata={"format": "pt"})
-        self._write_method_file(directory, self.name, config)
+        self._write_method_file(directory, self.name, config, model)
         return folder_bytes(directory)
 
     def saved_bytes(self, model: nn.Module, config: dict[str, Any]) -> int:
