@@ -194,6 +194,13 @@ def test_launch_stop_resume_finish_and_export_over_http(service):
     assert status == 200 and again["predictions"] == predicted["predictions"]
     status, refused = service.call("POST", "/api/searches/second/predict", {"trial": predicted["trial"], "texts": "x"})
     assert status == 400 and '"texts", a list of texts' in refused["error"]
+    # A misspelt field was ignored (the knee answered for "trail"); a flag given as text was read as false.
+    status, refused = service.call("POST", "/api/searches/second/predict", {"trail": 0, "texts": texts})
+    assert status == 400 and refused["error"].startswith("body: unknown field 'trail'; did you mean 'trial'?")
+    status, refused = service.call("POST", "/api/searches/second/predict", {"texts": texts, "probabilities": "yes"})
+    assert status == 400 and refused["error"] == "probabilities: true or false (got 'yes')"
+    assert service.call("GET", "/api/searches/second/stop")[0] == 405  # JSON, as every answer (call parses it)
+    assert service.call("GET", "/api/no-such-thing")[0] == 404
     status, trials = service.call("GET", "/api/searches/second/trials")
     assert status == 200 and len(trials["trials"]) == 2 and trials["objectives"] == ["accuracy", "trainable_params"]
     assert trials["data_notes"] == []  # the bundled sentences fit max_length whole

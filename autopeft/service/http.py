@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hmac
 import logging
 import tempfile
@@ -42,9 +43,11 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         offered = offered or request.query_params.get("token", "")
         return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
 
-    def endpoint(action: Callable[..., Any], write: bool = False, token_needed: bool = False) -> Callable:
+    def endpoint(action: Callable[..., Any], write: bool = False, token_needed: bool = False,
+                 fields: tuple[str, ...] = ()) -> Callable:
         """``write``: changes something (the token, 201); ``token_needed``: reads, but costly enough (a model
-        loaded and run) that only the token's holders may ask (200)."""
+        loaded and run) that only the token's holders may ask (200); ``fields``: what a POST body may hold (a
+        misspelt one, "trail" for "trial", was ignored and the request answered as if it were absent)."""
         async def handle(request: Request) -> Response:
             if not authorised(request, write or token_needed):
                 return JSONResponse({"error": "a valid token is needed: Authorization: Bearer TOKEN (printed "
@@ -53,6 +56,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             if isinstance(body, Response):
                 return body
             try:
+                _check_fields(body, fields)
                 # The actions block (admission loads the model and data; Ray calls are synchronous).
                 result = await run_in_threadpool(action, request, body)
             except UserError as exc:
@@ -108,7 +112,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         trial = body.get("trial", "knee")
         if not isinstance(trial, int | str) or isinstance(trial, bool):
             raise UserError('body: "trial" is a trial number or a pick such as "knee"')
-        number = search.trial_number(trial, include_chance=body.get("include_chance") is True)
+        number = search.trial_number(trial, include_chance=_flag(body, "include_chance"))
         if search.spec.model.task == "causal-lm":
             prompts = body.get("prompts")
             if prompts is None:
@@ -120,7 +124,7 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         if not isinstance(texts, list):
             raise UserError('body: give "texts", a list of texts (a pair as a list of two texts)')
         rows = [tuple(t) if isinstance(t, list) else t for t in texts]  # JSON has no tuples: a pair is a list
-        probabilities = body.get("probabilities") is True
+        probabilities = _flag(body, "probabilities")
         predicted = search.predict(number, rows, probabilities=probabilities)
         if probabilities:
             return {"trial": number, "labels": list(predicted.columns),
@@ -137,26 +141,41 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
     routes = [
         Route("/api/health", endpoint(lambda r, b: {"ok": True}), methods=["GET"]),
         Route("/api/searches", endpoint(lambda r, b: jobs.searches()), methods=["GET"]),
-        Route("/api/searches", endpoint(launch, write=True), methods=["POST"]),
+        Route("/api/searches", endpoint(launch, write=True, fields=("spec", "example", "name", "files",
+                                                                    "launched_by")), methods=["POST"]),
         Route("/api/searches/{name}", endpoint(lambda r, b: jobs.status(name_of(r))), methods=["GET"]),
         Route("/api/searches/{name}", endpoint(lambda r, b: JSONResponse(jobs.delete(name_of(r))), write=True),
               methods=["DELETE"]),
         Route("/api/searches/{name}/trials", endpoint(trials), methods=["GET"]),
         Route("/api/searches/{name}/export.zip", endpoint(export_zip), methods=["GET"]),
-        Route("/api/searches/{name}/predict", endpoint(predict, token_needed=True), methods=["POST"]),
+        Route("/api/searches/{name}/predict", endpoint(predict, token_needed=True, fields=(
+            "trial", "texts", "prompts", "probabilities", "include_chance", "max_new_tokens")), methods=["POST"]),
         Route("/api/searches/{name}/stop", endpoint(
-            lambda r, b: {"stopped": [job.to_json() for job in jobs.stop(name_of(r))]}, write=True), methods=["POST"]),
+            lambda r, b: {"stopped": [job.to_json() for job in jobs.stop(name_of(r))]}, write=True,
+            fields=("launched_by",)), methods=["POST"]),
         Route("/api/searches/{name}/resume", endpoint(
             lambda r, b: jobs.resume(name_of(r), trials=_int(b, "trials"), launched_by=who(r, b)).to_json(),
-            write=True), methods=["POST"]),
+            write=True, fields=("trials", "launched_by")), methods=["POST"]),
         Route("/api/searches/{name}/baselines", endpoint(
             lambda r, b: jobs.baselines(name_of(r), only=_strings(b, "only"), launched_by=who(r, b)).to_json(),
-            write=True), methods=["POST"]),
+            write=True, fields=("only", "launched_by")), methods=["POST"]),
         Route("/api/searches/{name}/confirm", endpoint(
             lambda r, b: jobs.confirm(name_of(r), picks=_strings(b, "picks"), seeds=_int(b, "seeds") or 3,
-                                      launched_by=who(r, b)).to_json(), write=True), methods=["POST"]),
+                                      launched_by=who(r, b)).to_json(), write=True,
+            fields=("picks", "seeds", "launched_by")), methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    """Every answer is JSON, a wrong path's too (Starlette's own is plain text)."""
+    return JSONResponse({"error": f"no such endpoint: {request.url.path}; docs/service.md lists them"},
+                        status_code=404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"{request.method} is not taken at {request.url.path}; docs/service.md says "
+                                  "which methods each endpoint takes"}, status_code=405)
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:
@@ -197,9 +216,26 @@ def _files(files: Any) -> dict[str, bytes] | None:
     if not isinstance(files, dict):
         raise UserError('files: expected {"name.tsv": "<base64 of the file>", ...}')
     try:
-        return {str(name): base64.b64decode(content, validate=True) for name, content in files.items()}
+        # Whitespace dropped first: `base64 FILE` wraps its lines at 76 characters.
+        return {str(name): base64.b64decode("".join(str(content).split()), validate=True)
+                for name, content in files.items()}
     except (binascii.Error, TypeError):
         raise UserError("files: each file's content must be base64") from None
+
+
+def _check_fields(body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        raise UserError(f"body: unknown field {unknown[0]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                        + f" (this request takes {', '.join(fields) or 'no fields'})")
+
+
+def _flag(body: dict[str, Any], field: str) -> bool:
+    value = body.get(field, False)
+    if not isinstance(value, bool):
+        raise UserError(f"{field}: true or false (got {value!r})")
+    return value
 
 
 def _int(body: dict[str, Any], field: str, minimum: int = 1) -> int | None:
