@@ -77,6 +77,8 @@ def test_budget_and_max_picks(searched, capsys):
     ("max:accurracy", "unknown measurement 'accurracy'"),
     ("budget:trainable_params<=lots", "expected knee"),
     ("budget:trainable_params<=1", "no Pareto-optimal trial fits"),
+    # A name with a digit was taken for a malformed pick ("expected knee | ..."): it is a measurement's name.
+    ("budget:f2<=1", "unknown measurement 'f2'"),
 ])
 def test_bad_picks_are_one_line_errors_naming_the_flag(searched, capsys, pick, words):
     tmp_path, url, _, _ = searched

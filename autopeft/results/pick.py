@@ -30,7 +30,7 @@ from autopeft.store.storage import TrialRecord
 # Measurements spanning decades are compared on a log scale (knee, hypervolume), as they are plotted.
 LOG_UNITS = frozenset({"parameters", "bytes"})
 PICK_HELP = "knee | max:METRIC | min:METRIC | budget:METRIC<=X"
-_BUDGET = re.compile(r"^budget:\s*([A-Za-z_]+)\s*<=\s*([0-9.eE+_-]+)\s*$")
+_BUDGET = re.compile(r"^budget:\s*([A-Za-z_][A-Za-z0-9_]*)\s*<=\s*([0-9.eE+_-]+)\s*$")  # macro_f1, f1 are names
 
 
 def is_log(name: str) -> bool:
