@@ -302,3 +302,18 @@ def test_a_local_clusters_ports_are_distinct_and_free():
     for port in ports:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", port))
+
+
+def test_uploads_in_wrapped_base64_are_read_and_other_text_is_named():
+    """`base64 FILE` wraps its lines at 76 characters; such content was refused as not base64."""
+    import base64
+    import textwrap
+
+    from autopeft.errors import UserError
+    from autopeft.service.http import _files
+
+    content = ("sentence\tlabel\n" + "a fine and moving film\t1\n" * 20).encode()
+    wrapped = "\n".join(textwrap.wrap(base64.b64encode(content).decode(), 76))
+    assert _files({"train.tsv": wrapped}) == {"train.tsv": content}
+    with pytest.raises(UserError, match="files: each file's content must be base64"):
+        _files({"train.tsv": "not base64 at all!"})
