@@ -710,8 +710,11 @@ class Search:
         rows, single = checked_rows(self.spec, texts, probabilities)  # before the model is loaded
         model, tokenizer = self._trial_model(trial)
         outputs = predict_rows(model, tokenizer, self.spec, rows)
-        return as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
-                              single)
+        predicted = as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
+                                   single)
+        if probabilities and not single and hasattr(texts, "index") and hasattr(predicted, "index"):
+            predicted.index = texts.index  # a DataFrame's rows keep their labels: frame.join(probabilities) lines up
+        return predicted
 
     def trial_number(self, trial: int | str | TrialRecord, *, include_chance: bool = False) -> int:
         """A trial named as a user names it: its number (also as text, from a command line or a request, or a numpy

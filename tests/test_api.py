@@ -120,8 +120,10 @@ def test_predict_reads_new_texts_as_the_search_read_its_evaluation_rows(dataset_
     texts = _rows(120, offset=2000)["sentence"].tolist()
     stored = [CLASSES[i] for i in decode(record.predictions)]
     assert search.predict(record, texts) == stored
-    table = search.predict(record.number, pd.DataFrame({"sentence": texts[:6]}), probabilities=True)
+    frame = pd.DataFrame({"sentence": texts[:6]}, index=range(100, 106))
+    table = search.predict(record.number, frame, probabilities=True)
     assert list(table.columns) == CLASSES and np.allclose(table.sum(axis=1), 1)
+    assert list(table.index) == list(frame.index)  # frame.join(table) lines up
     assert list(table.idxmax(axis=1)) == stored[:6]
     assert search.predict(record, texts[7]) == stored[7]  # one in, one out
     one = search.predict(record, {"sentence": texts[7]}, probabilities=True)
