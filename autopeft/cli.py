@@ -395,6 +395,10 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tu
         exported = found.export(out_dir, picks=picks, merged=merged, include_chance=include_chance, flag="--pick")
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
     numbers = [int(path.name.removeprefix("trial-")) for path in exported]
+    unmerged = [path.name for path in exported if merged and not (path / "merged").is_dir()]
+    if unmerged:  # --merged asked it of every folder; these methods cannot give one (each README says why)
+        console.print(f"note: not merged: {', '.join(unmerged)} (their methods add computation of their own, or "
+                      "their base was quantised; each folder's README.md says which)")
     warning = at_chance_message(found.noise, numbers, spec.task_metric)
     if warning:
         console.print(f"[bold yellow]warning:[/] {warning}")

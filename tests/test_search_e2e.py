@@ -103,3 +103,20 @@ def test_an_export_whose_adapter_folder_was_moved_is_refused_before_anything_is_
     finally:
         moved.with_name("elsewhere").rename(moved)
     assert not (tmp_path / "refused-export").exists()
+
+
+def test_merged_export_says_which_folders_it_could_not_merge(finished_search, capsys):
+    """--merged asks for a merged model in every folder; a method that adds computation of its own, or a quantised
+    base, cannot give one, which was left unsaid (each README now says why, and the command names them)."""
+    from autopeft.results.export import unmerged_reason
+    from tests.conftest import run_cli
+
+    tmp_path, spec, _, _ = finished_search
+    code, out, err = run_cli(capsys, "export", "e2e", "--out", str(tmp_path / "merged-export"), "--merged",
+                             "--include-chance", "--storage", spec.storage)
+    assert code == 0, err
+    folders = sorted((tmp_path / "merged-export").glob("trial-*"))
+    assert folders and all((folder / "merged").is_dir() for folder in folders)  # LoRA folds into the weights
+    assert "not merged" not in out
+    assert unmerged_reason("prefix", 16).startswith("a prefix adapter adds computation of its own")
+    assert unmerged_reason("lora", 4).startswith("trained on a 4-bit base")

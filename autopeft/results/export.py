@@ -217,6 +217,8 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
             _write_merged(spec, labels, target)
             extra += _MERGED.format(model_class=model_class, pooled=", then `apply_pooling(model, \"mean\")`"
                                     if read_pooling(target) == "mean" else "")
+        elif merged:
+            extra += f"\n**Not merged:** {unmerged_reason(method.name, bits)}; load it with the lines above.\n"
         head = TASK_HEADS[spec.model.task](labels or _UNKNOWN_LABELS)
         if padding is not None:  # a decoder without a pad token, as the trials' base was told
             head["pad_token_id"] = padding
@@ -234,6 +236,13 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     warning = at_chance_message(noise, [row["trial"] for row in rows], spec.task_metric)
     _write_summary(out_dir, rows, spec, warning)
     return exported
+
+
+def unmerged_reason(method: str, bits: int) -> str:
+    """Why ``--merged`` wrote no merged model for a folder (it asked for one for every folder)."""
+    if bits < 16:
+        return (f"trained on a {bits}-bit base, which merged full-precision weights would not reproduce")
+    return f"a {method} adapter adds computation of its own, which cannot be folded into the base weights"
 
 
 def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> str:
