@@ -76,7 +76,8 @@ def test_budget_and_max_picks(searched, capsys):
     ("elbow", "expected knee"),
     ("max:accurracy", "unknown measurement 'accurracy'"),
     ("budget:trainable_params<=lots", "expected knee"),
-    ("budget:trainable_params<=1", "no Pareto-optimal trial fits"),
+    ("budget:trainable_params<=1", "no Pareto-optimal trial fits (the front has"),
+    ("budget:trainable_params<=1", ", the least trainable_params among them "),  # how far the bound is
     # A name with a digit was taken for a malformed pick ("expected knee | ..."): it is a measurement's name.
     ("budget:f2<=1", "unknown measurement 'f2'"),
 ])

@@ -78,6 +78,7 @@ class Pick:
     metric: str | None = None
     limit: float | None = None
     text: str = ""
+    flag: str = "--pick"  # how the caller gave it (a command's option, a Python argument), for its errors
 
 
 def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick", expected: str = "") -> Pick:
@@ -85,7 +86,7 @@ def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick", expected: str 
     what else the flag takes, said first)."""
     text = text.strip()
     if text == "knee":
-        return Pick("knee", text=text)
+        return Pick("knee", text=text, flag=flag)
     budget = _BUDGET.match(text)
     if budget:
         metric, raw = budget.groups()
@@ -94,11 +95,11 @@ def parse_pick(text: str, spec: SearchSpec, flag: str = "--pick", expected: str 
         except ValueError:
             raise UserError(f"{flag} {text!r}: {raw!r} is not a number") from None
         _check_metric(metric, flag, text)
-        return Pick("budget", metric, limit, text)
+        return Pick("budget", metric, limit, text, flag)
     kind, sep, metric = text.partition(":")
     if sep and kind in ("max", "min") and metric:
         _check_metric(metric.strip(), flag, text)
-        return Pick(kind, metric.strip(), text=text)
+        return Pick(kind, metric.strip(), text=text, flag=flag)
     raise UserError(f"{flag} {text!r}: expected {expected}{PICK_HELP} (e.g. budget:trainable_params<=100000)")
 
 
@@ -129,8 +130,11 @@ def choose(records: list[TrialRecord], spec: SearchSpec, picks: Sequence[Pick], 
     for pick in picks:
         index = _choose_one(front, spec, pick)
         if index is None:
-            raise UserError(f"--pick {pick.text!r}: no Pareto-optimal trial fits (the front has "
-                            f"{counted(len(front), 'trial')}; `autopeft search show` lists them)")
+            cheapest = min((v for r in front if (v := value_of(r, pick.metric)) is not None), default=None) \
+                if pick.kind == "budget" else None
+            least = "" if cheapest is None else f", the least {pick.metric} among them {cheapest:,.6g}"
+            raise UserError(f"{pick.flag} {pick.text!r}: no Pareto-optimal trial fits (the front has "
+                            f"{counted(len(front), 'trial')}{least}; `autopeft search show` lists them)")
         chosen.add(front[index].number)
     return [r for r in front if r.number in chosen]
 
@@ -158,7 +162,7 @@ def _choose_one(front: list[TrialRecord], spec: SearchSpec, pick: Pick) -> int |
     measured = [value_of(r, pick.metric) for r in front]
     present = [i for i, v in enumerate(measured) if v is not None]
     if not present:
-        raise UserError(f"--pick {pick.text!r}: the front's trials have no {pick.metric!r} measurement")
+        raise UserError(f"{pick.flag} {pick.text!r}: the front's trials have no {pick.metric!r} measurement")
     if pick.kind in ("max", "min"):
         sign = 1.0 if pick.kind == "max" else -1.0
         return max(present, key=lambda i: sign * measured[i])  # type: ignore[operator]
