@@ -317,3 +317,16 @@ def test_uploads_in_wrapped_base64_are_read_and_other_text_is_named():
     assert _files({"train.tsv": wrapped}) == {"train.tsv": content}
     with pytest.raises(UserError, match="files: each file's content must be base64"):
         _files({"train.tsv": "not base64 at all!"})
+
+
+def test_a_spec_copied_from_the_checkout_is_told_where_its_uploads_are(tmp_path):
+    """examples/sst2.yaml names data/sst2/train.tsv; an upload is kept by its name alone, so that path was only
+    'file not found' under the uploads folder."""
+    from autopeft.errors import UserError
+    from autopeft.service.admission import _point_at_uploads
+
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    with pytest.raises(UserError, match=r"data.train: 'data/sst2/train.tsv' is not among the uploads, which are "
+                                        r"kept by their name alone; write data.train: train.tsv"):
+        _point_at_uploads({"data": {"train": "data/sst2/train.tsv", "eval": "dev.tsv"}}, tmp_path)
+    _point_at_uploads({"data": {"train": "train.tsv", "eval": "elsewhere/dev.tsv"}}, tmp_path)  # nothing to say

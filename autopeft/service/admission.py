@@ -133,6 +133,8 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
     raw["output_dir"] = str(_confined_output(config, raw.get("output_dir", ".")))
     _confine_space(raw)
     base_dir = (base_dir or config.uploads_dir).resolve()
+    if not own_places:
+        _point_at_uploads(raw, base_dir)
     spec, name = resolve(raw, name=name, base_dir=base_dir, source="<submitted spec>")
     check_name(name)
     _confine_reads(config, raw, spec)
@@ -145,6 +147,19 @@ def admit(config: ServiceConfig, text: str, *, name: str | None = None, base_dir
     stored["storage"] = storage.mask_url(config.storage_url)
     path.write_text(yaml.safe_dump(stored, sort_keys=False))
     return Admitted(name, spec, path)
+
+
+def _point_at_uploads(raw: dict[str, Any], uploads: Path) -> None:
+    """A spec copied from the checkout names its data as ``data/sst2/train.tsv``; uploads are kept by their name
+    alone (a name with a folder is refused), so that path is never there: say what to write."""
+    data = raw.get("data")
+    for field in ("train", "eval"):
+        value = data.get(field) if isinstance(data, dict) else None
+        if not isinstance(value, str) or "/" not in value or (uploads / value).exists():
+            continue
+        if (uploads / Path(value).name).is_file():
+            raise UserError(f"data.{field}: {value!r} is not among the uploads, which are kept by their name "
+                            f"alone; write data.{field}: {Path(value).name}")
 
 
 def _confine_storage(config: ServiceConfig, raw: dict[str, Any]) -> None:
