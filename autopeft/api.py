@@ -712,7 +712,9 @@ class Search:
         outputs = predict_rows(model, tokenizer, self.spec, rows)
         predicted = as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
                                    single)
-        if probabilities and not single and hasattr(texts, "index") and hasattr(predicted, "index"):
+        import pandas as pd
+
+        if probabilities and isinstance(texts, pd.DataFrame):
             predicted.index = texts.index  # a DataFrame's rows keep their labels: frame.join(probabilities) lines up
         return predicted
 
