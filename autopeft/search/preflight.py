@@ -11,6 +11,8 @@ stopped search behind.
 
 from __future__ import annotations
 
+import os
+
 import optuna
 
 from autopeft.errors import UserError
@@ -34,8 +36,6 @@ def check_fields_read(spec: SearchSpec) -> None:
 def check_device_available(spec: SearchSpec) -> None:
     """``workers.device: cuda`` on a machine without CUDA, where the trials run on this machine (no Ray cluster
     named): each trial's Ray actor asked for a GPU that never came, and the search waited for ever."""
-    import os
-
     import torch
 
     if spec.workers.device != "cuda" or spec.workers.ray_address or os.environ.get("RAY_ADDRESS"):

@@ -29,10 +29,15 @@ def unreadable_because(path: str, exc: Exception) -> str:
 
 
 def _not_utf8(path: str, exc: UnicodeDecodeError) -> str:
+    # The reader decodes in chunks, so its error's offset is within a chunk: decode the whole file for the line.
     raw = Path(path).read_bytes()
-    line = raw[:exc.start].count(b"\n") + 1
-    return (f"line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8 (a spreadsheet's "
-            "'CSV UTF-8', an editor's encoding menu)")
+    try:
+        raw.decode("utf-8")
+        return str(exc)
+    except UnicodeDecodeError as whole:
+        line = raw[:whole.start].count(b"\n") + 1
+        return (f"line {line} is not UTF-8 (byte 0x{raw[whole.start]:02x}); save the file as UTF-8 (a spreadsheet's "
+                "'CSV UTF-8', an editor's encoding menu)")
 
 
 def separator_hint(path: str, suffix: str) -> str:
