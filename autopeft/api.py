@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from autopeft.arguments import checked_count, checked_executor
-from autopeft.errors import AtChanceWarning, SpecError, UserError
+from autopeft.errors import AtChanceWarning, NotMergedWarning, SpecError, UserError
 from autopeft.spec import (
     DEFAULT_STORAGE,
     STORAGE_VARIABLE,
@@ -609,7 +609,7 @@ class Search:
         """Write the front (or the picked points, as :meth:`pick` reads them) as adapter folders their library
         loads, with summary.md/.csv; returns the folders written. ``merged`` also writes the base with the adapter
         folded in, where the method allows it. (``flag``: the option named in errors about a pick.)"""
-        from autopeft.results.export import at_chance_message, export_front
+        from autopeft.results.export import at_chance_message, export_front, not_merged_message
         from autopeft.results.pick import parse_pick
 
         chosen = [parse_pick(p, self.spec, flag=flag) for p in _pick_texts(picks, flag)]
@@ -619,6 +619,9 @@ class Search:
                                     self.spec.task_metric)
         if message:
             warnings.warn(message, AtChanceWarning, stacklevel=2)
+        unmerged = not_merged_message(exported, merged)
+        if unmerged:
+            warnings.warn(unmerged, NotMergedWarning, stacklevel=2)
         return exported
 
     def baselines(self, only: Sequence[str] = (), *, executor: str = "ray", on_result: Callable | None = None,

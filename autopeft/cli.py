@@ -385,20 +385,20 @@ def export(name: str, out_dir: str, storage: str | None, merged: bool, picks: tu
            include_chance: bool) -> None:
     """Write every Pareto-optimal trial of NAME as an adapter folder its library loads, with a summary table."""
     from autopeft.api import load_search
-    from autopeft.errors import AtChanceWarning
-    from autopeft.results.export import at_chance_message
+    from autopeft.errors import AtChanceWarning, NotMergedWarning
+    from autopeft.results.export import at_chance_message, not_merged_message
 
     found = load_search(name, storage=storage)
     spec = found.spec
-    with warnings.catch_warnings():  # the API's warning of points at chance: printed below instead
+    with warnings.catch_warnings():  # the API's warnings: printed below instead
         warnings.simplefilter("ignore", AtChanceWarning)
+        warnings.simplefilter("ignore", NotMergedWarning)
         exported = found.export(out_dir, picks=picks, merged=merged, include_chance=include_chance, flag="--pick")
     console.print(f"exported {len(exported)} adapters to {out_dir} (summary.md, summary.csv)")
     numbers = [int(path.name.removeprefix("trial-")) for path in exported]
-    unmerged = [path.name for path in exported if merged and not (path / "merged").is_dir()]
-    if unmerged:  # --merged asked it of every folder; these methods cannot give one (each README says why)
-        console.print(f"note: not merged: {', '.join(unmerged)} (their methods add computation of their own, or "
-                      "their base was quantised; each folder's README.md says which)")
+    unmerged = not_merged_message(exported, merged)
+    if unmerged:  # --merged asked it of every folder; these methods cannot give one
+        console.print(f"note: {unmerged}")
     warning = at_chance_message(found.noise, numbers, spec.task_metric)
     if warning:
         console.print(f"[bold yellow]warning:[/] {warning}")

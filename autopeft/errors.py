@@ -37,3 +37,8 @@ class DataWarning(UserWarning):
 
 class AtChanceWarning(UserWarning):
     """Exported points within noise of chance: exported as found, not as a result (``Search.export``)."""
+
+
+class NotMergedWarning(UserWarning):
+    """``Search.export(merged=True)`` wrote no merged model for some folders: their methods add computation of
+    their own, or their base was quantised (each folder's README.md says which)."""

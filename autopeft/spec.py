@@ -586,7 +586,29 @@ def _data_problems(spec: SearchSpec) -> list[str]:
 class _YamlLoader(yaml.SafeLoader):
     """PyYAML reads YAML 1.1, where a float needs a dot: ``1e-3`` is the text "1e-3". YAML 1.2 (and every user
     writing a learning rate) reads it as a number. pydantic turned such text into a number in typed fields, but a
-    space's ``fixed:`` values and categorical choices kept the text, and a trial's description failed on it."""
+    space's ``fixed:`` values and categorical choices kept the text, and a trial's description failed on it.
+
+    A key written twice in one mapping is an error here: PyYAML keeps the last silently, so a second ``data:``
+    block pasted below the first replaced it, and the search ran on fields the user never saw take effect."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            _refuse_repeated_keys(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_repeated_keys(node: yaml.MappingNode) -> None:
+    """The mapping's own keys, each once; keys a merge (``<<: *base``) brings in may be overridden, as YAML means."""
+    first_lines: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = (key_node.tag, key_node.value)
+        if key in first_lines:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key_node.value!r} is written twice in one mapping (first at line "
+                f"{first_lines[key] + 1}); keep one, with every field it needs", key_node.start_mark)
+        first_lines[key] = key_node.start_mark.line
 
 
 _YamlLoader.add_implicit_resolver(

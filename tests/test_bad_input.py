@@ -297,6 +297,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case)
     ("", "(top level): the spec must be a YAML mapping"),
     ("!!python/object/apply:os.system ['touch pwned']", "not valid YAML"),
     ("budget: " + "[" * 5000, "not valid YAML: nested too deeply to be a spec"),  # was a RecursionError traceback
+    # PyYAML kept the second block: the first's fields were dropped without a word
+    ("data:\n  train: a.csv\ntrials: 4\ndata:\n  train: b.csv\n",
+     "not valid YAML: 'data' is written twice in one mapping (first at line 1); keep one, with every field it needs "
+     "at line 4"),
 ])
 def test_spec_files_that_are_not_a_mapping(tmp_path, capsys, text, needle):
     path = tmp_path / "spec.yaml"

@@ -108,7 +108,11 @@ def test_an_export_whose_adapter_folder_was_moved_is_refused_before_anything_is_
 def test_merged_export_says_which_folders_it_could_not_merge(finished_search, capsys):
     """--merged asks for a merged model in every folder; a method that adds computation of its own, or a quantised
     base, cannot give one, which was left unsaid (each README now says why, and the command names them)."""
-    from autopeft.results.export import unmerged_reason
+    import warnings
+
+    from autopeft.api import load_search
+    from autopeft.errors import NotMergedWarning
+    from autopeft.results.export import not_merged_message, unmerged_reason
     from tests.conftest import run_cli
 
     tmp_path, spec, _, _ = finished_search
@@ -118,5 +122,13 @@ def test_merged_export_says_which_folders_it_could_not_merge(finished_search, ca
     folders = sorted((tmp_path / "merged-export").glob("trial-*"))
     assert folders and all((folder / "merged").is_dir() for folder in folders)  # LoRA folds into the weights
     assert "not merged" not in out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotMergedWarning)  # every folder merged: nothing to warn of from Python
+        load_search("e2e", storage=spec.storage).export(tmp_path / "api-merged", merged=True, include_chance=True)
+    (folders[0] / "merged").rename(folders[0] / "kept-aside")  # as a folder of a method that cannot merge
+    assert not_merged_message(folders, merged=True) == (
+        f"not merged: {folders[0].name} (their methods add computation of their own, or their base was quantised; "
+        "each folder's README.md says which)")
+    assert not_merged_message(folders, merged=False) == ""
     assert unmerged_reason("prefix", 16).startswith("a prefix adapter adds computation of its own")
     assert unmerged_reason("lora", 4).startswith("trained on a 4-bit base")

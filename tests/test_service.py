@@ -97,6 +97,28 @@ def _wait_listing(service: Service, until, timeout_s: float = 180) -> dict:
     raise AssertionError(f"the search list never reached the state asked; last: {json.dumps(rows)[:2000]}")
 
 
+def _post_raw(service: Service, body: bytes, content_type: str) -> tuple[int, dict]:
+    """A launch posted as a client other than ours would: the body as it is, under its own content type."""
+    request = urllib.request.Request(service.url + "/api/searches", method="POST", data=body, headers={
+        "content-type": content_type, "authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_launch_without_a_name_is_named_by_the_spec_and_the_time():
+    from autopeft.errors import UserError
+    from autopeft.service.admission import check_name, timestamped_name
+
+    long = "a" * 95
+    assert check_name(timestamped_name(long)).startswith("a" * 84 + "-")  # 100 characters, the time kept whole
+    assert len(timestamped_name(long)) == 100 and timestamped_name("demo").startswith("demo-20")
+    with pytest.raises(UserError, match=r"^spec: name: 'a b' is not a search name"):
+        timestamped_name("a b")
+
+
 def _free_port() -> int:
     import socket
 
@@ -130,6 +152,20 @@ def test_bad_specs_get_the_command_lines_errors_and_start_nothing(service, tmp_p
     for field, text in refusals.items():
         status, answer = service.call("POST", "/api/searches", {"spec": text})
         assert status == 400 and answer["error"].startswith(field), (field, answer)
+    # A spec as a JSON object of its fields is read as the YAML text is: the same error for the same mistake.
+    status, answer = service.call("POST", "/api/searches", {"spec": yaml.safe_load(bad), "name": "bad"})
+    assert status == 400 and problem in answer["error"], answer
+    status, answer = service.call("POST", "/api/searches", {"spec": _spec_text() + "seed: 1\nseed: 2\n"})
+    assert status == 400 and "'seed' is written twice in one mapping" in answer["error"], answer
+    misnamed = {**yaml.safe_load(_spec_text()), "name": "my search"}
+    status, answer = service.call("POST", "/api/searches", {"spec": misnamed})
+    assert status == 400 and answer["error"].startswith("spec: name: 'my search' is not a search name"), answer
+    # curl -d @spec.yaml: a form, line breaks dropped; with a YAML content type, one line of YAML
+    flattened = _spec_text().replace("\n", "").encode()
+    for content_type, told in (("application/x-www-form-urlencoded", "as curl -d sends a file"),
+                               ("application/yaml", "the spec arrived as one line")):
+        status, answer = _post_raw(service, flattened, content_type)
+        assert status == 400 and told in answer["error"] and "--data-binary" in answer["error"], answer
     assert service.call("POST", "/api/searches", {"spec": _spec_text(), "name": "a/b"})[1]["error"].startswith("name")
     assert service.call("POST", "/api/searches", {"spec": _spec_text(), "name": 7})[1]["error"].startswith("name")
     assert service.call("POST", "/api/searches", {"spec": _spec_text()}, token=None)[0] == 401
@@ -330,3 +366,28 @@ def test_a_spec_copied_from_the_checkout_is_told_where_its_uploads_are(tmp_path)
                                         r"kept by their name alone; write data.train: train.tsv"):
         _point_at_uploads({"data": {"train": "data/sst2/train.tsv", "eval": "dev.tsv"}}, tmp_path)
     _point_at_uploads({"data": {"train": "train.tsv", "eval": "elsewhere/dev.tsv"}}, tmp_path)  # nothing to say
+
+
+def test_a_launch_the_cluster_refuses_leaves_neither_its_spec_nor_its_uploads(tmp_path):
+    """An admitted spec and its uploads were kept when Ray's job server then refused the job: files of no search,
+    found by the next launch of that name. A job server that refuses a job cannot be made to here, so a client
+    that raises as Ray's does stands in for it."""
+    from autopeft.service.admission import ServiceConfig
+    from autopeft.service.jobs import SearchJobs
+
+    class RefusingJobServer:
+        def list_jobs(self):
+            return []
+
+        def submit_job(self, **_):
+            raise RuntimeError("Failed to submit job: the job server is shutting down")
+
+    root = tmp_path / "root"
+    jobs = SearchJobs(ServiceConfig(f"sqlite:///{tmp_path / 'service.db'}", root, "http://127.0.0.1:9"),
+                      client=RefusingJobServer())
+    spec = yaml.safe_load(_spec_text())
+    spec["data"].update(train="train.tsv", eval="dev.tsv")
+    uploads = {name: (DEMO_DATA / name).read_bytes() for name in ("train.tsv", "dev.tsv")}
+    with pytest.raises(RuntimeError, match="shutting down"):
+        jobs.launch(yaml.safe_dump(spec), name="refused", uploads=uploads)
+    assert list((root / "specs").glob("*")) == [] and not (root / "uploads" / "refused").exists()

@@ -274,3 +274,14 @@ def test_a_datasets_class_column_keeps_its_names_and_their_order_and_a_corrected
     with pytest.raises(UserError, match=r"data.label_column: column 'label' is empty in data row 2 of split "
                                         r"'validation'"):
         load_task_data(loaded.data, loaded.model, seed=0)
+
+
+def test_a_merge_key_may_be_overridden_but_a_key_written_twice_is_refused():
+    import yaml
+
+    from autopeft.spec import parse_yaml
+
+    assert parse_yaml("base: &b {r: 4, lr: 1}\nmine:\n  <<: *b\n  r: 8\n")["mine"] == {"r": 8, "lr": 1}
+    assert parse_yaml("{1: a, '1': b}") == {1: "a", "1": "b"}  # a number and a text are two keys
+    with pytest.raises(yaml.YAMLError, match="'r' is written twice"):
+        parse_yaml("space:\n  r: 4\n  r: 8\n")

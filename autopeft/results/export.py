@@ -238,6 +238,16 @@ def export_front(study: optuna.Study, spec: SearchSpec, out_dir: Path, merged: b
     return exported
 
 
+def not_merged_message(exported: list[Path], merged: bool) -> str:
+    """The folders ``merged`` asked a merged model of and got none (empty when every one has it, or none was
+    asked): said to the caller, not only in the folders' READMEs."""
+    unmerged = [path.name for path in exported if merged and not (path / "merged").is_dir()]
+    if not unmerged:
+        return ""
+    return (f"not merged: {', '.join(unmerged)} (their methods add computation of their own, or their base was "
+            "quantised; each folder's README.md says which)")
+
+
 def unmerged_reason(method: str, bits: int) -> str:
     """Why ``--merged`` wrote no merged model for a folder (it asked for one for every folder)."""
     if bits < 16:

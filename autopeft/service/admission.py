@@ -18,6 +18,7 @@ An admitted spec is written, resolved, to ``ROOT/specs/NAME.yaml``, which the jo
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from autopeft.spec import (
 # The checkout's bundled examples. An installed package has none: its PROJECT_ROOT is site-packages, whose
 # "examples" folder, if any, belongs to some other distribution.
 EXAMPLES_DIR: Path | None = PROJECT_ROOT / "examples" if (PROJECT_ROOT / "pyproject.toml").is_file() else None
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_NAME_LENGTH = 100
+_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{_NAME_LENGTH - 1}}}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
@@ -75,11 +77,21 @@ class Admitted:
     spec_path: Path
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, field: str = "name") -> str:
     if not _NAME.fullmatch(name):
-        raise UserError(f"name: {name!r} is not a search name here; use letters, digits, '.', '_' and '-' (at "
+        raise UserError(f"{field}: {name!r} is not a search name here; use letters, digits, '.', '_' and '-' (at "
                         "most 100), starting with a letter or digit")
     return name
+
+
+def timestamped_name(stem: str) -> str:
+    """The name of a search launched without one: the spec's own name (or the example's) and the time, so that
+    launching one spec twice makes two searches. The stem is checked as it was written, naming the spec's field,
+    and shortened to leave the time its room: a 90-character spec name was refused as a 106-character name the
+    submitter never wrote."""
+    check_name(stem, "spec: name")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stem[:_NAME_LENGTH - len(stamp) - 1]}-{stamp}"
 
 
 def bundled_examples() -> dict[str, Path]:
@@ -104,7 +116,11 @@ def read_spec_text(text: str) -> dict[str, Any]:
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"spec: not valid YAML: {yaml_problem(exc)}") from None
+        one_line = "\n" not in text.strip() and text.count(":") > 1
+        # curl -d @FILE (even with a YAML content type) removes every line break: the spec arrives as one line
+        hint = ("; the spec arrived as one line, as curl -d sends a file: send it with --data-binary @FILE"
+                if one_line else "")
+        raise UserError(f"spec: not valid YAML: {yaml_problem(exc)}{hint}") from None
     if not isinstance(raw, dict):
         raise UserError("spec: the spec must be a YAML mapping of fields")
     return raw

@@ -121,6 +121,7 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
     log.close()  # the head writes through its own copy of the descriptor; the file stays for the error messages
     url = f"http://127.0.0.1:{dashboard}"
+    started = False
     try:
         try:
             wait_for_job_server(url, alive=lambda: process.poll() is None)
@@ -128,12 +129,15 @@ def local_cluster(num_cpus: int) -> Iterator[str]:
             raise UserError(f"could not start a local Ray cluster; its log: {log.name}") from None
         if process.poll() is not None:
             raise UserError(f"the local Ray cluster exited at start; its log: {log.name}")
+        started = True
         yield url
     finally:
         if process.poll() is None:
             _stop_jobs(url)
         _end_session(process)
         shutil.rmtree(own_temp, ignore_errors=True)
+        if started:  # the log is named only by a failed start; one was left in the temp folder per service run
+            Path(log.name).unlink(missing_ok=True)
 
 
 def _ensure_token(ray: str) -> None:

@@ -73,8 +73,8 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
     def launch(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         if "example" in body:
             job = jobs.launch_example(str(body["example"]), name=_str(body, "name"), launched_by=who(request, body))
-        elif isinstance(body.get("spec"), str):
-            job = jobs.launch(body["spec"], name=_str(body, "name"), launched_by=who(request, body),
+        elif isinstance(body.get("spec"), (str, dict)):
+            job = jobs.launch(_spec_text(body["spec"]), name=_str(body, "name"), launched_by=who(request, body),
                               uploads=_files(body.get("files")))
         else:
             raise UserError('body: give "spec" (the YAML text) or "example" (a bundled example, e.g. "sst2")')
@@ -202,11 +202,23 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
 
         body = json.loads(raw)
     except ValueError:
+        if "form-urlencoded" in content_type:  # curl -d @spec.yaml: curl's default type, and it drops line breaks
+            return JSONResponse({"error": "body: a form, as curl -d sends a file, with its line breaks dropped; "
+                                          "send the spec with --data-binary @FILE -H 'content-type: "
+                                          "application/yaml'"}, status_code=400)
         return JSONResponse({"error": "body: not JSON; send {\"spec\": \"...YAML...\"} or the YAML itself with "
                                       "content-type: application/yaml"}, status_code=400)
     if not isinstance(body, dict):
         return JSONResponse({"error": "body: expected a JSON object"}, status_code=400)
     return body
+
+
+def _spec_text(spec: str | dict[str, Any]) -> str:
+    """A spec given as YAML text, or as a JSON object of its fields (what a client building one in code sends):
+    JSON is YAML, so the object's text is read by the same loader and checked by the same rules."""
+    import json
+
+    return spec if isinstance(spec, str) else json.dumps(spec)
 
 
 def _files(files: Any) -> dict[str, bytes] | None:

@@ -27,6 +27,7 @@ from autopeft.service.admission import (
     check_name,
     read_spec_text,
     save_uploads,
+    timestamped_name,
 )
 from autopeft.service.cluster import STOP_GRACE_S
 from autopeft.store import storage
@@ -81,19 +82,24 @@ class SearchJobs:
                uploads: dict[str, bytes] | None = None) -> SearchJob:
         """Admit a spec (YAML text, with the files it names) and start its search as a job."""
         raw = read_spec_text(text)
-        name = check_name(name or f"{raw.get('name') or 'search'}-{time.strftime('%Y%m%d-%H%M%S')}")
+        name = check_name(name) if name else timestamped_name(str(raw.get("name") or "search"))
         with self._launching(name):
             self._refuse_if_active(name)
             self._refuse_if_taken(name)  # before the files are written: an existing search's resume reads them
             base = save_uploads(self.config, name, uploads) if uploads else None
+            admitted = None
             try:
                 admitted = admit(self.config, text, name=name, base_dir=base)
+                return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name],
+                                    launched_by)
             except BaseException:
+                # refused, or the cluster would not take the job: the files belong to no search, and a later
+                # launch of the name must not find them
                 if base is not None:
-                    shutil.rmtree(base, ignore_errors=True)  # refused: the files belong to no search
+                    shutil.rmtree(base, ignore_errors=True)
+                if admitted is not None:
+                    admitted.spec_path.unlink(missing_ok=True)
                 raise
-            return self._submit(name, "run", ["search", "run", str(admitted.spec_path), "--name", name],
-                                launched_by)
 
     def launch_example(self, example: str, *, name: str | None = None, launched_by: str = "") -> SearchJob:
         """Start a bundled example (``sst2``: the README demo) in the service's database and folders."""
@@ -102,7 +108,7 @@ class SearchJobs:
             raise UserError(f"example: no {example!r}; one of {', '.join(examples)}")
         path = examples[example]
         text = path.read_text()
-        name = check_name(name or f"{read_spec_text(text).get('name') or example}-{time.strftime('%Y%m%d-%H%M%S')}")
+        name = check_name(name) if name else timestamped_name(str(read_spec_text(text).get("name") or example))
         with self._launching(name):
             self._refuse_if_active(name)
             admitted = admit(self.config, text, name=name, base_dir=path.parent, own_places=True)
