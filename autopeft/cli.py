@@ -25,6 +25,8 @@ from autopeft.objectives import TASK_METRICS
 from autopeft.results.noise import ADVICE
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from autopeft.api import Search
     from autopeft.spec import SearchSpec
 
@@ -473,12 +475,28 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")
         return
     table = Table(title=f"trial {number} of {name}")
-    shown = [c for c in frame.columns if c in columns or c == "prediction" or c.startswith("p(")]
+    if probabilities and not decoder and len(predicted.columns) > _LABELS_AS_COLUMNS:
+        # a column per label folded 40 intents' table into slivers a character wide: the likeliest few instead
+        frame["most likely"] = [_likeliest(row) for _, row in predicted.iterrows()]
+        console.print(f"{len(predicted.columns)} labels: the {_LIKELIEST_SHOWN} most likely shown; --out FILE.csv "
+                      "writes every label's probability")
+    shown = [c for c in frame.columns if c in columns or c in ("prediction", "most likely")
+             or (c.startswith("p(") and "most likely" not in frame.columns)]
     for column in shown:
         table.add_column(column, overflow="fold")
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
+
+
+_LABELS_AS_COLUMNS = 5  # more labels than this get no column each in the terminal's table
+_LIKELIEST_SHOWN = 3
+
+
+def _likeliest(probabilities: pd.Series) -> str:
+    """One row's likeliest labels with their probabilities, most likely first."""
+    top = probabilities.sort_values(ascending=False, kind="stable").head(_LIKELIEST_SHOWN)
+    return ", ".join(f"{label} {p:.4f}" for label, p in top.items())
 
 
 def _trial_numbers(text: str | None) -> list[int]:

@@ -166,6 +166,15 @@ def test_the_predict_command_gives_the_same_labels_to_a_table_a_file_and_texts(d
         assert code == 2 and message in err, err
 
 
+def test_many_labels_show_the_likeliest_few_in_the_terminal():
+    """A column per label folded a 40-intent table into slivers a character wide; the likeliest three instead."""
+    from autopeft.cli import _LABELS_AS_COLUMNS, _likeliest
+
+    row = pd.Series({f"intent_{i}": p for i, p in enumerate([0.05, 0.6, 0.05, 0.2, 0.1])}).astype(float)
+    assert _likeliest(row) == "intent_1 0.6000, intent_3 0.2000, intent_4 0.1000"
+    assert _LABELS_AS_COLUMNS >= 2  # a binary task keeps p(label) columns (the command's test above)
+
+
 def test_predict_takes_pairs_as_tuples_and_refuses_what_the_head_cannot_give():
     from types import SimpleNamespace
 
