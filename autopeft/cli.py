@@ -25,8 +25,6 @@ from autopeft.objectives import TASK_METRICS
 from autopeft.results.noise import ADVICE
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from autopeft.api import Search
     from autopeft.spec import SearchSpec
 
@@ -438,6 +436,7 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     import pandas as pd
 
     from autopeft.api import load_search
+    from autopeft.results.predict import LABELS_AS_COLUMNS, LIKELIEST_SHOWN, likeliest_labels
     from autopeft.results.responses import prompts_from_records
     from autopeft.tasks.data import read_table
 
@@ -475,10 +474,10 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")
         return
     table = Table(title=f"trial {number} of {name}")
-    if probabilities and not decoder and len(predicted.columns) > _LABELS_AS_COLUMNS:
+    if probabilities and not decoder and len(predicted.columns) > LABELS_AS_COLUMNS:
         # a column per label folded 40 intents' table into slivers a character wide: the likeliest few instead
-        frame["most likely"] = [_likeliest(row) for _, row in predicted.iterrows()]
-        console.print(f"{len(predicted.columns)} labels: the {_LIKELIEST_SHOWN} most likely shown; --out FILE.csv "
+        frame["most likely"] = likeliest_labels(predicted)
+        console.print(f"{len(predicted.columns)} labels: the {LIKELIEST_SHOWN} most likely shown; --out FILE.csv "
                       "writes every label's probability")
     shown = [c for c in frame.columns if c in columns or c in ("prediction", "most likely")
              or (c.startswith("p(") and "most likely" not in frame.columns)]
@@ -487,16 +486,6 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
-
-
-_LABELS_AS_COLUMNS = 5  # more labels than this get no column each in the terminal's table
-_LIKELIEST_SHOWN = 3
-
-
-def _likeliest(probabilities: pd.Series) -> str:
-    """One row's likeliest labels with their probabilities, most likely first."""
-    top = probabilities.sort_values(ascending=False, kind="stable").head(_LIKELIEST_SHOWN)
-    return ", ".join(f"{label} {p:.4f}" for label, p in top.items())
 
 
 def _trial_numbers(text: str | None) -> list[int]:

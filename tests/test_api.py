@@ -168,11 +168,13 @@ def test_the_predict_command_gives_the_same_labels_to_a_table_a_file_and_texts(d
 
 def test_many_labels_show_the_likeliest_few_in_the_terminal():
     """A column per label folded a 40-intent table into slivers a character wide; the likeliest three instead."""
-    from autopeft.cli import _LABELS_AS_COLUMNS, _likeliest
+    from autopeft.results.predict import LABELS_AS_COLUMNS, likeliest_labels
 
-    row = pd.Series({f"intent_{i}": p for i, p in enumerate([0.05, 0.6, 0.05, 0.2, 0.1])}).astype(float)
-    assert _likeliest(row) == "intent_1 0.6000, intent_3 0.2000, intent_4 0.1000"
-    assert _LABELS_AS_COLUMNS >= 2  # a binary task keeps p(label) columns (the command's test above)
+    table = pd.DataFrame([[0.05, 0.6, 0.05, 0.2, 0.1], [0.5, 0.1, 0.1, 0.1, 0.2]],
+                         columns=[f"intent_{i}" for i in range(5)])
+    assert likeliest_labels(table) == ["intent_1 0.6000, intent_3 0.2000, intent_4 0.1000",
+                                       "intent_0 0.5000, intent_4 0.2000, intent_1 0.1000"]  # ties in label order
+    assert LABELS_AS_COLUMNS >= 2  # a binary task keeps p(label) columns (the command's test above)
 
 
 def test_predict_takes_pairs_as_tuples_and_refuses_what_the_head_cannot_give():

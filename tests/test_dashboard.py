@@ -214,6 +214,27 @@ def test_a_trial_is_tried_on_new_texts_from_its_page(watched):
         expected[["0", "1"]].round(5).itertuples(index=False))
 
 
+def test_many_labels_are_tried_as_the_likeliest_few(watched, monkeypatch):
+    """Past a few labels a column each ran off the page (40 intents): the likeliest labels in one column, every
+    label's probability in an expander. Here with the bar lowered, so that the watched two-label search takes that
+    branch."""
+    import autopeft
+    from autopeft.results import predict
+
+    monkeypatch.setattr(predict, "LABELS_AS_COLUMNS", 1)
+    record = [r for r in watched["records"] if r.state == "COMPLETE"][2]
+    app = render("Trial", trial_number=record.number)
+    texts = ["a gripping , funny and moving film", "flat , dull and far too long"]
+    app.text_area(key="try_texts").input("\n".join(texts)).run()
+    app.button(key="try_run").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown, every = app.dataframe[-2].value, app.dataframe[-1].value
+    expected = autopeft.load_search(NAME, storage=watched["url"]).predict(record.number, texts, probabilities=True)
+    assert list(shown.columns) == ["sentence", "prediction", "most likely"]
+    assert list(shown["most likely"]) == predict.likeliest_labels(expected)
+    assert list(every.columns) == ["0", "1"] and app.expander[-1].label.startswith("every label's probability")
+
+
 def test_space_and_compare_views_render(watched):
     app = render("Space")
     assert app.dataframe[0].value["method"].tolist() == ["lora"]

@@ -19,6 +19,7 @@ import numpy as np
 from autopeft.errors import UserError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from torch import nn
 
     from autopeft.spec import SearchSpec
@@ -153,3 +154,15 @@ def as_predictions(outputs: np.ndarray, spec: SearchSpec, labels: list[str], pro
         return table.iloc[0].to_dict() if single else table
     names = [labels[i] for i in outputs.argmax(axis=1)]
     return names[0] if single else names
+
+
+LABELS_AS_COLUMNS = 5  # more labels than this get no column each where a person reads the table
+LIKELIEST_SHOWN = 3
+
+
+def likeliest_labels(probabilities: pd.DataFrame, count: int = LIKELIEST_SHOWN) -> list[str]:
+    """Each row's ``count`` likeliest labels with their probabilities, most likely first: what a reader of a task
+    with many labels looks for, where a column per label (40 intents) would not fit a terminal or a page."""
+    return [", ".join(f"{label} {p:.4f}" for label, p in
+                      row.sort_values(ascending=False, kind="stable").head(count).items())
+            for _, row in probabilities.iterrows()]

@@ -108,6 +108,12 @@ def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
     else:
         probabilities = predict.as_predictions(outputs, spec, cache.label_names(ctx.url, ctx.search), True, False)
         shown["prediction"] = list(probabilities.idxmax(axis=1))
+        if len(probabilities.columns) > predict.LABELS_AS_COLUMNS:  # a column each would run off the page
+            shown["most likely"] = predict.likeliest_labels(probabilities)
+            st.dataframe(shown, hide_index=True, width="stretch")
+            with st.expander(f"every label's probability ({len(probabilities.columns)} labels)"):
+                st.dataframe(probabilities, hide_index=True, width="stretch")
+            return
         shown = pd.concat([shown, probabilities], axis=1)
     st.dataframe(shown, hide_index=True, width="stretch")
 
