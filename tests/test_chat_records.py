@@ -158,3 +158,46 @@ def test_text_asked_of_a_chat_search_is_the_users_one_message():
     assert as_prompt_list([user], "chat") == ([[user]], True)  # one conversation, not a list of them
     with pytest.raises(UserError, match=r"prompts\[0\]: expected a conversation.*or text"):
         as_prompt_list([{"text": "no role"}], "chat")
+
+
+def _as_sharegpt(messages: list[dict]) -> list[dict]:
+    speakers = {"system": "system", "user": "human", "assistant": "gpt"}
+    return [{"from": speakers[m["role"]], "value": m["content"]} for m in messages]
+
+
+def test_sharegpt_conversations_are_read_as_the_same_chat_records(tmp_path):
+    """Many published chat datasets write turns as ShareGPT does ({"from": "human" | "gpt", "value": ...}) under
+    `conversations`: read as the same messages, they give the same token ids as the role/content form; a speaker
+    ShareGPT does not name is refused naming the row and the names it takes."""
+    from autopeft.results.responses import as_prompt_list
+
+    records = _records(24, seed=5)
+    shared = [{"conversations": _as_sharegpt(r["messages"]), "answer": r["answer"]} for r in records]
+    save_tiny_decoder(tmp_path / "decoder", records, chat_template=CHATML)
+    read = {}
+    for form, rows, column in (("roles", records, "messages"), ("sharegpt", shared, "conversations")):
+        (tmp_path / f"{form}.json").write_text(json.dumps(rows))
+        spec = load_spec(write_spec(tmp_path, tiny_spec(
+            tmp_path, model={"name_or_path": str(tmp_path / "decoder"), "task": "causal-lm"},
+            data={"train": str(tmp_path / f"{form}.json"), "eval": str(tmp_path / f"{form}.json"),
+                  "messages_column": column},
+            objectives=[{"name": "answer_accuracy"}, {"name": "trainable_params"}], constraints=[])))
+        read[form] = load_task_data(spec.data, spec.model, spec.seed)
+    for split in ("train", "eval"):
+        ours, theirs = getattr(read["roles"], split), getattr(read["sharegpt"], split)
+        assert [ids.tolist() for ids in ours.input_ids] == [ids.tolist() for ids in theirs.input_ids]
+        assert [labels.tolist() for labels in ours.token_labels] == [labels.tolist() for labels in theirs.token_labels]
+    asked = _as_sharegpt(records[0]["messages"][:-1])
+    assert as_prompt_list(asked, "chat") == ([records[0]["messages"][:-1]], True)  # generate() takes them too
+    import pandas as pd
+
+    from autopeft.results.responses import prompts_from_records
+
+    file_rows = pd.DataFrame({"conversations": [r["conversations"] for r in shared[:2]]})  # predict --file
+    assert prompts_from_records(spec, file_rows, "--file") == [r["messages"][:-1] for r in records[:2]]
+    shared[3]["conversations"][1]["from"] = "bot"
+    (tmp_path / "sharegpt.json").write_text(json.dumps(shared))
+    with pytest.raises(UserError, match=r"data\.messages_column: data row 4 of .*sharegpt\.json has a message from "
+                                        r"'bot', which ShareGPT's form does not name; write each message's \"from\" "
+                                        r"as one of human, user, gpt"):
+        load_task_data(spec.data, spec.model, spec.seed)

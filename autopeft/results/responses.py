@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from autopeft.errors import UserError
+from autopeft.tasks.chat_records import as_chat_messages, is_sharegpt_turn
 from autopeft.tasks.data import instruction_prompt
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def prompt_form(spec: SearchSpec) -> PromptForm:
 
 def _is_conversation(value: Any) -> bool:
     return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
-            and all(isinstance(m, Mapping) and "role" in m for m in value))
+            and all(isinstance(m, Mapping) and "role" in m or is_sharegpt_turn(m) for m in value))
 
 
 def _fits(prompt: Any, form: PromptForm) -> bool:
@@ -70,6 +71,8 @@ def as_prompt_list(prompts: Prompt | Sequence[Prompt], form: PromptForm) -> tupl
     for index, prompt in enumerate(listed):
         if not _fits(prompt, form):
             raise UserError(f"prompts[{index}]: expected {_WANTED[form]}; got {type(prompt).__name__}")
+    if form == "chat":  # ShareGPT's turns, as the search read its records
+        listed = [as_chat_messages(list(prompt), f"prompts[{index}]") for index, prompt in enumerate(listed)]
     return listed, single
 
 
@@ -99,8 +102,10 @@ def prompts_from_records(spec: SearchSpec, frame: Any, where: str) -> list[Any]:
         return [str(text) for text in frame[column]]
     if form == "chat":
         prompts = []
-        for value in frame[column]:
+        for row, value in enumerate(frame[column]):
             messages = [dict(m) for m in value] if hasattr(value, "__iter__") and not isinstance(value, str) else value
+            if isinstance(messages, list):  # ShareGPT's turns, as the search read its records
+                messages = as_chat_messages(messages, f"{where} data row {row + 1}")
             if isinstance(messages, list) and messages and messages[-1].get("role") == "assistant":
                 messages = messages[:-1]
             prompts.append(messages)

@@ -11,6 +11,11 @@ is what the whole conversation's rendering adds after it (the reply and the temp
 trained model ends its turn where the template does). Where a template renders earlier turns differently once a
 later one follows, so that the prompt is not a prefix of the whole (some templates drop a model's reasoning from
 past turns), the response is the reply's own tokens and the end-of-sequence token.
+
+Conversations written as ShareGPT writes them (``{"from": "human" | "gpt" | "system", "value": ...}``, the form of
+many published chat datasets and of other fine-tuning tools' ``sharegpt`` type) are read as the same messages:
+``human`` is the user, ``gpt`` the assistant. Refusing them would send the user off to convert their data for a
+renaming these lines do exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +26,28 @@ from typing import Any
 from autopeft.errors import UserError
 
 ASSISTANT = "assistant"
+# ShareGPT's speakers as chat templates name them
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": ASSISTANT, "assistant": ASSISTANT, "system": "system",
+                  "tool": "tool"}
+
+
+def _sharegpt_message(message: Mapping, where: str) -> dict[str, Any]:
+    """A ShareGPT turn (``from``, ``value``) as a chat message; a speaker outside ShareGPT's names is refused."""
+    speaker = message["from"]
+    role = SHAREGPT_ROLES.get(speaker.lower()) if isinstance(speaker, str) else None
+    if role is None:
+        raise UserError(f"data.messages_column: {where} has a message from {speaker!r}, which ShareGPT's form "
+                        f"does not name; write each message's \"from\" as one of {', '.join(SHAREGPT_ROLES)}")
+    return {"role": role, "content": message["value"]}
+
+
+def is_sharegpt_turn(message: Any) -> bool:
+    return isinstance(message, Mapping) and "role" not in message and {"from", "value"} <= message.keys()
+
+
+def as_chat_messages(messages: list[Any], where: str) -> list[Any]:
+    """The messages with ShareGPT's turns as chat messages (the others as they are, for the caller's checks)."""
+    return [_sharegpt_message(m, where) if is_sharegpt_turn(m) else m for m in messages]
 
 
 def conversation(value: Any, where: str) -> list[dict[str, str]]:
@@ -34,7 +61,7 @@ def conversation(value: Any, where: str) -> list[dict[str, str]]:
     if not messages:
         raise UserError(f"data.messages_column: {where} has no messages ({str(value)[:60]!r}); {fix}")
     checked = []
-    for message in messages:
+    for message in as_chat_messages(messages, where):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str) \
                 or not isinstance(message.get("content"), str):
             raise UserError(f"data.messages_column: {where} has a message {str(message)[:80]!r} that is not "
