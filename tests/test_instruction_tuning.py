@@ -171,6 +171,26 @@ def test_an_answer_metric_without_answers_is_refused_naming_the_column(unanswere
         load_task_data(loaded.data, loaded.model, loaded.seed)
 
 
+def test_prompt_completion_records_are_told_the_fields_that_read_them(unanswered, tmp_path):
+    """OpenAI's and TRL's prompt / completion records met the instruction reader's default columns: the refusal
+    names the two fields to set, and with them set the records are read (the prompt as the instruction)."""
+    records = [{"prompt": r["instruction"], "completion": r["output"]}
+               for r in json.loads((unanswered / "train.json").read_text())]
+    for name in ("train.json", "eval.json"):
+        (tmp_path / name).write_text(json.dumps(records[:48] if name == "train.json" else records[48:64]))
+    spec = _spec(unanswered) | {"data": {"train": str(tmp_path / "train.json"), "eval": str(tmp_path / "eval.json"),
+                                         "max_length": 160}}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    with pytest.raises(UserError, match=r"data\.instruction_column: column 'instruction' not in the train data; its "
+                                        r"columns are \['prompt', 'completion'\]; the records look like prompt / "
+                                        r"completion pairs: set data\.instruction_column: prompt and "
+                                        r"data\.output_column: completion"):
+        load_task_data(loaded.data, loaded.model, loaded.seed)
+    spec["data"].update(instruction_column="prompt", output_column="completion")
+    loaded = load_spec(write_spec(tmp_path, spec))
+    assert len(load_task_data(loaded.data, loaded.model, loaded.seed).train.input_ids) == 48
+
+
 def test_skipping_the_untouched_model_is_refused_where_it_is_the_chance_level(unanswered, tmp_path):
     spec = _spec(unanswered) | {"storage": f"sqlite:///{tmp_path / 't.db'}"}
     spec["training"] |= {"untouched_reference": False}

@@ -252,6 +252,10 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
         raise UserError(f"data.{field}: no rows")
 
 
+_PROMPT_NAMES = ("prompt", "question", "query", "source", "input_text")
+_COMPLETION_NAMES = ("completion", "response", "target", "answer_text", "output_text", "reply")
+
+
 def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
     """Chat records or plain text met where instruction records were expected: the field that reads them."""
     if data.messages_column or spec_field not in ("instruction_column", "output_column"):
@@ -259,6 +263,12 @@ def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> st
     chat = next((c for c in columns if c in ("messages", "conversations", "conversation")), None)
     if chat is not None:
         return f"; the {chat!r} column looks like chat records: set data.messages_column: {chat}"
+    asked = next((c for c in columns if c.lower() in _PROMPT_NAMES), None)
+    given = next((c for c in columns if c.lower() in _COMPLETION_NAMES), None)
+    if given is not None and (spec_field == "output_column" or asked is not None):
+        # prompt / completion pairs (OpenAI's and TRL's form): the instruction and the response under other names
+        return (f"; the records look like {asked or data.instruction_column} / {given} pairs: set "
+                f"data.instruction_column: {asked or data.instruction_column} and data.output_column: {given}")
     text = next((c for c in columns if c.lower() in ("text", "content", "document", "body")), None)
     if text is None and len(columns) == 1:
         text = columns[0]
