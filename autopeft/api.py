@@ -201,7 +201,8 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
         # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
         folder = run_folder(Path.cwd() / str(raw.get("output_dir", "runs")), name) / DATA_FOLDER
         options = _data_section(raw.get("data"))
-        passed = _materialise_data(data, folder, str(options.get("label_column", "label")))
+        passed = _materialise_data(data, folder, str(options.get("label_column", "label")),
+                                   held_out=options.get("eval_fraction") is not None)
         if options.get("label_values") is not None or not _is_classification(raw):
             passed.pop("label_values", None)  # the user's own order wins; other tasks read no classes
         raw["data"] = {**options, **passed}
@@ -239,8 +240,10 @@ def _split(data: Mapping[str, Any], names: Sequence[str]) -> tuple[str, Any]:
     """The first of ``names`` that ``data`` holds, and its rows."""
     key = next((n for n in names if n in data and data[n] is not None), None)
     if key is None:
+        hold_out = "" if names[0] == "train" else (" or hold out part of the training rows with the spec's "
+                                                   "data.eval_fraction: 0.2")
         raise UserError(f"data: no {names[0]!r} split among {sorted(data)}; pass data={{'train': ..., 'eval': ...}} "
-                        f"(a DatasetDict with train and validation splits works too)")
+                        f"(a DatasetDict with train and validation splits works too){hold_out}")
     return key, data[key]
 
 
@@ -265,10 +268,11 @@ def _as_frame(rows: Any, split: str) -> tuple[pd.DataFrame, dict[str, list[str]]
 MADE_FOLDER = "made"  # the passed-rows note's record of the outermost folder written to hold them
 
 
-def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, Any]:
+def _materialise_data(data: Any, folder: Path, label_column: str, held_out: bool = False) -> dict[str, Any]:
     """Write the passed-in splits as parquet files; returns the spec's ``train``/``eval`` fields for them, and
     ``label_values`` where the training rows are a ``datasets.Dataset`` whose label column is a class column
-    (its names, in its order: the head's)."""
+    (its names, in its order: the head's). ``held_out``: the spec holds out evaluation rows from the training
+    rows (``data.eval_fraction``), so only ``train`` is read."""
     if not isinstance(data, Mapping):
         raise UserError(f"data: expected a mapping of splits such as {{'train': ..., 'eval': ...}} or a "
                         f"datasets.DatasetDict, got {type(data).__name__}")
@@ -276,7 +280,8 @@ def _materialise_data(data: Any, folder: Path, label_column: str) -> dict[str, A
         # Another search's rows (a name reused): its resume, baselines and export read them, so never overwrite.
         raise UserError(f"data: {folder} already holds the data of a search of that name; choose another name")
     frames, keys, classes = {}, {}, {}
-    for field, names in (("train", ("train",)), ("eval", ("eval", "validation", "test"))):
+    splits = (("train", ("train",)), *(() if held_out else (("eval", ("eval", "validation", "test")),)))
+    for field, names in splits:
         keys[field], rows = _split(data, names)
         frames[field], classes[field] = _as_frame(rows, keys[field])
         if frames[field].empty:

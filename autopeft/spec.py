@@ -153,6 +153,10 @@ class DataSpec(_Strict):
     max_length: int = Field(128, ge=8, le=4096, description="Tokens kept per example.")
     train_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
     eval_size: int | None = Field(None, ge=1, description="Use a seeded random subset of this many evaluation rows.")
+    eval_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Without an evaluation file (or split): hold out this share of the training "
+        "rows to evaluate on, e.g. 0.2; the same rows in every trial and every search of the file (stratified by "
+        "label for classification), and never trained on.")
     header: bool = Field(True, description=".tsv/.csv: the first line names the columns. false: every line is "
                          "data, and the columns are named by position, \"0\", \"1\", ... (text_columns: [1], "
                          "label_column: 0).")
@@ -185,8 +189,14 @@ class DataSpec(_Strict):
         has_files = self.train is not None or self.eval is not None
         if self.dataset is not None and has_files:
             raise ValueError("give either train/eval files or a dataset, not both")
-        if self.dataset is None and (self.train is None or self.eval is None):
-            raise ValueError("give both train and eval files (or a dataset)")
+        held_out = self.eval_fraction is not None
+        if held_out and (self.eval is not None or self.dataset is not None and
+                         "eval_split" in self.dataset.model_fields_set):
+            raise ValueError("eval_fraction holds out training rows where there is no evaluation data; give it or "
+                             "an evaluation file (dataset.eval_split), not both")
+        if self.dataset is None and (self.train is None or self.eval is None and not held_out):
+            raise ValueError("give both train and eval files (or a dataset), or with one file hold out part of its "
+                             "rows to evaluate on: eval_fraction: 0.2")
         return self
 
 

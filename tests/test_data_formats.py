@@ -540,3 +540,59 @@ def test_a_label_that_holds_most_evaluation_rows_is_noted_where_accuracy_is_the_
     assert notes == data.notes and len(notes) == 1
     assert notes[0].startswith("objectives: 90% of the evaluation rows are '0', so accuracy scores 0.90 for always "
                                "answering it") and "f1 (the positive class's F1) or matthews" in notes[0]
+
+
+# --- one file: its evaluation rows held out of it --------------------------------------------------------------
+
+def _held_out(tmp_path: Path, train: str, seed: int = 0, **data) -> tuple[SearchSpec, TaskData]:
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"train": train, "text_columns": ["sentence"], "max_length": 32, "eval_fraction": 0.25, **data}
+    spec["seed"] = seed
+    loaded = load_spec(write_spec(tmp_path, spec))
+    return loaded, load_task_data(loaded.data, loaded.model, loaded.seed)
+
+
+def test_one_file_holds_out_its_evaluation_rows_by_label_the_same_for_every_seed(tmp_path):
+    """data.eval_fraction: a share of each label's rows held out (a label too rare to spare one stays in
+    training), never trained on, the same rows whatever the search's seed, listed by their place in the file."""
+    from autopeft.tasks.data import _row_namer
+
+    train = _table(tmp_path / "one.tsv", ["0"] * 60 + ["1"] * 36 + ["2"] * 3 + ["3"])
+    spec, data = _held_out(tmp_path, train)
+    assert np.bincount(data.eval.labels, minlength=4).tolist() == [15, 9, 1, 0]  # a quarter of each, rounded
+    assert len(data.train.labels) == 75 and 3 in data.train.labels  # the lone row of label 3 is trained on
+    trained = {tuple(ids) for ids in data.train.input_ids}
+    assert not trained & {tuple(ids) for ids in data.eval.input_ids}  # nothing evaluated was trained on
+    assert _held_out(tmp_path, train, seed=7)[1].eval_rows == data.eval_rows  # the file's rows, not the seed's
+    first = data.eval_rows[0]
+    from autopeft.models.base import load_tokenizer
+
+    read = load_tokenizer(spec.model)(_sentences(100)[first], truncation=True, max_length=32)["input_ids"]
+    assert data.eval.input_ids[0].tolist() == read  # the first evaluated row is the file's row at that position
+    assert _row_namer(spec.data, "eval")(first) == (f"data row {first + 1} of {train} (counted from 1 after the "
+                                                     "header line) (held out for evaluation)")
+    # with eval_size, the seeded subset is drawn from the held-out rows
+    subset = _held_out(tmp_path, train, eval_size=10)[1]
+    assert len(subset.eval_rows) == 10 and set(subset.eval_rows) <= set(data.eval_rows)
+
+
+@pytest.mark.parametrize("data,problem", [
+    ({"eval_fraction": 0.2, "eval": "dev.tsv"}, "data: eval_fraction holds out training rows where there is no "
+                                                "evaluation data; give it or an evaluation file"),
+    ({}, "data: give both train and eval files (or a dataset), or with one file hold out part of its rows to "
+         "evaluate on: eval_fraction: 0.2"),
+    ({"eval_fraction": 1.5}, "data.eval_fraction: Input should be less than 1"),
+])
+def test_held_out_rows_and_an_evaluation_file_are_one_or_the_other(tmp_path, data, problem):
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"train": str(DEMO_DATA / "train.tsv"), "text_columns": ["sentence"], **data}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec)
+    assert caught.value.problems[0].startswith(problem), caught.value.problems
+
+
+def test_too_few_rows_to_hold_any_out_are_refused(tmp_path):
+    train = _table(tmp_path / "few.tsv", ["0", "1", "0", "1"])
+    with pytest.raises(UserError, match=r"data\.eval_fraction: 0\.1 of 4 training rows leaves no row to evaluate "
+                                        r"on; raise it, or give more rows, or give an evaluation file"):
+        _held_out(tmp_path, train, eval_fraction=0.1)

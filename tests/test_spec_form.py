@@ -61,3 +61,18 @@ def test_an_upload_named_with_a_path_is_refused(tmp_path):
         with pytest.raises(UserError, match="plain file name"):
             save_uploads(config, "s", {bad: b"x"})
     assert not (tmp_path / "root").exists()  # nothing written
+
+
+def test_one_uploaded_file_holds_out_its_evaluation_rows(tmp_path):
+    """A first search from one file: the form holds out a share of its rows (data.eval_fraction) rather than
+    asking for a second file the user may not have; the service admits it."""
+    from dashboard.spec_form import HELD_OUT_SHARE
+
+    config = ServiceConfig(storage_url=f"sqlite:///{tmp_path / 'form.db'}", root=tmp_path / "root",
+                           job_server="http://127.0.0.1:1")
+    uploads = config.uploads_dir / "one-file"
+    uploads.mkdir(parents=True)
+    shutil.copy(DEMO_DATA / "train.tsv", uploads / "train.tsv")
+    text = spec_from_form(SpecForm(name="one-file", train_file="train.tsv"))
+    spec = admit(config, text, name="one-file", base_dir=uploads).spec
+    assert spec.data.eval is None and spec.data.eval_fraction == HELD_OUT_SHARE == 0.2

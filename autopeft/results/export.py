@@ -137,6 +137,9 @@ _EVAL_SUBSET = (": the {count} rows listed in `eval_rows.json` (0-based position
                 "line not counted, in the order evaluated), the seeded subset `data.eval_size` drew")
 _UNLISTED_SUBSET = (": a subset of {count} rows that `data.eval_size` drew with seed {seed}, which this search did not "
                     "record")
+_HELD_OUT_SUBSET = (": the {count} rows listed in `eval_rows.json` (0-based positions among the training file's data "
+                    "rows, a header line not counted, in the order evaluated), held out of training by "
+                    "`data.eval_fraction` {fraction:g}{drawn}")
 EVAL_ROWS_FILE = "eval_rows.json"
 # The task head's arguments the README's loading lines pass (the label names are in config.yaml).
 _README_HEAD_ARGUMENTS = ("num_labels", "problem_type", "pad_token_id")
@@ -335,6 +338,10 @@ def write_eval_rows(target: Path, spec: SearchSpec, rows: list[int] | None, reco
     if not rows:
         return _EVALUATED.format(source=source, subset=" (every row)")
     (target / EVAL_ROWS_FILE).write_text(json.dumps({"eval": source, "rows": rows}))
+    if spec.data.eval_fraction is not None:
+        drawn = ", then the seeded subset `data.eval_size` drew" if spec.data.eval_size is not None else ""
+        return _EVALUATED.format(source=source, subset=_HELD_OUT_SUBSET.format(
+            count=len(rows), fraction=spec.data.eval_fraction, drawn=drawn))
     return _EVALUATED.format(source=source, subset=_EVAL_SUBSET.format(count=len(rows)))
 
 

@@ -153,8 +153,10 @@ def _positional(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[str]]]:
-    """Both splits, and for a `datasets` dataset the class names of its class columns, in its order."""
+def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, list[str]]]:
+    """Both splits, and for a `datasets` dataset the class names of its class columns, in its order. The
+    evaluation split is None where it is held out of the training rows (``data.eval_fraction``), once they are
+    checked (:func:`hold_out`)."""
     if data.dataset is not None:
         try:
             import datasets
@@ -168,13 +170,17 @@ def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, l
             loaded = datasets.load_dataset(ref.name, ref.config, **fresh)
         except Exception as exc:  # network, unknown name, missing config: all the user's to fix
             raise UserError(f"data.dataset: cannot load {ref.name!r} ({ref.config}): {exc}") from None
-        for split in (ref.train_split, ref.eval_split):
+        held_out = data.eval_fraction is not None
+        for split in (ref.train_split, *([] if held_out else [ref.eval_split])):
             if split not in loaded:
-                raise UserError(f"data.dataset: split {split!r} not in {list(loaded)}")
-        (train, classes), (evaluation, _) = (dataset_frame(loaded[split]) for split in (ref.train_split,
-                                                                                      ref.eval_split))
-        return _positional(train), _positional(evaluation), classes
-    train, evaluation = read_table(data.train, "train", data.header), read_table(data.eval, "eval", data.header)
+                hint = ("; or hold out part of the training rows to evaluate on: data.eval_fraction: 0.2"
+                        if split == ref.eval_split else "")
+                raise UserError(f"data.dataset: split {split!r} not in {list(loaded)}{hint}")
+        train, classes = dataset_frame(loaded[ref.train_split])
+        evaluation = None if held_out else _positional(dataset_frame(loaded[ref.eval_split])[0])
+        return _positional(train), evaluation, classes
+    train = read_table(data.train, "train", data.header)
+    evaluation = None if data.eval_fraction is not None else read_table(data.eval, "eval", data.header)
     if not data.header:
         _check_no_header_line(train, evaluation, data)
     return train, evaluation, {}
@@ -187,9 +193,10 @@ def _check_no_header_line(train: pd.DataFrame, evaluation: pd.DataFrame, data: D
     labels = train[data.label_column] if data.label_column in train.columns else None
     if labels is None or len(labels) < 3:
         return  # the column checks answer for a label column the file lacks
-    first = [frame.iloc[0].tolist() if len(frame) else None for frame in (train, evaluation)]
+    first = [frame.iloc[0].tolist() if frame is not None and len(frame) else None for frame in (train, evaluation)]
     # An evaluation file cut from the training file begins with the same example: its label recurs, a name's not.
-    same_first_line = data.train != data.eval and first[0] == first[1] and labels.iloc[0] not in set(labels.iloc[1:])
+    same_first_line = evaluation is not None and data.train != data.eval and first[0] == first[1] and \
+        labels.iloc[0] not in set(labels.iloc[1:])
     text_over_numbers = not _NUMBER.fullmatch(str(labels.iloc[0])) and \
         all(_NUMBER.fullmatch(str(value)) for value in labels.iloc[1:])
     if same_first_line or text_over_numbers:
@@ -201,6 +208,8 @@ def _check_no_header_line(train: pd.DataFrame, evaluation: pd.DataFrame, data: D
 
 def data_source(data: DataSpec, field: str) -> str:
     """Where the ``field`` ("train" or "eval") rows come from, in words: the file, or the dataset's split."""
+    if field == "eval" and data.eval_fraction is not None:
+        return f"the rows of {data_source(data, 'train')} held out for evaluation (data.eval_fraction)"
     if data.dataset is None:
         return str(getattr(data, field))
     split = data.dataset.train_split if field == "train" else data.dataset.eval_split
@@ -211,6 +220,7 @@ def passed_key(data: DataSpec, field: str) -> str | None:
     """The key of ``data=`` the ``field`` rows were passed under (``"train"``, ``"validation"``, ...), or None for
     rows the spec reads from its own file or dataset: a message about a row then points at the caller's own rows,
     not at the parquet copy they never wrote (and which a refused search removes)."""
+    field = _file_field(data, field)
     if data.dataset is not None or getattr(data, field) is None:
         return None
     note = Path(str(getattr(data, field))).parent / PASSED_ROWS_NOTE
@@ -220,7 +230,14 @@ def passed_key(data: DataSpec, field: str) -> str | None:
         return None
 
 
+def _file_field(data: DataSpec, field: str) -> str:
+    """The spec field naming the file that ``field``'s rows are in: held-out evaluation rows are the training
+    file's, and keep their positions in it."""
+    return "train" if field == "eval" and data.eval_fraction is not None else field
+
+
 def _has_header_line(data: DataSpec, field: str) -> bool:
+    field = _file_field(data, field)
     return data.dataset is None and Path(getattr(data, field)).suffix.lower() in HEADER_FORMATS and data.header
 
 
@@ -229,11 +246,12 @@ def _row_namer(data: DataSpec, field: str) -> Callable[[int], str]:
     Python by position from 0, as ``DataFrame.iloc`` and ``Dataset[i]`` count. Worked out once for a split, so
     naming every row (the options' check) reads the passed-in note once."""
     key = passed_key(data, field)
+    held_out = " (held out for evaluation)" if _file_field(data, field) != field else ""
     if key is not None:
-        return lambda position: f"row {position} of data[{key!r}] (counted from 0, as .iloc counts)"
-    where = data_source(data, field) + (" (counted from 1 after the header line)"
-                                        if _has_header_line(data, field) else "")
-    return lambda position: f"data row {position + 1} of {where}"
+        return lambda position: f"row {position} of data[{key!r}] (counted from 0, as .iloc counts){held_out}"
+    where = data_source(data, _file_field(data, field)) + (" (counted from 1 after the header line)"
+                                                           if _has_header_line(data, field) else "")
+    return lambda position: f"data row {position + 1} of {where}{held_out}"
 
 
 def _data_row(position: int, data: DataSpec, field: str) -> str:
@@ -381,26 +399,31 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
                         f"instructions alone, and the records have {data.output_column!r} responses: remove "
                         "text_columns to train on them as instruction records (and score the answers they hold)")
     columns, filled = _TASK_COLUMNS[model.task](data), _FILLED_COLUMNS[model.task](data)
-    if model.task == "causal-lm" and not data.text_columns and _without_answers(data, train, evaluation):
+    checked = [(train, "train"), *([] if evaluation is None else [(evaluation, "eval")])]
+    if model.task == "causal-lm" and not data.text_columns and \
+            _without_answers(data, train, train if evaluation is None else evaluation):
         del columns[data.answer_column]
-    for frame, field in ((train, "train"), (evaluation, "eval")):
+    for frame, field in checked:
         _check_columns(frame, columns, field, data)
         _check_filled(frame, filled, field, data)
     labels, positive = None, None
     if model.task == CLASSIFICATION:
-        train, evaluation = (frame.assign(**{data.label_column: _label_texts(frame[data.label_column])})
+        train, evaluation = (None if frame is None else
+                             frame.assign(**{data.label_column: _label_texts(frame[data.label_column])})
                              for frame in (train, evaluation))
-        labels = _label_names(train[data.label_column], evaluation[data.label_column], data,
-                              classes.get(data.label_column))
+        labels = _label_names(train[data.label_column], (train if evaluation is None else evaluation)[
+            data.label_column], data, classes.get(data.label_column))
         positive = positive_index(labels, data.positive_label)
+    if evaluation is None:
+        train, evaluation = hold_out(train, data, data.label_column if labels is not None else None)
     every_row = len(evaluation)
     if model.task == "causal-lm" and data.text_columns:
         train, evaluation = (_without_empty_texts(frame, data, field)
                              for frame, field in ((train, "train"), (evaluation, "eval")))
     train, _ = _subset(train, data.train_size, seed, "train", data)
     evaluation, eval_rows = _subset(evaluation, data.eval_size, seed, "eval", data)
-    if eval_rows is None and len(evaluation) < every_row:  # rows left out: the ones evaluated are listed
-        eval_rows = [int(i) for i in evaluation.index]
+    if eval_rows is None and (len(evaluation) < every_row or data.eval_fraction is not None):
+        eval_rows = [int(i) for i in evaluation.index]  # rows left out, or the file's held out: the ones evaluated
     tokenizer = load_tokenizer(model)
     if labels is not None:
         task_data = _classification(train, evaluation, data, tokenizer, labels, positive)
@@ -408,6 +431,30 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
     task_data.eval_rows = eval_rows
     return task_data
+
+
+HOLD_OUT_SEED = 0  # the held-out rows are the file's, whatever a search's seed: searches of one file compare
+
+
+def hold_out(rows: pd.DataFrame, data: DataSpec, stratify_by: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training rows split into those trained on and the ``data.eval_fraction`` held out to evaluate on, each
+    keeping its rows' positions in the file (so a message, and the export's ``eval_rows.json``, name the file's
+    rows). By label where there are labels: each label keeps its share in both, and a label too rare to spare a
+    row stays in training, so the evaluation never holds a label the head was not trained on."""
+    fraction = data.eval_fraction
+    if stratify_by is not None:
+        evaluation = rows.groupby(stratify_by, sort=False, group_keys=False).sample(frac=fraction,
+                                                                                   random_state=HOLD_OUT_SEED)
+    else:
+        evaluation = rows.sample(frac=fraction, random_state=HOLD_OUT_SEED)
+    evaluation = evaluation.sort_index()
+    train = rows.drop(index=evaluation.index)
+    if evaluation.empty or train.empty:
+        raise UserError(f"data.eval_fraction: {fraction:g} of {len(rows)} training rows leaves "
+                        f"{'no row to evaluate on' if evaluation.empty else 'no row to train on'}; "
+                        f"{'raise it, or give more rows' if evaluation.empty else 'lower it'}, or give an "
+                        "evaluation file as data.eval")
+    return train, evaluation
 
 
 def _without_answers(data: DataSpec, train: pd.DataFrame, evaluation: pd.DataFrame) -> bool:

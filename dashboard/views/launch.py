@@ -14,7 +14,7 @@ from autopeft.objectives import TASK_METRICS
 from autopeft.service.admission import bundled_examples
 from autopeft.spec import SEARCH_SPACES_DIR
 from dashboard import access, launching, navigation
-from dashboard.spec_form import DEFAULT_MODEL, SpecForm, spec_from_form
+from dashboard.spec_form import DEFAULT_MODEL, HELD_OUT_SHARE, SpecForm, spec_from_form
 from dashboard.views import Context
 
 SOURCES = ("a bundled example", "a spec of my own", "a short form")
@@ -107,7 +107,8 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         config = st.text_input("configuration", placeholder="sst2", key="form_dataset_config")
     else:
         train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
-        evaluation = st.file_uploader("evaluation file", key="form_eval")
+        evaluation = st.file_uploader(f"evaluation file (none: {HELD_OUT_SHARE:.0%} of the training rows are held "
+                                      "out to evaluate on)", key="form_eval")
     columns, label, messages, records = "sentence", "label", "", next(iter(_DECODER_RECORDS))
     if task != "causal-lm":
         columns = st.text_input("text column(s), comma-separated (two for pairs)", value="sentence",
