@@ -235,6 +235,29 @@ def test_data_can_come_from_a_datasets_dataset(tmp_path):
     assert len(data.train) == 3 and list(data.eval.labels) == [1, 0]
 
 
+def test_a_dataset_with_a_train_split_alone_holds_out_its_evaluation_rows(tmp_path):
+    """Many datasets ship one split: data.eval_fraction holds rows out of it; without it, the refusal says so."""
+    from autopeft.tasks.data import load_task_data
+
+    folder = tmp_path / "one-split"
+    folder.mkdir()
+    rows = [f"{word} film,{label}" for word, label in [("good", "pos"), ("bad", "neg")] * 10]
+    (folder / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"dataset": {"name": str(folder)}, "text_columns": ["text"], "label_column": "label"}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    with pytest.raises(UserError, match=r"data\.dataset: split 'validation' not in \['train'\]; or hold out part "
+                                        r"of the training rows to evaluate on: data\.eval_fraction: 0\.2"):
+        load_task_data(loaded.data, loaded.model, seed=0)
+    spec["data"]["eval_fraction"] = 0.2
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, seed=0)
+    assert len(data.train) == 16 and sorted(data.eval.labels) == [0, 0, 1, 1]  # two of each label's ten
+    spec["data"]["dataset"]["eval_split"] = "test"
+    with pytest.raises(SpecError, match="give it or an evaluation file"):
+        load_spec(write_spec(tmp_path, spec))
+
+
 def _classed_dataset(folder, eval_labels: list[int]):
     """A local dataset whose card declares the label a class column, as GLUE's do (0 'sad', 1 'happy')."""
     import pandas as pd
