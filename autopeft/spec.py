@@ -683,7 +683,7 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str 
 
 def find_space_file(name: str | Path, base_dir: Path) -> Path | None:
     """A search space file: ``name`` relative to ``base_dir``, else a built-in space by file name or by name."""
-    candidates = [base_dir / name, SEARCH_SPACES_DIR / name, SEARCH_SPACES_DIR / f"{name}.yaml"]
+    candidates = [base_dir / Path(name).expanduser(), SEARCH_SPACES_DIR / name, SEARCH_SPACES_DIR / f"{name}.yaml"]
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -701,7 +701,7 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
         value = getattr(spec.data, field)
         if value is None:
             continue
-        file = (base_dir / value).resolve()
+        file = (base_dir / Path(value).expanduser()).resolve()  # ~/data/train.csv, as a shell would read it
         if file.is_dir():
             problems.append(f"data.{field}: {file} is a folder; name a file in it (.tsv .csv .jsonl .json "
                             ".parquet), or a dataset folder as data.dataset: {name: FOLDER}")
@@ -724,7 +724,7 @@ def resolve_spec(spec: SearchSpec, base_dir: Path, source: str) -> SearchSpec:
             except yaml.YAMLError as exc:
                 problems.append(f"search_space: {found} is not valid YAML: {yaml_problem(exc)}")
 
-    spec.output_dir = str((Path.cwd() / spec.output_dir).resolve())
+    spec.output_dir = str((Path.cwd() / Path(spec.output_dir).expanduser()).resolve())
     if "storage" not in spec.model_fields_set and os.environ.get(STORAGE_VARIABLE):
         # A spec that names no database goes where every other command looks when none is named: a user who
         # exported the variable would otherwise run into ./autopeft.db and find nothing with `search show`.
@@ -748,5 +748,6 @@ def normalise_storage_url(url: str) -> str:
             return "postgresql+psycopg://" + url.removeprefix(plain)
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + str((Path.cwd() / url.removeprefix(prefix)).resolve())
+        # sqlite:///~/results.db: the home folder, as the other paths of a spec read it (SQLite would make "~")
+        return prefix + str((Path.cwd() / Path(url.removeprefix(prefix)).expanduser()).resolve())
     return url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from autopeft.errors import SpecError, UserError
 from autopeft.spec import load_spec, parse_spec
-from tests.conftest import tiny_spec, write_spec
+from tests.conftest import DEMO_DATA, tiny_spec, write_spec
 
 
 def _with(spec: dict, dotted: str, value) -> dict:
@@ -308,3 +309,22 @@ def test_a_merge_key_may_be_overridden_but_a_key_written_twice_is_refused():
     assert parse_yaml("{1: a, '1': b}") == {1: "a", "1": "b"}  # a number and a text are two keys
     with pytest.raises(yaml.YAMLError, match="'r' is written twice"):
         parse_yaml("space:\n  r: 4\n  r: 8\n")
+
+
+def test_paths_beginning_with_the_home_folder_are_read_as_a_shell_reads_them(tmp_path, monkeypatch):
+    """`~/data/train.tsv` was joined to the spec's folder as a folder named "~" (file not found), and
+    `sqlite:///~/results.db` would have made one."""
+    from autopeft.spec import normalise_storage_url
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        shutil.copy(DEMO_DATA / name, home / "data" / name)
+    monkeypatch.setenv("HOME", str(home))
+    spec = tiny_spec(tmp_path)
+    spec["data"].update(train="~/data/train.tsv", eval="~/data/dev.tsv")
+    spec.update(storage="sqlite:///~/results.db", output_dir="~/runs")
+    loaded = load_spec(write_spec(tmp_path, spec))
+    assert loaded.data.train == str(home / "data" / "train.tsv") and loaded.data.eval == str(home / "data" / "dev.tsv")
+    assert loaded.storage == f"sqlite:///{home / 'results.db'}" and loaded.output_dir == str(home / "runs")
+    assert normalise_storage_url("sqlite:///~/other.db") == f"sqlite:///{home / 'other.db'}"  # --storage too

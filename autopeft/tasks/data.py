@@ -165,9 +165,10 @@ def read_splits(data: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame | None, dict
         ref = data.dataset
         # A folder of the user's own files is read afresh: datasets keys its cache of a local folder on names and
         # sizes, so a corrected file of the same size would otherwise be read as it was (datasets issue 2956).
-        fresh = {"download_mode": "force_redownload"} if Path(ref.name).expanduser().is_dir() else {}
-        try:
-            loaded = datasets.load_dataset(ref.name, ref.config, **fresh)
+        folder = Path(ref.name).expanduser()
+        fresh = {"download_mode": "force_redownload"} if folder.is_dir() else {}
+        try:  # a folder as a shell reads it (~/data/mine); datasets takes "~" for a hub name
+            loaded = datasets.load_dataset(str(folder) if folder.is_dir() else ref.name, ref.config, **fresh)
         except Exception as exc:  # network, unknown name, missing config: all the user's to fix
             raise UserError(f"data.dataset: cannot load {ref.name!r} ({ref.config}): {exc}") from None
         held_out = data.eval_fraction is not None
