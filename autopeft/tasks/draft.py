@@ -65,7 +65,9 @@ def draft_spec(train: str, evaluation: str | None = None, model: str | None = No
         reasons.append(f"no evaluation file: {HELD_OUT:.0%} of the rows are held out to evaluate on "
                        "(data.eval_fraction; give --eval FILE to use one)")
     base = model or (DECODER_MODEL if task == "causal-lm" else ENCODER_MODEL)
-    length = _fitting_length(frame, data, task, base)
+    # the evaluation file's texts too: a decoder's evaluation record longer than max_length is refused
+    every_row = frame if not evaluation else pd.concat([frame, read_table(evaluation, "eval", named="--eval")])
+    length = _fitting_length(every_row, data, task, base)
     if length is not None:
         data["max_length"] = length[0]
         reasons.append(length[1])
