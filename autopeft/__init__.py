@@ -32,11 +32,13 @@ _EXPORTS = {
     "load_adapter": "autopeft.loading",
     "load_merged": "autopeft.loading",
     "describe_space": "autopeft.search.space_info",
+    "draft_spec": "autopeft.tasks.draft",
     "list_methods": "autopeft.search.space_info",
     # The types a user meets in what the API hands back: progress events, trial records, the noise report.
     "Progress": "autopeft.search.controller",
     "TrialRecord": "autopeft.store.storage",
     "NoiseReport": "autopeft.results.noise",
+    "Draft": "autopeft.tasks.draft",
 }
 __all__ = sorted(_EXPORTS)
 

