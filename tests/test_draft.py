@@ -24,6 +24,7 @@ def test_init_drafts_a_classification_spec_that_reads_as_drafted(tmp_path, capsy
     (tmp_path / "specs").mkdir()
     code, out, err = run_cli(capsys, "init", str(DEMO_DATA / "train.tsv"), "--out", "specs/mine.yaml")
     assert code == 0, err
+    out = " ".join(out.split())  # as the terminal's width wrapped it
     assert "label 'label': 2 classes (the most common '1', 56% of the rows)" in out
     assert "checked: 3200 training and 800 evaluation rows read as drafted. Next: autopeft search run " \
            "specs/mine.yaml" in out
