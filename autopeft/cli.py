@@ -388,6 +388,7 @@ def init(train: str, evaluation: str | None, model: str | None, name: str | None
 
     import yaml
 
+    from autopeft.errors import DataWarning
     from autopeft.spec import load_spec
     from autopeft.tasks.data import load_task_data
     from autopeft.tasks.draft import draft_spec
@@ -406,11 +407,11 @@ def init(train: str, evaluation: str | None, model: str | None, name: str | None
     console.print(f"wrote {out_file}:")
     for reason in draft.reasons:
         console.print(f"  - {reason}")
-    with warnings.catch_warnings(record=True) as notes:  # the data notes, shown as search run shows them
-        warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:  # the data notes, shown as search run shows them
+        warnings.simplefilter("always", DataWarning)
         loaded = load_spec(out)
         data = load_task_data(loaded.data, loaded.model, loaded.seed)
-    for note in notes:
+    for note in (w for w in caught if issubclass(w.category, DataWarning)):
         console.print(f"note: {note.message}")
     console.print(f"checked: {len(data.train)} training and {len(data.eval)} evaluation rows read as drafted. "
                   f"Next: autopeft search run {out_file}")
