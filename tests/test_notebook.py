@@ -35,6 +35,7 @@ def test_the_notebook_executes(tmp_path):
                      for cell in outputs.values() for o in cell)
     assert "Search('notebook" in text and "finished, 2/2 trials" in text
     assert "nothing learned: False" in text  # the notebook's settings learn the task above chance
+    assert "label 'label': 2 classes" in text and "text column 'sentence'" in text  # the spec drafted from the data
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for cell in outputs.values() for o in cell)
     assert (tmp_path / "exported" / "summary.md").is_file()
     assert "'a warm , funny and moving film': 1" in text  # the exported adapter, loaded back, classifies
