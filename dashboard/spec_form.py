@@ -69,3 +69,39 @@ def spec_from_form(form: SpecForm) -> str:
     if form.max_trainable_percent:
         spec["constraints"] = [{"name": "trainable_percent", "max": form.max_trainable_percent}]
     return "# written by the dashboard's New search form\n" + yaml.safe_dump(spec, sort_keys=False)
+
+
+# The short form's widget keys, and the records forms it offers a decoder (dashboard/views/launch.py)
+DECODER_RECORDS = {"instruction records (instruction, input, output)": "instruction",
+                   "chat records (a messages column)": "chat", "plain text (one text column)": "text"}
+
+
+def form_values_from_file(file_name: str, content: bytes) -> tuple[dict[str, Any], list[str]]:
+    """What an uploaded training file shows, as the short form's values (by widget key), and what each was read
+    from: the task, the text and label columns or a decoder's records, the metric (autopeft/tasks/draft.py, as
+    `autopeft init` reads a file). The user sees the guesses in the form and may change any of them."""
+    import tempfile
+    from pathlib import Path
+
+    from autopeft.tasks.draft import draft_spec
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(file_name).name  # the reader goes by the file's suffix
+        path.write_bytes(content)
+        draft = draft_spec(str(path), fit_length=False)
+    data, task = draft.spec["data"], draft.spec["model"]["task"]
+    values: dict[str, Any] = {"form_task": task, "form_metric": draft.spec["objectives"][0]["name"]}
+    if task != "causal-lm":
+        values.update(form_columns=", ".join(data["text_columns"]), form_label=data["label_column"])
+    elif "messages_column" in data:
+        values.update(form_records=_records_choice("chat"), form_messages=data["messages_column"])
+    elif "text_columns" in data:
+        values.update(form_records=_records_choice("text"), form_text_column=data["text_columns"][0])
+    else:
+        values["form_records"] = _records_choice("instruction")
+    # the budget and the held-out share are the form's own fields, which say so themselves
+    return values, [reason for reason in draft.reasons if not reason.startswith(("steps_per_trial", "no evaluation"))]
+
+
+def _records_choice(form: str) -> str:
+    return next(label for label, kind in DECODER_RECORDS.items() if kind == form)

@@ -76,3 +76,24 @@ def test_one_uploaded_file_holds_out_its_evaluation_rows(tmp_path):
     text = spec_from_form(SpecForm(name="one-file", train_file="train.tsv"))
     spec = admit(config, text, name="one-file", base_dir=uploads).spec
     assert spec.data.eval is None and spec.data.eval_fraction == HELD_OUT_SHARE == 0.2
+
+
+def test_an_uploaded_training_file_fills_the_fields_it_shows(tmp_path):
+    """The short form reads an uploaded file as `autopeft init` does: a table's text and label columns, a
+    decoder's records form; what each was read from is shown beside the uploader."""
+    import json
+
+    import pandas as pd
+
+    from dashboard.spec_form import DECODER_RECORDS, form_values_from_file
+
+    rows = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(60).rename(columns={"sentence": "review",
+                                                                                   "label": "stars"})
+    values, reasons = form_values_from_file("reviews.csv", rows.to_csv(index=False).encode())
+    assert values == {"form_task": "sequence-classification", "form_metric": "accuracy", "form_columns": "review",
+                      "form_label": "stars"}
+    assert reasons[0].startswith("label 'stars': 2 classes") and not any("steps_per_trial" in r for r in reasons)
+    chats = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 10
+    values, _ = form_values_from_file("chats.jsonl", "".join(json.dumps(c) + "\n" for c in chats).encode())
+    assert values["form_task"] == "causal-lm" and DECODER_RECORDS[values["form_records"]] == "chat"
+    assert values["form_messages"] == "messages" and values["form_metric"] == "eval_loss"

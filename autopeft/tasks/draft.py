@@ -51,12 +51,13 @@ class Draft:
 
 
 def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.PathLike | pd.DataFrame | None = None,
-               *, model: str | None = None, name: str | None = None) -> Draft:
+               *, model: str | None = None, name: str | None = None, fit_length: bool = True) -> Draft:
     """A spec for searching the task ``train`` holds (``evaluation``: its evaluation rows; else a share of the
     training rows is held out). Each is a data file, or a DataFrame (the spec then names no file: pass the rows as
     ``run_search(draft.spec, data={"train": frame, ...})``). ``model``: the base to adapt; by default the shipped
     encoder for a classification or regression task, the shipped decoder for instruction, chat or plain-text
-    records."""
+    records. ``fit_length``: find the ``max_length`` that keeps the texts whole (through the model's tokenizer);
+    without it the default stands and the data note speaks where too many texts are cut."""
     frame = _rows(train, "train")
     if frame.empty:
         raise UserError(f"train: {_named(train)} has no rows")
@@ -70,13 +71,13 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
     data = {**files, **({} if evaluation is not None else {"eval_fraction": HELD_OUT}), **data}
     if evaluation is None:
         reasons.append(f"no evaluation rows: {HELD_OUT:.0%} of the rows are held out to evaluate on "
-                       "(data.eval_fraction; give an evaluation file, --eval FILE, to use one)")
+                       "(data.eval_fraction; give an evaluation file to use one)")
     if isinstance(train, pd.DataFrame) or isinstance(evaluation, pd.DataFrame):
         reasons.append("rows passed from Python: run_search(draft.spec, data={'train': ..., 'eval': ...}) with them")
     base = model or (DECODER_MODEL if task == "causal-lm" else ENCODER_MODEL)
     # the evaluation rows' texts too: a decoder's evaluation record longer than max_length is refused
     every_row = frame if evaluation is None else pd.concat([frame, _rows(evaluation, "eval")])
-    length = _fitting_length(every_row, data, task, base)
+    length = _fitting_length(every_row, data, task, base) if fit_length else None
     if length is not None:
         data["max_length"] = length[0]
         reasons.append(length[1])

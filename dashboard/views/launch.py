@@ -14,15 +14,22 @@ from autopeft.objectives import TASK_METRICS
 from autopeft.service.admission import bundled_examples
 from autopeft.spec import SEARCH_SPACES_DIR
 from dashboard import access, launching, navigation
-from dashboard.spec_form import DEFAULT_MODEL, HELD_OUT_SHARE, SpecForm, spec_from_form
+from dashboard.spec_form import (
+    DECODER_RECORDS,
+    DEFAULT_MODEL,
+    HELD_OUT_SHARE,
+    SpecForm,
+    form_values_from_file,
+    spec_from_form,
+)
 from dashboard.views import Context
 
 SOURCES = ("a bundled example", "a spec of my own", "a short form")
 DEMO = "sst2"  # the README demo
 WHERE = "launch"
-# A decoder's three forms of records (autopeft/tasks/data.py), as the short form offers them.
-_DECODER_RECORDS = {"instruction records (instruction, input, output)": "instruction",
-                    "chat records (a messages column)": "chat", "plain text (one text column)": "text"}
+# The short form's text fields until a training file says otherwise (_fill_from_upload)
+_FORM_DEFAULTS = {"form_columns": "sentence", "form_label": "label", "form_messages": "messages",
+                  "form_text_column": "text"}
 
 
 def render(ctx: Context) -> None:
@@ -88,6 +95,24 @@ def render(ctx: Context) -> None:
             navigation.open_manage(launched)
 
 
+def _fill_from_upload() -> None:
+    """A newly uploaded training file fills the fields it shows (task, columns, records, metric: as `autopeft
+    init` reads a file), before they are drawn; what the user changes afterwards stays, until another file comes.
+    A file the reader cannot take is left to the launch's check, which names the problem."""
+    from autopeft.errors import UserError
+
+    uploaded = st.session_state.get("form_train")
+    if uploaded is None or st.session_state.get("_form_read_from") == uploaded.file_id:
+        return
+    st.session_state["_form_read_from"] = uploaded.file_id
+    try:
+        values, reasons = form_values_from_file(uploaded.name, uploaded.getvalue())
+    except UserError as error:
+        values, reasons = {}, [f"nothing filled in ({error})"]
+    st.session_state.update(values)
+    st.session_state["_form_read"] = reasons
+
+
 def _launched(job) -> str:
     st.session_state["_launched"] = job.search
     return (f"Launched {job.search} as Ray job {job.submission_id} (by {job.launched_by}). It shows under "
@@ -96,6 +121,9 @@ def _launched(job) -> str:
 
 def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     """The few fields a first search needs; the spec they make is shown on launch, to copy and go on by hand."""
+    for key, default in _FORM_DEFAULTS.items():
+        st.session_state.setdefault(key, default)  # values, not widget defaults: an upload may set them
+    _fill_from_upload()
     model = st.text_input("model", value=DEFAULT_MODEL, key="form_model",
                           help="A hub name, a model folder under the service's root, or python-package:MODULE.")
     task = st.selectbox("task", list(TASK_METRICS), key="form_task")
@@ -109,19 +137,20 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
         evaluation = st.file_uploader(f"evaluation file (none: {HELD_OUT_SHARE:.0%} of the training rows are held "
                                       "out to evaluate on)", key="form_eval")
-    columns, label, messages, records = "sentence", "label", "", next(iter(_DECODER_RECORDS))
+        for reason in st.session_state.get("_form_read", []):
+            st.caption(f"read from the file: {reason}")
+    columns, label, messages, records = "sentence", "label", "", next(iter(DECODER_RECORDS))
     if task != "causal-lm":
-        columns = st.text_input("text column(s), comma-separated (two for pairs)", value="sentence",
-                                key="form_columns")
-        label = st.text_input("label column", value="label", key="form_label")
+        columns = st.text_input("text column(s), comma-separated (two for pairs)", key="form_columns")
+        label = st.text_input("label column", key="form_label")
     else:
-        records = st.selectbox("records", list(_DECODER_RECORDS), key="form_records",
+        records = st.selectbox("records", list(DECODER_RECORDS), key="form_records",
                                help="How the files hold the task: autopeft/tasks/data.py reads each form.")
-        if _DECODER_RECORDS[records] == "chat":
-            messages = st.text_input("chat records: their messages column", value="messages", key="form_messages")
-        elif _DECODER_RECORDS[records] == "text":
-            columns = st.text_input("plain text: its text column", value="text", key="form_text_column")
-    plain_text = task == "causal-lm" and _DECODER_RECORDS[records] == "text"
+        if DECODER_RECORDS[records] == "chat":
+            messages = st.text_input("chat records: their messages column", key="form_messages")
+        elif DECODER_RECORDS[records] == "text":
+            columns = st.text_input("plain text: its text column", key="form_text_column")
+    plain_text = task == "causal-lm" and DECODER_RECORDS[records] == "text"
     # plain text has no gold answers: its loss is the one task metric it reports
     metric = st.selectbox("task metric", ["eval_loss"] if plain_text else TASK_METRICS[task], key="form_metric")
     costs = st.multiselect("costs to minimise", ["trainable_params", "peak_memory_mb", "train_time_s",
