@@ -233,6 +233,22 @@ def test_launch_stop_and_resume_from_the_page(tmp_path):
             admitted = yaml.safe_load((root / "specs" / "demo.yaml").read_text())
             assert admitted["data"]["train"] == str(ROOT / "examples" / "data" / "sst2" / "train.tsv")
             assert admitted["output_dir"] == str((root / "runs").resolve()), admitted
+
+            # The short form, filled in from an uploaded training file as `autopeft init` reads one.
+            import pandas as pd
+
+            reviews = tmp_path / "reviews.csv"
+            pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(80).rename(
+                columns={"sentence": "review", "label": "stars"}).to_csv(reviews, index=False)
+            page.goto(f"{address}/?view=New+search&token={TOKEN}")
+            page.get_by_text("a short form").click()
+            label_box = page.get_by_role("textbox", name="label column")
+            expect(label_box).to_have_value("label", timeout=60_000)  # the form's default, before a file
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files([reviews])
+            expect(label_box).to_have_value("stars", timeout=60_000)
+            expect(page.get_by_role("textbox", name="text column(s), comma-separated (two for pairs)")).to_have_value(
+                "review")
+            page.get_by_text("read from the file: label 'stars': 2 classes").wait_for()
         print(f"launch to first trial running, as the page shows it: {first_trial_s:.1f} s; whole test "
               f"{time.monotonic() - started:.0f} s")
     finally:
