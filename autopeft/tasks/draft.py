@@ -214,7 +214,8 @@ def _fitting_length(frame: pd.DataFrame, data: dict[str, Any], task: str, model:
     except (OSError, UserError, ValueError):
         return None
     records = _record_texts(frame, data)
-    lengths = np.array([len(tokenizer(*texts)["input_ids"]) for texts in records])
+    # one batched call: a fast tokenizer reads 100,000 texts in seconds, one call per row took minutes
+    lengths = np.array([len(ids) for ids in tokenizer(*map(list, zip(*records)))["input_ids"]])
     if task == "causal-lm":
         needed, what = int(lengths.max()) + _TEMPLATE_TOKENS, "the longest record with its prompt template"
         length = max(32, 32 * math.ceil(needed / 32))
