@@ -396,6 +396,8 @@ def init(train: str, evaluation: str | None, model: str | None, name: str | None
     out = Path(out_file)
     if out.exists():
         raise UserError(f"--out {out_file}: the file exists; name another, or remove it first")
+    if not out.resolve().parent.is_dir():
+        raise UserError(f"--out {out_file}: no folder {out.parent}; make it first, or name a file in another")
     draft = draft_spec(train, evaluation, model=model, name=name)
     spec = draft.spec
     for field in ("train", "eval"):  # a spec's paths are read relative to the spec's own folder

@@ -38,6 +38,8 @@ def test_init_drafts_a_classification_spec_that_reads_as_drafted(tmp_path, capsy
     assert load_spec(tmp_path / "specs" / "mine.yaml").data.train == str(DEMO_DATA / "train.tsv")
     code, _, err = run_cli(capsys, "init", str(DEMO_DATA / "train.tsv"), "--out", "specs/mine.yaml")
     assert code == 2 and "--out specs/mine.yaml: the file exists" in err
+    code, _, err = run_cli(capsys, "init", str(DEMO_DATA / "train.tsv"), "--out", "nowhere/mine.yaml")
+    assert code == 2 and "--out nowhere/mine.yaml: no folder nowhere" in err
 
 
 def test_pairs_scores_and_evaluation_files_are_read_from_the_columns(tmp_path):
