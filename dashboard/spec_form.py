@@ -39,6 +39,10 @@ class SpecForm:
     trials: int = 12
     steps_per_trial: int | str = 150
     parallel: int = 2
+    # read from an uploaded file (form_values_from_file), not asked: the length that keeps its texts whole, and
+    # instruction records' own field names (prompt / completion)
+    max_length: int | None = None
+    record_fields: dict[str, str] = field(default_factory=dict)
 
 
 def spec_from_form(form: SpecForm) -> str:
@@ -57,6 +61,10 @@ def spec_from_form(form: SpecForm) -> str:
         data["text_columns"] = list(form.text_columns)
     elif form.messages_column:
         data["messages_column"] = form.messages_column
+    else:
+        data.update(form.record_fields)
+    if form.max_length:
+        data["max_length"] = form.max_length
     spec: dict[str, Any] = {
         "name": form.name,
         "model": {"name_or_path": form.model, "task": form.task},
@@ -76,10 +84,22 @@ DECODER_RECORDS = {"instruction records (instruction, input, output)": "instruct
                    "chat records (a messages column)": "chat", "plain text (one text column)": "text"}
 
 
-def form_values_from_file(file_name: str, content: bytes) -> tuple[dict[str, Any], list[str]]:
-    """What an uploaded training file shows, as the short form's values (by widget key), and what each was read
-    from: the task, the text and label columns or a decoder's records, the metric (autopeft/tasks/draft.py, as
-    `autopeft init` reads a file). The user sees the guesses in the form and may change any of them."""
+@dataclass
+class FileReading:
+    """What an uploaded training file shows: the short form's values (by widget key), the fields the form does
+    not ask (``max_length``, instruction records' field names), and what each was read from."""
+
+    values: dict[str, Any]
+    max_length: int | None
+    record_fields: dict[str, str]
+    reasons: list[str]
+
+
+def form_values_from_file(file_name: str, content: bytes, model: str | None = None) -> FileReading:
+    """An uploaded training file read as `autopeft init` reads one (autopeft/tasks/draft.py): the task, the text
+    and label columns or a decoder's records, the metric, and a length that keeps the texts whole through
+    ``model``'s tokenizer (the model the user chose in the form; None: the draft's own, which then fills the
+    form's model too). The user sees the guesses and may change any of the fields shown."""
     import tempfile
     from pathlib import Path
 
@@ -88,9 +108,11 @@ def form_values_from_file(file_name: str, content: bytes) -> tuple[dict[str, Any
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(file_name).name  # the reader goes by the file's suffix
         path.write_bytes(content)
-        draft = draft_spec(str(path), fit_length=False)
+        draft = draft_spec(str(path), model=model)
     data, task = draft.spec["data"], draft.spec["model"]["task"]
     values: dict[str, Any] = {"form_task": task, "form_metric": draft.spec["objectives"][0]["name"]}
+    if model is None:  # the form's model left as it was: the draft's (the shipped decoder for a decoder's records)
+        values["form_model"] = draft.spec["model"]["name_or_path"]
     if task != "causal-lm":
         values.update(form_columns=", ".join(data["text_columns"]), form_label=data["label_column"])
     elif "messages_column" in data:
@@ -99,8 +121,10 @@ def form_values_from_file(file_name: str, content: bytes) -> tuple[dict[str, Any
         values.update(form_records=_records_choice("text"), form_text_column=data["text_columns"][0])
     else:
         values["form_records"] = _records_choice("instruction")
+    fields = {k: v for k, v in data.items() if k in ("instruction_column", "output_column")}
     # the budget and the held-out share are the form's own fields, which say so themselves
-    return values, [reason for reason in draft.reasons if not reason.startswith(("steps_per_trial", "no evaluation"))]
+    shown = [reason for reason in draft.reasons if not reason.startswith(("steps_per_trial", "no evaluation"))]
+    return FileReading(values, data.get("max_length"), fields, shown)
 
 
 def _records_choice(form: str) -> str:

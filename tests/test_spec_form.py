@@ -80,20 +80,34 @@ def test_one_uploaded_file_holds_out_its_evaluation_rows(tmp_path):
 
 def test_an_uploaded_training_file_fills_the_fields_it_shows(tmp_path):
     """The short form reads an uploaded file as `autopeft init` does: a table's text and label columns, a
-    decoder's records form; what each was read from is shown beside the uploader."""
+    decoder's records form (and the shipped decoder for them), and what the form does not ask — the length that
+    keeps the texts whole, instruction records' own field names — goes into the spec it writes."""
     import json
 
     import pandas as pd
+    import yaml
 
-    from dashboard.spec_form import DECODER_RECORDS, form_values_from_file
+    from autopeft.tasks.draft import DECODER_MODEL, ENCODER_MODEL
+    from dashboard.spec_form import DECODER_RECORDS, SpecForm, form_values_from_file, spec_from_form
 
     rows = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(60).rename(columns={"sentence": "review",
                                                                                    "label": "stars"})
-    values, reasons = form_values_from_file("reviews.csv", rows.to_csv(index=False).encode())
-    assert values == {"form_task": "sequence-classification", "form_metric": "accuracy", "form_columns": "review",
-                      "form_label": "stars"}
-    assert reasons[0].startswith("label 'stars': 2 classes") and not any("steps_per_trial" in r for r in reasons)
+    reading = form_values_from_file("reviews.csv", rows.to_csv(index=False).encode())
+    assert reading.values == {"form_task": "sequence-classification", "form_metric": "accuracy",
+                              "form_model": ENCODER_MODEL, "form_columns": "review", "form_label": "stars"}
+    assert reading.reasons[0].startswith("label 'stars': 2 classes")
+    assert not any("steps_per_trial" in r for r in reading.reasons) and reading.max_length == 64
     chats = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 10
-    values, _ = form_values_from_file("chats.jsonl", "".join(json.dumps(c) + "\n" for c in chats).encode())
-    assert values["form_task"] == "causal-lm" and DECODER_RECORDS[values["form_records"]] == "chat"
-    assert values["form_messages"] == "messages" and values["form_metric"] == "eval_loss"
+    reading = form_values_from_file("chats.jsonl", "".join(json.dumps(c) + "\n" for c in chats).encode(),
+                                    model=ENCODER_MODEL)  # a model the user chose stays theirs
+    assert reading.values["form_task"] == "causal-lm" and "form_model" not in reading.values
+    assert DECODER_RECORDS[reading.values["form_records"]] == "chat" and reading.values["form_metric"] == "eval_loss"
+    asked = [{"prompt": f"What is {i} plus {i}?", "completion": str(2 * i)} for i in range(20)]
+    reading = form_values_from_file("asked.jsonl", "".join(json.dumps(a) + "\n" for a in asked).encode())
+    assert reading.values["form_model"] == DECODER_MODEL  # records: the shipped decoder, as init drafts
+    assert reading.record_fields == {"instruction_column": "prompt", "output_column": "completion"}
+    written = yaml.safe_load(spec_from_form(SpecForm(name="asked", task="causal-lm", train_file="asked.jsonl",
+                                                     metric="eval_loss", max_length=96,
+                                                     record_fields=reading.record_fields)))
+    assert written["data"] == {"train": "asked.jsonl", "eval_fraction": 0.2, "instruction_column": "prompt",
+                               "output_column": "completion", "max_length": 96}

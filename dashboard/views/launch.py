@@ -18,6 +18,7 @@ from dashboard.spec_form import (
     DECODER_RECORDS,
     DEFAULT_MODEL,
     HELD_OUT_SHARE,
+    FileReading,
     SpecForm,
     form_values_from_file,
     spec_from_form,
@@ -102,15 +103,21 @@ def _fill_from_upload() -> None:
     from autopeft.errors import UserError
 
     uploaded = st.session_state.get("form_train")
-    if uploaded is None or st.session_state.get("_form_read_from") == uploaded.file_id:
+    if uploaded is None:
+        st.session_state.pop("_form_reading", None)  # the file was removed: nothing read from it stays
+        st.session_state.pop("_form_read_from", None)
+        return
+    if st.session_state.get("_form_read_from") == uploaded.file_id:
         return
     st.session_state["_form_read_from"] = uploaded.file_id
     try:
-        values, reasons = form_values_from_file(uploaded.name, uploaded.getvalue())
+        chosen = st.session_state.get("form_model")
+        reading = form_values_from_file(uploaded.name, uploaded.getvalue(),
+                                        None if chosen in (None, DEFAULT_MODEL) else chosen)
     except UserError as error:
-        values, reasons = {}, [f"nothing filled in ({error})"]
-    st.session_state.update(values)
-    st.session_state["_form_read"] = reasons
+        reading = FileReading({}, None, {}, [f"nothing filled in ({error})"])
+    st.session_state.update(reading.values)
+    st.session_state["_form_reading"] = reading
 
 
 def _launched(job) -> str:
@@ -137,7 +144,8 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
         evaluation = st.file_uploader(f"evaluation file (none: {HELD_OUT_SHARE:.0%} of the training rows are held "
                                       "out to evaluate on)", key="form_eval")
-        for reason in st.session_state.get("_form_read", []):
+        reading = st.session_state.get("_form_reading")
+        for reason in reading.reasons if reading else []:
             st.caption(f"read from the file: {reason}")
     columns, label, messages, records = "sentence", "label", "", next(iter(DECODER_RECORDS))
     if task != "causal-lm":
@@ -172,4 +180,9 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
                     metric=metric, costs=list(costs),
                     max_trainable_percent=limit or None,
                     space=space, trials=int(trials), steps_per_trial=int(steps) or "auto", parallel=int(parallel))
+    reading = st.session_state.get("_form_reading") if train is not None else None
+    if reading is not None:  # what the form does not ask, as the file showed it
+        form.max_length = reading.max_length
+        if task == "causal-lm" and DECODER_RECORDS[records] == "instruction":
+            form.record_fields = dict(reading.record_fields)
     return form, uploads
