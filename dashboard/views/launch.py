@@ -29,8 +29,8 @@ SOURCES = ("a bundled example", "a spec of my own", "a short form")
 DEMO = "sst2"  # the README demo
 WHERE = "launch"
 # The short form's text fields until a training file says otherwise (_fill_from_upload)
-_FORM_DEFAULTS = {"form_columns": "sentence", "form_label": "label", "form_messages": "messages",
-                  "form_text_column": "text"}
+_FORM_DEFAULTS = {"form_model": DEFAULT_MODEL, "form_columns": "sentence", "form_label": "label",
+                  "form_messages": "messages", "form_text_column": "text"}
 
 
 def render(ctx: Context) -> None:
@@ -131,7 +131,7 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     for key, default in _FORM_DEFAULTS.items():
         st.session_state.setdefault(key, default)  # values, not widget defaults: an upload may set them
     _fill_from_upload()
-    model = st.text_input("model", value=DEFAULT_MODEL, key="form_model",
+    model = st.text_input("model", key="form_model",
                           help="A hub name, a model folder under the service's root, or python-package:MODULE.")
     task = st.selectbox("task", list(TASK_METRICS), key="form_task")
     from_dataset = st.toggle("a `datasets` dataset instead of files", key="form_from_dataset")
