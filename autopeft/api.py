@@ -24,7 +24,6 @@ import json
 import numbers
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from autopeft.spec import (
     parse_spec,
     read_spec_file,
     resolve_spec,
+    timestamped_name,
 )
 from autopeft.store.run_folder import DATA_FOLDER, PASSED_ROWS_NOTE, run_folder
 
@@ -196,7 +196,7 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
     source = source or read_from  # how errors name the spec: its file, or e.g. <dict>
     base_dir = base_dir or spec_dir  # else: the spec file's folder, or for a dict the working directory
     stem = raw.get("name") or (Path(source).stem if not source.startswith("<") else "search")
-    name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or timestamped_name(stem)
     if data is not None:
         # Beside the trials' adapters: output_dir is read from the working directory, as resolve_spec reads it.
         folder = run_folder(Path.cwd() / str(raw.get("output_dir", "runs")), name) / DATA_FOLDER

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -624,6 +625,13 @@ def _refuse_repeated_keys(node: yaml.MappingNode) -> None:
 _YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"))
+
+
+def timestamped_name(stem: str, max_length: int | None = None) -> str:
+    """A new search's name where none is given: its spec's name and the time, so that running one spec twice makes
+    two searches. ``max_length``: the stem shortened to leave the time its room (the service's name limit)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stem if max_length is None else stem[:max_length - len(stamp) - 1]}-{stamp}"
 
 
 def parse_yaml(text: str) -> Any:

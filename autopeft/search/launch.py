@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 import zlib
 from collections.abc import Callable
 
@@ -32,7 +31,7 @@ from autopeft.search.samplers import make_sampler
 from autopeft.search.space import SearchSpace
 from autopeft.search.space_names import check_space_names
 from autopeft.search.warm_start import load_sources, queue_first_proposals, warm_sampler
-from autopeft.spec import SearchSpec, normalise_storage_url
+from autopeft.spec import SearchSpec, normalise_storage_url, timestamped_name
 from autopeft.store import storage
 from autopeft.tasks.data import TaskData, check_metrics_fit, load_task_data
 
@@ -72,7 +71,7 @@ def start_search(spec: SearchSpec, *, name: str | None = None, storage_url: str 
         spec.budget.trials = trials
     if ray_address:
         spec.workers.ray_address = ray_address
-    name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or timestamped_name(spec.name)
     space, data = prepare(spec, new=True)
     sources = load_sources(spec)  # before the search exists: a source that cannot be read leaves nothing behind
     store = storage.open_storage(spec.storage)

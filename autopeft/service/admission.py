@@ -18,7 +18,6 @@ An admitted spec is written, resolved, to ``ROOT/specs/NAME.yaml``, which the jo
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from autopeft.spec import (
     parse_yaml,
     yaml_problem,
 )
+from autopeft.spec import timestamped_name as stamped_name
 
 # The checkout's bundled examples. An installed package has none: its PROJECT_ROOT is site-packages, whose
 # "examples" folder, if any, belongs to some other distribution.
@@ -89,9 +89,7 @@ def timestamped_name(stem: str) -> str:
     launching one spec twice makes two searches. The stem is checked as it was written, naming the spec's field,
     and shortened to leave the time its room: a 90-character spec name was refused as a 106-character name the
     submitter never wrote."""
-    check_name(stem, "spec: name")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{stem[:_NAME_LENGTH - len(stamp) - 1]}-{stamp}"
+    return stamped_name(check_name(stem, "spec: name"), _NAME_LENGTH)
 
 
 def bundled_examples() -> dict[str, Path]:
