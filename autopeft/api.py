@@ -203,7 +203,8 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
         options = _data_section(raw.get("data"))
         passed = _materialise_data(data, folder, str(options.get("label_column", "label")),
                                    held_out=options.get("eval_fraction") is not None)
-        if options.get("label_values") is not None or not _is_classification(raw):
+        if options.get("label_values") is not None or options.get("label_columns") is not None or \
+                not _is_classification(raw):
             passed.pop("label_values", None)  # the user's own order wins; other tasks read no classes
         raw["data"] = {**options, **passed}
     try:
@@ -219,12 +220,12 @@ def resolve(spec: SpecLike, *, data: Any = None, name: str | None = None, base_d
 
 
 def _is_classification(raw: Mapping[str, Any]) -> bool:
-    """Whether the spec's model is a classifier (the model section's task, or its default)."""
-    from autopeft.spec import ModelSpec
+    """Whether the spec's model is a classifier, multi-label too (the model section's task, or its default)."""
+    from autopeft.spec import LABELLED_TASKS, ModelSpec
 
     model = raw.get("model")
     task = model.get("task") if isinstance(model, Mapping) else None
-    return (task or ModelSpec.model_fields["task"].default) == "sequence-classification"
+    return (task or ModelSpec.model_fields["task"].default) in LABELLED_TASKS
 
 
 def _data_section(section: Any) -> dict[str, Any]:

@@ -485,7 +485,7 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     import pandas as pd
 
     from autopeft.api import load_search
-    from autopeft.results.predict import LABELS_AS_COLUMNS, LIKELIEST_SHOWN, likeliest_labels
+    from autopeft.results.predict import LABELS_AS_COLUMNS, LIKELIEST_SHOWN, likeliest_labels, predicted_labels
     from autopeft.results.responses import prompts_from_records
     from autopeft.tasks.data import read_table
 
@@ -512,12 +512,15 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         frame["prediction"] = found.generate(number, inputs, max_new_tokens=max_new_tokens)
     else:
         predicted = found.predict(number, inputs if file else list(inputs), probabilities=probabilities)
+        multi_label = spec.model.task == "multi-label-classification"
         if probabilities:
-            frame["prediction"] = list(predicted.idxmax(axis=1))
+            frame["prediction"] = (predicted_labels(predicted) if multi_label else list(predicted.idxmax(axis=1)))
             for label in predicted.columns:
                 frame[f"p({label})"] = predicted[label].to_numpy()
         else:
             frame["prediction"] = predicted
+        if multi_label:  # a row's labels written as the data writes them in one cell
+            frame["prediction"] = [spec.data.label_separator.join(labels) for labels in frame["prediction"]]
     if out is not None:
         _WRITERS[Path(out).suffix.lower()](frame, out)
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")
@@ -835,7 +838,7 @@ def space_methods(as_json: bool) -> None:
               type=click.Choice(list(TASK_METRICS)),
               help="The task whose head the model gets (as model.task in a spec).")
 @click.option("--labels", default=2, show_default=True,
-              help="Number of labels of the classification head (sequence-regression: always 1).")
+              help="Number of labels of the classification head, multi-label too (sequence-regression: always 1).")
 @click.option("--samples", default=200, show_default=True, help="Random configurations built to measure ranges.")
 @click.option("--trust-remote-code", is_flag=True,
               help="Run the model's own code (config.json's auto_map), as model.trust_remote_code in a spec.")

@@ -83,7 +83,13 @@ MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     m.name: m
     for m in [
         Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
-        Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set", is_task_metric=True),
+        Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set: the mean over the "
+                    "labels of each label's F1", is_task_metric=True),
+        Measurement("micro_f1", "maximize", "fraction", "F1 over every (example, label) decision of the evaluation "
+                    "set (multi-label-classification), the usual score of tagging and toxicity sets",
+                    is_task_metric=True),
+        Measurement("subset_accuracy", "maximize", "fraction", "share of evaluation examples whose whole set of "
+                    "labels is predicted exactly (multi-label-classification)", is_task_metric=True),
         Measurement("f1", "maximize", "fraction", "F1 of the positive class on the evaluation set (two-label "
                     "classification; data.positive_label), the usual score of paraphrase tasks such as MRPC and QQP",
                     is_task_metric=True),
@@ -113,6 +119,7 @@ MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
 # What each task's evaluation reports (every task also reports every cost above).
 TASK_METRICS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.tasks.data)
+    "multi-label-classification": ("micro_f1", "macro_f1", "subset_accuracy"),
     "sequence-regression": ("spearman", "pearson", "mse"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
 })

@@ -96,10 +96,12 @@ class ModelSpec(_Strict):
         description="A local model folder, a hub name (org/name), or python-package:MODULE for a model that a "
         "pip package ships (the module's get_model_path() gives its folder)."
     )
-    task: Literal["sequence-classification", "sequence-regression", "causal-lm"] = Field(
+    task: Literal["sequence-classification", "multi-label-classification", "sequence-regression",
+                  "causal-lm"] = Field(
         "sequence-classification",
-        description="sequence-classification (single texts or pairs, a label each), sequence-regression (single "
-        "texts or pairs, a number each, as in STS-B) or causal-lm (instruction tuning of a decoder on "
+        description="sequence-classification (single texts or pairs, a label each), multi-label-classification "
+        "(single texts or pairs, any number of labels each: tags, topics, toxicity kinds), sequence-regression "
+        "(single texts or pairs, a number each, as in STS-B) or causal-lm (instruction tuning of a decoder on "
         "instruction/input/output/answer records, as in LLM-Adapters).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when loading by name.")
@@ -116,7 +118,7 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _pooling_needs_a_head(self) -> ModelSpec:
         if self.task == "causal-lm" and self.pooling == "mean":
-            raise ValueError("pooling: mean applies to sequence-classification and sequence-regression; a causal-lm "
+            raise ValueError("pooling: mean applies to a classification or regression head; a causal-lm "
                              "decoder has no pooling head (leave pooling unset)")
         return self
 
@@ -137,7 +139,13 @@ class DataSpec(_Strict):
                                            "instructions), every token trained and scored by eval_loss.",
                                            min_length=1, max_length=2)
     label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
-                              "target.")
+                              "target; multi-label-classification without label_columns: each row's labels, "
+                              "joined by label_separator (or a list, in .jsonl/.json/.parquet), empty for none.")
+    label_columns: list[str] | None = Field(
+        None, min_length=2, description="multi-label-classification: one column per label, each cell 1 or 0 "
+        "(true/false, yes/no), as Jigsaw's toxicity columns are written; instead of label_column.")
+    label_separator: str = Field(",", min_length=1, description="multi-label-classification with label_column: "
+                                 "what joins a row's labels in one cell (\"sports,politics\").")
     messages_column: str | None = Field(
         None, description="causal-lm: a column of conversations, as chat data is written (each a list of {role, "
         "content} messages, the last the assistant's reply), rendered with the model's chat template and trained on "
@@ -168,12 +176,12 @@ class DataSpec(_Strict):
                                        "(default: 1 of 0/1, true of false/true, yes of no/yes, else the second "
                                        "label in head order).")
 
-    @field_validator("text_columns", "label_column", mode="before")
+    @field_validator("text_columns", "label_column", "label_columns", mode="before")
     @classmethod
     def _columns_by_position(cls, value: Any, info: ValidationInfo) -> Any:
         """Columns may be named by position (YAML integers) as well as by name; one text column may be written
         without the list (``text_columns: sentence``, as ``label_column`` is)."""
-        if info.field_name == "text_columns" and isinstance(value, (str, int)) and not isinstance(value, bool):
+        if info.field_name != "label_column" and isinstance(value, (str, int)) and not isinstance(value, bool):
             value = [value]
         return [_column_name(v) for v in value] if isinstance(value, list) else _column_name(value)
 
@@ -522,9 +530,13 @@ def parse_spec(raw: Any, source: str = "<spec>", stored: bool = False) -> Search
     return spec
 
 
+# The tasks whose head predicts labels (data.label_values applies to them)
+LABELLED_TASKS = ("sequence-classification", "multi-label-classification")
+
 # The data fields a task cannot do without (beyond those every spec has).
 _TASK_DATA_FIELDS: dict[str, tuple[str, ...]] = {
     "sequence-classification": ("text_columns",),
+    "multi-label-classification": ("text_columns",),
     "sequence-regression": ("text_columns",),
     "causal-lm": (),
 }
@@ -579,9 +591,33 @@ def _data_problems(spec: SearchSpec) -> list[str]:
             if path is not None and Path(path).suffix.lower() not in HEADER_FORMATS:
                 problems.append(f"data.header: false applies to .tsv and .csv files, and data.{field} is "
                                 f"{Path(path).name} (its records name their fields); remove data.header")
-    for field in ("label_values", "positive_label"):
-        if getattr(data, field) is not None and spec.model.task != "sequence-classification":
-            problems.append(f"data.{field}: only sequence-classification has labels; remove it")
+    task = spec.model.task
+    if data.label_values is not None and task not in LABELLED_TASKS:
+        problems.append("data.label_values: only a classification task has labels; remove it")
+    if data.positive_label is not None and task != "sequence-classification":
+        problems.append("data.positive_label: only sequence-classification with two labels has a positive class; "
+                        "remove it" + (" (macro_f1 and micro_f1 score every label)" if task in LABELLED_TASKS else ""))
+    # by value, not by the fields set: a stored spec (model_dump) sets every field to its value
+    separator_set = data.label_separator != type(data).model_fields["label_separator"].default
+    if task != "multi-label-classification":
+        for field, given in (("label_columns", data.label_columns is not None), ("label_separator", separator_set)):
+            if given:
+                problems.append(f"data.{field}: reads the labels of model.task multi-label-classification (any "
+                                f"number of labels per row), and the task is {task!r}; remove it, or set that task")
+    elif data.label_columns is not None:
+        repeated_columns = sorted({c for c in data.label_columns if data.label_columns.count(c) > 1})
+        if repeated_columns:
+            problems.append(f"data.label_columns: {repeated_columns} named more than once; name each label once")
+        both = [c for c in data.label_columns if c in (data.text_columns or [])]
+        if both:
+            problems.append(f"data.label_columns: {both} also named in data.text_columns; a column is a text or a "
+                            "label")
+        if separator_set:
+            problems.append("data.label_separator: splits one column of labels (label_column), and the labels are "
+                            "read from data.label_columns; remove one of them")
+        if data.label_values is not None:
+            problems.append("data.label_values: with data.label_columns the labels are those columns, in their "
+                            "order; remove label_values")
     values = data.label_values or []
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:

@@ -39,8 +39,8 @@ class SpecForm:
     trials: int = 12
     steps_per_trial: int | str = 150
     parallel: int = 2
-    # read from an uploaded file (form_values_from_file), not asked: the length that keeps its texts whole, and
-    # instruction records' own field names (prompt / completion)
+    # read from an uploaded file (form_values_from_file), not asked: the length that keeps its texts whole,
+    # instruction records' own field names (prompt / completion), and what joins a row's labels in one cell
     max_length: int | None = None
     record_fields: dict[str, str] = field(default_factory=dict)
 
@@ -55,8 +55,12 @@ def spec_from_form(form: SpecForm) -> str:
         data = {"train": form.train_file, "eval": form.eval_file}
     else:  # one file: its evaluation rows held out of it, as the form's uploader says
         data = {"train": form.train_file, "eval_fraction": HELD_OUT_SHARE}
-    if form.task != "causal-lm":
+    labels = [c.strip() for c in form.label_column.split(",") if c.strip()]
+    if form.task == "multi-label-classification" and len(labels) > 1:  # a 0/1 column per label
+        data.update(text_columns=list(form.text_columns), label_columns=labels)
+    elif form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
+        data.update({k: v for k, v in form.record_fields.items() if k == "label_separator"})
     elif form.plain_text:
         data["text_columns"] = list(form.text_columns)
     elif form.messages_column:
@@ -114,14 +118,15 @@ def form_values_from_file(file_name: str, content: bytes, model: str | None = No
     if model is None:  # the form's model left as it was: the draft's (the shipped decoder for a decoder's records)
         values["form_model"] = draft.spec["model"]["name_or_path"]
     if task != "causal-lm":
-        values.update(form_columns=", ".join(data["text_columns"]), form_label=data["label_column"])
+        values.update(form_columns=", ".join(data["text_columns"]),
+                      form_label=", ".join(data["label_columns"]) if "label_columns" in data else data["label_column"])
     elif "messages_column" in data:
         values.update(form_records=_records_choice("chat"), form_messages=data["messages_column"])
     elif "text_columns" in data:
         values.update(form_records=_records_choice("text"), form_text_column=data["text_columns"][0])
     else:
         values["form_records"] = _records_choice("instruction")
-    fields = {k: v for k, v in data.items() if k in ("instruction_column", "output_column")}
+    fields = {k: v for k, v in data.items() if k in ("instruction_column", "output_column", "label_separator")}
     # the budget and the held-out share are the form's own fields, which say so themselves
     shown = [reason for reason in draft.reasons if not reason.startswith(("steps_per_trial", "no evaluation"))]
     return FileReading(values, data.get("max_length"), fields, shown)

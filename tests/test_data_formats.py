@@ -175,7 +175,7 @@ def test_header_false_is_refused_for_files_whose_records_name_their_fields(tmp_p
     ({"dataset": {"name": "glue", "config": "mrpc"}, "header": False}, {},
      "data.header: false applies to .tsv and .csv files; a dataset names its columns; remove it"),
     ({"label_values": [0, 1]}, {"task": "sequence-regression"},
-     "data.label_values: only sequence-classification has labels; remove it"),
+     "data.label_values: only a classification task has labels; remove it"),
     ({"label_values": [1, "1.0", 0]}, {}, "data.label_values: ['1'] given more than once"),
     ({"label_values": ["neg", "pos"], "positive_label": "yes"}, {},
      "data.positive_label: 'yes' is not one of data.label_values ['neg', 'pos']"),

@@ -111,3 +111,34 @@ def test_an_uploaded_training_file_fills_the_fields_it_shows(tmp_path):
                                                      record_fields=reading.record_fields)))
     assert written["data"] == {"train": "asked.jsonl", "eval_fraction": 0.2, "instruction_column": "prompt",
                                "output_column": "completion", "max_length": 96}
+
+
+def test_a_multi_label_file_fills_the_form_and_its_spec_reads_the_labels(tmp_path):
+    """A 0/1 column per label fills the label field with every label column; labels joined in one cell fill it
+    with that column and carry their separator into the spec; the spec the form writes reads either."""
+    import pandas as pd
+
+    from autopeft.spec import load_spec
+    from autopeft.tasks.data import load_task_data
+    from dashboard.spec_form import SpecForm, form_values_from_file, spec_from_form
+
+    phrases = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(80)
+    flags = pd.DataFrame({"comment": phrases["sentence"], "positive": phrases["label"],
+                          "short": (phrases["sentence"].str.split().str.len() < 5).astype(int)})
+    reading = form_values_from_file("flags.csv", flags.to_csv(index=False).encode())
+    assert reading.values["form_task"] == "multi-label-classification"
+    assert reading.values["form_label"] == "positive, short" and reading.values["form_metric"] == "micro_f1"
+    joined = pd.DataFrame({"comment": flags["comment"], "tags": [
+        ";".join(n for n, on in (("positive", p), ("short", s)) if on) for p, s in zip(flags["positive"],
+                                                                                       flags["short"])]})
+    joined_reading = form_values_from_file("tags.csv", joined.to_csv(index=False).encode())
+    assert joined_reading.values["form_label"] == "tags"
+    assert joined_reading.record_fields == {"label_separator": ";"}
+    for name, frame, found in (("flags.csv", flags, reading), ("tags.csv", joined, joined_reading)):
+        frame.to_csv(tmp_path / name, index=False)
+        text = spec_from_form(SpecForm(name="tags", task="multi-label-classification", train_file=name,
+                                       text_columns=["comment"], label_column=found.values["form_label"],
+                                       metric="micro_f1", record_fields=found.record_fields, max_length=32))
+        (tmp_path / "spec.yaml").write_text(text)
+        spec = load_spec(tmp_path / "spec.yaml")
+        assert load_task_data(spec.data, spec.model, 0).label_names == ["positive", "short"]

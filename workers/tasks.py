@@ -2,6 +2,9 @@
 
 - sequence-classification: batches of (padded) texts with their label; evaluation predicts a label per example
   and reports accuracy, macro F1 and Matthews correlation.
+- multi-label-classification: the same batches with a 0/1 row of labels (the head trained on each label's binary
+  cross-entropy); evaluation takes every label whose logit is above 0 (probability above 0.5) and reports micro
+  F1, macro F1 and subset accuracy.
 - sequence-regression: the same batches with a float target (the one-output head is trained on the MSE);
   evaluation takes the single output as the prediction and reports Spearman and Pearson correlation and the MSE.
 - causal-lm: batches of prompt + response with the prompt masked out of the loss; evaluation reports the mean
@@ -21,7 +24,7 @@ from torch.nn import functional
 
 from autopeft.errors import TrialFailure
 from autopeft.models.base import padding_id
-from autopeft.store.predictions import ANSWERS, LABELS, LOSSES, VALUES, encode, with_losses
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, VALUES, encode, with_losses
 from autopeft.tasks.answer_options import AnswerOptions
 from autopeft.tasks.data import TaskData, TokenizedSplit
 from workers.batching import length_batches, score_token_budget
@@ -40,7 +43,13 @@ from workers.generation import (  # extract_answer: re-exported for the task's o
 from workers.head_loss import DeferredHead
 from workers.prefix_cache import FrozenPrefix
 from workers.response_loss import MIN_SHARED_ROWS, Forward, HeadSharing, response_loss
-from workers.training import classification_metrics, collate, predict_logits, regression_metrics
+from workers.training import (
+    classification_metrics,
+    collate,
+    multi_label_metrics,
+    predict_logits,
+    regression_metrics,
+)
 
 
 @dataclass
@@ -90,6 +99,18 @@ class ClassificationRunner(_TextRunner):
         metrics = classification_metrics(predictions, self.data.eval.labels, self.data.num_labels,
                                          positive=self.data.f1_positive)
         return Evaluation(metrics, encode(LABELS, predictions))
+
+
+class MultiLabelRunner(_TextRunner):
+    """The labels of a row as a float 0/1 row: transformers' head takes the binary cross-entropy of each label's
+    logit for a head of problem_type multi_label_classification (autopeft.models.base.TASK_HEADS)."""
+
+    name: ClassVar[str] = "multi-label-classification"
+
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
+        # a label is predicted where its probability passes one half: its logit above 0, the sigmoid's midpoint
+        predictions = (self._eval_outputs(model, batch_size, prefix) > 0).astype(np.uint8)
+        return Evaluation(multi_label_metrics(predictions, self.data.eval.labels), encode(LABEL_SETS, predictions))
 
 
 class RegressionRunner(_TextRunner):
@@ -284,4 +305,5 @@ class CausalLmRunner:
         return losses, tokens, choices
 
 
-RUNNERS = {runner.name: runner for runner in (ClassificationRunner, RegressionRunner, CausalLmRunner)}
+RUNNERS = {runner.name: runner for runner in (ClassificationRunner, MultiLabelRunner, RegressionRunner,
+                                              CausalLmRunner)}

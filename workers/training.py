@@ -172,6 +172,21 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
     return metrics
 
 
+def multi_label_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Micro F1 (every example-label decision pooled), macro F1 (the mean of each label's F1; a label with no
+    true positive has F1 0, as in macro F1 of one label per example) and subset accuracy (the share of examples
+    whose whole 0/1 row is predicted exactly), of 0/1 matrices (examples × labels)."""
+    predicted, gold = np.asarray(predictions, dtype=bool), np.asarray(labels, dtype=bool)
+    tp = (predicted & gold).sum(axis=0).astype(np.float64)
+    fp = (predicted & ~gold).sum(axis=0).astype(np.float64)
+    fn = (~predicted & gold).sum(axis=0).astype(np.float64)
+    pooled = 2 * tp.sum() + fp.sum() + fn.sum()
+    per_label = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=tp > 0)
+    return {"micro_f1": 0.0 if tp.sum() == 0 else float(2 * tp.sum() / pooled),
+            "macro_f1": float(per_label.mean()),
+            "subset_accuracy": float((predicted == gold).all(axis=1).mean())}
+
+
 def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson's r; 0.0 when either side is constant (undefined there; 0 = no association, as for Matthews)."""
     x, y = x - x.mean(), y - y.mean()

@@ -20,6 +20,7 @@ from autopeft.spec import ModelSpec
 
 TASK_MODEL_CLASSES: dict[str, Any] = {
     "sequence-classification": AutoModelForSequenceClassification,
+    "multi-label-classification": AutoModelForSequenceClassification,
     "sequence-regression": AutoModelForSequenceClassification,
     "causal-lm": AutoModelForCausalLM,
 }
@@ -32,16 +33,21 @@ def _labelled_head(label_names: Sequence[str]) -> dict[str, Any]:
 
 # The task head each task's base is loaded with: from_pretrained's keyword arguments, given the label names.
 # Regression has one output and problem_type "regression", so transformers' forward takes the MSE loss of the
-# single logit against float labels.
+# single logit against float labels; multi-label, an output per label and problem_type
+# "multi_label_classification": the binary cross-entropy of each label's logit against a 0/1 row, and the saved
+# config tells whoever loads the head to read it through a sigmoid, not a softmax.
 TASK_HEADS: dict[str, Callable[[Sequence[str]], dict[str, Any]]] = {
     "sequence-classification": _labelled_head,
+    "multi-label-classification": lambda label_names: {**_labelled_head(label_names),
+                                                       "problem_type": "multi_label_classification"},
     "sequence-regression": lambda label_names: {"num_labels": 1, "problem_type": "regression"},
     "causal-lm": lambda label_names: {},
 }
 
 
 def num_labels(task: str, label_names: Sequence[str]) -> int:
-    """Outputs of the task head: one per label (classification), 1 (regression), 0 (causal-lm: no head)."""
+    """Outputs of the task head: one per label (classification, multi-label too), 1 (regression), 0 (causal-lm:
+    no head)."""
     return TASK_HEADS[task](label_names).get("num_labels", 0)
 
 

@@ -3,8 +3,8 @@
 A search always returns a front, even where no configuration learns the task: on a small or skewed eval set at low
 fidelity the "front" is then the luckiest draws of noise, and it looks just like a real one. Two references:
 
-- the **chance level**: the task's own metrics on the constant prediction (the majority label, the mean target,
-  the most common answer), measured on the eval split and stored with the search;
+- the **chance level**: the task's own metrics on the constant prediction (the majority label, the most common
+  set of labels, the mean target, the most common answer), measured on the eval split and stored with the search;
 - a **permutation null** per trial: the trial's own eval predictions (stored with it, autopeft/store/predictions.py)
   scored against the gold values shuffled a few hundred times. It keeps what the trial predicts and breaks only
   its link to the examples, so it is the metric's noise for exactly that trial, for every metric (Matthews, F1,
@@ -85,7 +85,7 @@ def bonferroni_z(trials: int) -> float:
 def chance_level(data: TaskData) -> ChanceLevel | None:
     """Measured on the eval split with the workers' own metric functions, and with the function of every user's
     metric registered here (autopeft/plugins.py) on the same constant prediction."""
-    from workers.training import classification_metrics, regression_metrics
+    from workers.training import classification_metrics, multi_label_metrics, regression_metrics
 
     split = data.eval
     if data.task == "causal-lm":
@@ -108,6 +108,15 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         metrics = classification_metrics(constant, labels, len(data.label_names), positive=data.f1_positive)
         return _with_custom(data, ChanceLevel(metrics, len(labels), f"always {data.label_names[majority]!r}"),
                             constant)
+    if data.task == "multi-label-classification":
+        # the most common set of labels (the majority label's counterpart; often no label at all), every row
+        rows, counts = np.unique(labels.astype(np.uint8), axis=0, return_counts=True)
+        modal = rows[int(np.argmax(counts))]
+        constant = np.tile(modal, (len(labels), 1))
+        named = [data.label_names[i] for i in np.flatnonzero(modal)]
+        predicts = f"always {{{', '.join(named)}}}" if named else "always no label"
+        return _with_custom(data, ChanceLevel(multi_label_metrics(constant, labels), len(labels), predicts),
+                            constant)
     mean = float(np.mean(labels))
     constant = np.full(len(labels), mean)
     return _with_custom(data, ChanceLevel(regression_metrics(constant, labels), len(labels),
@@ -124,7 +133,7 @@ def _with_custom(data: TaskData, level: ChanceLevel, constant: np.ndarray | list
 
 def eval_targets(data: TaskData) -> EvalTargets | None:
     """The gold side of the eval split, stored with the search so the noise model needs only the database."""
-    from autopeft.store.predictions import LABELS, VALUES
+    from autopeft.store.predictions import LABEL_SETS, LABELS, VALUES
 
     split = data.eval
     if data.task == "causal-lm":
@@ -134,6 +143,9 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
     if data.task == "sequence-classification":
         return EvalTargets(LABELS, split.labels, len(data.label_names), data.f1_positive,
                            tuple(data.label_names))
+    if data.task == "multi-label-classification":
+        return EvalTargets(LABEL_SETS, split.labels.astype(np.int64), len(data.label_names),
+                           label_names=tuple(data.label_names))
     return EvalTargets(VALUES, split.labels)
 
 
@@ -270,6 +282,10 @@ def _permutation_null(metric: str, predicted: np.ndarray | list[str], targets: E
         orders = rng.permuted(np.tile(np.arange(len(targets)), (NULL_ROUNDS, 1)), axis=1)
         return permutation_null(metric, predicted, targets, orders)
     predictions, gold = _aligned(predicted, targets)
+    if gold.ndim == 2:  # a 0/1 row of labels per example: whole rows change places (the same swaps as above)
+        orders = rng.permuted(np.tile(np.arange(len(gold)), (NULL_ROUNDS, 1)), axis=1)
+        tiled = np.broadcast_to(predictions, (NULL_ROUNDS, *predictions.shape))
+        return metric_rows(targets.kind, tiled, gold[orders])[metric]
     shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
     return metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
                        targets.positive)[metric]

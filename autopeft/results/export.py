@@ -30,6 +30,7 @@ from autopeft.results.views import describe_config, format_value
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
 from autopeft.tasks.data import CLASSIFICATION, data_source, positive_index
+from autopeft.tasks.label_sets import MULTI_LABEL
 
 _README = """# Trial {number} of search {search}
 
@@ -264,7 +265,15 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
     lines, runnable after its loading lines (``Search.predict`` does the same from Python)."""
     columns = list(spec.data.text_columns or [])
     pairs = len(columns) == 2
-    classes = spec.model.task == CLASSIFICATION
+    classes = spec.model.task in (CLASSIFICATION, MULTI_LABEL)
+    labels_line = f"LABELS = {[str(label) for label in labels]!r}  # head order (config.yaml: labels)\n"
+    if spec.model.task == MULTI_LABEL:  # every label whose probability passes one half, as the trial was scored
+        reading = (labels_line + "print([[LABELS[i] for i in row.nonzero().flatten().tolist()] "
+                   "for row in outputs.sigmoid() > 0.5])")
+    elif classes:
+        reading = labels_line + "print([LABELS[i] for i in outputs.argmax(-1).tolist()])"
+    else:
+        reading = "print(outputs[:, 0].tolist())"
     return _READ_AS_EVALUATED.format(
         max_length=spec.data.max_length, base=spec.model.name_or_path,
         remote=", trust_remote_code=True" if spec.model.trust_remote_code else "",
@@ -276,9 +285,7 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
                 if pairs else 'texts = ["Your text", "Another text"]'),
         arguments="firsts, seconds" if pairs else "texts",
         outputs="each label's score, in head order" if classes else "the predicted number",
-        reading=(f"LABELS = {[str(label) for label in labels]!r}  # head order (config.yaml: labels)\n"
-                 "print([LABELS[i] for i in outputs.argmax(-1).tolist()])" if classes else
-                 "print(outputs[:, 0].tolist())"))
+        reading=reading)
 
 
 def prompting_note(spec: SearchSpec) -> str:

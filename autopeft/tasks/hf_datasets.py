@@ -33,4 +33,10 @@ def dataset_frame(rows: Any) -> tuple[pd.DataFrame, dict[str, list[str]]]:
                 continue
             frame[column] = pd.Categorical.from_codes(codes, categories=names).astype(object)
             classes[column] = names
+        elif isinstance(getattr(feature, "feature", None), datasets.ClassLabel) and column in frame:
+            # a list of classes per row (GoEmotions' labels: multi-label-classification), each written by name
+            names = [str(name) for name in feature.feature.names]
+            frame[column] = [[names[int(code)] for code in codes if 0 <= int(code) < len(names)]
+                             for codes in frame[column]]
+            classes[column] = names
     return frame, classes

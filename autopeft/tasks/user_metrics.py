@@ -4,6 +4,8 @@ the noise model for their chance level, permutation null and paired bootstrap.
 What the function is given, per task (both arguments numpy arrays of one length, in eval order):
 
 - sequence-classification: the label values as text, as the data writes them (``TaskData.label_names[index]``);
+- multi-label-classification: 0/1 int64 matrices (examples × labels, in ``TaskData.label_names`` order), as
+  scikit-learn's multi-label metrics take them;
 - sequence-regression: float64 predictions and gold targets;
 - causal-lm: the answer each generated response gives, as the task reads it (``workers.tasks.extract_answer``),
   against the gold answers, both as strings.
@@ -23,7 +25,7 @@ import numpy as np
 
 from autopeft.errors import TrialFailure
 from autopeft.objectives import MEASUREMENTS, TASK_METRICS
-from autopeft.store.predictions import ANSWERS, LABELS, EvalTargets
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, EvalTargets
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
 
@@ -48,6 +50,8 @@ def user_form(kind: str, values: Any, label_names: tuple[str, ...] | list[str]) 
         return np.asarray(label_names, dtype=str)[np.asarray(values, dtype=np.int64)]
     if kind == ANSWERS:
         return np.asarray(list(values), dtype=str)
+    if kind == LABEL_SETS:
+        return np.asarray(values, dtype=np.int64)
     return np.asarray(values, dtype=np.float64)
 
 

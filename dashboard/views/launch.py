@@ -150,7 +150,9 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     columns, label, messages, records = "sentence", "label", "", next(iter(DECODER_RECORDS))
     if task != "causal-lm":
         columns = st.text_input("text column(s), comma-separated (two for pairs)", key="form_columns")
-        label = st.text_input("label column", key="form_label")
+        label = st.text_input("label column" if task != "multi-label-classification" else
+                              "label column (its labels joined by commas), or a 0/1 column per label, comma-separated",
+                              key="form_label")
     else:
         records = st.selectbox("records", list(DECODER_RECORDS), key="form_records",
                                help="How the files hold the task: autopeft/tasks/data.py reads each form.")

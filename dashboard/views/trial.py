@@ -107,7 +107,9 @@ def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
         shown["prediction"] = predict.as_predictions(outputs, spec, [], False, False)
     else:
         probabilities = predict.as_predictions(outputs, spec, cache.label_names(ctx.url, ctx.search), True, False)
-        shown["prediction"] = list(probabilities.idxmax(axis=1))
+        shown["prediction"] = ([", ".join(labels) for labels in predict.predicted_labels(probabilities)]
+                               if spec.model.task == "multi-label-classification" else
+                               list(probabilities.idxmax(axis=1)))
         if len(probabilities.columns) > predict.LABELS_AS_COLUMNS:  # a column each would run off the page
             shown["most likely"] = predict.likeliest_labels(probabilities)
             st.dataframe(shown, hide_index=True, width="stretch")
