@@ -302,7 +302,7 @@ def test_the_saved_adapter_reloads_to_the_recorded_predictions(trial):
 # --- a search through the command line ----------------------------------------------------------------------
 
 
-def test_search_run_export_predict_and_stock_peft(tmp_path, capsys):
+def test_search_run_export_predict_and_stock_peft(tmp_path, capsys, monkeypatch):
     spec = multi_label_spec(
         tmp_path, "joined",
         search_space={"name": "ml-lora",
@@ -348,6 +348,23 @@ def test_search_run_export_predict_and_stock_peft(tmp_path, capsys):
     assert code == 0, err
     for labels in predicted[:2]:
         assert "|".join(labels) in out  # a row's labels written as the data joins them
+
+    # the dashboard's Try it: each text's labels, and each label's own probability beside them
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("AUTOPEFT_STORAGE", url)
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
+    app.session_state["view"], app.session_state["trial_number"] = "Trial", number
+    app.run()
+    app.text_area(key="try_texts").input("\n".join(texts)).run()
+    app.button(key="try_run").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = app.dataframe[-1].value
+    assert list(shown["prediction"]) == [", ".join(labels) for labels in predicted]
+    assert list(shown[LABELS].round(5).itertuples(index=False)) == list(
+        probabilities.round(5).itertuples(index=False))
 
 
 # --- drafting a spec from such files ------------------------------------------------------------------------------
