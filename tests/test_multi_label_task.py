@@ -349,6 +349,22 @@ def test_search_run_export_predict_and_stock_peft(tmp_path, capsys, monkeypatch)
     for labels in predicted[:2]:
         assert "|".join(labels) in out  # a row's labels written as the data joins them
 
+    # the service's predict endpoint (in this process; no job is launched): a list of labels per text
+    from starlette.testclient import TestClient
+
+    from autopeft.service.admission import ServiceConfig
+    from autopeft.service.http import create_app
+    from autopeft.service.jobs import SearchJobs
+
+    jobs = SearchJobs(ServiceConfig(storage_url=url, root=tmp_path / "service", job_server="http://127.0.0.1:1"),
+                      client=object())
+    with TestClient(create_app(jobs, "tok")) as client:
+        for asked in ({}, {"probabilities": True}):
+            answer = client.post("/api/searches/tags/predict", headers={"Authorization": "Bearer tok"},
+                                 json={"trial": number, "texts": texts, **asked})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"] == predicted
+
     # the dashboard's Try it: each text's labels, and each label's own probability beside them
     from streamlit.testing.v1 import AppTest
 

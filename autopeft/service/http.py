@@ -127,8 +127,12 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
         probabilities = _flag(body, "probabilities")
         predicted = search.predict(number, rows, probabilities=probabilities)
         if probabilities:
-            return {"trial": number, "labels": list(predicted.columns),
-                    "predictions": list(predicted.idxmax(axis=1)), "probabilities": predicted.to_numpy().tolist()}
+            from autopeft.results.predict import predicted_labels
+
+            chosen = (predicted_labels(predicted) if search.spec.model.task == "multi-label-classification" else
+                      list(predicted.idxmax(axis=1)))  # several labels: each whose probability passes one half
+            return {"trial": number, "labels": list(predicted.columns), "predictions": chosen,
+                    "probabilities": predicted.to_numpy().tolist()}
         return {"trial": number, "predictions": predicted}
 
     def trials(request: Request, body: dict[str, Any]) -> dict[str, Any]:
