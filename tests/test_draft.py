@@ -123,3 +123,27 @@ def test_a_draft_from_a_dataframe_runs_with_the_rows_passed(tmp_path, monkeypatc
     assert search.summary["complete"] == 1 and search.spec.data.eval_fraction == 0.2
     with pytest.raises(UserError, match="train: expected a data file's path or a pandas DataFrame, got list"):
         autopeft.draft_spec([1, 2])
+
+
+def test_summaries_are_drafted_as_records_and_other_tasks_are_named(tmp_path):
+    """Summarisation data as XSum writes it (document / summary) is a decoder's instruction records; token
+    classification (a tag per word) and extractive QA (answer spans) are tasks autopeft does not train, said as
+    such (their list and object columns failed inside pandas before)."""
+    records = json.loads(BOOLQ.read_text())[:40]
+    save_tiny_decoder(tmp_path / "decoder", records)
+    summaries = [{"id": str(i), "document": r["instruction"], "summary": r["output"]} for i, r in enumerate(records)]
+    (tmp_path / "xsum.jsonl").write_text("".join(json.dumps(r) + "\n" for r in summaries))
+    draft = draft_spec(str(tmp_path / "xsum.jsonl"), model=str(tmp_path / "decoder"))
+    assert draft.spec["model"]["task"] == "causal-lm"
+    assert draft.spec["data"]["instruction_column"] == "document" and draft.spec["data"]["output_column"] == "summary"
+    _reads(tmp_path, draft.spec)
+    words = [r["instruction"].split()[:6] for r in records]
+    tagged = [{"id": i, "tokens": w, "ner_tags": [0] * len(w)} for i, w in enumerate(words)]
+    (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tagged))
+    with pytest.raises(UserError, match="columns 'tokens' and 'ner_tags' hold a label per word"):
+        draft_spec(str(tmp_path / "ner.jsonl"))
+    spans = [{"id": i, "context": " ".join(w), "question": "which word?",
+              "answers": {"text": [w[1]], "answer_start": [len(w[0]) + 1]}} for i, w in enumerate(words)]
+    (tmp_path / "squad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spans))
+    with pytest.raises(UserError, match="column 'answers' holds answer spans in a context"):
+        draft_spec(str(tmp_path / "squad.jsonl"))

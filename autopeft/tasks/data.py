@@ -275,9 +275,11 @@ def _check_columns(frame: pd.DataFrame, columns: dict[str, str], field: str, dat
 
 
 # What instruction records' two fields are called in the data people bring (LLM-Adapters' and Alpaca's own names
-# first; OpenAI's and TRL's prompt / completion); not "target", a label's name as often as a response's.
-PROMPT_COLUMN_NAMES = ("instruction", "prompt", "question", "query", "input_text")
-RESPONSE_COLUMN_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply")
+# first; OpenAI's and TRL's prompt / completion; summarisation's document / summary, article / highlights as
+# XSum and CNN/DailyMail write them); not "target", a label's name as often as a response's.
+PROMPT_COLUMN_NAMES = ("instruction", "prompt", "question", "query", "input_text", "document", "article")
+RESPONSE_COLUMN_NAMES = ("output", "completion", "response", "answer_text", "output_text", "reply", "summary",
+                         "highlights")
 
 
 def _record_form_hint(columns: list[str], spec_field: str, data: DataSpec) -> str:

@@ -70,6 +70,7 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
     data, objective = _records_form(frame, reasons)
     task = "causal-lm" if data is not None else None
     if data is None:
+        _refuse_other_tasks(frame)
         data, task, objective = _labelled_form(frame, reasons)
     files = {field: str(rows) for field, rows in (("train", train), ("eval", evaluation))
              if isinstance(rows, (str, os.PathLike))}
@@ -153,8 +154,8 @@ def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, A
         if multi_label is not None:
             return multi_label, "multi-label-classification", "micro_f1"
     if label is None:  # the last column of few values, or of scores: a row id (whole, all distinct) is neither
-        candidates = [c for c in columns if not _is_text(frame[c], unique=0.5) and not _is_row_id(frame[c]) and (
-            frame[c].nunique() <= FEW_VALUES or _is_score(frame[c]))]
+        candidates = [c for c in columns if not _holds_structures(frame[c]) and not _is_text(frame[c], unique=0.5)
+                      and not _is_row_id(frame[c]) and (frame[c].nunique() <= FEW_VALUES or _is_score(frame[c]))]
         label = candidates[-1] if candidates else None
     multi_label = None if label is None else _multi_label_form(frame, label, reasons)
     if multi_label is not None:
@@ -179,6 +180,34 @@ def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, A
     reasons.append(f"text columns {texts[0]!r} and {texts[1]!r}: a pair, read as the tokenizer joins two texts"
                    if len(texts) == 2 else f"text column {texts[0]!r}")
     return {"text_columns": texts, "label_column": label}, task, metric
+
+
+def _holds_structures(column: pd.Series) -> bool:
+    """Lists or mappings in the cells (a JSON file's arrays and objects): neither a text nor a class column."""
+    return any(isinstance(v, (list, tuple, np.ndarray, Mapping)) for v in column.head(200))
+
+
+def _refuse_other_tasks(frame: pd.DataFrame) -> None:
+    """Data of a task autopeft does not train, named as such rather than read as a table it is not (a column of
+    lists failed inside pandas): a label per word (token classification, NER's tokens and tags), or answer spans
+    in a context (extractive question answering, SQuAD's answers)."""
+    lists = [c for c in frame.columns if _holds_structures(frame[c])
+             and all(isinstance(v, (list, tuple, np.ndarray)) for v in frame[c].head(200))]
+    for words in lists:
+        for tags in lists:
+            if words != tags and all(len(a) == len(b) and len(a) > 0 and all(isinstance(w, str) for w in a)
+                                     for a, b in zip(frame[words].head(200), frame[tags].head(200))):
+                raise UserError(f"train: columns {words!r} and {tags!r} hold a label per word (token "
+                                "classification, as NER data is written); autopeft searches text classification "
+                                "(one label or several per text), regression and decoders, not a label per word")
+    spans = next((c for c in frame.columns if all(isinstance(v, Mapping) and "answer_start" in v
+                                                  for v in frame[c].dropna().head(200)) and frame[c].notna().any()),
+                 None)
+    if spans is not None:
+        raise UserError(f"train: column {spans!r} holds answer spans in a context (extractive question answering, "
+                        "SQuAD's form), which autopeft does not train as spans; as a decoder task, write each row as "
+                        "an instruction record: instruction (the question and its context), output and answer (the "
+                        "answer's text), and the generated answers are scored")
 
 
 def _text_columns(frame: pd.DataFrame, labels: list[str]) -> list[str]:
@@ -222,6 +251,8 @@ def _multi_label_form(frame: pd.DataFrame, label: str | None, reasons: list[str]
 
 def _is_binary(column: pd.Series) -> bool:
     """1/0 (true/false, yes/no) in every cell: one label's column of a multi-label table."""
+    if _holds_structures(column):
+        return False
     values = column.dropna()
     return len(values) > 0 and bool(values.map(lambda v: label_text(v).lower()).isin(_BINARY).all())
 
@@ -250,7 +281,7 @@ def _is_score(column: pd.Series) -> bool:
 def _is_row_id(column: pd.Series) -> bool:
     """Each row its own value, and whole numbers or codes of one word with digits ("a00f3e", a UUID): an id (a
     class with one row each is no label, and a code is no text to read)."""
-    if len(column) <= 2 or column.nunique() != len(column):
+    if len(column) <= 2 or _holds_structures(column) or column.nunique() != len(column):
         return False
     values = pd.to_numeric(column, errors="coerce")
     if values.notna().all():
