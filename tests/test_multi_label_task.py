@@ -187,6 +187,16 @@ def test_labels_the_head_cannot_learn_are_refused_or_noted(tmp_path):
         _loaded(tmp_path, one_each, eval=spec["data"]["train"])
 
 
+def test_a_list_of_labels_under_one_label_classification_names_the_task(tmp_path):
+    spec = multi_label_spec(tmp_path, "lists", train=30, evaluation=20)
+    spec["model"]["task"] = "sequence-classification"
+    spec["objectives"] = [{"name": "accuracy"}]
+    loaded = load_spec(write_spec(tmp_path, spec))
+    with pytest.raises(UserError, match=r"^data.label_column: 'labels' holds a list of labels in data row \d+ of "
+                                        r".*several labels per row are model.task: multi-label-classification"):
+        load_task_data(loaded.data, loaded.model, loaded.seed)
+
+
 def test_held_out_rows_and_a_dataset_of_label_lists(tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = _rows("train", 50)

@@ -416,6 +416,7 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         _check_filled(frame, filled, field, data)
     labels, positive = None, None
     if model.task == CLASSIFICATION:
+        _refuse_label_lists(train, data)
         train, evaluation = (None if frame is None else
                              frame.assign(**{data.label_column: _label_texts(frame[data.label_column])})
                              for frame in (train, evaluation))
@@ -445,6 +446,17 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
     task_data.eval_rows = eval_rows
     return task_data
+
+
+def _refuse_label_lists(train: pd.DataFrame, data: DataSpec) -> None:
+    """A list of labels in a cell (a .jsonl's array) is several labels for the row: read as one class it would be
+    the text "['sports', 'politics']", a class per combination, trained in silence."""
+    cells = train[data.label_column]
+    listed = next((i for i, v in zip(cells.index, cells) if isinstance(v, (list, tuple, np.ndarray))), None)
+    if listed is not None:
+        raise UserError(f"data.label_column: {data.label_column!r} holds a list of labels in "
+                        f"{_data_row(int(listed), data, 'train')}; several labels per row are "
+                        "model.task: multi-label-classification")
 
 
 HOLD_OUT_SEED = 0  # the held-out rows are the file's, whatever a search's seed: searches of one file compare
