@@ -136,7 +136,7 @@ def test_a_model_without_an_encoder_stack_is_refused_with_the_field():
 
 
 def test_the_spec_refuses_mean_for_a_decoder():
-    with pytest.raises(ValidationError, match="pooling: mean applies to sequence-classification"):
+    with pytest.raises(ValidationError, match="pooling: mean applies to a classification or regression head"):
         ModelSpec(name_or_path="x", task="causal-lm", pooling="mean")
     assert ModelSpec(name_or_path="x").pooling == "auto"
 
