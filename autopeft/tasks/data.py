@@ -424,7 +424,7 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
             data.label_column], data, classes.get(data.label_column))
         positive = positive_index(labels, data.positive_label)
     elif model.task == MULTI_LABEL:
-        train, evaluation = (None if frame is None else with_label_sets(frame, data, field, _row_namer(data, field))
+        train, evaluation = (None if frame is None else with_label_sets(frame, data, _row_namer(data, field))
                              for frame, field in ((train, "train"), (evaluation, "eval")))
         labels = label_names(train, evaluation, data, classes.get(data.label_column))
     if evaluation is None:

@@ -219,7 +219,8 @@ def _text_columns(frame: pd.DataFrame, labels: list[str]) -> list[str]:
 def _multi_label_form(frame: pd.DataFrame, label: str | None, reasons: list[str]) -> dict[str, Any] | None:
     """Several labels per row, as such data is published: the named label column holding lists or labels
     joined by a separator; or, with no column named as a label, two or more columns of 1/0 (a column per label,
-    as Jigsaw's toxicity kinds). None for one label per row."""
+    as Jigsaw's toxicity kinds). None for one label per row (``reasons`` then as they were)."""
+    said: list[str] = []
     if label is not None:
         column = frame[label].dropna()
         lists = len(column) > 0 and all(isinstance(v, (list, tuple, np.ndarray)) for v in column.head(200))
@@ -230,20 +231,20 @@ def _multi_label_form(frame: pd.DataFrame, label: str | None, reasons: list[str]
         names = {label_text(p) for p in parts.dropna() if str(p).strip()}
         joined = " (a list per row)" if lists else f", joined by {separator!r}"
         fields = {"label_column": label, **({"label_separator": separator} if separator not in (None, ",") else {})}
-        reasons.append(f"label {label!r} holds several labels per row{joined}: {len(names)} labels, any number "
-                       "per row (multi-label-classification); micro_f1 (F1 over every row's every label) as the "
-                       "metric")
+        said.append(f"label {label!r} holds several labels per row{joined}: {len(names)} labels, any number "
+                    "per row (multi-label-classification); micro_f1 (F1 over every row's every label) as the metric")
     else:
         flags = [c for c in frame.columns if _is_binary(frame[c])]
         if len(flags) < 2:
             return None
         fields = {"label_columns": flags}
         shown = ", ".join(map(repr, flags[:6])) + (", ..." if len(flags) > 6 else "")
-        reasons.append(f"columns {shown} hold 1 or 0 each: {len(flags)} labels, any number per row "
-                       "(multi-label-classification); micro_f1 (F1 over every row's every label) as the metric")
+        said.append(f"columns {shown} hold 1 or 0 each: {len(flags)} labels, any number per row "
+                    "(multi-label-classification); micro_f1 (F1 over every row's every label) as the metric")
     texts = _text_columns(frame, [label] if label is not None else fields["label_columns"])
     if not texts:
         return None
+    reasons.extend(said)
     reasons.append(f"text columns {texts[0]!r} and {texts[1]!r}: a pair, read as the tokenizer joins two texts"
                    if len(texts) == 2 else f"text column {texts[0]!r}")
     return {"text_columns": texts, **fields}

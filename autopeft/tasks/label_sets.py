@@ -45,7 +45,7 @@ def _cell_labels(cell: Any, separator: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(label_text(p) for p in parts if str(p).strip()))
 
 
-def _column_flags(frame: pd.DataFrame, column: str, field: str, row_name: Callable[[int], str]) -> np.ndarray:
+def _column_flags(frame: pd.DataFrame, column: str, row_name: Callable[[int], str]) -> np.ndarray:
     """One 0/1 label column as booleans; a cell that is not 1/0, true/false or yes/no is refused with its row."""
     texts = frame[column].map(lambda v: label_text(v).lower())
     unknown = ~texts.isin(_ON | _OFF)
@@ -57,11 +57,11 @@ def _column_flags(frame: pd.DataFrame, column: str, field: str, row_name: Callab
     return texts.isin(_ON).to_numpy()
 
 
-def with_label_sets(frame: pd.DataFrame, data: DataSpec, field: str,
-                    row_name: Callable[[int], str]) -> pd.DataFrame:
-    """``frame`` with each row's labels (a tuple of label texts) in SET_COLUMN."""
+def with_label_sets(frame: pd.DataFrame, data: DataSpec, row_name: Callable[[int], str]) -> pd.DataFrame:
+    """``frame`` with each row's labels (a tuple of label texts) in SET_COLUMN; ``row_name`` names a row as the
+    user counts it, for a refused cell."""
     if data.label_columns:
-        flags = np.stack([_column_flags(frame, c, field, row_name) for c in data.label_columns], axis=1)
+        flags = np.stack([_column_flags(frame, c, row_name) for c in data.label_columns], axis=1)
         sets = [tuple(c for c, on in zip(data.label_columns, row) if on) for row in flags]
     else:
         sets = [_cell_labels(cell, data.label_separator) for cell in frame[data.label_column]]
