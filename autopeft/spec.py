@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 import search_spaces
-from autopeft.errors import SpecError, install_without_dependencies
+from autopeft.errors import SpecError, UserError, install_without_dependencies
 from autopeft.objectives import CUSTOM_UNIT, MEASUREMENTS, TASK_METRICS, Direction, known_measurements
 from autopeft.spec_hints import missing_field, shape_example, unknown_field
 
@@ -716,6 +716,17 @@ def resolve_model_location(name_or_path: str, base_dir: Path) -> tuple[str, str 
             return name_or_path, f"module {module_name!r} has no get_model_path()"
         return str(Path(module.get_model_path()).resolve()), None
     local = (base_dir / Path(name_or_path).expanduser()).resolve()
+    if local.is_file():
+        if local.suffix.lower() != ".gguf":
+            return str(local), (f"{local} is a file; point to a model folder (one with config.json, as "
+                                "save_pretrained writes it) or a .gguf file")
+        from autopeft.decoders import gguf_model_folder
+
+        given = Path(os.path.abspath(base_dir / Path(name_or_path).expanduser()))  # a link keeps its own name
+        try:  # converted once into a folder in the cache (autopeft/decoders/__init__.py)
+            return str(gguf_model_folder(given)), None
+        except UserError as exc:
+            return str(local), str(exc)
     if local.is_dir():
         if not (local / "config.json").is_file():
             return str(local), f"folder {local} has no config.json; point to a Hugging Face model folder"

@@ -123,3 +123,40 @@ def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 8
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
+
+
+@needs_smollm2
+def test_a_users_gguf_file_is_converted_once_into_a_model_folder(tmp_path, monkeypatch):
+    """``model.name_or_path: model.gguf``: the file converted into a cached folder the spec then names, its
+    tokens settled as the shipped decoder's are set by hand (the file's metadata names the start of turn as its
+    end-of-sequence token); the same file read again is not converted again; a file that is not GGUF, or a file
+    of another kind, is refused naming the field."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from autopeft.decoders.smollm2 import DECODER
+    from autopeft.errors import SpecError
+    from autopeft.spec import load_spec
+    from tests.conftest import tiny_spec, write_spec
+
+    monkeypatch.setenv("AUTOPEFT_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "mine.gguf"
+    gguf.symlink_to(DECODER.package_folder() / DECODER.gguf_file)
+    folder, problem = resolve_model_location(str(gguf), tmp_path)
+    assert problem is None and Path(folder).parent == tmp_path / "cache" / "models"
+    assert Path(folder).name.startswith("mine-") and (Path(folder) / SOURCE_FILE).is_file()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|im_end|>")
+    assert tokenizer("the answer is")["input_ids"] == [1195, 2988, 314]  # as the shipped decoder's: no start token
+    assert AutoConfig.from_pretrained(folder).model_type == "llama"
+    written = (Path(folder) / SOURCE_FILE).stat().st_mtime_ns
+    assert resolve_model_location("mine.gguf", tmp_path) == (folder, None)  # relative to the spec, as any path
+    assert (Path(folder) / SOURCE_FILE).stat().st_mtime_ns == written  # not converted again
+
+    (tmp_path / "broken.gguf").write_bytes(b"not a gguf file at all")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    for name, message in (("broken.gguf", "cannot convert the GGUF file"), ("weights.bin", "is a file; point to")):
+        spec = tiny_spec(tmp_path, model={"name_or_path": name})
+        with pytest.raises(SpecError) as caught:
+            load_spec(write_spec(tmp_path, spec))
+        assert any(p.startswith("model.name_or_path: ") and message in p for p in caught.value.problems), \
+            caught.value.problems
