@@ -596,3 +596,24 @@ def test_too_few_rows_to_hold_any_out_are_refused(tmp_path):
     with pytest.raises(UserError, match=r"data\.eval_fraction: 0\.1 of 4 training rows leaves no row to evaluate "
                                         r"on; raise it, or give more rows, or give an evaluation file"):
         _held_out(tmp_path, train, eval_fraction=0.1)
+
+
+def test_a_json_file_of_records_inside_an_object_reads_its_records(tmp_path):
+    """Many datasets are published as {"version": ..., "data": [records]}: the one list of records is the rows
+    (it was read as two columns, "version" and "data"); a file of another shape reads as pandas reads it."""
+    from autopeft.tasks.data import read_table
+
+    rows = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t", quoting=csv.QUOTE_NONE).head(30)
+    records = rows.to_dict("records")
+    (tmp_path / "wrapped.json").write_text(json.dumps({"version": "1.0", "count": 30, "data": records}))
+    (tmp_path / "plain.json").write_text(json.dumps(records))
+    wrapped, plain = read_table(str(tmp_path / "wrapped.json"), "train"), read_table(str(tmp_path / "plain.json"),
+                                                                                     "train")
+    assert list(wrapped.columns) == ["sentence", "label"] and wrapped.equals(plain)
+    (tmp_path / "two.json").write_text(json.dumps({"train": records, "test": records}))  # which one: not guessed
+    assert list(read_table(str(tmp_path / "two.json"), "train").columns) == ["train", "test"]
+    spec = tiny_spec(tmp_path)
+    spec["data"] = {"train": str(tmp_path / "wrapped.json"), "eval": str(tmp_path / "plain.json"),
+                    "text_columns": ["sentence"]}
+    loaded = load_spec(write_spec(tmp_path, spec))
+    assert len(load_task_data(loaded.data, loaded.model, loaded.seed).train) == 30

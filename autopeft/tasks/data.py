@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import re
@@ -46,13 +47,33 @@ def _delimited(separator: str, quoting: int) -> Callable[[str, bool], pd.DataFra
                                             header=0 if header else None, encoding=_TEXT_ENCODING)
 
 
+def _json_records(path: str, header: bool) -> pd.DataFrame:
+    """A .json file's records: a list of them, or, as many datasets are published ({"version": ..., "data":
+    [...]}), the one list of records inside a top-level object, whose other fields describe the file; read as
+    pandas reads a list of records. Any other shape, and a file that is not JSON, as pandas reads it (and words
+    its errors)."""
+    with open(path, encoding=_TEXT_ENCODING) as handle:
+        start = handle.read(1024).lstrip()[:1]
+        if start == "{":
+            handle.seek(0)
+            try:
+                loaded = json.load(handle)
+            except ValueError:
+                loaded = None
+            lists = [v for v in loaded.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+                     ] if isinstance(loaded, dict) else []
+            if len(lists) == 1 and all(not isinstance(v, list) for v in loaded.values() if v is not lists[0]):
+                return pd.read_json(io.StringIO(json.dumps(lists[0])), dtype=False)
+    return pd.read_json(path, dtype=False, encoding=_TEXT_ENCODING)
+
+
 # Each reader takes the path and data.header (which only the delimited formats can honour; the spec refuses
 # header: false for the others).
 _READERS: dict[str, Callable[[str, bool], pd.DataFrame]] = {
     ".tsv": _delimited("\t", csv.QUOTE_NONE),
     ".csv": _delimited(",", csv.QUOTE_MINIMAL),
     ".jsonl": lambda path, header: pd.read_json(path, lines=True, dtype=False, encoding=_TEXT_ENCODING),
-    ".json": lambda path, header: pd.read_json(path, dtype=False, encoding=_TEXT_ENCODING),
+    ".json": _json_records,
     ".parquet": lambda path, header: pd.read_parquet(path),
 }
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d*)?")  # a header cell that looks like a value (pandas writes "0.1" for a 2nd "0")
