@@ -147,3 +147,13 @@ def test_summaries_are_drafted_as_records_and_other_tasks_are_named(tmp_path):
     (tmp_path / "squad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spans))
     with pytest.raises(UserError, match="column 'answers' holds answer spans in a context"):
         draft_spec(str(tmp_path / "squad.jsonl"))
+
+
+def test_a_table_read_as_one_column_is_told_its_separator(tmp_path):
+    """A spreadsheet's semicolon export named .csv read as one column "text;label": drafted before as a decoder's
+    corpus of "text;label" lines; now the separator is named, as `search run` names it."""
+    rows = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t")
+    rows[~rows["sentence"].str.contains(",")].head(30).to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    with pytest.raises(UserError, match=r"was read as one column named 'sentence;label': the file looks "
+                                        "semicolon-separated"):
+        draft_spec(str(tmp_path / "semi.csv"))

