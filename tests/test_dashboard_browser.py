@@ -186,8 +186,9 @@ def test_launch_stop_and_resume_from_the_page(tmp_path):
             assert not db.exists() and not (root / "specs").exists()
 
             # A good one, naming its data files by file name, uploaded with it. Trials long enough that the one
-            # resumed below is still training when the dashboard ends.
-            spec_box.fill(service_spec_text(steps_per_trial=400).replace(str(DEMO_DATA) + "/", ""))
+            # resumed below is still training when the dashboard ends: at 400 steps a fast processor (bf16 on
+            # AVX-512) finished both trials of the resumed search while the page went on to the demo and the form.
+            spec_box.fill(service_spec_text(steps_per_trial=3000).replace(str(DEMO_DATA) + "/", ""))
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(
                 [DEMO_DATA / "train.tsv", DEMO_DATA / "dev.tsv"])
             page.get_by_text("dev.tsv", exact=True).wait_for()
