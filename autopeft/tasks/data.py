@@ -33,7 +33,14 @@ from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
 from autopeft.tasks.file_problems import separator_hint, unreadable_because
 from autopeft.tasks.hf_datasets import dataset_frame
-from autopeft.tasks.label_sets import MULTI_LABEL, label_matrix, label_names, note_label_use, with_label_sets
+from autopeft.tasks.label_sets import (
+    MULTI_LABEL,
+    label_matrix,
+    label_names,
+    labels_in_order,
+    note_label_use,
+    with_label_sets,
+)
 from autopeft.tasks.text_blocks import text_blocks
 
 CLASSIFICATION = "sequence-classification"
@@ -636,7 +643,7 @@ def _label_names(train: pd.Series, evaluation: pd.Series, data: DataSpec,
         return list(data.label_values)
     integral = all(_INTEGER.fullmatch(name) for name in seen)
     _refuse_a_measured_number(seen, integral)
-    names = sorted(seen, key=Decimal) if integral else sorted(seen)
+    names = labels_in_order(seen)
     unseen = sorted(set(evaluation.unique()) - seen)
     if unseen:
         rows = int(evaluation.isin(unseen).sum())

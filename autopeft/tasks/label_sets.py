@@ -30,7 +30,8 @@ MULTI_LABEL = "multi-label-classification"
 # The column the parsed sets ride along in, through the hold-out and the subsets (no user column is named so)
 SET_COLUMN = "\0label_set"
 _ON, _OFF = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no"})
-_INTEGER = re.compile(r"-?\d+")
+FLAG_CELLS = _ON | _OFF  # what a 0/1 label column's cells may hold (lower-cased; autopeft init looks for them too)
+_INTEGER = re.compile(r"-?\d+")  # a label after label_text: integral numbers are plain integers
 
 
 def _cell_labels(cell: Any, separator: str) -> tuple[str, ...]:
@@ -48,7 +49,7 @@ def _cell_labels(cell: Any, separator: str) -> tuple[str, ...]:
 def _column_flags(frame: pd.DataFrame, column: str, row_name: Callable[[int], str]) -> np.ndarray:
     """One 0/1 label column as booleans; a cell that is not 1/0, true/false or yes/no is refused with its row."""
     texts = frame[column].map(lambda v: label_text(v).lower())
-    unknown = ~texts.isin(_ON | _OFF)
+    unknown = ~texts.isin(FLAG_CELLS)
     if unknown.any():
         position = int(frame.index[np.flatnonzero(unknown.to_numpy())[0]])
         value = frame[column].loc[position]
@@ -68,8 +69,9 @@ def with_label_sets(frame: pd.DataFrame, data: DataSpec, row_name: Callable[[int
     return frame.assign(**{SET_COLUMN: pd.Series(sets, index=frame.index, dtype=object)})
 
 
-def _in_order(seen: set[str]) -> list[str]:
-    """Labels in numeric order when all are integers, else alphabetical (as one label per row is ordered)."""
+def labels_in_order(seen: set[str]) -> list[str]:
+    """Labels in head order when nothing else gives one: numeric when all are integers (1-based labels 1..4 become
+    head indices 0..3; "10" after "9"), else alphabetical. One label per row is ordered so too."""
     return sorted(seen, key=Decimal) if all(_INTEGER.fullmatch(s) for s in seen) else sorted(seen)
 
 
@@ -89,7 +91,7 @@ def label_names(train: pd.DataFrame, evaluation: pd.DataFrame | None, data: Data
                 raise UserError(f"data.label_values: the {field} rows have labels {unexpected[:10]} that are not "
                                 f"in data.label_values {data.label_values}; add them there, or correct the data")
         return list(data.label_values)
-    names = [label_text(n) for n in dataset_classes] if dataset_classes is not None else _in_order(seen)
+    names = [label_text(n) for n in dataset_classes] if dataset_classes is not None else labels_in_order(seen)
     if len(names) < 2:
         raise UserError(f"data.label_column: the training rows name {len(names)} label {sorted(seen)} in "
                         f"{data.label_column!r} (split at {data.label_separator!r}); a row that has a label or "
