@@ -712,12 +712,19 @@ class Search:
         ``texts``: a text, for a search on pairs a ``(first, second)`` tuple, or a row as a mapping by the spec's
         text columns; or a list of those, or a DataFrame with those columns. Returns the label name (a regression:
         the number) for one input, a list for many; with ``probabilities`` each label's probability, a dict for one
-        input and a DataFrame (a column per label, in head order) for many."""
-        from autopeft.results.predict import as_predictions, checked_rows, predict_rows
+        input and a DataFrame (a column per label, in head order) for many.
+
+        A tagger (token-classification) takes a sentence (a text, split at whitespace), a list of them, a list of
+        word lists, or a DataFrame with the words column, and returns each sentence's ``(word, tag)`` pairs (the
+        tag None for a word past ``data.max_length`` tokens)."""
+        from autopeft.results.predict import as_predictions, checked_rows, predict_rows, predict_tags
         from autopeft.store.storage import LABELS
 
         rows, single = checked_rows(self.spec, texts, probabilities)  # before the model is loaded
         model, tokenizer = self._trial_model(trial)
+        if self.spec.model.task == "token-classification":
+            tagged = predict_tags(model, tokenizer, self.spec, rows, list(self.study.user_attrs.get(LABELS, [])))
+            return tagged[0] if single else tagged
         outputs = predict_rows(model, tokenizer, self.spec, rows)
         predicted = as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
                                    single)

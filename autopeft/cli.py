@@ -521,6 +521,8 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
             frame["prediction"] = predicted
         if multi_label:  # a row's labels written as the data writes them in one cell
             frame["prediction"] = [spec.data.label_separator.join(labels) for labels in frame["prediction"]]
+        if spec.model.task == "token-classification":  # a tag per word, as a text file writes them ("-": no tag)
+            frame["prediction"] = [" ".join(tag or "-" for _, tag in pairs) for pairs in frame["prediction"]]
     if out is not None:
         _WRITERS[Path(out).suffix.lower()](frame, out)
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")

@@ -82,7 +82,11 @@ def _load_installed() -> None:
 MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     m.name: m
     for m in [
-        Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set", is_task_metric=True),
+        Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set (token-classification: "
+                    "the share of words given their gold tag)", is_task_metric=True),
+        Measurement("entity_f1", "maximize", "fraction", "F1 of the entities found exactly, words and type, over "
+                    "every entity of the evaluation set (token-classification with B-/I- tags; conlleval's and "
+                    "seqeval's score)", is_task_metric=True),
         Measurement("macro_f1", "maximize", "fraction", "macro-averaged F1 on the evaluation set: the mean over the "
                     "labels of each label's F1", is_task_metric=True),
         Measurement("micro_f1", "maximize", "fraction", "F1 over every (example, label) decision of the evaluation "
@@ -121,6 +125,8 @@ TASK_METRICS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     "sequence-classification": ("accuracy", "macro_f1", "matthews", "f1"),  # f1: two labels only (autopeft.tasks.data)
     "multi-label-classification": ("micro_f1", "macro_f1", "subset_accuracy"),
     "sequence-regression": ("spearman", "pearson", "mse"),
+    # entity_f1: where the tags form entities (autopeft/tasks/tag_spans.py), which part-of-speech tags do not
+    "token-classification": ("entity_f1", "accuracy"),
     "causal-lm": ("answer_accuracy", "eval_loss"),
 })
 TASKS: tuple[str, ...] = tuple(dict.keys(TASK_METRICS))

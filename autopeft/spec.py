@@ -97,10 +97,11 @@ class ModelSpec(_Strict):
         "pip package ships (the module's get_model_path() gives its folder)."
     )
     task: Literal["sequence-classification", "multi-label-classification", "sequence-regression",
-                  "causal-lm"] = Field(
+                  "token-classification", "causal-lm"] = Field(
         "sequence-classification",
         description="sequence-classification (single texts or pairs, a label each), multi-label-classification "
-        "(single texts or pairs, any number of labels each: tags, topics, toxicity kinds), sequence-regression "
+        "(single texts or pairs, any number of labels each: tags, topics, toxicity kinds), token-classification "
+        "(a tag per word: named entities, parts of speech, as in CoNLL-2003), sequence-regression "
         "(single texts or pairs, a number each, as in STS-B) or causal-lm (instruction tuning of a decoder on "
         "instruction/input/output/answer records, as in LLM-Adapters).",
     )
@@ -117,9 +118,9 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _pooling_needs_a_head(self) -> ModelSpec:
-        if self.task == "causal-lm" and self.pooling == "mean":
-            raise ValueError("pooling: mean applies to a classification or regression head; a causal-lm "
-                             "decoder has no pooling head (leave pooling unset)")
+        if self.task in ("causal-lm", "token-classification") and self.pooling == "mean":
+            raise ValueError(f"pooling: mean applies to a classification or regression head, which reads one "
+                             f"vector per text; {self.task} reads every token (leave pooling unset)")
         return self
 
 
@@ -135,12 +136,15 @@ class DataSpec(_Strict):
     eval: PathText | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
     text_columns: list[str] | None = Field(None, description="Classification and regression: one column, or two "
-                                           "for pairs. causal-lm: one column of plain text (a corpus, no "
-                                           "instructions), every token trained and scored by eval_loss.",
+                                           "for pairs. token-classification: the one column of each row's words "
+                                           "(a list, or text split at whitespace). causal-lm: one column of plain "
+                                           "text (a corpus, no instructions), every token trained and scored by "
+                                           "eval_loss.",
                                            min_length=1, max_length=2)
     label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
                               "target; multi-label-classification without label_columns: each row's labels, "
-                              "joined by label_separator (or a list, in .jsonl/.json/.parquet), empty for none.")
+                              "joined by label_separator (or a list, in .jsonl/.json/.parquet), empty for none; "
+                              "token-classification: a tag per word (a list, or text split at whitespace).")
     label_columns: list[str] | None = Field(
         None, min_length=2, description="multi-label-classification: one column per label, each cell 1 or 0 "
         "(true/false, yes/no), as Jigsaw's toxicity columns are written; instead of label_column.")
@@ -531,13 +535,14 @@ def parse_spec(raw: Any, source: str = "<spec>", stored: bool = False) -> Search
 
 
 # The tasks whose head predicts labels (data.label_values applies to them)
-LABELLED_TASKS = ("sequence-classification", "multi-label-classification")
+LABELLED_TASKS = ("sequence-classification", "multi-label-classification", "token-classification")
 
 # The data fields a task cannot do without (beyond those every spec has).
 _TASK_DATA_FIELDS: dict[str, tuple[str, ...]] = {
     "sequence-classification": ("text_columns",),
     "multi-label-classification": ("text_columns",),
     "sequence-regression": ("text_columns",),
+    "token-classification": ("text_columns",),
     "causal-lm": (),
 }
 
@@ -551,6 +556,9 @@ def _task_problems(spec: SearchSpec) -> list[str]:
                         f"{task!r}; remove messages_column, or set model.task: causal-lm")
     if spec.data.text_columns and task == "causal-lm":
         problems += _plain_text_problems(spec)
+    if task == "token-classification" and len(spec.data.text_columns or ()) > 1:
+        problems.append(f"data.text_columns: a tagger reads one column of words, and {spec.data.text_columns} "
+                        f"names {len(spec.data.text_columns)}; name the column of each row's words")
     other_tasks_metrics = {m for t, ms in TASK_METRICS.items() if t != task for m in ms} - set(TASK_METRICS[task])
     for i, objective in enumerate([*spec.objectives, *spec.constraints]):
         field = f"objectives[{i}]" if i < len(spec.objectives) else f"constraints[{i - len(spec.objectives)}]"

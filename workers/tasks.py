@@ -5,6 +5,9 @@
 - multi-label-classification: the same batches with a 0/1 row of labels (the head trained on each label's binary
   cross-entropy); evaluation takes every label whose logit is above 0 (probability above 0.5) and reports micro
   F1, macro F1 and subset accuracy.
+- token-classification: the same batches with a tag per token (a word's tag at its first sub-word token, the
+  rest not scored); evaluation takes each word's highest logit there and reports the entity F1 and the word
+  accuracy (autopeft/tasks/tag_spans.py).
 - sequence-regression: the same batches with a float target (the one-output head is trained on the MSE);
   evaluation takes the single output as the prediction and reports Spearman and Pearson correlation and the MSE.
 - causal-lm: batches of prompt + response with the prompt masked out of the loss; evaluation reports the mean
@@ -24,9 +27,10 @@ from torch.nn import functional
 
 from autopeft.errors import TrialFailure
 from autopeft.models.base import padding_id
-from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, VALUES, encode, with_losses
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, TAGS, VALUES, encode, with_losses
 from autopeft.tasks.answer_options import AnswerOptions
 from autopeft.tasks.data import TaskData, TokenizedSplit
+from autopeft.tasks.tag_spans import tag_metrics, tag_scheme
 from workers.batching import length_batches, score_token_budget
 from workers.generation import (  # extract_answer: re-exported for the task's own metrics
     AnswerReading,
@@ -48,6 +52,7 @@ from workers.training import (
     collate,
     multi_label_metrics,
     predict_logits,
+    predict_word_tags,
     regression_metrics,
 )
 
@@ -62,7 +67,8 @@ class Evaluation:
 
 
 class _TextRunner:
-    """Single texts or text pairs with one label (classification) or target (regression) each."""
+    """Single texts or text pairs with one label (classification) or target (regression) each, or a sentence's
+    words with a tag each (token classification)."""
 
     def __init__(self, data: TaskData, tokenizer, device: torch.device):
         self.data = data
@@ -111,6 +117,29 @@ class MultiLabelRunner(_TextRunner):
         # a label is predicted where its probability passes one half: its logit above 0, the sigmoid's midpoint
         predictions = (self._eval_outputs(model, batch_size, prefix) > 0).astype(np.uint8)
         return Evaluation(multi_label_metrics(predictions, self.data.eval.labels), encode(LABEL_SETS, predictions))
+
+
+class TokenTaggingRunner(_TextRunner):
+    """A tag per word: the head's cross-entropy at each word's first token (the other tokens' targets are -100,
+    which transformers' token-classification loss skips)."""
+
+    name: ClassVar[str] = "token-classification"
+
+    def __init__(self, data: TaskData, tokenizer, device: torch.device):
+        super().__init__(data, tokenizer, device)
+        self.scheme = tag_scheme(data.label_names)
+
+    def train_batch(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = collate(self.data.train, indices, self.pad_id, self.device)
+        targets, _ = pad_rows([self.data.train.token_labels[i] for i in indices], -100)
+        batch["labels"] = targets.to(self.device)
+        return batch
+
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
+        forward = None if prefix is None else (lambda indices, batch: prefix.forward("eval", indices, batch))
+        predictions = predict_word_tags(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id,
+                                        device=self.device, forward=forward)
+        return Evaluation(tag_metrics(predictions, self.data.eval.labels, self.scheme), encode(TAGS, predictions))
 
 
 class RegressionRunner(_TextRunner):
@@ -305,5 +334,5 @@ class CausalLmRunner:
         return losses, tokens, choices
 
 
-RUNNERS = {runner.name: runner for runner in (ClassificationRunner, MultiLabelRunner, RegressionRunner,
-                                              CausalLmRunner)}
+RUNNERS = {runner.name: runner for runner in (ClassificationRunner, MultiLabelRunner, TokenTaggingRunner,
+                                              RegressionRunner, CausalLmRunner)}

@@ -127,17 +127,40 @@ def predict_logits(model: nn.Module, split: TokenizedSplit, *, batch_size: int, 
     """The head's outputs per example (examples × outputs, float32), in the split's order (``forward(indices,
     batch)`` replaces ``model(**batch)``, e.g. to start from cached frozen layers). Batches are length-sorted, at
     most ``batch_size`` rows and, on a CPU, a bounded number of padded tokens (workers/batching.py)."""
-    model.eval()
     outputs: np.ndarray | None = None
-    for indices in eval_batches(split.lengths, batch_size, device):
-        batch = collate(split, indices, pad_id, device)
-        logits = (model(**batch) if forward is None else forward(indices, batch)).logits.float().cpu().numpy()
+    for indices, logits in _eval_logits(model, split, batch_size, pad_id, device, forward):
         if outputs is None:
             outputs = np.empty((len(split), logits.shape[-1]), dtype=np.float32)
-        outputs[indices] = logits
+        outputs[indices] = logits.float().cpu().numpy()
     if outputs is None:
         raise ValueError("nothing to predict: the split has no examples")
     return outputs
+
+
+def _eval_logits(model: nn.Module, split: TokenizedSplit, batch_size: int, pad_id: int, device: torch.device,
+                 forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None
+                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Each evaluation batch's examples and the head's logits on them (see :func:`predict_logits`)."""
+    model.eval()
+    for indices in eval_batches(split.lengths, batch_size, device):
+        batch = collate(split, indices, pad_id, device)
+        yield indices, (model(**batch) if forward is None else forward(indices, batch)).logits
+
+
+@torch.no_grad()
+def predict_word_tags(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int,
+                      device: torch.device,
+                      forward: Callable[[np.ndarray, dict[str, torch.Tensor]], Any] | None = None) -> np.ndarray:
+    """A tagger's tag per word (sentences × words, -1 past a sentence's end and for a word cut away): the highest
+    logit at each word's first token, as its tag was trained (``TokenizedSplit.word_starts``)."""
+    tags = np.full(split.labels.shape, -1, dtype=np.int64)
+    for indices, logits in _eval_logits(model, split, batch_size, pad_id, device, forward):
+        best = logits.argmax(dim=-1).cpu().numpy()
+        for row, example in enumerate(indices):
+            starts = split.word_starts[example]
+            kept = np.flatnonzero(starts >= 0)
+            tags[example, kept] = best[row, starts[kept]]
+    return tags
 
 
 def predict(model: nn.Module, split: TokenizedSplit, *, batch_size: int, pad_id: int, device: torch.device,

@@ -67,7 +67,9 @@ def peft_task_type(model: nn.Module) -> str:
     """peft's task type for the model's head: it decides what peft trains besides the adapter (the classifier)."""
     from peft import TaskType
 
-    return TaskType.CAUSAL_LM if is_causal_lm(model) else TaskType.SEQ_CLS
+    if is_causal_lm(model):
+        return TaskType.CAUSAL_LM
+    return TaskType.TOKEN_CLS if type(model).__name__.endswith("ForTokenClassification") else TaskType.SEQ_CLS
 
 
 def peft_task_fields(model: nn.Module) -> dict[str, Any]:

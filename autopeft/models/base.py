@@ -10,6 +10,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
 )
@@ -22,6 +23,7 @@ TASK_MODEL_CLASSES: dict[str, Any] = {
     "sequence-classification": AutoModelForSequenceClassification,
     "multi-label-classification": AutoModelForSequenceClassification,
     "sequence-regression": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
     "causal-lm": AutoModelForCausalLM,
 }
 
@@ -41,6 +43,7 @@ TASK_HEADS: dict[str, Callable[[Sequence[str]], dict[str, Any]]] = {
     "multi-label-classification": lambda label_names: {**_labelled_head(label_names),
                                                        "problem_type": "multi_label_classification"},
     "sequence-regression": lambda label_names: {"num_labels": 1, "problem_type": "regression"},
+    "token-classification": _labelled_head,  # an output per tag, read at every token
     "causal-lm": lambda label_names: {},
 }
 

@@ -130,8 +130,8 @@ def declared_pooling(name_or_path: str, revision: str | None = None) -> str | No
 
 def resolve_pooling(pooling: str, name_or_path: str, task: str, revision: str | None = None) -> Pooling:
     """The pooling a search trains with: ``auto`` is the model's declared pooling when it is mean, else ``cls``."""
-    if task == "causal-lm":
-        return "cls"  # a decoder has no pooling head; the spec refuses `mean` for it
+    if task in ("causal-lm", "token-classification"):
+        return "cls"  # no pooled head: a decoder's and a tagger's read every token; the spec refuses `mean` for them
     if pooling == "auto":
         return "mean" if declared_pooling(name_or_path, revision) == "mean" else "cls"
     return pooling  # type: ignore[return-value]

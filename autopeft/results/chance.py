@@ -4,7 +4,8 @@ A search always returns a front, even where no configuration learns the task: on
 fidelity the "front" is then the luckiest draws of noise, and it looks just like a real one. Two references:
 
 - the **chance level**: the task's own metrics on the constant prediction (the majority label, the most common
-  set of labels, the mean target, the most common answer), measured on the eval split and stored with the search;
+  set of labels, the most common tag, the mean target, the most common answer), measured on the eval split and
+  stored with the search;
 - a **permutation null** per trial: the trial's own eval predictions (stored with it, autopeft/store/predictions.py)
   scored against the gold values shuffled a few hundred times. It keeps what the trial predicts and breaks only
   its link to the examples, so it is the metric's noise for exactly that trial, for every metric (Matthews, F1,
@@ -38,6 +39,7 @@ import numpy as np
 
 from autopeft.results.resampled_metrics import answer_ids, answer_key, metric_rows
 from autopeft.store.predictions import ANSWERS, LOSSES, EvalTargets
+from autopeft.tasks.tag_spans import NO_WORD, tag_metrics, tag_scheme
 from autopeft.tasks.user_metrics import bootstrap, constant_levels, is_custom, permutation_null, scorable
 
 if TYPE_CHECKING:
@@ -117,6 +119,13 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         predicts = f"always {{{', '.join(named)}}}" if named else "always no label"
         return _with_custom(data, ChanceLevel(multi_label_metrics(constant, labels), len(labels), predicts),
                             constant)
+    if data.task == "token-classification":
+        # the most common tag (often O: no entity) for every word
+        counts = np.bincount(labels[labels != NO_WORD], minlength=len(data.label_names))
+        modal = int(np.argmax(counts))
+        constant = np.where(labels == NO_WORD, NO_WORD, modal)
+        metrics = tag_metrics(constant, labels, tag_scheme(data.label_names))
+        return _with_custom(data, ChanceLevel(metrics, len(labels), f"always {data.label_names[modal]!r}"), constant)
     mean = float(np.mean(labels))
     constant = np.full(len(labels), mean)
     return _with_custom(data, ChanceLevel(regression_metrics(constant, labels), len(labels),
@@ -133,7 +142,7 @@ def _with_custom(data: TaskData, level: ChanceLevel, constant: np.ndarray | list
 
 def eval_targets(data: TaskData) -> EvalTargets | None:
     """The gold side of the eval split, stored with the search so the noise model needs only the database."""
-    from autopeft.store.predictions import LABEL_SETS, LABELS, VALUES
+    from autopeft.store.predictions import LABEL_SETS, LABELS, TAGS, VALUES
 
     split = data.eval
     if data.task == "causal-lm":
@@ -146,6 +155,8 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
     if data.task == "multi-label-classification":
         return EvalTargets(LABEL_SETS, split.labels.astype(np.int64), len(data.label_names),
                            label_names=tuple(data.label_names))
+    if data.task == "token-classification":
+        return EvalTargets(TAGS, split.labels, len(data.label_names), label_names=tuple(data.label_names))
     return EvalTargets(VALUES, split.labels)
 
 
@@ -282,10 +293,11 @@ def _permutation_null(metric: str, predicted: np.ndarray | list[str], targets: E
         orders = rng.permuted(np.tile(np.arange(len(targets)), (NULL_ROUNDS, 1)), axis=1)
         return permutation_null(metric, predicted, targets, orders)
     predictions, gold = _aligned(predicted, targets)
-    if gold.ndim == 2:  # a 0/1 row of labels per example: whole rows change places (the same swaps as above)
+    # a 0/1 row of labels or a sentence's tags per example: whole rows change places (the same swaps as above)
+    if gold.ndim == 2:
         orders = rng.permuted(np.tile(np.arange(len(gold)), (NULL_ROUNDS, 1)), axis=1)
         tiled = np.broadcast_to(predictions, (NULL_ROUNDS, *predictions.shape))
-        return metric_rows(targets.kind, tiled, gold[orders])[metric]
+        return metric_rows(targets.kind, tiled, gold[orders], label_names=targets.label_names)[metric]
     shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
     return metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
                        targets.positive)[metric]
@@ -319,7 +331,7 @@ def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[s
             a, b, gold = answer_ids(list(first), list(second), list(targets.gold))
         else:
             a, b, gold = np.asarray(first), np.asarray(second), np.asarray(targets.gold)
-        score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive)[metric]
-                 for p in (a, b)]
+        score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive,
+                             targets.label_names)[metric] for p in (a, b)]
     gain = (score[0] - score[1]) * (1.0 if maximize else -1.0)
     return float(np.quantile(gain, alpha)) > 0.0

@@ -31,6 +31,7 @@ from autopeft.spec import SearchSpec
 from autopeft.store import storage
 from autopeft.tasks.data import CLASSIFICATION, data_source, positive_index
 from autopeft.tasks.label_sets import MULTI_LABEL
+from autopeft.tasks.word_tags import TOKEN_CLASSIFICATION
 
 _README = """# Trial {number} of search {search}
 
@@ -75,6 +76,32 @@ model.eval()
 with torch.no_grad():
     outputs = model(**batch).logits
 {reading}
+```
+"""
+_TAGGED_AS_EVALUATED = """
+Sentences are read as the search read its evaluation rows: the words joined by single spaces, its tokenizer, cut at
+`max_length` {max_length}; a word's tag is the head's highest output at the word's first token (the one its tag was
+trained at), found by the tokens' character offsets:
+
+```python
+import torch
+from transformers import AutoTokenizer
+
+TAGS = {tags!r}  # head order (config.yaml: labels)
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+words = "Your sentence , a word at a time".split()
+batch = tokenizer(" ".join(words), truncation=True, max_length={max_length}, return_offsets_mapping=True,
+                  return_tensors="pt")
+offsets = batch.pop("offset_mapping")[0].tolist()
+model.eval()
+with torch.no_grad():
+    best = model(**batch).logits[0].argmax(-1).tolist()
+tags, begin = [], 0
+for word in words:  # a word past max_length tokens gets no tag (None)
+    first = next((i for i, (a, b) in enumerate(offsets) if a < b and a < begin + len(word) and b > begin), None)
+    tags.append(None if first is None else TAGS[best[first]])
+    begin += len(word) + 1
+print(list(zip(words, tags)))
 ```
 """
 _BATCHED_PROMPT_GENERATION = """
@@ -263,6 +290,10 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
     """A classifier's or regressor's adapter gives the measured outputs only on texts read as the search read them
     (the same tokenization, cut and padding: autopeft/tasks/data.py, workers/training.py): the README gives the
     lines, runnable after its loading lines (``Search.predict`` does the same from Python)."""
+    remote = ", trust_remote_code=True" if spec.model.trust_remote_code else ""
+    if spec.model.task == TOKEN_CLASSIFICATION:
+        return _TAGGED_AS_EVALUATED.format(max_length=spec.data.max_length, base=spec.model.name_or_path,
+                                           remote=remote, tags=[str(label) for label in labels])
     columns = list(spec.data.text_columns or [])
     pairs = len(columns) == 2
     classes = spec.model.task in (CLASSIFICATION, MULTI_LABEL)
@@ -275,8 +306,7 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
     else:
         reading = "print(outputs[:, 0].tolist())"
     return _READ_AS_EVALUATED.format(
-        max_length=spec.data.max_length, base=spec.model.name_or_path,
-        remote=", trust_remote_code=True" if spec.model.trust_remote_code else "",
+        max_length=spec.data.max_length, base=spec.model.name_or_path, remote=remote,
         pairs=f", a pair ({' and '.join(columns)}) as the tokenizer joins two texts" if pairs else "",
         padded=" with the end-of-sequence token, as the trials' head was told" if padding is not None else "",
         pad_line="\ntokenizer.pad_token = tokenizer.eos_token  # the model defines no padding token" if padding is not

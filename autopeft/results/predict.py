@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from autopeft.spec import SearchSpec
 
-PREDICTING_TASKS = ("sequence-classification", "multi-label-classification", "sequence-regression")
+PREDICTING_TASKS = ("sequence-classification", "multi-label-classification", "sequence-regression",
+                    "token-classification")
 # A multi-label head predicts each label whose probability passes this, as its trials were scored (workers/tasks.py)
 MULTI_LABEL_THRESHOLD = 0.5
 
@@ -90,8 +91,12 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
     if spec.model.task not in PREDICTING_TASKS:
         raise UserError(f"predict: the search trained a {spec.model.task} model, which answers with text; use "
                         f"generate(trial, prompts)")
-    if probabilities and spec.model.task == "sequence-regression":
-        raise UserError(f"probabilities: a {spec.model.task} head predicts a number, not classes; leave it False")
+    if probabilities and spec.model.task in ("sequence-regression", "token-classification"):
+        kind = "a number" if spec.model.task == "sequence-regression" else "a tag per word"
+        raise UserError(f"probabilities: a {spec.model.task} head predicts {kind}, not classes of a text; leave "
+                        "it False")
+    if spec.model.task == "token-classification":
+        return checked_sentences(spec, texts)
     columns = list(spec.data.text_columns or [])
     form = (f"a pair of texts as a tuple {tuple(columns)}" if len(columns) == 2 else "a text")
     if isinstance(texts, pd.DataFrame):
@@ -123,6 +128,73 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
     if empty is not None:
         raise UserError(f"texts[{empty[0]}]: {empty[1]!r} is empty; a text to read is needed, as in training")
     return rows, single
+
+
+def _words(value: Any, where: str) -> list[str] | None:
+    """One sentence's words: a text split at whitespace, or a list of words; None when ``value`` is neither."""
+    if isinstance(value, str):
+        words = value.split()
+    elif isinstance(value, (list, tuple, np.ndarray)) and all(isinstance(w, str) for w in value):
+        words = [str(w) for w in value]
+    else:
+        return None
+    if not words:
+        raise UserError(f"{where} holds no words; a sentence to tag is needed")
+    return words
+
+
+def checked_sentences(spec: SearchSpec, texts: Any) -> tuple[list[list[str]], bool]:
+    """A tagger's inputs as sentences of words, and whether one was given: a text (split at whitespace, as the
+    data's text cells are), a list of texts, a list of word lists, or a DataFrame with the search's words
+    column (lists or texts). One sentence given as its words is a list holding that list: a list of texts is
+    many sentences."""
+    import pandas as pd
+
+    column = (spec.data.text_columns or ["tokens"])[0]
+    if isinstance(texts, str):
+        return [_words(texts, "texts")], True
+    if isinstance(texts, pd.DataFrame):
+        if column not in texts.columns:
+            raise UserError(f"texts: the DataFrame has no column {column!r}; the search read its words from it")
+        cells = list(texts[column])
+    elif isinstance(texts, Sequence) and not isinstance(texts, str):
+        cells = list(texts)
+    else:
+        raise UserError(f"texts: expected a sentence (a text), a list of them, a list of word lists, or a DataFrame "
+                        f"with the column {column!r}; got {type(texts).__name__}")
+    sentences = []
+    for index, cell in enumerate(cells):
+        words = _words(cell, f"texts[{index}]")
+        if words is None:
+            raise UserError(f"texts[{index}]: expected a sentence (a text) or its words (a list of texts); got "
+                            f"{type(cell).__name__}")
+        sentences.append(words)
+    if not sentences:
+        raise UserError("texts: nothing to predict; give at least one")
+    return sentences, False
+
+
+def predict_tags(model: nn.Module, tokenizer, spec: SearchSpec, sentences: list[list[str]],
+                 labels: list[str]) -> list[list[tuple[str, str | None]]]:
+    """Each sentence's words with their predicted tags (None for a word past ``data.max_length`` tokens), from
+    the pass the worker evaluates with."""
+    import torch
+
+    from autopeft.models.base import padding_id
+    from autopeft.tasks.data import TokenizedSplit
+    from autopeft.tasks.word_tags import encode_words, tag_matrix
+    from workers.training import predict_word_tags
+
+    encoding, starts = encode_words(tokenizer, sentences, spec.data.max_length)
+    types = encoding.get("token_type_ids")
+    split = TokenizedSplit(input_ids=[np.asarray(ids, dtype=np.int32) for ids in encoding["input_ids"]],
+                           token_type_ids=None if types is None else [np.asarray(t, dtype=np.int8) for t in types],
+                           labels=tag_matrix([[0] * len(words) for words in sentences]), word_starts=starts)
+    with torch.inference_mode():
+        tags = predict_word_tags(model, split, batch_size=spec.training.eval_batch_size,
+                                 pad_id=padding_id(tokenizer), device=next(model.parameters()).device)
+    return [[(word, labels[tag] if tag >= 0 else None) for word, tag in zip(words, row)]
+            for words, row in zip(sentences, tags)]
 
 
 def predict_rows(model: nn.Module, tokenizer, spec: SearchSpec, rows: list[list[str]]) -> np.ndarray:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, VALUES
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, TAGS, VALUES
+from autopeft.tasks.tag_spans import tag_rows, tag_scheme
 
 
 def classification_rows(predicted: np.ndarray, gold: np.ndarray, num_labels: int,
@@ -89,13 +90,15 @@ def answer_ids(*answer_lists: list[str]) -> list[np.ndarray]:
 
 
 def metric_rows(kind: str, predicted: np.ndarray, gold: np.ndarray, num_labels: int = 0,
-                positive: int = 1) -> dict[str, np.ndarray]:
-    """Every task metric of this kind of prediction (predictions.LABELS, LABEL_SETS, VALUES, ANSWERS as ids, or
-    LOSSES with each record's token count as its gold value), per row."""
+                positive: int = 1, label_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every task metric of this kind of prediction (predictions.LABELS, LABEL_SETS, TAGS with the tag names,
+    VALUES, ANSWERS as ids, or LOSSES with each record's token count as its gold value), per row."""
     if kind == LABELS:
         return classification_rows(predicted, gold, num_labels, positive)
     if kind == LABEL_SETS:
         return multi_label_rows(predicted, gold)
+    if kind == TAGS:
+        return tag_rows(predicted, gold, tag_scheme(label_names))
     if kind == VALUES:
         return regression_rows(predicted, gold)
     if kind == ANSWERS:

@@ -21,6 +21,7 @@ import numpy as np
 
 LABELS = "labels"  # classification: the predicted label index per example
 LABEL_SETS = "label_sets"  # multi-label classification: a 0/1 row per example, one column per label
+TAGS = "tags"  # token classification: the tag id of each word (sentences × words, -1 past a sentence's end)
 VALUES = "values"  # regression: the predicted number per example
 ANSWERS = "answers"  # causal-lm: the answer each generated response gives, as the task reads it
 LOSSES = "losses"  # causal-lm without gold answers: each record's summed token loss of its gold response
@@ -35,14 +36,19 @@ def _unpack(text: str) -> bytes:
 
 
 def encode(kind: str, values: Any) -> dict[str, Any]:
-    """One of LABELS (ints), LABEL_SETS (a 0/1 matrix), VALUES or LOSSES (floats) or ANSWERS (strings) as a
-    JSON-safe dict."""
+    """One of LABELS (ints), LABEL_SETS (a 0/1 matrix), TAGS (a matrix of tag ids), VALUES or LOSSES (floats) or
+    ANSWERS (strings) as a JSON-safe dict."""
     if kind == ANSWERS:
         return {"kind": kind, "data": _pack(json.dumps([str(v) for v in values]).encode())}
     array = np.asarray(values)
     if kind == LABEL_SETS:  # one byte per decision; its shape, since a row's width is the number of labels
         array = np.ascontiguousarray(array.astype("|u1"))
         return {"kind": kind, "dtype": "|u1", "shape": list(array.shape), "data": _pack(array.tobytes())}
+    if kind == TAGS:  # stored one up, so that -1 (no word) is 0: one byte per word where the tags fit
+        shifted = array.astype(np.int64) + 1
+        dtype = "|u1" if shifted.size == 0 or shifted.max() < 256 else "<i2"
+        shifted = np.ascontiguousarray(shifted.astype(dtype))
+        return {"kind": kind, "dtype": dtype, "shape": list(shifted.shape), "data": _pack(shifted.tobytes())}
     if kind == LABELS:  # one byte per example where the labels fit: it compresses four times better than int32
         dtype = "|u1" if array.size == 0 or (array.min() >= 0 and array.max() < 256) else "<i4"
     else:
@@ -57,6 +63,8 @@ def decode(stored: dict[str, Any]) -> np.ndarray | list[str]:
     array = np.frombuffer(_unpack(stored["data"]), dtype=stored["dtype"])
     if stored["kind"] == LABEL_SETS:
         return array.reshape(stored["shape"]).astype(np.int64)
+    if stored["kind"] == TAGS:
+        return array.reshape(stored["shape"]).astype(np.int64) - 1
     return array.astype(np.int64) if stored["kind"] == LABELS else array.copy()
 
 

@@ -41,7 +41,17 @@ from autopeft.tasks.label_sets import (
     note_label_use,
     with_label_sets,
 )
+from autopeft.tasks.tag_spans import tag_scheme
 from autopeft.tasks.text_blocks import text_blocks
+from autopeft.tasks.word_tags import (
+    CONLL_SUFFIXES,
+    TOKEN_CLASSIFICATION,
+    note_cut_words,
+    read_conll,
+    tag_names,
+    tokenize_tagged,
+    with_words_and_tags,
+)
 
 CLASSIFICATION = "sequence-classification"
 # utf-8-sig: a byte-order mark (Excel, Notepad) is dropped instead of becoming part of the first column's name.
@@ -82,6 +92,7 @@ _READERS: dict[str, Callable[[str, bool], pd.DataFrame]] = {
     ".jsonl": lambda path, header: pd.read_json(path, lines=True, dtype=False, encoding=_TEXT_ENCODING),
     ".json": _json_records,
     ".parquet": lambda path, header: pd.read_parquet(path),
+    **{suffix: read_conll for suffix in CONLL_SUFFIXES},  # a word and its tag per line (token-classification)
 }
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d*)?")  # a header cell that looks like a value (pandas writes "0.1" for a 2nd "0")
 _INTEGER = re.compile(r"-?\d+")  # a label after label_text: integral numbers are plain integers
@@ -94,14 +105,18 @@ class TokenizedSplit:
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
     # classification: one label index per example (int64); multi-label: a 0/1 row per example (float32, examples ×
-    # labels); regression: the target (float32)
+    # labels); regression: the target (float32); token-classification: the gold tag ids (examples × words, NO_WORD
+    # past each sentence's end)
     labels: np.ndarray | None
-    token_labels: list[np.ndarray] | None = None  # causal-lm: the target per token, -100 where not scored
+    # causal-lm: the target per token; token-classification: a word's tag at its first token; -100 where not scored
+    token_labels: list[np.ndarray] | None = None
     prompts: list[np.ndarray] | None = None  # causal-lm evaluation: the prompt alone, to generate from
     answers: list[str] | None = None  # causal-lm evaluation: the gold answers
     # causal-lm on plain text: the record (row) each block of tokens comes from, where a long text is split into
     # blocks (autopeft/tasks/text_blocks.py); None: one entry per record
     record_of: np.ndarray | None = None
+    # token-classification: the token position of each word's first sub-word token, NO_WORD for a word cut away
+    word_starts: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -455,6 +470,10 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         train, evaluation = (None if frame is None else with_label_sets(frame, data, _row_namer(data, field))
                              for frame, field in ((train, "train"), (evaluation, "eval")))
         labels = label_names(train, evaluation, data, classes.get(data.label_column))
+    elif model.task == TOKEN_CLASSIFICATION:
+        train, evaluation = (None if frame is None else with_words_and_tags(frame, data, _row_namer(data, field))
+                             for frame, field in ((train, "train"), (evaluation, "eval")))
+        labels, train, evaluation = tag_names(train, evaluation, data, classes.get(data.label_column))
     if evaluation is None:
         train, evaluation = hold_out(train, data, data.label_column if model.task == CLASSIFICATION else None)
     every_row = len(evaluation)
@@ -470,6 +489,8 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         task_data = _classification(train, evaluation, data, tokenizer, labels, positive)
     elif model.task == MULTI_LABEL:
         task_data = _multi_label(train, evaluation, data, tokenizer, labels)
+    elif model.task == TOKEN_CLASSIFICATION:
+        task_data = _word_tags(train, evaluation, data, tokenizer, labels)
     else:
         task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
     task_data.eval_rows = eval_rows
@@ -576,6 +597,12 @@ def check_metrics_fit(spec: SearchSpec, data: TaskData) -> None:
                            f"the records have no {spec.data.answer_column!r} column (data.answer_column); add the "
                            f"answers, or search on eval_loss (the gold responses' token loss)")
                 raise UserError(f"{field}.name: {objective.name!r} reads each record's gold answer, and {lacking}")
+    if data.task == TOKEN_CLASSIFICATION and tag_scheme(data.label_names) is None:
+        for field, objective in _metrics(spec):
+            if objective.name == "entity_f1":
+                raise UserError(f"{field}.name: 'entity_f1' scores entities, spans of B-/I- tags (B-PER I-PER), and "
+                                f"the tags {data.label_names[:8]} form none; use accuracy (the share of words "
+                                "given their gold tag)")
     if data.task == CLASSIFICATION:
         _note_a_dominant_label(spec, data)
     if data.task != CLASSIFICATION or len(data.label_names) == 2:
@@ -749,6 +776,15 @@ def _multi_label(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, 
     return TaskData(train=train_split, eval=eval_split, label_names=names, task=MULTI_LABEL)
 
 
+def _word_tags(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
+               names: list[str]) -> TaskData:
+    (train_split, train_cut), (eval_split, eval_cut) = (tokenize_tagged(frame, data, tokenizer, names)
+                                                        for frame in (train, evaluation))
+    words = int((train_split.labels >= 0).sum() + (eval_split.labels >= 0).sum())
+    note_cut_words(train_cut + eval_cut, words, data)
+    return TaskData(train=train_split, eval=eval_split, label_names=names, task=TOKEN_CLASSIFICATION)
+
+
 def _targets(frame: pd.DataFrame, data: DataSpec, field: str) -> np.ndarray:
     """The regression target of each row as float32; a value that is not a finite number is the user's to fix."""
     targets = np.empty(len(frame), dtype=np.float32)
@@ -908,6 +944,7 @@ _TASK_COLUMNS = {
     "sequence-classification": _text_columns,
     MULTI_LABEL: _multi_label_columns,
     "sequence-regression": _text_columns,
+    TOKEN_CLASSIFICATION: _text_columns,
     "causal-lm": lambda d: _texts(d) if d.text_columns else (
         ({d.messages_column: "messages_column"} if d.messages_column else
          {d.instruction_column: "instruction_column", d.output_column: "output_column"})
@@ -921,6 +958,8 @@ _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     # empty (a row with no label)
     MULTI_LABEL: _texts,
     "sequence-regression": _texts,
+    # each row's words and tags are checked as lists, with their row (autopeft/tasks/word_tags.py)
+    TOKEN_CLASSIFICATION: lambda d: {},
     # instruction records' fields are free text (an empty input is usual); plain text's empty lines are left out
     # (_without_empty_texts)
     "causal-lm": lambda d: {},

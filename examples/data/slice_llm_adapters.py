@@ -1,15 +1,19 @@
-"""Cut the decoder examples' data (examples/data/boolq, examples/data/math) from a copy of LLM-Adapters' data.
+"""Cut the examples' data (examples/data/boolq, examples/data/math, examples/data/quantities) from a copy of
+LLM-Adapters' data.
 
     python examples/data/slice_llm_adapters.py PATH/TO/LLM-Adapters
 
-PATH is a checkout of the LLM-Adapters repository (its dataset/ and ft-training_set/ folders). Records are kept
-byte for byte as LLM-Adapters writes them (instruction, input, output, answer); only which records is chosen here.
+PATH is a checkout of the LLM-Adapters repository (its dataset/ and ft-training_set/ folders). The decoders'
+records are kept byte for byte as LLM-Adapters writes them (instruction, input, output, answer); only which
+records is chosen here. The tagging example's words and tags are read from SVAMP's annotated problems
+(:func:`quantity_tags`).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +30,19 @@ def _write(path: Path, records: list[dict]) -> None:
     print(f"{path.relative_to(HERE)}: {len(records)} records")
 
 
+_WORD = re.compile(r"\d+(?:\.\d+)?|\w+|[^\w\s]")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def quantity_tags(problem: dict) -> dict:
+    """One SVAMP problem (body and question) as words, each number tagged by whether the annotated equation uses
+    it (``B-USED``) or not (``B-UNUSED``: SVAMP adds such distractors on purpose), every other word ``O``."""
+    words = _WORD.findall(f"{problem['Body'].strip()} {problem['sQuestion'].strip()}")
+    used = {float(n) for n in _NUMBER.findall(problem["Equation"])}
+    tags = [("B-USED" if float(w) in used else "B-UNUSED") if _NUMBER.fullmatch(w) else "O" for w in words]
+    return {"id": problem["ID"], "tokens": words, "tags": tags}
+
+
 def main(source: Path) -> None:
     boolq = source / "dataset" / "boolq"
     _write(HERE / "boolq" / "train.json", random.Random(SEED).sample(_read(boolq / "train.json"), 400))
@@ -39,6 +56,13 @@ def main(source: Path) -> None:
         held_out = [r for r in _read(source / "dataset" / name / "test.json") if r["instruction"].strip() not in seen]
         _write(HERE / "math" / f"{name.lower()}.json", held_out)
     _write(HERE / "math" / "train.json", random.Random(SEED + 2).sample(train, 400))
+
+    problems = [quantity_tags(p) for p in _read(source / "dataset" / "SVAMP" / "SVAMP.json")]
+    random.Random(SEED + 3).shuffle(problems)
+    for name, rows in (("train", problems[:700]), ("eval", problems[700:])):
+        path = HERE / "quantities" / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"{path.relative_to(HERE)}: {len(rows)} records")
 
 
 if __name__ == "__main__":
