@@ -126,9 +126,9 @@ def test_a_draft_from_a_dataframe_runs_with_the_rows_passed(tmp_path, monkeypatc
 
 
 def test_summaries_are_drafted_as_records_and_other_tasks_are_named(tmp_path):
-    """Summarisation data as XSum writes it (document / summary) is a decoder's instruction records; token
-    classification (a tag per word) and extractive QA (answer spans) are tasks autopeft does not train, said as
-    such (their list and object columns failed inside pandas before)."""
+    """Summarisation data as XSum writes it (document / summary) is a decoder's instruction records; a tag per word
+    is token classification (tests/test_init_token_classification.py); extractive QA (answer spans) is a task
+    autopeft does not train, said as such (its object column failed inside pandas before)."""
     records = json.loads(BOOLQ.read_text())[:40]
     save_tiny_decoder(tmp_path / "decoder", records)
     summaries = [{"id": str(i), "document": r["instruction"], "summary": r["output"]} for i, r in enumerate(records)]
@@ -140,8 +140,7 @@ def test_summaries_are_drafted_as_records_and_other_tasks_are_named(tmp_path):
     words = [r["instruction"].split()[:6] for r in records]
     tagged = [{"id": i, "tokens": w, "ner_tags": [0] * len(w)} for i, w in enumerate(words)]
     (tmp_path / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tagged))
-    with pytest.raises(UserError, match="columns 'tokens' and 'ner_tags' hold a label per word"):
-        draft_spec(str(tmp_path / "ner.jsonl"))
+    assert draft_spec(str(tmp_path / "ner.jsonl"), fit_length=False).spec["model"]["task"] == "token-classification"
     spans = [{"id": i, "context": " ".join(w), "question": "which word?",
               "answers": {"text": [w[1]], "answer_start": [len(w[0]) + 1]}} for i, w in enumerate(words)]
     (tmp_path / "squad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in spans))

@@ -33,6 +33,7 @@ from autopeft.tasks.data import (
     length_keeping_most_whole,
     read_table,
 )
+from autopeft.tasks.draft_tags import tagged_form
 from autopeft.tasks.file_problems import separator_hint
 from autopeft.tasks.label_sets import FLAG_CELLS
 
@@ -61,7 +62,7 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
     """A spec for searching the task ``train`` holds (``evaluation``: its evaluation rows; else a share of the
     training rows is held out). Each is a data file, or a DataFrame (the spec then names no file: pass the rows as
     ``run_search(draft.spec, data={"train": frame, ...})``). ``model``: the base to adapt; by default the shipped
-    encoder for a classification or regression task, the shipped decoder for instruction, chat or plain-text
+    encoder for a classification, regression or tagging task, the shipped decoder for instruction, chat or plain-text
     records. ``fit_length``: find the ``max_length`` that keeps the texts whole (through the model's tokenizer);
     without it the default stands and the data note speaks where too many texts are cut."""
     frame = _rows(train, "train")
@@ -72,8 +73,9 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
     data, objective = _records_form(frame, reasons)
     task = "causal-lm" if data is not None else None
     if data is None:
-        _refuse_other_tasks(frame)
-        data, task, objective = _labelled_form(frame, reasons)
+        _refuse_answer_spans(frame)
+        tagged = tagged_form(frame, train, reasons)
+        data, task, objective = tagged if tagged is not None else _labelled_form(frame, reasons)
     files = {field: str(rows) for field, rows in (("train", train), ("eval", evaluation))
              if isinstance(rows, (str, os.PathLike))}
     data = {**files, **({} if evaluation is not None else {"eval_fraction": HELD_OUT}), **data}
@@ -201,19 +203,9 @@ def _holds_structures(column: pd.Series) -> bool:
     return any(isinstance(v, (list, tuple, np.ndarray, Mapping)) for v in column.head(200))
 
 
-def _refuse_other_tasks(frame: pd.DataFrame) -> None:
-    """Data of a task autopeft does not train, named as such rather than read as a table it is not (a column of
-    lists failed inside pandas): a label per word (token classification, NER's tokens and tags), or answer spans
-    in a context (extractive question answering, SQuAD's answers)."""
-    lists = [c for c in frame.columns if _holds_structures(frame[c])
-             and all(isinstance(v, (list, tuple, np.ndarray)) for v in frame[c].head(200))]
-    for words in lists:
-        for tags in lists:
-            if words != tags and all(len(a) == len(b) and len(a) > 0 and all(isinstance(w, str) for w in a)
-                                     for a, b in zip(frame[words].head(200), frame[tags].head(200))):
-                raise UserError(f"train: columns {words!r} and {tags!r} hold a label per word (token "
-                                "classification, as NER data is written); autopeft searches text classification "
-                                "(one label or several per text), regression and decoders, not a label per word")
+def _refuse_answer_spans(frame: pd.DataFrame) -> None:
+    """Answer spans in a context (extractive question answering, SQuAD's answers), a task autopeft does not train
+    as spans: named as such rather than read as a table it is not (its object column failed inside pandas)."""
     spans = next((c for c in frame.columns if all(isinstance(v, Mapping) and "answer_start" in v
                                                   for v in frame[c].dropna().head(200)) and frame[c].notna().any()),
                  None)
@@ -364,7 +356,7 @@ def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[tuple[st
     """Each row's texts as the tokenizer will be given them, without templates: a classifier's text or pair, or a
     decoder record's fields joined."""
     if "label_column" in data or "label_columns" in data:
-        return [tuple(str(v) for v in row) for row in frame[data["text_columns"]].itertuples(index=False)]
+        return [tuple(_cell_text(v) for v in row) for row in frame[data["text_columns"]].itertuples(index=False)]
     if "messages_column" in data:
         return [(" ".join(str(m.get("content", m.get("value", ""))) for m in value),)
                 for value in frame[data["messages_column"]]]
@@ -374,3 +366,11 @@ def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[tuple[st
         columns = [data.get("instruction_column", "instruction"), data.get("output_column", "output")]
         columns += [c for c in ("input",) if c in frame.columns]
     return [(" ".join(str(v) for v in row if pd.notna(v)),) for row in frame[columns].itertuples(index=False)]
+
+
+def _cell_text(value: Any) -> str:
+    """A text cell as it is; a tagger's list of words joined by single spaces, as the tagger gives them to the
+    tokenizer (autopeft/tasks/word_tags.py), so that their length is counted in tokens and not as a list's repr."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return " ".join(str(w) for w in value)
+    return str(value)
