@@ -24,6 +24,8 @@ from autopeft import load_adapter
 from autopeft.errors import DataWarning, SpecError, UserError
 from autopeft.models.base import load_base_model, load_tokenizer
 from autopeft.results.chance import chance_level, eval_targets, permutation_test
+from autopeft.results.export import reading_note
+from autopeft.results.predict import predict_tags
 from autopeft.results.resampled_metrics import metric_rows
 from autopeft.search.cost import predict_cost
 from autopeft.search.trial import TrialRequest
@@ -429,3 +431,29 @@ def test_search_run_export_predict_and_stock_peft(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "quantities", str(number), " ".join(sentences[1]), "--storage", url)
     assert code == 0, err
     assert " ".join(t for _, t in search.predict(number, [sentences[1]])[0]) in " ".join(out.split())
+
+
+@pytest.mark.parametrize("config", [
+    {"method": "prompt", "learning_rate": 5e-3, "prompt": {"num_virtual_tokens": 4}},
+    {"method": "pfeiffer", "learning_rate": 5e-3, "pfeiffer": {"bottleneck": 8}},
+    {"method": "ia3", "learning_rate": 5e-3},
+], ids=lambda c: c["method"])
+def test_methods_that_add_tokens_or_layers_tag_and_reload(config, tmp_path):
+    """Prompt tuning puts virtual tokens in front of the input, whose labels peft hands the head unchanged (they
+    no longer line up with its outputs); an AdapterHub adapter and IA3 wrap the body another way: each trains,
+    and its saved adapter reloads to the tags it recorded, in the worker and by the export's README lines."""
+    spec = load_spec(write_spec(tmp_path, tagging_spec(tmp_path)))
+    spec.data.train_size, spec.data.eval_size = 32, 16
+    data = load_task_data(spec.data, spec.model, spec.seed)
+    worker = TrialWorker(spec.model.model_dump(), data, threads=2)
+    result = worker.run(TrialRequest(0, config, 0, 4, spec.training.model_dump(), str(tmp_path / "trial")))
+    assert result.ok, result.fail_reason
+    model = load_adapter(load_base_model(spec.model, data.label_names), result.adapter_dir)
+    tags = predict_word_tags(model, data.eval, batch_size=8, pad_id=0, device=torch.device("cpu"))
+    assert np.array_equal(tags, decode(result.predictions))
+    reading = re.findall(r"```python\n(.*?)```", reading_note(spec, data.label_names, None), re.DOTALL)[0]
+    words = _records("eval", 1)[0]["tokens"]
+    namespace = {"model": model}
+    exec(reading.replace('"Your sentence , a word at a time".split()', repr(words)).replace("print(", "result = ("),
+         namespace)
+    assert namespace["result"] == predict_tags(model, load_tokenizer(spec.model), spec, [words], data.label_names)[0]

@@ -96,8 +96,8 @@ def first_trained_layer(model: nn.Module, sample: Batch) -> int:
         handles += [module.register_forward_pre_hook(runs(name)) for name, module in outside.items()]
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            model(**sample)
+        with torch.no_grad():  # the labels are not needed to see what runs (prompt tuning's tagger refuses them)
+            model(**{name: value for name, value in sample.items() if name != "labels"})
         model.train(was_training)
     finally:
         for handle in handles:

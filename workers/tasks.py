@@ -135,6 +135,17 @@ class TokenTaggingRunner(_TextRunner):
         batch["labels"] = targets.to(self.device)
         return batch
 
+    def train_loss(self, model: nn.Module, forward: Forward, batch: dict[str, torch.Tensor], *,
+                   whole_model: bool = True) -> torch.Tensor:
+        """The head's cross-entropy over the scored tokens, taken here rather than by the head: prompt tuning puts
+        its virtual tokens in front of the input, and peft hands the head the input's labels unchanged, which no
+        longer line up with its outputs (the error "Expected input batch_size (40) to match target batch_size
+        (36)"). The input's own tokens are the outputs' last ones, whatever a method puts in front."""
+        labels = batch["labels"]
+        logits = forward({name: value for name, value in batch.items() if name != "labels"}).logits
+        own = logits[:, -labels.shape[1]:]
+        return functional.cross_entropy(own.reshape(-1, own.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         forward = None if prefix is None else (lambda indices, batch: prefix.forward("eval", indices, batch))
         predictions = predict_word_tags(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id,

@@ -155,7 +155,9 @@ def predict_word_tags(model: nn.Module, split: TokenizedSplit, *, batch_size: in
     logit at each word's first token, as its tag was trained (``TokenizedSplit.word_starts``)."""
     tags = np.full(split.labels.shape, -1, dtype=np.int64)
     for indices, logits in _eval_logits(model, split, batch_size, pad_id, device, forward):
-        best = logits.argmax(dim=-1).cpu().numpy()
+        width = max(len(split.input_ids[i]) for i in indices)
+        # the input's own tokens are the last ones: prompt tuning puts its virtual tokens in front
+        best = logits[:, -width:].argmax(dim=-1).cpu().numpy()
         for row, example in enumerate(indices):
             starts = split.word_starts[example]
             kept = np.flatnonzero(starts >= 0)

@@ -94,8 +94,8 @@ batch = tokenizer(" ".join(words), truncation=True, max_length={max_length}, ret
                   return_tensors="pt")
 offsets = batch.pop("offset_mapping")[0].tolist()
 model.eval()
-with torch.no_grad():
-    best = model(**batch).logits[0].argmax(-1).tolist()
+with torch.no_grad():  # the text's own tokens are the last outputs (prompt tuning puts its own in front)
+    best = model(**batch).logits[0, -len(offsets):].argmax(-1).tolist()
 tags, begin = [], 0
 for word in words:  # a word past max_length tokens gets no tag (None)
     first = next((i for i, (a, b) in enumerate(offsets) if a < b and a < begin + len(word) and b > begin), None)
