@@ -28,8 +28,8 @@ class SpecForm:
     dataset_config: str | None = None
     train_split: str = "train"
     eval_split: str = "validation"
-    text_columns: list[str] = field(default_factory=lambda: ["sentence"])
-    label_column: str = "label"
+    text_columns: list[str] = field(default_factory=lambda: ["sentence"])  # a tagger: its one column of words
+    label_column: str = "label"  # a tagger: its column of tags, a tag per word
     messages_column: str | None = None  # causal-lm: chat records' column (else instruction / input / output)
     plain_text: bool = False  # causal-lm: text_columns names one column of plain text (a corpus, no instructions)
     metric: str = "accuracy"

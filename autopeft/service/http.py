@@ -101,7 +101,8 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
 
     def predict(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         """A trial on new inputs, as ``autopeft predict`` runs it: ``trial`` (a number or a pick), and ``texts``
-        (a classifier's or regressor's; a pair as a list of two texts) or a decoder's ``prompts``."""
+        (a classifier's or regressor's, a pair as a list of two texts; a tagger's sentences, each a text or a list
+        of words) or a decoder's ``prompts``."""
         from autopeft.api import load_search
 
         name = name_of(request)
@@ -121,8 +122,13 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             return {"trial": number, "responses": search.generate(
                 number, prompts, max_new_tokens=_int(body, "max_new_tokens") or 128)}
         texts = body.get("texts")
+        tagger = search.spec.model.task == "token-classification"
         if not isinstance(texts, list):
-            raise UserError('body: give "texts", a list of texts (a pair as a list of two texts)')
+            raise UserError('body: give "texts", a list of sentences (each a text, or a list of its words)' if tagger
+                            else 'body: give "texts", a list of texts (a pair as a list of two texts)')
+        if tagger:  # a list in texts is one sentence's words, never a pair
+            return {"trial": number, "predictions": _tagged(search.predict(
+                number, texts, probabilities=_flag(body, "probabilities")))}
         rows = [tuple(t) if isinstance(t, list) else t for t in texts]  # JSON has no tuples: a pair is a list
         probabilities = _flag(body, "probabilities")
         predicted = search.predict(number, rows, probabilities=probabilities)
@@ -169,6 +175,13 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             fields=("picks", "seeds", "launched_by")), methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+
+
+def _tagged(sentences: list[list[tuple[str, str | None]]]) -> list[list[dict[str, str | None]]]:
+    """A tagger's (word, tag) pairs as JSON objects, ``{"word": ..., "tag": ...}`` per word in order (the tag null
+    for a word past ``data.max_length`` tokens): named fields, where a bare pair reads like a classifier's text
+    pair."""
+    return [[{"word": word, "tag": tag} for word, tag in pairs] for pairs in sentences]
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

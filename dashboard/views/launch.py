@@ -13,6 +13,7 @@ import streamlit as st
 from autopeft.objectives import TASK_METRICS
 from autopeft.service.admission import bundled_examples
 from autopeft.spec import SEARCH_SPACES_DIR
+from autopeft.tasks.word_tags import CONLL_SUFFIXES, CONLL_TAGS, CONLL_WORDS, TOKEN_CLASSIFICATION
 from dashboard import access, launching, navigation
 from dashboard.spec_form import (
     DECODER_RECORDS,
@@ -31,6 +32,10 @@ WHERE = "launch"
 # The short form's text fields until a training file says otherwise (_fill_from_upload)
 _FORM_DEFAULTS = {"form_model": DEFAULT_MODEL, "form_columns": "sentence", "form_label": "label",
                   "form_messages": "messages", "form_text_column": "text"}
+# A tagger's columns until a file says otherwise: the names a CoNLL file is read into (autopeft/tasks/word_tags.py)
+# and CoNLL-2003's words column on the hub
+_TAGGER_DEFAULTS = {"form_columns": CONLL_WORDS, "form_label": CONLL_TAGS}
+_FOLLOWED_TASK = "_form_followed_task"  # the task the fields were last drawn (or filled from a file) for
 
 
 def render(ctx: Context) -> None:
@@ -117,7 +122,30 @@ def _fill_from_upload() -> None:
     except UserError as error:
         reading = FileReading({}, None, {}, [f"nothing filled in ({error})"])
     st.session_state.update(reading.values)
+    if "form_task" in reading.values:  # the columns and metric the file filled in are its task's own
+        st.session_state[_FOLLOWED_TASK] = reading.values["form_task"]
     st.session_state["_form_reading"] = reading
+
+
+def _follow_task(task: str) -> None:
+    """When the user changes the task, its metric starts at the task's own first one (a tagger's "accuracy" kept
+    from a classifier would be word accuracy, mostly its "O" words, where the entity F1 is its field's score); and
+    when they turn it to a tagger or back, column fields still at the other kind's defaults take this kind's (a
+    tagger's words and tags are rarely in "sentence" and "label"). What the user typed, or an uploaded file filled
+    in with its own task (``_fill_from_upload``), stays. Called before those fields are drawn (a field's value can
+    only be set before it is)."""
+    followed = st.session_state.get(_FOLLOWED_TASK, task)
+    st.session_state[_FOLLOWED_TASK] = task
+    if followed == task:
+        return
+    st.session_state.pop("form_metric", None)  # drawn again at its first choice
+    tagger = task == TOKEN_CLASSIFICATION
+    if tagger == (followed == TOKEN_CLASSIFICATION):
+        return
+    before, after = (_FORM_DEFAULTS, _TAGGER_DEFAULTS) if tagger else (_TAGGER_DEFAULTS, _FORM_DEFAULTS)
+    for key in _TAGGER_DEFAULTS:
+        if st.session_state.get(key) == before[key]:
+            st.session_state[key] = after[key]
 
 
 def _launched(job) -> str:
@@ -134,6 +162,7 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     model = st.text_input("model", key="form_model",
                           help="A hub name, a model folder under the service's root, or python-package:MODULE.")
     task = st.selectbox("task", list(TASK_METRICS), key="form_task")
+    _follow_task(task)
     from_dataset = st.toggle("a `datasets` dataset instead of files", key="form_from_dataset")
     train = evaluation = None
     dataset = config = None
@@ -141,14 +170,20 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         dataset = st.text_input("dataset", placeholder="glue", key="form_dataset")
         config = st.text_input("configuration", placeholder="sst2", key="form_dataset_config")
     else:
-        train = st.file_uploader("training file (.tsv, .csv, .jsonl, .json, .parquet)", key="form_train")
+        kinds = ".tsv, .csv, .jsonl, .json, .parquet" + (
+            "".join(f", {suffix}" for suffix in CONLL_SUFFIXES) if task == TOKEN_CLASSIFICATION else "")
+        train = st.file_uploader(f"training file ({kinds})", key="form_train")
         evaluation = st.file_uploader(f"evaluation file (none: {HELD_OUT_SHARE:.0%} of the training rows are held "
                                       "out to evaluate on)", key="form_eval")
         reading = st.session_state.get("_form_reading")
         for reason in reading.reasons if reading else []:
             st.caption(f"read from the file: {reason}")
     columns, label, messages, records = "sentence", "label", "", next(iter(DECODER_RECORDS))
-    if task != "causal-lm":
+    if task == TOKEN_CLASSIFICATION:  # one column of words, one of tags: a tagger reads no pairs
+        columns = st.text_input("words column (each row's words: a list, or text split at whitespace)",
+                                key="form_columns")
+        label = st.text_input("tags column (a tag per word: a list, or text split at whitespace)", key="form_label")
+    elif task != "causal-lm":
         columns = st.text_input("text column(s), comma-separated (two for pairs)", key="form_columns")
         label = st.text_input("label column" if task != "multi-label-classification" else
                               "label column (its labels joined by commas), or a 0/1 column per label, comma-separated",

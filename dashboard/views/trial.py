@@ -3,6 +3,7 @@ for a completed trial whose adapter is on this machine, a box to try it on new i
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -11,8 +12,12 @@ import streamlit as st
 
 from autopeft.objectives import MEASUREMENTS
 from autopeft.results.views import format_value
+from autopeft.tasks.tag_spans import OUTSIDE_TAGS
+from autopeft.tasks.word_tags import TOKEN_CLASSIFICATION
 from dashboard import analysis, cache, figures
 from dashboard.views import Context
+
+NO_TAG = "—"  # a word past data.max_length tokens: the model never read it, so it has no tag
 
 
 def render(ctx: Context) -> None:
@@ -70,12 +75,16 @@ def render(ctx: Context) -> None:
 
 def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
     """The trial on the visitor's own inputs, read as the search read its evaluation rows (autopeft/results/
-    predict.py, responses.py): a classifier's labels and probabilities, a regressor's numbers, a decoder's greedy
-    response. Nothing is written: the model is loaded from the adapter folder when first run."""
+    predict.py, responses.py): a classifier's labels and probabilities, a regressor's numbers, a tagger's tag per
+    word, a decoder's greedy response. Nothing is written: the model is loaded from the adapter folder when first
+    run."""
     from autopeft.errors import UserError
     from autopeft.results import predict, responses
 
     st.subheader("Try it")
+    if spec.model.task == TOKEN_CLASSIFICATION:
+        try_tagger(ctx, spec, number, adapter_dir)
+        return
     decoder = spec.model.task == "causal-lm"
     columns = list(spec.data.text_columns or [])
     if decoder:
@@ -119,3 +128,53 @@ def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
         shown = pd.concat([shown, probabilities], axis=1)
     st.dataframe(shown, hide_index=True, width="stretch")
 
+
+def try_tagger(ctx: Context, spec, number: int, adapter_dir: str) -> None:
+    """A tagger on the visitor's sentences (one per line, split at whitespace as the search's text cells were):
+    each sentence with its tagged words marked, then every word beside its tag, from the same pass as
+    ``Search.predict`` (autopeft/results/predict.py: ``checked_sentences``, ``predict_tags``)."""
+    from autopeft.errors import UserError
+    from autopeft.results import predict
+
+    asked = st.text_area("sentences, one per line (split into words at whitespace)", key="try_texts")
+    lines = [line for line in asked.splitlines() if line.strip()]
+    if not st.button("Run", key="try_run", disabled=not lines):
+        return
+    try:
+        with st.spinner("loading the trial's model and running it"):
+            model, tokenizer = cache.trial_model(ctx.url, ctx.search, number, adapter_dir, spec)
+            sentences, _ = predict.checked_sentences(spec, lines)
+            tagged = predict.predict_tags(model, tokenizer, spec, sentences, cache.label_names(ctx.url, ctx.search))
+    except UserError as error:
+        st.error(str(error))
+        return
+    for pairs in tagged:
+        st.html(marked_sentence(pairs))
+    st.dataframe(tag_table(tagged), hide_index=True, width="stretch")
+    if any(tag is None for pairs in tagged for _, tag in pairs):
+        st.caption(f"{NO_TAG}: a word past data.max_length ({spec.data.max_length} tokens), which the model never "
+                   "read; the search scored such words as wrong")
+
+
+def tag_table(tagged: list[list[tuple[str, str | None]]]) -> pd.DataFrame:
+    """Every word beside its tag, numbered by sentence (from 1, as a person counts lines), so that many sentences
+    fit one table."""
+    rows = [(index, word, NO_TAG if tag is None else tag)
+            for index, pairs in enumerate(tagged, start=1) for word, tag in pairs]
+    return pd.DataFrame(rows, columns=["sentence", "word", "tag"])
+
+
+def marked_sentence(pairs: list[tuple[str, str | None]]) -> str:
+    """A sentence as HTML with each word whose tag is not "O" highlighted and its tag beside it: the entities stand
+    out where a table row per word buries them among the untagged words. Every word and tag is escaped (a
+    visitor's "<b>" is shown as typed); a word the model never read is greyed."""
+    words = []
+    for word, tag in pairs:
+        shown = html.escape(word)
+        if tag is None:
+            words.append(f'<span style="opacity: 0.45">{shown}</span>')
+        elif tag in OUTSIDE_TAGS:
+            words.append(shown)
+        else:
+            words.append(f"<mark>{shown}</mark><sup>{html.escape(tag)}</sup>")
+    return "<p>" + " ".join(words) + "</p>"
