@@ -40,9 +40,15 @@ class SpecForm:
     steps_per_trial: int | str = 150
     parallel: int = 2
     # read from an uploaded file (form_values_from_file), not asked: the length that keeps its texts whole,
-    # instruction records' own field names (prompt / completion), and what joins a row's labels in one cell
+    # instruction records' own field names (prompt / completion), what joins a row's labels in one cell, and the
+    # names of a tagger's integer tags
     max_length: int | None = None
-    record_fields: dict[str, str] = field(default_factory=dict)
+    record_fields: dict[str, Any] = field(default_factory=dict)
+
+
+# The label fields a file's reading fills in, and the tasks that read each: a form turned to another task drops
+# them rather than write a field that task refuses
+_LABEL_FIELDS = {"label_separator": ("multi-label-classification",), "label_values": ("token-classification",)}
 
 
 def spec_from_form(form: SpecForm) -> str:
@@ -60,7 +66,7 @@ def spec_from_form(form: SpecForm) -> str:
         data.update(text_columns=list(form.text_columns), label_columns=labels)
     elif form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
-        data.update({k: v for k, v in form.record_fields.items() if k == "label_separator"})
+        data.update({k: v for k, v in form.record_fields.items() if form.task in _LABEL_FIELDS.get(k, ())})
     elif form.plain_text:
         data["text_columns"] = list(form.text_columns)
     elif form.messages_column:
@@ -126,7 +132,7 @@ def form_values_from_file(file_name: str, content: bytes, model: str | None = No
         values.update(form_records=_records_choice("text"), form_text_column=data["text_columns"][0])
     else:
         values["form_records"] = _records_choice("instruction")
-    fields = {k: v for k, v in data.items() if k in ("instruction_column", "output_column", "label_separator")}
+    fields = {k: v for k, v in data.items() if k in ("instruction_column", "output_column", *_LABEL_FIELDS)}
     # the budget and the held-out share are the form's own fields, which say so themselves
     shown = [reason for reason in draft.reasons if not reason.startswith(("steps_per_trial", "no evaluation"))]
     return FileReading(values, data.get("max_length"), fields, shown)

@@ -142,3 +142,7 @@ def test_a_multi_label_file_fills_the_form_and_its_spec_reads_the_labels(tmp_pat
         (tmp_path / "spec.yaml").write_text(text)
         spec = load_spec(tmp_path / "spec.yaml")
         assert load_task_data(spec.data, spec.model, 0).label_names == ["positive", "short"]
+    as_one_label = spec_from_form(SpecForm(name="tags", task="sequence-classification", train_file="tags.csv",
+                                           text_columns=["comment"], label_column="tags", metric="accuracy",
+                                           record_fields=joined_reading.record_fields))
+    assert "label_separator" not in as_one_label  # turned to one label per row: the field that task refuses left out

@@ -224,3 +224,24 @@ def test_the_forms_tagger_spec_passes_the_launch_checks(monkeypatch, tmp_path):
     assert {"train": "train.jsonl", "eval": "eval.jsonl"}.items() <= written["data"].items()
     spec = parse_spec(written)
     assert spec.task_metric == "entity_f1" and spec.model.task == "token-classification"
+
+
+def test_a_label_separator_read_from_an_upload_reaches_the_launched_spec(monkeypatch, tmp_path):
+    """The form does not ask what joins a row's labels; the uploaded file's reading says it (";" here), and the
+    spec the page launches must carry it, or the labels "film;long" are read as one label."""
+    import pandas as pd
+
+    from tests.conftest import DEMO_DATA
+
+    app = _launching_app(monkeypatch, tmp_path)
+    phrases = pd.read_csv(DEMO_DATA / "train.tsv", sep="\t").head(80)
+    labels = [";".join(n for n, on in (("positive", p == 1), ("short", len(t.split()) < 5)) if on)
+              for t, p in zip(phrases["sentence"], phrases["label"])]
+    content = pd.DataFrame({"text": phrases["sentence"], "labels": labels}).to_csv(index=False).encode()
+    app.file_uploader(key="form_train").set_value(("labels.csv", content, "text/csv")).run()
+    assert app.selectbox(key="form_task").value == "multi-label-classification"
+    app.number_input(key="form_trials").set_value(2).run()
+    app.button(key="launch").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    written = yaml.safe_load(app.code[-1].value)
+    assert written["data"]["label_separator"] == ";" and written["data"]["label_column"] == "labels"

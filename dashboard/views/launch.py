@@ -220,6 +220,6 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     reading = st.session_state.get("_form_reading") if train is not None else None
     if reading is not None:  # what the form does not ask, as the file showed it
         form.max_length = reading.max_length
-        if task == "causal-lm" and DECODER_RECORDS[records] == "instruction":
+        if task != "causal-lm" or DECODER_RECORDS[records] == "instruction":  # labels' fields, or records'
             form.record_fields = dict(reading.record_fields)
     return form, uploads
