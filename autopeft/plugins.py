@@ -65,9 +65,10 @@ def register_metric(name: str, fn: Callable[[Any, Any], float], *, direction: Di
     """Make ``name`` a measurement a spec may use as an objective or a constraint.
 
     ``fn(predictions, references)`` returns a float; it runs in the worker after every evaluation (rungs
-    included), on numpy arrays whose form depends on the task: label strings (classification), floats
+    included), on numpy arrays whose form depends on the task: label strings (classification), 0/1 label rows
+    (multi-label), each sentence's list of tag names (token classification, as seqeval takes them), floats
     (regression), extracted answer strings against the gold answers (causal-lm). ``tasks`` limits it to some of
-    "sequence-classification", "sequence-regression", "causal-lm" (default: every task)."""
+    the tasks (autopeft.objectives.TASKS; default: every task)."""
     definition = MetricDefinition(fn, direction, _tasks(tasks, "register_metric"), help)
     _add_metric(name, definition, _BY_CALL)
     _runtime_metrics[name] = definition

@@ -457,3 +457,30 @@ def test_methods_that_add_tokens_or_layers_tag_and_reload(config, tmp_path):
     exec(reading.replace('"Your sentence , a word at a time".split()', repr(words)).replace("print(", "result = ("),
          namespace)
     assert namespace["result"] == predict_tags(model, load_tokenizer(spec.model), spec, [words], data.label_names)[0]
+
+
+def test_a_users_metric_gets_each_sentences_tag_names(trial):
+    """A user's metric (autopeft/plugins.py) is given each sentence's tags as names, seqeval's form; a word
+    agreement written so equals the built-in accuracy, its chance level too, and the noise model resamples it."""
+    from autopeft.plugins import _unregister, register_metric
+    from autopeft.tasks.user_metrics import measure
+
+    def agreement(predictions, references):
+        pairs = [(p, r) for sentence_p, sentence_r in zip(predictions, references) for p, r in zip(sentence_p,
+                                                                                                  sentence_r)]
+        assert all(isinstance(p, str) and isinstance(r, str) for p, r in pairs)
+        return sum(p == r for p, r in pairs) / len(pairs)
+
+    spec, data, _, result = trial
+    register_metric("word_agreement", agreement, tasks="token-classification")
+    try:
+        targets = eval_targets(data)
+        measured = measure(("word_agreement",), decode(result.predictions), targets)
+        assert measured["word_agreement"] == pytest.approx(result.measurements["accuracy"])
+        level = chance_level(data)
+        assert level.metrics["word_agreement"] == pytest.approx(level.metrics["accuracy"])
+        tested = permutation_test("word_agreement", True, measured["word_agreement"], decode(result.predictions),
+                                  targets, level, trials=1)
+        assert tested is not None and tested.above
+    finally:
+        _unregister("word_agreement")

@@ -6,6 +6,9 @@ What the function is given, per task (both arguments numpy arrays of one length,
 - sequence-classification: the label values as text, as the data writes them (``TaskData.label_names[index]``);
 - multi-label-classification: 0/1 int64 matrices (examples × labels, in ``TaskData.label_names`` order), as
   scikit-learn's multi-label metrics take them;
+- token-classification: a sentence's tags per entry, each a list of tag names in word order (an object array of
+  lists, as seqeval takes them: ``seqeval.metrics.f1_score(references, predictions)``); a word the model gave no
+  tag (past ``data.max_length``) is ``"O"`` where the tags have it, else ``""``;
 - sequence-regression: float64 predictions and gold targets;
 - causal-lm: the answer each generated response gives, as the task reads it (``workers.tasks.extract_answer``),
   against the gold answers, both as strings.
@@ -25,7 +28,7 @@ import numpy as np
 
 from autopeft.errors import TrialFailure
 from autopeft.objectives import MEASUREMENTS, TASK_METRICS
-from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, EvalTargets
+from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, TAGS, EvalTargets
 
 MetricFunction = Callable[[np.ndarray, np.ndarray], float]
 
@@ -52,7 +55,33 @@ def user_form(kind: str, values: Any, label_names: tuple[str, ...] | list[str]) 
         return np.asarray(list(values), dtype=str)
     if kind == LABEL_SETS:
         return np.asarray(values, dtype=np.int64)
+    if kind == TAGS:
+        return _tag_lists(np.asarray(values, dtype=np.int64), label_names) if label_names else None
     return np.asarray(values, dtype=np.float64)
+
+
+def _tag_lists(tags: np.ndarray, label_names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """A tag matrix (sentences × words, -1 past a sentence's end, and for a word without a tag, which can only be
+    a sentence's last words) as each sentence's list of tag names up to its last tagged word; ``_fitted`` gives a
+    prediction the length of the gold sentence it is scored against."""
+    lists = np.empty(len(tags), dtype=object)
+    for row, sentence in enumerate(tags):
+        words = np.flatnonzero(sentence >= 0)
+        lists[row] = [label_names[t] for t in sentence[:words[-1] + 1 if len(words) else 0]]
+    return lists
+
+
+def _fitted(kind: str, predictions: np.ndarray, references: np.ndarray, label_names) -> np.ndarray:
+    """Predictions as long as the gold values they are scored against: for a tagger, each sentence's tags cut or
+    filled ("O" where the tags have it, else "") to its gold sentence's length, the words the model gave no tag
+    (past max_length) and a permuted null's other sentences alike; any other kind as it is."""
+    if kind != TAGS:
+        return predictions
+    untagged = "O" if "O" in label_names else ""
+    fitted = np.empty(len(predictions), dtype=object)
+    for row, (predicted, gold) in enumerate(zip(predictions, references)):
+        fitted[row] = (list(predicted) + [untagged] * len(gold))[:len(gold)]
+    return fitted
 
 
 def call(name: str, function: MetricFunction, predictions: np.ndarray, references: np.ndarray) -> float:
@@ -72,8 +101,9 @@ def measure(names: tuple[str, ...], predicted: Any, targets: EvalTargets | None)
         return {}
     if targets is None:
         raise TrialFailure(f"custom metrics {list(names)} need gold values on the eval split, which has none")
-    predictions = user_form(targets.kind, predicted, targets.label_names)
     references = user_form(targets.kind, targets.gold, targets.label_names)
+    predictions = _fitted(targets.kind, user_form(targets.kind, predicted, targets.label_names), references,
+                          targets.label_names)
     values = {}
     for name in names:
         function = function_of(name)
@@ -92,6 +122,7 @@ def constant_levels(task: str, predicted: Any, targets: EvalTargets) -> dict[str
     predictions = user_form(targets.kind, predicted, targets.label_names)
     if references is None or predictions is None:
         return {}
+    predictions = _fitted(targets.kind, predictions, references, targets.label_names)
     levels = {}
     for name in TASK_METRICS.get(task, ()):
         function = function_of(name) if is_custom(name) else None
@@ -121,8 +152,9 @@ def _resampled(name: str, predicted: Any, targets: EvalTargets, rows: np.ndarray
     if function is None or predictions is None or references is None:
         return None
     try:
-        return np.array([call(name, function, predictions[row] if predictions_too else predictions, references[row])
-                         for row in rows])
+        return np.array([call(name, function, _fitted(targets.kind, predictions[row] if predictions_too else
+                                                      predictions, references[row], targets.label_names),
+                              references[row]) for row in rows])
     except TrialFailure:
         return None
 
