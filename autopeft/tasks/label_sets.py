@@ -85,11 +85,7 @@ def label_names(train: pd.DataFrame, evaluation: pd.DataFrame | None, data: Data
     seen = {label for labels in train[SET_COLUMN] for label in labels}
     evaluated = set() if evaluation is None else {label for labels in evaluation[SET_COLUMN] for label in labels}
     if data.label_values is not None:
-        for labels, field in ((seen, "train"), (evaluated, "eval")):
-            unexpected = sorted(labels - set(data.label_values))
-            if unexpected:
-                raise UserError(f"data.label_values: the {field} rows have labels {unexpected[:10]} that are not "
-                                f"in data.label_values {data.label_values}; add them there, or correct the data")
+        check_label_values(seen, evaluated, data.label_values)
         return list(data.label_values)
     names = [label_text(n) for n in dataset_classes] if dataset_classes is not None else labels_in_order(seen)
     if len(names) < 2:
@@ -97,12 +93,26 @@ def label_names(train: pd.DataFrame, evaluation: pd.DataFrame | None, data: Data
                         f"{data.label_column!r} (split at {data.label_separator!r}); a row that has a label or "
                         "not is two-label classification (model.task: sequence-classification with a 0/1 label); "
                         "else name the column that holds the labels, or set data.label_separator to what joins them")
+    refuse_unseen(evaluated, names)
+    return names
+
+
+def check_label_values(seen: set[str], evaluated: set[str], values: list[str], noun: str = "labels") -> None:
+    """Refuse a label (a tagger's tag: ``noun``) of either split that data.label_values does not list."""
+    for labels, field in ((seen, "train"), (evaluated, "eval")):
+        unexpected = sorted(labels - set(values))
+        if unexpected:
+            raise UserError(f"data.label_values: the {field} rows have {noun} {unexpected[:10]} that are not in "
+                            f"data.label_values {values}; add them there, or correct the data")
+
+
+def refuse_unseen(evaluated: set[str], names: list[str], noun: str = "labels") -> None:
+    """Refuse evaluation labels (a tagger's tags) no training row has: the head would have no output for them."""
     unseen = sorted(evaluated - set(names))
     if unseen:
-        raise UserError(f"data.label_column: evaluation rows have labels {unseen[:5]} that no training row has "
-                        f"(its labels: {names[:5]}), so the head has no output for them: add training rows with "
+        raise UserError(f"data.label_column: evaluation rows have {noun} {unseen[:5]} that no training row has "
+                        f"(its {noun}: {names[:8]}), so the head has no output for them: add training rows with "
                         "them or remove them from the evaluation rows")
-    return names
 
 
 def label_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:

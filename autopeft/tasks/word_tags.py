@@ -25,7 +25,7 @@ import pandas as pd
 
 from autopeft.errors import DataWarning, UserError
 from autopeft.spec import DataSpec, label_text
-from autopeft.tasks.label_sets import labels_in_order
+from autopeft.tasks.label_sets import check_label_values, labels_in_order, refuse_unseen
 from autopeft.tasks.tag_spans import NO_WORD, OUTSIDE_TAGS
 
 TOKEN_CLASSIFICATION = "token-classification"
@@ -113,11 +113,7 @@ def tag_names(train: pd.DataFrame, evaluation: pd.DataFrame | None, data: DataSp
         train, evaluation = _named_by_index(train, values), _named_by_index(evaluation, values)
         return tag_names(train, evaluation, data.model_copy(update={"label_values": None}), values)
     if values is not None:
-        for tags, field in ((seen, "train"), (evaluated, "eval")):
-            unexpected = sorted(tags - set(values))
-            if unexpected:
-                raise UserError(f"data.label_values: the {field} rows have tags {unexpected[:10]} that are not in "
-                                f"data.label_values {values}; add them there, or correct the data")
+        check_label_values(seen, evaluated, values, "tags")
         names = list(values)
     elif dataset_classes is not None:
         names = [label_text(n) for n in dataset_classes]
@@ -128,11 +124,7 @@ def tag_names(train: pd.DataFrame, evaluation: pd.DataFrame | None, data: DataSp
         raise UserError(f"data.label_column: the training rows have {len(seen)} tag {sorted(seen)} in "
                         f"{data.label_column!r}; a tagger learns from words of two tags or more: check that it is "
                         "the column of tags")
-    unseen = sorted(evaluated - set(names))
-    if unseen:
-        raise UserError(f"data.label_column: evaluation rows have tags {unseen[:5]} that no training row has (its "
-                        f"tags: {names[:8]}), so the head has no output for them: add training rows with them or "
-                        "remove them from the evaluation rows")
+    refuse_unseen(evaluated, names, "tags")
     return names, train, evaluation
 
 
