@@ -32,7 +32,7 @@ from autopeft.search.trial import TrialRequest
 from autopeft.spec import load_spec, parse_spec
 from autopeft.store.predictions import TAGS, decode, encode
 from autopeft.tasks.data import check_metrics_fit, load_task_data
-from autopeft.tasks.tag_spans import NO_WORD, tag_metrics, tag_scheme
+from autopeft.tasks.tag_spans import NO_WORD, tag_metrics, tag_rows, tag_rows_paired, tag_scheme
 from autopeft.tasks.word_tags import NOT_SCORED, encode_words
 from tests.conftest import ONE_AT_A_TIME, ROOT, run_cli, tiny_spec, write_spec
 from workers.training import predict_word_tags
@@ -484,3 +484,25 @@ def test_a_users_metric_gets_each_sentences_tag_names(trial):
         assert tested is not None and tested.above
     finally:
         _unregister("word_agreement")
+
+
+@pytest.mark.parametrize("names", [["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], ["O", "I-A", "I-B", "B-A"],
+                                   ["O", "B-A", "I-A", "E-A", "S-A"]])
+def test_paired_rows_read_each_sentence_once_and_score_as_the_gathered_rows(names):
+    """The noise model's null pairs a prediction with another sentence's gold, longer or shorter: scoring from each
+    sentence's entities read once (cut where the gold sentence ends) equals reading every paired row anew."""
+    rng = np.random.default_rng(0)
+    gold = np.full((120, 30), NO_WORD)
+    for row in range(120):
+        length = rng.integers(1, 31)
+        gold[row, :length] = rng.integers(0, len(names), size=length)
+    predicted = np.where(gold == NO_WORD, NO_WORD, rng.integers(0, len(names), size=gold.shape))
+    predicted[7, 10:] = NO_WORD  # a sentence's last words cut away
+    orders = rng.permuted(np.tile(np.arange(120), (16, 1)), axis=1)
+    in_place = np.broadcast_to(np.arange(120), orders.shape)
+    scheme = tag_scheme(names)
+    for predicted_rows, gold_rows in ((in_place, orders), (orders, orders)):
+        paired = tag_rows_paired(predicted, gold, predicted_rows, gold_rows, scheme)
+        gathered = tag_rows(predicted[predicted_rows], gold[gold_rows], scheme)
+        for name, values in gathered.items():
+            assert np.allclose(paired[name], values, atol=1e-12), name

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autopeft.results.resampled_metrics import answer_ids, answer_key, metric_rows
+from autopeft.results.resampled_metrics import answer_ids, answer_key, metric_rows, paired_metric_rows
 from autopeft.store.predictions import ANSWERS, LOSSES, EvalTargets
 from autopeft.tasks.tag_spans import NO_WORD, tag_metrics, tag_scheme
 from autopeft.tasks.user_metrics import bootstrap, constant_levels, is_custom, permutation_null, scorable
@@ -296,8 +296,9 @@ def _permutation_null(metric: str, predicted: np.ndarray | list[str], targets: E
     # a 0/1 row of labels or a sentence's tags per example: whole rows change places (the same swaps as above)
     if gold.ndim == 2:
         orders = rng.permuted(np.tile(np.arange(len(gold)), (NULL_ROUNDS, 1)), axis=1)
-        tiled = np.broadcast_to(predictions, (NULL_ROUNDS, *predictions.shape))
-        return metric_rows(targets.kind, tiled, gold[orders], label_names=targets.label_names)[metric]
+        in_place = np.broadcast_to(np.arange(len(gold)), orders.shape)
+        return paired_metric_rows(targets.kind, predictions, gold, in_place, orders,
+                                  label_names=targets.label_names)[metric]
     shuffled = rng.permuted(np.tile(gold, (NULL_ROUNDS, 1)), axis=1)
     return metric_rows(targets.kind, np.tile(predictions, (NULL_ROUNDS, 1)), shuffled, targets.num_labels,
                        targets.positive)[metric]
@@ -331,7 +332,7 @@ def significantly_better(metric: str, maximize: bool, first: np.ndarray | list[s
             a, b, gold = answer_ids(list(first), list(second), list(targets.gold))
         else:
             a, b, gold = np.asarray(first), np.asarray(second), np.asarray(targets.gold)
-        score = [metric_rows(targets.kind, p[rows], gold[rows], targets.num_labels, targets.positive,
-                             targets.label_names)[metric] for p in (a, b)]
+        score = [paired_metric_rows(targets.kind, p, gold, rows, rows, targets.num_labels, targets.positive,
+                                    targets.label_names)[metric] for p in (a, b)]
     gain = (score[0] - score[1]) * (1.0 if maximize else -1.0)
     return float(np.quantile(gain, alpha)) > 0.0

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, TAGS, VALUES
-from autopeft.tasks.tag_spans import tag_rows, tag_scheme
+from autopeft.tasks.tag_spans import tag_rows, tag_rows_paired, tag_scheme
 
 
 def classification_rows(predicted: np.ndarray, gold: np.ndarray, num_labels: int,
@@ -87,6 +87,17 @@ def answer_ids(*answer_lists: list[str]) -> list[np.ndarray]:
     vocabulary: dict[str, int] = {}
     return [np.array([vocabulary.setdefault(answer_key(a), len(vocabulary)) for a in answers], dtype=np.int64)
             for answers in answer_lists]
+
+
+def paired_metric_rows(kind: str, predicted: np.ndarray, gold: np.ndarray, predicted_rows: np.ndarray,
+                       gold_rows: np.ndarray, num_labels: int = 0, positive: int = 1,
+                       label_names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """:func:`metric_rows` of ``predicted[predicted_rows]`` against ``gold[gold_rows]`` (example indices, rounds ×
+    examples): a permutation null or a bootstrap. A tagger's entities are read once per sentence, not per round
+    (autopeft/tasks/tag_spans.py); every other kind is gathered and scored as it is."""
+    if kind == TAGS:
+        return tag_rows_paired(predicted, gold, predicted_rows, gold_rows, tag_scheme(label_names))
+    return metric_rows(kind, predicted[predicted_rows], gold[gold_rows], num_labels, positive, label_names)
 
 
 def metric_rows(kind: str, predicted: np.ndarray, gold: np.ndarray, num_labels: int = 0,

@@ -77,9 +77,9 @@ def _spans(tags: np.ndarray, scheme: TagScheme) -> tuple[np.ndarray, np.ndarray,
             | (np.isin(prefix, (_BEGIN, _INSIDE)) & opening_next)
             | ((prefix != _OUT) & (kind != after_kind)))
     width = tags.shape[-1]
-    end_here = np.where(ends, np.arange(width), width)
+    end_here = np.where(ends, np.arange(width, dtype=np.int32), width).astype(np.int32)
     next_end = np.minimum.accumulate(end_here[..., ::-1], axis=-1)[..., ::-1]  # the first end at or after each word
-    return starts, kind, next_end
+    return starts, kind.astype(np.int32), next_end
 
 
 def tag_rows(predicted: np.ndarray, gold: np.ndarray, scheme: TagScheme | None) -> dict[str, np.ndarray]:
@@ -98,6 +98,33 @@ def tag_rows(predicted: np.ndarray, gold: np.ndarray, scheme: TagScheme | None) 
                  & (gold_end == predicted_end)).sum(axis=(1, 2)).astype(np.float64)
         entities = (gold_starts.sum(axis=(1, 2)) + predicted_starts.sum(axis=(1, 2))).astype(np.float64)
         metrics["entity_f1"] = np.divide(2 * found, entities, out=np.zeros(len(gold)), where=found > 0)
+    return metrics
+
+
+def tag_rows_paired(predicted: np.ndarray, gold: np.ndarray, predicted_rows: np.ndarray, gold_rows: np.ndarray,
+                    scheme: TagScheme | None) -> dict[str, np.ndarray]:
+    """:func:`tag_rows` of ``predicted[predicted_rows]`` against ``gold[gold_rows]`` (sentences × words each; the
+    row indices rounds × sentences: a permutation null pairs a prediction with another sentence's gold, a
+    bootstrap resamples both alike), without reading the entities anew for each round: each sentence's are read
+    once, and a prediction paired with a shorter gold sentence has its entities cut where that sentence ends (an
+    entity reaching past it ends at its last word, one starting past it is not read), as reading the cut
+    prediction would give. A few hundred rounds of a 300-sentence set: tens of milliseconds, not seconds."""
+    lengths = (gold != NO_WORD).sum(axis=1)[gold_rows][..., None]  # a gold sentence's words come first
+    positions = np.arange(gold.shape[1])
+    paired_gold, paired_predicted = gold[gold_rows], predicted[predicted_rows]
+    read = positions < lengths
+    words = lengths[..., 0].sum(axis=1)
+    correct = ((paired_predicted == paired_gold) & read).sum(axis=(1, 2))
+    metrics = {"accuracy": np.divide(correct, words, out=np.zeros(len(words)), where=words > 0)}
+    if scheme is not None:
+        gold_starts, gold_kind, gold_end = (part[gold_rows] for part in _spans(gold, scheme))
+        predicted_starts, predicted_kind, predicted_end = (part[predicted_rows] for part in _spans(predicted, scheme))
+        predicted_starts = predicted_starts & read
+        predicted_end = np.minimum(predicted_end, lengths - 1)
+        found = (gold_starts & predicted_starts & (gold_kind == predicted_kind)
+                 & (gold_end == predicted_end)).sum(axis=(1, 2)).astype(np.float64)
+        entities = (gold_starts.sum(axis=(1, 2)) + predicted_starts.sum(axis=(1, 2))).astype(np.float64)
+        metrics["entity_f1"] = np.divide(2 * found, entities, out=np.zeros(len(words)), where=found > 0)
     return metrics
 
 
