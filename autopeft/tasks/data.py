@@ -46,7 +46,7 @@ from autopeft.tasks.text_blocks import text_blocks
 from autopeft.tasks.word_tags import (
     CONLL_SUFFIXES,
     TOKEN_CLASSIFICATION,
-    note_cut_words,
+    note_untagged,
     read_conll,
     tag_names,
     tokenize_tagged,
@@ -778,10 +778,10 @@ def _multi_label(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, 
 
 def _word_tags(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer,
                names: list[str]) -> TaskData:
-    (train_split, train_cut), (eval_split, eval_cut) = (tokenize_tagged(frame, data, tokenizer, names)
-                                                        for frame in (train, evaluation))
+    (train_split, train_untagged), (eval_split, eval_untagged) = (tokenize_tagged(frame, data, tokenizer, names)
+                                                                  for frame in (train, evaluation))
     words = int((train_split.labels >= 0).sum() + (eval_split.labels >= 0).sum())
-    note_cut_words(train_cut + eval_cut, words, data)
+    note_untagged(train_untagged.add(eval_untagged), words, data)
     return TaskData(train=train_split, eval=eval_split, label_names=names, task=TOKEN_CLASSIFICATION)
 
 

@@ -18,6 +18,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -167,10 +168,37 @@ def tag_matrix(tag_lists: Sequence[Sequence[int]]) -> np.ndarray:
     return matrix
 
 
+@dataclass
+class Untagged:
+    """Words that get no tag (and count as wrong): past ``data.max_length`` tokens, or giving the tokenizer no
+    token at all (an empty word, a zero-width space, a control character), with one of the latter to show."""
+
+    cut: int = 0
+    tokenless: int = 0
+    example: str | None = None
+
+    def add(self, other: Untagged) -> Untagged:
+        return Untagged(self.cut + other.cut, self.tokenless + other.tokenless, self.example or other.example)
+
+
+def _untagged(word_lists: list[list[str]], starts: list[np.ndarray]) -> Untagged:
+    """Which words got no token: those after a sentence's last read word were cut; those before it, the
+    tokenizer gave nothing."""
+    found = Untagged()
+    for words, row in zip(word_lists, starts):
+        read = np.flatnonzero(row != NO_WORD)
+        last = read[-1] if len(read) else -1
+        missing = np.flatnonzero(row == NO_WORD)
+        tokenless = missing[missing < last]
+        found = found.add(Untagged(int((missing > last).sum()), len(tokenless),
+                                   repr(words[tokenless[0]]) if len(tokenless) else None))
+    return found
+
+
 def tokenize_tagged(frame: pd.DataFrame, data: DataSpec, tokenizer, names: list[str]):
     """One split's sentences as token ids, each token's training target (its word's tag at the word's first
-    token, NOT_SCORED elsewhere), each word's first token, and the gold tags (sentences × words); and how many
-    words the cut at ``data.max_length`` left without a token."""
+    token, NOT_SCORED elsewhere), each word's first token, and the gold tags (sentences × words); and the words
+    left without a token (``Untagged``)."""
     from autopeft.tasks.data import TokenizedSplit
 
     index = {name: i for i, name in enumerate(names)}
@@ -187,16 +215,25 @@ def tokenize_tagged(frame: pd.DataFrame, data: DataSpec, tokenizer, names: list[
         targets.append(target)
         if "token_type_ids" in encoding:
             types.append(np.asarray(encoding["token_type_ids"][row], dtype=np.int8))
-    cut = sum(int((s == NO_WORD).sum()) for s in starts)
     split = TokenizedSplit(input_ids=ids, token_type_ids=types if types else None, labels=tag_matrix(tag_ids),
                            token_labels=targets, word_starts=starts)
-    return split, cut
+    return split, _untagged(word_lists, starts)
 
 
-def note_cut_words(cut: int, words: int, data: DataSpec) -> None:
-    """Say how many words lie past ``data.max_length`` tokens: they get no tag and count as wrong."""
-    if cut:
-        share = f"{cut / words:.1%}" if cut / words >= 0.001 else "under 0.1%"
+def _share(count: int, words: int) -> str:
+    return f"{count / words:.1%}" if count / words >= 0.001 else "under 0.1%"
+
+
+def note_untagged(untagged: Untagged, words: int, data: DataSpec) -> None:
+    """Say how many words get no tag (scored as wrong), and why: past ``data.max_length`` tokens, or nothing the
+    tokenizer reads (which a longer max_length would not mend)."""
+    if untagged.cut:
         warnings.warn(DataWarning(
-            f"data.max_length: {cut:,} of {words:,} words ({share}) lie past {data.max_length} tokens of their "
-            "sentence and get no tag (scored as wrong); raise max_length to tag them"), stacklevel=3)
+            f"data.max_length: {untagged.cut:,} of {words:,} words ({_share(untagged.cut, words)}) lie past "
+            f"{data.max_length} tokens of their sentence and get no tag (scored as wrong); raise max_length to tag "
+            "them"), stacklevel=3)
+    if untagged.tokenless:
+        warnings.warn(DataWarning(
+            f"data.text_columns: {untagged.tokenless:,} of {words:,} words ({_share(untagged.tokenless, words)}) "
+            f"give the model's tokenizer no token (such as {untagged.example}: empty, or characters it drops) and "
+            "get no tag (scored as wrong); remove or replace them in the data"), stacklevel=3)
