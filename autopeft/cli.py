@@ -521,8 +521,8 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
             frame["prediction"] = predicted
         if multi_label:  # a row's labels written as the data writes them in one cell
             frame["prediction"] = [spec.data.label_separator.join(labels) for labels in frame["prediction"]]
-        if spec.model.task == "token-classification":  # a tag per word, as a text file writes them ("-": no tag)
-            frame["prediction"] = [" ".join(tag or "-" for _, tag in pairs) for pairs in frame["prediction"]]
+        if spec.model.task == "token-classification":
+            frame["prediction"] = [_tagged_text(pairs, written=out is not None) for pairs in frame["prediction"]]
     if out is not None:
         _WRITERS[Path(out).suffix.lower()](frame, out)
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")
@@ -540,6 +540,17 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     for row in frame[shown].itertuples(index=False):
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     console.print(table)
+
+
+def _tagged_text(pairs: list[tuple[str, str | None]], written: bool) -> str:
+    """A tagger's prediction for one sentence: in a file, a tag per word as a text cell of tags is written ("-":
+    a word past max_length, which got none); in the table, the sentence with each tag other than O after its
+    word ("Tom had 5/B-USED apples"), which a reader can follow where a row of bare tags folds out of line."""
+    from autopeft.tasks.tag_spans import OUTSIDE_TAGS
+
+    if written:
+        return " ".join(tag or "-" for _, tag in pairs)
+    return " ".join(word if tag in OUTSIDE_TAGS else f"{word}/{tag or '-'}" for word, tag in pairs)
 
 
 def _trial_numbers(text: str | None) -> list[int]:

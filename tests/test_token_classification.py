@@ -444,8 +444,13 @@ def test_search_run_export_predict_and_stock_peft(tmp_path, capsys):
     code, out, err = run_cli(capsys, "predict", "quantities", str(number), " ".join(sentences[1]), "--storage", url,
                              "--out", str(written))
     assert code == 0, err
-    assert pd.read_csv(written)["prediction"].tolist() == [" ".join(t for _, t in search.predict(number,
-                                                                                               [sentences[1]])[0])]
+    tagged = search.predict(number, [sentences[1]])[0]
+    assert pd.read_csv(written)["prediction"].tolist() == [" ".join(t for _, t in tagged)]
+    code, out, err = run_cli(capsys, "predict", "quantities", str(number), " ".join(sentences[1]), "--storage", url)
+    assert code == 0, err
+    for word, tag in tagged:  # the table: each tag other than O after its word
+        if tag != "O":
+            assert f"{word}/{tag}" in out
 
 
 @pytest.mark.parametrize("config", [
