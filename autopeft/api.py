@@ -716,7 +716,11 @@ class Search:
 
         A tagger (token-classification) takes a sentence (a text, split at whitespace), a list of them, a list of
         word lists, or a DataFrame with the words column, and returns each sentence's ``(word, tag)`` pairs (the
-        tag None for a word past ``data.max_length`` tokens)."""
+        tag None for a word past ``data.max_length`` tokens).
+
+        A multiple-choice search takes a ``(question, [option, ...])`` tuple, a row by the spec's column names (its
+        options as the data holds them), a list of those, or a DataFrame with those columns, and returns the option
+        chosen for each question; with ``probabilities`` a dict of each option's probability."""
         from autopeft.results.predict import as_predictions, checked_rows, predict_rows, predict_tags
         from autopeft.store.storage import LABELS
 
@@ -725,6 +729,10 @@ class Search:
         if self.spec.model.task == "token-classification":
             tagged = predict_tags(model, tokenizer, self.spec, rows, list(self.study.user_attrs.get(LABELS, [])))
             return tagged[0] if single else tagged
+        if self.spec.model.task == "multiple-choice":
+            from autopeft.results.predict_choices import as_choices, option_probabilities
+
+            return as_choices(option_probabilities(model, tokenizer, self.spec, rows), probabilities, single)
         outputs = predict_rows(model, tokenizer, self.spec, rows)
         predicted = as_predictions(outputs, self.spec, list(self.study.user_attrs.get(LABELS, [])), probabilities,
                                    single)

@@ -471,7 +471,8 @@ _WRITERS: dict[str, Callable] = {
                    "columns, or for a decoder its instruction (and input), messages or text column.")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
               help=f"Write the inputs with a `prediction` column ({' '.join(_WRITERS)}) instead of a table.")
-@click.option("--probabilities", is_flag=True, help="Classification: each label's probability too.")
+@click.option("--probabilities", is_flag=True,
+              help="Classification: each label's probability too (multiple-choice: each option's).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
               help="Decoder: the longest response.")
 @click.option("--include-chance", is_flag=True, help="Let a pick (TRIAL as knee, max:METRIC, ...) choose a point "
@@ -499,6 +500,9 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     decoder = spec.model.task == "causal-lm"
     if file is None:
         columns = ["input"]
+        if spec.model.task == "multiple-choice":
+            raise UserError(f"TEXTS: the search read questions with their options; give them as --file with the "
+                            f"columns {[*spec.data.text_columns, *spec.data.choice_columns]}")
         if not decoder and len(spec.data.text_columns or []) > 1:
             raise UserError(f"TEXTS: the search read pairs ({', '.join(spec.data.text_columns)}); give them as "
                             f"--file with those columns")
@@ -513,7 +517,11 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
     else:
         predicted = found.predict(number, inputs if file else list(inputs), probabilities=probabilities)
         multi_label = spec.model.task == "multi-label-classification"
-        if probabilities:
+        if spec.model.task == "multiple-choice" and probabilities:  # each question's own options, in a cell
+            frame["prediction"] = [max(options, key=options.get) for options in predicted]
+            frame["probabilities"] = ["; ".join(f"{o} {p:.4f}" for o, p in options.items()) for options in predicted]
+            columns.append("probabilities")
+        elif probabilities:
             frame["prediction"] = (predicted_labels(predicted) if multi_label else list(predicted.idxmax(axis=1)))
             for label in predicted.columns:
                 frame[f"p({label})"] = predicted[label].to_numpy()
@@ -528,7 +536,7 @@ def predict(name: str, trial: str, texts: tuple[str, ...], file: str | None, out
         console.print(f"trial {number}: {len(frame)} predictions written to {out}")
         return
     table = Table(title=f"trial {number} of {name}")
-    if probabilities and not decoder and len(predicted.columns) > LABELS_AS_COLUMNS:
+    if probabilities and isinstance(predicted, pd.DataFrame) and len(predicted.columns) > LABELS_AS_COLUMNS:
         # a column per label folded 40 intents' table into slivers a character wide: the likeliest few instead
         frame["most likely"] = likeliest_labels(predicted)
         console.print(f"{len(predicted.columns)} labels: the {LIKELIEST_SHOWN} most likely shown; --out FILE.csv "

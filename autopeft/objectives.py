@@ -83,7 +83,8 @@ MEASUREMENTS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     m.name: m
     for m in [
         Measurement("accuracy", "maximize", "fraction", "accuracy on the evaluation set (token-classification: "
-                    "the share of words given their gold tag)", is_task_metric=True),
+                    "the share of words given their gold tag; multiple-choice: of questions given the right option)",
+                    is_task_metric=True),
         Measurement("entity_f1", "maximize", "fraction", "F1 of the entities found exactly, words and type, over "
                     "every entity of the evaluation set (token-classification with B-/I- tags; conlleval's and "
                     "seqeval's score)", is_task_metric=True),
@@ -127,6 +128,7 @@ TASK_METRICS: _InstalledPluginsRegistry = _InstalledPluginsRegistry({
     "sequence-regression": ("spearman", "pearson", "mse"),
     # entity_f1: where the tags form entities (autopeft/tasks/tag_spans.py), which part-of-speech tags do not
     "token-classification": ("entity_f1", "accuracy"),
+    "multiple-choice": ("accuracy",),  # the share of questions given their right option
     "causal-lm": ("answer_accuracy", "eval_loss"),
 })
 TASKS: tuple[str, ...] = tuple(dict.keys(TASK_METRICS))

@@ -97,11 +97,12 @@ class ModelSpec(_Strict):
         "pip package ships (the module's get_model_path() gives its folder)."
     )
     task: Literal["sequence-classification", "multi-label-classification", "sequence-regression",
-                  "token-classification", "causal-lm"] = Field(
+                  "token-classification", "multiple-choice", "causal-lm"] = Field(
         "sequence-classification",
         description="sequence-classification (single texts or pairs, a label each), multi-label-classification "
         "(single texts or pairs, any number of labels each: tags, topics, toxicity kinds), token-classification "
-        "(a tag per word: named entities, parts of speech, as in CoNLL-2003), sequence-regression "
+        "(a tag per word: named entities, parts of speech, as in CoNLL-2003), multiple-choice (a question and "
+        "its options, one of them right, as in SWAG, PIQA, ARC or OpenBookQA), sequence-regression "
         "(single texts or pairs, a number each, as in STS-B) or causal-lm (instruction tuning of a decoder on "
         "instruction/input/output/answer records, as in LLM-Adapters).",
     )
@@ -136,7 +137,9 @@ class DataSpec(_Strict):
     eval: PathText | None = Field(None, description="Evaluation file, same formats.")
     dataset: DatasetRef | None = Field(None, description="A `datasets` dataset instead of files.")
     text_columns: list[str] | None = Field(None, description="Classification and regression: one column, or two "
-                                           "for pairs. token-classification: the one column of each row's words "
+                                           "for pairs. multiple-choice: the question (or context), one column or "
+                                           "two joined by a space, each option read after it. "
+                                           "token-classification: the one column of each row's words "
                                            "(a list, or text split at whitespace). causal-lm: one column of plain "
                                            "text (a corpus, no instructions), every token trained and scored by "
                                            "eval_loss.",
@@ -144,7 +147,14 @@ class DataSpec(_Strict):
     label_column: str = Field("label", description="Classification: the label; sequence-regression: the numeric "
                               "target; multi-label-classification without label_columns: each row's labels, "
                               "joined by label_separator (or a list, in .jsonl/.json/.parquet), empty for none; "
-                              "token-classification: a tag per word (a list, or text split at whitespace).")
+                              "token-classification: a tag per word (a list, or text split at whitespace); "
+                              "multiple-choice: the right option, by its position from 0, its label (ARC's answerKey "
+                              "among the choices' labels, a letter A, B, ... by position, or data.label_values), or "
+                              "its text.")
+    choice_columns: list[str] | None = Field(
+        None, min_length=1, description="multiple-choice: the options, a column each (PIQA's sol1, sol2; SWAG's "
+        "ending0 ... ending3; an empty cell: the row has fewer options), or one column holding each row's options as "
+        "a list (HellaSwag's endings) or as {text, label} (ARC's choices).")
     label_columns: list[str] | None = Field(
         None, min_length=2, description="multi-label-classification: one column per label, each cell 1 or 0 "
         "(true/false, yes/no), as Jigsaw's toxicity columns are written; instead of label_column.")
@@ -175,12 +185,13 @@ class DataSpec(_Strict):
                          "label_column: 0).")
     label_values: list[str] | None = Field(
         None, min_length=2, description="Classification: every label, in head order (default: the training labels, "
-        "in numeric order when all are integers, else alphabetical). Each label in the data must be one of them.")
+        "in numeric order when all are integers, else alphabetical). Each label in the data must be one of them. "
+        "multiple-choice: what label_column calls each option, in option order (WinoGrande's [\"1\", \"2\"]).")
     positive_label: str | None = Field(None, description="Two-label classification: the class whose F1 is `f1` "
                                        "(default: 1 of 0/1, true of false/true, yes of no/yes, else the second "
                                        "label in head order).")
 
-    @field_validator("text_columns", "label_column", "label_columns", mode="before")
+    @field_validator("text_columns", "label_column", "label_columns", "choice_columns", mode="before")
     @classmethod
     def _columns_by_position(cls, value: Any, info: ValidationInfo) -> Any:
         """Columns may be named by position (YAML integers) as well as by name; one text column may be written
@@ -543,6 +554,7 @@ _TASK_DATA_FIELDS: dict[str, tuple[str, ...]] = {
     "multi-label-classification": ("text_columns",),
     "sequence-regression": ("text_columns",),
     "token-classification": ("text_columns",),
+    "multiple-choice": ("text_columns", "choice_columns"),
     "causal-lm": (),
 }
 
@@ -600,8 +612,19 @@ def _data_problems(spec: SearchSpec) -> list[str]:
                 problems.append(f"data.header: false applies to .tsv and .csv files, and data.{field} is "
                                 f"{Path(path).name} (its records name their fields); remove data.header")
     task = spec.model.task
-    if data.label_values is not None and task not in LABELLED_TASKS:
+    if data.label_values is not None and task not in (*LABELLED_TASKS, "multiple-choice"):
         problems.append("data.label_values: only a classification task has labels; remove it")
+    if data.choice_columns is not None and task != "multiple-choice":
+        problems.append(f"data.choice_columns: reads the options of model.task multiple-choice, and the task is "
+                        f"{task!r}; remove it, or set that task")
+    elif data.choice_columns is not None:
+        repeated_choices = sorted({c for c in data.choice_columns if data.choice_columns.count(c) > 1})
+        if repeated_choices:
+            problems.append(f"data.choice_columns: {repeated_choices} named more than once; name each option once")
+        both = [c for c in data.choice_columns if c in (data.text_columns or []) or c == data.label_column]
+        if both:
+            problems.append(f"data.choice_columns: {both} also named as the question (text_columns) or the answer "
+                            "(label_column); a column is one of them")
     if data.positive_label is not None and task != "sequence-classification":
         problems.append("data.positive_label: only sequence-classification with two labels has a positive class; "
                         "remove it" + (" (macro_f1 and micro_f1 score every label)" if task in LABELLED_TASKS else ""))

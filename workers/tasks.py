@@ -8,6 +8,9 @@
 - token-classification: the same batches with a tag per token (a word's tag at its first sub-word token, the
   rest not scored); evaluation takes each word's highest logit there and reports the entity F1 and the word
   accuracy (autopeft/tasks/tag_spans.py).
+- multiple-choice: batches of questions, each with all its (question, option) pairs; a one-output head scores
+  each pair, and the loss is the cross-entropy of the softmax over a question's options; evaluation takes the
+  option scored highest and reports accuracy.
 - sequence-regression: the same batches with a float target (the one-output head is trained on the MSE);
   evaluation takes the single output as the prediction and reports Spearman and Pearson correlation and the MSE.
 - causal-lm: batches of prompt + response with the prompt masked out of the loss; evaluation reports the mean
@@ -29,6 +32,7 @@ from autopeft.errors import TrialFailure
 from autopeft.models.base import padding_id
 from autopeft.store.predictions import ANSWERS, LABEL_SETS, LABELS, LOSSES, TAGS, VALUES, encode, with_losses
 from autopeft.tasks.answer_options import AnswerOptions
+from autopeft.tasks.choices import option_scores
 from autopeft.tasks.data import TaskData, TokenizedSplit
 from autopeft.tasks.tag_spans import tag_metrics, tag_scheme
 from workers.batching import length_batches, score_token_budget
@@ -151,6 +155,58 @@ class TokenTaggingRunner(_TextRunner):
         predictions = predict_word_tags(model, self.data.eval, batch_size=batch_size, pad_id=self.pad_id,
                                         device=self.device, forward=forward)
         return Evaluation(tag_metrics(predictions, self.data.eval.labels, self.scheme), encode(TAGS, predictions))
+
+
+class ChoiceBatch(dict):
+    """A multiple-choice batch: the model's inputs, a (question, option) pair per row, with each pair's target
+    (1.0 for a right option, 0.0 else: what a forward with labels, as calibration runs it, scores pointwise); and,
+    outside the keys the forward takes, how many pairs each question has, in order."""
+
+    option_counts: torch.Tensor
+
+
+class MultipleChoiceRunner(_TextRunner):
+    """A question's options scored one pair at a time by a one-output head (autopeft/tasks/choices.py), trained
+    on the cross-entropy of the softmax over each question's options (transformers' multiple-choice loss); the
+    prediction is the option scored highest. A training batch holds ``batch_size`` questions, with all their
+    options."""
+
+    name: ClassVar[str] = "multiple-choice"
+    # the frozen-prefix cache keys cached states by the example a batch row is; here a batch row is a pair, and
+    # the batch is drawn by question (workers/prefix_cache.py)
+    caches_frozen_layers: ClassVar[bool] = False
+
+    def __init__(self, data: TaskData, tokenizer, device: torch.device):
+        super().__init__(data, tokenizer, device)
+        split = data.train
+        self.pair_targets = torch.zeros(len(split.input_ids))
+        self.pair_targets[split.option_starts[:-1] + split.labels] = 1.0
+        self.counts = torch.from_numpy(np.diff(split.option_starts))
+
+    def train_batch(self, indices: np.ndarray) -> ChoiceBatch:
+        pairs = self.data.train.pair_indices(indices)
+        batch = ChoiceBatch(collate(self.data.train, pairs, self.pad_id, self.device))
+        batch["labels"] = self.pair_targets[pairs].to(self.device)
+        batch.option_counts = self.counts[indices]
+        return batch
+
+    def train_loss(self, model: nn.Module, forward: Forward, batch: ChoiceBatch, *,
+                   whole_model: bool = True) -> torch.Tensor:
+        """The cross-entropy of each question's right option among its options' scores."""
+        scores = forward({name: value for name, value in batch.items() if name != "labels"}).logits[:, 0]
+        counts = batch.option_counts.to(scores.device)
+        grid = torch.full((len(counts), int(counts.max())), float("-inf"), dtype=scores.dtype, device=scores.device)
+        question = torch.repeat_interleave(torch.arange(len(counts), device=scores.device), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        grid[question, torch.arange(len(question), device=scores.device) - starts[question]] = scores
+        right = (batch["labels"].view(-1) > 0).nonzero().view(-1) - starts
+        return functional.cross_entropy(grid.float(), right)
+
+    def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
+        split = self.data.eval
+        logits = predict_logits(model, split.pairs, batch_size=batch_size, pad_id=self.pad_id, device=self.device)
+        predictions = option_scores(logits[:, 0], split.option_starts).argmax(axis=-1)
+        return Evaluation({"accuracy": float((predictions == split.labels).mean())}, encode(LABELS, predictions))
 
 
 class RegressionRunner(_TextRunner):
@@ -346,4 +402,4 @@ class CausalLmRunner:
 
 
 RUNNERS = {runner.name: runner for runner in (ClassificationRunner, MultiLabelRunner, TokenTaggingRunner,
-                                              RegressionRunner, CausalLmRunner)}
+                                              MultipleChoiceRunner, RegressionRunner, CausalLmRunner)}

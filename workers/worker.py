@@ -296,7 +296,7 @@ class TrialWorker:
 
     def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
         """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""
-        if not training.get("cache_frozen_layers", True):
+        if not training.get("cache_frozen_layers", True) or not getattr(self.runner, "caches_frozen_layers", True):
             return None
         cut = first_trained_layer(model, self.runner.train_batch(np.array([0])))
         if cut == 0:

@@ -24,6 +24,9 @@ TASK_MODEL_CLASSES: dict[str, Any] = {
     "multi-label-classification": AutoModelForSequenceClassification,
     "sequence-regression": AutoModelForSequenceClassification,
     "token-classification": AutoModelForTokenClassification,
+    # one score per (question, option) pair, the options compared by the runner (autopeft/tasks/choices.py says
+    # why not transformers' *ForMultipleChoice)
+    "multiple-choice": AutoModelForSequenceClassification,
     "causal-lm": AutoModelForCausalLM,
 }
 
@@ -44,6 +47,9 @@ TASK_HEADS: dict[str, Callable[[Sequence[str]], dict[str, Any]]] = {
                                                        "problem_type": "multi_label_classification"},
     "sequence-regression": lambda label_names: {"num_labels": 1, "problem_type": "regression"},
     "token-classification": _labelled_head,  # an output per tag, read at every token
+    # one output, each option's score (no problem_type: the runner takes the softmax over a question's options)
+    "multiple-choice": lambda label_names: {"num_labels": 1, "id2label": {0: "option_score"},
+                                            "label2id": {"option_score": 0}},
     "causal-lm": lambda label_names: {},
 }
 

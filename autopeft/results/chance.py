@@ -103,6 +103,13 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
     labels = split.labels
     if labels is None or len(labels) == 0:
         return None
+    if data.task == "multiple-choice":
+        # the option at the position most often right (the first, the second, ...), every question
+        counts = np.bincount(labels)
+        modal = int(np.argmax(counts))
+        constant = np.full(len(labels), modal)
+        return _with_custom(data, ChanceLevel({"accuracy": float(counts[modal] / len(labels))}, len(labels),
+                                              f"always option {modal} (counted from 0)"), constant)
     if data.task == "sequence-classification":
         counts = np.bincount(labels, minlength=len(data.label_names))
         majority = int(np.argmax(counts))
@@ -152,6 +159,8 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
     if data.task == "sequence-classification":
         return EvalTargets(LABELS, split.labels, len(data.label_names), data.f1_positive,
                            tuple(data.label_names))
+    if data.task == "multiple-choice":  # the right option's position among the question's options
+        return EvalTargets(LABELS, split.labels, int(np.diff(split.option_starts).max()))
     if data.task == "multi-label-classification":
         return EvalTargets(LABEL_SETS, split.labels.astype(np.int64), len(data.label_names),
                            label_names=tuple(data.label_names))

@@ -29,6 +29,7 @@ from autopeft.results.pick import Pick, choose
 from autopeft.results.views import describe_config, format_value
 from autopeft.spec import SearchSpec
 from autopeft.store import storage
+from autopeft.tasks.choices import MULTIPLE_CHOICE
 from autopeft.tasks.data import CLASSIFICATION, data_source, positive_index
 from autopeft.tasks.label_sets import MULTI_LABEL
 from autopeft.tasks.word_tags import TOKEN_CLASSIFICATION
@@ -102,6 +103,27 @@ for word in words:  # a word past max_length tokens gets no tag (None)
     tags.append(None if first is None else TAGS[best[first]])
     begin += len(word) + 1
 print(list(zip(words, tags)))
+```
+"""
+_CHOSEN_AS_EVALUATED = """
+Questions are read as the search read its evaluation rows: each option a text pair after its question (the
+question's columns {columns} joined by a space), its tokenizer, cut at `max_length` {max_length}, padded on the
+right{padded}; the head gives each pair one score, and the option scored highest is the answer (the softmax over a
+question's options is what it was trained on):
+
+```python
+import torch
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{base}"{remote})
+tokenizer.padding_side = "right"{pad_line}
+question, options = "Your question", ["An option", "Another option"]
+batch = tokenizer([question] * len(options), options, truncation=True, max_length={max_length}, padding=True,
+                  return_tensors="pt")
+model.eval()
+with torch.no_grad():
+    scores = model(**batch).logits[:, 0]
+print(options[scores.argmax().item()], scores.softmax(-1).tolist())
 ```
 """
 _BATCHED_PROMPT_GENERATION = """
@@ -294,6 +316,13 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
     if spec.model.task == TOKEN_CLASSIFICATION:
         return _TAGGED_AS_EVALUATED.format(max_length=spec.data.max_length, base=spec.model.name_or_path,
                                            remote=remote, tags=[str(label) for label in labels])
+    padded = " with the end-of-sequence token, as the trials' head was told" if padding is not None else ""
+    pad_line = "\ntokenizer.pad_token = tokenizer.eos_token  # the model defines no padding token" if padding is not \
+        None else ""
+    if spec.model.task == MULTIPLE_CHOICE:
+        return _CHOSEN_AS_EVALUATED.format(max_length=spec.data.max_length, base=spec.model.name_or_path,
+                                           remote=remote, columns=list(spec.data.text_columns), padded=padded,
+                                           pad_line=pad_line)
     columns = list(spec.data.text_columns or [])
     pairs = len(columns) == 2
     classes = spec.model.task in (CLASSIFICATION, MULTI_LABEL)
@@ -308,9 +337,7 @@ def reading_note(spec: SearchSpec, labels: list[str], padding: int | None) -> st
     return _READ_AS_EVALUATED.format(
         max_length=spec.data.max_length, base=spec.model.name_or_path, remote=remote,
         pairs=f", a pair ({' and '.join(columns)}) as the tokenizer joins two texts" if pairs else "",
-        padded=" with the end-of-sequence token, as the trials' head was told" if padding is not None else "",
-        pad_line="\ntokenizer.pad_token = tokenizer.eos_token  # the model defines no padding token" if padding is not
-        None else "",
+        padded=padded, pad_line=pad_line,
         inputs=(f'firsts, seconds = ["Your first text"], ["Its second text"]  # as {columns[0]!r}, {columns[1]!r}'
                 if pairs else 'texts = ["Your text", "Another text"]'),
         arguments="firsts, seconds" if pairs else "texts",

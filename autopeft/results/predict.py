@@ -11,7 +11,7 @@ the same rows give the predictions stored with the trial.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from autopeft.spec import SearchSpec
 
 PREDICTING_TASKS = ("sequence-classification", "multi-label-classification", "sequence-regression",
-                    "token-classification")
+                    "token-classification", "multiple-choice")
 # A multi-label head predicts each label whose probability passes this, as its trials were scored (workers/tasks.py)
 MULTI_LABEL_THRESHOLD = 0.5
 
@@ -97,6 +97,10 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
                         "it False")
     if spec.model.task == "token-classification":
         return checked_sentences(spec, texts)
+    if spec.model.task == "multiple-choice":
+        from autopeft.results.predict_choices import checked_questions
+
+        return checked_questions(spec, texts)
     columns = list(spec.data.text_columns or [])
     form = (f"a pair of texts as a tuple {tuple(columns)}" if len(columns) == 2 else "a text")
     if isinstance(texts, pd.DataFrame):
@@ -107,27 +111,32 @@ def checked_rows(spec: SearchSpec, texts: Any, probabilities: bool = False) -> t
                 for i, values in enumerate(texts[columns].itertuples(index=False))]
         single = False
     else:
-        one = _one_row(texts, columns, "texts")
-        single = one is not None
-        if single:
-            rows = [one]
-        elif isinstance(texts, Sequence) and not isinstance(texts, str):
-            rows = []
-            for index, value in enumerate(texts):
-                row = _one_row(value, columns, f"texts[{index}]")
-                if row is None:
-                    raise UserError(f"texts[{index}]: expected {form} (or a row by column name); got "
-                                    f"{type(value).__name__}")
-                rows.append(row)
-        else:
-            raise UserError(f"texts: expected {form}, a list of them, or a DataFrame with the columns {columns}; "
-                            f"got {type(texts).__name__}")
+        rows, single = one_or_many(texts, lambda value, where: _one_row(value, columns, where),
+                                   f"{form} (or a row by column name)",
+                                   f"a DataFrame with the columns {columns}")
     if not rows:
         raise UserError("texts: nothing to predict; give at least one")
     empty = next(((i, c) for i, row in enumerate(rows) for c, text in zip(columns, row) if not text.strip()), None)
     if empty is not None:
         raise UserError(f"texts[{empty[0]}]: {empty[1]!r} is empty; a text to read is needed, as in training")
     return rows, single
+
+
+def one_or_many(inputs: Any, read_one: Callable[[Any, str], Any], form: str, table: str) -> tuple[list[Any], bool]:
+    """``inputs`` as one input of the search's form or a sequence of them: each read by ``read_one(value, where)``
+    (None when a value is not of the form), and whether one was given."""
+    one = read_one(inputs, "texts")
+    if one is not None:
+        return [one], True
+    if not isinstance(inputs, Sequence) or isinstance(inputs, str):
+        raise UserError(f"texts: expected {form}, a list of them, or {table}; got {type(inputs).__name__}")
+    read = []
+    for index, value in enumerate(inputs):
+        item = read_one(value, f"texts[{index}]")
+        if item is None:
+            raise UserError(f"texts[{index}]: expected {form}; got {type(value).__name__}")
+        read.append(item)
+    return read, False
 
 
 def _words(value: Any, where: str) -> list[str] | None:

@@ -31,6 +31,7 @@ from autopeft.store.run_folder import PASSED_ROWS_NOTE
 from autopeft.tasks.answer_options import AnswerOptions, answer_options, answer_words
 from autopeft.tasks.answer_reading import responses_state_answers
 from autopeft.tasks.chat_records import chat_turn, check_template, conversation
+from autopeft.tasks.choices import MULTIPLE_CHOICE, tokenize_options, with_options
 from autopeft.tasks.file_problems import separator_hint, unreadable_because
 from autopeft.tasks.hf_datasets import dataset_frame
 from autopeft.tasks.label_sets import (
@@ -117,13 +118,30 @@ class TokenizedSplit:
     record_of: np.ndarray | None = None
     # token-classification: the token position of each word's first sub-word token, NO_WORD for a word cut away
     word_starts: list[np.ndarray] | None = None
+    # multiple-choice: input_ids holds a (question, option) pair per entry, and a question's pairs run from
+    # option_starts[q] to option_starts[q + 1]; labels is each question's right option among its pairs. The split's
+    # examples (its length, its lengths, the indices a batch is drawn by) are then the questions.
+    option_starts: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.input_ids) if self.option_starts is None else len(self.option_starts) - 1
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        """Tokens per example; a question's are those of all its pairs (what a batch of it costs)."""
+        lengths = np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return lengths if self.option_starts is None else np.add.reduceat(lengths, self.option_starts[:-1])
+
+    @property
+    def pairs(self) -> TokenizedSplit:
+        """A multiple-choice split as its (question, option) pairs, each an example of its own (for a pass that
+        scores every pair)."""
+        return dataclasses.replace(self, labels=None, option_starts=None)
+
+    def pair_indices(self, questions: np.ndarray) -> np.ndarray:
+        """The pairs of the given questions of a multiple-choice split, question after question."""
+        starts = self.option_starts
+        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in questions])
 
 
 @dataclass
@@ -474,6 +492,9 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         train, evaluation = (None if frame is None else with_words_and_tags(frame, data, _row_namer(data, field))
                              for frame, field in ((train, "train"), (evaluation, "eval")))
         labels, train, evaluation = tag_names(train, evaluation, data, classes.get(data.label_column))
+    elif model.task == MULTIPLE_CHOICE:
+        train, evaluation = (None if frame is None else with_options(frame, data, _row_namer(data, field))
+                             for frame, field in ((train, "train"), (evaluation, "eval")))
     if evaluation is None:
         train, evaluation = hold_out(train, data, data.label_column if model.task == CLASSIFICATION else None)
     every_row = len(evaluation)
@@ -491,6 +512,8 @@ def _load_task_data(data: DataSpec, model: ModelSpec, seed: int) -> TaskData:
         task_data = _multi_label(train, evaluation, data, tokenizer, labels)
     elif model.task == TOKEN_CLASSIFICATION:
         task_data = _word_tags(train, evaluation, data, tokenizer, labels)
+    elif model.task == MULTIPLE_CHOICE:
+        task_data = _multiple_choice(train, evaluation, data, tokenizer)
     else:
         task_data = _TOKENIZERS[model.task](train, evaluation, data, tokenizer)
     task_data.eval_rows = eval_rows
@@ -785,6 +808,13 @@ def _word_tags(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, to
     return TaskData(train=train_split, eval=eval_split, label_names=names, task=TOKEN_CLASSIFICATION)
 
 
+def _multiple_choice(train: pd.DataFrame, evaluation: pd.DataFrame, data: DataSpec, tokenizer) -> TaskData:
+    (train_split, train_lengths), (eval_split, eval_lengths) = (tokenize_options(frame, data, tokenizer)
+                                                                for frame in (train, evaluation))
+    _note_cut_texts(train_lengths, eval_lengths, data, tokenizer)
+    return TaskData(train=train_split, eval=eval_split, label_names=[], task=MULTIPLE_CHOICE)
+
+
 def _targets(frame: pd.DataFrame, data: DataSpec, field: str) -> np.ndarray:
     """The regression target of each row as float32; a value that is not a finite number is the user's to fix."""
     targets = np.empty(len(frame), dtype=np.float32)
@@ -935,6 +965,10 @@ def _text_columns(d: DataSpec) -> dict[str, str]:
     return {**_texts(d), d.label_column: "label_column"}
 
 
+def _choice_columns(d: DataSpec) -> dict[str, str]:
+    return {**_text_columns(d), **{c: "choice_columns" for c in d.choice_columns or []}}
+
+
 def _multi_label_columns(d: DataSpec) -> dict[str, str]:
     labels = {c: "label_columns" for c in d.label_columns} if d.label_columns else {d.label_column: "label_column"}
     return {**_texts(d), **labels}
@@ -945,6 +979,7 @@ _TASK_COLUMNS = {
     MULTI_LABEL: _multi_label_columns,
     "sequence-regression": _text_columns,
     TOKEN_CLASSIFICATION: _text_columns,
+    MULTIPLE_CHOICE: _choice_columns,
     "causal-lm": lambda d: _texts(d) if d.text_columns else (
         ({d.messages_column: "messages_column"} if d.messages_column else
          {d.instruction_column: "instruction_column", d.output_column: "output_column"})
@@ -960,6 +995,8 @@ _FILLED_COLUMNS: dict[str, Callable[[DataSpec], dict[str, str]]] = {
     "sequence-regression": _texts,
     # each row's words and tags are checked as lists, with their row (autopeft/tasks/word_tags.py)
     TOKEN_CLASSIFICATION: lambda d: {},
+    # an empty option is one the row lacks (autopeft/tasks/choices.py); the question and the answer must be there
+    MULTIPLE_CHOICE: _text_columns,
     # instruction records' fields are free text (an empty input is usual); plain text's empty lines are left out
     # (_without_empty_texts)
     "causal-lm": lambda d: {},

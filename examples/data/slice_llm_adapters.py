@@ -1,12 +1,13 @@
-"""Cut the examples' data (examples/data/boolq, examples/data/math, examples/data/quantities) from a copy of
-LLM-Adapters' data.
+"""Cut the examples' data (examples/data/boolq, examples/data/math, examples/data/quantities,
+examples/data/openbookqa) from a copy of LLM-Adapters' data.
 
     python examples/data/slice_llm_adapters.py PATH/TO/LLM-Adapters
 
 PATH is a checkout of the LLM-Adapters repository (its dataset/ and ft-training_set/ folders). The decoders'
 records are kept byte for byte as LLM-Adapters writes them (instruction, input, output, answer); only which
 records is chosen here. The tagging example's words and tags are read from SVAMP's annotated problems
-(:func:`quantity_tags`).
+(:func:`quantity_tags`); the multiple-choice example's questions, options and answers from the instructions
+LLM-Adapters wrote them into (:func:`question_and_options`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def quantity_tags(problem: dict) -> dict:
     return {"id": problem["ID"], "tokens": words, "tags": tags}
 
 
+_ASKED = re.compile(r"Please choose the correct answer to the question: (.*?)\n\n(.*?)\n\nAnswer format:", re.S)
+_OPTION = re.compile(r"\s*Answer(\d): ")
+
+
+def question_and_options(record: dict) -> dict:
+    """One of LLM-Adapters' multiple-choice records ("Please choose the correct answer to the question: Q
+    Answer1: ... Answer2: ...", answer "answer2") as the question, its options in order and the right one's letter,
+    the form OpenBookQA's own answerKey takes."""
+    question, listed = _ASKED.match(record["instruction"]).groups()
+    parts = _OPTION.split(listed)
+    options = [parts[i + 1].strip() for i in range(1, len(parts) - 1, 2)]
+    right = int(record["answer"].removeprefix("answer")) - 1
+    return {"question": question.strip(), "options": options, "answer": "ABCDE"[right]}
+
+
 def main(source: Path) -> None:
     boolq = source / "dataset" / "boolq"
     _write(HERE / "boolq" / "train.json", random.Random(SEED).sample(_read(boolq / "train.json"), 400))
@@ -62,6 +78,15 @@ def main(source: Path) -> None:
     for name, rows in (("train", problems[:700]), ("eval", problems[700:])):
         path = HERE / "quantities" / f"{name}.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"{path.relative_to(HERE)}: {len(rows)} records")
+
+    openbookqa = source / "dataset" / "openbookqa"
+    for name, rows in (("train", random.Random(SEED + 4).sample(_read(openbookqa / "train.json"), 2000)),
+                       ("eval", _read(openbookqa / "test.json"))):
+        path = HERE / "openbookqa" / f"{name}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(json.dumps(question_and_options(r), ensure_ascii=False) + "\n" for r in rows),
+                        encoding="utf-8")
         print(f"{path.relative_to(HERE)}: {len(rows)} records")
 
 
