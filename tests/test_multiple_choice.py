@@ -197,6 +197,29 @@ def test_the_loss_is_transformers_multiple_choice_loss_and_fewer_options_are_mas
     assert torch.allclose(loss, expected)
 
 
+def test_frozen_layers_are_cached_per_pair_and_give_the_whole_models_loss(tmp_path):
+    """The frozen-layer cache keeps a state per batch row: here a pair, drawn through its question. A question met
+    again in another batch, at another place, reads its own pairs' states: the loss is the whole model's."""
+    from autopeft.methods import get_method
+    from workers.prefix_cache import FrozenPrefix, PrefixStore, first_trained_layer
+
+    spec = load_spec(write_spec(tmp_path, choice_spec(tmp_path)))
+    data = _every_row(tmp_path, _records("eval", 12))
+    runner = MultipleChoiceRunner(data, load_tokenizer(spec.model), torch.device("cpu"))
+    model = get_method("lora").build(load_base_model(spec.model, []), {**LORA, "layers": [4, 5]})
+    model.eval()  # dropout off: the only difference the cache is allowed to make
+    prefix = FrozenPrefix(model, first_trained_layer(model, runner.train_batch(np.array([0]))), PrefixStore(64),
+                          base_key=(16,))
+    assert prefix.cut == 4
+    for questions in (np.array([2, 0]), np.array([0, 7, 2])):
+        batch = runner.train_batch(questions)
+        whole = runner.train_loss(model, lambda rows: model(**rows), batch)
+        keys = runner.cache_keys(questions)
+        cached = runner.train_loss(model, lambda rows, keys=keys: prefix.forward("train", keys, rows), batch)
+        torch.testing.assert_close(cached, whole, rtol=1e-4, atol=1e-5)
+    assert (prefix.computed, prefix.reused) == (12, 8)  # questions 0 and 2 read back the second time
+
+
 # --- a trial through the worker ---------------------------------------------------------------------------------
 
 
@@ -231,6 +254,27 @@ def test_the_saved_adapter_reloads_to_the_recorded_choices(trial):
     model = load_adapter(load_base_model(spec.model, []), result.adapter_dir)
     logits = predict_logits(model, data.eval.pairs, batch_size=32, pad_id=0, device=torch.device("cpu"))
     assert np.array_equal(option_scores(logits[:, 0], data.eval.option_starts).argmax(-1), decode(result.predictions))
+
+
+def test_a_users_metric_gets_the_options_positions(trial):
+    """A user's metric (autopeft/plugins.py) is given the positions chosen and the right ones, as text: a plain
+    agreement written so equals the built-in accuracy, at chance too."""
+    from autopeft.plugins import _unregister, register_metric
+    from autopeft.tasks.user_metrics import measure
+
+    def agreement(predictions, references):
+        assert set(predictions) | set(references) <= {"0", "1", "2", "3"}
+        return float((predictions == references).mean())
+
+    spec, data, _, result = trial
+    register_metric("choice_agreement", agreement, tasks="multiple-choice")
+    try:
+        measured = measure(("choice_agreement",), decode(result.predictions), eval_targets(data))
+        assert measured["choice_agreement"] == pytest.approx(result.measurements["accuracy"])
+        level = chance_level(data)
+        assert level.metrics["choice_agreement"] == pytest.approx(level.metrics["accuracy"])
+    finally:
+        _unregister("choice_agreement")
 
 
 @pytest.mark.parametrize("config", [

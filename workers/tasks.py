@@ -172,9 +172,6 @@ class MultipleChoiceRunner(_TextRunner):
     options."""
 
     name: ClassVar[str] = "multiple-choice"
-    # the frozen-prefix cache keys cached states by the example a batch row is; here a batch row is a pair, and
-    # the batch is drawn by question (workers/prefix_cache.py)
-    caches_frozen_layers: ClassVar[bool] = False
 
     def __init__(self, data: TaskData, tokenizer, device: torch.device):
         super().__init__(data, tokenizer, device)
@@ -190,6 +187,15 @@ class MultipleChoiceRunner(_TextRunner):
         batch.option_counts = self.counts[indices]
         return batch
 
+    def cache_keys(self, indices: np.ndarray) -> np.ndarray:
+        """The frozen-layer cache's key of each row of the batch of these questions: its pair (workers/prefix_cache.py
+        keeps a state per row)."""
+        return self.data.train.pair_indices(indices)
+
+    def keyed_batch(self, keys: np.ndarray) -> dict[str, torch.Tensor]:
+        """The pairs ``keys`` name, as a batch (the cache's check that a cached state is still this base's)."""
+        return collate(self.data.train, keys, self.pad_id, self.device)
+
     def train_loss(self, model: nn.Module, forward: Forward, batch: ChoiceBatch, *,
                    whole_model: bool = True) -> torch.Tensor:
         """The cross-entropy of each question's right option among its options' scores."""
@@ -204,7 +210,9 @@ class MultipleChoiceRunner(_TextRunner):
 
     def evaluate(self, model: nn.Module, batch_size: int, prefix: FrozenPrefix | None = None) -> Evaluation:
         split = self.data.eval
-        logits = predict_logits(model, split.pairs, batch_size=batch_size, pad_id=self.pad_id, device=self.device)
+        forward = None if prefix is None else (lambda pairs, batch: prefix.forward("eval", pairs, batch))
+        logits = predict_logits(model, split.pairs, batch_size=batch_size, pad_id=self.pad_id, device=self.device,
+                                forward=forward)
         predictions = option_scores(logits[:, 0], split.option_starts).argmax(axis=-1)
         return Evaluation({"accuracy": float((predictions == split.labels).mean())}, encode(LABELS, predictions))
 

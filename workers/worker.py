@@ -296,7 +296,7 @@ class TrialWorker:
 
     def _frozen_prefix(self, model: torch.nn.Module, base_key: tuple, training: dict) -> FrozenPrefix | None:
         """The trial's frozen-prefix cache, or None when it is off or the configuration trains layer 0."""
-        if not training.get("cache_frozen_layers", True) or not getattr(self.runner, "caches_frozen_layers", True):
+        if not training.get("cache_frozen_layers", True):
             return None
         cut = first_trained_layer(model, self.runner.train_batch(np.array([0])))
         if cut == 0:
@@ -304,15 +304,19 @@ class TrialWorker:
         if self.prefix_store is None:
             self.prefix_store = PrefixStore(training.get("frozen_cache_mb", 2048))
         prefix = FrozenPrefix(model, cut, self.prefix_store, base_key)
-        prefix.check_reuse(self.runner.train_batch)
+        prefix.check_reuse(getattr(self.runner, "keyed_batch", self.runner.train_batch))
         return prefix
 
     def _loss_function(self, model: torch.nn.Module, prefix: FrozenPrefix | None, precision: str) -> Callable:
+        # what the cache keeps a state of, per batch row: the example, or the runner's own rows (a question's pairs)
+        cache_keys = getattr(self.runner, "cache_keys", lambda indices: indices)
+
         def loss_of(indices: np.ndarray) -> torch.Tensor:
             batch = self.runner.train_batch(indices)
+            keys = cache_keys(indices)
 
             def forward(rows: dict, **options):
-                return model(**rows, **options) if prefix is None else prefix.forward("train", indices, rows, **options)
+                return model(**rows, **options) if prefix is None else prefix.forward("train", keys, rows, **options)
 
             self.runner.check_before_lowering(model, batch, whole_model=prefix is None)
             # the forward only: backward follows the forward's dtypes; the frozen linear weights are lowered once

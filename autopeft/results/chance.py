@@ -160,7 +160,8 @@ def eval_targets(data: TaskData) -> EvalTargets | None:
         return EvalTargets(LABELS, split.labels, len(data.label_names), data.f1_positive,
                            tuple(data.label_names))
     if data.task == "multiple-choice":  # the right option's position among the question's options
-        return EvalTargets(LABELS, split.labels, int(np.diff(split.option_starts).max()))
+        widest = int(np.diff(split.option_starts).max())  # a user's metric gets positions as text: "0", "1", ...
+        return EvalTargets(LABELS, split.labels, widest, label_names=tuple(str(i) for i in range(widest)))
     if data.task == "multi-label-classification":
         return EvalTargets(LABEL_SETS, split.labels.astype(np.int64), len(data.label_names),
                            label_names=tuple(data.label_names))

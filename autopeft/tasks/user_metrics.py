@@ -9,6 +9,7 @@ What the function is given, per task (both arguments numpy arrays of one length,
 - token-classification: a sentence's tags per entry, each a list of tag names in word order (an object array of
   lists, as seqeval takes them: ``seqeval.metrics.f1_score(references, predictions)``); a word the model gave no
   tag (past ``data.max_length``) is ``"O"`` where the tags have it, else ``""``;
+- multiple-choice: the position of the option chosen and of the right one, counted from 0, as text ("0", "2");
 - sequence-regression: float64 predictions and gold targets;
 - causal-lm: the answer each generated response gives, as the task reads it (``workers.tasks.extract_answer``),
   against the gold answers, both as strings.
