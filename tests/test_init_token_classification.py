@@ -223,7 +223,9 @@ def test_a_datasets_dataset_is_drafted_from_python_with_its_tag_names(tmp_path):
     assert draft.spec["model"]["task"] == "token-classification"
     assert draft.spec["data"]["text_columns"] == ["tokens"] and draft.spec["data"]["label_column"] == "ner_tags"
     assert draft.spec["objectives"][0]["name"] == "entity_f1"
-    resolved, _ = resolve(draft.spec, data={"train": dataset}, name="drafted", base_dir=tmp_path)
+    # the rows passed are written under output_dir: here the test's folder, not the one the tests run from
+    resolved, _ = resolve({**draft.spec, "output_dir": str(tmp_path / "runs")}, data={"train": dataset},
+                          name="drafted", base_dir=tmp_path)
     data = load_task_data(resolved.data, resolved.model, resolved.seed)
     assert data.label_names == names  # the dataset's class order, the head's
     with pytest.raises(UserError, match=r"^train: a DatasetDict holds several splits \(train\); pass one"):

@@ -169,7 +169,7 @@ def test_rows_that_name_no_option_are_refused_naming_them(tmp_path, rows, fields
 def test_the_chance_level_is_the_most_common_position(tmp_path):
     data = _every_row(tmp_path, _records("eval"))
     level = chance_level(data)
-    assert level.metrics == {"accuracy": 138 / 500} and "option 0" in level.predicts
+    assert level.metrics == {"accuracy": 138 / 500} and level.predicts == "always the first option"
     targets = eval_targets(data)
     assert targets.kind == LABELS and targets.num_labels == 4 and np.array_equal(targets.gold, data.eval.labels)
 
@@ -357,6 +357,10 @@ def test_search_run_export_predict_and_stock_peft(tmp_path, capsys):
     assert search.predict(number, records[0]) == search.predict(number, [records[0]])[0]  # a row by column name
     with pytest.raises(UserError, match="texts\\[0\\]: 1 options given"):
         search.predict(number, [("a question", ["one"])])
+    with pytest.raises(UserError, match="texts\\[1\\]: option 'pear' given twice"):
+        search.predict(number, [("a question", np.array(["a", "b"])), ("a fruit?", ["pear", "dog", "pear"])])
+    with pytest.raises(UserError, match="texts: the question is missing or empty"):
+        search.predict(number, {"question": None, "options": ["a", "b"]})
     table = tmp_path / "questions.jsonl"
     rows.to_json(table, orient="records", lines=True)
     written = tmp_path / "chosen.csv"

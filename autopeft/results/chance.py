@@ -109,7 +109,8 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
         modal = int(np.argmax(counts))
         constant = np.full(len(labels), modal)
         return _with_custom(data, ChanceLevel({"accuracy": float(counts[modal] / len(labels))}, len(labels),
-                                              f"always option {modal} (counted from 0)"), constant)
+                                              f"always the {_ORDINALS[modal]} option" if modal < len(_ORDINALS)
+                                              else f"always option {modal + 1}"), constant)
     if data.task == "sequence-classification":
         counts = np.bincount(labels, minlength=len(data.label_names))
         majority = int(np.argmax(counts))
@@ -137,6 +138,9 @@ def chance_level(data: TaskData) -> ChanceLevel | None:
     constant = np.full(len(labels), mean)
     return _with_custom(data, ChanceLevel(regression_metrics(constant, labels), len(labels),
                                           f"always the mean target {mean:.4g}"), constant)
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
 def _with_custom(data: TaskData, level: ChanceLevel, constant: np.ndarray | list[str]) -> ChanceLevel:

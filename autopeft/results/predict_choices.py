@@ -23,7 +23,9 @@ Question = tuple[str, list[str]]  # the question's text (its text columns joined
 def _question(value: Any, spec: SearchSpec, where: str) -> Question | None:
     """One question: a row by the spec's column names (a mapping, its options as the data holds them), or a
     ``(question, [option, ...])`` tuple; None when ``value`` is neither."""
-    from autopeft.tasks.choices import row_options
+    import pandas as pd
+
+    from autopeft.tasks.choices import is_missing, row_options
 
     data = spec.data
     if isinstance(value, Mapping):
@@ -32,16 +34,21 @@ def _question(value: Any, spec: SearchSpec, where: str) -> Question | None:
             raise UserError(f"{where}: no {missing[0]!r}; a row names the search's question columns "
                             f"{data.text_columns} and option columns {data.choice_columns}")
         options, _ = row_options(value, data, lambda: where)
-        text = " ".join(str(value[c]) for c in data.text_columns)
+        cells = [value[c] for c in data.text_columns]
+        text = "" if any(is_missing(c) for c in cells) else " ".join(str(c) for c in cells)
     elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and \
-            isinstance(value[1], (list, tuple)):
-        text, options = value[0], [None if o is None or not str(o).strip() else str(o) for o in value[1]]
+            isinstance(value[1], (list, tuple, np.ndarray, pd.Series)):
+        text, options = value[0], [None if is_missing(o) else str(o) for o in value[1]]
     else:
         return None
     if not text.strip():
-        raise UserError(f"{where}: the question is empty; a text to read is needed, as in training")
-    if sum(o is not None for o in options) < 2:
-        raise UserError(f"{where}: {sum(o is not None for o in options)} options given; two or more to choose among")
+        raise UserError(f"{where}: the question is missing or empty; a text to read is needed, as in training")
+    given = [o for o in options if o is not None]
+    if len(given) < 2:
+        raise UserError(f"{where}: {len(given)} options given; two or more to choose among")
+    repeated = next((o for i, o in enumerate(given) if o in given[:i]), None)
+    if repeated is not None:  # each option's probability is given by its text
+        raise UserError(f"{where}: option {repeated!r} given twice; give each option once")
     return text, options
 
 

@@ -17,7 +17,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +27,10 @@ from starlette.routing import Route
 
 from autopeft.errors import UserError
 from autopeft.service.jobs import SearchJobs
+
+if TYPE_CHECKING:
+    from autopeft.api import Search
+    from autopeft.spec import DataSpec
 
 USER_HEADER = "x-autopeft-user"
 MAX_BODY_BYTES = 256 * 2**20  # a spec with its data files, base64 in JSON; beyond this a request is refused (413)
@@ -102,7 +106,8 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
     def predict(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         """A trial on new inputs, as ``autopeft predict`` runs it: ``trial`` (a number or a pick), and ``texts``
         (a classifier's or regressor's, a pair as a list of two texts; a tagger's sentences, each a text or a list
-        of words) or a decoder's ``prompts``."""
+        of words; a multiple-choice search's questions, each ``{"question": ..., "options": [...]}`` or a row by
+        column name) or a decoder's ``prompts``."""
         from autopeft.api import load_search
 
         name = name_of(request)
@@ -122,6 +127,8 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             return {"trial": number, "responses": search.generate(
                 number, prompts, max_new_tokens=_int(body, "max_new_tokens") or 128)}
         texts = body.get("texts")
+        if search.spec.model.task == "multiple-choice":
+            return _choose(search, number, texts, _flag(body, "probabilities"))
         tagger = search.spec.model.task == "token-classification"
         if not isinstance(texts, list):
             raise UserError('body: give "texts", a list of sentences (each a text, or a list of its words)' if tagger
@@ -175,6 +182,55 @@ def create_app(jobs: SearchJobs, token: str, *, token_for_reads: bool = False) -
             fields=("picks", "seeds", "launched_by")), methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+
+
+def _choose(search: Search, number: int, texts: Any, probabilities: bool) -> dict[str, Any]:
+    """A multiple-choice trial's answers: the option chosen for each question and, with ``probabilities``, each
+    option's probability, an object per question keyed by its options in the order given (``Search.predict``'s
+    dicts: each question has options of its own, so there is no shared column of labels as a classifier's)."""
+    predicted = search.predict(number, _questions(texts, search.spec.data), probabilities=probabilities)
+    if not probabilities:
+        return {"trial": number, "predictions": predicted}
+    return {"trial": number, "predictions": [max(options, key=options.get) for options in predicted],
+            "probabilities": predicted}
+
+
+def _questions(texts: Any, data: DataSpec) -> list[Any]:
+    """The body's questions as ``Search.predict`` takes them: ``{"question": ..., "options": [...]}`` as a
+    ``(question, options)`` tuple (JSON has no tuples), and a row by the search's column names as it is (its
+    options as the data holds them: a column each, or one column of a list). A field of the wrong type is named
+    here, with its position, before the model is loaded."""
+    form = ('{"question": "...", "options": ["...", "..."]}, or a row by the search\'s columns '
+            f"{[*data.text_columns, *data.choice_columns]}")
+    if not isinstance(texts, list):
+        raise UserError(f'body: give "texts", a list of questions, each {form}')
+    questions = []
+    for index, value in enumerate(texts):
+        if not isinstance(value, dict):
+            raise UserError(f"texts[{index}]: expected {form}; got {type(value).__name__}")
+        if set(value) == {"question", "options"} and not _names_columns(value, data):
+            questions.append(_question_and_options(value, f"texts[{index}]"))
+        else:
+            questions.append(value)
+    return questions
+
+
+def _names_columns(value: dict[str, Any], data: DataSpec) -> bool:
+    """Whether an object with the fields question and options is a row of a search whose own columns are named
+    so: its options column may hold ARC's {text, label}, which the row's reading takes and a list's does not."""
+    return {*data.text_columns, *data.choice_columns} == {"question", "options"}
+
+
+def _question_and_options(value: dict[str, Any], where: str) -> tuple[str, list[Any]]:
+    """``{"question": ..., "options": [...]}`` as ``Search.predict``'s tuple; a field of the wrong type is named
+    with its place in the body (the API's own message would speak of Python tuples)."""
+    question, options = value["question"], value["options"]
+    if not isinstance(question, str):
+        raise UserError(f"{where}.question: expected the question's text, got {question!r}")
+    if not isinstance(options, list) or not all(o is None or isinstance(o, (str, int, float)) for o in options):
+        raise UserError(f'{where}.options: expected a list of the options\' texts, e.g. ["red", "a dog"], got '
+                        f"{options!r}")
+    return question, options
 
 
 def _tagged(sentences: list[list[tuple[str, str | None]]]) -> list[list[dict[str, str | None]]]:

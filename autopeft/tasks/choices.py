@@ -19,7 +19,6 @@ PEFT method wraps it, prefix and prompt tuning included (docs/decisions.md, "Sev
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,12 +38,14 @@ _INTEGER = re.compile(r"-?\d+")
 _LETTER = re.compile(r"[A-Za-z]")
 
 
-def _is_missing(cell: Any) -> bool:
-    return cell is None or (isinstance(cell, float) and math.isnan(cell)) or \
-        (isinstance(cell, str) and not cell.strip())
+def is_missing(cell: Any) -> bool:
+    """An empty cell (None, NaN, pandas' NA, blank text); a list or mapping is a value, however empty."""
+    if isinstance(cell, (list, tuple, np.ndarray, Mapping)):
+        return False
+    return bool(pd.isna(cell)) or (isinstance(cell, str) and not cell.strip())
 
 
-def _listed(cell: Any) -> tuple[list[Any], list[str] | None] | None:
+def listed_options(cell: Any) -> tuple[list[Any], list[str] | None] | None:
     """A cell that holds a row's options: their texts and, where given (ARC's choices), their labels; None for a
     cell of one text."""
     if isinstance(cell, str) and cell.lstrip().startswith(("[", "{")):
@@ -52,7 +53,7 @@ def _listed(cell: Any) -> tuple[list[Any], list[str] | None] | None:
             cell = json.loads(cell)
         except ValueError:
             return None
-    if isinstance(cell, dict):
+    if isinstance(cell, Mapping):
         texts = cell.get("text")
         labels = cell.get("label")
         if not isinstance(texts, (list, tuple, np.ndarray)):
@@ -71,14 +72,14 @@ def row_options(row: Mapping[str, Any] | pd.Series, data: DataSpec,
     them."""
     columns = data.choice_columns
     if len(columns) == 1:
-        listed = _listed(row[columns[0]])
+        listed = listed_options(row[columns[0]])
         if listed is None:
             raise UserError(f"data.choice_columns: column {columns[0]!r} holds {str(row[columns[0]])[:60]!r} in "
                             f"{row_name()}, one text; name a column per option (choice_columns: [sol1, sol2]), or "
                             "give each row its options as a list")
         texts, labels = listed
-        return [None if _is_missing(t) else str(t) for t in texts], labels
-    return [None if _is_missing(row[c]) else str(row[c]) for c in columns], None
+        return [None if is_missing(t) else str(t) for t in texts], labels
+    return [None if is_missing(row[c]) else str(row[c]) for c in columns], None
 
 
 def _answer_position(cell: Any, options: list[str | None], own_labels: list[str] | None, data: DataSpec,

@@ -33,6 +33,7 @@ from autopeft.tasks.data import (
     length_keeping_most_whole,
     read_table,
 )
+from autopeft.tasks.draft_choices import choice_form, option_pair_texts
 from autopeft.tasks.draft_tags import tagged_form
 from autopeft.tasks.file_problems import separator_hint
 from autopeft.tasks.label_sets import FLAG_CELLS
@@ -79,8 +80,9 @@ def draft_spec(train: str | os.PathLike | pd.DataFrame | datasets.Dataset,
     task = "causal-lm" if data is not None else None
     if data is None:
         _refuse_answer_spans(frame)
-        tagged = tagged_form(frame, train, reasons)
-        data, task, objective = tagged if tagged is not None else _labelled_form(frame, reasons)
+        # options with an answer first: SWAG's or ARC's options would be read as a pair of texts or as tags
+        recognised = choice_form(frame, reasons) or tagged_form(frame, train, reasons)
+        data, task, objective = recognised if recognised is not None else _labelled_form(frame, reasons)
     files = {field: str(rows) for field, rows in (("train", train), ("eval", evaluation))
              if isinstance(rows, (str, os.PathLike))}
     data = {**files, **({} if evaluation is not None else {"eval_fraction": HELD_OUT}), **data}
@@ -369,8 +371,10 @@ _TEMPLATE_TOKENS = 64  # an instruction template's or chat template's own tokens
 
 
 def _record_texts(frame: pd.DataFrame, data: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """Each row's texts as the tokenizer will be given them, without templates: a classifier's text or pair, or a
-    decoder record's fields joined."""
+    """Each row's texts as the tokenizer will be given them, without templates: a classifier's text or pair, a
+    multiple-choice question's pairs with each of its options, or a decoder record's fields joined."""
+    if "choice_columns" in data:  # a (question, option) pair per option, as the reader tokenises them
+        return option_pair_texts(frame, data)
     if "label_column" in data or "label_columns" in data:
         return [tuple(_cell_text(v) for v in row) for row in frame[data["text_columns"]].itertuples(index=False)]
     if "messages_column" in data:

@@ -13,6 +13,7 @@ import streamlit as st
 from autopeft.objectives import TASK_METRICS
 from autopeft.service.admission import bundled_examples
 from autopeft.spec import SEARCH_SPACES_DIR
+from autopeft.tasks.choices import MULTIPLE_CHOICE
 from autopeft.tasks.word_tags import CONLL_SUFFIXES, CONLL_TAGS, CONLL_WORDS, TOKEN_CLASSIFICATION
 from dashboard import access, launching, navigation
 from dashboard.spec_form import (
@@ -35,6 +36,11 @@ _FORM_DEFAULTS = {"form_model": DEFAULT_MODEL, "form_columns": "sentence", "form
 # A tagger's columns until a file says otherwise: the names a CoNLL file is read into (autopeft/tasks/word_tags.py)
 # and CoNLL-2003's words column on the hub
 _TAGGER_DEFAULTS = {"form_columns": CONLL_WORDS, "form_label": CONLL_TAGS}
+# A multiple-choice search's columns until a file says otherwise: the bundled OpenBookQA example's (a question, its
+# options as a list, the answer naming the right one; examples/openbookqa.yaml)
+_CHOICE_DEFAULTS = {"form_columns": "question", "form_choices": "options", "form_label": "answer"}
+# The column fields each kind of task starts from; the others start from _FORM_DEFAULTS'
+_TASK_COLUMN_DEFAULTS = {TOKEN_CLASSIFICATION: _TAGGER_DEFAULTS, MULTIPLE_CHOICE: _CHOICE_DEFAULTS}
 _FOLLOWED_TASK = "_form_followed_task"  # the task the fields were last drawn (or filled from a file) for
 
 
@@ -130,22 +136,25 @@ def _fill_from_upload() -> None:
 def _follow_task(task: str) -> None:
     """When the user changes the task, its metric starts at the task's own first one (a tagger's "accuracy" kept
     from a classifier would be word accuracy, mostly its "O" words, where the entity F1 is its field's score); and
-    when they turn it to a tagger or back, column fields still at the other kind's defaults take this kind's (a
-    tagger's words and tags are rarely in "sentence" and "label"). What the user typed, or an uploaded file filled
-    in with its own task (``_fill_from_upload``), stays. Called before those fields are drawn (a field's value can
-    only be set before it is)."""
+    when they turn it to another kind of columns (a tagger, multiple-choice, or back), column fields still at the
+    other kind's defaults take this kind's (a tagger's words and tags are rarely in "sentence" and "label", nor a
+    question's options). What the user typed, or an uploaded file filled in with its own task
+    (``_fill_from_upload``), stays. Called before those fields are drawn (a field's value can only be set before it
+    is)."""
     followed = st.session_state.get(_FOLLOWED_TASK, task)
     st.session_state[_FOLLOWED_TASK] = task
     if followed == task:
         return
     st.session_state.pop("form_metric", None)  # drawn again at its first choice
-    tagger = task == TOKEN_CLASSIFICATION
-    if tagger == (followed == TOKEN_CLASSIFICATION):
-        return
-    before, after = (_FORM_DEFAULTS, _TAGGER_DEFAULTS) if tagger else (_TAGGER_DEFAULTS, _FORM_DEFAULTS)
-    for key in _TAGGER_DEFAULTS:
+    before, after = _column_defaults(followed), _column_defaults(task)
+    for key in before.keys() & after.keys():
         if st.session_state.get(key) == before[key]:
             st.session_state[key] = after[key]
+
+
+def _column_defaults(task: str) -> dict[str, str]:
+    """The column fields' values a form for ``task`` starts from."""
+    return _TASK_COLUMN_DEFAULTS.get(task, {key: _FORM_DEFAULTS[key] for key in ("form_columns", "form_label")})
 
 
 def _launched(job) -> str:
@@ -156,7 +165,7 @@ def _launched(job) -> str:
 
 def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     """The few fields a first search needs; the spec they make is shown on launch, to copy and go on by hand."""
-    for key, default in _FORM_DEFAULTS.items():
+    for key, default in {**_FORM_DEFAULTS, "form_choices": _CHOICE_DEFAULTS["form_choices"]}.items():
         st.session_state.setdefault(key, default)  # values, not widget defaults: an upload may set them
     _fill_from_upload()
     model = st.text_input("model", key="form_model",
@@ -179,7 +188,14 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
         for reason in reading.reasons if reading else []:
             st.caption(f"read from the file: {reason}")
     columns, label, messages, records = "sentence", "label", "", next(iter(DECODER_RECORDS))
-    if task == TOKEN_CLASSIFICATION:  # one column of words, one of tags: a tagger reads no pairs
+    choices = ""
+    if task == MULTIPLE_CHOICE:  # a question, its options, the right one
+        columns = st.text_input("question column(s), comma-separated (two are joined by a space)", key="form_columns")
+        choices = st.text_input("option columns, comma-separated (a column each), or one column holding each row's "
+                                "options as a list", key="form_choices")
+        label = st.text_input("answer column (the right option: its position from 0, a letter A, B, ..., or its "
+                              "text)", key="form_label")
+    elif task == TOKEN_CLASSIFICATION:  # one column of words, one of tags: a tagger reads no pairs
         columns = st.text_input("words column (each row's words: a list, or text split at whitespace)",
                                 key="form_columns")
         label = st.text_input("tags column (a tag per word: a list, or text split at whitespace)", key="form_label")
@@ -212,14 +228,22 @@ def _short_form() -> tuple[SpecForm, dict[str, bytes] | None]:
     uploads = {f.name: f.getvalue() for f in (train, evaluation) if f is not None} or None
     form = SpecForm(name="", model=model, task=task, train_file=train.name if train else None,
                     eval_file=evaluation.name if evaluation else None, dataset=dataset or None,
-                    dataset_config=config or None, text_columns=[c.strip() for c in columns.split(",") if c.strip()],
+                    dataset_config=config or None, text_columns=_names(columns), choice_columns=_names(choices),
                     label_column=label, messages_column=messages.strip() or None, plain_text=plain_text,
                     metric=metric, costs=list(costs),
                     max_trainable_percent=limit or None,
                     space=space, trials=int(trials), steps_per_trial=int(steps) or "auto", parallel=int(parallel))
     reading = st.session_state.get("_form_reading") if train is not None else None
+    if reading is not None and MULTIPLE_CHOICE in (task, reading.values.get("form_task")) and \
+            reading.values.get("form_task") != task:
+        reading = None  # a length and label_values read for a question's options, or for other columns than its
     if reading is not None:  # what the form does not ask, as the file showed it
         form.max_length = reading.max_length
         if task != "causal-lm" or DECODER_RECORDS[records] == "instruction":  # labels' fields, or records'
             form.record_fields = dict(reading.record_fields)
     return form, uploads
+
+
+def _names(field: str) -> list[str]:
+    """A comma-separated field's column names."""
+    return [name.strip() for name in field.split(",") if name.strip()]

@@ -12,6 +12,7 @@ import streamlit as st
 
 from autopeft.objectives import MEASUREMENTS
 from autopeft.results.views import format_value
+from autopeft.tasks.choices import MULTIPLE_CHOICE
 from autopeft.tasks.tag_spans import OUTSIDE_TAGS
 from autopeft.tasks.word_tags import TOKEN_CLASSIFICATION
 from dashboard import analysis, cache, figures
@@ -75,15 +76,18 @@ def render(ctx: Context) -> None:
 
 def try_it(ctx: Context, spec, number: int, adapter_dir: str) -> None:
     """The trial on the visitor's own inputs, read as the search read its evaluation rows (autopeft/results/
-    predict.py, responses.py): a classifier's labels and probabilities, a regressor's numbers, a tagger's tag per
-    word, a decoder's greedy response. Nothing is written: the model is loaded from the adapter folder when first
-    run."""
+    predict.py, predict_choices.py, responses.py): a classifier's labels and probabilities, a regressor's numbers, a
+    tagger's tag per word, a multiple-choice search's chosen option, a decoder's greedy response. Nothing is
+    written: the model is loaded from the adapter folder when first run."""
     from autopeft.errors import UserError
     from autopeft.results import predict, responses
 
     st.subheader("Try it")
     if spec.model.task == TOKEN_CLASSIFICATION:
         try_tagger(ctx, spec, number, adapter_dir)
+        return
+    if spec.model.task == MULTIPLE_CHOICE:
+        try_choices(ctx, spec, number, adapter_dir)
         return
     decoder = spec.model.task == "causal-lm"
     columns = list(spec.data.text_columns or [])
@@ -154,6 +158,49 @@ def try_tagger(ctx: Context, spec, number: int, adapter_dir: str) -> None:
     if any(tag is None for pairs in tagged for _, tag in pairs):
         st.caption(f"{NO_TAG}: a word past data.max_length ({spec.data.max_length} tokens), which the model never "
                    "read; the search scored such words as wrong")
+
+
+def try_choices(ctx: Context, spec, number: int, adapter_dir: str) -> None:
+    """A multiple-choice trial on the visitor's question and options (one per line): the option chosen, and every
+    option's probability (the softmax over the question's options, the one its trials were trained on), from the
+    same pass as ``Search.predict`` (autopeft/results/predict_choices.py). The question is one box even where the
+    search's question spans several columns: those are joined by a space before they are read."""
+    from autopeft.errors import UserError
+    from autopeft.results.predict_choices import checked_questions, option_probabilities
+
+    columns = list(spec.data.text_columns or [])
+    asked = st.text_area(f"question ({' and '.join(columns)}, joined by a space)" if len(columns) > 1 else
+                         "question", key="try_question")
+    options = [line.strip() for line in st.text_area("options, one per line", key="try_options").splitlines()
+               if line.strip()]
+    ready = bool(asked.strip()) and len(options) >= 2
+    if not ready and (asked.strip() or options):
+        st.caption("a question and two or more options to choose among")
+    if not st.button("Run", key="try_run", disabled=not ready):
+        return
+    try:
+        with st.spinner("loading the trial's model and running it"):
+            model, tokenizer = cache.trial_model(ctx.url, ctx.search, number, adapter_dir, spec)
+            questions, _ = checked_questions(spec, (asked.strip(), options))
+            scored = option_probabilities(model, tokenizer, spec, questions)[0]
+    except UserError as error:
+        st.error(str(error))
+        return
+    st.text(f"chosen: {chosen_option(scored)}")  # text, not markdown: a visitor's "**" or "<b>" is shown as typed
+    st.dataframe(choice_table(scored), hide_index=True, width="stretch", column_config={
+        "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0, format="%.3f")})
+
+
+def chosen_option(scored: list[tuple[str, float]]) -> str:
+    """The option given the highest probability (the first of equals, as ``Search.predict`` chooses)."""
+    return max(scored, key=lambda pair: pair[1])[0]
+
+
+def choice_table(scored: list[tuple[str, float]]) -> pd.DataFrame:
+    """Each option in the order typed, its probability and whether it is the one chosen (the first of equals)."""
+    chosen = max(range(len(scored)), key=lambda i: scored[i][1])
+    return pd.DataFrame([(option, probability, i == chosen) for i, (option, probability) in enumerate(scored)],
+                        columns=["option", "probability", "chosen"])
 
 
 def tag_table(tagged: list[list[tuple[str, str | None]]]) -> pd.DataFrame:
