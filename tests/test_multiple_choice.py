@@ -160,6 +160,9 @@ def test_an_empty_option_is_one_the_question_lacks(tmp_path):
     ([{"q": "q", "o": ["a", "b", "c"], "y": 1 + i % 2} for i in range(40)], {},
      "none is 0: if they count the options from 1, set data.label_values: ['1', '2', '3']"),
     ([{"q": "q", "o": ["a", "b"], "y": "x"}] * 8, {"label_values": ["1", "2"]}, "answers 'x', which is not one of"),
+    ([{"q": "q", "o": ["2", "4", "6"], "y": "2"}] * 8, {},
+     "answers '2', the text of option 0 and, read as a position from 0, option 2: write the answers as letters"),
+    ([{"q": "q", "o": ["B", "A"], "y": "A"}] * 8, {}, "read as a letter, option 0: write the answers as positions"),
 ])
 def test_rows_that_name_no_option_are_refused_naming_them(tmp_path, rows, fields, message):
     with pytest.raises(UserError, match=re.escape(message)):

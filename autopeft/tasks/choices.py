@@ -30,7 +30,7 @@ from autopeft.errors import UserError
 from autopeft.spec import DataSpec, label_text
 
 MULTIPLE_CHOICE = "multiple-choice"
-# The columns each row's options, their labels and its right option ride along in, through hold-out and subsets
+# The columns each row's options and the position of its right option ride along in, through hold-out and subsets
 OPTIONS_COLUMN, ANSWER_COLUMN = "\0options", "\0answer"
 # The pair columns the tokenizer reads: the question, then one option
 QUESTION_TEXT, OPTION_TEXT = "\0question", "\0option"
@@ -94,13 +94,20 @@ def _answer_position(cell: Any, options: list[str | None], own_labels: list[str]
                         f"{data.label_values}; add it there, or correct the row")
     if own_labels is not None and text in own_labels:
         return own_labels.index(text), False
-    if _INTEGER.fullmatch(text):
-        return int(text), True
-    if _LETTER.fullmatch(text):
-        return ord(text.upper()) - ord("A"), False
     stripped = [None if o is None else o.strip() for o in options]
-    if text.strip() in stripped:
-        return stripped.index(text.strip()), False
+    as_text = stripped.index(text.strip()) if text.strip() in stripped else None
+    for form, pattern, position, fix in (
+            ("a position from 0", _INTEGER, lambda: int(text), "write the answers as letters, A for the first option"),
+            ("a letter", _LETTER, lambda: ord(text.upper()) - ord("A"), "write the answers as positions from 0")):
+        if pattern.fullmatch(text):
+            if as_text is not None and as_text != position():
+                # options that are numbers or letters themselves: which one is meant cannot be told
+                raise UserError(f"data.label_column: {row_name()} answers {text!r}, the text of option {as_text} "
+                                f"and, read as {form}, option {position()}: {fix}, or list what the answers call "
+                                "the options, in order, in data.label_values")
+            return position(), form == "a position from 0"
+    if as_text is not None:
+        return as_text, False
     raise UserError(f"data.label_column: {row_name()} answers {text!r}, which names none of its options (by "
                     "position from 0, a letter A, B, ..., the option's label or its text); name the right option "
                     "so, or list what the answers call the options, in order, in data.label_values")

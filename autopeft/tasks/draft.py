@@ -355,7 +355,8 @@ def _fitting_length(frame: pd.DataFrame, data: dict[str, Any], task: str, model:
         needed, what = int(lengths.max()) + _TEMPLATE_TOKENS, "the longest record with its prompt template"
         length = max(32, 32 * math.ceil(needed / 32))
     else:  # the rule of the note that a search gives where many texts are cut
-        length, what = max(32, length_keeping_most_whole(lengths)), "95% of the texts whole"
+        length = max(32, length_keeping_most_whole(lengths))
+        what = "95% of the (question, option) pairs whole" if task == "multiple-choice" else "95% of the texts whole"
     from transformers import AutoConfig
 
     try:
